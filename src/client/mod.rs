@@ -1,0 +1,58 @@
+//! The page: `shell` is the HTML document the server renders, `App` the part that hydrates in the browser.
+//! The tab's identity (name and ticket) lives only in this tab's memory: a reload asks again.
+
+mod compose;
+mod feed;
+mod live;
+
+use leptos::prelude::*;
+
+pub use feed::{merge_into, Feed};
+pub use live::LiveStatus;
+
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    let css = format!("/{}/{}.css", options.site_pkg_dir, options.output_name);
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light dark"/>
+                <meta name="description" content="A realtime shared feed: messages appear in every open tab at once."/>
+                <title>"Broadcasting"</title>
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                <link rel="stylesheet" href=css/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    let feed = Feed::new();
+    let status = live::connect(feed);
+    // Set once the page is interactive; tests and styles key on it.
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
+    view! {
+        <main class="page" data-hydrated=move || hydrated.get().then_some("true")>
+            <header class="masthead">
+                <h1>"Broadcasting"</h1>
+                <live::StatusBadge status/>
+            </header>
+            <p class="intro">
+                "A shared, live message log. What anyone sends here shows up at once in every other open tab of "
+                "this page, with no reload. Try it: open this page in a second tab, join there with another name, "
+                "and send from either one."
+            </p>
+            <feed::FeedLog feed/>
+            <compose::Composer feed/>
+        </main>
+    }
+}

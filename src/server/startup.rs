@@ -1,0 +1,174 @@
+//! Start-up: settings → state → router → listener. `app` builds the whole router, so tests and `main` serve
+//! the same thing.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{middleware, Router};
+use leptos::config::LeptosOptions;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tokio::sync::watch;
+use tower_http::compression::CompressionLayer;
+use tower_http::services::ServeDir;
+use tower_http::trace::TraceLayer;
+
+use crate::client::{shell, App};
+use crate::server::fanout::{Broadcaster, LocalBroadcaster};
+use crate::server::settings::Settings;
+use crate::server::store::{FeedStore, MemoryStore};
+use crate::server::ticket::TicketKeys;
+use crate::server::{events, group};
+
+/// Per-subscriber notification buffer; a subscriber further behind is coalesced to the latest id.
+const FANOUT_CAPACITY: usize = 64;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_message_chars: usize,
+    pub page_size: usize,
+}
+
+/// Resolves once shutdown has begun; `never()` for a state that is not served by `run`.
+#[derive(Clone)]
+pub struct Shutdown(Option<watch::Receiver<bool>>);
+
+impl Shutdown {
+    pub fn new() -> (watch::Sender<bool>, Self) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Self(Some(rx)))
+    }
+
+    pub fn never() -> Self {
+        Self(None)
+    }
+
+    pub async fn wait(self) {
+        match self.0 {
+            Some(mut rx) => {
+                let _ = rx.wait_for(|down| *down).await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn FeedStore>,
+    pub fanout: Arc<dyn Broadcaster>,
+    pub tickets: TicketKeys,
+    pub limits: Limits,
+    pub leptos: LeptosOptions,
+    pub shutdown: Shutdown,
+}
+
+impl AppState {
+    pub fn new(
+        store: Arc<dyn FeedStore>,
+        fanout: Arc<dyn Broadcaster>,
+        tickets: TicketKeys,
+        limits: Limits,
+        leptos: LeptosOptions,
+    ) -> Self {
+        Self { store, fanout, tickets, limits, leptos, shutdown: Shutdown::never() }
+    }
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos.clone()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot load or create the ticket secret in {dir}: {source}")]
+    Secret { dir: std::path::PathBuf, source: std::io::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+fn leptos_options(settings: &Settings) -> LeptosOptions {
+    let env_or = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    LeptosOptions::builder()
+        .output_name(env_or("LEPTOS_OUTPUT_NAME", "broadcasting"))
+        .site_root(settings.site_root.to_string_lossy().into_owned())
+        .site_pkg_dir(env_or("LEPTOS_SITE_PKG_DIR", "pkg"))
+        .site_addr(settings.addr)
+        .reload_port(env_or("LEPTOS_RELOAD_PORT", "3001").parse::<u32>().unwrap_or(3001))
+        .build()
+}
+
+pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
+    let tickets = TicketKeys::load(settings.secret.as_deref(), &settings.data_dir)
+        .map_err(|source| StartupError::Secret { dir: settings.data_dir.clone(), source })?;
+    Ok(AppState::new(
+        Arc::new(MemoryStore::new(settings.memory_cap)),
+        Arc::new(LocalBroadcaster::new(FANOUT_CAPACITY)),
+        tickets,
+        Limits { max_message_chars: settings.max_message_chars, page_size: settings.page_size },
+        leptos_options(settings),
+    ))
+}
+
+pub fn app(state: AppState, scope: group::Scope) -> Router {
+    let routes = generate_route_list(App);
+    let static_files = ServeDir::new(state.leptos.site_root.as_ref())
+        .not_found_service(get(|| async { (StatusCode::NOT_FOUND, "Not found") }));
+    Router::new()
+        .route("/events", get(events::stream))
+        .leptos_routes(&state, routes, {
+            let options = state.leptos.clone();
+            move || shell(options.clone())
+        })
+        .fallback_service(static_files)
+        .layer(middleware::from_fn_with_state(scope, group::assign))
+        .layer(CompressionLayer::new())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves until SIGINT or SIGTERM; then open event streams end (tabs reconnect elsewhere or later).
+pub async fn run(settings: Settings) -> Result<(), StartupError> {
+    let mut state = build_state(&settings)?;
+    let (stop, shutdown) = Shutdown::new();
+    state.shutdown = shutdown.clone();
+    let listener = tokio::net::TcpListener::bind(settings.addr)
+        .await
+        .map_err(|source| StartupError::Bind { addr: settings.addr, source })?;
+    let addr = listener.local_addr().map_err(StartupError::Serve)?;
+    // Tests and scripts read this line to find the port.
+    println!("broadcasting listening on http://{addr}");
+    tracing::info!(%addr, scope = ?settings.scope, "listening");
+    let router = app(state, settings.scope);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            let _ = stop.send(true);
+        })
+        .await
+        .map_err(StartupError::Serve)
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,156 @@
+//! Tickets: what a tab holds after joining. A ticket names the author and is signed (HMAC-SHA256) over the
+//! session group, the name and the issue time, so the server takes the author from the ticket, and a ticket from
+//! another group, forged or altered, is refused.
+//!
+//! Format: `v1.<base64url(name)>.<issued unix seconds>.<base64url(mac)>`.
+
+use std::path::Path;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+
+use crate::server::group::GroupId;
+use crate::shared::domain::Username;
+
+type HmacSha256 = Hmac<Sha256>;
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TicketError {
+    #[error("Join first: this tab has no ticket.")]
+    Missing,
+    #[error("This ticket is not valid here; join again.")]
+    Invalid,
+}
+
+#[derive(Clone)]
+pub struct TicketKeys {
+    secret: std::sync::Arc<[u8]>,
+}
+
+impl TicketKeys {
+    pub fn new(secret: Vec<u8>) -> Self {
+        Self { secret: secret.into() }
+    }
+
+    /// The secret from settings if given, else the one kept in `data_dir/secret`, made on first start.
+    pub fn load(configured: Option<&str>, data_dir: &Path) -> std::io::Result<Self> {
+        if let Some(secret) = configured {
+            return Ok(Self::new(secret.as_bytes().to_vec()));
+        }
+        let path = data_dir.join("secret");
+        match std::fs::read_to_string(&path) {
+            Ok(text) if !text.trim().is_empty() => return Ok(Self::new(text.trim().as_bytes().to_vec())),
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
+        std::fs::create_dir_all(data_dir)?;
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        let secret = URL_SAFE_NO_PAD.encode(bytes);
+        write_private(&path, &secret)?;
+        Ok(Self::new(secret.into_bytes()))
+    }
+
+    fn mac(&self, group: &GroupId, name: &str, issued: u64) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(&self.secret).expect("HMAC takes a key of any length");
+        for part in [b"v1".as_slice(), group.as_str().as_bytes(), name.as_bytes(), issued.to_string().as_bytes()] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac
+    }
+
+    pub fn issue(&self, group: &GroupId, name: &Username) -> String {
+        let issued = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.issue_at(group, name, issued)
+    }
+
+    fn issue_at(&self, group: &GroupId, name: &Username, issued: u64) -> String {
+        let tag = self.mac(group, name.as_str(), issued).finalize().into_bytes();
+        format!("v1.{}.{issued}.{}", URL_SAFE_NO_PAD.encode(name.as_str()), URL_SAFE_NO_PAD.encode(tag))
+    }
+
+    /// The author the ticket was issued to, if it was issued by this server for this group.
+    pub fn verify(&self, group: &GroupId, ticket: &str) -> Result<Username, TicketError> {
+        let ticket = ticket.trim();
+        if ticket.is_empty() {
+            return Err(TicketError::Missing);
+        }
+        let mut parts = ticket.split('.');
+        let (Some("v1"), Some(name), Some(issued), Some(tag), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TicketError::Invalid);
+        };
+        let name = URL_SAFE_NO_PAD.decode(name).ok().and_then(|b| String::from_utf8(b).ok()).ok_or(TicketError::Invalid)?;
+        let issued: u64 = issued.parse().map_err(|_| TicketError::Invalid)?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| TicketError::Invalid)?;
+        self.mac(group, &name, issued).verify_slice(&tag).map_err(|_| TicketError::Invalid)?;
+        Username::parse(&name).map_err(|_| TicketError::Invalid)
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> TicketKeys {
+        TicketKeys::new(b"k".repeat(32))
+    }
+
+    #[test]
+    fn a_ticket_verifies_to_its_name_in_its_group() {
+        let group = GroupId::new("g1");
+        let name = Username::parse("Zoë the.dot").unwrap();
+        let ticket = keys().issue(&group, &name);
+        assert_eq!(keys().verify(&group, &ticket), Ok(name));
+    }
+
+    #[test]
+    fn other_group_other_key_and_tampering_are_refused() {
+        let group = GroupId::new("g1");
+        let ticket = keys().issue(&group, &Username::parse("ada").unwrap());
+        assert_eq!(keys().verify(&GroupId::new("g2"), &ticket), Err(TicketError::Invalid));
+        assert_eq!(TicketKeys::new(b"other".to_vec()).verify(&group, &ticket), Err(TicketError::Invalid));
+
+        let parts: Vec<&str> = ticket.split('.').collect();
+        let renamed = format!("v1.{}.{}.{}", URL_SAFE_NO_PAD.encode("eve"), parts[2], parts[3]);
+        assert_eq!(keys().verify(&group, &renamed), Err(TicketError::Invalid));
+        let redated = format!("v1.{}.{}.{}", parts[1], parts[2].parse::<u64>().unwrap() + 1, parts[3]);
+        assert_eq!(keys().verify(&group, &redated), Err(TicketError::Invalid));
+        for junk in ["v1", "v2.a.1.b", "v1.a.b.c", "v1.!!.1.AAAA", &format!("{ticket}.x")] {
+            assert_eq!(keys().verify(&group, junk), Err(TicketError::Invalid), "{junk}");
+        }
+        assert_eq!(keys().verify(&group, "  "), Err(TicketError::Missing));
+    }
+
+    #[test]
+    fn the_secret_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = GroupId::new("g");
+        let first = TicketKeys::load(None, dir.path()).unwrap();
+        let ticket = first.issue(&group, &Username::parse("ada").unwrap());
+        let again = TicketKeys::load(None, dir.path()).unwrap();
+        assert!(again.verify(&group, &ticket).is_ok());
+        let configured = TicketKeys::load(Some("from settings"), dir.path()).unwrap();
+        assert!(configured.verify(&group, &ticket).is_err());
+    }
+}

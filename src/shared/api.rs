@@ -1,0 +1,38 @@
+//! The server functions: the public write API (`POST /api/join`, `POST /api/send`) and the log reader
+//! (`GET /api/messages`). Their bodies only run on the server and hand over to `server::feed`.
+//!
+//! Arguments arrive as strings with `#[server(default)]` so a missing or malformed field is answered by our own
+//! parser with a clear 4xx, never by a deserialization failure.
+
+use leptos::prelude::*;
+use leptos::server_fn::codec::GetUrl;
+
+use crate::shared::domain::{Joined, Message};
+use crate::shared::error::ApiError;
+
+/// Join with a name; answers the accepted name and a ticket signed for this session group.
+#[server(prefix = "/api", endpoint = "join")]
+pub async fn join(#[server(default)] username: String) -> Result<Joined, ApiError> {
+    use crate::server::feed;
+    let (state, group) = feed::request_context().await?;
+    feed::respond(feed::join(&state, &group, &username))
+}
+
+/// Append a message to the shared log as the ticket's name, then notify the session group.
+#[server(prefix = "/api", endpoint = "send")]
+pub async fn send_message(
+    #[server(default)] ticket: String,
+    #[server(default)] text: String,
+) -> Result<Message, ApiError> {
+    use crate::server::feed;
+    let (state, group) = feed::request_context().await?;
+    feed::respond(feed::send(&state, &group, &ticket, &text).await)
+}
+
+/// Messages with an id above `since`, in id order, at most one page; without `since`, the latest page.
+#[server(prefix = "/api", endpoint = "messages", input = GetUrl)]
+pub async fn list_messages(since: Option<String>) -> Result<Vec<Message>, ApiError> {
+    use crate::server::feed;
+    let state = feed::app_state()?;
+    feed::respond(feed::list(&state, since.as_deref()).await)
+}

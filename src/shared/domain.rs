@@ -1,0 +1,124 @@
+//! Domain types. `Username::parse` and `MessageText::parse` are the only ways to make those types, so every
+//! function that holds one knows it is valid.
+
+use serde::{Deserialize, Serialize};
+
+/// Longest accepted name, in characters (not bytes).
+pub const MAX_NAME_CHARS: usize = 32;
+
+/// Why a name or a message was refused; the text is what the user reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("Pick a name first.")]
+    EmptyName,
+    #[error("Names are at most {max} characters; this one has {got}.")]
+    NameTooLong { max: usize, got: usize },
+    #[error("Names cannot contain control characters.")]
+    NameControl,
+    #[error("Type a message first.")]
+    EmptyText,
+    #[error("Messages are at most {max} characters; this one has {got}.")]
+    TextTooLong { max: usize, got: usize },
+    #[error("Messages cannot contain control characters.")]
+    TextControl,
+}
+
+/// A display name: trimmed, 1 to [`MAX_NAME_CHARS`] characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(raw: &str) -> Result<Self, InputError> {
+        let name = raw.trim();
+        let got = name.chars().count();
+        if got == 0 {
+            Err(InputError::EmptyName)
+        } else if got > MAX_NAME_CHARS {
+            Err(InputError::NameTooLong { max: MAX_NAME_CHARS, got })
+        } else if name.chars().any(char::is_control) {
+            Err(InputError::NameControl)
+        } else {
+            Ok(Self(name.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A message body: trimmed, not empty, at most the configured number of characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageText(String);
+
+impl MessageText {
+    pub fn parse(raw: &str, max_chars: usize) -> Result<Self, InputError> {
+        let text = raw.trim();
+        let got = text.chars().count();
+        if got == 0 {
+            Err(InputError::EmptyText)
+        } else if got > max_chars {
+            Err(InputError::TextTooLong { max: max_chars, got })
+        } else if text.chars().any(char::is_control) {
+            Err(InputError::TextControl)
+        } else {
+            Ok(Self(text.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One entry of the shared log, as stored and as served by `/api/messages` and `/api/send`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: u64,
+    pub user: String,
+    pub text: String,
+    /// When the server stored it, RFC 3339 in UTC.
+    pub at: String,
+}
+
+/// The answer to a join: the accepted name and the signed ticket the tab keeps in memory to send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Joined {
+    pub name: String,
+    pub ticket: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_counted_in_characters() {
+        assert_eq!(Username::parse("  ada  ").unwrap().as_str(), "ada");
+        let max = "é".repeat(MAX_NAME_CHARS);
+        assert_eq!(Username::parse(&max).unwrap().as_str(), max);
+        assert_eq!(
+            Username::parse(&format!("{max}x")),
+            Err(InputError::NameTooLong { max: MAX_NAME_CHARS, got: MAX_NAME_CHARS + 1 })
+        );
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        assert_eq!(Username::parse(""), Err(InputError::EmptyName));
+        assert_eq!(Username::parse(" \t\n "), Err(InputError::EmptyName));
+        assert_eq!(Username::parse("a\u{7}b"), Err(InputError::NameControl));
+        assert_eq!(Username::parse("a\nb"), Err(InputError::NameControl));
+    }
+
+    #[test]
+    fn texts_are_trimmed_and_limited() {
+        assert_eq!(MessageText::parse(" hi ", 5).unwrap().as_str(), "hi");
+        assert_eq!(MessageText::parse("   ", 5), Err(InputError::EmptyText));
+        assert_eq!(MessageText::parse("hello", 5).unwrap().as_str(), "hello");
+        assert_eq!(MessageText::parse("hello!", 5), Err(InputError::TextTooLong { max: 5, got: 6 }));
+        assert_eq!(MessageText::parse("a\u{0}b", 5), Err(InputError::TextControl));
+        // markup is text, not refused: the page escapes it
+        assert!(MessageText::parse("<img src=x onerror=alert(1)>", 100).is_ok());
+    }
+}

@@ -1,0 +1,72 @@
+//! The one error type of the HTTP API. The client gets a stable `kind` and a sentence to show; the server maps
+//! each kind to a 4xx/5xx status and keeps internal details in its log.
+
+use leptos::server_fn::{
+    codec::JsonEncoding,
+    error::{FromServerFnError, ServerFnErrorErr},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::shared::domain::InputError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The input broke a rule (empty, too long, control characters): 422.
+    InvalidInput,
+    /// The request itself was malformed (a missing or non-numeric field): 400.
+    BadRequest,
+    /// The ticket is missing, forged, altered or from another session group: 403.
+    BadTicket,
+    /// The server could not do it now (store failure): 503.
+    Unavailable,
+    /// The server could not be reached or answered something unreadable (client side only).
+    Network,
+}
+
+/// Serialized as `{"kind": "...", "message": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
+
+    /// The HTTP status the server answers this error with.
+    pub fn status(&self) -> u16 {
+        match self.kind {
+            ErrorKind::InvalidInput => 422,
+            ErrorKind::BadRequest => 400,
+            ErrorKind::BadTicket => 403,
+            ErrorKind::Unavailable => 503,
+            ErrorKind::Network => 502,
+        }
+    }
+}
+
+impl From<InputError> for ApiError {
+    fn from(err: InputError) -> Self {
+        Self::new(ErrorKind::InvalidInput, err.to_string())
+    }
+}
+
+impl FromServerFnError for ApiError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        match value {
+            ServerFnErrorErr::Args(detail) | ServerFnErrorErr::MissingArg(detail) => {
+                Self::new(ErrorKind::BadRequest, format!("Malformed request: {detail}"))
+            }
+            ServerFnErrorErr::Request(_) => {
+                Self::new(ErrorKind::Network, "Could not reach the server; check the connection and try again.")
+            }
+            other => Self::new(ErrorKind::Network, format!("Unexpected answer from the server: {other}")),
+        }
+    }
+}
