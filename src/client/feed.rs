@@ -86,7 +86,7 @@ pub fn FeedLog(feed: Feed) -> impl IntoView {
     });
 
     view! {
-        <div class="log" node_ref=log on:scroll=on_scroll role="log" aria-live="polite" aria-label="Messages">
+        <div class="log" node_ref=log on:scroll=on_scroll role="log" aria-live="polite" aria-label="Message log">
             <Suspense fallback=|| view! { <p class="hint">"Loading messages…"</p> }>
                 {move || Suspend::new(async move {
                     let error = match first_page.await {

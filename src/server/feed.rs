@@ -77,7 +77,7 @@ pub async fn list(state: &AppState, since: Option<&str>) -> Result<Vec<Message>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::fanout::{Broadcaster, LocalBroadcaster};
+    use crate::server::fanout::LocalBroadcaster;
     use crate::server::startup::Limits;
     use crate::server::store::{FeedStore, MemoryStore, StoreError};
     use crate::server::ticket::TicketKeys;

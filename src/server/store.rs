@@ -27,9 +27,10 @@ pub trait FeedStore: Send + Sync + 'static {
     async fn last_id(&self) -> Result<u64, StoreError>;
 }
 
-/// Formats the store's clock for `Message::at`.
+/// The store's clock for `Message::at`, to the second.
 pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_nanosecond(0).unwrap_or(now).format(&Rfc3339).unwrap_or_default()
 }
 
 /// In-memory log capped at `cap` messages; the oldest are dropped. Ids stay contiguous in the ring, so

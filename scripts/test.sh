@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs whatever is missing, then runs every test: Rust unit and HTTP-contract tests, then Playwright in Chromium.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+printf '\n== cargo test --features ssr\n'
+cargo test --features ssr
+
+printf '\n== cargo leptos end-to-end (Playwright)\n'
+cargo leptos end-to-end

@@ -1,0 +1,190 @@
+//! Test harness: runs the real server binary on port 0 and speaks HTTP to it, like any client would.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `broadcasting` with the given extra flags, an empty settings file and a fresh data directory.
+    pub fn start(flags: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("settings.toml");
+        std::fs::write(&config, "").unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_broadcasting"))
+            .args(["--addr", "127.0.0.1:0", "--log-level", "warn", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(flags)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the server binary");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("broadcasting listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_owned();
+        Server { child, base, _dir: dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A new "browser": its own cookie jar, so its own session group.
+    pub fn browser(&self) -> Browser {
+        Browser {
+            http: reqwest::Client::builder().cookie_store(true).build().unwrap(),
+            base: self.base.clone(),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Clone)]
+pub struct Browser {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+/// A status and a JSON body.
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn ok<T: DeserializeOwned>(self) -> T {
+        assert_eq!(self.status, 200, "unexpected answer: {}", self.body);
+        serde_json::from_value(self.body).unwrap()
+    }
+
+    /// Asserts a refusal with this status and kind; answers the message.
+    pub fn refused(self, status: u16, kind: &str) -> String {
+        assert_eq!((self.status, self.body["kind"].as_str()), (status, Some(kind)), "answer: {}", self.body);
+        let message = self.body["message"].as_str().unwrap().to_owned();
+        assert!(!message.is_empty());
+        message
+    }
+}
+
+impl Browser {
+    async fn answer(response: reqwest::Response) -> Answer {
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        Answer { status, body }
+    }
+
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Answer {
+        Self::answer(self.http.post(format!("{}{path}", self.base)).form(form).send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        Self::answer(self.http.get(format!("{}{path}", self.base)).send().await.unwrap()).await
+    }
+
+    pub async fn join(&self, name: &str) -> String {
+        let joined: Value = self.post("/api/join", &[("username", name)]).await.ok();
+        joined["ticket"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn send(&self, ticket: &str, text: &str) -> Value {
+        self.post("/api/send", &[("ticket", ticket), ("text", text)]).await.ok()
+    }
+
+    pub async fn messages(&self, query: &str) -> Vec<Value> {
+        self.get(&format!("/api/messages{query}")).await.ok()
+    }
+
+    pub async fn events(&self) -> Events {
+        self.events_with(&[]).await
+    }
+
+    pub async fn events_with(&self, headers: &[(&str, &str)]) -> Events {
+        let mut request = self.http.get(format!("{}/events", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(header("content-type").as_deref(), Some("text/event-stream"));
+        assert_eq!(header("x-accel-buffering").as_deref(), Some("no"));
+        Events { body: response.bytes_stream().boxed(), buffer: String::new() }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct SseEvent {
+    pub event: String,
+    pub id: String,
+    pub data: String,
+}
+
+/// An open `/events` stream, parsed frame by frame.
+pub struct Events {
+    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buffer: String,
+}
+
+impl Events {
+    /// The next event that has an `event:` field (keep-alives and `retry:` frames are skipped), or None if
+    /// nothing comes within `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let frame: String = self.buffer.drain(..end + 2).collect();
+                let mut event = SseEvent { event: String::new(), id: String::new(), data: String::new() };
+                for line in frame.lines() {
+                    if let Some((field, value)) = line.split_once(':') {
+                        let value = value.strip_prefix(' ').unwrap_or(value).to_owned();
+                        match field {
+                            "event" => event.event = value,
+                            "id" => event.id = value,
+                            "data" => event.data = value,
+                            _ => {}
+                        }
+                    }
+                }
+                if !event.event.is_empty() {
+                    return Some(event);
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.body.next()).await.ok()??.ok()?;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    pub async fn next(&mut self) -> SseEvent {
+        self.next_within(Duration::from_secs(5)).await.expect("a NewMessage event within 5 s")
+    }
+
+    /// Asserts that no event arrives for a while.
+    pub async fn assert_quiet(&mut self) {
+        if let Some(event) = self.next_within(Duration::from_millis(400)).await {
+            panic!("unexpected event {event:?}");
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The public HTTP contract, spoken to the real server binary: join, send, messages, events, session groups.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::Server;
+use serde_json::Value;
+
+#[tokio::test]
+async fn join_send_and_read_back() {
+    let server = Server::start(&[]);
+    let browser = server.browser();
+
+    let joined: Value = browser.post("/api/join", &[("username", "  Ada Lovelace  ")]).await.ok();
+    assert_eq!(joined["name"], "Ada Lovelace");
+    let ticket = joined["ticket"].as_str().unwrap();
+
+    let stored = browser.send(ticket, "  first!  ").await;
+    assert_eq!((stored["id"].as_u64(), stored["user"].as_str(), stored["text"].as_str()), (Some(1), Some("Ada Lovelace"), Some("first!")));
+    assert!(stored["at"].as_str().unwrap().ends_with('Z'), "RFC 3339 UTC: {}", stored["at"]);
+    browser.send(ticket, "second").await;
+
+    let all = browser.messages("").await;
+    assert_eq!(all.iter().map(|m| m["text"].as_str().unwrap()).collect::<Vec<_>>(), ["first!", "second"]);
+    assert_eq!(all[0], stored);
+    let after_first = browser.messages("?since=1").await;
+    assert_eq!(after_first.len(), 1);
+    assert_eq!(after_first[0]["id"], 2);
+    assert!(browser.messages("?since=2").await.is_empty());
+}
+
+#[tokio::test]
+async fn pages_are_capped_and_latest_without_since() {
+    let server = Server::start(&["--page-size", "3"]);
+    let browser = server.browser();
+    let ticket = browser.join("pager").await;
+    for i in 1..=7 {
+        browser.send(&ticket, &format!("m{i}")).await;
+    }
+    let ids = |page: Vec<Value>| page.iter().map(|m| m["id"].as_u64().unwrap()).collect::<Vec<_>>();
+    assert_eq!(ids(browser.messages("").await), [5, 6, 7]);
+    assert_eq!(ids(browser.messages("?since=0").await), [1, 2, 3]);
+    assert_eq!(ids(browser.messages("?since=3").await), [4, 5, 6]);
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_clearly_and_changes_nothing() {
+    let server = Server::start(&["--max-message-chars", "10"]);
+    let browser = server.browser();
+    let mut events = browser.events().await;
+    let ticket = browser.join("ada").await;
+
+    let long_name = "n".repeat(33);
+    for name in ["", "   ", long_name.as_str(), "bell\u{7}"] {
+        browser.post("/api/join", &[("username", name)]).await.refused(422, "invalid_input");
+    }
+    assert!(browser.post("/api/join", &[]).await.refused(422, "invalid_input").contains("name"));
+
+    let message = browser.post("/api/send", &[("ticket", &ticket), ("text", "12345678901")]).await.refused(422, "invalid_input");
+    assert!(message.contains("10"), "{message}");
+    browser.post("/api/send", &[("ticket", &ticket), ("text", " \t ")]).await.refused(422, "invalid_input");
+    browser.post("/api/send", &[("ticket", &ticket)]).await.refused(422, "invalid_input");
+    browser.post("/api/send", &[("ticket", "v1.YWRh.1.AAAA"), ("text", "hi")]).await.refused(403, "bad_ticket");
+    browser.post("/api/send", &[("text", "hi")]).await.refused(403, "bad_ticket");
+    let altered = ticket.replacen("v1.", "v1.Z", 1);
+    browser.post("/api/send", &[("ticket", &altered), ("text", "hi")]).await.refused(403, "bad_ticket");
+    // a ticket carried into another browser (another session group) is refused there
+    server.browser().post("/api/send", &[("ticket", &ticket), ("text", "hi")]).await.refused(403, "bad_ticket");
+    browser.get("/api/messages?since=abc").await.refused(400, "bad_request");
+
+    assert!(browser.messages("").await.is_empty(), "nothing was stored");
+    events.assert_quiet().await; // and nothing was published
+
+    browser.send(&ticket, "ok now").await;
+    assert_eq!(events.next().await.id, "1", "the first id after the refusals is 1: no id was used up");
+}
+
+#[tokio::test]
+async fn events_announce_each_append_to_the_senders_group_only() {
+    let server = Server::start(&[]);
+    let (alice, bob) = (server.browser(), server.browser());
+    // the first answer sets each browser's group cookie
+    let alice_ticket = alice.join("alice").await;
+    let bob_ticket = bob.join("bob").await;
+    let mut alice_tab1 = alice.events().await;
+    let mut alice_tab2 = alice.events().await;
+    let mut bob_tab = bob.events().await;
+
+    let sent = alice.send(&alice_ticket, "hi").await;
+    for tab in [&mut alice_tab1, &mut alice_tab2] {
+        let event = tab.next().await;
+        assert_eq!((event.event.as_str(), event.id.as_str(), event.data.as_str()), ("NewMessage", "1", "1"));
+    }
+    bob_tab.assert_quiet().await;
+    assert_eq!(sent["id"], 1);
+
+    bob.send(&bob_ticket, "yo").await;
+    assert_eq!(bob_tab.next().await.id, "2");
+    alice_tab1.assert_quiet().await;
+    // the log itself is shared: alice's browser reads bob's message
+    assert_eq!(alice.messages("?since=1").await[0]["user"], "bob");
+}
+
+#[tokio::test]
+async fn a_reconnect_behind_the_latest_id_is_told_at_once() {
+    let server = Server::start(&[]);
+    let browser = server.browser();
+    let ticket = browser.join("ada").await;
+    for text in ["a", "b", "c"] {
+        browser.send(&ticket, text).await;
+    }
+    let mut behind = browser.events_with(&[("Last-Event-ID", "1")]).await;
+    let event = behind.next().await;
+    assert_eq!((event.event.as_str(), event.id.as_str()), ("NewMessage", "3"));
+    behind.assert_quiet().await;
+
+    let mut current = browser.events_with(&[("Last-Event-ID", "3")]).await;
+    current.assert_quiet().await;
+    let mut fresh = browser.events().await;
+    fresh.assert_quiet().await;
+}
+
+#[tokio::test]
+async fn the_group_cookie_is_anonymous_http_only_and_long_lived() {
+    let server = Server::start(&[]);
+    let response = reqwest::get(server.url("/")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let cookie = response.headers().get("set-cookie").expect("a group cookie").to_str().unwrap().to_owned();
+    let (pair, attributes) = cookie.split_once(';').unwrap();
+    let (name, value) = pair.split_once('=').unwrap();
+    assert_eq!(name, "broadcasting_group");
+    assert_eq!(value.len(), 32);
+    assert!(value.bytes().all(|b| b.is_ascii_hexdigit()));
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=31536000"] {
+        assert!(attributes.contains(attribute), "{attribute} missing in {cookie}");
+    }
+    // a browser that has the cookie keeps it: no new one
+    let browser = server.browser();
+    browser.join("ada").await;
+    let again = browser.http.get(server.url("/")).send().await.unwrap();
+    assert!(again.headers().get("set-cookie").is_none());
+}
+
+#[tokio::test]
+async fn scope_everyone_puts_every_visitor_in_one_group() {
+    let server = Server::start(&["--scope", "everyone"]);
+    let (alice, bob) = (server.browser(), server.browser());
+    let mut bob_tab = bob.events().await;
+    let ticket = alice.join("alice").await;
+    alice.send(&ticket, "to everyone").await;
+    assert_eq!(bob_tab.next().await.id, "1");
+    // one group: a ticket is good from any browser
+    bob.send(&ticket, "same group").await;
+    let response = reqwest::get(server.url("/")).await.unwrap();
+    assert!(response.headers().get("set-cookie").is_none(), "no cookie is needed in scope everyone");
+}
+
+#[tokio::test]
+async fn the_first_html_holds_the_log_escaped() {
+    let server = Server::start(&[]);
+    let browser = server.browser();
+    let ticket = browser.join("mallory").await;
+    browser.send(&ticket, "<img src=x onerror=\"window.__xss=1\">").await;
+    let html = browser.http.get(server.url("/")).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("data-key=\"1\""), "{html}");
+    assert!(html.contains("&lt;img src=x onerror=\"window.__xss=1\"&gt;"), "{html}");
+    assert!(!html.contains("<img src=x"), "markup must be escaped");
+    assert!(html.contains("Pick a name…"));
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404() {
+    let server = Server::start(&[]);
+    let response = reqwest::get(server.url("/no/such/page")).await.unwrap();
+    assert_eq!(response.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_senders_get_unique_gap_free_ids_and_every_subscriber_catches_up() {
+    const SENDERS: usize = 8;
+    const EACH: usize = 500;
+    const SUBSCRIBERS: usize = 4;
+    let server = Server::start(&[]);
+    let browser = server.browser();
+    browser.join("warm-up").await; // sets the group cookie shared by all below
+
+    let mut subscribers = Vec::new();
+    for _ in 0..SUBSCRIBERS {
+        let events = browser.events().await;
+        let reader = browser.clone();
+        // Each subscriber behaves like a tab: on NewMessage, fetch since its last id until it has that id.
+        subscribers.push(tokio::spawn(async move {
+            let mut events = events;
+            let (mut last, mut seen) = (0u64, Vec::new());
+            while last < (SENDERS * EACH) as u64 {
+                let announced: u64 = events.next().await.id.parse().unwrap();
+                while last < announced {
+                    let page = reader.messages(&format!("?since={last}")).await;
+                    assert!(!page.is_empty(), "announced {announced} but nothing after {last}");
+                    for message in page {
+                        let id = message["id"].as_u64().unwrap();
+                        assert!(id > last);
+                        last = id;
+                        seen.push(id);
+                    }
+                }
+            }
+            seen
+        }));
+    }
+
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|s| {
+            let browser = browser.clone();
+            tokio::spawn(async move {
+                let ticket = browser.join(&format!("sender{s}")).await;
+                let mut ids = Vec::with_capacity(EACH);
+                for i in 0..EACH {
+                    ids.push(browser.send(&ticket, &format!("{s}:{i}")).await["id"].as_u64().unwrap());
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut acknowledged = BTreeSet::new();
+    for sender in senders {
+        for id in sender.await.unwrap() {
+            assert!(acknowledged.insert(id), "id {id} given twice");
+        }
+    }
+    let expected: Vec<u64> = (1..=(SENDERS * EACH) as u64).collect();
+    assert_eq!(acknowledged.iter().copied().collect::<Vec<_>>(), expected, "ids are gap-free");
+    for subscriber in subscribers {
+        assert_eq!(subscriber.await.unwrap(), expected, "every subscriber ends at the last id, in order");
+    }
+}
