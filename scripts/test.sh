@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 
+# cargo-leptos compiles leptos with LEPTOS_OUTPUT_NAME set; the same here keeps one build of it, not two.
+export LEPTOS_OUTPUT_NAME=broadcasting
 printf '\n== cargo test --features ssr\n'
 cargo test --features ssr
 

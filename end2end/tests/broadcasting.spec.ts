@@ -86,3 +86,35 @@ test("a tab opened later has the history in its first HTML", async ({ context, b
   await expect(row(late, name, text)).toHaveCount(1);
   await noScript.close();
 });
+
+test("the log follows new messages unless the reader scrolled up", async ({ context }) => {
+  const [writer, reader] = [await openLive(context), await openLive(context)];
+  const name = unique("Chatty");
+  await join(writer, name);
+  const log = reader.getByRole("log");
+  const gapToBottom = () => log.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight);
+  const overflows = () => log.evaluate((el) => el.scrollHeight > el.clientHeight + 50);
+
+  for (let i = 0; !(await overflows()); i++) {
+    const text = unique(`filler ${i}`);
+    await send(writer, text);
+    await expect(row(reader, name, text)).toHaveCount(1);
+  }
+  await expect.poll(gapToBottom).toBeLessThan(2);
+
+  // scrolled up: a new message arrives, the reader's place is kept
+  await log.evaluate((el) => el.scrollTo({ top: 0 }));
+  await log.dispatchEvent("scroll");
+  const kept = unique("while scrolled up");
+  await send(writer, kept);
+  await expect(row(reader, name, kept)).toHaveCount(1);
+  expect(await log.evaluate((el) => el.scrollTop)).toBe(0);
+
+  // back at the bottom: it follows again
+  await log.evaluate((el) => el.scrollTo({ top: el.scrollHeight }));
+  await log.dispatchEvent("scroll");
+  const followed = unique("back at the bottom");
+  await send(writer, followed);
+  await expect(row(reader, name, followed)).toHaveCount(1);
+  await expect.poll(gapToBottom).toBeLessThan(2);
+});
