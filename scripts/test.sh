@@ -11,4 +11,15 @@ printf '\n== cargo test --features ssr\n'
 cargo test --features ssr
 
 printf '\n== cargo leptos end-to-end (Playwright)\n'
-cargo leptos end-to-end
+# The server's output is part of the verdict: a panic in it fails the run even if every page looked fine.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo leptos end-to-end 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+if grep -E "^thread '.*' panicked at" "$log"; then
+  echo "FAILED: the server panicked during the browser tests (see above)" >&2
+  exit 1
+fi
+exit "$status"

@@ -17,7 +17,10 @@ async fn join_send_and_read_back() {
     let ticket = joined["ticket"].as_str().unwrap();
 
     let stored = browser.send(ticket, "  first!  ").await;
-    assert_eq!((stored["id"].as_u64(), stored["user"].as_str(), stored["text"].as_str()), (Some(1), Some("Ada Lovelace"), Some("first!")));
+    assert_eq!(
+        (stored["id"].as_u64(), stored["user"].as_str(), stored["text"].as_str()),
+        (Some(1), Some("Ada Lovelace"), Some("first!"))
+    );
     assert!(stored["at"].as_str().unwrap().ends_with('Z'), "RFC 3339 UTC: {}", stored["at"]);
     browser.send(ticket, "second").await;
 
@@ -57,7 +60,8 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
     }
     assert!(browser.post("/api/join", &[]).await.refused(422, "invalid_input").contains("name"));
 
-    let message = browser.post("/api/send", &[("ticket", &ticket), ("text", "12345678901")]).await.refused(422, "invalid_input");
+    let message =
+        browser.post("/api/send", &[("ticket", &ticket), ("text", "12345678901")]).await.refused(422, "invalid_input");
     assert!(message.contains("10"), "{message}");
     browser.post("/api/send", &[("ticket", &ticket), ("text", " \t ")]).await.refused(422, "invalid_input");
     browser.post("/api/send", &[("ticket", &ticket)]).await.refused(422, "invalid_input");
@@ -166,6 +170,10 @@ async fn the_first_html_holds_the_log_escaped() {
     assert!(html.contains("data-key=\"1\""), "{html}");
     assert!(html.contains("&lt;img src=x onerror=\"window.__xss=1\"&gt;"), "{html}");
     assert!(!html.contains("<img src=x"), "markup must be escaped");
+    // plain markup in the page itself, not a streamed fragment that needs JavaScript to be shown
+    let main = &html[html.find("<main").unwrap()..html.find("</main>").unwrap()];
+    assert!(main.contains("data-key=\"1\""), "the row is inside <main>: {html}");
+    assert!(!html.contains("<template"), "{html}");
     assert!(html.contains("Pick a name…"));
 }
 

@@ -3,10 +3,7 @@
 //! `/api/messages?since=<watermark>`, with at most one fetch in flight: notifications that arrive during a fetch
 //! cause one more fetch after it, not one each.
 
-use codee::string::FromToStringCodec;
 use leptos::prelude::*;
-use leptos_use::core::ConnectionReadyState;
-use leptos_use::{use_event_source_with_options, ReconnectLimit, UseEventSourceOptions, UseEventSourceReturn};
 
 use crate::client::Feed;
 use crate::shared::api::list_messages;
@@ -38,31 +35,55 @@ impl LiveStatus {
 
 /// Opens the tab's event stream and keeps `feed` caught up; answers the connection status.
 pub fn connect(feed: Feed) -> Signal<LiveStatus> {
-    let UseEventSourceReturn { data, ready_state, .. } = use_event_source_with_options::<u64, FromToStringCodec>(
-        "/events",
-        UseEventSourceOptions::default()
-            .named_events(vec!["NewMessage".to_owned()])
-            .reconnect_limit(ReconnectLimit::Infinite)
-            .reconnect_interval(1000),
-    );
+    let (announced, open) = source::open();
     let catch_up = CatchUp::new(feed);
     Effect::new(move |_| {
-        if let Some(id) = data.get() {
+        if let Some(id) = announced.get() {
             catch_up.request(id);
         }
     });
     Effect::new(move |_| {
-        if ready_state.get() == ConnectionReadyState::Open {
+        if open.get() {
             // Whatever was sent while we were away: fetch until an empty page.
             catch_up.request(u64::MAX);
         }
     });
-    let status = Memo::new(move |previous: Option<&LiveStatus>| match (ready_state.get(), previous) {
-        (ConnectionReadyState::Open, _) => LiveStatus::Live,
+    let status = Memo::new(move |previous: Option<&LiveStatus>| match (open.get(), previous) {
+        (true, _) => LiveStatus::Live,
         (_, Some(LiveStatus::Live | LiveStatus::Reconnecting)) => LiveStatus::Reconnecting,
         _ => LiveStatus::Connecting,
     });
     status.into()
+}
+
+/// The event stream: the newest announced id, and whether the stream is open.
+#[cfg(feature = "hydrate")]
+mod source {
+    use codee::string::FromToStringCodec;
+    use leptos::prelude::*;
+    use leptos_use::core::ConnectionReadyState;
+    use leptos_use::{use_event_source_with_options, ReconnectLimit, UseEventSourceOptions, UseEventSourceReturn};
+
+    pub fn open() -> (Signal<Option<u64>>, Signal<bool>) {
+        let UseEventSourceReturn { data, ready_state, .. } = use_event_source_with_options::<u64, FromToStringCodec>(
+            "/events",
+            UseEventSourceOptions::default()
+                .named_events(vec!["NewMessage".to_owned()])
+                .reconnect_limit(ReconnectLimit::Infinite)
+                .reconnect_interval(1000),
+        );
+        (data, Signal::derive(move || ready_state.get() == ConnectionReadyState::Open))
+    }
+}
+
+/// On the server the page is rendered once, with no stream: it shows "Connecting…" until the tab hydrates.
+#[cfg(not(feature = "hydrate"))]
+mod source {
+    use leptos::prelude::*;
+
+    pub fn open() -> (Signal<Option<u64>>, Signal<bool>) {
+        (Signal::stored(None), Signal::stored(false))
+    }
 }
 
 #[component]

@@ -22,7 +22,11 @@ fn new_message(id: u64) -> Event {
     Event::default().event(EVENT_NAME).id(id.to_string()).data(id.to_string())
 }
 
-pub async fn stream(State(state): State<AppState>, Extension(group): Extension<GroupId>, headers: HeaderMap) -> impl IntoResponse {
+pub async fn stream(
+    State(state): State<AppState>,
+    Extension(group): Extension<GroupId>,
+    headers: HeaderMap,
+) -> impl IntoResponse {
     // Subscribe before reading the latest id, so an append in between is announced rather than missed.
     let subscription = state.fanout.subscribe(&group);
     let last_seen = headers

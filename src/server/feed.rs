@@ -10,8 +10,7 @@ use crate::shared::error::{ApiError, ErrorKind};
 
 /// The application state the router provides to every server function.
 pub fn app_state() -> Result<AppState, ApiError> {
-    use_context::<AppState>()
-        .ok_or_else(|| ApiError::new(ErrorKind::Unavailable, "The server is not ready yet."))
+    use_context::<AppState>().ok_or_else(|| ApiError::new(ErrorKind::Unavailable, "The server is not ready yet."))
 }
 
 /// The state and the caller's session group (set by the group middleware).
@@ -27,8 +26,8 @@ pub async fn request_context() -> Result<(AppState, GroupId), ApiError> {
 pub fn respond<T>(result: Result<T, ApiError>) -> Result<T, ApiError> {
     if let Err(err) = &result {
         if let Some(options) = use_context::<ResponseOptions>() {
-            let status = axum::http::StatusCode::from_u16(err.status())
-                .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+            let status =
+                axum::http::StatusCode::from_u16(err.status()).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
             options.set_status(status);
         }
     }
@@ -44,10 +43,8 @@ pub fn join(state: &AppState, group: &GroupId, raw_name: &str) -> Result<Joined,
 /// Append, then publish: the store takes and releases its own lock inside `append`, so the fan-out never runs
 /// under it, and nothing is published unless the append succeeded.
 pub async fn send(state: &AppState, group: &GroupId, ticket: &str, raw_text: &str) -> Result<Message, ApiError> {
-    let author = state
-        .tickets
-        .verify(group, ticket)
-        .map_err(|err| ApiError::new(ErrorKind::BadTicket, err.to_string()))?;
+    let author =
+        state.tickets.verify(group, ticket).map_err(|err| ApiError::new(ErrorKind::BadTicket, err.to_string()))?;
     let text = MessageText::parse(raw_text, state.limits.max_message_chars)?;
     let message = state.store.append(&author, &text).await.map_err(|err| {
         tracing::error!(error = %err, "append failed");
@@ -63,7 +60,10 @@ pub async fn list(state: &AppState, since: Option<&str>) -> Result<Vec<Message>,
         None => state.store.latest(page).await,
         Some(raw) => {
             let after: u64 = raw.parse().map_err(|_| {
-                ApiError::new(ErrorKind::BadRequest, format!("`since` must be a message id (a whole number), not {raw:?}."))
+                ApiError::new(
+                    ErrorKind::BadRequest,
+                    format!("`since` must be a message id (a whole number), not {raw:?}."),
+                )
             })?;
             state.store.since(after, page).await
         }

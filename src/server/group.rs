@@ -37,7 +37,8 @@ impl GroupId {
 
     /// A cookie value we could have issued; anything else is replaced by a fresh group.
     fn from_cookie(value: &str) -> Option<Self> {
-        let ours = value.len() == GROUP_HEX_LEN && value.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let ours =
+            value.len() == GROUP_HEX_LEN && value.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         ours.then(|| Self::new(value))
     }
 

@@ -115,12 +115,19 @@ fn read_file(path: &Path, must_exist: bool) -> Result<Overrides, SettingsError> 
     let table: toml::Table =
         toml::from_str(&text).map_err(|err| SettingsError::Parse { path: path.into(), message: err.to_string() })?;
     let ours = toml::Table::from_iter(table.get("broadcasting").map(|t| ("broadcasting".to_owned(), t.clone())));
-    let file: File =
-        ours.try_into().map_err(|err: toml::de::Error| SettingsError::Parse { path: path.into(), message: err.to_string() })?;
+    let file: File = ours
+        .try_into()
+        .map_err(|err: toml::de::Error| SettingsError::Parse { path: path.into(), message: err.to_string() })?;
     Ok(file.broadcasting)
 }
 
-fn in_range(name: &'static str, got: usize, min: usize, max: usize, rule: &'static str) -> Result<usize, SettingsError> {
+fn in_range(
+    name: &'static str,
+    got: usize,
+    min: usize,
+    max: usize,
+    rule: &'static str,
+) -> Result<usize, SettingsError> {
     if (min..=max).contains(&got) {
         Ok(got)
     } else {
@@ -144,7 +151,13 @@ impl Settings {
         Ok(Settings {
             addr: given.addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
             scope: given.scope.unwrap_or(Scope::Browser),
-            max_message_chars: in_range("max-message-chars", given.max_message_chars.unwrap_or(2000), 1, 1_000_000, "1 to 1000000")?,
+            max_message_chars: in_range(
+                "max-message-chars",
+                given.max_message_chars.unwrap_or(2000),
+                1,
+                1_000_000,
+                "1 to 1000000",
+            )?,
             page_size: in_range("page-size", given.page_size.unwrap_or(200), 1, 10_000, "1 to 10000")?,
             memory_cap: in_range("memory-cap", given.memory_cap.unwrap_or(10_000), 1, 100_000_000, "1 to 100000000")?,
             secret: given.secret,
@@ -171,8 +184,11 @@ mod tests {
         let defaults = Settings::resolve(Overrides::default()).unwrap();
         assert_eq!((defaults.page_size, defaults.max_message_chars, defaults.scope), (200, 2000, Scope::Browser));
 
-        let (_dir, path) = write("[package.metadata.leptos]\noutput-name = \"x\"\n[broadcasting]\npage-size = 50\nscope = \"everyone\"\n");
-        let cli = Cli::try_parse_from(["broadcasting", "--config", path.to_str().unwrap(), "--page-size", "7"]).unwrap();
+        let (_dir, path) = write(
+            "[package.metadata.leptos]\noutput-name = \"x\"\n[broadcasting]\npage-size = 50\nscope = \"everyone\"\n",
+        );
+        let cli =
+            Cli::try_parse_from(["broadcasting", "--config", path.to_str().unwrap(), "--page-size", "7"]).unwrap();
         let settings = Settings::from_cli(cli).unwrap();
         assert_eq!(settings.page_size, 7);
         assert_eq!(settings.scope, Scope::Everyone);

@@ -8,13 +8,14 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{middleware, Router};
 use leptos::config::LeptosOptions;
-use leptos_axum::{generate_route_list, LeptosRoutes};
+use leptos_axum::{AxumRouteListing, LeptosRoutes};
+use leptos_router::{Method, SsrMode};
 use tokio::sync::watch;
 use tower_http::compression::CompressionLayer;
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
-use crate::client::{shell, App};
+use crate::client::shell;
 use crate::server::fanout::{Broadcaster, LocalBroadcaster};
 use crate::server::settings::Settings;
 use crate::server::store::{FeedStore, MemoryStore};
@@ -116,7 +117,9 @@ pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
 }
 
 pub fn app(state: AppState, scope: group::Scope) -> Router {
-    let routes = generate_route_list(App);
+    // One page. `Async` renders it whole once the log is read, so the first HTML holds the log as plain markup
+    // (streamed out-of-order it could arrive as a template that needs JavaScript to show).
+    let routes = vec![AxumRouteListing::new("/".into(), SsrMode::Async, [Method::Get], vec![])];
     let static_files = ServeDir::new(state.leptos.site_root.as_ref())
         .not_found_service(get(|| async { (StatusCode::NOT_FOUND, "Not found") }));
     Router::new()

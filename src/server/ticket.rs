@@ -65,10 +65,8 @@ impl TicketKeys {
     }
 
     pub fn issue(&self, group: &GroupId, name: &Username) -> String {
-        let issued = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let issued =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         self.issue_at(group, name, issued)
     }
 
@@ -89,7 +87,8 @@ impl TicketKeys {
         else {
             return Err(TicketError::Invalid);
         };
-        let name = URL_SAFE_NO_PAD.decode(name).ok().and_then(|b| String::from_utf8(b).ok()).ok_or(TicketError::Invalid)?;
+        let name =
+            URL_SAFE_NO_PAD.decode(name).ok().and_then(|b| String::from_utf8(b).ok()).ok_or(TicketError::Invalid)?;
         let issued: u64 = issued.parse().map_err(|_| TicketError::Invalid)?;
         let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| TicketError::Invalid)?;
         self.mac(group, &name, issued).verify_slice(&tag).map_err(|_| TicketError::Invalid)?;

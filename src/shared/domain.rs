@@ -23,22 +23,39 @@ pub enum InputError {
     TextControl,
 }
 
+/// What is wrong with a field, before it is named.
+enum Fault {
+    Empty,
+    TooLong(usize),
+    Control,
+}
+
+/// The rules names and messages share: trimmed, not empty, at most `max_chars` characters, no control characters.
+fn check(raw: &str, max_chars: usize) -> Result<&str, Fault> {
+    let trimmed = raw.trim();
+    let got = trimmed.chars().count();
+    if got == 0 {
+        Err(Fault::Empty)
+    } else if got > max_chars {
+        Err(Fault::TooLong(got))
+    } else if trimmed.chars().any(char::is_control) {
+        Err(Fault::Control)
+    } else {
+        Ok(trimmed)
+    }
+}
+
 /// A display name: trimmed, 1 to [`MAX_NAME_CHARS`] characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Username(String);
 
 impl Username {
     pub fn parse(raw: &str) -> Result<Self, InputError> {
-        let name = raw.trim();
-        let got = name.chars().count();
-        if got == 0 {
-            Err(InputError::EmptyName)
-        } else if got > MAX_NAME_CHARS {
-            Err(InputError::NameTooLong { max: MAX_NAME_CHARS, got })
-        } else if name.chars().any(char::is_control) {
-            Err(InputError::NameControl)
-        } else {
-            Ok(Self(name.to_owned()))
+        match check(raw, MAX_NAME_CHARS) {
+            Ok(name) => Ok(Self(name.to_owned())),
+            Err(Fault::Empty) => Err(InputError::EmptyName),
+            Err(Fault::TooLong(got)) => Err(InputError::NameTooLong { max: MAX_NAME_CHARS, got }),
+            Err(Fault::Control) => Err(InputError::NameControl),
         }
     }
 
@@ -53,16 +70,11 @@ pub struct MessageText(String);
 
 impl MessageText {
     pub fn parse(raw: &str, max_chars: usize) -> Result<Self, InputError> {
-        let text = raw.trim();
-        let got = text.chars().count();
-        if got == 0 {
-            Err(InputError::EmptyText)
-        } else if got > max_chars {
-            Err(InputError::TextTooLong { max: max_chars, got })
-        } else if text.chars().any(char::is_control) {
-            Err(InputError::TextControl)
-        } else {
-            Ok(Self(text.to_owned()))
+        match check(raw, max_chars) {
+            Ok(text) => Ok(Self(text.to_owned())),
+            Err(Fault::Empty) => Err(InputError::EmptyText),
+            Err(Fault::TooLong(got)) => Err(InputError::TextTooLong { max: max_chars, got }),
+            Err(Fault::Control) => Err(InputError::TextControl),
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -13,6 +14,8 @@ use serde_json::Value;
 pub struct Server {
     child: Child,
     pub base: String,
+    /// Everything the server wrote to standard error; a panic in it fails the test.
+    stderr: Arc<Mutex<String>>,
     _dir: tempfile::TempDir,
 }
 
@@ -29,7 +32,7 @@ impl Server {
             .arg(dir.path().join("data"))
             .args(flags)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start the server binary");
         let mut line = String::new();
@@ -39,7 +42,15 @@ impl Server {
             .strip_prefix("broadcasting listening on ")
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
             .to_owned();
-        Server { child, base, _dir: dir }
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (pipe, sink) = (child.stderr.take().unwrap(), stderr.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                eprintln!("server: {line}");
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        Server { child, base, stderr, _dir: dir }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -48,10 +59,7 @@ impl Server {
 
     /// A new "browser": its own cookie jar, so its own session group.
     pub fn browser(&self) -> Browser {
-        Browser {
-            http: reqwest::Client::builder().cookie_store(true).build().unwrap(),
-            base: self.base.clone(),
-        }
+        Browser { http: reqwest::Client::builder().cookie_store(true).build().unwrap(), base: self.base.clone() }
     }
 }
 
@@ -59,6 +67,13 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let stderr = self.stderr.lock().unwrap();
+            assert!(
+                !stderr.contains("panicked") && !stderr.contains("stack backtrace"),
+                "the server panicked:\n{stderr}"
+            );
+        }
     }
 }
 
