@@ -7,8 +7,7 @@ mod live;
 
 use leptos::prelude::*;
 
-pub use feed::{merge_into, Feed};
-pub use live::LiveStatus;
+pub use feed::Feed;
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     let css = format!("/{}/{}.css", options.site_pkg_dir, options.output_name);
