@@ -67,7 +67,7 @@ pub fn merge_into(rows: &mut Vec<Message>, page: Vec<Message>) -> bool {
 #[component]
 pub fn FeedLog(feed: Feed) -> impl IntoView {
     // Rendered on the server into the first HTML; the browser reuses the serialized page.
-    let first_page = OnceResource::new_blocking(list_messages(None));
+    let first_page = OnceResource::new_blocking(list_messages(None, None));
     let log = NodeRef::<Div>::new();
     let sticky = StoredValue::new(true);
 

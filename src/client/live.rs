@@ -137,7 +137,7 @@ impl CatchUp {
     async fn run(self) {
         loop {
             self.state.update_value(|state| state.again = false);
-            let progressed = match list_messages(Some(self.feed.synced_to().to_string())).await {
+            let progressed = match list_messages(Some(self.feed.synced_to().to_string()), None).await {
                 Ok(page) => {
                     let progressed = !page.is_empty();
                     self.feed.merge_synced(page);

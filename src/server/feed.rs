@@ -54,24 +54,34 @@ pub async fn send(state: &AppState, group: &GroupId, ticket: &str, raw_text: &st
     Ok(message)
 }
 
-pub async fn list(state: &AppState, since: Option<&str>) -> Result<Vec<Message>, ApiError> {
+/// One page of the log: after `since`, or before `before`, or (neither) the latest.
+pub async fn list(state: &AppState, since: Option<&str>, before: Option<&str>) -> Result<Vec<Message>, ApiError> {
     let page = state.limits.page_size;
-    let result = match since.map(str::trim).filter(|s| !s.is_empty()) {
-        None => state.store.latest(page).await,
-        Some(raw) => {
-            let after: u64 = raw.parse().map_err(|_| {
-                ApiError::new(
-                    ErrorKind::BadRequest,
-                    format!("`since` must be a message id (a whole number), not {raw:?}."),
-                )
-            })?;
-            state.store.since(after, page).await
+    let result = match (message_id("since", since)?, message_id("before", before)?) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(ErrorKind::BadRequest, "Give `since` or `before`, not both."));
         }
+        (Some(after), None) => state.store.since(after, page).await,
+        (None, Some(before)) => state.store.before(before, page).await,
+        (None, None) => state.store.latest(page).await,
     };
     result.map_err(|err| {
         tracing::error!(error = %err, "read failed");
         ApiError::new(ErrorKind::Unavailable, "The log could not be read; try again.")
     })
+}
+
+/// An optional message id from the query string; blank counts as absent.
+fn message_id(field: &str, raw: Option<&str>) -> Result<Option<u64>, ApiError> {
+    match raw.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(raw) => raw.parse().map(Some).map_err(|_| {
+            ApiError::new(
+                ErrorKind::BadRequest,
+                format!("`{field}` must be a message id (a whole number), not {raw:?}."),
+            )
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -95,8 +105,14 @@ mod tests {
         async fn since(&self, _: u64, _: usize) -> Result<Vec<Message>, StoreError> {
             Ok(vec![])
         }
+        async fn before(&self, _: u64, _: usize) -> Result<Vec<Message>, StoreError> {
+            Ok(vec![])
+        }
         async fn latest(&self, _: usize) -> Result<Vec<Message>, StoreError> {
             Ok(vec![])
+        }
+        async fn prune(&self, _: usize, _: Option<&str>) -> Result<u64, StoreError> {
+            Ok(0)
         }
         async fn last_id(&self) -> Result<u64, StoreError> {
             Ok(0)
@@ -163,10 +179,14 @@ mod tests {
             send(&state, &group, &ticket, &format!("m{i}")).await.unwrap();
         }
         let ids = |page: Vec<Message>| page.into_iter().map(|m| m.id).collect::<Vec<_>>();
-        assert_eq!(ids(list(&state, None).await.unwrap()), vec![3, 4, 5]);
-        assert_eq!(ids(list(&state, Some("1")).await.unwrap()), vec![2, 3, 4]);
-        assert_eq!(ids(list(&state, Some("5")).await.unwrap()), Vec::<u64>::new());
-        assert_eq!(list(&state, Some("abc")).await.unwrap_err().kind, ErrorKind::BadRequest);
-        assert_eq!(list(&state, Some("-1")).await.unwrap_err().kind, ErrorKind::BadRequest);
+        assert_eq!(ids(list(&state, None, None).await.unwrap()), vec![3, 4, 5]);
+        assert_eq!(ids(list(&state, Some("1"), None).await.unwrap()), vec![2, 3, 4]);
+        assert_eq!(ids(list(&state, Some("5"), None).await.unwrap()), Vec::<u64>::new());
+        assert_eq!(ids(list(&state, None, Some("3")).await.unwrap()), vec![1, 2]);
+        assert_eq!(ids(list(&state, Some(" "), Some("")).await.unwrap()), vec![3, 4, 5]);
+        assert_eq!(list(&state, Some("abc"), None).await.unwrap_err().kind, ErrorKind::BadRequest);
+        assert_eq!(list(&state, Some("-1"), None).await.unwrap_err().kind, ErrorKind::BadRequest);
+        assert_eq!(list(&state, None, Some("x")).await.unwrap_err().kind, ErrorKind::BadRequest);
+        assert_eq!(list(&state, Some("1"), Some("3")).await.unwrap_err().kind, ErrorKind::BadRequest);
     }
 }

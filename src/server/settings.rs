@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
@@ -39,13 +40,22 @@ pub struct Overrides {
     /// Most messages one `GET /api/messages` answers. [default: 200]
     #[arg(long, env = "BROADCASTING_PAGE_SIZE")]
     pub page_size: Option<usize>,
-    /// Messages the in-memory store keeps; older ones are dropped. [default: 10000]
-    #[arg(long, env = "BROADCASTING_MEMORY_CAP")]
-    pub memory_cap: Option<usize>,
+    /// Where the log lives: `sqlite` (durable, in the data directory) or `memory` (lost on restart). [default: sqlite]
+    #[arg(long, env = "BROADCASTING_STORE", value_enum)]
+    pub store: Option<StoreKind>,
+    /// Retention: messages kept; older ones are deleted in the background. [default: 10000]
+    #[arg(long, env = "BROADCASTING_MAX_MESSAGES")]
+    pub max_messages: Option<usize>,
+    /// Retention: delete messages older than this (e.g. `30d`, `12h`); `off` keeps them regardless of age. [default: off]
+    #[arg(long, env = "BROADCASTING_MAX_AGE")]
+    pub max_age: Option<String>,
+    /// How often retention runs (e.g. `1m`, `500ms`). [default: 1m]
+    #[arg(long, env = "BROADCASTING_PRUNE_EVERY")]
+    pub prune_every: Option<String>,
     /// Secret that signs tickets; without it one is made and kept in the data directory.
     #[arg(long, env = "BROADCASTING_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
-    /// Directory for the server's own files (the ticket secret). [default: data]
+    /// Directory for the server's own files (the database `feed.db`, the ticket secret). [default: data]
     #[arg(long, env = "BROADCASTING_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Log filter, as in RUST_LOG (e.g. `info`, `broadcasting=debug,tower_http=debug`). [default: info]
@@ -64,7 +74,10 @@ impl Overrides {
             scope: self.scope.or(lower.scope),
             max_message_chars: self.max_message_chars.or(lower.max_message_chars),
             page_size: self.page_size.or(lower.page_size),
-            memory_cap: self.memory_cap.or(lower.memory_cap),
+            store: self.store.or(lower.store),
+            max_messages: self.max_messages.or(lower.max_messages),
+            max_age: self.max_age.or(lower.max_age),
+            prune_every: self.prune_every.or(lower.prune_every),
             secret: self.secret.or(lower.secret),
             data_dir: self.data_dir.or(lower.data_dir),
             log_level: self.log_level.or(lower.log_level),
@@ -80,7 +93,11 @@ pub struct Settings {
     pub scope: Scope,
     pub max_message_chars: usize,
     pub page_size: usize,
-    pub memory_cap: usize,
+    pub store: StoreKind,
+    pub max_messages: usize,
+    /// None: no age limit.
+    pub max_age: Option<Duration>,
+    pub prune_every: Duration,
     pub secret: Option<String>,
     pub data_dir: PathBuf,
     pub log_level: String,
@@ -97,6 +114,25 @@ pub enum SettingsError {
     OutOfRange { name: &'static str, rule: &'static str, got: usize },
     #[error("setting `secret` must be at least 16 characters")]
     WeakSecret,
+    #[error("setting `{name}` must be a duration such as 30d, 12h or 500ms{off}; got {got:?}")]
+    Duration { name: &'static str, off: &'static str, got: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// SQLite in the data directory: survives restarts.
+    Sqlite,
+    /// In memory: lost on restart.
+    Memory,
+}
+
+fn duration(name: &'static str, raw: &str, off: &'static str) -> Result<Duration, SettingsError> {
+    humantime::parse_duration(raw.trim()).ok().filter(|d| !d.is_zero()).ok_or_else(|| SettingsError::Duration {
+        name,
+        off,
+        got: raw.to_owned(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -159,7 +195,19 @@ impl Settings {
                 "1 to 1000000",
             )?,
             page_size: in_range("page-size", given.page_size.unwrap_or(200), 1, 10_000, "1 to 10000")?,
-            memory_cap: in_range("memory-cap", given.memory_cap.unwrap_or(10_000), 1, 100_000_000, "1 to 100000000")?,
+            store: given.store.unwrap_or(StoreKind::Sqlite),
+            max_messages: in_range(
+                "max-messages",
+                given.max_messages.unwrap_or(10_000),
+                1,
+                1_000_000_000,
+                "1 to 1000000000",
+            )?,
+            max_age: match given.max_age.as_deref().map(str::trim) {
+                None | Some("off") => None,
+                Some(raw) => Some(duration("max-age", raw, " or off")?),
+            },
+            prune_every: duration("prune-every", given.prune_every.as_deref().unwrap_or("1m"), "")?,
             secret: given.secret,
             data_dir: given.data_dir.unwrap_or_else(|| PathBuf::from("data")),
             log_level: given.log_level.unwrap_or_else(|| "info".to_owned()),
@@ -183,6 +231,7 @@ mod tests {
     fn defaults_then_file_then_flags() {
         let defaults = Settings::resolve(Overrides::default()).unwrap();
         assert_eq!((defaults.page_size, defaults.max_message_chars, defaults.scope), (200, 2000, Scope::Browser));
+        assert_eq!((defaults.store, defaults.max_messages, defaults.max_age), (StoreKind::Sqlite, 10_000, None));
 
         let (_dir, path) = write(
             "[package.metadata.leptos]\noutput-name = \"x\"\n[broadcasting]\npage-size = 50\nscope = \"everyone\"\n",
@@ -204,5 +253,10 @@ mod tests {
         assert!(Settings::resolve(Overrides { secret: Some("short".into()), ..Default::default() }).is_err());
         assert!(read_file(Path::new("/nonexistent/Leptos.toml"), true).is_err());
         assert!(read_file(Path::new("/nonexistent/Leptos.toml"), false).is_ok());
+        let age = |raw: &str| Settings::resolve(Overrides { max_age: Some(raw.into()), ..Default::default() });
+        assert_eq!(age("30d").unwrap().max_age, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(age("off").unwrap().max_age, None);
+        assert!(age("soon").unwrap_err().to_string().contains("max-age"));
+        assert!(Settings::resolve(Overrides { prune_every: Some("0s".into()), ..Default::default() }).is_err());
     }
 }

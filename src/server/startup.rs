@@ -17,8 +17,8 @@ use tower_http::trace::TraceLayer;
 
 use crate::client::shell;
 use crate::server::fanout::{Broadcaster, LocalBroadcaster};
-use crate::server::settings::Settings;
-use crate::server::store::{FeedStore, MemoryStore};
+use crate::server::settings::{Settings, StoreKind};
+use crate::server::store::{rfc3339, FeedStore, MemoryStore, SqliteStore};
 use crate::server::ticket::TicketKeys;
 use crate::server::{events, group};
 
@@ -85,6 +85,8 @@ impl FromRef<AppState> for LeptosOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    #[error(transparent)]
+    Store(#[from] crate::server::store::OpenError),
     #[error("cannot load or create the ticket secret in {dir}: {source}")]
     Secret { dir: std::path::PathBuf, source: std::io::Error },
     #[error("cannot listen on {addr}: {source}")]
@@ -107,8 +109,12 @@ fn leptos_options(settings: &Settings) -> LeptosOptions {
 pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
     let tickets = TicketKeys::load(settings.secret.as_deref(), &settings.data_dir)
         .map_err(|source| StartupError::Secret { dir: settings.data_dir.clone(), source })?;
+    let store: Arc<dyn FeedStore> = match settings.store {
+        StoreKind::Sqlite => Arc::new(SqliteStore::open(&settings.data_dir.join("feed.db"))?),
+        StoreKind::Memory => Arc::new(MemoryStore::new(settings.max_messages)),
+    };
     Ok(AppState::new(
-        Arc::new(MemoryStore::new(settings.memory_cap)),
+        store,
         Arc::new(LocalBroadcaster::new(FANOUT_CAPACITY)),
         tickets,
         Limits { max_message_chars: settings.max_message_chars, page_size: settings.page_size },
@@ -147,6 +153,7 @@ pub async fn run(settings: Settings) -> Result<(), StartupError> {
     // Tests and scripts read this line to find the port.
     println!("broadcasting listening on http://{addr}");
     tracing::info!(%addr, scope = ?settings.scope, "listening");
+    tokio::spawn(retention(state.store.clone(), settings.max_messages, settings.max_age, settings.prune_every));
     let router = app(state, settings.scope);
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
@@ -156,6 +163,26 @@ pub async fn run(settings: Settings) -> Result<(), StartupError> {
         })
         .await
         .map_err(StartupError::Serve)
+}
+
+/// Deletes what retention no longer keeps, in the background, never on the send path.
+async fn retention(
+    store: Arc<dyn FeedStore>,
+    keep: usize,
+    max_age: Option<std::time::Duration>,
+    every: std::time::Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let cutoff = max_age.map(|age| rfc3339(time::OffsetDateTime::now_utc() - age));
+        match store.prune(keep, cutoff.as_deref()).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "retention"),
+            Err(err) => tracing::warn!(error = %err, "retention failed; retrying at the next tick"),
+        }
+    }
 }
 
 async fn wait_for_signal() {

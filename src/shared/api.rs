@@ -29,10 +29,11 @@ pub async fn send_message(
     feed::respond(feed::send(&state, &group, &ticket, &text).await)
 }
 
-/// Messages with an id above `since`, in id order, at most one page; without `since`, the latest page.
+/// At most one page of messages in id order: those above `since`, or the newest below `before`, or (neither) the
+/// latest.
 #[server(prefix = "/api", endpoint = "messages", input = GetUrl)]
-pub async fn list_messages(since: Option<String>) -> Result<Vec<Message>, ApiError> {
+pub async fn list_messages(since: Option<String>, before: Option<String>) -> Result<Vec<Message>, ApiError> {
     use crate::server::feed;
     let state = feed::app_state()?;
-    feed::respond(feed::list(&state, since.as_deref()).await)
+    feed::respond(feed::list(&state, since.as_deref(), before.as_deref()).await)
 }

@@ -16,21 +16,27 @@ pub struct Server {
     pub base: String,
     /// Everything the server wrote to standard error; a panic in it fails the test.
     stderr: Arc<Mutex<String>>,
-    _dir: tempfile::TempDir,
+    /// The settings file and data directory; shared with the next server on `restart`.
+    dir: Arc<tempfile::TempDir>,
+    flags: Vec<String>,
 }
 
 impl Server {
     /// Starts `broadcasting` with the given extra flags, an empty settings file and a fresh data directory.
     pub fn start(flags: &[&str]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        std::fs::write(dir.path().join("settings.toml"), "").unwrap();
+        Self::start_in(dir, flags.iter().map(|f| f.to_string()).collect())
+    }
+
+    fn start_in(dir: Arc<tempfile::TempDir>, flags: Vec<String>) -> Server {
         let config = dir.path().join("settings.toml");
-        std::fs::write(&config, "").unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_broadcasting"))
             .args(["--addr", "127.0.0.1:0", "--log-level", "warn", "--config"])
             .arg(&config)
             .arg("--data-dir")
             .arg(dir.path().join("data"))
-            .args(flags)
+            .args(&flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -50,7 +56,23 @@ impl Server {
                 sink.lock().unwrap().push_str(&(line + "\n"));
             }
         });
-        Server { child, base, stderr, _dir: dir }
+        Server { child, base, stderr, dir, flags }
+    }
+
+    /// Stops this server the hard way (SIGKILL: no shutdown code runs) and starts another on the same data.
+    pub fn crash_and_restart(mut self) -> Server {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        Self::start_in(self.dir.clone(), self.flags.clone())
+    }
+
+    /// Stops this server with SIGTERM, waits for it to exit, and starts another on the same data.
+    pub fn restart(mut self) -> Server {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "a SIGTERM'd server exits cleanly: {exit:?}");
+        Self::start_in(self.dir.clone(), self.flags.clone())
     }
 
     pub fn url(&self, path: &str) -> String {

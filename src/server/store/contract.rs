@@ -1,0 +1,141 @@
+//! One suite, every store: each test runs against `MemoryStore` and `SqliteStore`.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::server::store::{MemoryStore, SqliteStore};
+
+/// A store under test and what keeps it alive (the SQLite file's folder).
+struct Subject {
+    store: Arc<dyn FeedStore>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn stores(cap: usize) -> Vec<(&'static str, Subject)> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(&dir.path().join("feed.db")).unwrap();
+    vec![
+        ("memory", Subject { store: Arc::new(MemoryStore::new(cap)), _dir: None }),
+        ("sqlite", Subject { store: Arc::new(sqlite), _dir: Some(dir) }),
+    ]
+}
+
+fn ids(page: &[Message]) -> Vec<u64> {
+    page.iter().map(|m| m.id).collect()
+}
+
+async fn fill(store: &dyn FeedStore, n: usize) {
+    let user = Username::parse("ada").unwrap();
+    for i in 0..n {
+        store.append(&user, &MessageText::parse(&format!("m{i}"), 100).unwrap()).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn appends_get_increasing_ids_and_keep_text() {
+    for (name, s) in stores(100) {
+        fill(&*s.store, 3).await;
+        let all = s.store.since(0, 100).await.unwrap();
+        assert_eq!(ids(&all), vec![1, 2, 3], "{name}");
+        assert_eq!((all[2].text.as_str(), all[2].user.as_str()), ("m2", "ada"), "{name}");
+        assert!(time::OffsetDateTime::parse(&all[2].at, &Rfc3339).is_ok(), "{name}");
+        assert_eq!(s.store.last_id().await.unwrap(), 3, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn since_before_and_latest_pages() {
+    for (name, s) in stores(100) {
+        let store = &*s.store;
+        assert!(store.latest(5).await.unwrap().is_empty(), "{name}");
+        fill(store, 6).await;
+        assert_eq!(ids(&store.since(2, 2).await.unwrap()), vec![3, 4], "{name}");
+        assert_eq!(ids(&store.since(6, 2).await.unwrap()), Vec::<u64>::new(), "{name}");
+        assert_eq!(ids(&store.since(60, 2).await.unwrap()), Vec::<u64>::new(), "{name}");
+        assert_eq!(ids(&store.latest(4).await.unwrap()), vec![3, 4, 5, 6], "{name}");
+        assert_eq!(ids(&store.latest(40).await.unwrap()), vec![1, 2, 3, 4, 5, 6], "{name}");
+        assert_eq!(ids(&store.before(5, 2).await.unwrap()), vec![3, 4], "{name}");
+        assert_eq!(ids(&store.before(3, 10).await.unwrap()), vec![1, 2], "{name}");
+        assert_eq!(ids(&store.before(1, 10).await.unwrap()), Vec::<u64>::new(), "{name}");
+        assert_eq!(ids(&store.before(100, 2).await.unwrap()), vec![5, 6], "{name}");
+    }
+}
+
+#[tokio::test]
+async fn retention_keeps_the_newest_and_ids_are_never_reused() {
+    for (name, s) in stores(100) {
+        let store = &*s.store;
+        fill(store, 10).await;
+        assert_eq!(store.prune(4, None).await.unwrap(), 6, "{name}");
+        assert_eq!(ids(&store.latest(100).await.unwrap()), vec![7, 8, 9, 10], "{name}");
+        assert_eq!(ids(&store.since(1, 100).await.unwrap()), vec![7, 8, 9, 10], "{name}");
+        assert_eq!(store.prune(4, None).await.unwrap(), 0, "{name}");
+        // an age cutoff in the future takes everything; the next id still counts on
+        assert_eq!(store.prune(100, Some("9999-01-01T00:00:00Z")).await.unwrap(), 4, "{name}");
+        assert_eq!(store.last_id().await.unwrap(), 10, "{name}");
+        fill(store, 1).await;
+        assert_eq!(ids(&store.latest(100).await.unwrap()), vec![11], "{name}");
+        // a cutoff in the past takes nothing
+        assert_eq!(store.prune(100, Some("2000-01-01T00:00:00Z")).await.unwrap(), 0, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_are_gap_free() {
+    for (name, s) in stores(10_000) {
+        let tasks: Vec<_> = (0..8)
+            .map(|t| {
+                let store = s.store.clone();
+                tokio::spawn(async move {
+                    let user = Username::parse(&format!("u{t}")).unwrap();
+                    let mut mine = Vec::new();
+                    for i in 0..200 {
+                        let text = MessageText::parse(&format!("{t}-{i}"), 100).unwrap();
+                        mine.push(store.append(&user, &text).await.unwrap());
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let mut acknowledged = Vec::new();
+        for task in tasks {
+            acknowledged.extend(task.await.unwrap());
+        }
+        let all = s.store.since(0, 10_000).await.unwrap();
+        assert_eq!(ids(&all), (1..=1600).collect::<Vec<_>>(), "{name}");
+        for message in acknowledged {
+            assert_eq!(all[message.id as usize - 1], message, "{name}: what was acknowledged is what is stored");
+        }
+    }
+}
+
+#[tokio::test]
+async fn memory_cap_drops_oldest_and_ids_keep_counting() {
+    let store = MemoryStore::new(3);
+    fill(&store, 7).await;
+    assert_eq!(ids(&store.latest(10).await.unwrap()), vec![5, 6, 7]);
+    assert_eq!(ids(&store.since(1, 10).await.unwrap()), vec![5, 6, 7]);
+    assert_eq!(store.last_id().await.unwrap(), 7);
+}
+
+#[tokio::test]
+async fn sqlite_survives_reopening_and_refuses_a_corrupt_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("feed.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        fill(&store, 3).await;
+        store.prune(1, None).await.unwrap();
+    }
+    let reopened = SqliteStore::open(&path).unwrap();
+    assert_eq!(ids(&reopened.latest(10).await.unwrap()), vec![3]);
+    fill(&reopened, 1).await;
+    assert_eq!(reopened.last_id().await.unwrap(), 4);
+
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, vec![0x5a; 8192]).unwrap();
+    let err = SqliteStore::open(&junk).err().expect("a corrupt file is refused").to_string();
+    assert!(err.contains("junk.db"), "{err}");
+    let err = SqliteStore::open(&dir.path().join("feed.db").join("not-a-dir").join("x.db")).err().unwrap().to_string();
+    assert!(err.contains("cannot open the database"), "{err}");
+}

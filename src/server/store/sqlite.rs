@@ -1,0 +1,276 @@
+//! `SqliteStore`: the durable log in one SQLite file (WAL mode, synchronous=FULL). One writer thread owns the write
+//! connection and commits whatever appends are waiting as one transaction, so concurrent sends share a commit; a
+//! send is answered only after its transaction committed. Reads use their own connection, off the async runtime.
+//!
+//! `AUTOINCREMENT` keeps ids strictly increasing and never reused, even after retention deletes the newest rows.
+
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use tokio::sync::oneshot;
+
+use super::{now_rfc3339, FeedStore, StoreError};
+use crate::shared::domain::{Message, MessageText, Username};
+
+/// Most appends committed in one transaction.
+const MAX_BATCH: usize = 512;
+/// Most rows one retention pass deletes per transaction, so a large cleanup never holds the writer for long.
+const PRUNE_CHUNK: i64 = 2_000;
+
+const SCHEMA_VERSION: i64 = 1;
+
+enum Job {
+    Append { user: String, text: String, reply: oneshot::Sender<Result<Message, StoreError>> },
+    Prune { keep: usize, cutoff: Option<String>, reply: oneshot::Sender<Result<u64, StoreError>> },
+}
+
+pub struct SqliteStore {
+    jobs: mpsc::Sender<Job>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the database {path}: {reason}")]
+pub struct OpenError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+fn unavailable(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(err.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating or migrating) the database at `path`. A corrupt or unwritable file is an error, never a
+    /// silent fallback.
+    pub fn open(path: &Path) -> Result<Self, OpenError> {
+        let fail = |reason: String| OpenError { path: path.to_owned(), reason };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+        }
+        let writer = Connection::open(path).map_err(|e| fail(e.to_string()))?;
+        prepare(&writer).map_err(|e| fail(e.to_string()))?;
+        let reader =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(|e| fail(e.to_string()))?;
+        reader.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| fail(e.to_string()))?;
+        let (jobs, queue) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_loop(writer, queue))
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(Self { jobs, reader: Arc::new(Mutex::new(reader)) })
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            query(&conn).map_err(unavailable)
+        })
+        .await
+        .map_err(unavailable)?
+    }
+
+    fn submit(&self, job: Job) -> Result<(), StoreError> {
+        self.jobs.send(job).map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))
+    }
+}
+
+/// Pragmas, an integrity check and the schema.
+fn prepare(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let check: String = conn.query_row("PRAGMA quick_check", [], |row| row.get(0))?;
+    if check != "ok" {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            Some(format!("integrity check failed: {check}")),
+        ));
+    }
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!("could not switch to WAL mode (got {mode})")),
+        ));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+            Some(format!("schema version {version} is newer than this server knows ({SCHEMA_VERSION})")),
+        ));
+    }
+    if version < 1 {
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS messages (
+                 id   INTEGER PRIMARY KEY AUTOINCREMENT,
+                 user TEXT NOT NULL,
+                 text TEXT NOT NULL,
+                 at   TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS messages_at ON messages(at);
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )?;
+    }
+    Ok(())
+}
+
+fn write_loop(mut conn: Connection, queue: mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut appends = Vec::new();
+        let mut pending = Some(first);
+        while let Some(job) = pending.take() {
+            match job {
+                Job::Append { user, text, reply } => appends.push((user, text, reply)),
+                Job::Prune { keep, cutoff, reply } => {
+                    // Commit what queued before it first, so retention sees those rows.
+                    commit_appends(&mut conn, std::mem::take(&mut appends));
+                    let _ = reply.send(prune(&mut conn, keep, cutoff.as_deref()).map_err(unavailable));
+                }
+            }
+            if appends.len() < MAX_BATCH {
+                pending = queue.try_recv().ok();
+            }
+        }
+        commit_appends(&mut conn, appends);
+    }
+}
+
+type Append = (String, String, oneshot::Sender<Result<Message, StoreError>>);
+
+fn commit_appends(conn: &mut Connection, appends: Vec<Append>) {
+    if appends.is_empty() {
+        return;
+    }
+    let at = now_rfc3339();
+    let stored = (|| {
+        let tx = conn.transaction()?;
+        let mut ids = Vec::with_capacity(appends.len());
+        {
+            let mut insert =
+                tx.prepare_cached("INSERT INTO messages (user, text, at) VALUES (?1, ?2, ?3) RETURNING id")?;
+            for (user, text, _) in &appends {
+                ids.push(insert.query_row(params![user, text, at], |row| row.get::<_, i64>(0))?);
+            }
+        }
+        tx.commit()?;
+        Ok::<_, rusqlite::Error>(ids)
+    })();
+    match stored {
+        Ok(ids) => {
+            for ((user, text, reply), id) in appends.into_iter().zip(ids) {
+                let _ = reply.send(Ok(Message { id: id as u64, user, text, at: at.clone() }));
+            }
+        }
+        Err(err) => {
+            tracing::error!(error = %err, count = appends.len(), "commit failed; nothing of this batch was stored");
+            for (_, _, reply) in appends {
+                let _ = reply.send(Err(unavailable(&err)));
+            }
+        }
+    }
+}
+
+fn prune(conn: &mut Connection, keep: usize, cutoff: Option<&str>) -> rusqlite::Result<u64> {
+    let newest: Option<i64> = conn.query_row("SELECT MAX(id) FROM messages", [], |row| row.get(0))?;
+    let Some(newest) = newest else { return Ok(0) };
+    // Everything at or below `floor` goes: the count limit, then the age limit.
+    let mut floor: i64 = conn
+        .query_row("SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?1", [keep as i64], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0);
+    if let Some(cutoff) = cutoff {
+        let aged: Option<i64> =
+            conn.query_row("SELECT MAX(id) FROM messages WHERE at < ?1", [cutoff], |row| row.get(0))?;
+        floor = floor.max(aged.unwrap_or(0));
+    }
+    floor = floor.min(newest);
+    let mut deleted = 0u64;
+    loop {
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE id <= ?1 ORDER BY id LIMIT ?2)",
+            params![floor, PRUNE_CHUNK],
+        )?;
+        tx.commit()?;
+        deleted += n as u64;
+        if (n as i64) < PRUNE_CHUNK {
+            return Ok(deleted);
+        }
+    }
+}
+
+fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message { id: row.get::<_, i64>(0)? as u64, user: row.get(1)?, text: row.get(2)?, at: row.get(3)? })
+}
+
+fn collect(conn: &Connection, sql: &str, a: i64, limit: usize) -> rusqlite::Result<Vec<Message>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params![a, limit as i64], row_to_message)?;
+    rows.collect()
+}
+
+fn clamp(id: u64) -> i64 {
+    id.min(i64::MAX as u64) as i64
+}
+
+#[async_trait]
+impl FeedStore for SqliteStore {
+    async fn append(&self, user: &Username, text: &MessageText) -> Result<Message, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Append { user: user.as_str().to_owned(), text: text.as_str().to_owned(), reply })?;
+        answer.await.map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
+    }
+
+    async fn since(&self, after: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
+        let after = clamp(after);
+        self.read(move |conn| {
+            collect(conn, "SELECT id, user, text, at FROM messages WHERE id > ?1 ORDER BY id LIMIT ?2", after, limit)
+        })
+        .await
+    }
+
+    async fn before(&self, before: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
+        let before = clamp(before);
+        self.read(move |conn| {
+            let mut page = collect(
+                conn,
+                "SELECT id, user, text, at FROM messages WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+                before,
+                limit,
+            )?;
+            page.reverse();
+            Ok(page)
+        })
+        .await
+    }
+
+    async fn latest(&self, limit: usize) -> Result<Vec<Message>, StoreError> {
+        self.before(u64::MAX, limit).await
+    }
+
+    async fn last_id(&self) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            let seq: Option<i64> = conn
+                .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'messages'", [], |row| row.get(0))
+                .optional()?;
+            Ok(seq.unwrap_or(0) as u64)
+        })
+        .await
+    }
+
+    async fn prune(&self, keep: usize, cutoff: Option<&str>) -> Result<u64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Prune { keep, cutoff: cutoff.map(str::to_owned), reply })?;
+        answer.await.map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
+    }
+}
