@@ -118,3 +118,33 @@ test("the log follows new messages unless the reader scrolled up", async ({ cont
   await expect(row(reader, name, followed)).toHaveCount(1);
   await expect.poll(gapToBottom).toBeLessThan(2);
 });
+
+test("load older messages fetches the page before the oldest shown and keeps the reader's place", async ({ context }) => {
+  // More than one page (200) of history, sent through the public API.
+  const api = context.request;
+  const joined = await (await api.post("/api/join", { form: { username: unique("Historian") } })).json();
+  const tag = unique("history");
+  for (let i = 0; i < 210; i++) {
+    const res = await api.post("/api/send", { form: { ticket: joined.ticket, text: `${tag} ${i}` } });
+    expect(res.status()).toBe(200);
+  }
+  const page = await openLive(context);
+  const rows = page.locator(".log p[data-key]");
+  await expect(rows).toHaveCount(200);
+  const firstKey = Number(await rows.first().getAttribute("data-key"));
+
+  const log = page.getByRole("log");
+  await log.evaluate((el) => el.scrollTo({ top: 0 }));
+  await log.dispatchEvent("scroll");
+  const anchor = page.locator(`.log p[data-key="${firstKey}"]`);
+  const topBefore = (await anchor.boundingBox())!.y;
+
+  await page.getByRole("button", { name: "Load older messages" }).click();
+  await expect(page.locator(`.log p[data-key="${firstKey - 1}"]`)).toHaveCount(1);
+  expect(await rows.count()).toBeGreaterThan(200);
+  const keys = await rows.evaluateAll((ps) => ps.map((p) => Number(p.getAttribute("data-key"))));
+  expect([...keys].sort((a, b) => a - b)).toEqual(keys);
+  expect(new Set(keys).size).toBe(keys.length);
+  // the row the reader was looking at has not moved
+  await expect.poll(async () => Math.abs((await anchor.boundingBox())!.y - topBefore)).toBeLessThan(5);
+});

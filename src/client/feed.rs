@@ -46,6 +46,10 @@ impl Feed {
     pub fn synced_to(&self) -> u64 {
         self.synced_to.get_value()
     }
+
+    fn oldest_id(&self) -> Option<u64> {
+        self.rows.with_untracked(|rows| rows.first().map(|m| m.id))
+    }
 }
 
 /// Merges `page` into `rows` (both in id order) without duplicates; answers whether anything was added.
@@ -70,6 +74,35 @@ pub fn FeedLog(feed: Feed) -> impl IntoView {
     let first_page = OnceResource::new_blocking(list_messages(None, None));
     let log = NodeRef::<Div>::new();
     let sticky = StoredValue::new(true);
+    // Whether older messages may exist above the oldest shown (ids start at 1).
+    let has_older = RwSignal::new(false);
+    let loading_older = RwSignal::new(false);
+    let older_error = RwSignal::new(None::<String>);
+
+    let load_older = move |_| {
+        let Some(oldest) = feed.oldest_id() else { return };
+        loading_older.set(true);
+        leptos::task::spawn_local(async move {
+            match list_messages(None, Some(oldest.to_string())).await {
+                Ok(page) => {
+                    older_error.set(None);
+                    has_older.set(page.first().is_some_and(|m| m.id > 1));
+                    // Keep the reader's place: the same distance from the bottom once the rows are in.
+                    let from_bottom = log.get_untracked().map(|el| el.scroll_height() - el.scroll_top());
+                    feed.merge(page);
+                    if let Some(from_bottom) = from_bottom {
+                        request_animation_frame(move || {
+                            if let Some(el) = log.get_untracked() {
+                                el.set_scroll_top(el.scroll_height() - from_bottom);
+                            }
+                        });
+                    }
+                }
+                Err(err) => older_error.set(Some(err.message)),
+            }
+            loading_older.set(false);
+        });
+    };
 
     let on_scroll = move |_| {
         if let Some(el) = log.get_untracked() {
@@ -91,6 +124,7 @@ pub fn FeedLog(feed: Feed) -> impl IntoView {
                 {move || Suspend::new(async move {
                     let error = match first_page.await {
                         Ok(page) => {
+                            has_older.set(page.first().is_some_and(|m| m.id > 1));
                             feed.merge_synced(page);
                             None
                         }
@@ -98,6 +132,12 @@ pub fn FeedLog(feed: Feed) -> impl IntoView {
                     };
                     view! {
                         {error.map(|message| view! { <p class="error" role="alert">{message}</p> })}
+                        <Show when=move || has_older.get()>
+                            <button class="older" type="button" on:click=load_older disabled=move || loading_older.get()>
+                                {move || if loading_older.get() { "Loading…" } else { "Load older messages" }}
+                            </button>
+                        </Show>
+                        {move || older_error.get().map(|message| view! { <p class="error" role="alert">{message}</p> })}
                         <Show when=move || feed.rows.with(Vec::is_empty)>
                             <p class="empty">
                                 <small><em>"No messages yet — send one to publish it to all subscribed peers."</em></small>
