@@ -6,12 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::Server;
+use common::{ids, Server};
 use serde_json::Value;
-
-fn ids(page: &[Value]) -> Vec<u64> {
-    page.iter().map(|m| m["id"].as_u64().unwrap()).collect()
-}
 
 #[tokio::test]
 async fn messages_survive_a_restart_and_ids_go_on() {

@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::Server;
+use common::{ids, Server};
 use serde_json::Value;
 
 #[tokio::test]
@@ -41,10 +41,9 @@ async fn pages_are_capped_and_latest_without_since() {
     for i in 1..=7 {
         browser.send(&ticket, &format!("m{i}")).await;
     }
-    let ids = |page: Vec<Value>| page.iter().map(|m| m["id"].as_u64().unwrap()).collect::<Vec<_>>();
-    assert_eq!(ids(browser.messages("").await), [5, 6, 7]);
-    assert_eq!(ids(browser.messages("?since=0").await), [1, 2, 3]);
-    assert_eq!(ids(browser.messages("?since=3").await), [4, 5, 6]);
+    assert_eq!(ids(&browser.messages("").await), [5, 6, 7]);
+    assert_eq!(ids(&browser.messages("?since=0").await), [1, 2, 3]);
+    assert_eq!(ids(&browser.messages("?since=3").await), [4, 5, 6]);
 }
 
 #[tokio::test]

@@ -172,6 +172,11 @@ impl Browser {
     }
 }
 
+/// The ids of a page of messages, in order.
+pub fn ids(page: &[Value]) -> Vec<u64> {
+    page.iter().map(|m| m["id"].as_u64().unwrap()).collect()
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub struct SseEvent {
     pub event: String,
