@@ -77,9 +77,18 @@ impl SqliteStore {
         .map_err(unavailable)?
     }
 
-    fn submit(&self, job: Job) -> Result<(), StoreError> {
-        self.jobs.send(job).map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))
+    /// Hands a job to the writer thread and waits for its answer.
+    async fn ask<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job) -> Result<T, StoreError> {
+        let stopped = || StoreError::Unavailable("the database writer has stopped".into());
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(job(reply)).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
+}
+
+/// A start-up refusal with SQLite's error `code` and our explanation.
+fn refuse(code: std::ffi::c_int, why: String) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some(why))
 }
 
 /// Pragmas, an integrity check and the schema.
@@ -87,24 +96,18 @@ fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     let check: String = conn.query_row("PRAGMA quick_check", [], |row| row.get(0))?;
     if check != "ok" {
-        return Err(rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
-            Some(format!("integrity check failed: {check}")),
-        ));
+        return Err(refuse(rusqlite::ffi::SQLITE_CORRUPT, format!("integrity check failed: {check}")));
     }
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-            Some(format!("could not switch to WAL mode (got {mode})")),
-        ));
+        return Err(refuse(rusqlite::ffi::SQLITE_CANTOPEN, format!("could not switch to WAL mode (got {mode})")));
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if version > SCHEMA_VERSION {
-        return Err(rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
-            Some(format!("schema version {version} is newer than this server knows ({SCHEMA_VERSION})")),
+        return Err(refuse(
+            rusqlite::ffi::SQLITE_MISMATCH,
+            format!("schema version {version} is newer than this server knows ({SCHEMA_VERSION})"),
         ));
     }
     if version < 1 {
@@ -226,9 +229,8 @@ fn clamp(id: u64) -> i64 {
 #[async_trait]
 impl FeedStore for SqliteStore {
     async fn append(&self, user: &Username, text: &MessageText) -> Result<Message, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.submit(Job::Append { user: user.as_str().to_owned(), text: text.as_str().to_owned(), reply })?;
-        answer.await.map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
+        let (user, text) = (user.as_str().to_owned(), text.as_str().to_owned());
+        self.ask(|reply| Job::Append { user, text, reply }).await
     }
 
     async fn since(&self, after: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
@@ -269,8 +271,7 @@ impl FeedStore for SqliteStore {
     }
 
     async fn prune(&self, keep: usize, cutoff: Option<&str>) -> Result<u64, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.submit(Job::Prune { keep, cutoff: cutoff.map(str::to_owned), reply })?;
-        answer.await.map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
+        let cutoff = cutoff.map(str::to_owned);
+        self.ask(|reply| Job::Prune { keep, cutoff, reply }).await
     }
 }
