@@ -1,22 +1,96 @@
 #!/usr/bin/env bash
-# Benchmarks a release server on this machine through the public HTTP contract; figures go to BENCHMARKS.md.
-#   scripts/bench.sh            sends per second to the SQLite store, 1 and 8 concurrent senders
+# Benchmarks a release build on this machine through the public HTTP contract; the figures go to BENCHMARKS.md.
+#   scripts/bench.sh [sends] [fanout] [render] [size]     (no argument: all four)
+#     sends   acknowledged durable sends per second, 1 and 8 concurrent senders
+#     fanout  N = 1,000 / 5,000 / 10,000 subscribers in one session group, 1 message per second, against the bare
+#             axum + broadcast floor and against Broadcasting (every subscriber refetching like the page)
+#     render  server-rendered pages of / per second with 200 messages in the log
+#     size    release wasm, JS and CSS: raw, gzip -9, brotli -11, and as served
+# Environment: BENCH_SUBSCRIBERS="1000 5000 10000", BENCH_MESSAGES=30, BENCH_RATE=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+sections=${*:-sends fanout render size}
+subscribers=${BENCH_SUBSCRIBERS:-1000 5000 10000}
+messages=${BENCH_MESSAGES:-30}
+rate=${BENCH_RATE:-1}
 
-cargo leptos build --release
+cargo leptos build --release --precompress
 cargo build --release --manifest-path bench/Cargo.toml
+bench=bench/target/release/broadcasting-bench
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, open files $(ulimit -n); loader and server share them"
 
 data=$(mktemp -d)
-port=3077
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
-target/release/broadcasting --addr "127.0.0.1:$port" --data-dir "$data" --log-level warn --config /dev/null &
-server=$!
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/api/messages" >/dev/null && break; sleep 0.1; done
+pid=""
+stop() {
+  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  pid=""
+}
+trap 'stop; rm -rf "$data"' EXIT
 
-echo "== SQLite store ($(nproc) cores, loader on the same machine)"
-for senders in 1 8; do
-  bench/target/release/broadcasting-bench sends --url "http://127.0.0.1:$port" --senders "$senders" --count 10000
+# start_server PORT: a fresh release server on an empty data directory (SQLite store, the default).
+start_server() {
+  rm -rf "$data" && mkdir -p "$data"
+  target/release/broadcasting --addr "127.0.0.1:$1" --data-dir "$data" --log-level warn --config /dev/null &
+  pid=$!
+  wait_for "http://127.0.0.1:$1/api/messages"
+}
+wait_for() {
+  for _ in $(seq 1 100); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done
+  echo "nothing answers at $1" >&2
+  return 1
+}
+
+for section in $sections; do
+  case $section in
+  sends)
+    start_server 3077
+    echo "== sends: SQLite store"
+    for senders in 1 8; do
+      $bench sends --url "http://127.0.0.1:3077" --senders "$senders" --count 10000
+    done
+    stop
+    ;;
+  fanout)
+    for n in $subscribers; do
+      $bench floor --addr 127.0.0.1:3078 &
+      pid=$!
+      wait_for "http://127.0.0.1:3078/events" || true
+      $bench fanout --url http://127.0.0.1:3078 --subscribers "$n" --messages "$messages" --rate "$rate" \
+        --no-fetch --pid "$pid" --label floor
+      stop
+      start_server 3077
+      $bench fanout --url http://127.0.0.1:3077 --subscribers "$n" --messages "$messages" --rate "$rate" \
+        --pid "$pid" --label broadcasting
+      stop
+    done
+    ;;
+  render)
+    start_server 3077
+    $bench sends --url "http://127.0.0.1:3077" --senders 4 --count 200 >/dev/null
+    echo "== render: / with 200 messages"
+    $bench render --url "http://127.0.0.1:3077/" --connections 8 --seconds 10
+    stop
+    ;;
+  size)
+    start_server 3077
+    echo "== size: file raw gzip-9 brotli-11 served-br served-gzip (bytes)"
+    for file in target/site/pkg/broadcasting.wasm target/site/pkg/broadcasting.js target/site/pkg/broadcasting.css; do
+      url="http://127.0.0.1:3077/pkg/$(basename "$file")"
+      printf '%s %s %s %s %s %s\n' "$(basename "$file")" "$(stat -c %s "$file")" "$(gzip -9c "$file" | wc -c)" \
+        "$(brotli -q 11 -c "$file" | wc -c)" \
+        "$(curl -sf -H 'Accept-Encoding: br' "$url" | wc -c)" "$(curl -sf -H 'Accept-Encoding: gzip' "$url" | wc -c)"
+    done
+    printf '/ (200 messages) %s - - %s %s\n' "$(curl -sf http://127.0.0.1:3077/ | wc -c)" \
+      "$(curl -sf -H 'Accept-Encoding: br' http://127.0.0.1:3077/ | wc -c)" \
+      "$(curl -sf -H 'Accept-Encoding: gzip' http://127.0.0.1:3077/ | wc -c)"
+    stop
+    ;;
+  *)
+    echo "unknown section $section (sends, fanout, render, size)" >&2
+    exit 2
+    ;;
+  esac
 done

@@ -3,10 +3,26 @@
 //! `broadcasting-bench sends --url URL --senders N --count M`: N concurrent senders, M messages in all; reports
 //! acknowledged sends per second (each acknowledged send is durable when the server runs the SQLite store) and the
 //! latency of one send, p50/p99/max.
+//!
+//! `broadcasting-bench fanout --url URL --subscribers N --messages M --rate R [--pid P]`: N subscribers on
+//! `/events` in one session group, M messages at R per second, every subscriber refetching like the page; reports
+//! notification and full-loop latency, delivered/expected, and the server's RSS and CPU (with its pid).
+//!
+//! `broadcasting-bench floor --addr ADDR`: serves the bare axum + broadcast SSE floor to compare against
+//! (`fanout --no-fetch` against it).
+//!
+//! `broadcasting-bench render --url URL`: server-rendered pages of `/` per second.
 
-use std::time::{Duration, Instant};
+mod fanout;
+mod floor;
+mod render;
+mod stats;
+
+use std::time::Instant;
 
 use clap::{Parser, Subcommand};
+
+use stats::summary;
 
 #[derive(Parser)]
 #[command(about = "Load generator for Broadcasting")]
@@ -29,13 +45,47 @@ enum Command {
         #[arg(long, default_value_t = 5_000)]
         count: usize,
     },
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+    /// Notification and full-loop latency with N subscribers in one session group.
+    Fanout {
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+        #[arg(long, default_value_t = 1_000)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 30)]
+        messages: usize,
+        /// Messages per second.
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+        /// Only count notifications; no refetch (for the floor, which has no log).
+        #[arg(long)]
+        no_fetch: bool,
+        /// Connections the subscribers share for their fetches.
+        #[arg(long, default_value_t = 1_000)]
+        fetch_connections: usize,
+        /// Subscribers connecting at once.
+        #[arg(long, default_value_t = 200)]
+        connect_concurrency: usize,
+        /// The server's process id, to report its RSS and CPU time.
+        #[arg(long)]
+        pid: Option<u32>,
+        /// A name for this run in the report.
+        #[arg(long, default_value = "broadcasting")]
+        label: String,
+    },
+    /// Serve the bare axum + tokio broadcast SSE floor.
+    Floor {
+        #[arg(long, default_value = "127.0.0.1:3078")]
+        addr: std::net::SocketAddr,
+    },
+    /// Server-rendered pages of `/` per second.
+    Render {
+        #[arg(long, default_value = "http://127.0.0.1:3000/")]
+        url: String,
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
 }
 
 async fn sends(url: String, senders: usize, count: usize) -> Result<(), String> {
@@ -81,15 +131,12 @@ async fn sends(url: String, senders: usize, count: usize) -> Result<(), String> 
         latencies.extend(task.await.map_err(|e| e.to_string())??);
     }
     let elapsed = started.elapsed();
-    latencies.sort();
     println!(
-        "senders={senders} sends={} seconds={:.2} sends_per_second={:.0} latency_ms p50={:.2} p99={:.2} max={:.2}",
+        "senders={senders} sends={} seconds={:.2} sends_per_second={:.0} latency_ms {}",
         latencies.len(),
         elapsed.as_secs_f64(),
         latencies.len() as f64 / elapsed.as_secs_f64(),
-        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
-        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        summary(&mut latencies),
     );
     Ok(())
 }
@@ -98,6 +145,32 @@ async fn sends(url: String, senders: usize, count: usize) -> Result<(), String> 
 async fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Sends { url, senders, count } => sends(url, senders.max(1), count).await,
+        Command::Fanout {
+            url,
+            subscribers,
+            messages,
+            rate,
+            no_fetch,
+            fetch_connections,
+            connect_concurrency,
+            pid,
+            label,
+        } => {
+            let options = fanout::Options {
+                url,
+                subscribers,
+                messages,
+                rate,
+                fetch: !no_fetch,
+                fetch_connections,
+                connect_concurrency,
+                pid,
+                label,
+            };
+            fanout::run(options).await
+        }
+        Command::Floor { addr } => floor::serve(addr).await,
+        Command::Render { url, connections, seconds } => render::run(url, connections, seconds).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,32 +1,33 @@
 //! `GET /events`: the Server-Sent Events stream of the caller's session group. Each append is announced as
 //! `event: NewMessage` with `id:` and `data:` the newest message id; the tab then fetches what it has not seen.
+//!
+//! The body is plain bytes: the frames come pre-encoded from the fan-out (one encoding per message, shared by every
+//! subscriber), and an idle stream gets a comment every 15 s so proxies keep it open. The stream ends when the
+//! fan-out closes at shutdown.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::Response;
 use axum::Extension;
-use futures::{stream, StreamExt};
+use futures::{stream, Stream, StreamExt};
 
+use crate::server::fanout::Notice;
 use crate::server::{group::GroupId, AppState};
 
-pub const EVENT_NAME: &str = "NewMessage";
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Asks the browser to reconnect one second after a drop (its default is about three).
-const RETRY: Duration = Duration::from_secs(1);
-
-fn new_message(id: u64) -> Event {
-    Event::default().event(EVENT_NAME).id(id.to_string()).data(id.to_string())
-}
+const RETRY: &[u8] = b"retry: 1000\n\n";
+const COMMENT: &[u8] = b":\n\n";
 
 pub async fn stream(
     State(state): State<AppState>,
     Extension(group): Extension<GroupId>,
     headers: HeaderMap,
-) -> impl IntoResponse {
+) -> Response {
     // Subscribe before reading the latest id, so an append in between is announced rather than missed.
     let subscription = state.fanout.subscribe(&group);
     let last_seen = headers
@@ -35,7 +36,7 @@ pub async fn stream(
         .and_then(|value| value.trim().parse::<u64>().ok());
     let catch_up = match last_seen {
         Some(seen) => match state.store.last_id().await {
-            Ok(latest) if latest > seen => Some(latest),
+            Ok(latest) if latest > seen => Some(Notice::new(latest).frame),
             Ok(_) => None,
             Err(err) => {
                 tracing::warn!(error = %err, "could not read the latest id for a reconnect");
@@ -44,14 +45,48 @@ pub async fn stream(
         },
         None => None,
     };
-    let shutdown = state.shutdown.clone();
-    let events = stream::once(async { Event::default().retry(RETRY) })
-        .chain(stream::iter(catch_up.map(new_message)))
-        .chain(subscription.map(new_message))
-        .take_until(async move { shutdown.wait().await })
-        .map(Ok::<_, Infallible>);
-    (
-        [(header::CACHE_CONTROL, "no-cache"), (header::HeaderName::from_static("x-accel-buffering"), "no")],
-        Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)),
-    )
+    let frames = stream::once(async { Bytes::from_static(RETRY) })
+        .chain(stream::iter(catch_up))
+        .chain(subscription.map(|notice| notice.frame));
+    let mut response = Response::new(Body::from_stream(keep_alive(frames, KEEP_ALIVE).map(Ok::<_, Infallible>)));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(header::HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"));
+    response
+}
+
+/// `frames`, with a comment whenever nothing was sent for `every`.
+fn keep_alive(frames: impl Stream<Item = Bytes> + Send + 'static, every: Duration) -> impl Stream<Item = Bytes> {
+    let idle = Box::pin(tokio::time::sleep(every));
+    stream::unfold((Box::pin(frames), idle), move |(mut frames, mut idle)| async move {
+        let next = tokio::select! {
+            biased;
+            frame = frames.next() => frame?,
+            () = idle.as_mut() => Bytes::from_static(COMMENT),
+        };
+        idle.as_mut().reset(tokio::time::Instant::now() + every);
+        Some((next, (frames, idle)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_stream_gets_a_comment_each_interval_and_frames_pass_through() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        let frames = futures::stream::unfold(rx, |mut rx| async move { Some((rx.recv().await?, rx)) });
+        let mut out = Box::pin(keep_alive(frames, Duration::from_secs(15)));
+        tx.send(Bytes::from_static(b"a")).unwrap();
+        assert_eq!(out.next().await.unwrap(), Bytes::from_static(b"a"));
+        let started = tokio::time::Instant::now();
+        assert_eq!(out.next().await.unwrap(), Bytes::from_static(COMMENT));
+        assert_eq!(started.elapsed(), Duration::from_secs(15));
+        tx.send(Bytes::from_static(b"b")).unwrap();
+        assert_eq!(out.next().await.unwrap(), Bytes::from_static(b"b"));
+        drop(tx);
+        assert_eq!(out.next().await, None, "the stream ends with its frames");
+    }
 }

@@ -2,19 +2,38 @@
 //! cross-process implementation (Redis) plugs into; `LocalBroadcaster` runs in-process on `tokio::sync::broadcast`.
 //!
 //! A notification carries only the newest message id: a subscriber that falls behind gets one notification for
-//! the latest id instead of a backlog, and never a broken stream.
+//! the latest id instead of a backlog, and never a broken stream. Its SSE frame is encoded once, when it is
+//! published, and every subscriber writes the same bytes.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use axum::body::Bytes;
 use futures::stream::{self, BoxStream};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
 use crate::server::group::GroupId;
 
-/// A subscription: yields the newest message id each time the group is notified.
-pub type Subscription = BoxStream<'static, u64>;
+/// The SSE event name of an append.
+pub const EVENT_NAME: &str = "NewMessage";
+
+/// "Messages up to `id` exist", with its Server-Sent Events frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub id: u64,
+    pub frame: Bytes,
+}
+
+impl Notice {
+    pub fn new(id: u64) -> Self {
+        Self { id, frame: Bytes::from(format!("event: {EVENT_NAME}\nid: {id}\ndata: {id}\n\n")) }
+    }
+}
+
+/// A subscription: yields the newest notice each time the group is notified; ends when the broadcaster closes.
+pub type Subscription = BoxStream<'static, Notice>;
 
 #[async_trait]
 pub trait Broadcaster: Send + Sync + 'static {
@@ -22,19 +41,22 @@ pub trait Broadcaster: Send + Sync + 'static {
     async fn publish(&self, group: &GroupId, id: u64);
     /// Subscribes to `group`; dropping the stream unsubscribes.
     fn subscribe(&self, group: &GroupId) -> Subscription;
+    /// Ends every subscription, and every later one at once (shutdown: the streams close, tabs reconnect).
+    fn close(&self);
 }
 
-type Channels = Arc<Mutex<HashMap<GroupId, broadcast::Sender<u64>>>>;
+type Channels = Arc<Mutex<HashMap<GroupId, broadcast::Sender<Notice>>>>;
 
 /// One broadcast channel per group with live subscribers; a group's channel goes when its last subscriber does.
 pub struct LocalBroadcaster {
     capacity: usize,
     channels: Channels,
+    closed: AtomicBool,
 }
 
 impl LocalBroadcaster {
     pub fn new(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), channels: Arc::default() }
+        Self { capacity: capacity.max(1), channels: Arc::default(), closed: AtomicBool::new(false) }
     }
 
     /// Groups that have a channel now (for tests and metrics).
@@ -43,7 +65,7 @@ impl LocalBroadcaster {
     }
 }
 
-fn lock(channels: &Channels) -> std::sync::MutexGuard<'_, HashMap<GroupId, broadcast::Sender<u64>>> {
+fn lock(channels: &Channels) -> std::sync::MutexGuard<'_, HashMap<GroupId, broadcast::Sender<Notice>>> {
     channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -53,44 +75,53 @@ impl Broadcaster for LocalBroadcaster {
         // Clone the sender and release the registry lock before sending.
         let sender = lock(&self.channels).get(group).cloned();
         if let Some(sender) = sender {
-            let _ = sender.send(id); // Err means no subscribers: nothing to do.
+            let _ = sender.send(Notice::new(id)); // Err means no subscribers: nothing to do.
         }
     }
 
     fn subscribe(&self, group: &GroupId) -> Subscription {
+        if self.closed.load(Ordering::SeqCst) {
+            return Box::pin(stream::empty());
+        }
         let receiver = lock(&self.channels)
             .entry(group.clone())
             .or_insert_with(|| broadcast::channel(self.capacity).0)
             .subscribe();
         let member = Member { receiver: Some(receiver), group: group.clone(), channels: self.channels.clone() };
         Box::pin(stream::unfold(member, |mut member| async move {
-            let id = member.next_latest().await?;
-            Some((id, member))
+            let notice = member.next_latest().await?;
+            Some((notice, member))
         }))
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        lock(&self.channels).clear(); // dropping the senders ends every receiver
     }
 }
 
 /// One subscriber's receiver; on drop it removes its group's channel if it was the last one.
 struct Member {
-    receiver: Option<broadcast::Receiver<u64>>,
+    receiver: Option<broadcast::Receiver<Notice>>,
     group: GroupId,
     channels: Channels,
 }
 
 impl Member {
-    /// Waits for a notification, then drains whatever else is queued and answers the newest id.
-    async fn next_latest(&mut self) -> Option<u64> {
+    /// Waits for a notification, then drains whatever else is queued and answers the newest.
+    async fn next_latest(&mut self) -> Option<Notice> {
         let receiver = self.receiver.as_mut()?;
         let mut latest = loop {
             match receiver.recv().await {
-                Ok(id) => break id,
+                Ok(notice) => break notice,
                 Err(RecvError::Lagged(_)) => continue,
                 Err(RecvError::Closed) => return None,
             }
         };
         loop {
             match receiver.try_recv() {
-                Ok(id) => latest = latest.max(id),
+                Ok(notice) if notice.id > latest.id => latest = notice,
+                Ok(_) => {}
                 Err(TryRecvError::Lagged(_)) => continue,
                 Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => return Some(latest),
             }
@@ -115,7 +146,9 @@ mod tests {
     use std::time::Duration;
 
     async fn next_now(sub: &mut Subscription) -> Option<u64> {
-        tokio::time::timeout(Duration::from_millis(50), sub.next()).await.ok().flatten()
+        let notice = tokio::time::timeout(Duration::from_millis(50), sub.next()).await.ok().flatten()?;
+        assert_eq!(notice, Notice::new(notice.id), "the frame announces the notice's id");
+        Some(notice.id)
     }
 
     #[tokio::test]
@@ -161,5 +194,23 @@ mod tests {
         assert_eq!(fanout.group_count(), 1);
         drop(two);
         assert_eq!(fanout.group_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn close_ends_every_subscription_now_and_later() {
+        let fanout = LocalBroadcaster::new(4);
+        let group = GroupId::new("g");
+        let mut open = fanout.subscribe(&group);
+        fanout.close();
+        let ended = tokio::time::timeout(Duration::from_millis(50), open.next()).await;
+        assert_eq!(ended.ok().map(|n| n.is_none()), Some(true), "an open subscription ends");
+        let mut late = fanout.subscribe(&group);
+        let ended = tokio::time::timeout(Duration::from_millis(50), late.next()).await;
+        assert_eq!(ended.ok().map(|n| n.is_none()), Some(true), "a later subscription ends at once");
+    }
+
+    #[test]
+    fn a_notice_is_one_server_sent_event() {
+        assert_eq!(Notice::new(42).frame, Bytes::from_static(b"event: NewMessage\nid: 42\ndata: 42\n\n"));
     }
 }

@@ -4,6 +4,9 @@
 use leptos::prelude::*;
 use leptos_axum::ResponseOptions;
 
+use std::sync::Arc;
+
+use crate::server::pages::{Page, PageKey};
 use crate::server::{group::GroupId, AppState};
 use crate::shared::domain::{Joined, Message, MessageText, Username};
 use crate::shared::error::{ApiError, ErrorKind};
@@ -50,21 +53,34 @@ pub async fn send(state: &AppState, group: &GroupId, ticket: &str, raw_text: &st
         tracing::error!(error = %err, "append failed");
         ApiError::new(ErrorKind::Unavailable, "The message could not be stored; try again.")
     })?;
+    state.pages.invalidate();
     state.fanout.publish(group, message.id).await;
     Ok(message)
 }
 
-/// One page of the log: after `since`, or before `before`, or (neither) the latest.
-pub async fn list(state: &AppState, since: Option<&str>, before: Option<&str>) -> Result<Vec<Message>, ApiError> {
-    let page = state.limits.page_size;
-    let result = match (message_id("since", since)?, message_id("before", before)?) {
+/// One page of the log: after `since`, or before `before`, or (neither) the latest. Identical concurrent requests
+/// share one store read (`PageCache`).
+pub async fn list(state: &AppState, since: Option<&str>, before: Option<&str>) -> Result<Arc<Page>, ApiError> {
+    let limit = state.limits.page_size;
+    let key = match (message_id("since", since)?, message_id("before", before)?) {
         (Some(_), Some(_)) => {
             return Err(ApiError::new(ErrorKind::BadRequest, "Give `since` or `before`, not both."));
         }
-        (Some(after), None) => state.store.since(after, page).await,
-        (None, Some(before)) => state.store.before(before, page).await,
-        (None, None) => state.store.latest(page).await,
+        (Some(after), None) => PageKey::Since(after),
+        (None, Some(before)) => PageKey::Before(before),
+        (None, None) => PageKey::Latest,
     };
+    let store = &state.store;
+    let result = state
+        .pages
+        .get(key, || async move {
+            match key {
+                PageKey::Since(after) => store.since(after, limit).await,
+                PageKey::Before(before) => store.before(before, limit).await,
+                PageKey::Latest => store.latest(limit).await,
+            }
+        })
+        .await;
     result.map_err(|err| {
         tracing::error!(error = %err, "read failed");
         ApiError::new(ErrorKind::Unavailable, "The log could not be read; try again.")
@@ -92,7 +108,6 @@ mod tests {
     use crate::server::store::{FeedStore, MemoryStore, StoreError};
     use crate::server::ticket::TicketKeys;
     use futures::StreamExt;
-    use std::sync::Arc;
 
     /// A store whose appends always fail, to prove that a failed send publishes nothing.
     struct BrokenStore;
@@ -129,8 +144,9 @@ mod tests {
         )
     }
 
-    async fn next_now(sub: &mut futures::stream::BoxStream<'static, u64>) -> Option<u64> {
-        tokio::time::timeout(std::time::Duration::from_millis(50), sub.next()).await.ok().flatten()
+    async fn next_now(sub: &mut crate::server::fanout::Subscription) -> Option<u64> {
+        let notice = tokio::time::timeout(std::time::Duration::from_millis(50), sub.next()).await.ok().flatten();
+        notice.map(|notice| notice.id)
     }
 
     #[tokio::test]
@@ -178,7 +194,7 @@ mod tests {
         for i in 0..5 {
             send(&state, &group, &ticket, &format!("m{i}")).await.unwrap();
         }
-        let ids = |page: Vec<Message>| page.into_iter().map(|m| m.id).collect::<Vec<_>>();
+        let ids = |page: Arc<Page>| page.messages.iter().map(|m| m.id).collect::<Vec<_>>();
         assert_eq!(ids(list(&state, None, None).await.unwrap()), vec![3, 4, 5]);
         assert_eq!(ids(list(&state, Some("1"), None).await.unwrap()), vec![2, 3, 4]);
         assert_eq!(ids(list(&state, Some("5"), None).await.unwrap()), Vec::<u64>::new());

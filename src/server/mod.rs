@@ -4,6 +4,7 @@ pub mod events;
 pub mod fanout;
 pub mod feed;
 pub mod group;
+pub mod pages;
 pub mod settings;
 pub mod startup;
 pub mod store;

@@ -10,20 +10,22 @@ use axum::{middleware, Router};
 use leptos::config::LeptosOptions;
 use leptos_axum::{AxumRouteListing, LeptosRoutes};
 use leptos_router::{Method, SsrMode};
-use tokio::sync::watch;
 use tower_http::compression::CompressionLayer;
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
 use crate::client::shell;
 use crate::server::fanout::{Broadcaster, LocalBroadcaster};
+use crate::server::pages::PageCache;
 use crate::server::settings::{Settings, StoreKind};
 use crate::server::store::{rfc3339, FeedStore, MemoryStore, SqliteStore};
 use crate::server::ticket::TicketKeys;
-use crate::server::{events, group};
+use crate::server::{events, group, pages};
 
 /// Per-subscriber notification buffer; a subscriber further behind is coalesced to the latest id.
 const FANOUT_CAPACITY: usize = 64;
+/// Distinct pages of the log shared between two changes of it (see `pages`).
+const SHARED_PAGES: usize = 64;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -31,38 +33,25 @@ pub struct Limits {
     pub page_size: usize,
 }
 
-/// Resolves once shutdown has begun; `never()` for a state that is not served by `run`.
+/// What every request handler shares. Cloned for each request (axum's `State`), so it is one `Arc`.
 #[derive(Clone)]
-pub struct Shutdown(Option<watch::Receiver<bool>>);
+pub struct AppState(Arc<Services>);
 
-impl Shutdown {
-    pub fn new() -> (watch::Sender<bool>, Self) {
-        let (tx, rx) = watch::channel(false);
-        (tx, Self(Some(rx)))
-    }
-
-    pub fn never() -> Self {
-        Self(None)
-    }
-
-    pub async fn wait(self) {
-        match self.0 {
-            Some(mut rx) => {
-                let _ = rx.wait_for(|down| *down).await;
-            }
-            None => std::future::pending().await,
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct AppState {
+pub struct Services {
     pub store: Arc<dyn FeedStore>,
     pub fanout: Arc<dyn Broadcaster>,
+    pub pages: Arc<PageCache>,
     pub tickets: TicketKeys,
     pub limits: Limits,
     pub leptos: LeptosOptions,
-    pub shutdown: Shutdown,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
 }
 
 impl AppState {
@@ -73,7 +62,8 @@ impl AppState {
         limits: Limits,
         leptos: LeptosOptions,
     ) -> Self {
-        Self { store, fanout, tickets, limits, leptos, shutdown: Shutdown::never() }
+        let pages = Arc::new(PageCache::new(SHARED_PAGES));
+        Self(Arc::new(Services { store, fanout, pages, tickets, limits, leptos }))
     }
 }
 
@@ -128,24 +118,29 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
     let routes = vec![AxumRouteListing::new("/".into(), SsrMode::Async, [Method::Get], vec![])];
     let static_files = ServeDir::new(state.leptos.site_root.as_ref())
         .not_found_service(get(|| async { (StatusCode::NOT_FOUND, "Not found") }));
-    Router::new()
+    // The event stream stays outside the per-request layers below: it is never compressed (SSE must not be
+    // buffered), and a long-lived stream should carry as little per-connection state as it can.
+    let events = Router::new()
         .route("/events", get(events::stream))
+        .route_layer(middleware::from_fn_with_state(scope, group::assign));
+    Router::new()
         .leptos_routes(&state, routes, {
             let options = state.leptos.clone();
             move || shell(options.clone())
         })
         .fallback_service(static_files)
+        .layer(middleware::from_fn_with_state(state.clone(), pages::serve_list))
         .layer(middleware::from_fn_with_state(scope, group::assign))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
+        .merge(events)
         .with_state(state)
 }
 
 /// Serves until SIGINT or SIGTERM; then open event streams end (tabs reconnect elsewhere or later).
 pub async fn run(settings: Settings) -> Result<(), StartupError> {
-    let mut state = build_state(&settings)?;
-    let (stop, shutdown) = Shutdown::new();
-    state.shutdown = shutdown.clone();
+    let state = build_state(&settings)?;
+    let fanout = state.fanout.clone();
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
         .map_err(|source| StartupError::Bind { addr: settings.addr, source })?;
@@ -153,13 +148,21 @@ pub async fn run(settings: Settings) -> Result<(), StartupError> {
     // Tests and scripts read this line to find the port.
     println!("broadcasting listening on http://{addr}");
     tracing::info!(%addr, scope = ?settings.scope, "listening");
-    tokio::spawn(retention(state.store.clone(), settings.max_messages, settings.max_age, settings.prune_every));
+    tokio::spawn(retention(
+        state.store.clone(),
+        state.pages.clone(),
+        settings.max_messages,
+        settings.max_age,
+        settings.prune_every,
+    ));
     let router = app(state, settings.scope);
-    axum::serve(listener, router)
+    // `into_make_service` finishes the router once; handing `serve` the router itself would rebuild its route
+    // table for every connection (kilobytes per open event stream).
+    axum::serve(listener, router.into_make_service())
         .with_graceful_shutdown(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
-            let _ = stop.send(true);
+            fanout.close();
         })
         .await
         .map_err(StartupError::Serve)
@@ -168,6 +171,7 @@ pub async fn run(settings: Settings) -> Result<(), StartupError> {
 /// Deletes what retention no longer keeps, in the background, never on the send path.
 async fn retention(
     store: Arc<dyn FeedStore>,
+    pages: Arc<PageCache>,
     keep: usize,
     max_age: Option<std::time::Duration>,
     every: std::time::Duration,
@@ -179,7 +183,10 @@ async fn retention(
         let cutoff = max_age.map(|age| rfc3339(time::OffsetDateTime::now_utc() - age));
         match store.prune(keep, cutoff.as_deref()).await {
             Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, "retention"),
+            Ok(deleted) => {
+                pages.invalidate();
+                tracing::info!(deleted, "retention");
+            }
             Err(err) => tracing::warn!(error = %err, "retention failed; retrying at the next tick"),
         }
     }

@@ -29,11 +29,23 @@ pub async fn send_message(
     feed::respond(feed::send(&state, &group, &ticket, &text).await)
 }
 
+/// Where `list_messages` answers; `server::pages` serves the same path from shared bytes.
+pub const LIST_MESSAGES_PATH: &str = "/api/messages";
+
 /// At most one page of messages in id order: those above `since`, or the newest below `before`, or (neither) the
 /// latest.
 #[server(prefix = "/api", endpoint = "messages", input = GetUrl)]
 pub async fn list_messages(since: Option<String>, before: Option<String>) -> Result<Vec<Message>, ApiError> {
     use crate::server::feed;
     let state = feed::app_state()?;
-    feed::respond(feed::list(&state, since.as_deref(), before.as_deref()).await)
+    feed::respond(feed::list(&state, since.as_deref(), before.as_deref()).await.map(|page| page.messages.clone()))
+}
+
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    #[test]
+    fn the_shared_page_path_is_the_server_functions() {
+        use leptos::server_fn::ServerFn;
+        assert_eq!(<super::ListMessages as ServerFn>::PATH, super::LIST_MESSAGES_PATH);
+    }
 }

@@ -1,0 +1,299 @@
+//! `fanout`: N subscribers on `/events` in one session group, one sender at a fixed rate, and (unless `--no-fetch`)
+//! every subscriber fetching `/api/messages?since=` on each notification exactly as the page does: one fetch in
+//! flight, a notification during it causes one more fetch after it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use reqwest::header::{ACCEPT, COOKIE, SET_COOKIE};
+use tokio::sync::{watch, Semaphore};
+
+use crate::stats::{summary, Process};
+
+pub struct Options {
+    pub url: String,
+    pub subscribers: usize,
+    pub messages: usize,
+    pub rate: f64,
+    pub fetch: bool,
+    pub fetch_connections: usize,
+    pub connect_concurrency: usize,
+    pub pid: Option<u32>,
+    pub label: String,
+}
+
+/// What one subscriber saw: when each id was announced, and when each message arrived by fetch.
+#[derive(Default)]
+struct Seen {
+    notified: Vec<(u64, Instant)>,
+    fetched: Vec<(u64, Instant)>,
+}
+
+struct Shared {
+    url: String,
+    cookie: Option<String>,
+    streams: reqwest::Client,
+    fetches: reqwest::Client,
+    fetch_slots: Semaphore,
+    connected: AtomicUsize,
+    stop: watch::Receiver<bool>,
+    /// The newest id before the run: what a freshly rendered page already shows.
+    start: u64,
+}
+
+pub async fn run(opts: Options) -> Result<(), String> {
+    let server = opts.pid.map(Process);
+    let streams = reqwest::Client::builder().pool_max_idle_per_host(0).build().map_err(|e| e.to_string())?;
+    let fetches =
+        reqwest::Client::builder().pool_max_idle_per_host(opts.fetch_connections).build().map_err(|e| e.to_string())?;
+
+    // One session group: take the cookie the server hands out on a first request and send it with every request
+    // (the floor has no groups and hands out none).
+    let first = fetches.post(format!("{}/api/join", opts.url)).form(&[("username", "bench")]).send().await;
+    let first = first.map_err(|e| format!("join: {e}"))?;
+    let cookie = first
+        .headers()
+        .get(SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned);
+    let joined: serde_json::Value = first.json().await.map_err(|e| format!("join: {e}"))?;
+    let ticket = joined["ticket"].as_str().ok_or(format!("join answered {joined}"))?.to_owned();
+
+    let start = if opts.fetch { latest_id(&fetches, &opts.url, cookie.as_deref()).await? } else { 0 };
+    let rss_before = server.map(|p| p.rss()).transpose()?;
+    let cpu_before = server.map(|p| p.cpu_seconds()).transpose()?;
+    let (stop_tx, stop) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        url: opts.url.clone(),
+        cookie,
+        streams,
+        fetches,
+        fetch_slots: Semaphore::new(opts.fetch_connections.max(1)),
+        connected: AtomicUsize::new(0),
+        stop,
+        start,
+    });
+
+    // Connect everyone, a bounded number of handshakes at a time.
+    let connecting = Instant::now();
+    let handshakes = Arc::new(Semaphore::new(opts.connect_concurrency.max(1)));
+    let progress: Vec<Arc<AtomicU64>> = (0..opts.subscribers).map(|_| Arc::default()).collect();
+    let mut tasks = Vec::with_capacity(opts.subscribers);
+    for mine in &progress {
+        let permit = handshakes.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+        tasks.push(tokio::spawn(subscriber(shared.clone(), mine.clone(), opts.fetch, permit)));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while shared.connected.load(Ordering::SeqCst) < opts.subscribers {
+        if Instant::now() > deadline || tasks.iter().any(|t| t.is_finished()) {
+            let _ = stop_tx.send(true);
+            let failed = futures::future::join_all(tasks).await.into_iter().find_map(|r| match r {
+                Ok(Err(e)) => Some(e),
+                Err(e) => Some(e.to_string()),
+                Ok(Ok(_)) => None,
+            });
+            return Err(format!(
+                "only {} of {} subscribers connected: {}",
+                shared.connected.load(Ordering::SeqCst),
+                opts.subscribers,
+                failed.unwrap_or_else(|| "timed out".into())
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let connect_seconds = connecting.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_connected = server.map(|p| p.rss()).transpose()?;
+    let cpu_connected = server.map(|p| p.cpu_seconds()).transpose()?;
+
+    // Send at the given rate; note when each send was acknowledged.
+    let mut acked: HashMap<u64, Instant> = HashMap::with_capacity(opts.messages);
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / opts.rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for i in 0..opts.messages {
+        tick.tick().await;
+        let response = shared
+            .fetches
+            .post(format!("{}/api/send", opts.url))
+            .headers(shared.cookie_header())
+            .form(&[("ticket", ticket.as_str()), ("text", &format!("{} fan-out message {i}", opts.label))])
+            .send()
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.map_err(|e| format!("send: {e}"))?;
+        let id = body["id"].as_u64().ok_or(format!("send answered {status} {body}"))?;
+        acked.insert(id, Instant::now());
+    }
+    let last = acked.keys().copied().max().unwrap_or(0);
+
+    // Wait until every subscriber has the last message (or give up after 30 s and report what arrived).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while progress.iter().any(|p| p.load(Ordering::SeqCst) < last) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cpu_after = server.map(|p| p.cpu_seconds()).transpose()?;
+    let rss_after = server.map(|p| p.rss()).transpose()?;
+    let _ = stop_tx.send(true);
+
+    let mut notification = Vec::new();
+    let mut full_loop = Vec::new();
+    let (mut notified, mut fetched) = (0usize, 0usize);
+    for task in tasks {
+        let seen = task.await.map_err(|e| e.to_string())??;
+        for (id, at) in seen.notified {
+            if let Some(ack) = acked.get(&id) {
+                notified += 1;
+                notification.push(at.saturating_duration_since(*ack));
+            }
+        }
+        for (id, at) in seen.fetched {
+            if let Some(ack) = acked.get(&id) {
+                fetched += 1;
+                full_loop.push(at.saturating_duration_since(*ack));
+            }
+        }
+    }
+    let expected = opts.subscribers * acked.len();
+    println!("== {} N={} messages={} rate={}/s", opts.label, opts.subscribers, acked.len(), opts.rate);
+    println!("connect: {connect_seconds:.1} s for {} subscribers", opts.subscribers);
+    println!("notified {notified}/{expected}; notification latency ms {}", summary(&mut notification));
+    if opts.fetch {
+        println!("fetched {fetched}/{expected}; full-loop latency ms {}", summary(&mut full_loop));
+    }
+    if let (Some(before), Some(connected), Some(after)) = (rss_before, rss_connected, rss_after) {
+        let per = (connected.saturating_sub(before)) as f64 / opts.subscribers as f64;
+        println!(
+            "server RSS: {:.1} MiB before, {:.1} MiB connected, {:.1} MiB after sends; {:.1} KiB per subscriber",
+            mib(before),
+            mib(connected),
+            mib(after),
+            per / 1024.0
+        );
+    }
+    if let (Some(before), Some(connected), Some(after)) = (cpu_before, cpu_connected, cpu_after) {
+        println!("server CPU: {:.2} s connecting, {:.2} s during sends", connected - before, after - connected);
+    }
+    let all = notified == expected && (!opts.fetch || fetched == expected);
+    if all {
+        Ok(())
+    } else {
+        Err(format!("not every message reached every subscriber ({} label)", opts.label))
+    }
+}
+
+async fn latest_id(http: &reqwest::Client, url: &str, cookie: Option<&str>) -> Result<u64, String> {
+    let mut request = http.get(format!("{url}/api/messages"));
+    if let Some(cookie) = cookie {
+        request = request.header(COOKIE, cookie);
+    }
+    let page: Vec<serde_json::Value> =
+        request.send().await.map_err(|e| format!("latest: {e}"))?.json().await.map_err(|e| format!("latest: {e}"))?;
+    Ok(page.iter().filter_map(|m| m["id"].as_u64()).max().unwrap_or(0))
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+impl Shared {
+    fn cookie_header(&self) -> reqwest::header::HeaderMap {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(value) = self.cookie.as_deref().and_then(|c| c.parse().ok()) {
+            headers.insert(COOKIE, value);
+        }
+        headers
+    }
+
+    /// The ids of one page after `since`.
+    async fn fetch_since(self: Arc<Self>, since: u64) -> Result<Vec<u64>, String> {
+        let _slot = self.fetch_slots.acquire().await.map_err(|e| e.to_string())?;
+        let response = self
+            .fetches
+            .get(format!("{}/api/messages?since={since}", self.url))
+            .headers(self.cookie_header())
+            .send()
+            .await
+            .map_err(|e| format!("fetch: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("fetch answered {}", response.status()));
+        }
+        let page: Vec<serde_json::Value> = response.json().await.map_err(|e| format!("fetch: {e}"))?;
+        Ok(page.iter().filter_map(|m| m["id"].as_u64()).collect())
+    }
+}
+
+async fn subscriber(
+    shared: Arc<Shared>,
+    progress: Arc<AtomicU64>,
+    fetch: bool,
+    handshake: tokio::sync::OwnedSemaphorePermit,
+) -> Result<Seen, String> {
+    let mut stop = shared.stop.clone();
+    let response = shared
+        .streams
+        .get(format!("{}/events", shared.url))
+        .header(ACCEPT, "text/event-stream")
+        .headers(shared.cookie_header())
+        .send()
+        .await
+        .map_err(|e| format!("events: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("events answered {}", response.status()));
+    }
+    let mut body = response.bytes_stream();
+    let mut handshake = Some(handshake);
+    let mut buffer = Vec::<u8>::new();
+    let mut seen = Seen::default();
+    let (mut announced, mut have) = (shared.start, shared.start);
+    let mut in_flight: Option<BoxFuture<'static, Result<Vec<u64>, String>>> = None;
+    loop {
+        tokio::select! {
+            chunk = body.next() => {
+                let Some(chunk) = chunk else { return Err("the event stream ended".into()) };
+                buffer.extend_from_slice(&chunk.map_err(|e| format!("events: {e}"))?);
+                let now = Instant::now();
+                while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
+                    let frame: Vec<u8> = buffer.drain(..end + 2).collect();
+                    let frame = String::from_utf8_lossy(&frame);
+                    if handshake.take().is_some() {
+                        shared.connected.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if !frame.lines().any(|l| l == "event: NewMessage") {
+                        continue; // retry: or a keep-alive comment
+                    }
+                    let id = frame
+                        .lines()
+                        .find_map(|l| l.strip_prefix("data: "))
+                        .and_then(|d| d.trim().parse::<u64>().ok())
+                        .ok_or_else(|| format!("malformed frame {frame:?}"))?;
+                    seen.notified.push((id, now));
+                    announced = announced.max(id);
+                    if !fetch {
+                        progress.store(announced, Ordering::SeqCst);
+                    }
+                }
+            }
+            page = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
+                in_flight = None;
+                let now = Instant::now();
+                let page = page?;
+                seen.fetched.extend(page.iter().map(|id| (*id, now)));
+                if page.is_empty() {
+                    have = have.max(announced); // nothing more to read than was announced; wait for the next one
+                }
+                have = have.max(page.iter().copied().max().unwrap_or(0));
+                progress.store(have, Ordering::SeqCst);
+            }
+            _ = stop.changed() => return Ok(seen),
+        }
+        if fetch && in_flight.is_none() && announced > have {
+            in_flight = Some(shared.clone().fetch_since(have).boxed());
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! The floor: a bare axum + `tokio::sync::broadcast` SSE server with the same routes and frames as Broadcasting,
+//! but no store, no session groups, no refetch. What Broadcasting's fan-out is compared against.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::stream::{self, StreamExt};
+use tokio::sync::broadcast;
+
+#[derive(Clone)]
+struct Floor {
+    next_id: Arc<AtomicU64>,
+    notify: broadcast::Sender<u64>,
+}
+
+pub async fn serve(addr: std::net::SocketAddr) -> Result<(), String> {
+    let floor = Floor { next_id: Arc::default(), notify: broadcast::channel(64).0 };
+    let app = Router::new()
+        .route("/events", get(events))
+        .route("/api/join", post(|| async { Json(serde_json::json!({ "name": "bench", "ticket": "floor" })) }))
+        .route("/api/send", post(send))
+        .with_state(floor);
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("bind {addr}: {e}"))?;
+    println!("floor listening on http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    axum::serve(listener, app).await.map_err(|e| e.to_string())
+}
+
+async fn send(State(floor): State<Floor>) -> Json<serde_json::Value> {
+    let id = floor.next_id.fetch_add(1, Ordering::SeqCst) + 1;
+    let _ = floor.notify.send(id);
+    Json(serde_json::json!({ "id": id }))
+}
+
+async fn events(State(floor): State<Floor>) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
+    let receiver = floor.notify.subscribe();
+    let ids = stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(id) => return Some((id, receiver)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    let frames = stream::once(async { Event::default().retry(std::time::Duration::from_secs(1)) })
+        .chain(ids.map(|id| Event::default().event("NewMessage").id(id.to_string()).data(id.to_string())))
+        .map(Ok);
+    Sse::new(frames).keep_alive(KeepAlive::default())
+}
