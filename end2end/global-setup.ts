@@ -1,6 +1,6 @@
 // cargo-leptos starts the server and the tests at once: wait until the page answers.
 export default async function globalSetup() {
-  const url = "http://127.0.0.1:3000/";
+  const url = `${process.env.BASE_URL ?? "http://127.0.0.1:3000"}/`;
   const deadline = Date.now() + 120_000;
   let last = "";
   while (Date.now() < deadline) {

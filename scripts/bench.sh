@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Benchmarks a release build on this machine through the public HTTP contract; the figures go to BENCHMARKS.md.
-#   scripts/bench.sh [sends] [fanout] [render] [size]     (no argument: all four)
+#   scripts/bench.sh [sends] [fanout] [render] [size] [live]     (no argument: all five)
 #     sends   acknowledged durable sends per second, 1 and 8 concurrent senders
 #     fanout  N = 1,000 / 5,000 / 10,000 subscribers in one session group, 1 message per second, against the bare
 #             axum + broadcast floor and against Broadcasting (every subscriber refetching like the page)
 #     render  server-rendered pages of / per second with 200 messages in the log
 #     size    release wasm, JS and CSS: raw, gzip -9, brotli -11, and as served
+#     live    Chromium (Playwright): time from navigation to hydrated and to the event stream live
 # Environment: BENCH_SUBSCRIBERS="1000 5000 10000", BENCH_MESSAGES=30, BENCH_RATE=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-sections=${*:-sends fanout render size}
+sections=${*:-sends fanout render size live}
 subscribers=${BENCH_SUBSCRIBERS:-1000 5000 10000}
 messages=${BENCH_MESSAGES:-30}
 rate=${BENCH_RATE:-1}
@@ -36,9 +37,10 @@ start_server() {
   target/release/broadcasting --addr "127.0.0.1:$1" --data-dir "$data" --log-level warn --config /dev/null &
   pid=$!
   wait_for "http://127.0.0.1:$1/api/messages"
+  kill -0 "$pid"
 }
 wait_for() {
-  for _ in $(seq 1 100); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done
+  for _ in $(seq 1 100); do curl -sf -o /dev/null "$@" && return 0; sleep 0.1; done
   echo "nothing answers at $1" >&2
   return 1
 }
@@ -57,7 +59,8 @@ for section in $sections; do
     for n in $subscribers; do
       $bench floor --addr 127.0.0.1:3078 &
       pid=$!
-      wait_for "http://127.0.0.1:3078/events" || true
+      wait_for "http://127.0.0.1:3078/api/send" -X POST
+      kill -0 "$pid" # it is ours that answers, not a leftover
       $bench fanout --url http://127.0.0.1:3078 --subscribers "$n" --messages "$messages" --rate "$rate" \
         --no-fetch --pid "$pid" --label floor
       stop
@@ -83,13 +86,18 @@ for section in $sections; do
         "$(brotli -q 11 -c "$file" | wc -c)" \
         "$(curl -sf -H 'Accept-Encoding: br' "$url" | wc -c)" "$(curl -sf -H 'Accept-Encoding: gzip' "$url" | wc -c)"
     done
-    printf '/ (200 messages) %s - - %s %s\n' "$(curl -sf http://127.0.0.1:3077/ | wc -c)" \
+    printf '/ (empty log) %s - - %s %s\n' "$(curl -sf http://127.0.0.1:3077/ | wc -c)" \
       "$(curl -sf -H 'Accept-Encoding: br' http://127.0.0.1:3077/ | wc -c)" \
       "$(curl -sf -H 'Accept-Encoding: gzip' http://127.0.0.1:3077/ | wc -c)"
     stop
     ;;
+  live)
+    start_server 3077
+    (cd end2end && BASE_URL=http://127.0.0.1:3077 npx playwright test tests/timing.spec.ts --reporter=line) | grep timing:
+    stop
+    ;;
   *)
-    echo "unknown section $section (sends, fanout, render, size)" >&2
+    echo "unknown section $section (sends, fanout, render, size, live)" >&2
     exit 2
     ;;
   esac

@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-exec cargo leptos serve --release "$@"
+# --precompress: the wasm, JS and CSS are served as brotli or gzip files made once at build time.
+exec cargo leptos serve --release --precompress "$@"

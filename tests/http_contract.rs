@@ -242,3 +242,29 @@ async fn concurrent_senders_get_unique_gap_free_ids_and_every_subscriber_catches
         assert_eq!(subscriber.await.unwrap(), expected, "every subscriber ends at the last id, in order");
     }
 }
+
+#[tokio::test]
+async fn assets_go_out_precompressed_when_built_so_and_pages_compressed_on_the_fly() {
+    let site = tempfile::tempdir().unwrap();
+    std::fs::create_dir(site.path().join("pkg")).unwrap();
+    let plain = "console.log('plain');".repeat(100);
+    std::fs::write(site.path().join("pkg/app.js"), &plain).unwrap();
+    std::fs::write(site.path().join("pkg/app.js.br"), "made at build time").unwrap();
+    let server = Server::start(&["--site-root", site.path().to_str().unwrap()]);
+    let http = reqwest::Client::new();
+    let get = |path: &str, encoding: &str| http.get(server.url(path)).header("accept-encoding", encoding).send();
+
+    let br = get("/pkg/app.js", "br").await.unwrap();
+    assert_eq!(br.headers()["content-encoding"], "br");
+    assert_eq!(br.text().await.unwrap(), "made at build time", "the .br file as built, not a new compression");
+    let gzip = get("/pkg/app.js", "gzip").await.unwrap();
+    assert_eq!(gzip.headers()["content-encoding"], "gzip", "no .gz built: compressed on the fly");
+    assert!(gzip.bytes().await.unwrap().len() < plain.len());
+    let identity = get("/pkg/app.js", "identity").await.unwrap();
+    assert!(identity.headers().get("content-encoding").is_none());
+    assert_eq!(identity.text().await.unwrap(), plain);
+
+    let page = get("/", "br").await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-encoding"], "br");
+}

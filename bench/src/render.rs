@@ -7,7 +7,7 @@ use crate::stats::summary;
 pub async fn run(url: String, connections: usize, seconds: u64) -> Result<(), String> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(connections).build().map_err(|e| e.to_string())?;
     let first = http.get(&url).send().await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())?;
-    let rows = first.matches("<li").count();
+    let rows = first.matches("data-key=").count();
     let started = Instant::now();
     let until = started + Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..connections)
@@ -39,7 +39,7 @@ pub async fn run(url: String, connections: usize, seconds: u64) -> Result<(), St
     let pages = latencies.len();
     println!(
         "render: {pages} pages in {elapsed:.1} s over {connections} connections = {:.0} pages/s; {} B a page \
-         ({rows} <li> in the first); latency ms {}",
+         ({rows} messages on the first); latency ms {}",
         pages as f64 / elapsed,
         bytes / pages.max(1),
         summary(&mut latencies)

@@ -1,5 +1,4 @@
-//! Live updates: one EventSource per tab on `/events` (leptos-use's `use_event_source`, which also reconnects
-//! after the browser gives up). On `NewMessage`, and on every (re)connect, the tab catches up by fetching
+//! Live updates: one EventSource per tab on `/events`, reopened if the browser gives up on it. On `NewMessage`, and on every (re)connect, the tab catches up by fetching
 //! `/api/messages?since=<watermark>`, with at most one fetch in flight: notifications that arrive during a fetch
 //! cause one more fetch after it, not one each.
 
@@ -57,22 +56,71 @@ pub fn connect(feed: Feed) -> Signal<LiveStatus> {
 }
 
 /// The event stream: the newest announced id, and whether the stream is open.
+///
+/// The browser's `EventSource` reconnects by itself after a dropped stream (the server asks for one second) and
+/// sends `Last-Event-ID`. It gives up only when an answer is not an event stream (a proxy's 502, say); then this
+/// opens a new one a second later, for as long as the tab lives.
 #[cfg(feature = "hydrate")]
 mod source {
-    use codee::string::FromToStringCodec;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::time::Duration;
+
     use leptos::prelude::*;
-    use leptos_use::core::ConnectionReadyState;
-    use leptos_use::{use_event_source_with_options, ReconnectLimit, UseEventSourceOptions, UseEventSourceReturn};
+    use wasm_bindgen::closure::Closure;
+    use wasm_bindgen::JsCast;
+    use web_sys::{EventSource, MessageEvent};
+
+    const RETRY: Duration = Duration::from_secs(1);
+
+    /// The open source and the handlers it calls; dropping it closes the source.
+    struct Stream {
+        source: EventSource,
+        _handlers: (Closure<dyn Fn()>, Closure<dyn Fn(MessageEvent)>, Closure<dyn Fn()>),
+    }
+
+    impl Drop for Stream {
+        fn drop(&mut self) {
+            self.source.close();
+        }
+    }
+
+    type Slot = Rc<RefCell<Option<Stream>>>;
 
     pub fn open() -> (Signal<Option<u64>>, Signal<bool>) {
-        let UseEventSourceReturn { data, ready_state, .. } = use_event_source_with_options::<u64, FromToStringCodec>(
-            "/events",
-            UseEventSourceOptions::default()
-                .named_events(vec!["NewMessage".to_owned()])
-                .reconnect_limit(ReconnectLimit::Infinite)
-                .reconnect_interval(1000),
-        );
-        (data, Signal::derive(move || ready_state.get() == ConnectionReadyState::Open))
+        let (announced, set_announced) = signal(None::<u64>);
+        let (open, set_open) = signal(false);
+        connect(Slot::default(), set_announced, set_open);
+        (announced.into(), open.into())
+    }
+
+    fn connect(slot: Slot, set_announced: WriteSignal<Option<u64>>, set_open: WriteSignal<bool>) {
+        let Ok(source) = EventSource::new("/events") else {
+            let retry = slot.clone();
+            set_timeout(move || connect(retry, set_announced, set_open), RETRY);
+            return;
+        };
+        let on_open = Closure::<dyn Fn()>::new(move || set_open.set(true));
+        let on_message = Closure::<dyn Fn(MessageEvent)>::new(move |event: MessageEvent| {
+            if let Some(id) = event.data().as_string().and_then(|data| data.trim().parse::<u64>().ok()) {
+                set_announced.set(Some(id));
+            }
+        });
+        let on_error = {
+            let (slot, source) = (slot.clone(), source.clone());
+            Closure::<dyn Fn()>::new(move || {
+                set_open.set(false);
+                if source.ready_state() == EventSource::CLOSED {
+                    let retry = slot.clone();
+                    set_timeout(move || connect(retry, set_announced, set_open), RETRY);
+                }
+            })
+        };
+        source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        let _ = source.add_event_listener_with_callback("NewMessage", on_message.as_ref().unchecked_ref());
+        // Replacing the previous stream (if any) closes it.
+        *slot.borrow_mut() = Some(Stream { source, _handlers: (on_open, on_message, on_error) });
     }
 }
 

@@ -116,7 +116,11 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
     // One page. `Async` renders it whole once the log is read, so the first HTML holds the log as plain markup
     // (streamed out-of-order it could arrive as a template that needs JavaScript to show).
     let routes = vec![AxumRouteListing::new("/".into(), SsrMode::Async, [Method::Get], vec![])];
+    // A release build is precompressed (`cargo leptos build --release --precompress`): serve the `.br`/`.gz` files
+    // next to each asset when the browser takes them; otherwise the compression layer below compresses on the fly.
     let static_files = ServeDir::new(state.leptos.site_root.as_ref())
+        .precompressed_br()
+        .precompressed_gzip()
         .not_found_service(get(|| async { (StatusCode::NOT_FOUND, "Not found") }));
     // The event stream stays outside the per-request layers below: it is never compressed (SSE must not be
     // buffered), and a long-lived stream should carry as little per-connection state as it can.
