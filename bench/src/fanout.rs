@@ -117,10 +117,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for i in 0..opts.messages {
         tick.tick().await;
-        let response = shared
-            .fetches
-            .post(format!("{}/api/send", opts.url))
-            .headers(shared.cookie_header())
+        let response = with_cookie(shared.fetches.post(format!("{}/api/send", opts.url)), shared.cookie.as_deref())
             .form(&[("ticket", ticket.as_str()), ("text", &format!("{} fan-out message {i}", opts.label))])
             .send()
             .await
@@ -188,13 +185,31 @@ pub async fn run(opts: Options) -> Result<(), String> {
 }
 
 async fn latest_id(http: &reqwest::Client, url: &str, cookie: Option<&str>) -> Result<u64, String> {
-    let mut request = http.get(format!("{url}/api/messages"));
-    if let Some(cookie) = cookie {
-        request = request.header(COOKIE, cookie);
+    let ids = page_ids(with_cookie(http.get(format!("{url}/api/messages")), cookie), "latest").await?;
+    Ok(ids.into_iter().max().unwrap_or(0))
+}
+
+/// The session group's cookie on a request (none for the floor).
+fn with_cookie(request: reqwest::RequestBuilder, cookie: Option<&str>) -> reqwest::RequestBuilder {
+    match cookie {
+        Some(cookie) => request.header(COOKIE, cookie),
+        None => request,
     }
-    let page: Vec<serde_json::Value> =
-        request.send().await.map_err(|e| format!("latest: {e}"))?.json().await.map_err(|e| format!("latest: {e}"))?;
-    Ok(page.iter().filter_map(|m| m["id"].as_u64()).max().unwrap_or(0))
+}
+
+/// Sends `request` and insists on a 2xx answer; errors name `what` was asked.
+async fn answer(request: reqwest::RequestBuilder, what: &str) -> Result<reqwest::Response, String> {
+    let response = request.send().await.map_err(|e| format!("{what}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("{what} answered {}", response.status()));
+    }
+    Ok(response)
+}
+
+/// The message ids of a `GET /api/messages` page.
+async fn page_ids(request: reqwest::RequestBuilder, what: &str) -> Result<Vec<u64>, String> {
+    let page: Vec<serde_json::Value> = answer(request, what).await?.json().await.map_err(|e| format!("{what}: {e}"))?;
+    Ok(page.iter().filter_map(|m| m["id"].as_u64()).collect())
 }
 
 fn mib(bytes: u64) -> f64 {
@@ -202,29 +217,11 @@ fn mib(bytes: u64) -> f64 {
 }
 
 impl Shared {
-    fn cookie_header(&self) -> reqwest::header::HeaderMap {
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(value) = self.cookie.as_deref().and_then(|c| c.parse().ok()) {
-            headers.insert(COOKIE, value);
-        }
-        headers
-    }
-
     /// The ids of one page after `since`.
     async fn fetch_since(self: Arc<Self>, since: u64) -> Result<Vec<u64>, String> {
         let _slot = self.fetch_slots.acquire().await.map_err(|e| e.to_string())?;
-        let response = self
-            .fetches
-            .get(format!("{}/api/messages?since={since}", self.url))
-            .headers(self.cookie_header())
-            .send()
-            .await
-            .map_err(|e| format!("fetch: {e}"))?;
-        if !response.status().is_success() {
-            return Err(format!("fetch answered {}", response.status()));
-        }
-        let page: Vec<serde_json::Value> = response.json().await.map_err(|e| format!("fetch: {e}"))?;
-        Ok(page.iter().filter_map(|m| m["id"].as_u64()).collect())
+        let request = self.fetches.get(format!("{}/api/messages?since={since}", self.url));
+        page_ids(with_cookie(request, self.cookie.as_deref()), "fetch").await
     }
 }
 
@@ -235,18 +232,8 @@ async fn subscriber(
     handshake: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<Seen, String> {
     let mut stop = shared.stop.clone();
-    let response = shared
-        .streams
-        .get(format!("{}/events", shared.url))
-        .header(ACCEPT, "text/event-stream")
-        .headers(shared.cookie_header())
-        .send()
-        .await
-        .map_err(|e| format!("events: {e}"))?;
-    if !response.status().is_success() {
-        return Err(format!("events answered {}", response.status()));
-    }
-    let mut body = response.bytes_stream();
+    let request = shared.streams.get(format!("{}/events", shared.url)).header(ACCEPT, "text/event-stream");
+    let mut body = answer(with_cookie(request, shared.cookie.as_deref()), "events").await?.bytes_stream();
     let mut handshake = Some(handshake);
     let mut buffer = Vec::<u8>::new();
     let mut seen = Seen::default();

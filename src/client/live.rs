@@ -1,6 +1,6 @@
-//! Live updates: one EventSource per tab on `/events`, reopened if the browser gives up on it. On `NewMessage`, and on every (re)connect, the tab catches up by fetching
-//! `/api/messages?since=<watermark>`, with at most one fetch in flight: notifications that arrive during a fetch
-//! cause one more fetch after it, not one each.
+//! Live updates: one EventSource per tab on `/events`, reopened if the browser gives up on it. On `NewMessage`, and
+//! on every (re)connect, the tab catches up by fetching `/api/messages?since=<watermark>`, with at most one fetch
+//! in flight: notifications that arrive during a fetch cause one more fetch after it, not one each.
 
 use leptos::prelude::*;
 
@@ -76,7 +76,9 @@ mod source {
     /// The open source and the handlers it calls; dropping it closes the source.
     struct Stream {
         source: EventSource,
-        _handlers: (Closure<dyn Fn()>, Closure<dyn Fn(MessageEvent)>, Closure<dyn Fn()>),
+        _on_open: Closure<dyn Fn()>,
+        _on_message: Closure<dyn Fn(MessageEvent)>,
+        _on_error: Closure<dyn Fn()>,
     }
 
     impl Drop for Stream {
@@ -96,9 +98,7 @@ mod source {
 
     fn connect(slot: Slot, set_announced: WriteSignal<Option<u64>>, set_open: WriteSignal<bool>) {
         let Ok(source) = EventSource::new("/events") else {
-            let retry = slot.clone();
-            set_timeout(move || connect(retry, set_announced, set_open), RETRY);
-            return;
+            return connect_later(slot, set_announced, set_open);
         };
         let on_open = Closure::<dyn Fn()>::new(move || set_open.set(true));
         let on_message = Closure::<dyn Fn(MessageEvent)>::new(move |event: MessageEvent| {
@@ -111,8 +111,7 @@ mod source {
             Closure::<dyn Fn()>::new(move || {
                 set_open.set(false);
                 if source.ready_state() == EventSource::CLOSED {
-                    let retry = slot.clone();
-                    set_timeout(move || connect(retry, set_announced, set_open), RETRY);
+                    connect_later(slot.clone(), set_announced, set_open);
                 }
             })
         };
@@ -120,7 +119,11 @@ mod source {
         source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         let _ = source.add_event_listener_with_callback("NewMessage", on_message.as_ref().unchecked_ref());
         // Replacing the previous stream (if any) closes it.
-        *slot.borrow_mut() = Some(Stream { source, _handlers: (on_open, on_message, on_error) });
+        *slot.borrow_mut() = Some(Stream { source, _on_open: on_open, _on_message: on_message, _on_error: on_error });
+    }
+
+    fn connect_later(slot: Slot, set_announced: WriteSignal<Option<u64>>, set_open: WriteSignal<bool>) {
+        set_timeout(move || connect(slot, set_announced, set_open), RETRY);
     }
 }
 

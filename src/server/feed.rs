@@ -1,10 +1,10 @@
 //! The feed's use cases, shared by the server functions: join, send, list. They take the state and the caller's
 //! session group explicitly, so tests drive them without HTTP.
 
+use std::sync::Arc;
+
 use leptos::prelude::*;
 use leptos_axum::ResponseOptions;
-
-use std::sync::Arc;
 
 use crate::server::pages::{Page, PageKey};
 use crate::server::{group::GroupId, AppState};
