@@ -11,6 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The size section measures brotli -11 with Debian's command-line brotli.
+if ! command -v brotli >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then apt-get install -y brotli; else sudo apt-get install -y brotli; fi
+fi
 export PATH="$HOME/.cargo/bin:$PATH"
 sections=${*:-sends fanout render size live}
 subscribers=${BENCH_SUBSCRIBERS:-1000 5000 10000}
@@ -31,10 +35,12 @@ stop() {
 }
 trap 'stop; rm -rf "$data"' EXIT
 
-# start_server PORT: a fresh release server on an empty data directory (SQLite store, the default).
+# start_server PORT: a fresh release server on an empty data directory (SQLite store, the default). The load comes
+# from one machine in one session group, so the per-browser stream cap and the send rate limit are lifted.
 start_server() {
   rm -rf "$data" && mkdir -p "$data"
-  target/release/broadcasting --addr "127.0.0.1:$1" --data-dir "$data" --log-level warn --config /dev/null &
+  target/release/broadcasting --addr "127.0.0.1:$1" --data-dir "$data" --log-level warn --config /dev/null \
+    --send-rate 0 --max-streams-per-browser 0 &
   pid=$!
   wait_for "http://127.0.0.1:$1/api/messages"
   kill -0 "$pid"

@@ -28,6 +28,7 @@ export const test = base.extend<{ expectRefusal: (status: number) => void }>({
 });
 
 export { expect };
+export type { Page };
 
 export const unique = (prefix: string) => `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
 

@@ -1,13 +1,15 @@
 //! Joining and sending. The name and the ticket live in this component's memory only (never a cookie or
 //! storage), so each tab is its own author and a reload asks again.
 
+use leptos::ev::SubmitEvent;
 use leptos::html::Input;
 use leptos::prelude::*;
 
-use crate::client::Feed;
-use crate::shared::api::{Join, SendMessage};
-use crate::shared::domain::Joined;
+use crate::client::{remote, Feed};
+use crate::shared::domain::{Joined, Message};
 use crate::shared::error::ApiError;
+
+type JoinAction = Action<String, Result<Joined, ApiError>>;
 
 /// The message of a failed action, if the last one failed.
 fn error_of<T>(outcome: Option<Result<T, ApiError>>) -> Option<String> {
@@ -16,7 +18,7 @@ fn error_of<T>(outcome: Option<Result<T, ApiError>>) -> Option<String> {
 
 #[component]
 pub fn Composer(feed: Feed) -> impl IntoView {
-    let join = ServerAction::<Join>::new();
+    let join: JoinAction = Action::new_local(|name: &String| remote::join(name.clone()));
     let joined = Memo::new(move |_| join.value().get().and_then(Result::ok));
     move || match joined.get() {
         Some(joined) => view! { <SendForm feed joined/> }.into_any(),
@@ -25,15 +27,22 @@ pub fn Composer(feed: Feed) -> impl IntoView {
 }
 
 #[component]
-fn JoinForm(join: ServerAction<Join>) -> impl IntoView {
+fn JoinForm(join: JoinAction) -> impl IntoView {
+    let input = NodeRef::<Input>::new();
+    let on_submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        if let Some(el) = input.get_untracked() {
+            join.dispatch_local(el.value());
+        }
+    };
     view! {
         <section class="composer">
-            <ActionForm action=join>
+            <form on:submit=on_submit>
                 <fieldset role="group">
-                    <input name="username" placeholder="Pick a name…" aria-label="Username" required autocomplete="nickname"/>
+                    <input node_ref=input name="username" placeholder="Pick a name…" aria-label="Username" required autocomplete="nickname"/>
                     <button type="submit">"Join"</button>
                 </fieldset>
-            </ActionForm>
+            </form>
             {move || error_of(join.value().get()).map(|message| view! { <p class="error" role="alert">{message}</p> })}
         </section>
     }
@@ -41,8 +50,17 @@ fn JoinForm(join: ServerAction<Join>) -> impl IntoView {
 
 #[component]
 fn SendForm(feed: Feed, joined: Joined) -> impl IntoView {
-    let send = ServerAction::<SendMessage>::new();
+    let ticket = joined.ticket;
+    let send = Action::<String, Result<Message, ApiError>>::new_local(move |text: &String| {
+        remote::send_message(ticket.clone(), text.clone())
+    });
     let input = NodeRef::<Input>::new();
+    let on_submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        if let Some(el) = input.get_untracked() {
+            send.dispatch_local(el.value());
+        }
+    };
     Effect::new(move |_| {
         if let Some(Ok(message)) = send.value().get() {
             feed.merge(vec![message.clone()]);
@@ -64,13 +82,12 @@ fn SendForm(feed: Feed, joined: Joined) -> impl IntoView {
     view! {
         <section class="composer">
             <p class="posting-as"><small>"Posting as "<strong>{joined.name}</strong></small></p>
-            <ActionForm action=send>
+            <form on:submit=on_submit>
                 <fieldset role="group">
-                    <input type="hidden" name="ticket" value=joined.ticket/>
                     <input node_ref=input name="text" placeholder="Type a message…" aria-label="Message" required autocomplete="off"/>
                     <button type="submit">"Send"</button>
                 </fieldset>
-            </ActionForm>
+            </form>
             {move || error_of(send.value().get()).map(|message| view! { <p class="error" role="alert">{message}</p> })}
         </section>
     }

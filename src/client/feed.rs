@@ -4,7 +4,7 @@
 use leptos::html::Div;
 use leptos::prelude::*;
 
-use crate::shared::api::list_messages;
+use crate::client::remote;
 use crate::shared::domain::Message;
 
 /// Distance from the bottom, in pixels, within which the log counts as "at the bottom" and follows new rows.
@@ -71,7 +71,7 @@ pub fn merge_into(rows: &mut Vec<Message>, page: Vec<Message>) -> bool {
 #[component]
 pub fn FeedLog(feed: Feed) -> impl IntoView {
     // Rendered on the server into the first HTML; the browser reuses the serialized page.
-    let first_page = OnceResource::new_blocking(list_messages(None, None));
+    let first_page = OnceResource::new_blocking(remote::messages(None, None));
     let log = NodeRef::<Div>::new();
     let sticky = StoredValue::new(true);
     // Whether older messages may exist above the oldest shown (ids start at 1).
@@ -83,7 +83,7 @@ pub fn FeedLog(feed: Feed) -> impl IntoView {
         let Some(oldest) = feed.oldest_id() else { return };
         loading_older.set(true);
         leptos::task::spawn_local(async move {
-            match list_messages(None, Some(oldest.to_string())).await {
+            match remote::messages(None, Some(oldest)).await {
                 Ok(page) => {
                     older_error.set(None);
                     has_older.set(page.first().is_some_and(|m| m.id > 1));

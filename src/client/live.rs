@@ -4,8 +4,7 @@
 
 use leptos::prelude::*;
 
-use crate::client::Feed;
-use crate::shared::api::list_messages;
+use crate::client::{remote, Feed};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LiveStatus {
@@ -188,7 +187,7 @@ impl CatchUp {
     async fn run(self) {
         loop {
             self.state.update_value(|state| state.again = false);
-            let progressed = match list_messages(Some(self.feed.synced_to().to_string()), None).await {
+            let progressed = match remote::messages(Some(self.feed.synced_to()), None).await {
                 Ok(page) => {
                     let progressed = !page.is_empty();
                     self.feed.merge_synced(page);

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::Response;
-use axum::Extension;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use futures::{stream, Stream, StreamExt};
 
 use crate::server::fanout::Notice;
-use crate::server::{group::GroupId, AppState};
+use crate::server::{group::GroupId, observe, AppState};
+use crate::shared::error::{ApiError, ErrorKind};
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Asks the browser to reconnect one second after a drop (its default is about three).
@@ -28,6 +29,9 @@ pub async fn stream(
     Extension(group): Extension<GroupId>,
     headers: HeaderMap,
 ) -> Response {
+    if let Err(refusal) = admit(&state, &group) {
+        return refusal;
+    }
     // Subscribe before reading the latest id, so an append in between is announced rather than missed.
     let subscription = state.fanout.subscribe(&group);
     let last_seen = headers
@@ -54,6 +58,25 @@ pub async fn stream(
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert(header::HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"));
     response
+}
+
+/// Refuses a stream beyond the caps: in total (503, the server is full) and per session group (429). The count
+/// is read, then the stream subscribes, so concurrent openings may pass a cap by a few.
+fn admit(state: &AppState, group: &GroupId) -> Result<(), Response> {
+    let caps = state.limits.streams;
+    let refusal = if caps.total > 0 && state.fanout.subscribers() >= caps.total {
+        ApiError::new(ErrorKind::Unavailable, "This server holds as many live streams as it can; retrying shortly.")
+    } else if caps.per_group > 0 && state.fanout.group_subscribers(group) >= caps.per_group {
+        ApiError::new(
+            ErrorKind::TooManyStreams,
+            format!("This browser already has {} live tabs here; close one to go live in this one.", caps.per_group),
+        )
+    } else {
+        return Ok(());
+    };
+    observe::stream_refused(refusal.kind.code());
+    let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    Err((status, [(header::RETRY_AFTER, "5")], Json(refusal)).into_response())
 }
 
 /// `frames`, with a comment whenever nothing was sent for `every`.

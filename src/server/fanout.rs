@@ -43,6 +43,10 @@ pub trait Broadcaster: Send + Sync + 'static {
     fn subscribe(&self, group: &GroupId) -> Subscription;
     /// Ends every subscription, and every later one at once (shutdown: the streams close, tabs reconnect).
     fn close(&self);
+    /// Subscriptions open now, over all groups.
+    fn subscribers(&self) -> usize;
+    /// Subscriptions open now in `group`.
+    fn group_subscribers(&self, group: &GroupId) -> usize;
 }
 
 type Channels = Arc<Mutex<HashMap<GroupId, broadcast::Sender<Notice>>>>;
@@ -97,6 +101,14 @@ impl Broadcaster for LocalBroadcaster {
     fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         lock(&self.channels).clear(); // dropping the senders ends every receiver
+    }
+
+    fn subscribers(&self) -> usize {
+        lock(&self.channels).values().map(broadcast::Sender::receiver_count).sum()
+    }
+
+    fn group_subscribers(&self, group: &GroupId) -> usize {
+        lock(&self.channels).get(group).map_or(0, broadcast::Sender::receiver_count)
     }
 }
 

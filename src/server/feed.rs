@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use leptos_axum::ResponseOptions;
 
 use crate::server::pages::{Page, PageKey};
-use crate::server::{group::GroupId, AppState};
+use crate::server::{group::GroupId, observe, AppState};
 use crate::shared::domain::{Joined, Message, MessageText, Username};
 use crate::shared::error::{ApiError, ErrorKind};
 
@@ -32,6 +32,9 @@ pub fn respond<T>(result: Result<T, ApiError>) -> Result<T, ApiError> {
             let status =
                 axum::http::StatusCode::from_u16(err.status()).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
             options.set_status(status);
+            if err.kind == ErrorKind::RateLimited {
+                options.insert_header(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+            }
         }
     }
     result
@@ -46,15 +49,34 @@ pub fn join(state: &AppState, group: &GroupId, raw_name: &str) -> Result<Joined,
 /// Append, then publish: the store takes and releases its own lock inside `append`, so the fan-out never runs
 /// under it, and nothing is published unless the append succeeded.
 pub async fn send(state: &AppState, group: &GroupId, ticket: &str, raw_text: &str) -> Result<Message, ApiError> {
+    let sent = append_and_publish(state, group, ticket, raw_text).await;
+    match &sent {
+        Ok(_) => observe::appended(),
+        Err(err) => observe::refused(err.kind.code()),
+    }
+    sent
+}
+
+async fn append_and_publish(
+    state: &AppState,
+    group: &GroupId,
+    ticket: &str,
+    raw_text: &str,
+) -> Result<Message, ApiError> {
     let author =
         state.tickets.verify(group, ticket).map_err(|err| ApiError::new(ErrorKind::BadTicket, err.to_string()))?;
     let text = MessageText::parse(raw_text, state.limits.max_message_chars)?;
+    if let Some(throttle) = &state.throttle {
+        throttle.check(group, ticket)?;
+    }
     let message = state.store.append(&author, &text).await.map_err(|err| {
         tracing::error!(error = %err, "append failed");
         ApiError::new(ErrorKind::Unavailable, "The message could not be stored; try again.")
     })?;
     state.pages.invalidate();
+    let started = std::time::Instant::now();
     state.fanout.publish(group, message.id).await;
+    observe::fanned_out(started.elapsed());
     Ok(message)
 }
 
@@ -139,7 +161,14 @@ mod tests {
             store,
             Arc::new(LocalBroadcaster::new(16)),
             TicketKeys::new(b"test secret, thirty-two bytes!!!".to_vec()),
-            Limits { max_message_chars: 10, page_size: 3 },
+            Limits {
+                max_message_chars: 10,
+                page_size: 3,
+                max_request_bytes: 65_536,
+                request_timeout: std::time::Duration::from_secs(10),
+                streams: crate::server::startup::StreamCaps { total: 0, per_group: 0 },
+            },
+            None,
             leptos::config::LeptosOptions::builder().output_name("broadcasting").build(),
         )
     }
@@ -204,5 +233,96 @@ mod tests {
         assert_eq!(list(&state, Some("-1"), None).await.unwrap_err().kind, ErrorKind::BadRequest);
         assert_eq!(list(&state, None, Some("x")).await.unwrap_err().kind, ErrorKind::BadRequest);
         assert_eq!(list(&state, Some("1"), Some("3")).await.unwrap_err().kind, ErrorKind::BadRequest);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn runtime() -> tokio::runtime::Runtime {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+        }
+
+        /// Any text, with the characters that make trouble over-represented.
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "[ \t\n\u{0}\u{7}\u{7f}\u{85}\u{200b}\u{202e}\u{301}a-zé<>&\"'.]{0,40}",
+                "[a-z]{1,3}".prop_map(|s| s.repeat(700)),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            /// Whatever the inputs, join and send answer Ok or a 4xx; a refusal stores and publishes nothing, an
+            /// acceptance stores exactly the normalized text under the next id.
+            #[test]
+            fn join_and_send_never_panic_never_5xx_and_refusals_write_nothing(
+                name in text(),
+                raw_ticket in text(),
+                body in text(),
+                use_real_ticket in any::<bool>(),
+            ) {
+                runtime().block_on(async {
+                    let memory = Arc::new(MemoryStore::new(100));
+                    let state = state(memory.clone());
+                    let group = GroupId::new("g");
+                    let mut sub = state.fanout.subscribe(&group);
+                    let ticket = match join(&state, &group, &name) {
+                        Ok(joined) => {
+                            prop_assert!((1..=32).contains(&joined.name.chars().count()));
+                            prop_assert!(!joined.name.chars().any(char::is_control));
+                            if use_real_ticket { joined.ticket } else { raw_ticket.clone() }
+                        }
+                        Err(err) => {
+                            prop_assert_eq!(err.kind, ErrorKind::InvalidInput);
+                            raw_ticket.clone()
+                        }
+                    };
+                    match send(&state, &group, &ticket, &body).await {
+                        Ok(message) => {
+                            prop_assert_eq!(message.id, 1);
+                            let expected: String = unicode_normalization::UnicodeNormalization::nfc(body.trim()).collect();
+                            prop_assert_eq!(&message.text, &expected);
+                            prop_assert_eq!(next_now(&mut sub).await, Some(1));
+                        }
+                        Err(err) => {
+                            prop_assert!(err.status() < 500, "{:?}", err);
+                            prop_assert_eq!(memory.last_id().await.unwrap(), 0);
+                            prop_assert_eq!(next_now(&mut sub).await, None);
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+
+            #[test]
+            fn reading_pages_never_panics_or_fails_with_5xx(since in proptest::option::of(text()), before in proptest::option::of(text())) {
+                runtime().block_on(async {
+                    let state = state(Arc::new(MemoryStore::new(100)));
+                    if let Err(err) = list(&state, since.as_deref(), before.as_deref()).await {
+                        prop_assert_eq!(err.kind, ErrorKind::BadRequest);
+                    }
+                    Ok(())
+                })?;
+            }
+
+            /// Changing any one character of a ticket never yields another author.
+            #[test]
+            fn an_altered_ticket_never_speaks_for_someone_else(at in any::<prop::sample::Index>(), with in any::<char>()) {
+                let state = state(Arc::new(MemoryStore::new(100)));
+                let group = GroupId::new("g");
+                let ticket = join(&state, &group, "ada").unwrap().ticket;
+                let mut chars: Vec<char> = ticket.chars().collect();
+                let i = at.index(chars.len());
+                chars[i] = with;
+                let altered: String = chars.into_iter().collect();
+                match state.tickets.verify(&group, &altered) {
+                    Ok(name) => prop_assert_eq!(name.as_str(), "ada"),
+                    Err(_) => {}
+                }
+            }
+        }
     }
 }

@@ -4,10 +4,14 @@ pub mod events;
 pub mod fanout;
 pub mod feed;
 pub mod group;
+pub mod observe;
 pub mod pages;
+pub mod security;
+pub mod serve;
 pub mod settings;
 pub mod startup;
 pub mod store;
+pub mod throttle;
 pub mod ticket;
 
 pub use startup::AppState;

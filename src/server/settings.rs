@@ -52,6 +52,34 @@ pub struct Overrides {
     /// How often retention runs (e.g. `1m`, `500ms`). [default: 1m]
     #[arg(long, env = "BROADCASTING_PRUNE_EVERY")]
     pub prune_every: Option<String>,
+    /// Sends a second allowed per ticket and per session group (per ticket only with scope `everyone`);
+    /// 0: no limit. [default: 5]
+    #[arg(long, env = "BROADCASTING_SEND_RATE")]
+    pub send_rate: Option<u32>,
+    /// Sends allowed at once before the rate applies. [default: 10]
+    #[arg(long, env = "BROADCASTING_SEND_BURST")]
+    pub send_burst: Option<u32>,
+    /// Most event streams (live tabs) open at once in this process; beyond it 503; 0: no cap. [default: 15000]
+    #[arg(long, env = "BROADCASTING_MAX_STREAMS")]
+    pub max_streams: Option<usize>,
+    /// Most event streams open at once per browser (scope `browser` only); beyond it 429; 0: no cap. [default: 50]
+    #[arg(long, env = "BROADCASTING_MAX_STREAMS_PER_BROWSER")]
+    pub max_streams_per_browser: Option<usize>,
+    /// Time a client has to send a request's headers (e.g. `10s`). [default: 10s]
+    #[arg(long, env = "BROADCASTING_HEADER_TIMEOUT")]
+    pub header_timeout: Option<String>,
+    /// Time a request (its body included) has to be answered; event streams are exempt. [default: 10s]
+    #[arg(long, env = "BROADCASTING_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<String>,
+    /// Largest request body accepted, in bytes; larger ones are refused with 413. [default: 65536]
+    #[arg(long, env = "BROADCASTING_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// On SIGTERM/SIGINT: time in-flight requests have before the process exits anyway. [default: 1s]
+    #[arg(long, env = "BROADCASTING_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Option<String>,
+    /// How long a ticket (what a tab gets by joining) is accepted; `off`: for ever. [default: 24h]
+    #[arg(long, env = "BROADCASTING_TICKET_LIFETIME")]
+    pub ticket_lifetime: Option<String>,
     /// Secret that signs tickets; without it one is made and kept in the data directory.
     #[arg(long, env = "BROADCASTING_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
@@ -78,6 +106,15 @@ impl Overrides {
             max_messages: self.max_messages.or(lower.max_messages),
             max_age: self.max_age.or(lower.max_age),
             prune_every: self.prune_every.or(lower.prune_every),
+            send_rate: self.send_rate.or(lower.send_rate),
+            send_burst: self.send_burst.or(lower.send_burst),
+            max_streams: self.max_streams.or(lower.max_streams),
+            max_streams_per_browser: self.max_streams_per_browser.or(lower.max_streams_per_browser),
+            header_timeout: self.header_timeout.or(lower.header_timeout),
+            request_timeout: self.request_timeout.or(lower.request_timeout),
+            max_request_bytes: self.max_request_bytes.or(lower.max_request_bytes),
+            shutdown_grace: self.shutdown_grace.or(lower.shutdown_grace),
+            ticket_lifetime: self.ticket_lifetime.or(lower.ticket_lifetime),
             secret: self.secret.or(lower.secret),
             data_dir: self.data_dir.or(lower.data_dir),
             log_level: self.log_level.or(lower.log_level),
@@ -98,6 +135,16 @@ pub struct Settings {
     /// None: no age limit.
     pub max_age: Option<Duration>,
     pub prune_every: Duration,
+    pub send_rate: u32,
+    pub send_burst: u32,
+    pub max_streams: usize,
+    pub max_streams_per_browser: usize,
+    pub header_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_request_bytes: usize,
+    pub shutdown_grace: Duration,
+    /// None: tickets do not expire.
+    pub ticket_lifetime: Option<Duration>,
     pub secret: Option<String>,
     pub data_dir: PathBuf,
     pub log_level: String,
@@ -208,6 +255,25 @@ impl Settings {
                 Some(raw) => Some(duration("max-age", raw, " or off")?),
             },
             prune_every: duration("prune-every", given.prune_every.as_deref().unwrap_or("1m"), "")?,
+            send_rate: given.send_rate.unwrap_or(5),
+            send_burst: in_range("send-burst", given.send_burst.unwrap_or(10) as usize, 1, u32::MAX as usize, "at least 1")?
+                as u32,
+            max_streams: given.max_streams.unwrap_or(15_000),
+            max_streams_per_browser: given.max_streams_per_browser.unwrap_or(50),
+            header_timeout: duration("header-timeout", given.header_timeout.as_deref().unwrap_or("10s"), "")?,
+            request_timeout: duration("request-timeout", given.request_timeout.as_deref().unwrap_or("10s"), "")?,
+            max_request_bytes: in_range(
+                "max-request-bytes",
+                given.max_request_bytes.unwrap_or(65_536),
+                1_024,
+                64 * 1_048_576,
+                "1024 to 67108864",
+            )?,
+            shutdown_grace: duration("shutdown-grace", given.shutdown_grace.as_deref().unwrap_or("1s"), "")?,
+            ticket_lifetime: match given.ticket_lifetime.as_deref().map(str::trim) {
+                Some("off") => None,
+                raw => Some(duration("ticket-lifetime", raw.unwrap_or("24h"), " or off")?),
+            },
             secret: given.secret,
             data_dir: given.data_dir.unwrap_or_else(|| PathBuf::from("data")),
             log_level: given.log_level.unwrap_or_else(|| "info".to_owned()),

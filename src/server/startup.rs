@@ -11,7 +11,9 @@ use leptos::config::LeptosOptions;
 use leptos_axum::{AxumRouteListing, LeptosRoutes};
 use leptos_router::{Method, SsrMode};
 use tower_http::compression::CompressionLayer;
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::services::ServeDir;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::client::shell;
@@ -19,8 +21,10 @@ use crate::server::fanout::{Broadcaster, LocalBroadcaster};
 use crate::server::pages::PageCache;
 use crate::server::settings::{Settings, StoreKind};
 use crate::server::store::{rfc3339, FeedStore, MemoryStore, SqliteStore};
+use crate::server::throttle::SendThrottle;
 use crate::server::ticket::TicketKeys;
-use crate::server::{events, group, pages};
+use crate::server::serve::{serve, Deadlines};
+use crate::server::{events, group, observe, pages, security};
 
 /// Per-subscriber notification buffer; a subscriber further behind is coalesced to the latest id.
 const FANOUT_CAPACITY: usize = 64;
@@ -31,6 +35,16 @@ const SHARED_PAGES: usize = 64;
 pub struct Limits {
     pub max_message_chars: usize,
     pub page_size: usize,
+    pub max_request_bytes: usize,
+    pub request_timeout: std::time::Duration,
+    pub streams: StreamCaps,
+}
+
+/// Most event streams open at once; 0: no cap.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamCaps {
+    pub total: usize,
+    pub per_group: usize,
 }
 
 /// What every request handler shares. Cloned for each request (axum's `State`), so it is one `Arc`.
@@ -41,6 +55,8 @@ pub struct Services {
     pub store: Arc<dyn FeedStore>,
     pub fanout: Arc<dyn Broadcaster>,
     pub pages: Arc<PageCache>,
+    /// Send rate limits; `None`: no limit.
+    pub throttle: Option<Arc<SendThrottle>>,
     pub tickets: TicketKeys,
     pub limits: Limits,
     pub leptos: LeptosOptions,
@@ -60,10 +76,12 @@ impl AppState {
         fanout: Arc<dyn Broadcaster>,
         tickets: TicketKeys,
         limits: Limits,
+        throttle: Option<SendThrottle>,
         leptos: LeptosOptions,
     ) -> Self {
         let pages = Arc::new(PageCache::new(SHARED_PAGES));
-        Self(Arc::new(Services { store, fanout, pages, tickets, limits, leptos }))
+        let throttle = throttle.map(Arc::new);
+        Self(Arc::new(Services { store, fanout, pages, throttle, tickets, limits, leptos }))
     }
 }
 
@@ -98,7 +116,8 @@ fn leptos_options(settings: &Settings) -> LeptosOptions {
 
 pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
     let tickets = TicketKeys::load(settings.secret.as_deref(), &settings.data_dir)
-        .map_err(|source| StartupError::Secret { dir: settings.data_dir.clone(), source })?;
+        .map_err(|source| StartupError::Secret { dir: settings.data_dir.clone(), source })?
+        .with_lifetime(settings.ticket_lifetime);
     let store: Arc<dyn FeedStore> = match settings.store {
         StoreKind::Sqlite => Arc::new(SqliteStore::open(&settings.data_dir.join("feed.db"))?),
         StoreKind::Memory => Arc::new(MemoryStore::new(settings.max_messages)),
@@ -107,7 +126,18 @@ pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
         store,
         Arc::new(LocalBroadcaster::new(FANOUT_CAPACITY)),
         tickets,
-        Limits { max_message_chars: settings.max_message_chars, page_size: settings.page_size },
+        Limits {
+            max_message_chars: settings.max_message_chars,
+            page_size: settings.page_size,
+            max_request_bytes: settings.max_request_bytes,
+            request_timeout: settings.request_timeout,
+            streams: StreamCaps {
+                total: settings.max_streams,
+                // With scope `everyone` every visitor is one group: only the total applies.
+                per_group: if settings.scope == group::Scope::Browser { settings.max_streams_per_browser } else { 0 },
+            },
+        },
+        SendThrottle::new(settings.send_rate, settings.send_burst, settings.scope == group::Scope::Browser),
         leptos_options(settings),
     ))
 }
@@ -127,7 +157,7 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
     let events = Router::new()
         .route("/events", get(events::stream))
         .route_layer(middleware::from_fn_with_state(scope, group::assign));
-    Router::new()
+    let router = Router::new()
         .leptos_routes(&state, routes, {
             let options = state.leptos.clone();
             move || shell(options.clone())
@@ -135,15 +165,22 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
         .fallback_service(static_files)
         .layer(middleware::from_fn_with_state(state.clone(), pages::serve_list))
         .layer(middleware::from_fn_with_state(scope, group::assign))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.limits.request_timeout))
+        .layer(RequestBodyLimitLayer::new(state.limits.max_request_bytes))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .merge(events)
-        .with_state(state)
+        .merge(observe::routes())
+        .with_state(state);
+    security::headers(router)
 }
 
 /// Serves until SIGINT or SIGTERM; then open event streams end (tabs reconnect elsewhere or later).
 pub async fn run(settings: Settings) -> Result<(), StartupError> {
     let state = build_state(&settings)?;
+    if let Err(err) = observe::install() {
+        tracing::warn!(error = %err, "metrics are not recorded");
+    }
     let fanout = state.fanout.clone();
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
@@ -155,27 +192,27 @@ pub async fn run(settings: Settings) -> Result<(), StartupError> {
     tokio::spawn(retention(
         state.store.clone(),
         state.pages.clone(),
+        state.throttle.clone(),
         settings.max_messages,
         settings.max_age,
         settings.prune_every,
     ));
     let router = app(state, settings.scope);
-    // `into_make_service` finishes the router once; handing `serve` the router itself would rebuild its route
-    // table for every connection (kilobytes per open event stream).
-    axum::serve(listener, router.into_make_service())
-        .with_graceful_shutdown(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down");
-            fanout.close();
-        })
-        .await
-        .map_err(StartupError::Serve)
+    let deadlines = Deadlines { header: settings.header_timeout, shutdown_grace: settings.shutdown_grace };
+    let signal = async {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+    };
+    // Event streams end at once (tabs reconnect); other requests get the grace period to finish.
+    serve(listener, router, deadlines, signal, move || fanout.close()).await;
+    Ok(())
 }
 
 /// Deletes what retention no longer keeps, in the background, never on the send path.
 async fn retention(
     store: Arc<dyn FeedStore>,
     pages: Arc<PageCache>,
+    throttle: Option<Arc<SendThrottle>>,
     keep: usize,
     max_age: Option<std::time::Duration>,
     every: std::time::Duration,
@@ -184,6 +221,9 @@ async fn retention(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if let Some(throttle) = &throttle {
+            throttle.forget_idle();
+        }
         let cutoff = max_age.map(|age| rfc3339(time::OffsetDateTime::now_utc() - age));
         match store.prune(keep, cutoff.as_deref()).await {
             Ok(0) => {}

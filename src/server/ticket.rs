@@ -23,16 +23,28 @@ pub enum TicketError {
     Missing,
     #[error("This ticket is not valid here; join again.")]
     Invalid,
+    #[error("This ticket has expired; reload the page and join again.")]
+    Expired,
 }
 
 #[derive(Clone)]
 pub struct TicketKeys {
     secret: std::sync::Arc<[u8]>,
+    /// How long a ticket is accepted after it was issued; `None`: for ever.
+    lifetime: Option<std::time::Duration>,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 impl TicketKeys {
     pub fn new(secret: Vec<u8>) -> Self {
-        Self { secret: secret.into() }
+        Self { secret: secret.into(), lifetime: None }
+    }
+
+    pub fn with_lifetime(self, lifetime: Option<std::time::Duration>) -> Self {
+        Self { lifetime, ..self }
     }
 
     /// The secret from settings if given, else the one kept in `data_dir/secret`, made on first start.
@@ -65,9 +77,7 @@ impl TicketKeys {
     }
 
     pub fn issue(&self, group: &GroupId, name: &Username) -> String {
-        let issued =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        self.issue_at(group, name, issued)
+        self.issue_at(group, name, now_secs())
     }
 
     fn issue_at(&self, group: &GroupId, name: &Username, issued: u64) -> String {
@@ -92,6 +102,9 @@ impl TicketKeys {
         let issued: u64 = issued.parse().map_err(|_| TicketError::Invalid)?;
         let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| TicketError::Invalid)?;
         self.mac(group, &name, issued).verify_slice(&tag).map_err(|_| TicketError::Invalid)?;
+        if self.lifetime.is_some_and(|lifetime| now_secs().saturating_sub(issued) > lifetime.as_secs()) {
+            return Err(TicketError::Expired);
+        }
         Username::parse(&name).map_err(|_| TicketError::Invalid)
     }
 }
@@ -139,6 +152,21 @@ mod tests {
             assert_eq!(keys().verify(&group, junk), Err(TicketError::Invalid), "{junk}");
         }
         assert_eq!(keys().verify(&group, "  "), Err(TicketError::Missing));
+    }
+
+    #[test]
+    fn a_ticket_older_than_the_lifetime_is_expired_and_says_so() {
+        let group = GroupId::new("g1");
+        let ada = Username::parse("ada").unwrap();
+        let keys = keys().with_lifetime(Some(std::time::Duration::from_secs(3_600)));
+        let fresh = keys.issue_at(&group, &ada, now_secs() - 3_500);
+        assert_eq!(keys.verify(&group, &fresh), Ok(ada.clone()));
+        let stale = keys.issue_at(&group, &ada, now_secs() - 3_700);
+        assert_eq!(keys.verify(&group, &stale), Err(TicketError::Expired));
+        assert!(TicketError::Expired.to_string().contains("join again"));
+        // tampering is still reported as such, and without a lifetime old tickets stay good
+        assert_eq!(keys.verify(&GroupId::new("g2"), &stale), Err(TicketError::Invalid));
+        assert_eq!(self::keys().verify(&group, &stale), Ok(ada));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! function that holds one knows it is valid.
 
 use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
 
 /// Longest accepted name, in characters (not bytes).
 pub const MAX_NAME_CHARS: usize = 32;
@@ -30,18 +31,20 @@ enum Fault {
     Control,
 }
 
-/// The rules names and messages share: trimmed, not empty, at most `max_chars` characters, no control characters.
-fn check(raw: &str, max_chars: usize) -> Result<&str, Fault> {
-    let trimmed = raw.trim();
-    let got = trimmed.chars().count();
+/// The rules names and messages share: in Unicode normal form C (so "é" typed as e + combining accent is one
+/// character, and looks the same as the precomposed one everywhere), trimmed, not empty, at most `max_chars`
+/// characters (not bytes), no control characters.
+fn check(raw: &str, max_chars: usize) -> Result<String, Fault> {
+    let normal: String = raw.trim().nfc().collect();
+    let got = normal.chars().count();
     if got == 0 {
         Err(Fault::Empty)
     } else if got > max_chars {
         Err(Fault::TooLong(got))
-    } else if trimmed.chars().any(char::is_control) {
+    } else if normal.chars().any(char::is_control) {
         Err(Fault::Control)
     } else {
-        Ok(trimmed)
+        Ok(normal)
     }
 }
 
@@ -52,7 +55,7 @@ pub struct Username(String);
 impl Username {
     pub fn parse(raw: &str) -> Result<Self, InputError> {
         match check(raw, MAX_NAME_CHARS) {
-            Ok(name) => Ok(Self(name.to_owned())),
+            Ok(name) => Ok(Self(name)),
             Err(Fault::Empty) => Err(InputError::EmptyName),
             Err(Fault::TooLong(got)) => Err(InputError::NameTooLong { max: MAX_NAME_CHARS, got }),
             Err(Fault::Control) => Err(InputError::NameControl),
@@ -71,7 +74,7 @@ pub struct MessageText(String);
 impl MessageText {
     pub fn parse(raw: &str, max_chars: usize) -> Result<Self, InputError> {
         match check(raw, max_chars) {
-            Ok(text) => Ok(Self(text.to_owned())),
+            Ok(text) => Ok(Self(text)),
             Err(Fault::Empty) => Err(InputError::EmptyText),
             Err(Fault::TooLong(got)) => Err(InputError::TextTooLong { max: max_chars, got }),
             Err(Fault::Control) => Err(InputError::TextControl),
@@ -113,6 +116,16 @@ mod tests {
             Username::parse(&format!("{max}x")),
             Err(InputError::NameTooLong { max: MAX_NAME_CHARS, got: MAX_NAME_CHARS + 1 })
         );
+    }
+
+    #[test]
+    fn input_is_normalized_to_nfc_before_it_is_counted() {
+        let decomposed = "e\u{301}".repeat(MAX_NAME_CHARS); // 64 code points, 32 characters once composed
+        assert_eq!(Username::parse(&decomposed).unwrap().as_str(), "\u{e9}".repeat(MAX_NAME_CHARS));
+        assert_eq!(MessageText::parse("A\u{30a}ngstro\u{308}m", 8).unwrap().as_str(), "\u{c5}ngstr\u{f6}m");
+        assert_eq!(MessageText::parse("a\u{30a}a\u{30a}", 1), Err(InputError::TextTooLong { max: 1, got: 2 }));
+        // bidi controls are format characters, not control characters: kept, and shown as typed
+        assert!(MessageText::parse("abc\u{202e}def", 10).is_ok());
     }
 
     #[test]

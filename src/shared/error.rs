@@ -18,10 +18,29 @@ pub enum ErrorKind {
     BadRequest,
     /// The ticket is missing, forged, altered or from another session group: 403.
     BadTicket,
-    /// The server could not do it now (store failure): 503.
+    /// Too many sends too fast from this ticket or session group: 429.
+    RateLimited,
+    /// This session group already has as many event streams open as allowed: 429.
+    TooManyStreams,
+    /// The server could not do it now (store failure, or full): 503.
     Unavailable,
     /// The server could not be reached or answered something unreadable (client side only).
     Network,
+}
+
+impl ErrorKind {
+    /// The name it is serialized as.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::InvalidInput => "invalid_input",
+            Self::BadRequest => "bad_request",
+            Self::BadTicket => "bad_ticket",
+            Self::RateLimited => "rate_limited",
+            Self::TooManyStreams => "too_many_streams",
+            Self::Unavailable => "unavailable",
+            Self::Network => "network",
+        }
+    }
 }
 
 /// Serialized as `{"kind": "...", "message": "..."}`.
@@ -43,6 +62,7 @@ impl ApiError {
             ErrorKind::InvalidInput => 422,
             ErrorKind::BadRequest => 400,
             ErrorKind::BadTicket => 403,
+            ErrorKind::RateLimited | ErrorKind::TooManyStreams => 429,
             ErrorKind::Unavailable => 503,
             ErrorKind::Network => 502,
         }

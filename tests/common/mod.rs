@@ -36,6 +36,8 @@ impl Server {
             .arg(&config)
             .arg("--data-dir")
             .arg(dir.path().join("data"))
+            // Tests send thousands of messages in seconds; those about rate limits give `--send-rate` themselves.
+            .env("BROADCASTING_SEND_RATE", "0")
             .args(&flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -73,6 +75,15 @@ impl Server {
         let exit = self.child.wait().unwrap();
         assert!(exit.success(), "a SIGTERM'd server exits cleanly: {exit:?}");
         Self::start_in(self.dir.clone(), self.flags.clone())
+    }
+
+    /// Sends SIGTERM and waits for the process to exit: its exit status and how long that took.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, Duration) {
+        let started = std::time::Instant::now();
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        (exit, started.elapsed())
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,106 @@
+//! The tab's calls to the API. In the browser they are plain `fetch` requests against the server functions' public
+//! contract (form-encoded POSTs, a GET with a numeric query, JSON answers), made with what the browser already has:
+//! server_fn's own browser client and its query-string codec would add about 5 KB (brotli) to the wasm for these
+//! three requests (BENCHMARKS.md). On the server (rendering the page) they are the server functions themselves.
+
+use std::future::Future;
+
+use crate::shared::domain::{Joined, Message};
+use crate::shared::error::ApiError;
+
+/// One page of the log: above `since`, or below `before`, or (neither) the latest. `Send` so that a resource can
+/// hold it on the server.
+pub fn messages(
+    since: Option<u64>,
+    before: Option<u64>,
+) -> impl Future<Output = Result<Vec<Message>, ApiError>> + Send + 'static {
+    #[cfg(feature = "hydrate")]
+    {
+        let query = match (since, before) {
+            (Some(since), _) => format!("?since={since}"),
+            (None, Some(before)) => format!("?before={before}"),
+            (None, None) => String::new(),
+        };
+        browser::get(format!("{}{query}", crate::shared::api::LIST_MESSAGES_PATH))
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        crate::shared::api::list_messages(since.map(|id| id.to_string()), before.map(|id| id.to_string()))
+    }
+}
+
+pub async fn join(username: String) -> Result<Joined, ApiError> {
+    #[cfg(feature = "hydrate")]
+    return browser::post_form("/api/join", vec![("username", username)]).await;
+    #[cfg(not(feature = "hydrate"))]
+    return crate::shared::api::join(username).await;
+}
+
+pub async fn send_message(ticket: String, text: String) -> Result<Message, ApiError> {
+    #[cfg(feature = "hydrate")]
+    return browser::post_form("/api/send", vec![("ticket", ticket), ("text", text)]).await;
+    #[cfg(not(feature = "hydrate"))]
+    return crate::shared::api::send_message(ticket, text).await;
+}
+
+#[cfg(feature = "hydrate")]
+mod browser {
+    use std::future::Future;
+
+    use leptos::prelude::window;
+    use send_wrapper::SendWrapper;
+    use serde::de::DeserializeOwned;
+    use wasm_bindgen::{JsCast, JsValue};
+    use wasm_bindgen_futures::JsFuture;
+    use web_sys::{Headers, RequestInit, Response, UrlSearchParams};
+
+    use crate::shared::error::{ApiError, ErrorKind};
+
+    /// The tab has one thread; the wrapper only lets a resource (`Send` for the server's sake) hold the future.
+    pub fn get<T: DeserializeOwned + 'static>(url: String) -> impl Future<Output = Result<T, ApiError>> + Send {
+        SendWrapper::new(async move { fetch(&url, None).await })
+    }
+
+    pub async fn post_form<T: DeserializeOwned>(url: &str, form: Vec<(&str, String)>) -> Result<T, ApiError> {
+        fetch(url, Some(form)).await
+    }
+
+    fn unreachable(_: JsValue) -> ApiError {
+        ApiError::new(ErrorKind::Network, "Could not reach the server; check the connection and try again.")
+    }
+
+    fn unreadable(status: u16) -> ApiError {
+        ApiError::new(ErrorKind::Network, format!("Unexpected answer from the server (HTTP {status})."))
+    }
+
+    async fn fetch<T: DeserializeOwned>(url: &str, form: Option<Vec<(&str, String)>>) -> Result<T, ApiError> {
+        let init = RequestInit::new();
+        let headers = Headers::new().map_err(unreachable)?;
+        headers.set("Accept", "application/json").map_err(unreachable)?;
+        if let Some(form) = form {
+            let params = UrlSearchParams::new().map_err(unreachable)?;
+            for (name, value) in &form {
+                params.append(name, value);
+            }
+            init.set_method("POST");
+            headers.set("Content-Type", "application/x-www-form-urlencoded").map_err(unreachable)?;
+            init.set_body(&JsValue::from(params.to_string()));
+        }
+        init.set_headers(&headers);
+        let response: Response = JsFuture::from(window().fetch_with_str_and_init(url, &init))
+            .await
+            .map_err(unreachable)?
+            .unchecked_into();
+        let status = response.status();
+        let body = JsFuture::from(response.text().map_err(unreachable)?)
+            .await
+            .map_err(unreachable)?
+            .as_string()
+            .unwrap_or_default();
+        if response.ok() {
+            serde_json::from_str(&body).map_err(|_| unreadable(status))
+        } else {
+            Err(serde_json::from_str::<ApiError>(&body).unwrap_or_else(|_| unreadable(status)))
+        }
+    }
+}

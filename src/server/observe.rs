@@ -1,0 +1,76 @@
+//! Operations endpoints: `GET /healthz` (liveness: the process serves requests) and `GET /metrics` (Prometheus
+//! text format, from the `metrics` facade and `metrics-exporter-prometheus`, installed once at start-up).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::server::AppState;
+
+/// Event streams open now (read from the fan-out when scraped).
+pub const OPEN_STREAMS: &str = "broadcasting_open_streams";
+/// Messages appended to the log since start.
+pub const MESSAGES_APPENDED: &str = "broadcasting_messages_appended_total";
+/// Sends refused, by `reason` (the error kind: invalid_input, bad_ticket, rate_limited, unavailable, …).
+pub const SENDS_REFUSED: &str = "broadcasting_sends_refused_total";
+/// Event streams refused, by `reason` (unavailable: the server is full; too_many_streams: the group is).
+pub const STREAMS_REFUSED: &str = "broadcasting_streams_refused_total";
+/// Seconds from an acknowledged append to its notification handed to every subscriber's queue.
+pub const FANOUT_SECONDS: &str = "broadcasting_fanout_seconds";
+
+const FANOUT_BUCKETS: &[f64] = &[0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0];
+
+static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Starts recording (once per process; later calls do nothing).
+pub fn install() -> Result<(), String> {
+    if RECORDER.get().is_some() {
+        return Ok(());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(FANOUT_SECONDS.to_owned()), FANOUT_BUCKETS)
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|err| err.to_string())?;
+    metrics::describe_gauge!(OPEN_STREAMS, "Event streams open now.");
+    metrics::describe_counter!(MESSAGES_APPENDED, "Messages appended to the log since start.");
+    metrics::describe_counter!(SENDS_REFUSED, "Sends refused, by reason.");
+    metrics::describe_counter!(STREAMS_REFUSED, "Event streams refused, by reason.");
+    metrics::describe_histogram!(FANOUT_SECONDS, metrics::Unit::Seconds, "Append acknowledged to notification queued.");
+    let _ = RECORDER.set(handle);
+    Ok(())
+}
+
+pub fn appended() {
+    metrics::counter!(MESSAGES_APPENDED).increment(1);
+}
+
+pub fn refused(reason: &'static str) {
+    metrics::counter!(SENDS_REFUSED, "reason" => reason).increment(1);
+}
+
+pub fn stream_refused(reason: &'static str) {
+    metrics::counter!(STREAMS_REFUSED, "reason" => reason).increment(1);
+}
+
+pub fn fanned_out(took: Duration) {
+    metrics::histogram!(FANOUT_SECONDS).record(took.as_secs_f64());
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/healthz", get(|| async { "ok\n" })).route("/metrics", get(scrape))
+}
+
+async fn scrape(State(state): State<AppState>) -> Response {
+    let Some(recorder) = RECORDER.get() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "metrics are not being recorded in this process\n").into_response();
+    };
+    metrics::gauge!(OPEN_STREAMS).set(state.fanout.subscribers() as f64);
+    recorder.run_upkeep();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], recorder.render()).into_response()
+}

@@ -1,0 +1,249 @@
+//! Hardening, spoken to the real server binary: security headers, limits, operations endpoints.
+
+mod common;
+
+use common::Server;
+
+fn header(response: &reqwest::Response, name: &str) -> String {
+    response.headers().get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+}
+
+/// The `'nonce-…'` value of a policy.
+fn nonce_of(policy: &str) -> String {
+    let rest = policy.split("'nonce-").nth(1).unwrap_or_else(|| panic!("no nonce in {policy:?}"));
+    rest.split('\'').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_page_runs_only_scripts_carrying_its_own_nonce() {
+    let server = Server::start(&[]);
+    let page = reqwest::get(server.url("/")).await.unwrap();
+    let policy = header(&page, "content-security-policy");
+    assert!(!policy.contains("unsafe-inline"), "{policy}");
+    assert!(!policy.contains(" 'unsafe-eval'"), "only 'wasm-unsafe-eval': {policy}");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    let nonce = nonce_of(&policy);
+    assert!(nonce.len() >= 16, "{nonce}");
+    let html = page.text().await.unwrap();
+    let scripts: Vec<&str> = html.split("<script").skip(1).map(|rest| &rest[..rest.find('>').unwrap()]).collect();
+    assert!(!scripts.is_empty(), "{html}");
+    for script in scripts {
+        assert!(script.contains(&format!("nonce=\"{nonce}\"")), "<script{script}> lacks the nonce {nonce}");
+    }
+    let again = reqwest::get(server.url("/")).await.unwrap();
+    assert_ne!(nonce_of(&header(&again, "content-security-policy")), nonce, "a new nonce for every page");
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let server = Server::start(&[]);
+    let browser = server.browser();
+    browser.join("headers").await;
+    for path in ["/", "/api/messages", "/api/messages?since=abc", "/favicon.svg", "/no/such/page"] {
+        let response = browser.http.get(server.url(path)).send().await.unwrap();
+        assert_eq!(header(&response, "x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header(&response, "referrer-policy"), "no-referrer", "{path}");
+        assert_eq!(header(&response, "x-frame-options"), "DENY", "{path}");
+        let policy = header(&response, "content-security-policy");
+        assert!(policy.contains("frame-ancestors 'none'"), "{path}: {policy}");
+        if path != "/" {
+            assert!(policy.starts_with("default-src 'none'"), "{path} is not a document: {policy}");
+        }
+    }
+    let events = browser.http.get(server.url("/events")).send().await.unwrap();
+    assert_eq!(header(&events, "x-content-type-options"), "nosniff");
+    assert!(header(&events, "content-security-policy").starts_with("default-src 'none'"));
+}
+
+/// The value of an unlabelled (or exactly labelled) sample in Prometheus text.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn health_and_metrics_report_streams_appends_refusals_and_fanout_time() {
+    let server = Server::start(&[]);
+    let health = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.unwrap().trim(), "ok");
+
+    let browser = server.browser();
+    let ticket = browser.join("metered").await;
+    let mut first = browser.events().await;
+    let _second = server.browser().events().await;
+    browser.send(&ticket, "one").await;
+    browser.send(&ticket, "two").await;
+    browser.post("/api/send", &[("ticket", &ticket), ("text", " ")]).await.refused(422, "invalid_input");
+    browser.post("/api/send", &[("ticket", "forged"), ("text", "x")]).await.refused(403, "bad_ticket");
+    assert_eq!(first.next().await.id, "1");
+
+    let scrape = reqwest::get(server.url("/metrics")).await.unwrap();
+    assert_eq!(scrape.status(), 200);
+    assert!(header(&scrape, "content-type").starts_with("text/plain"), "{}", header(&scrape, "content-type"));
+    let metrics = scrape.text().await.unwrap();
+    assert_eq!(sample(&metrics, "broadcasting_open_streams"), Some(2.0), "{metrics}");
+    assert_eq!(sample(&metrics, "broadcasting_messages_appended_total"), Some(2.0), "{metrics}");
+    assert_eq!(sample(&metrics, "broadcasting_sends_refused_total{reason=\"invalid_input\"}"), Some(1.0), "{metrics}");
+    assert_eq!(sample(&metrics, "broadcasting_sends_refused_total{reason=\"bad_ticket\"}"), Some(1.0), "{metrics}");
+    assert_eq!(sample(&metrics, "broadcasting_fanout_seconds_count"), Some(2.0), "{metrics}");
+    assert_eq!(sample(&metrics, "broadcasting_fanout_seconds_bucket{le=\"+Inf\"}"), Some(2.0), "{metrics}");
+
+    drop(first);
+    // the server notices a closed stream at its next write; a scrape soon after counts one
+    let mut open = 2.0;
+    for _ in 0..50 {
+        let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+        open = sample(&metrics, "broadcasting_open_streams").unwrap();
+        if open == 1.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(open, 1.0, "the closed stream is no longer counted");
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start(&["--header-timeout", "1s"]);
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), slow.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "still connected after 10 s");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900), "closed before the deadline");
+    // the server still serves everyone else
+    assert_eq!(reqwest::get(server.url("/healthz")).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_and_stores_nothing() {
+    let server = Server::start(&["--max-request-bytes", "4096"]);
+    let browser = server.browser();
+    let ticket = browser.join("big").await;
+    let text = "x".repeat(5_000);
+    let answer = browser.post("/api/send", &[("ticket", &ticket), ("text", &text)]).await;
+    assert_eq!(answer.status, 413, "{:?}", answer.body);
+    assert!(browser.messages("").await.is_empty());
+    browser.send(&ticket, &"y".repeat(1_000)).await; // under the limit: accepted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_thousand_open_streams_exits_within_two_seconds() {
+    const STREAMS: usize = 1_000;
+    let server = Server::start(&[]);
+    let browser = server.browser();
+    browser.join("warm-up").await;
+    let mut streams = Vec::with_capacity(STREAMS);
+    for _ in 0..STREAMS {
+        // One connection each, as 1,000 tabs would have.
+        let http = reqwest::Client::builder().cookie_store(true).build().unwrap();
+        let response = http.get(server.url("/events")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        streams.push(response);
+    }
+    let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert_eq!(sample(&metrics, "broadcasting_open_streams"), Some(STREAMS as f64));
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|response| {
+            tokio::spawn(async move {
+                let mut body = response.bytes_stream();
+                use futures::StreamExt;
+                while let Some(Ok(_)) = body.next().await {}
+            })
+        })
+        .collect();
+
+    let base = server.base.clone();
+    let (exit, took) = tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(took < std::time::Duration::from_secs(2), "exit took {took:?}");
+    for reader in readers {
+        tokio::time::timeout(std::time::Duration::from_secs(2), reader).await.expect("every stream ended").unwrap();
+    }
+    assert!(reqwest::get(format!("{base}/healthz")).await.is_err(), "no longer accepting");
+}
+
+#[tokio::test]
+async fn sends_beyond_the_rate_are_refused_with_429_and_store_nothing() {
+    let server = Server::start(&["--send-rate", "2", "--send-burst", "3"]);
+    let browser = server.browser();
+    let ticket = browser.join("hasty").await;
+    for i in 0..3 {
+        browser.send(&ticket, &format!("burst {i}")).await;
+    }
+    let refused = browser.http.post(server.url("/api/send")).form(&[("ticket", &ticket), ("text", &"over".to_owned())]);
+    let refused = refused.send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(header(&refused, "retry-after"), "1");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["kind"], "rate_limited");
+    assert!(body["message"].as_str().unwrap().contains("at most 2 messages a second"), "{body}");
+
+    // joining again in the same browser does not lift the group's budget; another browser has its own
+    let second_ticket = browser.join("hasty again").await;
+    browser.post("/api/send", &[("ticket", &second_ticket), ("text", "x")]).await.refused(429, "rate_limited");
+    let other = server.browser();
+    let other_ticket = other.join("calm").await;
+    other.send(&other_ticket, "from elsewhere").await;
+
+    let texts: Vec<String> =
+        browser.messages("").await.iter().map(|m| m["text"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(texts, ["burst 0", "burst 1", "burst 2", "from elsewhere"], "refusals stored nothing");
+    let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert_eq!(sample(&metrics, "broadcasting_sends_refused_total{reason=\"rate_limited\"}"), Some(2.0), "{metrics}");
+
+    // the budget refills at the rate: half a second later one more goes through
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    browser.send(&ticket, "after a pause").await;
+}
+
+#[tokio::test]
+async fn an_expired_ticket_is_refused_with_a_clear_message_and_stores_nothing() {
+    let server = Server::start(&["--ticket-lifetime", "1s"]);
+    let browser = server.browser();
+    let ticket = browser.join("fleeting").await;
+    browser.send(&ticket, "in time").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    let message = browser.post("/api/send", &[("ticket", &ticket), ("text", "too late")]).await.refused(403, "bad_ticket");
+    assert!(message.contains("expired"), "{message}");
+    let fresh = browser.join("fleeting").await;
+    browser.send(&fresh, "joined again").await;
+    let texts: Vec<String> =
+        browser.messages("").await.iter().map(|m| m["text"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(texts, ["in time", "joined again"]);
+}
+
+#[tokio::test]
+async fn event_streams_beyond_the_caps_are_refused_per_browser_and_in_total() {
+    let server = Server::start(&["--max-streams", "3", "--max-streams-per-browser", "2"]);
+    let (ada, bob, cy) = (server.browser(), server.browser(), server.browser());
+    ada.join("ada").await; // the group cookie
+    let ada_first = ada.events().await;
+    let _ada_second = ada.events().await;
+    let third = ada.get("/events").await;
+    let message = third.refused(429, "too_many_streams");
+    assert!(message.contains("2 live tabs"), "{message}");
+    let _bob = bob.events().await; // another browser: its own budget, and the third stream in all
+    cy.join("cy").await;
+    let full = cy.get("/events").await.refused(503, "unavailable");
+    assert!(full.contains("as many live streams"), "{full}");
+
+    // a closed stream frees its place
+    drop(ada_first);
+    let mut admitted = false;
+    for _ in 0..50 {
+        let response = cy.http.get(server.url("/events")).send().await.unwrap();
+        if response.status() == 200 {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(admitted, "a place freed by a closed stream is given to the next");
+    let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert_eq!(sample(&metrics, "broadcasting_streams_refused_total{reason=\"too_many_streams\"}"), Some(1.0));
+}
