@@ -2,7 +2,7 @@
 
 #[cfg(feature = "ssr")]
 fn main() -> std::process::ExitCode {
-    one_malloc_arena();
+    malloc_arena_per_core();
     match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime.block_on(serve()),
         Err(err) => {
@@ -12,15 +12,20 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// glibc gives each thread that contends for the heap its own arena; with thousands of connections spread over
-/// the workers, that fragments memory: one arena holds an idle event stream in about 16 KiB instead of 18
-/// (BENCHMARKS.md). Called before any other thread exists.
+/// glibc gives each thread that contends for the heap its own arena, up to 8 per core; with thousands of
+/// connections spread over the workers that fragments memory (18 KiB per idle event stream). One arena holds a
+/// stream in 13 KiB but makes every worker queue for the heap lock (page renders: 1,300/s); one per core holds it
+/// in 13.3 KiB and renders 2,000/s (BENCHMARKS.md). Called before any other thread exists; glibc's own
+/// `MALLOC_ARENA_MAX`, when set, wins.
 #[cfg(feature = "ssr")]
-fn one_malloc_arena() {
+fn malloc_arena_per_core() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; no other thread runs yet.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        // SAFETY: mallopt only sets an allocator parameter; no other thread runs yet.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, i32::try_from(cores).unwrap_or(i32::MAX));
+        }
     }
 }
 

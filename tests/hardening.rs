@@ -247,3 +247,66 @@ async fn event_streams_beyond_the_caps_are_refused_per_browser_and_in_total() {
     let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
     assert_eq!(sample(&metrics, "broadcasting_streams_refused_total{reason=\"too_many_streams\"}"), Some(1.0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_nobody_reads_is_dropped_and_delays_no_one() {
+    use tokio::io::AsyncWriteExt;
+    const LIVE: usize = 100;
+    const MESSAGES: u64 = 3_000;
+    let server =
+        Server::start(&["--write-timeout", "1s", "--send-buffer-bytes", "4096", "--max-streams-per-browser", "0"]);
+    // Everyone below is in one session group: the group cookie of a first request, sent by hand.
+    let first = reqwest::get(server.url("/api/messages")).await.unwrap();
+    let cookie = header(&first, "set-cookie").split(';').next().unwrap().to_owned();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("cookie", cookie.parse().unwrap());
+    let http = reqwest::Client::builder().default_headers(headers).build().unwrap();
+    let browser = common::Browser { http, base: server.base.clone() };
+    let ticket = browser.join("flood").await;
+
+    // One reader that sends its request and never reads a byte, with a small receive buffer.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(1024).unwrap();
+    let mut stalled = socket.connect(server.base.trim_start_matches("http://").parse().unwrap()).await.unwrap();
+    stalled.write_all(format!("GET /events HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n").as_bytes()).await.unwrap();
+    // A hundred that read as they should, each until it is told of the last message.
+    let mut live = Vec::new();
+    for _ in 0..LIVE {
+        let mut events = browser.events().await;
+        live.push(tokio::spawn(async move {
+            let mut last = 0;
+            while last < MESSAGES {
+                last = events.next_within(std::time::Duration::from_secs(30)).await.expect("stream ended").id.parse().unwrap();
+            }
+            (tokio::time::Instant::now(), events) // the stream stays open
+        }));
+    }
+    let rss_before = server.rss_bytes();
+
+    // Far more than fits the stalled stream's buffers: 3,000 notifications of about 40 bytes.
+    for i in 0..MESSAGES {
+        browser.send(&ticket, &format!("m{i}")).await;
+    }
+    let last_sent = tokio::time::Instant::now();
+    let mut still_open = Vec::new();
+    for reader in live {
+        let told = tokio::time::timeout(std::time::Duration::from_secs(5), reader).await.expect("a live reader was held up");
+        let (at, events) = told.unwrap();
+        assert!(at.saturating_duration_since(last_sent) < std::time::Duration::from_secs(2));
+        still_open.push(events);
+    }
+    // And the stalled one is dropped after the write timeout.
+    let mut open = 0.0;
+    for _ in 0..50 {
+        let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+        open = sample(&metrics, "broadcasting_open_streams").unwrap();
+        if open == LIVE as f64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(open, LIVE as f64, "the stream nobody reads is closed");
+    let grown = server.rss_bytes().saturating_sub(rss_before);
+    assert!(grown < 32 * 1024 * 1024, "memory grew by {grown} bytes");
+    drop(stalled);
+}

@@ -74,6 +74,14 @@ pub struct Overrides {
     /// Largest request body accepted, in bytes; larger ones are refused with 413. [default: 65536]
     #[arg(long, env = "BROADCASTING_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
+    /// Time a client may take none of what the server sends (an event stream nobody reads) before it is
+    /// dropped. [default: 30s]
+    #[arg(long, env = "BROADCASTING_WRITE_TIMEOUT")]
+    pub write_timeout: Option<String>,
+    /// Kernel send buffer of each connection, in bytes; bounds what a client that stopped reading holds, and the
+    /// throughput of one response (buffer / round-trip time). [default: 262144]
+    #[arg(long, env = "BROADCASTING_SEND_BUFFER_BYTES")]
+    pub send_buffer_bytes: Option<u32>,
     /// On SIGTERM/SIGINT: time in-flight requests have before the process exits anyway. [default: 1s]
     #[arg(long, env = "BROADCASTING_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<String>,
@@ -113,6 +121,8 @@ impl Overrides {
             header_timeout: self.header_timeout.or(lower.header_timeout),
             request_timeout: self.request_timeout.or(lower.request_timeout),
             max_request_bytes: self.max_request_bytes.or(lower.max_request_bytes),
+            write_timeout: self.write_timeout.or(lower.write_timeout),
+            send_buffer_bytes: self.send_buffer_bytes.or(lower.send_buffer_bytes),
             shutdown_grace: self.shutdown_grace.or(lower.shutdown_grace),
             ticket_lifetime: self.ticket_lifetime.or(lower.ticket_lifetime),
             secret: self.secret.or(lower.secret),
@@ -142,6 +152,8 @@ pub struct Settings {
     pub header_timeout: Duration,
     pub request_timeout: Duration,
     pub max_request_bytes: usize,
+    pub write_timeout: Duration,
+    pub send_buffer_bytes: u32,
     pub shutdown_grace: Duration,
     /// None: tickets do not expire.
     pub ticket_lifetime: Option<Duration>,
@@ -269,6 +281,14 @@ impl Settings {
                 64 * 1_048_576,
                 "1024 to 67108864",
             )?,
+            write_timeout: duration("write-timeout", given.write_timeout.as_deref().unwrap_or("30s"), "")?,
+            send_buffer_bytes: in_range(
+                "send-buffer-bytes",
+                given.send_buffer_bytes.unwrap_or(262_144) as usize,
+                4_096,
+                16_777_216,
+                "4096 to 16777216",
+            )? as u32,
             shutdown_grace: duration("shutdown-grace", given.shutdown_grace.as_deref().unwrap_or("1s"), "")?,
             ticket_lifetime: match given.ticket_lifetime.as_deref().map(str::trim) {
                 Some("off") => None,

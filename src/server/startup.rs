@@ -182,8 +182,7 @@ pub async fn run(settings: Settings) -> Result<(), StartupError> {
         tracing::warn!(error = %err, "metrics are not recorded");
     }
     let fanout = state.fanout.clone();
-    let listener = tokio::net::TcpListener::bind(settings.addr)
-        .await
+    let listener = listen(settings.addr, settings.send_buffer_bytes)
         .map_err(|source| StartupError::Bind { addr: settings.addr, source })?;
     let addr = listener.local_addr().map_err(StartupError::Serve)?;
     // Tests and scripts read this line to find the port.
@@ -198,7 +197,11 @@ pub async fn run(settings: Settings) -> Result<(), StartupError> {
         settings.prune_every,
     ));
     let router = app(state, settings.scope);
-    let deadlines = Deadlines { header: settings.header_timeout, shutdown_grace: settings.shutdown_grace };
+    let deadlines = Deadlines {
+        header: settings.header_timeout,
+        write: settings.write_timeout,
+        shutdown_grace: settings.shutdown_grace,
+    };
     let signal = async {
         wait_for_signal().await;
         tracing::info!("shutting down");
@@ -206,6 +209,16 @@ pub async fn run(settings: Settings) -> Result<(), StartupError> {
     // Event streams end at once (tabs reconnect); other requests get the grace period to finish.
     serve(listener, router, deadlines, signal, move || fanout.close()).await;
     Ok(())
+}
+
+/// The listening socket. Accepted connections inherit its send buffer size, which also turns off the kernel's
+/// growing of it (up to 4 MiB a connection here): what a client that stopped reading can hold stays small.
+fn listen(addr: std::net::SocketAddr, send_buffer: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.set_send_buffer_size(send_buffer)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// Deletes what retention no longer keeps, in the background, never on the send path.
