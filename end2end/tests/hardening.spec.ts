@@ -47,7 +47,8 @@ const tagged = (page: Page, user: string, tag: string) =>
   page.locator(".log p[data-key]").filter({ hasText: `${user}:` }).filter({ hasText: tag });
 
 test("markup, script and bidi payloads are shown as typed and never run", async ({ context }) => {
-  test.setTimeout(90_000);
+  // 34 sends, each awaited in the sender's log: about 75 s against the debug build the suite runs on.
+  test.setTimeout(180_000);
   const sender = await openLive(context);
   const reader = await openLive(context);
   for (const page of [sender, reader]) page.on("dialog", () => expect(false, "a payload opened a dialog").toBe(true));
