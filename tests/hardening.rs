@@ -310,3 +310,55 @@ async fn a_stream_nobody_reads_is_dropped_and_delays_no_one() {
     assert!(grown < 32 * 1024 * 1024, "memory grew by {grown} bytes");
     drop(stalled);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn under_concurrent_load_no_group_ever_hears_of_another_groups_messages() {
+    const GROUPS: usize = 20;
+    const TABS: usize = 5;
+    const EACH: usize = 50;
+    let server = Server::start(&[]);
+    let mut groups = Vec::new();
+    for g in 0..GROUPS {
+        let browser = server.browser();
+        let ticket = browser.join(&format!("group{g}")).await;
+        let mut tabs = Vec::new();
+        for _ in 0..TABS {
+            tabs.push(browser.events().await);
+        }
+        groups.push((browser, ticket, tabs));
+    }
+    // Every group sends at once; each tab records every id it is told of until its group's last message.
+    let mut work = Vec::new();
+    for (browser, ticket, tabs) in groups {
+        work.push(tokio::spawn(async move {
+            let listeners: Vec<_> = tabs
+                .into_iter()
+                .map(|mut events| {
+                    tokio::spawn(async move {
+                        let mut heard = Vec::new();
+                        while let Some(event) = events.next_within(std::time::Duration::from_secs(3)).await {
+                            heard.push(event.id.parse::<u64>().unwrap());
+                        }
+                        heard
+                    })
+                })
+                .collect();
+            let mut sent = std::collections::BTreeSet::new();
+            for i in 0..EACH {
+                sent.insert(browser.send(&ticket, &format!("m{i}")).await["id"].as_u64().unwrap());
+            }
+            let mut heard = Vec::new();
+            for listener in listeners {
+                heard.push(listener.await.unwrap());
+            }
+            (sent, heard)
+        }));
+    }
+    for (g, group) in work.into_iter().enumerate() {
+        let (sent, heard) = group.await.unwrap();
+        for ids in heard {
+            assert!(ids.iter().all(|id| sent.contains(id)), "group {g} was told of another group's message: {ids:?}");
+            assert_eq!(ids.last(), sent.last(), "group {g}: every tab ends told of its group's last message");
+        }
+    }
+}
