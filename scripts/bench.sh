@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Benchmarks a release build on this machine through the public HTTP contract; the figures go to BENCHMARKS.md.
-#   scripts/bench.sh [sends] [fanout] [render] [size] [live]     (no argument: all five)
+#   scripts/bench.sh [sends] [fanout] [render] [size] [live] [soak]     (no argument: the first five)
 #     sends   acknowledged durable sends per second, 1 and 8 concurrent senders
 #     fanout  N = 1,000 / 5,000 / 10,000 subscribers in one session group, 1 message per second, against the bare
 #             axum + broadcast floor and against Broadcasting (every subscriber refetching like the page)
 #     render  server-rendered pages of / per second with 200 messages in the log
 #     size    release wasm, JS and CSS: raw, gzip -9, brotli -11, and as served
 #     live    Chromium (Playwright): time from navigation to hydrated and to the event stream live
+#     soak    1,000 tabs, 10 % reconnecting at random, 100 sends/s for 60 s; every tab's log equals the server's
 # Environment: BENCH_SUBSCRIBERS="1000 5000 10000", BENCH_MESSAGES=30, BENCH_RATE=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -97,13 +98,21 @@ for section in $sections; do
       "$(curl -sf -H 'Accept-Encoding: gzip' http://127.0.0.1:3077/ | wc -c)"
     stop
     ;;
+  soak)
+    # Not part of the default run: 1,000 tabs, 10 % dropping and reopening their stream at random, 100 sends/s for
+    # 60 s; every tab's log must equal the server's at the end.
+    start_server 3077
+    $bench soak --url http://127.0.0.1:3077 --subscribers "${BENCH_SOAK_TABS:-1000}" --flaky 0.1 --rate 100 \
+      --seconds "${BENCH_SOAK_SECONDS:-60}" --pid "$pid"
+    stop
+    ;;
   live)
     start_server 3077
     (cd end2end && BASE_URL=http://127.0.0.1:3077 npx playwright test tests/timing.spec.ts --reporter=line) | grep timing:
     stop
     ;;
   *)
-    echo "unknown section $section (sends, fanout, render, size, live)" >&2
+    echo "unknown section $section (sends, fanout, render, size, live, soak)" >&2
     exit 2
     ;;
   esac

@@ -198,7 +198,7 @@ fn with_cookie(request: reqwest::RequestBuilder, cookie: Option<&str>) -> reqwes
 }
 
 /// Sends `request` and insists on a 2xx answer; errors name `what` was asked.
-async fn answer(request: reqwest::RequestBuilder, what: &str) -> Result<reqwest::Response, String> {
+pub(crate) async fn answer(request: reqwest::RequestBuilder, what: &str) -> Result<reqwest::Response, String> {
     let response = request.send().await.map_err(|e| format!("{what}: {e}"))?;
     if !response.status().is_success() {
         return Err(format!("{what} answered {}", response.status()));
@@ -207,7 +207,7 @@ async fn answer(request: reqwest::RequestBuilder, what: &str) -> Result<reqwest:
 }
 
 /// The message ids of a `GET /api/messages` page.
-async fn page_ids(request: reqwest::RequestBuilder, what: &str) -> Result<Vec<u64>, String> {
+pub(crate) async fn page_ids(request: reqwest::RequestBuilder, what: &str) -> Result<Vec<u64>, String> {
     let page: Vec<serde_json::Value> = answer(request, what).await?.json().await.map_err(|e| format!("{what}: {e}"))?;
     Ok(page.iter().filter_map(|m| m["id"].as_u64()).collect())
 }

@@ -12,10 +12,14 @@
 //! (`fanout --no-fetch` against it).
 //!
 //! `broadcasting-bench render --url URL`: server-rendered pages of `/` per second.
+//!
+//! `broadcasting-bench soak --url URL [--subscribers 1000 --flaky 0.1 --rate 100 --seconds 60 --pid P]`: tabs that
+//! keep their own log while some drop and reopen their stream at random; every log must equal the server's.
 
 mod fanout;
 mod floor;
 mod render;
+mod soak;
 mod stats;
 
 use std::time::Instant;
@@ -76,6 +80,24 @@ enum Command {
     Floor {
         #[arg(long, default_value = "127.0.0.1:3078")]
         addr: std::net::SocketAddr,
+    },
+    /// Tabs keeping their own log while a share of them drop and reopen their stream; logs compared at the end.
+    Soak {
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+        #[arg(long, default_value_t = 1_000)]
+        subscribers: usize,
+        /// Share of the tabs that drop and reopen their stream at random.
+        #[arg(long, default_value_t = 0.1)]
+        flaky: f64,
+        /// Sends per second.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// The server's process id, to report its RSS.
+        #[arg(long)]
+        pid: Option<u32>,
     },
     /// Server-rendered pages of `/` per second.
     Render {
@@ -171,6 +193,9 @@ async fn main() -> std::process::ExitCode {
         }
         Command::Floor { addr } => floor::serve(addr).await,
         Command::Render { url, connections, seconds } => render::run(url, connections, seconds).await,
+        Command::Soak { url, subscribers, flaky, rate, seconds, pid } => {
+            soak::run(soak::Options { url, subscribers, flaky, rate, seconds, pid }).await
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

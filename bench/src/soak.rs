@@ -1,0 +1,220 @@
+//! `soak`: N tabs in one session group, a share of them dropping and reopening their event stream at random, while
+//! senders keep a steady rate for a while. Each tab keeps its own log the way the page does (catch up from its last
+//! id on every notification and on every (re)connect, `Last-Event-ID` on reconnect). At the end every tab's log must
+//! equal the server's, in order, without duplicates.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use reqwest::header::{ACCEPT, COOKIE, SET_COOKIE};
+use tokio::sync::watch;
+
+use crate::fanout::{answer, page_ids};
+use crate::stats::{summary, Process};
+
+pub struct Options {
+    pub url: String,
+    pub subscribers: usize,
+    /// Share of tabs that drop and reopen their stream at random (0.1 = 10 %).
+    pub flaky: f64,
+    pub rate: f64,
+    pub seconds: u64,
+    pub pid: Option<u32>,
+}
+
+struct Tab {
+    url: String,
+    cookie: String,
+    http: reqwest::Client,
+    /// Every id this tab holds, in the order it added them.
+    log: Vec<u64>,
+}
+
+impl Tab {
+    fn last(&self) -> u64 {
+        self.log.last().copied().unwrap_or(0)
+    }
+
+    /// Fetches pages after the last id until one comes back empty (what the page does on (re)connect).
+    async fn catch_up(&mut self) -> Result<(), String> {
+        loop {
+            let request = self.http.get(format!("{}/api/messages?since={}", self.url, self.last()));
+            let page = page_ids(request.header(COOKIE, &self.cookie), "catch-up").await?;
+            if page.is_empty() {
+                return Ok(());
+            }
+            self.log.extend(page);
+        }
+    }
+}
+
+/// A tiny xorshift generator: random enough to spread the drops, and no dependency.
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+pub async fn run(opts: Options) -> Result<(), String> {
+    let server = opts.pid.map(Process);
+    let http = reqwest::Client::builder().pool_max_idle_per_host(200).build().map_err(|e| e.to_string())?;
+    let first = answer(http.post(format!("{}/api/join", opts.url)).form(&[("username", "soak")]), "join").await?;
+    let cookie = first
+        .headers()
+        .get(SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned)
+        .ok_or("the server set no group cookie")?;
+    let joined: serde_json::Value = first.json().await.map_err(|e| format!("join: {e}"))?;
+    let ticket = joined["ticket"].as_str().ok_or(format!("join answered {joined}"))?.to_owned();
+
+    let rss_before = server.map(|p| p.rss()).transpose()?;
+    let (stop_tx, stop) = watch::channel(false);
+    let reconnects = Arc::new(AtomicUsize::new(0));
+    let target = Arc::new(AtomicU64::new(0));
+    let flaky = (opts.subscribers as f64 * opts.flaky).round() as usize;
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
+    let mut tabs = Vec::with_capacity(opts.subscribers);
+    for i in 0..opts.subscribers {
+        let tab = Tab { url: opts.url.clone(), cookie: cookie.clone(), http: http.clone(), log: Vec::new() };
+        let dice = (i < flaky).then(|| Dice(seed.wrapping_mul(i as u64 + 1) | 1));
+        tabs.push(tokio::spawn(live_tab(tab, dice, stop.clone(), reconnects.clone(), target.clone())));
+        if i % 100 == 99 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Steady sends for the duration, each on its own (a slow answer does not hold up the next tick).
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / opts.rate));
+    let mut sends = Vec::new();
+    while started.elapsed() < Duration::from_secs(opts.seconds) {
+        tick.tick().await;
+        let (http, url, cookie, ticket, target) =
+            (http.clone(), opts.url.clone(), cookie.clone(), ticket.clone(), target.clone());
+        let text = format!("soak {}", sends.len());
+        sends.push(tokio::spawn(async move {
+            let at = Instant::now();
+            let request = http.post(format!("{url}/api/send")).header(COOKIE, &cookie);
+            let response = answer(request.form(&[("ticket", ticket.as_str()), ("text", text.as_str())]), "send").await?;
+            let body: serde_json::Value = response.json().await.map_err(|e| format!("send: {e}"))?;
+            target.fetch_max(body["id"].as_u64().ok_or(format!("send answered {body}"))?, Ordering::SeqCst);
+            Ok::<_, String>(at.elapsed())
+        }));
+    }
+    let mut latencies = Vec::with_capacity(sends.len());
+    for send in sends {
+        latencies.push(send.await.map_err(|e| e.to_string())??);
+    }
+    let sent = latencies.len() as u64;
+    let send_seconds = started.elapsed().as_secs_f64();
+    // Let every tab reach the last id (flaky ones stop dropping now), then compare.
+    let _ = stop_tx.send(true);
+    let mut logs = Vec::with_capacity(tabs.len());
+    for tab in tabs {
+        let log = tokio::time::timeout(Duration::from_secs(60), tab).await.map_err(|_| "a tab never caught up")?;
+        logs.push(log.map_err(|e| e.to_string())??);
+    }
+    let rss_after = server.map(|p| p.rss()).transpose()?;
+
+    let mut server_log = Vec::new();
+    loop {
+        let since = server_log.last().copied().unwrap_or(0);
+        let request = http.get(format!("{}/api/messages?since={since}", opts.url)).header(COOKIE, &cookie);
+        let page = page_ids(request, "server log").await?;
+        if page.is_empty() {
+            break;
+        }
+        server_log.extend(page);
+    }
+    let differing = logs.iter().filter(|log| **log != server_log).count();
+    println!(
+        "== soak: {} tabs ({flaky} dropping and reopening at random), {sent} sends in {send_seconds:.1} s ({:.0}/s), {} \
+         reconnects",
+        opts.subscribers,
+        sent as f64 / send_seconds,
+        reconnects.load(Ordering::SeqCst)
+    );
+    println!("send latency ms {}", summary(&mut latencies));
+    println!(
+        "server log {} messages; tabs whose log differs from it: {differing} of {}",
+        server_log.len(),
+        logs.len()
+    );
+    if let (Some(before), Some(after)) = (rss_before, rss_after) {
+        println!("server RSS: {:.1} MiB before, {:.1} MiB after", before as f64 / 1048576.0, after as f64 / 1048576.0);
+    }
+    if differing == 0 && server_log.len() as u64 == sent {
+        Ok(())
+    } else {
+        Err(format!("{differing} tabs differ from the server's log of {} ({sent} sent)", server_log.len()))
+    }
+}
+
+/// One tab: stream open, catch up on open and on every notification; a flaky tab drops its stream after 1–5 s and
+/// reopens it 0–1 s later (with `Last-Event-ID`), until told to stop. Answers its log once it has the last id.
+async fn live_tab(
+    mut tab: Tab,
+    mut dice: Option<Dice>,
+    mut stop: watch::Receiver<bool>,
+    reconnects: Arc<AtomicUsize>,
+    target: Arc<AtomicU64>,
+) -> Result<Vec<u64>, String> {
+    let mut last_event: Option<String> = None;
+    loop {
+        let mut request = tab.http.get(format!("{}/events", tab.url)).header(ACCEPT, "text/event-stream");
+        request = request.header(COOKIE, &tab.cookie);
+        if let Some(id) = &last_event {
+            request = request.header("last-event-id", id);
+        }
+        let mut body = answer(request, "events").await?.bytes_stream();
+        tab.catch_up().await?;
+        let stopping = *stop.borrow();
+        let drop_after = match (&mut dice, stopping) {
+            (Some(dice), false) => Duration::from_millis(1_000 + dice.below(4_000)),
+            _ => Duration::from_secs(3_600),
+        };
+        let drop_at = tokio::time::sleep(drop_after);
+        tokio::pin!(drop_at);
+        let mut buffer = Vec::<u8>::new();
+        loop {
+            if *stop.borrow() && tab.last() >= target.load(Ordering::SeqCst) {
+                return Ok(tab.log);
+            }
+            tokio::select! {
+                chunk = body.next() => {
+                    let Some(chunk) = chunk else { break };
+                    buffer.extend_from_slice(&chunk.map_err(|e| format!("events: {e}"))?);
+                    let mut announced = 0;
+                    while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
+                        let frame: Vec<u8> = buffer.drain(..end + 2).collect();
+                        let frame = String::from_utf8_lossy(&frame);
+                        if let Some(id) = frame.lines().find_map(|l| l.strip_prefix("id: ")) {
+                            last_event = Some(id.trim().to_owned());
+                            announced = announced.max(id.trim().parse::<u64>().unwrap_or(0));
+                        }
+                    }
+                    if announced > tab.last() {
+                        tab.catch_up().await?;
+                    }
+                }
+                () = &mut drop_at => break,
+                _ = stop.changed() => {}
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+        if let Some(dice) = &mut dice {
+            reconnects.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(dice.below(1_000))).await;
+        }
+    }
+}
