@@ -124,8 +124,8 @@ async fn an_oversized_body_is_refused_and_stores_nothing() {
     let browser = server.browser();
     let ticket = browser.join("big").await;
     let text = "x".repeat(5_000);
-    let answer = browser.post("/api/send", &[("ticket", &ticket), ("text", &text)]).await;
-    assert_eq!(answer.status, 413, "{:?}", answer.body);
+    let message = browser.post("/api/send", &[("ticket", &ticket), ("text", &text)]).await.refused(413, "too_large");
+    assert!(message.contains("4096 bytes"), "{message}");
     assert!(browser.messages("").await.is_empty());
     browser.send(&ticket, &"y".repeat(1_000)).await; // under the limit: accepted
 }
@@ -361,4 +361,19 @@ async fn under_concurrent_load_no_group_ever_hears_of_another_groups_messages() 
             assert_eq!(ids.last(), sent.last(), "group {g}: every tab ends told of its group's last message");
         }
     }
+}
+
+#[tokio::test]
+async fn a_request_whose_body_never_arrives_gets_408_with_a_sentence() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start(&["--request-timeout", "1s"]);
+    let mut slow = tokio::net::TcpStream::connect(server.base.trim_start_matches("http://")).await.unwrap();
+    let head = "POST /api/join HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+                Content-Length: 100\r\n\r\nusername=sl";
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), slow.read(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer[..read.expect("no answer within 10 s").unwrap()]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"kind\":\"timed_out\""), "{answer}");
 }

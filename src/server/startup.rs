@@ -24,7 +24,7 @@ use crate::server::store::{rfc3339, FeedStore, MemoryStore, SqliteStore};
 use crate::server::throttle::SendThrottle;
 use crate::server::ticket::TicketKeys;
 use crate::server::serve::{serve, Deadlines};
-use crate::server::{events, group, observe, pages, security};
+use crate::server::{events, group, observe, pages, refusal, security};
 
 /// Per-subscriber notification buffer; a subscriber further behind is coalesced to the latest id.
 const FANOUT_CAPACITY: usize = 64;
@@ -167,6 +167,7 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
         .layer(middleware::from_fn_with_state(scope, group::assign))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.limits.request_timeout))
         .layer(RequestBodyLimitLayer::new(state.limits.max_request_bytes))
+        .layer(middleware::from_fn_with_state(state.limits.max_request_bytes, refusal::as_api_errors))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .merge(events)

@@ -20,6 +20,10 @@ pub enum ErrorKind {
     BadTicket,
     /// Too many sends too fast from this ticket or session group: 429.
     RateLimited,
+    /// The request body is larger than the server takes: 413.
+    TooLarge,
+    /// The request was not received and answered in time: 408.
+    TimedOut,
     /// This session group already has as many event streams open as allowed: 429.
     TooManyStreams,
     /// The server could not do it now (store failure, or full): 503.
@@ -36,6 +40,8 @@ impl ErrorKind {
             Self::BadRequest => "bad_request",
             Self::BadTicket => "bad_ticket",
             Self::RateLimited => "rate_limited",
+            Self::TooLarge => "too_large",
+            Self::TimedOut => "timed_out",
             Self::TooManyStreams => "too_many_streams",
             Self::Unavailable => "unavailable",
             Self::Network => "network",
@@ -63,6 +69,8 @@ impl ApiError {
             ErrorKind::BadRequest => 400,
             ErrorKind::BadTicket => 403,
             ErrorKind::RateLimited | ErrorKind::TooManyStreams => 429,
+            ErrorKind::TooLarge => 413,
+            ErrorKind::TimedOut => 408,
             ErrorKind::Unavailable => 503,
             ErrorKind::Network => 502,
         }
