@@ -377,3 +377,44 @@ async fn a_request_whose_body_never_arrives_gets_408_with_a_sentence() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"kind\":\"timed_out\""), "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_in_flight_at_sigterm_is_finished_and_acknowledged() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start(&["--shutdown-grace", "3s"]);
+    let first = reqwest::get(server.url("/api/messages")).await.unwrap();
+    let cookie = header(&first, "set-cookie").split(';').next().unwrap().to_owned();
+    let joined: serde_json::Value = reqwest::Client::new()
+        .post(server.url("/api/join"))
+        .header("cookie", &cookie)
+        .form(&[("username", "late")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let body = format!("ticket={}&text=in+flight", joined["ticket"].as_str().unwrap());
+    let (head, tail) = body.split_at(body.len() - 5);
+
+    // The request is on its way when the signal comes: headers and most of the body sent, the rest after.
+    let mut sender = tokio::net::TcpStream::connect(server.base.trim_start_matches("http://")).await.unwrap();
+    let request = format!(
+        "POST /api/send HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nAccept: application/json\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{head}",
+        body.len()
+    );
+    sender.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let stopping = tokio::task::spawn_blocking(move || server.terminate());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    sender.write_all(tail.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), sender.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"text\":\"in flight\""), "{answer}");
+    let (exit, took) = stopping.await.unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(took < std::time::Duration::from_secs(3), "{took:?}");
+}
