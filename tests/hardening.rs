@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::Server;
+use common::{texts, Server};
 
 fn header(response: &reqwest::Response, name: &str) -> String {
     response.headers().get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
@@ -60,6 +60,31 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
+/// `broadcasting_open_streams` once it reads `want` (the server notices a closed stream at its next write), or
+/// what it reads after 5 s.
+async fn open_streams_settling_at(server: &Server, want: f64) -> f64 {
+    let mut open = f64::NAN;
+    for _ in 0..50 {
+        let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+        open = sample(&metrics, "broadcasting_open_streams").unwrap();
+        if open == want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    open
+}
+
+/// A browser whose session group is known by its cookie (`name=value`), for requests made by hand in that group.
+async fn browser_in_known_group(server: &Server) -> (common::Browser, String) {
+    let first = reqwest::get(server.url("/api/messages")).await.unwrap();
+    let cookie = header(&first, "set-cookie").split(';').next().unwrap().to_owned();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("cookie", cookie.parse().unwrap());
+    let http = reqwest::Client::builder().default_headers(headers).build().unwrap();
+    (common::Browser { http, base: server.base.clone() }, cookie)
+}
+
 #[tokio::test]
 async fn health_and_metrics_report_streams_appends_refusals_and_fanout_time() {
     let server = Server::start(&[]);
@@ -89,25 +114,14 @@ async fn health_and_metrics_report_streams_appends_refusals_and_fanout_time() {
     assert_eq!(sample(&metrics, "broadcasting_fanout_seconds_bucket{le=\"+Inf\"}"), Some(2.0), "{metrics}");
 
     drop(first);
-    // the server notices a closed stream at its next write; a scrape soon after counts one
-    let mut open = 2.0;
-    for _ in 0..50 {
-        let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
-        open = sample(&metrics, "broadcasting_open_streams").unwrap();
-        if open == 1.0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(open, 1.0, "the closed stream is no longer counted");
+    assert_eq!(open_streams_settling_at(&server, 1.0).await, 1.0, "the closed stream is no longer counted");
 }
 
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = Server::start(&["--header-timeout", "1s"]);
-    let address = server.base.trim_start_matches("http://").to_owned();
-    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(server.address()).await.unwrap();
     slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
     let started = std::time::Instant::now();
     let mut rest = Vec::new();
@@ -190,8 +204,7 @@ async fn sends_beyond_the_rate_are_refused_with_429_and_store_nothing() {
     let other_ticket = other.join("calm").await;
     other.send(&other_ticket, "from elsewhere").await;
 
-    let texts: Vec<String> =
-        browser.messages("").await.iter().map(|m| m["text"].as_str().unwrap().to_owned()).collect();
+    let texts = texts(&browser.messages("").await);
     assert_eq!(texts, ["burst 0", "burst 1", "burst 2", "from elsewhere"], "refusals stored nothing");
     let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
     assert_eq!(sample(&metrics, "broadcasting_sends_refused_total{reason=\"rate_limited\"}"), Some(2.0), "{metrics}");
@@ -208,12 +221,12 @@ async fn an_expired_ticket_is_refused_with_a_clear_message_and_stores_nothing() 
     let ticket = browser.join("fleeting").await;
     browser.send(&ticket, "in time").await;
     tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
-    let message = browser.post("/api/send", &[("ticket", &ticket), ("text", "too late")]).await.refused(403, "bad_ticket");
+    let message =
+        browser.post("/api/send", &[("ticket", &ticket), ("text", "too late")]).await.refused(403, "bad_ticket");
     assert!(message.contains("expired"), "{message}");
     let fresh = browser.join("fleeting").await;
     browser.send(&fresh, "joined again").await;
-    let texts: Vec<String> =
-        browser.messages("").await.iter().map(|m| m["text"].as_str().unwrap().to_owned()).collect();
+    let texts = texts(&browser.messages("").await);
     assert_eq!(texts, ["in time", "joined again"]);
 }
 
@@ -255,19 +268,14 @@ async fn a_stream_nobody_reads_is_dropped_and_delays_no_one() {
     const MESSAGES: u64 = 3_000;
     let server =
         Server::start(&["--write-timeout", "1s", "--send-buffer-bytes", "4096", "--max-streams-per-browser", "0"]);
-    // Everyone below is in one session group: the group cookie of a first request, sent by hand.
-    let first = reqwest::get(server.url("/api/messages")).await.unwrap();
-    let cookie = header(&first, "set-cookie").split(';').next().unwrap().to_owned();
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("cookie", cookie.parse().unwrap());
-    let http = reqwest::Client::builder().default_headers(headers).build().unwrap();
-    let browser = common::Browser { http, base: server.base.clone() };
+    // Everyone below is in one session group, the raw reader too (it sends the cookie by hand).
+    let (browser, cookie) = browser_in_known_group(&server).await;
     let ticket = browser.join("flood").await;
 
     // One reader that sends its request and never reads a byte, with a small receive buffer.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(1024).unwrap();
-    let mut stalled = socket.connect(server.base.trim_start_matches("http://").parse().unwrap()).await.unwrap();
+    let mut stalled = socket.connect(server.address().parse().unwrap()).await.unwrap();
     stalled.write_all(format!("GET /events HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n").as_bytes()).await.unwrap();
     // A hundred that read as they should, each until it is told of the last message.
     let mut live = Vec::new();
@@ -276,7 +284,13 @@ async fn a_stream_nobody_reads_is_dropped_and_delays_no_one() {
         live.push(tokio::spawn(async move {
             let mut last = 0;
             while last < MESSAGES {
-                last = events.next_within(std::time::Duration::from_secs(30)).await.expect("stream ended").id.parse().unwrap();
+                last = events
+                    .next_within(std::time::Duration::from_secs(30))
+                    .await
+                    .expect("stream ended")
+                    .id
+                    .parse()
+                    .unwrap();
             }
             (tokio::time::Instant::now(), events) // the stream stays open
         }));
@@ -290,21 +304,14 @@ async fn a_stream_nobody_reads_is_dropped_and_delays_no_one() {
     let last_sent = tokio::time::Instant::now();
     let mut still_open = Vec::new();
     for reader in live {
-        let told = tokio::time::timeout(std::time::Duration::from_secs(5), reader).await.expect("a live reader was held up");
+        let told =
+            tokio::time::timeout(std::time::Duration::from_secs(5), reader).await.expect("a live reader was held up");
         let (at, events) = told.unwrap();
         assert!(at.saturating_duration_since(last_sent) < std::time::Duration::from_secs(2));
         still_open.push(events);
     }
     // And the stalled one is dropped after the write timeout.
-    let mut open = 0.0;
-    for _ in 0..50 {
-        let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
-        open = sample(&metrics, "broadcasting_open_streams").unwrap();
-        if open == LIVE as f64 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let open = open_streams_settling_at(&server, LIVE as f64).await;
     assert_eq!(open, LIVE as f64, "the stream nobody reads is closed");
     let grown = server.rss_bytes().saturating_sub(rss_before);
     assert!(grown < 32 * 1024 * 1024, "memory grew by {grown} bytes");
@@ -367,7 +374,7 @@ async fn under_concurrent_load_no_group_ever_hears_of_another_groups_messages() 
 async fn a_request_whose_body_never_arrives_gets_408_with_a_sentence() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = Server::start(&["--request-timeout", "1s"]);
-    let mut slow = tokio::net::TcpStream::connect(server.base.trim_start_matches("http://")).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(server.address()).await.unwrap();
     let head = "POST /api/join HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
                 Content-Length: 100\r\n\r\nusername=sl";
     slow.write_all(head.as_bytes()).await.unwrap();
@@ -382,23 +389,12 @@ async fn a_request_whose_body_never_arrives_gets_408_with_a_sentence() {
 async fn a_send_in_flight_at_sigterm_is_finished_and_acknowledged() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = Server::start(&["--shutdown-grace", "3s"]);
-    let first = reqwest::get(server.url("/api/messages")).await.unwrap();
-    let cookie = header(&first, "set-cookie").split(';').next().unwrap().to_owned();
-    let joined: serde_json::Value = reqwest::Client::new()
-        .post(server.url("/api/join"))
-        .header("cookie", &cookie)
-        .form(&[("username", "late")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let body = format!("ticket={}&text=in+flight", joined["ticket"].as_str().unwrap());
+    let (browser, cookie) = browser_in_known_group(&server).await;
+    let body = format!("ticket={}&text=in+flight", browser.join("late").await);
     let (head, tail) = body.split_at(body.len() - 5);
 
     // The request is on its way when the signal comes: headers and most of the body sent, the rest after.
-    let mut sender = tokio::net::TcpStream::connect(server.base.trim_start_matches("http://")).await.unwrap();
+    let mut sender = tokio::net::TcpStream::connect(server.address()).await.unwrap();
     let request = format!(
         "POST /api/send HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nAccept: application/json\r\n\
          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{head}",

@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{ids, Server};
+use common::{ids, texts, Server};
 use serde_json::Value;
 
 #[tokio::test]
@@ -25,7 +25,7 @@ async fn join_send_and_read_back() {
     browser.send(ticket, "second").await;
 
     let all = browser.messages("").await;
-    assert_eq!(all.iter().map(|m| m["text"].as_str().unwrap()).collect::<Vec<_>>(), ["first!", "second"]);
+    assert_eq!(texts(&all), ["first!", "second"]);
     assert_eq!(all[0], stored);
     let after_first = browser.messages("?since=1").await;
     assert_eq!(after_first.len(), 1);

@@ -33,6 +33,10 @@ struct Tab {
 }
 
 impl Tab {
+    fn new(url: &str, cookie: &str, http: &reqwest::Client) -> Self {
+        Self { url: url.to_owned(), cookie: cookie.to_owned(), http: http.clone(), log: Vec::new() }
+    }
+
     fn last(&self) -> u64 {
         self.log.last().copied().unwrap_or(0)
     }
@@ -81,10 +85,11 @@ pub async fn run(opts: Options) -> Result<(), String> {
     let reconnects = Arc::new(AtomicUsize::new(0));
     let target = Arc::new(AtomicU64::new(0));
     let flaky = (opts.subscribers as f64 * opts.flaky).round() as usize;
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
+    let seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
     let mut tabs = Vec::with_capacity(opts.subscribers);
     for i in 0..opts.subscribers {
-        let tab = Tab { url: opts.url.clone(), cookie: cookie.clone(), http: http.clone(), log: Vec::new() };
+        let tab = Tab::new(&opts.url, &cookie, &http);
         let dice = (i < flaky).then(|| Dice(seed.wrapping_mul(i as u64 + 1) | 1));
         tabs.push(tokio::spawn(live_tab(tab, dice, stop.clone(), reconnects.clone(), target.clone())));
         if i % 100 == 99 {
@@ -105,7 +110,8 @@ pub async fn run(opts: Options) -> Result<(), String> {
         sends.push(tokio::spawn(async move {
             let at = Instant::now();
             let request = http.post(format!("{url}/api/send")).header(COOKIE, &cookie);
-            let response = answer(request.form(&[("ticket", ticket.as_str()), ("text", text.as_str())]), "send").await?;
+            let response =
+                answer(request.form(&[("ticket", ticket.as_str()), ("text", text.as_str())]), "send").await?;
             let body: serde_json::Value = response.json().await.map_err(|e| format!("send: {e}"))?;
             target.fetch_max(body["id"].as_u64().ok_or(format!("send answered {body}"))?, Ordering::SeqCst);
             Ok::<_, String>(at.elapsed())
@@ -126,16 +132,10 @@ pub async fn run(opts: Options) -> Result<(), String> {
     }
     let rss_after = server.map(|p| p.rss()).transpose()?;
 
-    let mut server_log = Vec::new();
-    loop {
-        let since = server_log.last().copied().unwrap_or(0);
-        let request = http.get(format!("{}/api/messages?since={since}", opts.url)).header(COOKIE, &cookie);
-        let page = page_ids(request, "server log").await?;
-        if page.is_empty() {
-            break;
-        }
-        server_log.extend(page);
-    }
+    // The server's whole log, read the way a tab catches up from nothing.
+    let mut reader = Tab::new(&opts.url, &cookie, &http);
+    reader.catch_up().await?;
+    let server_log = reader.log;
     let differing = logs.iter().filter(|log| **log != server_log).count();
     println!(
         "== soak: {} tabs ({flaky} dropping and reopening at random), {sent} sends in {send_seconds:.1} s ({:.0}/s), {} \
@@ -145,11 +145,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
         reconnects.load(Ordering::SeqCst)
     );
     println!("send latency ms {}", summary(&mut latencies));
-    println!(
-        "server log {} messages; tabs whose log differs from it: {differing} of {}",
-        server_log.len(),
-        logs.len()
-    );
+    println!("server log {} messages; tabs whose log differs from it: {differing} of {}", server_log.len(), logs.len());
     if let (Some(before), Some(after)) = (rss_before, rss_after) {
         println!("server RSS: {:.1} MiB before, {:.1} MiB after", before as f64 / 1048576.0, after as f64 / 1048576.0);
     }

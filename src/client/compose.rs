@@ -11,6 +11,16 @@ use crate::shared::error::ApiError;
 
 type JoinAction = Action<String, Result<Joined, ApiError>>;
 
+/// A form's submit handler: no page load, the input's value dispatched to `action`.
+fn submit_input<O: 'static>(input: NodeRef<Input>, action: Action<String, O>) -> impl Fn(SubmitEvent) + Copy {
+    move |ev: SubmitEvent| {
+        ev.prevent_default();
+        if let Some(el) = input.get_untracked() {
+            action.dispatch_local(el.value());
+        }
+    }
+}
+
 /// The message of a failed action, if the last one failed.
 fn error_of<T>(outcome: Option<Result<T, ApiError>>) -> Option<String> {
     outcome.and_then(Result::err).map(|err| err.message)
@@ -29,12 +39,7 @@ pub fn Composer(feed: Feed) -> impl IntoView {
 #[component]
 fn JoinForm(join: JoinAction) -> impl IntoView {
     let input = NodeRef::<Input>::new();
-    let on_submit = move |ev: SubmitEvent| {
-        ev.prevent_default();
-        if let Some(el) = input.get_untracked() {
-            join.dispatch_local(el.value());
-        }
-    };
+    let on_submit = submit_input(input, join);
     view! {
         <section class="composer">
             <form on:submit=on_submit>
@@ -55,12 +60,7 @@ fn SendForm(feed: Feed, joined: Joined) -> impl IntoView {
         remote::send_message(ticket.clone(), text.clone())
     });
     let input = NodeRef::<Input>::new();
-    let on_submit = move |ev: SubmitEvent| {
-        ev.prevent_default();
-        if let Some(el) = input.get_untracked() {
-            send.dispatch_local(el.value());
-        }
-    };
+    let on_submit = submit_input(input, send);
     Effect::new(move |_| {
         if let Some(Ok(message)) = send.value().get() {
             feed.merge(vec![message.clone()]);

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Extension;
 use futures::{stream, Stream, StreamExt};
 
 use crate::server::fanout::Notice;
@@ -30,7 +30,7 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> Response {
     if let Err(refusal) = admit(&state, &group) {
-        return refusal;
+        return ([(header::RETRY_AFTER, "5")], refusal).into_response();
     }
     // Subscribe before reading the latest id, so an append in between is announced rather than missed.
     let subscription = state.fanout.subscribe(&group);
@@ -62,7 +62,7 @@ pub async fn stream(
 
 /// Refuses a stream beyond the caps: in total (503, the server is full) and per session group (429). The count
 /// is read, then the stream subscribes, so concurrent openings may pass a cap by a few.
-fn admit(state: &AppState, group: &GroupId) -> Result<(), Response> {
+fn admit(state: &AppState, group: &GroupId) -> Result<(), ApiError> {
     let caps = state.limits.streams;
     let refusal = if caps.total > 0 && state.fanout.subscribers() >= caps.total {
         ApiError::new(ErrorKind::Unavailable, "This server holds as many live streams as it can; retrying shortly.")
@@ -75,8 +75,7 @@ fn admit(state: &AppState, group: &GroupId) -> Result<(), Response> {
         return Ok(());
     };
     observe::stream_refused(refusal.kind.code());
-    let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-    Err((status, [(header::RETRY_AFTER, "5")], Json(refusal)).into_response())
+    Err(refusal)
 }
 
 /// `frames`, with a comment whenever nothing was sent for `every`.

@@ -5,7 +5,6 @@ use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 
 use crate::shared::error::{ApiError, ErrorKind};
 
@@ -28,5 +27,5 @@ pub async fn as_api_errors(State(max_bytes): State<usize>, request: Request, nex
         }
         _ => return response,
     };
-    (response.status(), Json(error)).into_response()
+    error.into_response()
 }

@@ -23,8 +23,7 @@ pub fn page_policy(nonce: &str) -> String {
 /// Sets the policy of the page being rendered (called from the shell while the server renders it).
 pub fn protect_page() {
     use leptos::prelude::use_context;
-    if let (Some(nonce), Some(response)) = (leptos::nonce::use_nonce(), use_context::<leptos_axum::ResponseOptions>())
-    {
+    if let (Some(nonce), Some(response)) = (leptos::nonce::use_nonce(), use_context::<leptos_axum::ResponseOptions>()) {
         if let Ok(value) = HeaderValue::from_str(&page_policy(nonce.as_inner())) {
             response.insert_header(CONTENT_SECURITY_POLICY, value);
         }
@@ -34,7 +33,10 @@ pub fn protect_page() {
 /// The headers every answer carries; a policy already set (the page's) is kept.
 pub fn headers(router: Router) -> Router {
     router
-        .layer(SetResponseHeaderLayer::if_not_present(CONTENT_SECURITY_POLICY, HeaderValue::from_static(NOT_A_DOCUMENT)))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(NOT_A_DOCUMENT),
+        ))
         .layer(SetResponseHeaderLayer::overriding(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::overriding(REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         // For browsers that predate `frame-ancestors`.

@@ -66,7 +66,8 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone().map_request(|request: Request<Incoming>| request.map(Body::new)));
+        let service =
+            TowerToHyperService::new(app.clone().map_request(|request: Request<Incoming>| request.map(Body::new)));
         let io = WriteDeadline { io: TokioIo::new(stream), limit: deadlines.write, stalled: None };
         let connection = graceful.watch(http.serve_connection(io, service));
         tokio::spawn(async move {

@@ -268,8 +268,13 @@ impl Settings {
             },
             prune_every: duration("prune-every", given.prune_every.as_deref().unwrap_or("1m"), "")?,
             send_rate: given.send_rate.unwrap_or(5),
-            send_burst: in_range("send-burst", given.send_burst.unwrap_or(10) as usize, 1, u32::MAX as usize, "at least 1")?
-                as u32,
+            send_burst: in_range(
+                "send-burst",
+                given.send_burst.unwrap_or(10) as usize,
+                1,
+                u32::MAX as usize,
+                "at least 1",
+            )? as u32,
             max_streams: given.max_streams.unwrap_or(15_000),
             max_streams_per_browser: given.max_streams_per_browser.unwrap_or(50),
             header_timeout: duration("header-timeout", given.header_timeout.as_deref().unwrap_or("10s"), "")?,

@@ -19,11 +19,11 @@ use tower_http::trace::TraceLayer;
 use crate::client::shell;
 use crate::server::fanout::{Broadcaster, LocalBroadcaster};
 use crate::server::pages::PageCache;
+use crate::server::serve::{serve, Deadlines};
 use crate::server::settings::{Settings, StoreKind};
 use crate::server::store::{rfc3339, FeedStore, MemoryStore, SqliteStore};
 use crate::server::throttle::SendThrottle;
 use crate::server::ticket::TicketKeys;
-use crate::server::serve::{serve, Deadlines};
 use crate::server::{events, group, observe, pages, refusal, security};
 
 /// Per-subscriber notification buffer; a subscriber further behind is coalesced to the latest id.
@@ -118,6 +118,8 @@ pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
     let tickets = TicketKeys::load(settings.secret.as_deref(), &settings.data_dir)
         .map_err(|source| StartupError::Secret { dir: settings.data_dir.clone(), source })?
         .with_lifetime(settings.ticket_lifetime);
+    // With scope `everyone` every visitor is one group: the per-browser stream cap and send budget do not apply.
+    let per_browser = settings.scope == group::Scope::Browser;
     let store: Arc<dyn FeedStore> = match settings.store {
         StoreKind::Sqlite => Arc::new(SqliteStore::open(&settings.data_dir.join("feed.db"))?),
         StoreKind::Memory => Arc::new(MemoryStore::new(settings.max_messages)),
@@ -133,11 +135,10 @@ pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
             request_timeout: settings.request_timeout,
             streams: StreamCaps {
                 total: settings.max_streams,
-                // With scope `everyone` every visitor is one group: only the total applies.
-                per_group: if settings.scope == group::Scope::Browser { settings.max_streams_per_browser } else { 0 },
+                per_group: if per_browser { settings.max_streams_per_browser } else { 0 },
             },
         },
-        SendThrottle::new(settings.send_rate, settings.send_burst, settings.scope == group::Scope::Browser),
+        SendThrottle::new(settings.send_rate, settings.send_burst, per_browser),
         leptos_options(settings),
     ))
 }

@@ -77,6 +77,22 @@ impl ApiError {
     }
 }
 
+/// On the server an error is its status with its JSON body, wherever it is answered (server functions, the event
+/// stream's refusals, the HTTP layers' own).
+#[cfg(feature = "ssr")]
+impl ApiError {
+    pub fn http_status(&self) -> axum::http::StatusCode {
+        axum::http::StatusCode::from_u16(self.status()).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl axum::response::IntoResponse for ApiError {
+    fn into_response(self) -> axum::response::Response {
+        (self.http_status(), axum::Json(self)).into_response()
+    }
+}
+
 impl From<InputError> for ApiError {
     fn from(err: InputError) -> Self {
         Self::new(ErrorKind::InvalidInput, err.to_string())

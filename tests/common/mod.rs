@@ -93,6 +93,11 @@ impl Server {
         kib.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap() * 1024
     }
 
+    /// `host:port`, for connections made by hand.
+    pub fn address(&self) -> String {
+        self.base.trim_start_matches("http://").to_owned()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -188,6 +193,11 @@ impl Browser {
         assert_eq!(header("x-accel-buffering").as_deref(), Some("no"));
         Events { body: response.bytes_stream().boxed(), buffer: String::new() }
     }
+}
+
+/// The texts of a page of messages, in order.
+pub fn texts(page: &[Value]) -> Vec<String> {
+    page.iter().map(|m| m["text"].as_str().unwrap().to_owned()).collect()
 }
 
 /// The ids of a page of messages, in order.
