@@ -101,6 +101,8 @@ async fn health_and_metrics_report_streams_appends_refusals_and_fanout_time() {
     browser.post("/api/send", &[("ticket", &ticket), ("text", " ")]).await.refused(422, "invalid_input");
     browser.post("/api/send", &[("ticket", "forged"), ("text", "x")]).await.refused(403, "bad_ticket");
     assert_eq!(first.next().await.id, "1");
+    assert_eq!(browser.messages("?since=0").await.len(), 2);
+    browser.get("/api/messages?since=abc").await.refused(400, "bad_request");
 
     let scrape = reqwest::get(server.url("/metrics")).await.unwrap();
     assert_eq!(scrape.status(), 200);
@@ -110,6 +112,7 @@ async fn health_and_metrics_report_streams_appends_refusals_and_fanout_time() {
     assert_eq!(sample(&metrics, "broadcasting_messages_appended_total"), Some(2.0), "{metrics}");
     assert_eq!(sample(&metrics, "broadcasting_sends_refused_total{reason=\"invalid_input\"}"), Some(1.0), "{metrics}");
     assert_eq!(sample(&metrics, "broadcasting_sends_refused_total{reason=\"bad_ticket\"}"), Some(1.0), "{metrics}");
+    assert_eq!(sample(&metrics, "broadcasting_page_requests_total"), Some(2.0), "{metrics}");
     assert_eq!(sample(&metrics, "broadcasting_fanout_seconds_count"), Some(2.0), "{metrics}");
     assert_eq!(sample(&metrics, "broadcasting_fanout_seconds_bucket{le=\"+Inf\"}"), Some(2.0), "{metrics}");
 
@@ -239,7 +242,7 @@ async fn event_streams_beyond_the_caps_are_refused_per_browser_and_in_total() {
     let _ada_second = ada.events().await;
     let third = ada.get("/events").await;
     let message = third.refused(429, "too_many_streams");
-    assert!(message.contains("2 live tabs"), "{message}");
+    assert!(message.contains("2 live streams"), "{message}");
     let _bob = bob.events().await; // another browser: its own budget, and the third stream in all
     cy.join("cy").await;
     let full = cy.get("/events").await.refused(503, "unavailable");

@@ -65,9 +65,11 @@ test("markup, script and bidi payloads are shown as typed and never run", async 
   for (const page of [sender, reader, later]) {
     const shown = await tagged(page, name, tag).allTextContents();
     expect(shown).toEqual(sent.map((text) => `${name}: ${text}`));
-    // a payload's markup never became elements: each row is exactly <strong> and text
-    const childTags = await tagged(page, name, tag).evaluateAll((ps) => ps.flatMap((p) => [...p.children].map((c) => c.tagName)));
-    expect(new Set(childTags)).toEqual(new Set(["STRONG"]));
+    // a payload's markup never became elements: each row is exactly <strong><bdi>name</bdi>:</strong> <bdi>text</bdi>
+    const shapes = await tagged(page, name, tag).evaluateAll((ps) =>
+      ps.map((p) => [...p.querySelectorAll("*")].map((el) => `${el.parentElement === p ? "" : ">"}${el.tagName}`).join(" ")),
+    );
+    expect(new Set(shapes)).toEqual(new Set(["STRONG >BDI BDI"]));
     expect(await page.evaluate(() => (window as unknown as { __xss?: number }).__xss)).toBeUndefined();
   }
 });
@@ -84,4 +86,34 @@ test("the page runs under a Content-Security-Policy without unsafe-inline", asyn
   await join(page, name);
   await send(page, "under policy");
   await expect(row(page, name, "under policy")).toHaveCount(1);
+});
+
+test("a right-to-left name is its own bidi run: the row still reads name, then text", async ({ context }) => {
+  const page = await openLive(context);
+  // Without isolation, the digits that open the text join the name's right-to-left run and are drawn left of it.
+  const hebrew = () => String.fromCharCode(0x05d0 + Math.floor(Math.random() * 27));
+  const name = `אבי ${hebrew()}${hebrew()}${hebrew()}`;
+  const text = `42 ${unique("is the answer")}`;
+  await join(page, name);
+  await send(page, text);
+  const line = row(page, name, text);
+  await expect(line).toHaveCount(1);
+  const boxes = await line.evaluate((p, [name, text]) => {
+    const box = (needle: string) => {
+      const walker = document.createTreeWalker(p, NodeFilter.SHOW_TEXT);
+      for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        const at = node.textContent!.indexOf(needle);
+        if (at >= 0) {
+          const range = document.createRange();
+          range.setStart(node, at);
+          range.setEnd(node, at + needle.length);
+          return range.getBoundingClientRect().toJSON();
+        }
+      }
+      return null;
+    };
+    return { name: box(name), digits: box("42") };
+  }, [name, text]);
+  expect(boxes.name && boxes.digits, "both found").toBeTruthy();
+  expect(boxes.name!.right).toBeLessThanOrEqual(boxes.digits!.left + 1);
 });

@@ -148,8 +148,10 @@ pub fn FeedLog(feed: Feed) -> impl IntoView {
                             key=|message| message.id
                             children=|message: Message| {
                                 view! {
+                                    // Each part is its own bidi run: a right-to-left mark in one cannot reorder the other.
                                     <p data-key=message.id title=message.at>
-                                        <strong>{message.user}":"</strong>" "{message.text}
+                                        <strong><bdi class="user">{message.user}</bdi>":"</strong>" "
+                                        <bdi class="text">{message.text}</bdi>
                                     </p>
                                 }
                             }

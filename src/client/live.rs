@@ -1,10 +1,21 @@
-//! Live updates: one EventSource per tab on `/events`, reopened if the browser gives up on it. On `NewMessage`, and
-//! on every (re)connect, the tab catches up by fetching `/api/messages?since=<watermark>`, with at most one fetch
-//! in flight: notifications that arrive during a fetch cause one more fetch after it, not one each.
+//! Live updates, as this tab sees them. The browser's one event stream (`relay`: held by one tab, shared with the
+//! others) announces new ids; the tab catches up by fetching `/api/messages?since=<watermark>`, with at most one
+//! fetch in flight: notifications that arrive during a fetch cause one more fetch after it, not one each. Pages that
+//! other tabs fetched are merged without a fetch of this tab's own, so one notification costs one fetch per browser.
+//!
+//! On the server the page is rendered once, with no stream: the catch-up below only ever runs in the browser.
+#![cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+
+use std::time::Duration;
 
 use leptos::prelude::*;
 
-use crate::client::{remote, Feed};
+use crate::client::{relay, remote, Feed};
+use crate::shared::domain::Message;
+
+/// How long a tab that does not hold the stream waits for the page the leading tab shares before it fetches the
+/// announced messages itself (the leader's fetch failed, or the leader went away mid-fetch).
+const SHARE_GRACE: Duration = Duration::from_millis(1500);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LiveStatus {
@@ -31,118 +42,89 @@ impl LiveStatus {
     }
 }
 
-/// Opens the tab's event stream and keeps `feed` caught up; answers the connection status.
-pub fn connect(feed: Feed) -> Signal<LiveStatus> {
-    let (announced, open) = source::open();
-    let catch_up = CatchUp::new(feed);
-    Effect::new(move |_| {
-        if let Some(id) = announced.get() {
-            catch_up.request(id);
-        }
-    });
-    Effect::new(move |_| {
-        if open.get() {
-            // Whatever was sent while we were away: fetch until an empty page.
-            catch_up.request(u64::MAX);
-        }
-    });
-    let status = Memo::new(move |previous: Option<&LiveStatus>| match (open.get(), previous) {
+/// The tab's view of the browser's stream.
+#[derive(Clone, Copy)]
+pub struct Live {
+    pub status: Signal<LiveStatus>,
+    /// Why the server refuses the stream, in words, while it does.
+    pub problem: Signal<Option<String>>,
+    /// Whether this tab holds the browser's stream (shown as `data-leads` on the badge, for tests and debugging).
+    pub leads: Signal<bool>,
+}
+
+/// Joins the browser's event stream and keeps `feed` caught up.
+pub fn connect(feed: Feed) -> Live {
+    let link = Link {
+        catch_up: CatchUp::new(feed),
+        receiving: RwSignal::new(false),
+        problem: RwSignal::new(None),
+        leads: RwSignal::new(false),
+    };
+    relay::start(std::rc::Rc::new(link));
+    let receiving = link.receiving;
+    let status = Memo::new(move |previous: Option<&LiveStatus>| match (receiving.get(), previous) {
         (true, _) => LiveStatus::Live,
         (_, Some(LiveStatus::Live | LiveStatus::Reconnecting)) => LiveStatus::Reconnecting,
         _ => LiveStatus::Connecting,
     });
-    status.into()
+    Live { status: status.into(), problem: link.problem.into(), leads: link.leads.into() }
 }
 
-/// The event stream: the newest announced id, and whether the stream is open.
-///
-/// The browser's `EventSource` reconnects by itself after a dropped stream (the server asks for one second) and
-/// sends `Last-Event-ID`. It gives up only when an answer is not an event stream (a proxy's 502, say); then this
-/// opens a new one a second later, for as long as the tab lives.
-#[cfg(feature = "hydrate")]
-mod source {
-    use std::cell::RefCell;
-    use std::rc::Rc;
-    use std::time::Duration;
+/// What the relay reports to, and what it changes.
+#[derive(Clone, Copy)]
+struct Link {
+    catch_up: CatchUp,
+    receiving: RwSignal<bool>,
+    problem: RwSignal<Option<String>>,
+    leads: RwSignal<bool>,
+}
 
-    use leptos::prelude::*;
-    use wasm_bindgen::closure::Closure;
-    use wasm_bindgen::JsCast;
-    use web_sys::{EventSource, MessageEvent};
-
-    const RETRY: Duration = Duration::from_secs(1);
-
-    /// The open source and the handlers it calls; dropping it closes the source.
-    struct Stream {
-        source: EventSource,
-        _on_open: Closure<dyn Fn()>,
-        _on_message: Closure<dyn Fn(MessageEvent)>,
-        _on_error: Closure<dyn Fn()>,
+impl relay::Tab for Link {
+    fn leads(&self) {
+        self.leads.set(true);
     }
 
-    impl Drop for Stream {
-        fn drop(&mut self) {
-            self.source.close();
+    fn stream_state(&self, receiving: bool, problem: Option<String>) {
+        self.receiving.set(receiving);
+        self.problem.set(problem);
+    }
+
+    fn announced(&self, id: u64, fetch: bool) {
+        if fetch {
+            self.catch_up.request(id);
+        } else {
+            self.catch_up.expect(id);
         }
     }
 
-    type Slot = Rc<RefCell<Option<Stream>>>;
-
-    pub fn open() -> (Signal<Option<u64>>, Signal<bool>) {
-        let (announced, set_announced) = signal(None::<u64>);
-        let (open, set_open) = signal(false);
-        connect(Slot::default(), set_announced, set_open);
-        (announced.into(), open.into())
+    fn opened(&self) {
+        // Whatever was sent while the stream was down (or before this tab held it): fetch until an empty page.
+        self.catch_up.request(u64::MAX);
     }
 
-    fn connect(slot: Slot, set_announced: WriteSignal<Option<u64>>, set_open: WriteSignal<bool>) {
-        let Ok(source) = EventSource::new("/events") else {
-            return connect_later(slot, set_announced, set_open);
-        };
-        let on_open = Closure::<dyn Fn()>::new(move || set_open.set(true));
-        let on_message = Closure::<dyn Fn(MessageEvent)>::new(move |event: MessageEvent| {
-            if let Some(id) = event.data().as_string().and_then(|data| data.trim().parse::<u64>().ok()) {
-                set_announced.set(Some(id));
-            }
-        });
-        let on_error = {
-            let (slot, source) = (slot.clone(), source.clone());
-            Closure::<dyn Fn()>::new(move || {
-                set_open.set(false);
-                if source.ready_state() == EventSource::CLOSED {
-                    connect_later(slot.clone(), set_announced, set_open);
-                }
-            })
-        };
-        source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        let _ = source.add_event_listener_with_callback("NewMessage", on_message.as_ref().unchecked_ref());
-        // Replacing the previous stream (if any) closes it.
-        *slot.borrow_mut() = Some(Stream { source, _on_open: on_open, _on_message: on_message, _on_error: on_error });
+    fn page(&self, since: u64, messages: Vec<Message>) {
+        self.catch_up.offer(since, messages);
     }
 
-    fn connect_later(slot: Slot, set_announced: WriteSignal<Option<u64>>, set_open: WriteSignal<bool>) {
-        set_timeout(move || connect(slot, set_announced, set_open), RETRY);
-    }
-}
-
-/// On the server the page is rendered once, with no stream: it shows "Connecting…" until the tab hydrates.
-#[cfg(not(feature = "hydrate"))]
-mod source {
-    use leptos::prelude::*;
-
-    pub fn open() -> (Signal<Option<u64>>, Signal<bool>) {
-        (Signal::stored(None), Signal::stored(false))
+    fn resumed(&self) {
+        self.catch_up.request(u64::MAX);
     }
 }
 
 #[component]
-pub fn StatusBadge(status: Signal<LiveStatus>) -> impl IntoView {
+pub fn StatusBadge(live: Live) -> impl IntoView {
+    let (status, leads) = (live.status, live.leads);
     view! {
-        <span class="status" data-status=move || status.get().key() role="status">
+        <span class="status" data-status=move || status.get().key() data-leads=move || leads.get().then_some("true") role="status">
             {move || status.get().label()}
         </span>
     }
+}
+
+/// The server's reason for refusing the stream, shown under the masthead while it holds.
+#[component]
+pub fn StreamProblem(live: Live) -> impl IntoView {
+    move || live.problem.get().map(|message| view! { <p class="error stream-problem" role="alert">{message}</p> })
 }
 
 #[derive(Default)]
@@ -165,6 +147,24 @@ impl CatchUp {
         Self { feed, state: StoredValue::new(CatchState::default()) }
     }
 
+    /// Another tab fetches what `target` announces and shares it: fetch only if it has not arrived in a moment.
+    fn expect(self, target: u64) {
+        if target > self.feed.synced_to() {
+            set_timeout(move || self.request(target), SHARE_GRACE);
+        }
+    }
+
+    /// A page another tab fetched. It continues this tab's log if it starts at or below the watermark; a page that
+    /// starts above it shows that this tab missed something, which it fetches itself.
+    fn offer(self, since: u64, page: Vec<Message>) {
+        if since <= self.feed.synced_to() {
+            self.feed.merge_synced(page);
+        } else if let Some(last) = page.last() {
+            self.request(last.id);
+        }
+    }
+
+    /// Fetches until `target` is in.
     fn request(self, target: u64) {
         if target <= self.feed.synced_to() {
             return; // already have it (e.g. the notification for this tab's own message after catching up)
@@ -187,14 +187,16 @@ impl CatchUp {
     async fn run(self) {
         loop {
             self.state.update_value(|state| state.again = false);
-            let progressed = match remote::messages(Some(self.feed.synced_to()), None).await {
+            let since = self.feed.synced_to();
+            let progressed = match remote::messages(Some(since), None).await {
                 Ok(page) => {
                     let progressed = !page.is_empty();
+                    relay::share(since, &page);
                     self.feed.merge_synced(page);
                     progressed
                 }
                 Err(err) => {
-                    // The next notification or reconnect retries.
+                    // The next notification, reconnect or shared page retries.
                     leptos::logging::warn!("catch-up failed: {err}");
                     self.state.update_value(|state| *state = CatchState::default());
                     return;

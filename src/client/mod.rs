@@ -4,6 +4,7 @@
 mod compose;
 mod feed;
 mod live;
+mod relay;
 mod remote;
 
 use leptos::prelude::*;
@@ -38,7 +39,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     let feed = Feed::new();
-    let status = live::connect(feed);
+    let live = live::connect(feed);
     // Set once the page is interactive; tests and styles key on it.
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
@@ -46,8 +47,9 @@ pub fn App() -> impl IntoView {
         <main class="page" data-hydrated=move || hydrated.get().then_some("true")>
             <header class="masthead">
                 <h1>"Broadcasting"</h1>
-                <live::StatusBadge status/>
+                <live::StatusBadge live/>
             </header>
+            <live::StreamProblem live/>
             <p class="intro">
                 "A shared, live message log. What anyone sends here shows up at once in every other open tab of "
                 "this page, with no reload. Try it: open this page in a second tab, join there with another name, "

@@ -31,14 +31,14 @@ pub fn messages(
 
 pub async fn join(username: String) -> Result<Joined, ApiError> {
     #[cfg(feature = "hydrate")]
-    return browser::post_form("/api/join", vec![("username", username)]).await;
+    return browser::post_form(crate::shared::wire::JOIN_PATH, vec![("username", username)]).await;
     #[cfg(not(feature = "hydrate"))]
     return crate::shared::api::join(username).await;
 }
 
 pub async fn send_message(ticket: String, text: String) -> Result<Message, ApiError> {
     #[cfg(feature = "hydrate")]
-    return browser::post_form("/api/send", vec![("ticket", ticket), ("text", text)]).await;
+    return browser::post_form(crate::shared::wire::SEND_PATH, vec![("ticket", ticket), ("text", text)]).await;
     #[cfg(not(feature = "hydrate"))]
     return crate::shared::api::send_message(ticket, text).await;
 }

@@ -69,7 +69,10 @@ fn admit(state: &AppState, group: &GroupId) -> Result<(), ApiError> {
     } else if caps.per_group > 0 && state.fanout.group_subscribers(group) >= caps.per_group {
         ApiError::new(
             ErrorKind::TooManyStreams,
-            format!("This browser already has {} live tabs here; close one to go live in this one.", caps.per_group),
+            format!(
+                "This browser already has {} live streams here; close a tab to go live in this one.",
+                caps.per_group
+            ),
         )
     } else {
         return Ok(());

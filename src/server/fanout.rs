@@ -17,7 +17,7 @@ use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use crate::server::group::GroupId;
 
 /// The SSE event name of an append.
-pub const EVENT_NAME: &str = "NewMessage";
+pub const EVENT_NAME: &str = crate::shared::wire::NEW_MESSAGE;
 
 /// "Messages up to `id` exist", with its Server-Sent Events frame.
 #[derive(Debug, Clone, PartialEq, Eq)]

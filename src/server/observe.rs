@@ -17,6 +17,8 @@ use crate::server::AppState;
 pub const OPEN_STREAMS: &str = "broadcasting_open_streams";
 /// Messages appended to the log since start.
 pub const MESSAGES_APPENDED: &str = "broadcasting_messages_appended_total";
+/// `GET /api/messages` requests received (each tab's catch-up and "Load older"; one per browser per notification).
+pub const PAGE_REQUESTS: &str = "broadcasting_page_requests_total";
 /// Sends refused, by `reason` (the error kind: invalid_input, bad_ticket, rate_limited, unavailable, …).
 pub const SENDS_REFUSED: &str = "broadcasting_sends_refused_total";
 /// Event streams refused, by `reason` (unavailable: the server is full; too_many_streams: the group is).
@@ -39,6 +41,7 @@ pub fn install() -> Result<(), String> {
         .map_err(|err| err.to_string())?;
     metrics::describe_gauge!(OPEN_STREAMS, "Event streams open now.");
     metrics::describe_counter!(MESSAGES_APPENDED, "Messages appended to the log since start.");
+    metrics::describe_counter!(PAGE_REQUESTS, "GET /api/messages requests received.");
     metrics::describe_counter!(SENDS_REFUSED, "Sends refused, by reason.");
     metrics::describe_counter!(STREAMS_REFUSED, "Event streams refused, by reason.");
     metrics::describe_histogram!(FANOUT_SECONDS, metrics::Unit::Seconds, "Append acknowledged to notification queued.");
@@ -48,6 +51,10 @@ pub fn install() -> Result<(), String> {
 
 pub fn appended() {
     metrics::counter!(MESSAGES_APPENDED).increment(1);
+}
+
+pub fn page_requested() {
+    metrics::counter!(PAGE_REQUESTS).increment(1);
 }
 
 pub fn refused(reason: &'static str) {

@@ -19,7 +19,7 @@ use axum::response::Response;
 use tokio::sync::OnceCell;
 
 use crate::server::store::StoreError;
-use crate::server::AppState;
+use crate::server::{observe, AppState};
 use crate::shared::domain::Message;
 
 /// Which page of the log.
@@ -108,6 +108,7 @@ pub async fn serve_list(State(state): State<AppState>, request: Request, next: N
     if request.method() != Method::GET || request.uri().path() != crate::shared::api::LIST_MESSAGES_PATH {
         return next.run(request).await;
     }
+    observe::page_requested();
     let Ok(axum::extract::Query(query)) = axum::extract::Query::<ListQuery>::try_from_uri(request.uri()) else {
         return next.run(request).await;
     };

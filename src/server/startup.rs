@@ -156,7 +156,7 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
     // The event stream stays outside the per-request layers below: it is never compressed (SSE must not be
     // buffered), and a long-lived stream should carry as little per-connection state as it can.
     let events = Router::new()
-        .route("/events", get(events::stream))
+        .route(crate::shared::wire::EVENTS_PATH, get(events::stream))
         .route_layer(middleware::from_fn_with_state(scope, group::assign));
     let router = Router::new()
         .leptos_routes(&state, routes, {

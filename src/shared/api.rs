@@ -30,7 +30,7 @@ pub async fn send_message(
 }
 
 /// Where `list_messages` answers; `server::pages` serves the same path from shared bytes.
-pub const LIST_MESSAGES_PATH: &str = "/api/messages";
+pub const LIST_MESSAGES_PATH: &str = crate::shared::wire::MESSAGES_PATH;
 
 /// At most one page of messages in id order: those above `since`, or the newest below `before`, or (neither) the
 /// latest.
@@ -44,8 +44,11 @@ pub async fn list_messages(since: Option<String>, before: Option<String>) -> Res
 #[cfg(all(test, feature = "ssr"))]
 mod tests {
     #[test]
-    fn the_shared_page_path_is_the_server_functions() {
+    fn the_wire_paths_are_the_server_functions() {
+        use crate::shared::wire;
         use leptos::server_fn::ServerFn;
-        assert_eq!(<super::ListMessages as ServerFn>::PATH, super::LIST_MESSAGES_PATH);
+        assert_eq!(<super::ListMessages as ServerFn>::PATH, wire::MESSAGES_PATH);
+        assert_eq!(<super::Join as ServerFn>::PATH, wire::JOIN_PATH);
+        assert_eq!(<super::SendMessage as ServerFn>::PATH, wire::SEND_PATH);
     }
 }

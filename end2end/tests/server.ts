@@ -1,0 +1,63 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+
+/**
+ * A server of the test's own, for tests that restart it or count what it serves: the same debug binary and site
+ * that `cargo leptos end-to-end` just built, on its own port and data directory (the one cargo-leptos runs is shared
+ * by every other test and cannot be restarted from here).
+ */
+const root = path.resolve(__dirname, "../..");
+
+export interface Server {
+  child: ChildProcess;
+  base: string;
+  dataDir: string;
+}
+
+/** Starts a server on `addr` (a free port by default) with `args` added to its flags. */
+export function startServer(options: { dataDir?: string; addr?: string; args?: string[] } = {}): Promise<Server> {
+  const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), "broadcasting-e2e-"));
+  const child = spawn(
+    path.join(root, "target/debug/broadcasting"),
+    ["--addr", options.addr ?? "127.0.0.1:0", "--data-dir", dataDir, "--config", "/dev/null", "--log-level", "warn", ...(options.args ?? [])],
+    {
+      env: { ...process.env, LEPTOS_SITE_ROOT: path.join(root, "target/site"), BROADCASTING_SEND_RATE: "0" },
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
+  return new Promise((resolve, reject) => {
+    child.once("error", reject);
+    child.stdout!.once("data", (line: Buffer) => {
+      const match = /listening on (http:\/\/\S+)/.exec(line.toString());
+      if (match) resolve({ child, base: match[1], dataDir });
+      else reject(new Error(`unexpected first line: ${line}`));
+    });
+  });
+}
+
+/** Stops the server (SIGTERM) and waits for it to exit. */
+export function stopServer(server: Server): Promise<void> {
+  if (server.child.exitCode !== null || server.child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    server.child.once("exit", () => resolve());
+    server.child.kill("SIGTERM");
+  });
+}
+
+/** Stops the server and removes its data directory. */
+export async function dropServer(server: Server): Promise<void> {
+  await stopServer(server);
+  rmSync(server.dataDir, { recursive: true, force: true });
+}
+
+/** One series of the server's `/metrics`, e.g. `broadcasting_open_streams`; 0 when it has not been recorded yet. */
+export async function metric(server: Server, series: string): Promise<number> {
+  const text = await (await fetch(`${server.base}/metrics`)).text();
+  for (const line of text.split("\n")) {
+    const [name, value] = line.split(" ");
+    if (name === series) return Number(value);
+  }
+  return 0;
+}

@@ -1,0 +1,12 @@
+//! Names on the wire that the page, the server, the tests and the bench must spell the same way.
+
+/// The session group's Server-Sent Events stream.
+pub const EVENTS_PATH: &str = "/events";
+/// The SSE event that announces the newest message id.
+pub const NEW_MESSAGE: &str = "NewMessage";
+/// Join with a name (a server function).
+pub const JOIN_PATH: &str = "/api/join";
+/// Send a message (a server function).
+pub const SEND_PATH: &str = "/api/send";
+/// Read a page of the log.
+pub const MESSAGES_PATH: &str = "/api/messages";
