@@ -71,7 +71,6 @@ mod browser {
 
     /// What tabs tell each other.
     #[derive(Serialize, Deserialize)]
-    #[serde(tag = "kind", rename_all = "snake_case")]
     enum Relay {
         /// A tab started: the leader answers with `Stream`.
         Hello,
