@@ -1,16 +1,22 @@
 import { test, expect, unique, join, send, row } from "./fixtures";
 import { startServer, stopServer, dropServer } from "./server";
 
-test("a tab whose server restarts shows every message sent meanwhile, once, in order, without a reload", async ({ browser }) => {
+test("tabs whose server restarts show every message sent meanwhile, once, in order, without a reload", async ({ browser }) => {
   test.setTimeout(60_000);
   let server = await startServer();
   const addr = server.base.replace("http://", "");
   try {
     const context = await browser.newContext({ baseURL: server.base });
-    const tab = await context.newPage();
-    await tab.goto("/");
-    await tab.locator("main[data-hydrated]").waitFor();
-    await expect(tab.getByRole("status")).toHaveText("Live");
+    // Three tabs of one browser: the first holds the shared stream, the others hear of it through the first.
+    const tabs = [];
+    for (let i = 0; i < 3; i++) {
+      const tab = await context.newPage();
+      await tab.goto("/");
+      await tab.locator("main[data-hydrated]").waitFor();
+      await expect(tab.getByRole("status")).toHaveText("Live");
+      tabs.push(tab);
+    }
+    const tab = tabs[2];
     const reader = unique("Reader");
     await join(tab, reader);
     await send(tab, "before the restart");
@@ -29,21 +35,22 @@ test("a tab whose server restarts shows every message sent meanwhile, once, in o
     await sendFromOther(unique("just before"));
 
     await stopServer(server);
-    await expect(tab.getByRole("status")).toHaveText("Reconnecting…");
+    for (const tab of tabs) await expect(tab.getByRole("status")).toHaveText("Reconnecting…");
     server = await startServer({ dataDir: server.dataDir, addr });
     // Sent while the tab is still disconnected: it learns of these only by catching up on reconnect.
     for (let i = 0; i < 5; i++) await sendFromOther(unique(`while away ${i}`));
 
-    await expect(tab.getByRole("status")).toHaveText("Live", { timeout: 15_000 });
+    for (const tab of tabs) await expect(tab.getByRole("status")).toHaveText("Live", { timeout: 15_000 });
     await sendFromOther(unique("after the reconnect"));
-    for (const text of sent) await expect(row(tab, "Writer", text)).toHaveCount(1);
-
-    // Once each, in id order, and the tab's own earlier message is still there.
-    const keys = await tab.locator(".log p[data-key]").evaluateAll((ps) => ps.map((p) => Number(p.getAttribute("data-key"))));
-    expect(new Set(keys).size).toBe(keys.length);
-    expect([...keys].sort((a, b) => a - b)).toEqual(keys);
-    const texts = await tab.locator(".log p[data-key]").allTextContents();
-    expect(texts).toEqual([`${reader}: before the restart`, ...sent.map((text) => `Writer: ${text}`)]);
+    for (const tab of tabs) {
+      for (const text of sent) await expect(row(tab, "Writer", text)).toHaveCount(1);
+      // Once each, in id order, and the tab's own earlier message is still there.
+      const keys = await tab.locator(".log p[data-key]").evaluateAll((ps) => ps.map((p) => Number(p.getAttribute("data-key"))));
+      expect(new Set(keys).size).toBe(keys.length);
+      expect([...keys].sort((a, b) => a - b)).toEqual(keys);
+      const texts = await tab.locator(".log p[data-key]").allTextContents();
+      expect(texts).toEqual([`${reader}: before the restart`, ...sent.map((text) => `Writer: ${text}`)]);
+    }
     await context.close();
   } finally {
     await dropServer(server);
