@@ -136,7 +136,8 @@ test("load older messages fetches the page before the oldest shown and keeps the
   const log = page.getByRole("log");
   await log.evaluate((el) => el.scrollTo({ top: 0 }));
   await log.dispatchEvent("scroll");
-  const anchor = page.locator(`.log p[data-key="${firstKey}"]`);
+  // The row's message line (the row's box also holds a day separator, which goes once older rows of that day are in).
+  const anchor = page.locator(`.log p[data-key="${firstKey}"] .text`);
   const topBefore = (await anchor.boundingBox())!.y;
 
   await page.getByRole("button", { name: "Load older messages" }).click();

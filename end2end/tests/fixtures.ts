@@ -1,4 +1,4 @@
-import { test as base, expect, type Page, type BrowserContext } from "@playwright/test";
+import { test as base, expect, type Page, type BrowserContext, type Locator } from "@playwright/test";
 
 /**
  * Every page a test opens fails the test if it throws or logs a console error. Chromium itself logs

@@ -1,4 +1,4 @@
-import { test, expect, unique, join, send, row } from "./fixtures";
+import { test, expect, unique, join, send, row, said } from "./fixtures";
 import { startServer, stopServer, dropServer } from "./server";
 
 test("tabs whose server restarts show every message sent meanwhile, once, in order, without a reload", async ({ browser }) => {
@@ -48,7 +48,7 @@ test("tabs whose server restarts show every message sent meanwhile, once, in ord
       const keys = await tab.locator(".log p[data-key]").evaluateAll((ps) => ps.map((p) => Number(p.getAttribute("data-key"))));
       expect(new Set(keys).size).toBe(keys.length);
       expect([...keys].sort((a, b) => a - b)).toEqual(keys);
-      const texts = await tab.locator(".log p[data-key]").allTextContents();
+      const texts = await said(tab.locator(".log p[data-key]"));
       expect(texts).toEqual([`${reader}: before the restart`, ...sent.map((text) => `Writer: ${text}`)]);
     }
     await context.close();

@@ -34,7 +34,9 @@ const streamsSettleAt = (expected: number) =>
 
 /** The rows of a tab's log, as `[id, "user: text"]`, in the order shown. */
 const rowsOf = (tab: Page) =>
-  tab.locator(".log p[data-key]").evaluateAll((ps) => ps.map((p) => [Number(p.getAttribute("data-key")), p.textContent ?? ""] as const));
+  tab.locator(".log p[data-key]").evaluateAll((ps) =>
+    ps.map((p) => [Number(p.getAttribute("data-key")), `${p.querySelector(".user")?.textContent}: ${p.querySelector(".text")?.textContent}`] as const),
+  );
 
 async function expectOnceInOrder(tab: Page) {
   const keys = (await rowsOf(tab)).map(([id]) => id);

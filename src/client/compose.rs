@@ -55,6 +55,7 @@ fn JoinForm(join: JoinAction) -> impl IntoView {
 
 #[component]
 fn SendForm(feed: Feed, joined: Joined) -> impl IntoView {
+    feed.joined_as(&joined.name);
     let ticket = joined.ticket;
     let send = Action::<String, Result<Message, ApiError>>::new_local(move |text: &String| {
         remote::send_message(ticket.clone(), text.clone())
@@ -85,7 +86,10 @@ fn SendForm(feed: Feed, joined: Joined) -> impl IntoView {
             <form on:submit=on_submit>
                 <fieldset role="group">
                     <input node_ref=input name="text" placeholder="Type a message…" aria-label="Message" required autocomplete="off"/>
-                    <button type="submit">"Send"</button>
+                    // The input stays editable while a send is in flight; the button shows it is under way.
+                    <button type="submit" aria-busy=move || send.pending().get().then_some("true")>
+                        {move || if send.pending().get() { "Sending…" } else { "Send" }}
+                    </button>
                 </fieldset>
             </form>
             {move || error_of(send.value().get()).map(|message| view! { <p class="error" role="alert">{message}</p> })}

@@ -1,6 +1,7 @@
 //! The page: `shell` is the HTML document the server renders, `App` the part that hydrates in the browser.
 //! The tab's identity (name and ticket) lives only in this tab's memory: a reload asks again.
 
+mod clock;
 mod compose;
 mod feed;
 mod live;
@@ -55,7 +56,7 @@ pub fn App() -> impl IntoView {
                 "this page, with no reload. Try it: open this page in a second tab, join there with another name, "
                 "and send from either one."
             </p>
-            <feed::FeedLog feed/>
+            <feed::FeedLog feed hydrated=hydrated.into()/>
             <compose::Composer feed/>
         </main>
     }
