@@ -52,6 +52,10 @@ export async function send(page: Page, text: string) {
   await page.getByRole("button", { name: "Send" }).click();
 }
 
+/** Each row's message as `USER: TEXT`, without its time and day. */
+export const said = (rows: Locator) =>
+  rows.evaluateAll((ps) => ps.map((p) => `${p.querySelector(".user")?.textContent}: ${p.querySelector(".text")?.textContent}`));
+
 /** The log row `USER: TEXT`. */
 export const row = (page: Page, user: string, text: string) =>
   page.locator(".log p[data-key]").filter({ hasText: `${user}: ${text}` });
