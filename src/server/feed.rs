@@ -61,13 +61,15 @@ async fn append_and_publish(
     ticket: &str,
     raw_text: &str,
 ) -> Result<Message, ApiError> {
-    let author =
-        state.tickets.verify(group, ticket).map_err(|err| ApiError::new(ErrorKind::BadTicket, err.to_string()))?;
+    let ticket = state
+        .tickets
+        .authenticate(group, ticket)
+        .map_err(|err| ApiError::new(ErrorKind::BadTicket, err.to_string()))?;
     let text = MessageText::parse(raw_text, state.limits.max_message_chars)?;
     if let Some(throttle) = &state.throttle {
-        throttle.check(group, ticket)?;
+        throttle.check(group, &ticket.id)?;
     }
-    let message = state.store.append(&author, &text).await.map_err(|err| {
+    let message = state.store.append(&ticket.author, &text).await.map_err(|err| {
         tracing::error!(error = %err, "append failed");
         ApiError::new(ErrorKind::Unavailable, "The message could not be stored; try again.")
     })?;

@@ -1,5 +1,6 @@
 //! Everything behind the HTTP contract. `startup` reads like a table of contents: settings, state, router.
 
+pub mod budget;
 pub mod events;
 pub mod fanout;
 pub mod feed;
