@@ -55,3 +55,114 @@ async fn sixty_kilobyte_ticket_spellings_are_refused_and_allocate_nothing() {
     // the ticket as issued still works
     browser.send(&ticket, "as issued").await;
 }
+
+/// A client without a cookie jar: every request is a new browser (a new session group).
+fn cookieless() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn post_form(
+    http: &reqwest::Client,
+    server: &Server,
+    path: &str,
+    form: &[(&str, &str)],
+    via: &[(&str, &str)],
+) -> (u16, serde_json::Value, reqwest::header::HeaderMap) {
+    let mut request = http.post(server.url(path)).form(form);
+    for (name, value) in via {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    (status, response.json().await.unwrap_or_default(), headers)
+}
+
+/// `broadcasting_group=…` from a response that set it.
+fn group_cookie(headers: &reqwest::header::HeaderMap) -> String {
+    let set = headers.get("set-cookie").expect("a group cookie").to_str().unwrap();
+    set.split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn dropping_the_cookie_buys_no_new_budget_from_the_same_address() {
+    const RATE: f64 = 2.0;
+    const BURST: f64 = 10.0;
+    let server =
+        Server::start(&["--address-rate", "2", "--address-burst", "10", "--send-rate", "5", "--send-burst", "10"]);
+    let http = cookieless();
+    let started = Instant::now();
+    let (mut accepted, mut refused) = (0u32, 0u32);
+    while started.elapsed() < Duration::from_secs(10) {
+        let (status, joined, headers) = post_form(&http, &server, "/api/join", &[("username", "flood")], &[]).await;
+        if status != 200 {
+            assert_eq!((status, joined["kind"].as_str()), (429, Some("rate_limited")), "{joined}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let ticket = joined["ticket"].as_str().unwrap().to_owned();
+        // the ticket belongs to the new group the join's cookie names: the sends carry that cookie
+        let cookie = group_cookie(&headers);
+        for _ in 0..10 {
+            let form = [("ticket", ticket.as_str()), ("text", "x")];
+            let (status, body, _) = post_form(&http, &server, "/api/send", &form, &[("cookie", &cookie)]).await;
+            match status {
+                200 => accepted += 1,
+                _ => {
+                    assert_eq!((status, body["kind"].as_str()), (429, Some("rate_limited")), "{body}");
+                    refused += 1;
+                }
+            }
+        }
+    }
+    let budget = BURST + RATE * started.elapsed().as_secs_f64();
+    eprintln!("{accepted} sends accepted, {refused} refused; the address budget was {budget:.0}");
+    assert!(accepted > 0 && refused > 0);
+    assert!(f64::from(accepted) <= budget + 1.0, "{accepted} sends accepted from one address; budget {budget:.0}");
+}
+
+#[tokio::test]
+async fn forwarded_addresses_count_only_from_a_trusted_proxy() {
+    const BUDGET: usize = 3;
+    // 127.0.0.1 (the test) is the proxy: each forwarded client has its own budget
+    let proxied =
+        Server::start(&["--address-rate", "1", "--address-burst", "3", "--trusted-proxies", "10.0.0.0/8, 127.0.0.1"]);
+    // nobody is trusted: the same header is a forgery and changes nothing
+    let direct = Server::start(&["--address-rate", "1", "--address-burst", "3"]);
+    let joins = |server: &Server, from: &'static str| {
+        let (http, url) = (cookieless(), server.url("/api/join"));
+        async move {
+            let mut statuses = Vec::new();
+            for _ in 0..BUDGET + 1 {
+                let request = http.post(&url).form(&[("username", "ada")]).header("x-forwarded-for", from);
+                statuses.push(request.send().await.unwrap().status().as_u16());
+            }
+            statuses
+        }
+    };
+    assert_eq!(joins(&proxied, "198.51.100.1").await, [200, 200, 200, 429]);
+    assert_eq!(joins(&proxied, "198.51.100.2").await, [200, 200, 200, 429], "another client, its own budget");
+    assert_eq!(joins(&direct, "198.51.100.1").await, [200, 200, 200, 429]);
+    assert_eq!(joins(&direct, "198.51.100.2").await, [429, 429, 429, 429], "a forged header buys nothing");
+}
+
+#[tokio::test]
+async fn the_group_cookie_is_secure_when_a_trusted_proxy_says_https() {
+    let proxied = Server::start(&["--trusted-proxies", "127.0.0.1"]);
+    let direct = Server::start(&[]);
+    let cookie = |server: &Server, proto: Option<&'static str>| {
+        let mut request = cookieless().post(server.url("/api/join")).form(&[("username", "ada")]);
+        if let Some(proto) = proto {
+            request = request.header("x-forwarded-proto", proto);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.headers().get("cache-control").map(|v| v.to_str().unwrap()), Some("no-store"));
+            response.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned()
+        }
+    };
+    assert!(cookie(&proxied, Some("https")).await.contains("; Secure"));
+    assert!(!cookie(&proxied, Some("http")).await.contains("Secure"));
+    assert!(!cookie(&proxied, None).await.contains("Secure"));
+    assert!(!cookie(&direct, Some("https")).await.contains("Secure"), "only a trusted proxy is believed");
+}

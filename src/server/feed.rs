@@ -169,6 +169,7 @@ mod tests {
                 streams: crate::server::startup::StreamCaps { total: 0, per_group: 0 },
             },
             None,
+            crate::server::peer::Peers::default(),
             leptos::config::LeptosOptions::builder().output_name("broadcasting").build(),
         )
     }

@@ -7,6 +7,7 @@ pub mod feed;
 pub mod group;
 pub mod observe;
 pub mod pages;
+pub mod peer;
 pub mod refusal;
 pub mod security;
 pub mod serve;

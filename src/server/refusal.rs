@@ -2,7 +2,7 @@
 //! API's JSON error shape, so the page shows their sentence like any other refusal.
 
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -10,7 +10,12 @@ use crate::shared::error::{ApiError, ErrorKind};
 
 /// Middleware, outside the body limit and the timeout; `max_bytes` is the body limit, named in the sentence.
 pub async fn as_api_errors(State(max_bytes): State<usize>, request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+    let writes = request.method() == Method::POST && request.uri().path().starts_with("/api/");
+    let mut response = next.run(request).await;
+    if writes {
+        // A join's ticket and a send's answer belong to this tab alone: no cache keeps them.
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     let already_json = response
         .headers()
         .get(header::CONTENT_TYPE)

@@ -19,12 +19,13 @@ use tower_http::trace::TraceLayer;
 use crate::client::shell;
 use crate::server::fanout::{Broadcaster, LocalBroadcaster};
 use crate::server::pages::PageCache;
+use crate::server::peer::Peers;
 use crate::server::serve::{serve, Deadlines};
 use crate::server::settings::{Settings, StoreKind};
 use crate::server::store::{rfc3339, FeedStore, MemoryStore, SqliteStore};
 use crate::server::throttle::SendThrottle;
 use crate::server::ticket::TicketKeys;
-use crate::server::{events, group, observe, pages, refusal, security};
+use crate::server::{events, group, observe, pages, peer, refusal, security};
 
 /// Per-subscriber notification buffer; a subscriber further behind is coalesced to the latest id.
 const FANOUT_CAPACITY: usize = 64;
@@ -58,6 +59,8 @@ pub struct Services {
     /// Send rate limits; `None`: no limit.
     pub throttle: Option<Arc<SendThrottle>>,
     pub tickets: TicketKeys,
+    /// Trusted proxies and the per-address budgets.
+    pub peers: Arc<Peers>,
     pub limits: Limits,
     pub leptos: LeptosOptions,
 }
@@ -77,11 +80,13 @@ impl AppState {
         tickets: TicketKeys,
         limits: Limits,
         throttle: Option<SendThrottle>,
+        peers: Peers,
         leptos: LeptosOptions,
     ) -> Self {
         let pages = Arc::new(PageCache::new(SHARED_PAGES));
         let throttle = throttle.map(Arc::new);
-        Self(Arc::new(Services { store, fanout, pages, throttle, tickets, limits, leptos }))
+        let peers = Arc::new(peers);
+        Self(Arc::new(Services { store, fanout, pages, throttle, tickets, peers, limits, leptos }))
     }
 }
 
@@ -139,6 +144,7 @@ pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
             },
         },
         SendThrottle::new(settings.send_rate, settings.send_burst, per_browser),
+        Peers::new(settings.trusted_proxies.clone(), settings.address_rate, settings.address_burst),
         leptos_options(settings),
     ))
 }
@@ -173,6 +179,7 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
         .layer(TraceLayer::new_for_http())
         .merge(events)
         .merge(observe::routes())
+        .layer(middleware::from_fn_with_state(state.clone(), peer::admit))
         .with_state(state);
     security::headers(router)
 }
@@ -194,6 +201,7 @@ pub async fn run(settings: Settings) -> Result<(), StartupError> {
         state.store.clone(),
         state.pages.clone(),
         state.throttle.clone(),
+        state.peers.clone(),
         settings.max_messages,
         settings.max_age,
         settings.prune_every,
@@ -228,6 +236,7 @@ async fn retention(
     store: Arc<dyn FeedStore>,
     pages: Arc<PageCache>,
     throttle: Option<Arc<SendThrottle>>,
+    peers: Arc<Peers>,
     keep: usize,
     max_age: Option<std::time::Duration>,
     every: std::time::Duration,
@@ -239,6 +248,7 @@ async fn retention(
         if let Some(throttle) = &throttle {
             throttle.forget_idle();
         }
+        peers.forget_idle();
         let cutoff = max_age.map(|age| rfc3339(time::OffsetDateTime::now_utc() - age));
         match store.prune(keep, cutoff.as_deref()).await {
             Ok(0) => {}
