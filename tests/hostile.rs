@@ -166,3 +166,44 @@ async fn the_group_cookie_is_secure_when_a_trusted_proxy_says_https() {
     assert!(!cookie(&proxied, None).await.contains("Secure"));
     assert!(!cookie(&direct, Some("https")).await.contains("Secure"), "only a trusted proxy is believed");
 }
+
+/// Soft and hard open-file limit of 1,024 for the server.
+const NOFILE_1024: &[&str] = &["prlimit", "--nofile=1024:1024"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_beyond_the_open_file_limit_are_refused_and_health_still_answers() {
+    const STREAMS: usize = 1_100;
+    let server = Server::start_under(NOFILE_1024, &["--max-streams-per-browser", "0"]);
+    assert!(server.logs_within("max_streams=896"), "the server says what it chose:\n{}", server.log());
+    let mut open = Vec::new();
+    let mut refused = 0;
+    for i in 0..STREAMS {
+        // a client each, without cookies: 1,100 browsers, each on its own connection
+        let http = cookieless();
+        let opening = tokio::time::timeout(Duration::from_secs(5), http.get(server.url("/events")).send()).await;
+        let response =
+            opening.unwrap_or_else(|_| panic!("stream {i} was neither served nor refused within 5 s")).unwrap();
+        match response.status().as_u16() {
+            200 => open.push((http, response)),
+            status => {
+                let body: serde_json::Value = response.json().await.unwrap();
+                assert_eq!((status, body["kind"].as_str()), (503, Some("unavailable")), "{body}");
+                refused += 1;
+            }
+        }
+        if i % 100 == 99 {
+            let health = tokio::time::timeout(Duration::from_secs(5), reqwest::get(server.url("/healthz"))).await;
+            assert_eq!(health.expect("/healthz answers in time").unwrap().status(), 200, "after {i} streams");
+        }
+    }
+    assert_eq!((open.len(), refused), (896, STREAMS - 896));
+    let health = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+#[test]
+fn an_explicit_max_streams_beyond_the_open_file_limit_stops_the_start() {
+    let (status, stderr) = Server::fails_to_start(&["--max-streams", "5000"], NOFILE_1024, |_| {});
+    assert!(!status.success());
+    assert!(stderr.contains("max-streams") && stderr.contains("896") && stderr.contains("1024"), "{stderr}");
+}

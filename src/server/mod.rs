@@ -6,6 +6,7 @@ pub mod fanout;
 pub mod feed;
 pub mod group;
 pub mod observe;
+pub mod open_files;
 pub mod pages;
 pub mod peer;
 pub mod refusal;

@@ -25,7 +25,7 @@ use crate::server::settings::{Settings, StoreKind};
 use crate::server::store::{rfc3339, FeedStore, MemoryStore, SqliteStore};
 use crate::server::throttle::SendThrottle;
 use crate::server::ticket::TicketKeys;
-use crate::server::{events, group, observe, pages, peer, refusal, security};
+use crate::server::{events, group, observe, open_files, pages, peer, refusal, security};
 
 /// Per-subscriber notification buffer; a subscriber further behind is coalesced to the latest id.
 const FANOUT_CAPACITY: usize = 64;
@@ -102,6 +102,11 @@ pub enum StartupError {
     Store(#[from] crate::server::store::OpenError),
     #[error("cannot load or create the ticket secret in {dir}: {source}")]
     Secret { dir: std::path::PathBuf, source: std::io::Error },
+    #[error(
+        "setting `max-streams` is {given}, but the open-file limit ({limit}) leaves room for {fit} event streams; \
+         lower max-streams or raise the limit (ulimit -n, LimitNOFILE=)"
+    )]
+    TooManyStreams { given: usize, fit: usize, limit: u64 },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("server error: {0}")]
@@ -185,7 +190,8 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
 }
 
 /// Serves until SIGINT or SIGTERM; then open event streams end (tabs reconnect elsewhere or later).
-pub async fn run(settings: Settings) -> Result<(), StartupError> {
+pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
+    settings.max_streams = streams_under_the_file_limit(&settings)?;
     let state = build_state(&settings)?;
     if let Err(err) = observe::install() {
         tracing::warn!(error = %err, "metrics are not recorded");
@@ -219,6 +225,29 @@ pub async fn run(settings: Settings) -> Result<(), StartupError> {
     // Event streams end at once (tabs reconnect); other requests get the grace period to finish.
     serve(listener, router, deadlines, signal, move || fanout.close()).await;
     Ok(())
+}
+
+/// Raises the open-file limit and fits `max-streams` under it (see `open_files`).
+fn streams_under_the_file_limit(settings: &Settings) -> Result<usize, StartupError> {
+    let limit = match open_files::raise_limit() {
+        Ok(limit) => limit,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the open-file limit; max-streams left as set");
+            return Ok(settings.max_streams);
+        }
+    };
+    let fit = open_files::fit_streams(settings.max_streams, settings.max_streams_given, limit);
+    let chosen = fit.map_err(|fit| StartupError::TooManyStreams { given: settings.max_streams, fit, limit })?;
+    if chosen < settings.max_streams || settings.max_streams == 0 {
+        tracing::warn!(
+            open_file_limit = limit,
+            max_streams = chosen,
+            "event streams capped to fit the open-file limit"
+        );
+    } else {
+        tracing::info!(open_file_limit = limit, max_streams = chosen, "event streams fit the open-file limit");
+    }
+    Ok(chosen)
 }
 
 /// The listening socket. Accepted connections inherit its send buffer size, which also turns off the kernel's
