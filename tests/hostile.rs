@@ -207,3 +207,91 @@ fn an_explicit_max_streams_beyond_the_open_file_limit_stops_the_start() {
     assert!(!status.success());
     assert!(stderr.contains("max-streams") && stderr.contains("896") && stderr.contains("1024"), "{stderr}");
 }
+
+/// A status and the JSON `kind` of an answer.
+async fn kind_of(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    (status, body["kind"].as_str().unwrap_or("(not JSON)").to_owned())
+}
+
+#[tokio::test]
+async fn client_faults_answer_their_documented_4xx_in_json_and_log_no_error() {
+    let server = Server::start(&["--max-request-bytes", "4096"]);
+    let browser = server.browser();
+    let ticket = browser.join("ada").await;
+    let form = |body: &'static [u8]| {
+        browser
+            .http
+            .post(server.url("/api/join"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    assert_eq!(kind_of(form(b"username=%FF%FE").await.unwrap()).await, (400, "bad_request".into()));
+    assert_eq!(kind_of(form(b"username=\xff\xfe").await.unwrap()).await, (400, "bad_request".into()));
+    assert_eq!(kind_of(form(b"username=a&username=b").await.unwrap()).await, (400, "bad_request".into()));
+    let since_twice = browser.http.get(server.url("/api/messages?since=1&since=2")).send().await.unwrap();
+    assert_eq!(kind_of(since_twice).await, (400, "bad_request".into()));
+    let twice = [("ticket", ticket.as_str()), ("text", "a"), ("text", "b")];
+    let text_twice = browser.http.post(server.url("/api/send")).form(&twice).send().await.unwrap();
+    assert_eq!(kind_of(text_twice).await, (400, "bad_request".into()));
+
+    // a chunked body has no length to refuse up front: it is refused once it passes the limit
+    let chunks = (0..10).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(format!("text={}", "x".repeat(1_000)))));
+    let chunked = browser
+        .http
+        .post(server.url("/api/send"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert!(chunked.headers().get("content-length").is_none_or(|len| len != "0"));
+    assert_eq!(kind_of(chunked).await, (413, "too_large".into()));
+
+    let missing = browser.http.get(server.url("/api/no-such-thing")).send().await.unwrap();
+    assert_eq!(kind_of(missing).await, (404, "not_found".into()));
+    let wrong_method = browser.http.get(server.url("/api/join")).send().await.unwrap();
+    assert_eq!(kind_of(wrong_method).await, (405, "method_not_allowed".into()));
+    let wrong_method = browser.http.delete(server.url("/api/messages")).send().await.unwrap();
+    assert_eq!(kind_of(wrong_method).await, (405, "method_not_allowed".into()));
+
+    assert!(browser.messages("").await.is_empty(), "nothing was stored");
+    browser.send(&ticket, "still fine").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = server.log();
+    assert!(!log.contains("ERROR"), "a client's fault is not the server's error:\n{log}");
+}
+
+#[tokio::test]
+async fn no_redirect_points_off_site() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let site = tempfile::tempdir().unwrap();
+    std::fs::create_dir(site.path().join("pkg")).unwrap();
+    std::fs::write(site.path().join("pkg/app.js"), "//").unwrap();
+    let server = Server::start(&["--site-root", site.path().to_str().unwrap()]);
+    for path in ["/pkg", "//pkg", "///pkg", "//pkg/", "/\\pkg", "//example.com/pkg", "/%2F/pkg"] {
+        let mut connection = tokio::net::TcpStream::connect(server.address()).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        connection.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        connection.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        let location = answer
+            .lines()
+            .find_map(|line| line.to_ascii_lowercase().strip_prefix("location:").map(|v| v.trim().to_owned()));
+        if let Some(location) = location {
+            assert!(location.starts_with('/'), "{path} → {location}");
+            assert!(
+                !location.starts_with("//") && !location.starts_with("/\\"),
+                "{path} redirects off-site: {location}"
+            );
+        }
+    }
+    // the directory redirect of a same-site path still works
+    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let response = plain.get(server.url("/pkg")).send().await.unwrap();
+    assert_eq!(response.status(), 307);
+    assert_eq!(response.headers()["location"], "/pkg/");
+}

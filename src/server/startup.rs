@@ -177,6 +177,7 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
         .fallback_service(static_files)
         .layer(middleware::from_fn_with_state(state.clone(), pages::serve_list))
         .layer(middleware::from_fn_with_state(scope, group::assign))
+        .layer(middleware::from_fn_with_state(state.limits.max_request_bytes, refusal::checked_forms))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.limits.request_timeout))
         .layer(RequestBodyLimitLayer::new(state.limits.max_request_bytes))
         .layer(middleware::from_fn_with_state(state.limits.max_request_bytes, refusal::as_api_errors))
