@@ -295,3 +295,60 @@ async fn no_redirect_points_off_site() {
     assert_eq!(response.status(), 307);
     assert_eq!(response.headers()["location"], "/pkg/");
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_directory_refuses_to_start() {
+    let first = Server::start(&[]);
+    let browser = first.browser();
+    let ticket = browser.join("first").await;
+    let (status, stderr) = match first.start_beside(&[]) {
+        Ok(second) => panic!("a second server started on the same data at {}", second.base),
+        Err(failure) => failure,
+    };
+    assert!(!status.success());
+    let lock = first.data_dir().join("lock");
+    assert!(stderr.contains(&lock.display().to_string()), "names the lock file: {stderr}");
+    assert!(stderr.contains(&format!("pid {}", first.pid())), "names the other process: {stderr}");
+    browser.send(&ticket, "still serving").await;
+    assert_eq!(reqwest::get(first.url("/healthz")).await.unwrap().status(), 200);
+}
+
+#[test]
+fn a_short_secret_file_stops_the_start_with_a_clear_error() {
+    let (status, stderr) = Server::fails_to_start(&[], &[], |data| {
+        std::fs::create_dir_all(data).unwrap();
+        std::fs::write(data.join("secret"), "tooshort").unwrap();
+    });
+    assert!(!status.success());
+    assert!(stderr.contains("shorter than 16 characters") && stderr.contains("secret"), "{stderr}");
+}
+
+/// A server whose data directory holds `secret` (with `mode`) before it starts.
+fn start_with_secret(secret: &str, mode: u32) -> Server {
+    use std::os::unix::fs::PermissionsExt;
+    let prepare = |data: &std::path::Path| {
+        std::fs::create_dir_all(data).unwrap();
+        std::fs::write(data.join("secret"), secret).unwrap();
+        std::fs::set_permissions(data.join("secret"), std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    Server::try_start_prepared(&[], &[], prepare).unwrap_or_else(|(status, stderr)| panic!("{status}: {stderr}"))
+}
+
+#[tokio::test]
+async fn an_empty_secret_is_made_again_and_a_loose_one_is_warned_about() {
+    let emptied = start_with_secret("", 0o600);
+    assert!(emptied.logs_within("secret file is empty"), "{}", emptied.log());
+    let remade = std::fs::read_to_string(emptied.data_dir().join("secret")).unwrap();
+    assert!(remade.len() >= 32, "{remade:?}");
+    let browser = emptied.browser();
+    let ticket = browser.join("ada").await;
+    browser.send(&ticket, "signed with the new secret").await;
+
+    let kept = "a secret of thirty-two characters";
+    let loose = start_with_secret(kept, 0o644);
+    assert!(loose.logs_within("may be read by others"), "{}", loose.log());
+    assert_eq!(std::fs::read_to_string(loose.data_dir().join("secret")).unwrap(), kept, "kept, only warned about");
+    let private = start_with_secret(kept, 0o600);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!private.log().contains("may be read by others"), "{}", private.log());
+}

@@ -1,6 +1,7 @@
 //! Everything behind the HTTP contract. `startup` reads like a table of contents: settings, state, router.
 
 pub mod budget;
+pub mod data_dir;
 pub mod events;
 pub mod fanout;
 pub mod feed;

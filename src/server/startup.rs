@@ -25,7 +25,7 @@ use crate::server::settings::{Settings, StoreKind};
 use crate::server::store::{rfc3339, FeedStore, MemoryStore, SqliteStore};
 use crate::server::throttle::SendThrottle;
 use crate::server::ticket::TicketKeys;
-use crate::server::{events, group, observe, open_files, pages, peer, refusal, security};
+use crate::server::{data_dir, events, group, observe, open_files, pages, peer, refusal, security};
 
 /// Per-subscriber notification buffer; a subscriber further behind is coalesced to the latest id.
 const FANOUT_CAPACITY: usize = 64;
@@ -100,6 +100,8 @@ impl FromRef<AppState> for LeptosOptions {
 pub enum StartupError {
     #[error(transparent)]
     Store(#[from] crate::server::store::OpenError),
+    #[error(transparent)]
+    DataDir(#[from] data_dir::LockError),
     #[error("cannot load or create the ticket secret in {dir}: {source}")]
     Secret { dir: std::path::PathBuf, source: std::io::Error },
     #[error(
@@ -193,6 +195,12 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
 /// Serves until SIGINT or SIGTERM; then open event streams end (tabs reconnect elsewhere or later).
 pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
     settings.max_streams = streams_under_the_file_limit(&settings)?;
+    // One data directory, one server: held until the process exits.
+    let _data_dir = if settings.store == StoreKind::Sqlite || settings.secret.is_none() {
+        Some(data_dir::lock(&settings.data_dir)?)
+    } else {
+        None
+    };
     let state = build_state(&settings)?;
     if let Err(err) = observe::install() {
         tracing::warn!(error = %err, "metrics are not recorded");

@@ -70,15 +70,33 @@ impl TicketKeys {
         Self { lifetime, ..self }
     }
 
-    /// The secret from settings if given, else the one kept in `data_dir/secret`, made on first start.
+    /// The secret from settings if given, else the one kept in `data_dir/secret`, made on first start (and made
+    /// again, with a warning, if the file is empty). A kept secret under 16 characters stops the start; one that
+    /// others may read is used, with a warning.
     pub fn load(configured: Option<&str>, data_dir: &Path) -> std::io::Result<Self> {
         if let Some(secret) = configured {
             return Ok(Self::new(secret.as_bytes().to_vec()));
         }
         let path = data_dir.join("secret");
         match std::fs::read_to_string(&path) {
-            Ok(text) if !text.trim().is_empty() => return Ok(Self::new(text.trim().as_bytes().to_vec())),
-            Ok(_) => {}
+            Ok(text) if text.trim().is_empty() => {
+                tracing::warn!(path = %path.display(), "the ticket secret file is empty; making a new one (tickets issued before no longer verify)");
+            }
+            Ok(text) => {
+                let secret = text.trim();
+                if secret.chars().count() < MIN_SECRET_CHARS {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "the ticket secret in {} is shorter than {MIN_SECRET_CHARS} characters; put a longer one \
+                             there, or delete the file to have one made",
+                            path.display()
+                        ),
+                    ));
+                }
+                warn_if_readable_by_others(&path);
+                return Ok(Self::new(secret.as_bytes().to_vec()));
+            }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
             Err(err) => return Err(err),
         }
@@ -154,15 +172,45 @@ impl TicketKeys {
     }
 }
 
+/// The shortest secret accepted, in characters (as for the `secret` setting).
+pub const MIN_SECRET_CHARS: usize = 16;
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "the ticket secret file may be read by others than its owner; chmod 600 it");
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_path: &Path) {}
+
+/// Writes `contents` to `path` whole or not at all: into a private temporary file beside it, synced, then renamed
+/// over it, and the directory synced, so a crash leaves either no secret or the full one, never a torn one.
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
+    let temporary = path.with_extension("tmp");
+    // A leftover from a crash mid-write: never used, only replaced.
+    match std::fs::remove_file(&temporary) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+        _ => {}
+    }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
+    let mut file = options.open(&temporary)?;
     file.write_all(contents.as_bytes())?;
-    file.sync_all()
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -263,5 +311,25 @@ mod tests {
         assert!(again.verify(&group, &ticket).is_ok());
         let configured = TicketKeys::load(Some("from settings"), dir.path()).unwrap();
         assert!(configured.verify(&group, &ticket).is_err());
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["secret"], "no temporary file is left");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("secret")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn an_empty_secret_is_made_again_and_a_short_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "\n").unwrap();
+        TicketKeys::load(None, dir.path()).unwrap();
+        assert!(std::fs::read_to_string(&path).unwrap().len() >= 32, "a new secret was written");
+        std::fs::write(&path, "short").unwrap();
+        let err = TicketKeys::load(None, dir.path()).err().unwrap().to_string();
+        assert!(err.contains("shorter than 16") && err.contains(&path.display().to_string()), "{err}");
     }
 }

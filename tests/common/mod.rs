@@ -43,18 +43,27 @@ impl Server {
         Self::launch(self.dir.clone(), flags.iter().map(|f| f.to_string()).collect(), Vec::new())
     }
 
-    /// Runs the server with `flags` on a fresh data directory prepared by `prepare`, expecting it not to start:
-    /// its exit status and standard error.
+    /// Runs the server with `flags` (under `wrapper`) on a fresh data directory prepared by `prepare`: the server,
+    /// or its exit status and standard error if it does not start.
+    pub fn try_start_prepared(
+        flags: &[&str],
+        wrapper: &[&str],
+        prepare: impl FnOnce(&std::path::Path),
+    ) -> Result<Server, (std::process::ExitStatus, String)> {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        std::fs::write(dir.path().join("settings.toml"), "").unwrap();
+        prepare(&dir.path().join("data"));
+        let owned = |list: &[&str]| list.iter().map(|f| f.to_string()).collect::<Vec<_>>();
+        Self::launch(dir, owned(flags), owned(wrapper))
+    }
+
+    /// The same, expecting the server not to start: its exit status and standard error.
     pub fn fails_to_start(
         flags: &[&str],
         wrapper: &[&str],
         prepare: impl FnOnce(&std::path::Path),
     ) -> (std::process::ExitStatus, String) {
-        let dir = Arc::new(tempfile::tempdir().unwrap());
-        std::fs::write(dir.path().join("settings.toml"), "").unwrap();
-        prepare(&dir.path().join("data"));
-        let owned = |list: &[&str]| list.iter().map(|f| f.to_string()).collect::<Vec<_>>();
-        match Self::launch(dir, owned(flags), owned(wrapper)) {
+        match Self::try_start_prepared(flags, wrapper, prepare) {
             Ok(server) => panic!("the server started at {}", server.base),
             Err(failure) => failure,
         }
