@@ -94,7 +94,10 @@ fn unreadable_body(err: axum::Error, max_bytes: usize) -> Response {
     while let Some(cause) = source {
         if cause.is::<http_body_util::LengthLimitError>() {
             tracing::debug!("request body over the limit");
-            return too_large(max_bytes).into_response();
+            // The rest of the body is never read: the connection cannot carry another request.
+            let mut response = too_large(max_bytes).into_response();
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
         }
         source = cause.source();
     }
