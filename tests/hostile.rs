@@ -353,3 +353,27 @@ async fn an_empty_secret_is_made_again_and_a_loose_one_is_warned_about() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!private.log().contains("may be read by others"), "{}", private.log());
 }
+
+#[tokio::test]
+async fn names_that_hide_or_pass_for_something_else_are_refused_with_a_sentence() {
+    let server = Server::start(&[]);
+    let browser = server.browser();
+    let corpus = [
+        "eve\u{200B}",                            // zero-width space
+        "\u{202E}eve",                            // right-to-left override
+        "\u{3164}",                               // Hangul filler
+        "\u{2800}",                               // blank Braille pattern
+        "e\u{FEFF}ve",                            // byte-order mark
+        "e\u{AD}ve",                              // soft hyphen
+        "eve\u{E0065}",                           // tag character
+        "\u{300}\u{301}",                         // only combining marks
+        "e\u{336}\u{336}\u{336}\u{336}\u{336}ve", // five strokes through a letter
+        "\u{435}ve",                              // Cyrillic е passing for Latin e
+    ];
+    for name in corpus {
+        let sentence = browser.post("/api/join", &[("username", name)]).await.refused(422, "invalid_input");
+        assert!(sentence.starts_with("Names") && sentence.ends_with('.'), "{name:?}: {sentence}");
+    }
+    let joined: serde_json::Value = browser.post("/api/join", &[("username", "Nguyễn 山田 Taro")]).await.ok();
+    assert_eq!(joined["name"], "Nguyễn 山田 Taro");
+}
