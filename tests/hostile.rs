@@ -377,3 +377,38 @@ async fn names_that_hide_or_pass_for_something_else_are_refused_with_a_sentence(
     let joined: serde_json::Value = browser.post("/api/join", &[("username", "Nguyễn 山田 Taro")]).await.ok();
     assert_eq!(joined["name"], "Nguyễn 山田 Taro");
 }
+
+#[tokio::test]
+async fn a_page_of_messages_ends_early_rather_than_exceed_page_bytes() {
+    let server = Server::start(&["--page-bytes", "1024"]);
+    let browser = server.browser();
+    let ticket = browser.join("long-winded").await;
+    for letter in ["a", "b", "c", "d", "e"] {
+        browser.send(&ticket, &letter.repeat(400)).await;
+    }
+    browser.send(&ticket, &"f".repeat(1_500)).await; // alone larger than a page
+    let page_bytes = |query: &'static str| {
+        let http = browser.http.clone();
+        let url = server.url(&format!("/api/messages{query}"));
+        async move { http.get(url).send().await.unwrap().bytes().await.unwrap().len() }
+    };
+    // reading forward, a tab gets every message, a page at a time, each within the bytes
+    let mut seen = Vec::new();
+    let mut since = 0;
+    loop {
+        let query = format!("?since={since}");
+        let page = browser.messages(&query).await;
+        let Some(last) = page.last() else { break };
+        since = last["id"].as_u64().unwrap();
+        if page.len() > 1 {
+            let bytes = serde_json::to_vec(&page).unwrap().len();
+            assert!(bytes <= 1024, "a page of {} messages is {bytes} bytes", page.len());
+        }
+        seen.extend(common::ids(&page));
+    }
+    assert_eq!(seen, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(common::ids(&browser.messages("?since=0").await), [1, 2]);
+    assert_eq!(common::ids(&browser.messages("").await), [6], "the latest page: one message over the bytes");
+    assert_eq!(common::ids(&browser.messages("?before=6").await), [4, 5], "older pages keep the newest");
+    assert!(page_bytes("?since=0").await <= 1024);
+}

@@ -36,6 +36,8 @@ const SHARED_PAGES: usize = 64;
 pub struct Limits {
     pub max_message_chars: usize,
     pub page_size: usize,
+    /// Most bytes of JSON in one page of messages.
+    pub page_bytes: usize,
     pub max_request_bytes: usize,
     pub request_timeout: std::time::Duration,
     pub streams: StreamCaps,
@@ -143,6 +145,7 @@ pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
         Limits {
             max_message_chars: settings.max_message_chars,
             page_size: settings.page_size,
+            page_bytes: settings.page_bytes,
             max_request_bytes: settings.max_request_bytes,
             request_timeout: settings.request_timeout,
             streams: StreamCaps {
