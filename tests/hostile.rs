@@ -165,6 +165,22 @@ async fn the_group_cookie_is_secure_when_a_trusted_proxy_says_https() {
     assert!(!cookie(&proxied, Some("http")).await.contains("Secure"));
     assert!(!cookie(&proxied, None).await.contains("Secure"));
     assert!(!cookie(&direct, Some("https")).await.contains("Secure"), "only a trusted proxy is believed");
+
+    // a send's answer, and a refusal, are not kept by caches either
+    let browser = direct.browser();
+    let ticket = browser.join("ada").await;
+    let no_store = |form: Vec<(&'static str, String)>| {
+        let request = browser.http.post(direct.url("/api/send")).form(&form);
+        async move {
+            let response = request.send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.headers().get("cache-control").map(|v| v.to_str().unwrap().to_owned()),
+            )
+        }
+    };
+    assert_eq!(no_store(vec![("ticket", ticket.clone()), ("text", "hi".into())]).await, (200, Some("no-store".into())));
+    assert_eq!(no_store(vec![("ticket", ticket), ("text", " ".into())]).await, (422, Some("no-store".into())));
 }
 
 /// Soft and hard open-file limit of 1,024 for the server.

@@ -25,6 +25,7 @@ pub fn raise_limit() -> std::io::Result<u64> {
             tracing::warn!(error = %std::io::Error::last_os_error(), "could not raise the open-file limit");
         }
     }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, not on every unix
     Ok(limit.rlim_cur as u64)
 }
 
@@ -73,7 +74,9 @@ mod tests {
         let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: reads into the struct.
         assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
-        assert_eq!(soft, limit.rlim_cur as u64);
+        #[allow(clippy::unnecessary_cast)]
+        let current = limit.rlim_cur as u64;
+        assert_eq!(soft, current);
         assert!(limit.rlim_cur == limit.rlim_max || limit.rlim_max == libc::RLIM_INFINITY);
     }
 }

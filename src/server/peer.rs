@@ -98,7 +98,7 @@ impl Peers {
                 Err(_) => break,
             }
         }
-        let proto = headers.get_all("x-forwarded-proto").iter().last().and_then(|value| value.to_str().ok());
+        let proto = headers.get_all("x-forwarded-proto").iter().next_back().and_then(|value| value.to_str().ok());
         let https = proto.and_then(|value| value.rsplit(',').next()).is_some_and(|p| p.trim() == "https");
         Peer { address, https }
     }

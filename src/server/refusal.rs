@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -84,7 +84,7 @@ pub async fn checked_forms(State(max_bytes): State<usize>, request: Request, nex
             return fault.into_response();
         }
     }
-    next.run(Request::from_parts(parts, Body::from(Bytes::from(bytes)))).await
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
 
 /// A body that could not be read: over the limit (a chunked body has no length to refuse it by up front), or cut
