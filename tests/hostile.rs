@@ -428,3 +428,32 @@ async fn a_page_of_messages_ends_early_rather_than_exceed_page_bytes() {
     assert_eq!(common::ids(&browser.messages("?before=6").await), [4, 5], "older pages keep the newest");
     assert!(page_bytes("?since=0").await <= 1024);
 }
+
+#[tokio::test]
+async fn one_address_cannot_take_every_stream() {
+    let server = Server::start(&["--max-streams-per-address", "3", "--max-streams-per-browser", "0"]);
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let response = cookieless().get(server.url("/events")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        open.push(response);
+    }
+    let refused = cookieless().get(server.url("/events")).send().await.unwrap();
+    assert_eq!(refused.headers().get("retry-after").map(|v| v.to_str().unwrap()), Some("5"));
+    let (status, kind) = kind_of(refused).await;
+    assert_eq!((status, kind.as_str()), (429, "too_many_streams"));
+
+    // a closed stream frees its place (the server notices at its next write: the keep-alive, or at once on reset)
+    drop(open.pop());
+    let mut admitted = false;
+    for _ in 0..100 {
+        let response = cookieless().get(server.url("/events")).send().await.unwrap();
+        if response.status() == 200 {
+            admitted = true;
+            open.push(response);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(admitted, "the place of a closed stream is given to the next");
+}

@@ -5,10 +5,13 @@
 //! The address is the TCP peer's. Only when the peer is a configured trusted proxy are its X-Forwarded-For and
 //! X-Forwarded-Proto believed: X-Forwarded-For is read from the right, past every trusted proxy, to the first
 //! address a trusted proxy saw connect. A header from anyone else is ignored, so it cannot buy a fresh budget.
-//! IPv6 clients are budgeted per /64, the block one subscriber usually gets.
+//! IPv6 clients are budgeted per /64, the block one subscriber usually gets. Event streams open at once are capped
+//! per address too (`max-streams-per-address`), so one address cannot take every stream the server holds.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
@@ -29,11 +32,33 @@ pub struct Peer {
     pub https: bool,
 }
 
-/// The trusted proxies and, unless lifted, the per-address budgets.
+/// The trusted proxies and, unless lifted, the per-address budgets and stream cap.
 #[derive(Default)]
 pub struct Peers {
     trusted: Vec<IpNet>,
     budgets: Option<AddressBudgets>,
+    /// Most event streams open at once per address; 0: no cap.
+    max_streams: usize,
+    /// Event streams open now, per address that has any (so at most one entry per open stream).
+    streams: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One event stream counted against its address while it is open; dropping it (the stream ended) frees the place.
+pub struct StreamPlace {
+    peers: Arc<Peers>,
+    key: IpAddr,
+}
+
+impl Drop for StreamPlace {
+    fn drop(&mut self) {
+        let mut streams = self.peers.lock_streams();
+        if let Some(open) = streams.get_mut(&self.key) {
+            *open -= 1;
+            if *open == 0 {
+                streams.remove(&self.key);
+            }
+        }
+    }
 }
 
 struct AddressBudgets {
@@ -53,6 +78,37 @@ enum Action {
 }
 
 impl Peers {
+    /// At most `max_streams` event streams open at once per address (0: no cap).
+    pub fn with_stream_cap(self, max_streams: usize) -> Self {
+        Self { max_streams, ..self }
+    }
+
+    fn lock_streams(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.streams.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A place for one more event stream from `address`, or 429 `too_many_streams` when it has as many as allowed.
+    pub fn open_stream(self: &Arc<Self>, address: IpAddr) -> Result<Option<StreamPlace>, ApiError> {
+        if self.max_streams == 0 {
+            return Ok(None);
+        }
+        let key = budget_key(address);
+        let mut streams = self.lock_streams();
+        let open = streams.entry(key).or_default();
+        if *open >= self.max_streams {
+            let max = self.max_streams;
+            if *open == 0 {
+                streams.remove(&key);
+            }
+            return Err(ApiError::new(
+                ErrorKind::TooManyStreams,
+                format!("Your network already has {max} live streams here; close a tab to go live in this one."),
+            ));
+        }
+        *open += 1;
+        Ok(Some(StreamPlace { peers: self.clone(), key }))
+    }
+
     /// `rate` of each action a second per address, `burst` at once; no budgets when `rate` is 0.
     pub fn new(trusted: Vec<IpNet>, rate: u32, burst: u32) -> Self {
         let budgets = NonZeroU32::new(rate).map(|rate_nz| {
@@ -66,7 +122,7 @@ impl Peers {
                 burst: burst_nz.get(),
             }
         });
-        Self { trusted, budgets }
+        Self { trusted, budgets, ..Self::default() }
     }
 
     fn trusts(&self, address: IpAddr) -> bool {
@@ -236,5 +292,23 @@ mod tests {
         peers.admit(ip("2001:db8:0:1::1"), Action::OpenStream).unwrap();
         let unlimited = Peers::new(vec![], 0, 1);
         assert!((0..1_000).all(|_| unlimited.admit(home, Action::Send).is_ok()));
+    }
+
+    #[test]
+    fn streams_are_capped_per_address_and_a_closed_one_frees_its_place() {
+        let peers = Arc::new(Peers::new(vec![], 0, 1).with_stream_cap(2));
+        let home = ip("192.0.2.1");
+        let first = peers.open_stream(home).unwrap();
+        let _second = peers.open_stream(home).unwrap();
+        let refused = peers.open_stream(home).err().unwrap();
+        assert_eq!((refused.kind, refused.status()), (ErrorKind::TooManyStreams, 429));
+        assert!(refused.message.contains("2 live streams"), "{}", refused.message);
+        assert!(peers.open_stream(ip("192.0.2.2")).unwrap().is_some(), "another address has its own");
+        drop(first);
+        let _third = peers.open_stream(home).unwrap();
+        drop(_third);
+        drop(_second);
+        assert!(peers.lock_streams().is_empty(), "no entry outlives its streams");
+        assert!(Arc::new(Peers::default()).open_stream(home).unwrap().is_none(), "no cap: nothing counted");
     }
 }

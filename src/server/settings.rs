@@ -71,6 +71,9 @@ pub struct Overrides {
     /// applies. [default: 200]
     #[arg(long, env = "BROADCASTING_ADDRESS_BURST")]
     pub address_burst: Option<u32>,
+    /// Most event streams open at once per client address; beyond it 429; 0: no cap. [default: 1000]
+    #[arg(long, env = "BROADCASTING_MAX_STREAMS_PER_ADDRESS")]
+    pub max_streams_per_address: Option<usize>,
     /// Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: IPs or CIDRs, comma-separated
     /// (e.g. `127.0.0.1, 10.0.0.0/8`). [default: none]
     #[arg(long, env = "BROADCASTING_TRUSTED_PROXIES")]
@@ -136,6 +139,7 @@ impl Overrides {
             send_burst: self.send_burst.or(lower.send_burst),
             address_rate: self.address_rate.or(lower.address_rate),
             address_burst: self.address_burst.or(lower.address_burst),
+            max_streams_per_address: self.max_streams_per_address.or(lower.max_streams_per_address),
             trusted_proxies: self.trusted_proxies.or(lower.trusted_proxies),
             max_streams: self.max_streams.or(lower.max_streams),
             max_streams_per_browser: self.max_streams_per_browser.or(lower.max_streams_per_browser),
@@ -171,6 +175,7 @@ pub struct Settings {
     pub send_burst: u32,
     pub address_rate: u32,
     pub address_burst: u32,
+    pub max_streams_per_address: usize,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub max_streams: usize,
     /// `max-streams` was given (not the default): start-up fails rather than lower it to fit the file limit.
@@ -332,6 +337,7 @@ impl Settings {
                 u32::MAX as usize,
                 "at least 1",
             )? as u32,
+            max_streams_per_address: given.max_streams_per_address.unwrap_or(1_000),
             trusted_proxies: proxies(given.trusted_proxies.as_deref().unwrap_or(""))?,
             max_streams: given.max_streams.unwrap_or(15_000),
             max_streams_given: given.max_streams.is_some(),

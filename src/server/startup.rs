@@ -154,7 +154,8 @@ pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
             },
         },
         SendThrottle::new(settings.send_rate, settings.send_burst, per_browser),
-        Peers::new(settings.trusted_proxies.clone(), settings.address_rate, settings.address_burst),
+        Peers::new(settings.trusted_proxies.clone(), settings.address_rate, settings.address_burst)
+            .with_stream_cap(settings.max_streams_per_address),
         leptos_options(settings),
     ))
 }

@@ -96,8 +96,10 @@ impl Server {
             .arg(dir.path().join("data"))
             // Tests send thousands of messages in seconds; those about rate limits give `--send-rate` themselves.
             .env("BROADCASTING_SEND_RATE", "0")
-            // Every test client is 127.0.0.1: the per-address budgets are lifted too, except where tested.
+            // Every test client is 127.0.0.1: the per-address budgets and stream cap are lifted too, except where
+            // tested.
             .env("BROADCASTING_ADDRESS_RATE", "0")
+            .env("BROADCASTING_MAX_STREAMS_PER_ADDRESS", "0")
             .args(&flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
