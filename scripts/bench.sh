@@ -37,11 +37,12 @@ stop() {
 trap 'stop; rm -rf "$data"' EXIT
 
 # start_server PORT: a fresh release server on an empty data directory (SQLite store, the default). The load comes
-# from one machine in one session group, so the per-browser stream cap and the send rate limit are lifted.
+# from one machine in one session group, so the per-browser stream cap, the send rate limit and the per-address
+# budgets and stream cap are lifted.
 start_server() {
   rm -rf "$data" && mkdir -p "$data"
   target/release/broadcasting --addr "127.0.0.1:$1" --data-dir "$data" --log-level warn --config /dev/null \
-    --send-rate 0 --max-streams-per-browser 0 &
+    --send-rate 0 --max-streams-per-browser 0 --address-rate 0 --max-streams-per-address 0 &
   pid=$!
   wait_for "http://127.0.0.1:$1/api/messages"
   kill -0 "$pid"

@@ -23,7 +23,7 @@ export function startServer(options: { dataDir?: string; addr?: string; args?: s
     path.join(root, "target/debug/broadcasting"),
     ["--addr", options.addr ?? "127.0.0.1:0", "--data-dir", dataDir, "--config", "/dev/null", "--log-level", "warn", ...(options.args ?? [])],
     {
-      env: { ...process.env, LEPTOS_SITE_ROOT: path.join(root, "target/site"), BROADCASTING_SEND_RATE: "0" },
+      env: { ...process.env, LEPTOS_SITE_ROOT: path.join(root, "target/site"), BROADCASTING_SEND_RATE: "0", BROADCASTING_ADDRESS_RATE: "0" },
       stdio: ["ignore", "pipe", "inherit"],
     },
   );

@@ -15,7 +15,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use futures::{stream, Stream, StreamExt};
 
+use std::net::IpAddr;
+
 use crate::server::fanout::Notice;
+use crate::server::peer::{Peer, StreamPlace};
 use crate::server::{group::GroupId, observe, AppState};
 use crate::shared::error::{ApiError, ErrorKind};
 
@@ -27,11 +30,14 @@ const COMMENT: &[u8] = b":\n\n";
 pub async fn stream(
     State(state): State<AppState>,
     Extension(group): Extension<GroupId>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refusal) = admit(&state, &group) {
-        return ([(header::RETRY_AFTER, "5")], refusal).into_response();
-    }
+    let address = peer.map_or(IpAddr::from([0, 0, 0, 0]), |Extension(peer)| peer.address);
+    let place = match admit(&state, &group, address) {
+        Ok(place) => place,
+        Err(refusal) => return ([(header::RETRY_AFTER, "5")], refusal).into_response(),
+    };
     // Subscribe before reading the latest id, so an append in between is announced rather than missed.
     let subscription = state.fanout.subscribe(&group);
     let last_seen = headers
@@ -52,7 +58,12 @@ pub async fn stream(
     let frames = stream::once(async { Bytes::from_static(RETRY) })
         .chain(stream::iter(catch_up))
         .chain(subscription.map(|notice| notice.frame));
-    let mut response = Response::new(Body::from_stream(keep_alive(frames, KEEP_ALIVE).map(Ok::<_, Infallible>)));
+    // The stream holds its address's place until it ends.
+    let body = keep_alive(frames, KEEP_ALIVE).map(move |frame| {
+        let _held = &place;
+        Ok::<_, Infallible>(frame)
+    });
+    let mut response = Response::new(Body::from_stream(body));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -60,9 +71,10 @@ pub async fn stream(
     response
 }
 
-/// Refuses a stream beyond the caps: in total (503, the server is full) and per session group (429). The count
-/// is read, then the stream subscribes, so concurrent openings may pass a cap by a few.
-fn admit(state: &AppState, group: &GroupId) -> Result<(), ApiError> {
+/// Refuses a stream beyond the caps: in total (503, the server is full), per session group and per client address
+/// (429); answers the address's place. The total and group counts are read, then the stream subscribes, so
+/// concurrent openings may pass those caps by a few.
+fn admit(state: &AppState, group: &GroupId, address: IpAddr) -> Result<Option<StreamPlace>, ApiError> {
     let caps = state.limits.streams;
     let refusal = if caps.total > 0 && state.fanout.subscribers() >= caps.total {
         ApiError::new(ErrorKind::Unavailable, "This server holds as many live streams as it can; retrying shortly.")
@@ -75,7 +87,10 @@ fn admit(state: &AppState, group: &GroupId) -> Result<(), ApiError> {
             ),
         )
     } else {
-        return Ok(());
+        match state.peers.open_stream(address) {
+            Ok(place) => return Ok(place),
+            Err(refusal) => refusal,
+        }
     };
     observe::stream_refused(refusal.kind.code());
     Err(refusal)

@@ -61,13 +61,15 @@ async fn append_and_publish(
     ticket: &str,
     raw_text: &str,
 ) -> Result<Message, ApiError> {
-    let author =
-        state.tickets.verify(group, ticket).map_err(|err| ApiError::new(ErrorKind::BadTicket, err.to_string()))?;
+    let ticket = state
+        .tickets
+        .authenticate(group, ticket)
+        .map_err(|err| ApiError::new(ErrorKind::BadTicket, err.to_string()))?;
     let text = MessageText::parse(raw_text, state.limits.max_message_chars)?;
     if let Some(throttle) = &state.throttle {
-        throttle.check(group, ticket)?;
+        throttle.check(group, &ticket.id)?;
     }
-    let message = state.store.append(&author, &text).await.map_err(|err| {
+    let message = state.store.append(&ticket.author, &text).await.map_err(|err| {
         tracing::error!(error = %err, "append failed");
         ApiError::new(ErrorKind::Unavailable, "The message could not be stored; try again.")
     })?;
@@ -90,14 +92,20 @@ pub async fn list(state: &AppState, since: Option<&str>, before: Option<&str>) -
         (None, Some(before)) => PageKey::Before(before),
         (None, None) => PageKey::Latest,
     };
-    let store = &state.store;
+    let (store, max_bytes) = (&state.store, state.limits.page_bytes);
     let result = state
         .pages
         .get(key, || async move {
+            // A page read forward keeps its oldest messages (the tab asks again from its last id); one read backward
+            // keeps its newest, next to what the tab shows (it asks for older ones from its first id).
             match key {
-                PageKey::Since(after) => store.since(after, limit).await,
-                PageKey::Before(before) => store.before(before, limit).await,
-                PageKey::Latest => store.latest(limit).await,
+                PageKey::Since(after) => {
+                    store.since(after, limit).await.map(|page| within_bytes(page, max_bytes, false))
+                }
+                PageKey::Before(before) => {
+                    store.before(before, limit).await.map(|page| within_bytes(page, max_bytes, true))
+                }
+                PageKey::Latest => store.latest(limit).await.map(|page| within_bytes(page, max_bytes, true)),
             }
         })
         .await;
@@ -105,6 +113,29 @@ pub async fn list(state: &AppState, since: Option<&str>, before: Option<&str>) -
         tracing::error!(error = %err, "read failed");
         ApiError::new(ErrorKind::Unavailable, "The log could not be read; try again.")
     })
+}
+
+/// The longest run of `page` (in id order) from its oldest end, or its newest when `newest`, whose JSON array fits
+/// in `max_bytes`; at least one message, so the tab always makes progress.
+fn within_bytes(mut page: Vec<Message>, max_bytes: usize, newest: bool) -> Vec<Message> {
+    let mut used: usize = 2; // the brackets
+    let size = |message: &Message| serde_json::to_vec(message).map_or(usize::MAX, |json| json.len() + 1);
+    let mut fits = |message: &Message| {
+        used = used.saturating_add(size(message));
+        used <= max_bytes
+    };
+    let kept = if newest {
+        page.iter().rev().take_while(|m| fits(m)).count()
+    } else {
+        page.iter().take_while(|m| fits(m)).count()
+    };
+    let kept = kept.max(1).min(page.len());
+    if newest {
+        page.split_off(page.len() - kept)
+    } else {
+        page.truncate(kept);
+        page
+    }
 }
 
 /// An optional message id from the query string; blank counts as absent.
@@ -162,11 +193,13 @@ mod tests {
             Limits {
                 max_message_chars: 10,
                 page_size: 3,
+                page_bytes: 262_144,
                 max_request_bytes: 65_536,
                 request_timeout: std::time::Duration::from_secs(10),
                 streams: crate::server::startup::StreamCaps { total: 0, per_group: 0 },
             },
             None,
+            crate::server::peer::Peers::default(),
             leptos::config::LeptosOptions::builder().output_name("broadcasting").build(),
         )
     }
@@ -231,6 +264,28 @@ mod tests {
         assert_eq!(list(&state, Some("-1"), None).await.unwrap_err().kind, ErrorKind::BadRequest);
         assert_eq!(list(&state, None, Some("x")).await.unwrap_err().kind, ErrorKind::BadRequest);
         assert_eq!(list(&state, Some("1"), Some("3")).await.unwrap_err().kind, ErrorKind::BadRequest);
+    }
+
+    #[tokio::test]
+    async fn pages_end_early_rather_than_exceed_their_bytes_and_hold_at_least_one_message() {
+        let state = state(Arc::new(MemoryStore::new(100)));
+        let group = GroupId::everyone();
+        let ticket = join(&state, &group, "ada").unwrap().ticket;
+        for text in ["aaaaaaaaaa", "bbbbbbbbbb", "cccccccccc", "dddddddddd"] {
+            send(&state, &group, &ticket, text).await.unwrap();
+        }
+        let all = state.store.since(0, 10).await.unwrap();
+        let one = serde_json::to_vec(&all[0]).unwrap().len();
+        let texts = |page: Vec<Message>| page.into_iter().map(|m| m.text).collect::<Vec<_>>();
+        // room for two and a half messages: two, from the end the tab reads on from
+        let budget = 2 + (one + 1) * 5 / 2;
+        assert_eq!(texts(within_bytes(all.clone(), budget, false)), ["aaaaaaaaaa", "bbbbbbbbbb"]);
+        assert_eq!(texts(within_bytes(all.clone(), budget, true)), ["cccccccccc", "dddddddddd"]);
+        assert_eq!(texts(within_bytes(all.clone(), 1, true)), ["dddddddddd"], "at least one");
+        assert_eq!(within_bytes(all.clone(), 1 << 20, false), all);
+        assert!(within_bytes(Vec::new(), 1, false).is_empty());
+        let json = serde_json::to_vec(&within_bytes(all.clone(), budget, false)).unwrap();
+        assert!(json.len() <= budget, "{} > {budget}", json.len());
     }
 
     mod properties {

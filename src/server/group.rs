@@ -11,6 +11,8 @@ use axum::response::Response;
 use cookie::{Cookie, SameSite};
 use rand::RngCore;
 
+use crate::server::peer::Peer;
+
 pub const COOKIE_NAME: &str = "broadcasting_group";
 
 /// 128 random bits, hex-encoded.
@@ -76,9 +78,12 @@ pub async fn assign(State(scope): State<Scope>, mut request: Request, next: Next
         None => (GroupId::random(), true),
     };
     request.extensions_mut().insert(group.clone());
+    // Over HTTPS (as a trusted proxy tells), the cookie is only ever sent back over HTTPS.
+    let https = request.extensions().get::<Peer>().is_some_and(|peer| peer.https);
     let mut response = next.run(request).await;
     if fresh {
         let cookie = Cookie::build((COOKIE_NAME, group.as_str().to_owned()))
+            .secure(https)
             .http_only(true)
             .same_site(SameSite::Lax)
             .path("/")

@@ -1,9 +1,12 @@
 //! Security headers. The page gets a Content-Security-Policy whose only inline scripts are Leptos's own, each
 //! carrying the nonce leptos_axum makes for that response; every other answer (API, events, files) gets a policy
-//! that allows nothing, since none of them is a document. Neither page nor answers may be framed.
+//! that allows nothing, since none of them is a document. Neither page nor answers may be framed. No redirect
+//! leaves the site: the static files' directory redirect turns `//pkg` into `Location: //pkg/`, which a browser
+//! reads as another host, so such an answer becomes a 404.
 
-use axum::http::header::{CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS};
-use axum::http::HeaderValue;
+use axum::http::header::{CONTENT_SECURITY_POLICY, LOCATION, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -30,9 +33,30 @@ pub fn protect_page() {
     }
 }
 
+/// Whether a `Location` stays on this site: a path (one leading slash, not `//host` or `/\host`).
+fn on_site(location: &[u8]) -> bool {
+    match location {
+        [b'/', b'/' | b'\\', ..] => false,
+        [b'/', ..] => true,
+        _ => false,
+    }
+}
+
+/// An answer that would redirect off the site is answered 404 instead.
+async fn on_site_redirects(response: Response) -> Response {
+    match response.headers().get(LOCATION) {
+        Some(location) if !on_site(location.as_bytes()) => {
+            tracing::debug!(?location, "refused an off-site redirect");
+            (StatusCode::NOT_FOUND, "Not found").into_response()
+        }
+        _ => response,
+    }
+}
+
 /// The headers every answer carries; a policy already set (the page's) is kept.
 pub fn headers(router: Router) -> Router {
     router
+        .layer(axum::middleware::map_response(on_site_redirects))
         .layer(SetResponseHeaderLayer::if_not_present(
             CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(NOT_A_DOCUMENT),
@@ -41,4 +65,17 @@ pub fn headers(router: Router) -> Router {
         .layer(SetResponseHeaderLayer::overriding(REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         // For browsers that predate `frame-ancestors`.
         .layer(SetResponseHeaderLayer::overriding(X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_paths_are_on_site() {
+        for ok in ["/pkg/", "/", "/a//b"] {
+            assert!(super::on_site(ok.as_bytes()), "{ok}");
+        }
+        for off in ["//pkg/", "///pkg/", "/\\evil.example/", "https://evil.example/", "", "pkg/"] {
+            assert!(!super::on_site(off.as_bytes()), "{off}");
+        }
+    }
 }

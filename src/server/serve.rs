@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -53,7 +53,7 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
@@ -66,8 +66,12 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service =
-            TowerToHyperService::new(app.clone().map_request(|request: Request<Incoming>| request.map(Body::new)));
+        // The peer's address goes with every request (axum's `ConnectInfo`): the per-address budgets read it.
+        let service = TowerToHyperService::new(app.clone().map_request(move |request: Request<Incoming>| {
+            let mut request = request.map(Body::new);
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request
+        }));
         let io = WriteDeadline { io: TokioIo::new(stream), limit: deadlines.write, stalled: None };
         let connection = graceful.watch(http.serve_connection(io, service));
         tokio::spawn(async move {

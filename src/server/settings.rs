@@ -40,6 +40,10 @@ pub struct Overrides {
     /// Most messages one `GET /api/messages` answers. [default: 200]
     #[arg(long, env = "BROADCASTING_PAGE_SIZE")]
     pub page_size: Option<usize>,
+    /// Most bytes of JSON one `GET /api/messages` answers; a page ends early rather than exceed it (it always
+    /// holds at least one message). [default: 262144]
+    #[arg(long, env = "BROADCASTING_PAGE_BYTES")]
+    pub page_bytes: Option<usize>,
     /// Where the log lives: `sqlite` (durable, in the data directory) or `memory` (lost on restart). [default: sqlite]
     #[arg(long, env = "BROADCASTING_STORE", value_enum)]
     pub store: Option<StoreKind>,
@@ -59,7 +63,23 @@ pub struct Overrides {
     /// Sends allowed at once before the rate applies. [default: 10]
     #[arg(long, env = "BROADCASTING_SEND_BURST")]
     pub send_burst: Option<u32>,
-    /// Most event streams (live tabs) open at once in this process; beyond it 503; 0: no cap. [default: 15000]
+    /// Joins, sends and event-stream openings a second per client address (each its own budget); 0: no address
+    /// budgets. [default: 10]
+    #[arg(long, env = "BROADCASTING_ADDRESS_RATE")]
+    pub address_rate: Option<u32>,
+    /// Joins, sends and event-stream openings allowed at once per client address before `address-rate`
+    /// applies. [default: 200]
+    #[arg(long, env = "BROADCASTING_ADDRESS_BURST")]
+    pub address_burst: Option<u32>,
+    /// Most event streams open at once per client address; beyond it 429; 0: no cap. [default: 1000]
+    #[arg(long, env = "BROADCASTING_MAX_STREAMS_PER_ADDRESS")]
+    pub max_streams_per_address: Option<usize>,
+    /// Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: IPs or CIDRs, comma-separated
+    /// (e.g. `127.0.0.1, 10.0.0.0/8`). [default: none]
+    #[arg(long, env = "BROADCASTING_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
+    /// Most event streams (live tabs) open at once in this process; beyond it 503; 0: as many as the open-file
+    /// limit allows. [default: 15000, lowered to fit the open-file limit]
     #[arg(long, env = "BROADCASTING_MAX_STREAMS")]
     pub max_streams: Option<usize>,
     /// Most event streams open at once per browser (scope `browser` only); beyond it 429; 0: no cap. [default: 50]
@@ -110,12 +130,17 @@ impl Overrides {
             scope: self.scope.or(lower.scope),
             max_message_chars: self.max_message_chars.or(lower.max_message_chars),
             page_size: self.page_size.or(lower.page_size),
+            page_bytes: self.page_bytes.or(lower.page_bytes),
             store: self.store.or(lower.store),
             max_messages: self.max_messages.or(lower.max_messages),
             max_age: self.max_age.or(lower.max_age),
             prune_every: self.prune_every.or(lower.prune_every),
             send_rate: self.send_rate.or(lower.send_rate),
             send_burst: self.send_burst.or(lower.send_burst),
+            address_rate: self.address_rate.or(lower.address_rate),
+            address_burst: self.address_burst.or(lower.address_burst),
+            max_streams_per_address: self.max_streams_per_address.or(lower.max_streams_per_address),
+            trusted_proxies: self.trusted_proxies.or(lower.trusted_proxies),
             max_streams: self.max_streams.or(lower.max_streams),
             max_streams_per_browser: self.max_streams_per_browser.or(lower.max_streams_per_browser),
             header_timeout: self.header_timeout.or(lower.header_timeout),
@@ -140,6 +165,7 @@ pub struct Settings {
     pub scope: Scope,
     pub max_message_chars: usize,
     pub page_size: usize,
+    pub page_bytes: usize,
     pub store: StoreKind,
     pub max_messages: usize,
     /// None: no age limit.
@@ -147,7 +173,13 @@ pub struct Settings {
     pub prune_every: Duration,
     pub send_rate: u32,
     pub send_burst: u32,
+    pub address_rate: u32,
+    pub address_burst: u32,
+    pub max_streams_per_address: usize,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub max_streams: usize,
+    /// `max-streams` was given (not the default): start-up fails rather than lower it to fit the file limit.
+    pub max_streams_given: bool,
     pub max_streams_per_browser: usize,
     pub header_timeout: Duration,
     pub request_timeout: Duration,
@@ -171,6 +203,8 @@ pub enum SettingsError {
     Parse { path: PathBuf, message: String },
     #[error("setting `{name}` must be {rule}; got {got}")]
     OutOfRange { name: &'static str, rule: &'static str, got: usize },
+    #[error("setting `trusted-proxies` must list IP addresses or CIDR blocks (e.g. 10.0.0.0/8), comma-separated; got {got:?}")]
+    Proxy { got: String },
     #[error("setting `secret` must be at least 16 characters")]
     WeakSecret,
     #[error("setting `{name}` must be a duration such as 30d, 12h or 500ms{off}; got {got:?}")]
@@ -192,6 +226,19 @@ fn duration(name: &'static str, raw: &str, off: &'static str) -> Result<Duration
         off,
         got: raw.to_owned(),
     })
+}
+
+/// `10.0.0.1, 10.1.0.0/16, ::1`: addresses are blocks of one.
+fn proxies(raw: &str) -> Result<Vec<ipnet::IpNet>, SettingsError> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let net = entry.parse::<ipnet::IpNet>().ok();
+            net.or_else(|| entry.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+                .ok_or_else(|| SettingsError::Proxy { got: entry.to_owned() })
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -254,6 +301,13 @@ impl Settings {
                 "1 to 1000000",
             )?,
             page_size: in_range("page-size", given.page_size.unwrap_or(200), 1, 10_000, "1 to 10000")?,
+            page_bytes: in_range(
+                "page-bytes",
+                given.page_bytes.unwrap_or(262_144),
+                1_024,
+                64 * 1_048_576,
+                "1024 to 67108864",
+            )?,
             store: given.store.unwrap_or(StoreKind::Sqlite),
             max_messages: in_range(
                 "max-messages",
@@ -275,7 +329,18 @@ impl Settings {
                 u32::MAX as usize,
                 "at least 1",
             )? as u32,
+            address_rate: given.address_rate.unwrap_or(10),
+            address_burst: in_range(
+                "address-burst",
+                given.address_burst.unwrap_or(200) as usize,
+                1,
+                u32::MAX as usize,
+                "at least 1",
+            )? as u32,
+            max_streams_per_address: given.max_streams_per_address.unwrap_or(1_000),
+            trusted_proxies: proxies(given.trusted_proxies.as_deref().unwrap_or(""))?,
             max_streams: given.max_streams.unwrap_or(15_000),
+            max_streams_given: given.max_streams.is_some(),
             max_streams_per_browser: given.max_streams_per_browser.unwrap_or(50),
             header_timeout: duration("header-timeout", given.header_timeout.as_deref().unwrap_or("10s"), "")?,
             request_timeout: duration("request-timeout", given.request_timeout.as_deref().unwrap_or("10s"), "")?,
@@ -349,5 +414,17 @@ mod tests {
         assert_eq!(age("off").unwrap().max_age, None);
         assert!(age("soon").unwrap_err().to_string().contains("max-age"));
         assert!(Settings::resolve(Overrides { prune_every: Some("0s".into()), ..Default::default() }).is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_blocks() {
+        let trusted =
+            |raw: &str| Settings::resolve(Overrides { trusted_proxies: Some(raw.into()), ..Default::default() });
+        assert!(Settings::resolve(Overrides::default()).unwrap().trusted_proxies.is_empty());
+        let nets = trusted("127.0.0.1, 10.0.0.0/8,::1").unwrap().trusted_proxies;
+        let strings: Vec<String> = nets.iter().map(ToString::to_string).collect();
+        assert_eq!(strings, ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]);
+        let err = trusted("10.0.0.0/8, proxy.example").unwrap_err().to_string();
+        assert!(err.contains("proxy.example") && err.contains("trusted-proxies"), "{err}");
     }
 }

@@ -19,12 +19,13 @@ use tower_http::trace::TraceLayer;
 use crate::client::shell;
 use crate::server::fanout::{Broadcaster, LocalBroadcaster};
 use crate::server::pages::PageCache;
+use crate::server::peer::Peers;
 use crate::server::serve::{serve, Deadlines};
 use crate::server::settings::{Settings, StoreKind};
 use crate::server::store::{rfc3339, FeedStore, MemoryStore, SqliteStore};
 use crate::server::throttle::SendThrottle;
 use crate::server::ticket::TicketKeys;
-use crate::server::{events, group, observe, pages, refusal, security};
+use crate::server::{data_dir, events, group, observe, open_files, pages, peer, refusal, security};
 
 /// Per-subscriber notification buffer; a subscriber further behind is coalesced to the latest id.
 const FANOUT_CAPACITY: usize = 64;
@@ -35,6 +36,8 @@ const SHARED_PAGES: usize = 64;
 pub struct Limits {
     pub max_message_chars: usize,
     pub page_size: usize,
+    /// Most bytes of JSON in one page of messages.
+    pub page_bytes: usize,
     pub max_request_bytes: usize,
     pub request_timeout: std::time::Duration,
     pub streams: StreamCaps,
@@ -58,6 +61,8 @@ pub struct Services {
     /// Send rate limits; `None`: no limit.
     pub throttle: Option<Arc<SendThrottle>>,
     pub tickets: TicketKeys,
+    /// Trusted proxies and the per-address budgets.
+    pub peers: Arc<Peers>,
     pub limits: Limits,
     pub leptos: LeptosOptions,
 }
@@ -77,11 +82,13 @@ impl AppState {
         tickets: TicketKeys,
         limits: Limits,
         throttle: Option<SendThrottle>,
+        peers: Peers,
         leptos: LeptosOptions,
     ) -> Self {
         let pages = Arc::new(PageCache::new(SHARED_PAGES));
         let throttle = throttle.map(Arc::new);
-        Self(Arc::new(Services { store, fanout, pages, throttle, tickets, limits, leptos }))
+        let peers = Arc::new(peers);
+        Self(Arc::new(Services { store, fanout, pages, throttle, tickets, peers, limits, leptos }))
     }
 }
 
@@ -95,8 +102,15 @@ impl FromRef<AppState> for LeptosOptions {
 pub enum StartupError {
     #[error(transparent)]
     Store(#[from] crate::server::store::OpenError),
+    #[error(transparent)]
+    DataDir(#[from] data_dir::LockError),
     #[error("cannot load or create the ticket secret in {dir}: {source}")]
     Secret { dir: std::path::PathBuf, source: std::io::Error },
+    #[error(
+        "setting `max-streams` is {given}, but the open-file limit ({limit}) leaves room for {fit} event streams; \
+         lower max-streams or raise the limit (ulimit -n, LimitNOFILE=)"
+    )]
+    TooManyStreams { given: usize, fit: usize, limit: u64 },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("server error: {0}")]
@@ -131,6 +145,7 @@ pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
         Limits {
             max_message_chars: settings.max_message_chars,
             page_size: settings.page_size,
+            page_bytes: settings.page_bytes,
             max_request_bytes: settings.max_request_bytes,
             request_timeout: settings.request_timeout,
             streams: StreamCaps {
@@ -139,6 +154,8 @@ pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
             },
         },
         SendThrottle::new(settings.send_rate, settings.send_burst, per_browser),
+        Peers::new(settings.trusted_proxies.clone(), settings.address_rate, settings.address_burst)
+            .with_stream_cap(settings.max_streams_per_address),
         leptos_options(settings),
     ))
 }
@@ -166,6 +183,7 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
         .fallback_service(static_files)
         .layer(middleware::from_fn_with_state(state.clone(), pages::serve_list))
         .layer(middleware::from_fn_with_state(scope, group::assign))
+        .layer(middleware::from_fn_with_state(state.limits.max_request_bytes, refusal::checked_forms))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.limits.request_timeout))
         .layer(RequestBodyLimitLayer::new(state.limits.max_request_bytes))
         .layer(middleware::from_fn_with_state(state.limits.max_request_bytes, refusal::as_api_errors))
@@ -173,12 +191,20 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
         .layer(TraceLayer::new_for_http())
         .merge(events)
         .merge(observe::routes())
+        .layer(middleware::from_fn_with_state(state.clone(), peer::admit))
         .with_state(state);
     security::headers(router)
 }
 
 /// Serves until SIGINT or SIGTERM; then open event streams end (tabs reconnect elsewhere or later).
-pub async fn run(settings: Settings) -> Result<(), StartupError> {
+pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
+    settings.max_streams = streams_under_the_file_limit(&settings)?;
+    // One data directory, one server: held until the process exits.
+    let _data_dir = if settings.store == StoreKind::Sqlite || settings.secret.is_none() {
+        Some(data_dir::lock(&settings.data_dir)?)
+    } else {
+        None
+    };
     let state = build_state(&settings)?;
     if let Err(err) = observe::install() {
         tracing::warn!(error = %err, "metrics are not recorded");
@@ -194,6 +220,7 @@ pub async fn run(settings: Settings) -> Result<(), StartupError> {
         state.store.clone(),
         state.pages.clone(),
         state.throttle.clone(),
+        state.peers.clone(),
         settings.max_messages,
         settings.max_age,
         settings.prune_every,
@@ -213,6 +240,29 @@ pub async fn run(settings: Settings) -> Result<(), StartupError> {
     Ok(())
 }
 
+/// Raises the open-file limit and fits `max-streams` under it (see `open_files`).
+fn streams_under_the_file_limit(settings: &Settings) -> Result<usize, StartupError> {
+    let limit = match open_files::raise_limit() {
+        Ok(limit) => limit,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the open-file limit; max-streams left as set");
+            return Ok(settings.max_streams);
+        }
+    };
+    let fit = open_files::fit_streams(settings.max_streams, settings.max_streams_given, limit);
+    let chosen = fit.map_err(|fit| StartupError::TooManyStreams { given: settings.max_streams, fit, limit })?;
+    if chosen < settings.max_streams || settings.max_streams == 0 {
+        tracing::warn!(
+            open_file_limit = limit,
+            max_streams = chosen,
+            "event streams capped to fit the open-file limit"
+        );
+    } else {
+        tracing::info!(open_file_limit = limit, max_streams = chosen, "event streams fit the open-file limit");
+    }
+    Ok(chosen)
+}
+
 /// The listening socket. Accepted connections inherit its send buffer size, which also turns off the kernel's
 /// growing of it (up to 4 MiB a connection here): what a client that stopped reading can hold stays small.
 fn listen(addr: std::net::SocketAddr, send_buffer: u32) -> std::io::Result<tokio::net::TcpListener> {
@@ -228,6 +278,7 @@ async fn retention(
     store: Arc<dyn FeedStore>,
     pages: Arc<PageCache>,
     throttle: Option<Arc<SendThrottle>>,
+    peers: Arc<Peers>,
     keep: usize,
     max_age: Option<std::time::Duration>,
     every: std::time::Duration,
@@ -239,6 +290,7 @@ async fn retention(
         if let Some(throttle) = &throttle {
             throttle.forget_idle();
         }
+        peers.forget_idle();
         let cutoff = max_age.map(|age| rfc3339(time::OffsetDateTime::now_utc() - age));
         match store.prune(keep, cutoff.as_deref()).await {
             Ok(0) => {}

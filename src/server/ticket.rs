@@ -2,7 +2,9 @@
 //! session group, the name and the issue time, so the server takes the author from the ticket, and a ticket from
 //! another group, forged or altered, is refused.
 //!
-//! Format: `v1.<base64url(name)>.<issued unix seconds>.<base64url(mac)>`.
+//! Format: `v1.<base64url(name)>.<issued unix seconds>.<base64url(mac)>`, and only the spelling the server issued:
+//! no surrounding whitespace, no sign or leading zeros in the number, no padding, at most [`MAX_TICKET_BYTES`].
+//! Anything else is refused before it is decoded, so one ticket has one key in the send budgets (its MAC).
 
 use std::path::Path;
 
@@ -27,6 +29,27 @@ pub enum TicketError {
     Expired,
 }
 
+/// Longest ticket the server issues: a 32-character name of 4-byte characters (171 base64 characters), a
+/// 20-digit time and a 43-character MAC, with room to spare. Longer ones are refused unread.
+pub const MAX_TICKET_BYTES: usize = 300;
+
+/// What identifies one issued ticket: its MAC, which only the server can make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TicketId([u8; 32]);
+
+impl TicketId {
+    pub fn from_mac(mac: [u8; 32]) -> Self {
+        Self(mac)
+    }
+}
+
+/// A ticket the server issued for this group: its author and its identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub author: Username,
+    pub id: TicketId,
+}
+
 #[derive(Clone)]
 pub struct TicketKeys {
     secret: std::sync::Arc<[u8]>,
@@ -47,15 +70,33 @@ impl TicketKeys {
         Self { lifetime, ..self }
     }
 
-    /// The secret from settings if given, else the one kept in `data_dir/secret`, made on first start.
+    /// The secret from settings if given, else the one kept in `data_dir/secret`, made on first start (and made
+    /// again, with a warning, if the file is empty). A kept secret under 16 characters stops the start; one that
+    /// others may read is used, with a warning.
     pub fn load(configured: Option<&str>, data_dir: &Path) -> std::io::Result<Self> {
         if let Some(secret) = configured {
             return Ok(Self::new(secret.as_bytes().to_vec()));
         }
         let path = data_dir.join("secret");
         match std::fs::read_to_string(&path) {
-            Ok(text) if !text.trim().is_empty() => return Ok(Self::new(text.trim().as_bytes().to_vec())),
-            Ok(_) => {}
+            Ok(text) if text.trim().is_empty() => {
+                tracing::warn!(path = %path.display(), "the ticket secret file is empty; making a new one (tickets issued before no longer verify)");
+            }
+            Ok(text) => {
+                let secret = text.trim();
+                if secret.chars().count() < MIN_SECRET_CHARS {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "the ticket secret in {} is shorter than {MIN_SECRET_CHARS} characters; put a longer one \
+                             there, or delete the file to have one made",
+                            path.display()
+                        ),
+                    ));
+                }
+                warn_if_readable_by_others(&path);
+                return Ok(Self::new(secret.as_bytes().to_vec()));
+            }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
             Err(err) => return Err(err),
         }
@@ -87,37 +128,89 @@ impl TicketKeys {
 
     /// The author the ticket was issued to, if it was issued by this server for this group.
     pub fn verify(&self, group: &GroupId, ticket: &str) -> Result<Username, TicketError> {
-        let ticket = ticket.trim();
+        self.authenticate(group, ticket).map(|verified| verified.author)
+    }
+
+    /// The ticket's author and identity, if the server issued exactly this spelling of it for this group.
+    pub fn authenticate(&self, group: &GroupId, ticket: &str) -> Result<Verified, TicketError> {
         if ticket.is_empty() {
             return Err(TicketError::Missing);
         }
+        if ticket.len() > MAX_TICKET_BYTES {
+            return Err(TicketError::Invalid);
+        }
         let mut parts = ticket.split('.');
-        let (Some("v1"), Some(name), Some(issued), Some(tag), None) =
+        let (Some("v1"), Some(name_part), Some(issued_part), Some(tag_part), None) =
             (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(TicketError::Invalid);
         };
-        let name =
-            URL_SAFE_NO_PAD.decode(name).ok().and_then(|b| String::from_utf8(b).ok()).ok_or(TicketError::Invalid)?;
-        let issued: u64 = issued.parse().map_err(|_| TicketError::Invalid)?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| TicketError::Invalid)?;
+        // Only the digits `issue` writes: no sign, no leading zero (u64::parse takes `+1` and `01`).
+        let canonical_number = issued_part == "0" || (!issued_part.starts_with('0'));
+        if !canonical_number || !issued_part.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(TicketError::Invalid);
+        }
+        let issued: u64 = issued_part.parse().map_err(|_| TicketError::Invalid)?;
+        // The base64 engine refuses padding and non-zero trailing bits, so each part has one spelling.
+        let name = URL_SAFE_NO_PAD
+            .decode(name_part)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or(TicketError::Invalid)?;
+        let tag = URL_SAFE_NO_PAD.decode(tag_part).map_err(|_| TicketError::Invalid)?;
         self.mac(group, &name, issued).verify_slice(&tag).map_err(|_| TicketError::Invalid)?;
+        let id = TicketId(tag.try_into().map_err(|_| TicketError::Invalid)?);
         if self.lifetime.is_some_and(|lifetime| now_secs().saturating_sub(issued) > lifetime.as_secs()) {
             return Err(TicketError::Expired);
         }
-        Username::parse(&name).map_err(|_| TicketError::Invalid)
+        let author = Username::parse(&name).map_err(|_| TicketError::Invalid)?;
+        // What the server issues is already normal (trimmed, NFC): a name that parsing changes was not issued.
+        if author.as_str() != name {
+            return Err(TicketError::Invalid);
+        }
+        Ok(Verified { author, id })
     }
 }
 
+/// The shortest secret accepted, in characters (as for the `secret` setting).
+pub const MIN_SECRET_CHARS: usize = 16;
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "the ticket secret file may be read by others than its owner; chmod 600 it");
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_path: &Path) {}
+
+/// Writes `contents` to `path` whole or not at all: into a private temporary file beside it, synced, then renamed
+/// over it, and the directory synced, so a crash leaves either no secret or the full one, never a torn one.
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
+    let temporary = path.with_extension("tmp");
+    // A leftover from a crash mid-write: never used, only replaced.
+    match std::fs::remove_file(&temporary) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+        _ => {}
+    }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
+    let mut file = options.open(&temporary)?;
     file.write_all(contents.as_bytes())?;
-    file.sync_all()
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -151,7 +244,46 @@ mod tests {
         for junk in ["v1", "v2.a.1.b", "v1.a.b.c", "v1.!!.1.AAAA", &format!("{ticket}.x")] {
             assert_eq!(keys().verify(&group, junk), Err(TicketError::Invalid), "{junk}");
         }
-        assert_eq!(keys().verify(&group, "  "), Err(TicketError::Missing));
+        assert_eq!(keys().verify(&group, ""), Err(TicketError::Missing));
+        assert_eq!(keys().verify(&group, "  "), Err(TicketError::Invalid));
+    }
+
+    #[test]
+    fn only_the_issued_spelling_is_accepted() {
+        let group = GroupId::new("g1");
+        let ticket = keys().issue_at(&group, &Username::parse("ada").unwrap(), 1_700_000_000);
+        assert!(keys().verify(&group, &ticket).is_ok());
+        let parts: Vec<&str> = ticket.split('.').collect();
+        let with_number = |n: &str| format!("v1.{}.{n}.{}", parts[1], parts[3]);
+        let spellings = [
+            format!(" {ticket}"),
+            format!("{ticket}\n"),
+            format!("{ticket} "),
+            with_number("+1700000000"),
+            with_number("01700000000"),
+            with_number(&format!("{}1700000000", "0".repeat(60_000))),
+            with_number(" 1700000000"),
+            format!("v1.{}=.1700000000.{}", parts[1], parts[3]),
+            format!("v1.{}.1700000000.{}=", parts[1], parts[3]),
+            ticket.to_uppercase().replacen("V1", "v1", 1),
+        ];
+        for spelling in &spellings {
+            assert_ne!(spelling, &ticket);
+            assert_eq!(keys().verify(&group, spelling), Err(TicketError::Invalid), "{spelling:.80}");
+        }
+        // a MAC whose last base64 character carries non-zero trailing bits spells the same bytes differently
+        let mut tag = parts[3].to_owned();
+        let last = tag.pop().unwrap();
+        let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let index = alphabet.find(last).unwrap();
+        tag.push(alphabet.as_bytes()[index ^ 1] as char);
+        let twin = format!("v1.{}.{}.{tag}", parts[1], parts[2]);
+        assert_eq!(keys().verify(&group, &twin), Err(TicketError::Invalid));
+        // the same ticket always has the same identity; another ticket has another
+        let again = keys().authenticate(&group, &ticket).unwrap().id;
+        assert_eq!(keys().authenticate(&group, &ticket).unwrap().id, again);
+        let other = keys().issue_at(&group, &Username::parse("ada").unwrap(), 1_700_000_001);
+        assert_ne!(keys().authenticate(&group, &other).unwrap().id, again);
     }
 
     #[test]
@@ -179,5 +311,25 @@ mod tests {
         assert!(again.verify(&group, &ticket).is_ok());
         let configured = TicketKeys::load(Some("from settings"), dir.path()).unwrap();
         assert!(configured.verify(&group, &ticket).is_err());
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["secret"], "no temporary file is left");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("secret")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn an_empty_secret_is_made_again_and_a_short_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "\n").unwrap();
+        TicketKeys::load(None, dir.path()).unwrap();
+        assert!(std::fs::read_to_string(&path).unwrap().len() >= 32, "a new secret was written");
+        std::fs::write(&path, "short").unwrap();
+        let err = TicketKeys::load(None, dir.path()).err().unwrap().to_string();
+        assert!(err.contains("shorter than 16") && err.contains(&path.display().to_string()), "{err}");
     }
 }

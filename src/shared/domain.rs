@@ -3,9 +3,16 @@
 
 use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+use unicode_security::mixed_script::AugmentedScriptSet;
+use unicode_security::{RestrictionLevel, RestrictionLevelDetection};
 
 /// Longest accepted name, in characters (not bytes).
 pub const MAX_NAME_CHARS: usize = 32;
+
+/// Most combining marks (nonspacing or enclosing) on one character, after NFC: more than any language stacks
+/// (Vietnamese two, Thai two), far fewer than "Zalgo" text that spills over the lines around it.
+pub const MAX_MARKS_PER_CHAR: usize = 4;
 
 /// Why a name or a message was refused; the text is what the user reads.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -16,12 +23,28 @@ pub enum InputError {
     NameTooLong { max: usize, got: usize },
     #[error("Names cannot contain control characters.")]
     NameControl,
+    #[error(
+        "Names cannot contain invisible or formatting characters (zero-width or direction marks, fillers, blank \
+         patterns, soft hyphens) or spaces other than the plain space."
+    )]
+    NameInvisible,
+    #[error("Names need a letter, digit or symbol, not only accents or other combining marks.")]
+    NameOnlyMarks,
+    #[error("Names can carry at most {max} accents or other combining marks on one character.")]
+    NameMarks { max: usize },
+    #[error(
+        "Names are written in one script; Latin may go with one other, but not with Cyrillic or Greek, whose letters \
+         look like Latin ones, and look-alike or obsolete letters are not taken."
+    )]
+    NameMixedScripts,
     #[error("Type a message first.")]
     EmptyText,
     #[error("Messages are at most {max} characters; this one has {got}.")]
     TextTooLong { max: usize, got: usize },
     #[error("Messages cannot contain control characters.")]
     TextControl,
+    #[error("Messages can carry at most {max} accents or other combining marks on one character.")]
+    TextMarks { max: usize },
 }
 
 /// What is wrong with a field, before it is named.
@@ -29,6 +52,7 @@ enum Fault {
     Empty,
     TooLong(usize),
     Control,
+    Marks,
 }
 
 /// The rules names and messages share: in Unicode normal form C (so "é" typed as e + combining accent is one
@@ -43,22 +67,100 @@ fn check(raw: &str, max_chars: usize) -> Result<String, Fault> {
         Err(Fault::TooLong(got))
     } else if normal.chars().any(char::is_control) {
         Err(Fault::Control)
+    } else if most_marks_on_one_char(&normal) > MAX_MARKS_PER_CHAR {
+        Err(Fault::Marks)
     } else {
         Ok(normal)
     }
 }
 
-/// A display name: trimmed, 1 to [`MAX_NAME_CHARS`] characters, no control characters.
+/// Nonspacing and enclosing marks stack on the character before them; spacing marks (as in Indic scripts) take
+/// their own room and are not counted.
+fn is_stacking_mark(c: char) -> bool {
+    matches!(c.general_category(), GeneralCategory::NonspacingMark | GeneralCategory::EnclosingMark)
+}
+
+fn most_marks_on_one_char(text: &str) -> usize {
+    let (mut most, mut run) = (0, 0);
+    for c in text.chars() {
+        run = if is_stacking_mark(c) { run + 1 } else { 0 };
+        most = most.max(run);
+    }
+    most
+}
+
+/// Characters that show nothing, or change how what is around them shows, without being control characters:
+/// format characters (bidi controls and isolates, zero-width space and joiners, U+FEFF, the soft hyphen, tag
+/// characters), unassigned and private-use code points, line and paragraph separators, Unicode's
+/// Default_Ignorable_Code_Point ranges (fillers and variation selectors among them, from DerivedCoreProperties.txt),
+/// the blank Braille pattern, and every space but U+0020.
+fn is_invisible(c: char) -> bool {
+    const DEFAULT_IGNORABLE: &[(char, char)] = &[
+        ('\u{00AD}', '\u{00AD}'),
+        ('\u{034F}', '\u{034F}'),
+        ('\u{061C}', '\u{061C}'),
+        ('\u{115F}', '\u{1160}'),
+        ('\u{17B4}', '\u{17B5}'),
+        ('\u{180B}', '\u{180F}'),
+        ('\u{200B}', '\u{200F}'),
+        ('\u{202A}', '\u{202E}'),
+        ('\u{2060}', '\u{206F}'),
+        ('\u{3164}', '\u{3164}'),
+        ('\u{FE00}', '\u{FE0F}'),
+        ('\u{FEFF}', '\u{FEFF}'),
+        ('\u{FFA0}', '\u{FFA0}'),
+        ('\u{FFF0}', '\u{FFF8}'),
+        ('\u{1BCA0}', '\u{1BCA3}'),
+        ('\u{1D173}', '\u{1D17A}'),
+        ('\u{E0000}', '\u{E0FFF}'),
+    ];
+    let category = matches!(
+        c.general_category(),
+        GeneralCategory::Format
+            | GeneralCategory::Unassigned
+            | GeneralCategory::PrivateUse
+            | GeneralCategory::Surrogate
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    );
+    category
+        || DEFAULT_IGNORABLE.iter().any(|&(first, last)| (first..=last).contains(&c))
+        || c == '\u{2800}'
+        || (c.is_whitespace() && c != ' ')
+}
+
+/// UTS 39's Moderately Restrictive level, applied to a name's letters (spaces, punctuation, digits and emoji belong
+/// to no script and are left out): one script, or Latin with Han/Kana/Hangul, or Latin with one other recommended
+/// script except Cyrillic and Greek (whose letters pass for Latin ones, as in "pаypal" with a Cyrillic "а").
+/// Letters that UTS 39 does not allow in identifiers (obsolete, technical, compatibility forms such as full-width
+/// Latin) fall below that level too.
+fn mixes_scripts(name: &str) -> bool {
+    let letters: String = name.chars().filter(|&c| !AugmentedScriptSet::for_char(c).is_all()).collect();
+    !letters.check_restriction_level(RestrictionLevel::ModeratelyRestrictive)
+}
+
+/// A display name: trimmed, 1 to [`MAX_NAME_CHARS`] characters, no control, invisible or formatting characters,
+/// at most [`MAX_MARKS_PER_CHAR`] marks on a character, not only marks, and in one script (see `mixes_scripts`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Username(String);
 
 impl Username {
     pub fn parse(raw: &str) -> Result<Self, InputError> {
-        match check(raw, MAX_NAME_CHARS) {
-            Ok(name) => Ok(Self(name)),
-            Err(Fault::Empty) => Err(InputError::EmptyName),
-            Err(Fault::TooLong(got)) => Err(InputError::NameTooLong { max: MAX_NAME_CHARS, got }),
-            Err(Fault::Control) => Err(InputError::NameControl),
+        let name = match check(raw, MAX_NAME_CHARS) {
+            Ok(name) => name,
+            Err(Fault::Empty) => return Err(InputError::EmptyName),
+            Err(Fault::TooLong(got)) => return Err(InputError::NameTooLong { max: MAX_NAME_CHARS, got }),
+            Err(Fault::Control) => return Err(InputError::NameControl),
+            Err(Fault::Marks) => return Err(InputError::NameMarks { max: MAX_MARKS_PER_CHAR }),
+        };
+        if name.chars().any(is_invisible) {
+            Err(InputError::NameInvisible)
+        } else if name.chars().all(|c| is_stacking_mark(c) || c == ' ') {
+            Err(InputError::NameOnlyMarks)
+        } else if mixes_scripts(&name) {
+            Err(InputError::NameMixedScripts)
+        } else {
+            Ok(Self(name))
         }
     }
 
@@ -78,6 +180,7 @@ impl MessageText {
             Err(Fault::Empty) => Err(InputError::EmptyText),
             Err(Fault::TooLong(got)) => Err(InputError::TextTooLong { max: max_chars, got }),
             Err(Fault::Control) => Err(InputError::TextControl),
+            Err(Fault::Marks) => Err(InputError::TextMarks { max: MAX_MARKS_PER_CHAR }),
         }
     }
 
@@ -134,6 +237,78 @@ mod tests {
         assert_eq!(Username::parse(" \t\n "), Err(InputError::EmptyName));
         assert_eq!(Username::parse("a\u{7}b"), Err(InputError::NameControl));
         assert_eq!(Username::parse("a\nb"), Err(InputError::NameControl));
+    }
+
+    /// Names that look like another, like nothing, or like more than a name.
+    pub const HOSTILE_NAMES: &[(&str, &str)] = &[
+        ("ad\u{200B}a", "zero-width space"),
+        ("\u{200B}", "only a zero-width space"),
+        ("ada\u{202E}nimda", "right-to-left override"),
+        ("\u{2067}ada\u{2069}", "right-to-left isolate"),
+        ("a\u{200E}da", "left-to-right mark"),
+        ("\u{3164}", "Hangul filler"),
+        ("ada\u{3164}", "trailing Hangul filler"),
+        ("\u{2800}\u{2800}", "blank Braille"),
+        ("\u{FEFF}ada", "byte-order mark"),
+        ("ad\u{00AD}a", "soft hyphen"),
+        ("ada\u{E0041}\u{E0042}", "tag characters"),
+        ("a\u{2060}da", "word joiner"),
+        ("ada\u{FE0F}", "variation selector"),
+        ("a\u{00A0}da", "no-break space"),
+        ("ada\u{3000}lovelace", "ideographic space"),
+        ("ada\u{2028}x", "line separator"),
+        ("\u{E000}ada", "private use"),
+        ("\u{301}\u{302}", "only combining marks"),
+        ("\u{20DD}", "only an enclosing mark"),
+        ("a\u{336}\u{336}\u{336}\u{336}\u{336}", "five marks on one letter"),
+        ("p\u{430}ypal", "Latin with a Cyrillic a"),
+        ("\u{391}da", "Greek capital alpha for A"),
+        ("\u{FF41}\u{FF44}\u{FF41}", "full-width Latin"),
+    ];
+
+    #[test]
+    fn invisible_formatting_marked_up_and_look_alike_names_are_refused_with_a_sentence() {
+        for (name, what) in HOSTILE_NAMES {
+            let refused = Username::parse(name).expect_err(what);
+            let sentence = refused.to_string();
+            assert!(sentence.starts_with("Names ") && sentence.ends_with('.'), "{what}: {sentence}");
+        }
+        // and what people write is kept
+        for name in [
+            "Ada Lovelace",
+            "Zoë",
+            "Nguyễn Thị Minh Khai",
+            "山田 Taro",
+            "김민준",
+            "Иван",
+            "Σωκράτης",
+            "محمد",
+            "יעל",
+            "देवनागरी",
+            "O'Brien-Smith",
+            "ada 🚀",
+            "R2-D2",
+            "a\u{301}\u{302}\u{303}\u{304}",
+        ] {
+            assert!(Username::parse(name).is_ok(), "{name}: {:?}", Username::parse(name));
+        }
+    }
+
+    #[test]
+    fn marks_are_counted_after_composition() {
+        // a + U+0301 composes to á: four marks remain on it
+        assert_eq!(Username::parse("a\u{301}\u{336}\u{336}\u{336}\u{336}").map(|_| ()), Ok(()));
+        let five = "a\u{336}\u{336}\u{336}\u{336}\u{336}";
+        assert_eq!(Username::parse(five), Err(InputError::NameMarks { max: MAX_MARKS_PER_CHAR }));
+    }
+
+    #[test]
+    fn messages_keep_format_characters_but_not_stacks_of_marks() {
+        assert!(MessageText::parse("a\u{200B}b \u{2067}שלום\u{2069}", 100).is_ok());
+        assert!(MessageText::parse("Nguyễn, e\u{301}\u{302}\u{303}\u{304}", 100).is_ok());
+        let zalgo = format!("h{}i", "\u{336}".repeat(5));
+        assert_eq!(MessageText::parse(&zalgo, 100), Err(InputError::TextMarks { max: MAX_MARKS_PER_CHAR }));
+        assert!(InputError::TextMarks { max: 4 }.to_string().contains("at most 4"));
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub enum ErrorKind {
     TimedOut,
     /// This session group already has as many event streams open as allowed: 429.
     TooManyStreams,
+    /// No such API endpoint: 404.
+    NotFound,
+    /// The endpoint does not take this method: 405.
+    MethodNotAllowed,
     /// The server could not do it now (store failure, or full): 503.
     Unavailable,
     /// The server could not be reached or answered something unreadable (client side only).
@@ -43,6 +47,8 @@ impl ErrorKind {
             Self::TooLarge => "too_large",
             Self::TimedOut => "timed_out",
             Self::TooManyStreams => "too_many_streams",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::Unavailable => "unavailable",
             Self::Network => "network",
         }
@@ -71,6 +77,8 @@ impl ApiError {
             ErrorKind::RateLimited | ErrorKind::TooManyStreams => 429,
             ErrorKind::TooLarge => 413,
             ErrorKind::TimedOut => 408,
+            ErrorKind::NotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
             ErrorKind::Unavailable => 503,
             ErrorKind::Network => 502,
         }

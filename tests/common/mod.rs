@@ -24,20 +24,82 @@ pub struct Server {
 impl Server {
     /// Starts `broadcasting` with the given extra flags, an empty settings file and a fresh data directory.
     pub fn start(flags: &[&str]) -> Server {
+        Self::start_under(&[], flags)
+    }
+
+    /// The same, run by `wrapper` (e.g. `prlimit --nofile=1024:1024`), which must exec the server in its place.
+    pub fn start_under(wrapper: &[&str], flags: &[&str]) -> Server {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         std::fs::write(dir.path().join("settings.toml"), "").unwrap();
-        Self::start_in(dir, flags.iter().map(|f| f.to_string()).collect())
+        let owned = |list: &[&str]| list.iter().map(|f| f.to_string()).collect::<Vec<_>>();
+        Self::launch(dir, owned(flags), owned(wrapper)).unwrap_or_else(|(status, stderr)| {
+            panic!("the server did not start ({status}):\n{stderr}");
+        })
+    }
+
+    /// Starts a second server on this one's data directory (and settings): its exit status and standard error if
+    /// it does not start.
+    pub fn start_beside(&self, flags: &[&str]) -> Result<Server, (std::process::ExitStatus, String)> {
+        Self::launch(self.dir.clone(), flags.iter().map(|f| f.to_string()).collect(), Vec::new())
+    }
+
+    /// Runs the server with `flags` (under `wrapper`) on a fresh data directory prepared by `prepare`: the server,
+    /// or its exit status and standard error if it does not start.
+    pub fn try_start_prepared(
+        flags: &[&str],
+        wrapper: &[&str],
+        prepare: impl FnOnce(&std::path::Path),
+    ) -> Result<Server, (std::process::ExitStatus, String)> {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        std::fs::write(dir.path().join("settings.toml"), "").unwrap();
+        prepare(&dir.path().join("data"));
+        let owned = |list: &[&str]| list.iter().map(|f| f.to_string()).collect::<Vec<_>>();
+        Self::launch(dir, owned(flags), owned(wrapper))
+    }
+
+    /// The same, expecting the server not to start: its exit status and standard error.
+    pub fn fails_to_start(
+        flags: &[&str],
+        wrapper: &[&str],
+        prepare: impl FnOnce(&std::path::Path),
+    ) -> (std::process::ExitStatus, String) {
+        match Self::try_start_prepared(flags, wrapper, prepare) {
+            Ok(server) => panic!("the server started at {}", server.base),
+            Err(failure) => failure,
+        }
     }
 
     fn start_in(dir: Arc<tempfile::TempDir>, flags: Vec<String>) -> Server {
+        Self::launch(dir, flags, Vec::new())
+            .unwrap_or_else(|(status, stderr)| panic!("the server did not start ({status}):\n{stderr}"))
+    }
+
+    fn launch(
+        dir: Arc<tempfile::TempDir>,
+        flags: Vec<String>,
+        wrapper: Vec<String>,
+    ) -> Result<Server, (std::process::ExitStatus, String)> {
         let config = dir.path().join("settings.toml");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_broadcasting"))
+        let binary = env!("CARGO_BIN_EXE_broadcasting");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .args(["--addr", "127.0.0.1:0", "--log-level", "warn", "--config"])
             .arg(&config)
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             // Tests send thousands of messages in seconds; those about rate limits give `--send-rate` themselves.
             .env("BROADCASTING_SEND_RATE", "0")
+            // Every test client is 127.0.0.1: the per-address budgets and stream cap are lifted too, except where
+            // tested.
+            .env("BROADCASTING_ADDRESS_RATE", "0")
+            .env("BROADCASTING_MAX_STREAMS_PER_ADDRESS", "0")
             .args(&flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -45,11 +107,12 @@ impl Server {
             .expect("start the server binary");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("broadcasting listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_owned();
+        let Some(base) = line.trim().strip_prefix("broadcasting listening on ").map(str::to_owned) else {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+            let status = child.wait().unwrap();
+            return Err((status, format!("{line}{stderr}")));
+        };
         let stderr = Arc::new(Mutex::new(String::new()));
         let (pipe, sink) = (child.stderr.take().unwrap(), stderr.clone());
         std::thread::spawn(move || {
@@ -58,7 +121,33 @@ impl Server {
                 sink.lock().unwrap().push_str(&(line + "\n"));
             }
         });
-        Server { child, base, stderr, dir, flags }
+        Ok(Server { child, base, stderr, dir, flags })
+    }
+
+    /// Everything the server wrote to standard error so far.
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Whether the server's standard error shows `text` within 5 s.
+    pub fn logs_within(&self, text: &str) -> bool {
+        for _ in 0..50 {
+            if self.log().contains(text) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Stops this server the hard way (SIGKILL: no shutdown code runs) and starts another on the same data.
