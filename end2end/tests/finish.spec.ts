@@ -1,4 +1,5 @@
 import { test, expect, unique, openLive, join, send, row } from "./fixtures";
+import { startServer, dropServer, metric } from "./server";
 
 /** FNV-1a of the UTF-8 bytes, as src/client/feed.rs computes a name's colour. */
 function authorClass(name: string): string {
@@ -69,4 +70,40 @@ test("new messages below a reader who scrolled up: a button counts them, jumps t
   await log.evaluate((el) => el.scrollTo({ top: el.scrollHeight }));
   await log.dispatchEvent("scroll");
   await expect(reader.locator(".unread")).toHaveCount(0);
+});
+
+test("a counter near the limit, and an over-long message refused before it is sent", async ({ browser }) => {
+  const server = await startServer({ args: ["--max-message-chars", "20"] });
+  try {
+    const context = await browser.newContext({ baseURL: server.base });
+    const page = await openLive(context);
+    const name = unique("Counter");
+    await join(page, name);
+    const box = page.getByLabel("Message", { exact: true });
+    const counter = page.locator("#message-counter");
+    await box.pressSequentially("0123456789");
+    await expect(counter).toHaveText("");
+    await box.pressSequentially("abcdefg");
+    await expect(counter, "17 is below 90 % of 20").toHaveText("");
+    await box.pressSequentially("h");
+    await expect(counter).toHaveText("18 / 20 characters");
+    await box.pressSequentially("XYZ!");
+    await expect(counter).toHaveText("22 / 20 characters");
+    await expect(counter).toHaveClass(/over/);
+
+    const appended = await metric(server, "broadcasting_messages_appended_total");
+    await page.getByRole("button", { name: "Send" }).click();
+    await expect(page.getByRole("alert")).toHaveText("Messages are at most 20 characters; this one has 22.");
+    await expect(box, "the text is kept").toHaveValue("0123456789abcdefghXYZ!");
+    expect(await metric(server, "broadcasting_messages_appended_total"), "nothing was sent").toBe(appended);
+
+    await box.fill("0123456789abcdefghXY");
+    await expect(counter).toHaveText("20 / 20 characters");
+    await box.press("Enter");
+    await expect(row(page, name, "0123456789abcdefghXY")).toHaveCount(1);
+    await expect(page.getByRole("alert")).toHaveCount(0);
+    await context.close();
+  } finally {
+    await dropServer(server);
+  }
 });

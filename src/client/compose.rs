@@ -11,14 +11,30 @@ use crate::shared::error::ApiError;
 
 type JoinAction = Action<String, Result<Joined, ApiError>>;
 
-/// A form's submit handler: no page load, the input's value dispatched to `action`.
-fn submit_input<O: 'static>(input: NodeRef<Input>, action: Action<String, O>) -> impl Fn(SubmitEvent) + Copy {
+/// A form's submit handler: no page load, the input's value dispatched to `action` unless `refuse` says why not
+/// (its sentence goes to `refused`, shown in place of the server's).
+fn submit_input<O: 'static>(
+    input: NodeRef<Input>,
+    action: Action<String, O>,
+    refuse: impl Fn(&str) -> Option<String> + Copy + 'static,
+    refused: RwSignal<Option<String>>,
+) -> impl Fn(SubmitEvent) + Copy {
     move |ev: SubmitEvent| {
         ev.prevent_default();
         if let Some(el) = input.get_untracked() {
-            action.dispatch_local(el.value());
+            let value = el.value();
+            refused.set(refuse(&value));
+            if refused.get_untracked().is_none() {
+                action.dispatch_local(value);
+            }
         }
     }
+}
+
+/// Characters as the server counts them, near enough: trimmed, in code points (the server also composes accents
+/// first, so it may count fewer; its refusal is shown if it differs).
+fn chars_of(text: &str) -> usize {
+    text.trim().chars().count()
 }
 
 /// The message of a failed action, if the last one failed.
@@ -39,7 +55,8 @@ pub fn Composer(feed: Feed) -> impl IntoView {
 #[component]
 fn JoinForm(join: JoinAction) -> impl IntoView {
     let input = NodeRef::<Input>::new();
-    let on_submit = submit_input(input, join);
+    let refused = RwSignal::new(None);
+    let on_submit = submit_input(input, join, |_| None, refused);
     view! {
         <section class="composer">
             <form on:submit=on_submit>
@@ -61,7 +78,21 @@ fn SendForm(feed: Feed, joined: Joined) -> impl IntoView {
         remote::send_message(ticket.clone(), text.clone())
     });
     let input = NodeRef::<Input>::new();
-    let on_submit = submit_input(input, send);
+    // The server's limit, asked once the form appears; until it is known, the server alone decides.
+    let limits = LocalResource::new(remote::limits);
+    let max_chars = move || limits.get().and_then(Result::ok).map(|limits| limits.max_message_chars);
+    let typed = RwSignal::new(0_usize);
+    let refused = RwSignal::new(None);
+    let too_long = move |text: &str| {
+        let (got, max) = (chars_of(text), max_chars()?);
+        (got > max).then(|| format!("Messages are at most {max} characters; this one has {got}."))
+    };
+    let on_submit = submit_input(input, send, too_long, refused);
+    // Shown from 90 % of the limit on.
+    let counter = move || {
+        let (got, max) = (typed.get(), max_chars()?);
+        (got * 10 >= max * 9).then_some((got, max))
+    };
     Effect::new(move |_| {
         if let Some(Ok(message)) = send.value().get() {
             feed.merge(vec![message.clone()]);
@@ -69,6 +100,7 @@ fn SendForm(feed: Feed, joined: Joined) -> impl IntoView {
                 // Keep what was typed after pressing Send; clear only what was sent.
                 if el.value().trim() == message.text {
                     el.set_value("");
+                    typed.set(0);
                 }
                 let _ = el.focus();
             }
@@ -85,14 +117,31 @@ fn SendForm(feed: Feed, joined: Joined) -> impl IntoView {
             <p class="posting-as"><small>"Posting as "<strong>{joined.name}</strong></small></p>
             <form on:submit=on_submit>
                 <fieldset role="group">
-                    <input node_ref=input name="text" placeholder="Type a message…" aria-label="Message" required autocomplete="off"/>
+                    <input
+                        node_ref=input
+                        name="text"
+                        placeholder="Type a message…"
+                        aria-label="Message"
+                        aria-describedby="message-counter"
+                        required
+                        autocomplete="off"
+                        on:input=move |_| typed.set(input.get_untracked().map_or(0, |el| chars_of(&el.value())))
+                    />
                     // The input stays editable while a send is in flight; the button shows it is under way.
                     <button type="submit" aria-busy=move || send.pending().get().then_some("true")>
                         {move || if send.pending().get() { "Sending…" } else { "Send" }}
                     </button>
                 </fieldset>
             </form>
-            {move || error_of(send.value().get()).map(|message| view! { <p class="error" role="alert">{message}</p> })}
+            <p id="message-counter" class="counter" class:over=move || counter().is_some_and(|(got, max)| got > max)>
+                {move || counter().map(|(got, max)| format!("{got} / {max} characters"))}
+            </p>
+            {move || {
+                refused
+                    .get()
+                    .or_else(|| error_of(send.value().get()))
+                    .map(|message| view! { <p class="error" role="alert">{message}</p> })
+            }}
         </section>
     }
 }

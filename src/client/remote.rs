@@ -5,7 +5,7 @@
 
 use std::future::Future;
 
-use crate::shared::domain::{Joined, Message};
+use crate::shared::domain::{Joined, Message, PageLimits};
 use crate::shared::error::ApiError;
 
 /// One page of the log: above `since`, or below `before`, or (neither) the latest. `Send` so that a resource can
@@ -27,6 +27,14 @@ pub fn messages(
     {
         crate::shared::api::list_messages(since.map(|id| id.to_string()), before.map(|id| id.to_string()))
     }
+}
+
+/// The server's limits, read once while the page renders on the server; the tab gets them with the page.
+pub fn limits() -> impl Future<Output = Result<PageLimits, ApiError>> + Send + 'static {
+    #[cfg(feature = "hydrate")]
+    return browser::get(crate::shared::wire::LIMITS_PATH.to_owned());
+    #[cfg(not(feature = "hydrate"))]
+    return crate::shared::api::limits();
 }
 
 pub async fn join(username: String) -> Result<Joined, ApiError> {

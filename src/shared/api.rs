@@ -7,7 +7,7 @@
 use leptos::prelude::*;
 use leptos::server_fn::codec::GetUrl;
 
-use crate::shared::domain::{Joined, Message};
+use crate::shared::domain::{Joined, Message, PageLimits};
 use crate::shared::error::ApiError;
 
 /// Join with a name; answers the accepted name and a ticket signed for this session group.
@@ -27,6 +27,13 @@ pub async fn send_message(
     use crate::server::feed;
     let (state, group) = feed::request_context().await?;
     feed::respond(feed::send(&state, &group, &ticket, &text).await)
+}
+
+/// The limits the page checks before sending, so it can count characters and refuse early.
+#[server(prefix = "/api", endpoint = "limits", input = GetUrl)]
+pub async fn limits() -> Result<PageLimits, ApiError> {
+    let state = crate::server::feed::app_state()?;
+    Ok(PageLimits { max_message_chars: state.limits.max_message_chars })
 }
 
 /// Where `list_messages` answers; `server::pages` serves the same path from shared bytes.
@@ -50,5 +57,6 @@ mod tests {
         assert_eq!(<super::ListMessages as ServerFn>::PATH, wire::MESSAGES_PATH);
         assert_eq!(<super::Join as ServerFn>::PATH, wire::JOIN_PATH);
         assert_eq!(<super::SendMessage as ServerFn>::PATH, wire::SEND_PATH);
+        assert_eq!(<super::Limits as ServerFn>::PATH, wire::LIMITS_PATH);
     }
 }

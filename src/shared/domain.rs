@@ -206,6 +206,12 @@ pub struct Joined {
     pub ticket: String,
 }
 
+/// What the page needs to know of the server's settings to check a message before sending it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageLimits {
+    pub max_message_chars: usize,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,5 +8,7 @@ pub const NEW_MESSAGE: &str = "NewMessage";
 pub const JOIN_PATH: &str = "/api/join";
 /// Send a message (a server function).
 pub const SEND_PATH: &str = "/api/send";
+/// The limits the page checks before sending (a server function).
+pub const LIMITS_PATH: &str = "/api/limits";
 /// Read a page of the log.
 pub const MESSAGES_PATH: &str = "/api/messages";
