@@ -79,8 +79,13 @@ fn SendForm(feed: Feed, joined: Joined) -> impl IntoView {
     });
     let input = NodeRef::<Input>::new();
     // The server's limit, asked once the form appears; until it is known, the server alone decides.
-    let limits = LocalResource::new(remote::limits);
-    let max_chars = move || limits.get().and_then(Result::ok).map(|limits| limits.max_message_chars);
+    let limit = RwSignal::new(None::<usize>);
+    leptos::task::spawn_local(async move {
+        if let Ok(limits) = remote::limits().await {
+            limit.set(Some(limits.max_message_chars));
+        }
+    });
+    let max_chars = move || limit.get();
     let typed = RwSignal::new(0_usize);
     let refused = RwSignal::new(None);
     let too_long = move |text: &str| {
