@@ -12,22 +12,29 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
+use axum::routing::get;
+use axum::{Extension, Router};
 use futures::{stream, Stream, StreamExt};
 
 use std::net::IpAddr;
 
 use crate::server::fanout::Notice;
 use crate::server::peer::{Peer, StreamPlace};
-use crate::server::{group::GroupId, observe, AppState};
+use crate::server::state::AppState;
+use crate::server::{group::GroupId, observe};
 use crate::shared::error::{ApiError, ErrorKind};
+use crate::shared::wire;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Asks the browser to reconnect one second after a drop (its default is about three).
 const RETRY: &[u8] = b"retry: 1000\n\n";
 const COMMENT: &[u8] = b":\n\n";
 
-pub async fn stream(
+pub fn routes() -> Router<AppState> {
+    Router::new().route(wire::EVENTS_PATH, get(stream))
+}
+
+async fn stream(
     State(state): State<AppState>,
     Extension(group): Extension<GroupId>,
     peer: Option<Extension<Peer>>,

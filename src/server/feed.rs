@@ -7,7 +7,8 @@ use leptos::prelude::*;
 use leptos_axum::ResponseOptions;
 
 use crate::server::pages::{Page, PageKey};
-use crate::server::{group::GroupId, observe, AppState};
+use crate::server::state::AppState;
+use crate::server::{group::GroupId, observe};
 use crate::shared::domain::{Joined, Message, MessageText, Username};
 use crate::shared::error::{ApiError, ErrorKind};
 
@@ -80,19 +81,9 @@ async fn append_and_publish(
     Ok(message)
 }
 
-/// One page of the log: after `since`, or before `before`, or (neither) the latest. Identical concurrent requests
-/// share one store read (`PageCache`).
-pub async fn list(state: &AppState, since: Option<&str>, before: Option<&str>) -> Result<Arc<Page>, ApiError> {
-    let limit = state.limits.page_size;
-    let key = match (message_id("since", since)?, message_id("before", before)?) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::new(ErrorKind::BadRequest, "Give `since` or `before`, not both."));
-        }
-        (Some(after), None) => PageKey::Since(after),
-        (None, Some(before)) => PageKey::Before(before),
-        (None, None) => PageKey::Latest,
-    };
-    let (store, max_bytes) = (&state.store, state.limits.page_bytes);
+/// One page of the log (`key`). Identical concurrent requests share one store read (`PageCache`).
+pub async fn list(state: &AppState, key: PageKey) -> Result<Arc<Page>, ApiError> {
+    let (store, limit, max_bytes) = (&state.store, state.limits.page_size, state.limits.page_bytes);
     let result = state
         .pages
         .get(key, || async move {
@@ -138,24 +129,11 @@ fn within_bytes(mut page: Vec<Message>, max_bytes: usize, newest: bool) -> Vec<M
     }
 }
 
-/// An optional message id from the query string; blank counts as absent.
-fn message_id(field: &str, raw: Option<&str>) -> Result<Option<u64>, ApiError> {
-    match raw.map(str::trim).filter(|s| !s.is_empty()) {
-        None => Ok(None),
-        Some(raw) => raw.parse().map(Some).map_err(|_| {
-            ApiError::new(
-                ErrorKind::BadRequest,
-                format!("`{field}` must be a message id (a whole number), not {raw:?}."),
-            )
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::server::fanout::LocalBroadcaster;
-    use crate::server::startup::Limits;
+    use crate::server::state::{Limits, StreamCaps};
     use crate::server::store::{FeedStore, MemoryStore, StoreError};
     use crate::server::ticket::TicketKeys;
     use futures::StreamExt;
@@ -196,12 +174,17 @@ mod tests {
                 page_bytes: 262_144,
                 max_request_bytes: 65_536,
                 request_timeout: std::time::Duration::from_secs(10),
-                streams: crate::server::startup::StreamCaps { total: 0, per_group: 0 },
+                streams: StreamCaps { total: 0, per_group: 0 },
             },
             None,
             crate::server::peer::Peers::default(),
             leptos::config::LeptosOptions::builder().output_name("broadcasting").build(),
         )
+    }
+
+    /// A page named as a request's query names it.
+    async fn list_raw(state: &AppState, since: Option<&str>, before: Option<&str>) -> Result<Arc<Page>, ApiError> {
+        list(state, PageKey::parse(since, before)?).await
     }
 
     async fn next_now(sub: &mut crate::server::fanout::Subscription) -> Option<u64> {
@@ -255,15 +238,15 @@ mod tests {
             send(&state, &group, &ticket, &format!("m{i}")).await.unwrap();
         }
         let ids = |page: Arc<Page>| page.messages.iter().map(|m| m.id).collect::<Vec<_>>();
-        assert_eq!(ids(list(&state, None, None).await.unwrap()), vec![3, 4, 5]);
-        assert_eq!(ids(list(&state, Some("1"), None).await.unwrap()), vec![2, 3, 4]);
-        assert_eq!(ids(list(&state, Some("5"), None).await.unwrap()), Vec::<u64>::new());
-        assert_eq!(ids(list(&state, None, Some("3")).await.unwrap()), vec![1, 2]);
-        assert_eq!(ids(list(&state, Some(" "), Some("")).await.unwrap()), vec![3, 4, 5]);
-        assert_eq!(list(&state, Some("abc"), None).await.unwrap_err().kind, ErrorKind::BadRequest);
-        assert_eq!(list(&state, Some("-1"), None).await.unwrap_err().kind, ErrorKind::BadRequest);
-        assert_eq!(list(&state, None, Some("x")).await.unwrap_err().kind, ErrorKind::BadRequest);
-        assert_eq!(list(&state, Some("1"), Some("3")).await.unwrap_err().kind, ErrorKind::BadRequest);
+        assert_eq!(ids(list_raw(&state, None, None).await.unwrap()), vec![3, 4, 5]);
+        assert_eq!(ids(list_raw(&state, Some("1"), None).await.unwrap()), vec![2, 3, 4]);
+        assert_eq!(ids(list_raw(&state, Some("5"), None).await.unwrap()), Vec::<u64>::new());
+        assert_eq!(ids(list_raw(&state, None, Some("3")).await.unwrap()), vec![1, 2]);
+        assert_eq!(ids(list_raw(&state, Some(" "), Some("")).await.unwrap()), vec![3, 4, 5]);
+        assert_eq!(list_raw(&state, Some("abc"), None).await.unwrap_err().kind, ErrorKind::BadRequest);
+        assert_eq!(list_raw(&state, Some("-1"), None).await.unwrap_err().kind, ErrorKind::BadRequest);
+        assert_eq!(list_raw(&state, None, Some("x")).await.unwrap_err().kind, ErrorKind::BadRequest);
+        assert_eq!(list_raw(&state, Some("1"), Some("3")).await.unwrap_err().kind, ErrorKind::BadRequest);
     }
 
     #[tokio::test]
@@ -354,7 +337,7 @@ mod tests {
             fn reading_pages_never_panics_or_fails_with_5xx(since in proptest::option::of(text()), before in proptest::option::of(text())) {
                 runtime().block_on(async {
                     let state = state(Arc::new(MemoryStore::new(100)));
-                    if let Err(err) = list(&state, since.as_deref(), before.as_deref()).await {
+                    if let Err(err) = list_raw(&state, since.as_deref(), before.as_deref()).await {
                         prop_assert_eq!(err.kind, ErrorKind::BadRequest);
                     }
                     Ok(())
