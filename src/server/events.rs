@@ -18,7 +18,7 @@ use futures::{stream, Stream, StreamExt};
 
 use std::net::IpAddr;
 
-use crate::server::fanout::Notice;
+use crate::server::hub::Notice;
 use crate::server::peer::{Peer, StreamPlace};
 use crate::server::state::AppState;
 use crate::server::{group::GroupId, observe};
@@ -46,7 +46,7 @@ async fn stream(
         Err(refusal) => return ([(header::RETRY_AFTER, "5")], refusal).into_response(),
     };
     // Subscribe before reading the latest id, so an append in between is announced rather than missed.
-    let subscription = state.fanout.subscribe(&group);
+    let subscription = state.hub.subscribe(&group);
     let last_seen = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
@@ -83,9 +83,9 @@ async fn stream(
 /// concurrent openings may pass those caps by a few.
 fn admit(state: &AppState, group: &GroupId, address: IpAddr) -> Result<Option<StreamPlace>, ApiError> {
     let caps = state.limits.streams;
-    let refusal = if caps.total > 0 && state.fanout.subscribers() >= caps.total {
+    let refusal = if caps.total > 0 && state.hub.subscribers() >= caps.total {
         ApiError::new(ErrorKind::Unavailable, "This server holds as many live streams as it can; retrying shortly.")
-    } else if caps.per_group > 0 && state.fanout.group_subscribers(group) >= caps.per_group {
+    } else if caps.per_group > 0 && state.hub.group_subscribers(group) >= caps.per_group {
         ApiError::new(
             ErrorKind::TooManyStreams,
             format!(

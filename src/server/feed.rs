@@ -45,8 +45,9 @@ pub fn join(state: &AppState, group: &GroupId, raw_name: &str) -> Result<Joined,
     Ok(Joined { name: name.as_str().to_owned(), ticket })
 }
 
-/// Append, then publish: the store takes and releases its own lock inside `append`, so the fan-out never runs
-/// under it, and nothing is published unless the append succeeded.
+/// Append, then publish: the store takes and releases its own lock inside `append`, so the bus never runs under
+/// it, and nothing is published unless the append succeeded. The hub forgets the cached pages when the notice is
+/// delivered, before any tab hears of it.
 pub async fn send(state: &AppState, group: &GroupId, ticket: &str, raw_text: &str) -> Result<Message, ApiError> {
     let sent = append_and_publish(state, group, ticket, raw_text).await;
     match &sent {
@@ -74,9 +75,11 @@ async fn append_and_publish(
         tracing::error!(error = %err, "append failed");
         ApiError::new(ErrorKind::Unavailable, "The message could not be stored; try again.")
     })?;
-    state.pages.invalidate();
     let started = std::time::Instant::now();
-    state.fanout.publish(group, message.id).await;
+    // The message is stored: a bus failure does not undo it (tabs catch up from the store when they reconnect).
+    if let Err(err) = state.bus.publish(group, message.id).await {
+        tracing::warn!(error = %err, id = message.id, "the append could not be announced");
+    }
     observe::fanned_out(started.elapsed());
     Ok(message)
 }
@@ -132,7 +135,9 @@ fn within_bytes(mut page: Vec<Message>, max_bytes: usize, newest: bool) -> Vec<M
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::fanout::LocalBroadcaster;
+    use crate::server::bus::LocalBus;
+    use crate::server::hub::Hub;
+    use crate::server::pages::PageCache;
     use crate::server::state::{Limits, StreamCaps};
     use crate::server::store::{FeedStore, MemoryStore, StoreError};
     use crate::server::ticket::TicketKeys;
@@ -164,9 +169,11 @@ mod tests {
     }
 
     fn state(store: Arc<dyn FeedStore>) -> AppState {
+        let hub = Arc::new(Hub::new(16, Arc::new(PageCache::new(64))));
         AppState::new(
             store,
-            Arc::new(LocalBroadcaster::new(16)),
+            hub.clone(),
+            Arc::new(LocalBus::new(hub)),
             TicketKeys::new(b"test secret, thirty-two bytes!!!".to_vec()),
             Limits {
                 max_message_chars: 10,
@@ -187,7 +194,7 @@ mod tests {
         list(state, PageKey::parse(since, before)?).await
     }
 
-    async fn next_now(sub: &mut crate::server::fanout::Subscription) -> Option<u64> {
+    async fn next_now(sub: &mut crate::server::hub::Subscription) -> Option<u64> {
         let notice = tokio::time::timeout(std::time::Duration::from_millis(50), sub.next()).await.ok().flatten();
         notice.map(|notice| notice.id)
     }
@@ -196,7 +203,7 @@ mod tests {
     async fn send_stores_as_the_ticket_name_and_publishes_after() {
         let state = state(Arc::new(MemoryStore::new(100)));
         let group = GroupId::everyone();
-        let mut sub = state.fanout.subscribe(&group);
+        let mut sub = state.hub.subscribe(&group);
         let joined = join(&state, &group, " ada ").unwrap();
         assert_eq!(joined.name, "ada");
         let msg = send(&state, &group, &joined.ticket, " hello ").await.unwrap();
@@ -209,7 +216,7 @@ mod tests {
         let memory = Arc::new(MemoryStore::new(100));
         let ok_state = state(memory.clone());
         let group = GroupId::everyone();
-        let mut sub = ok_state.fanout.subscribe(&group);
+        let mut sub = ok_state.hub.subscribe(&group);
         let ticket = join(&ok_state, &group, "ada").unwrap().ticket;
 
         let too_long = send(&ok_state, &group, &ticket, "12345678901").await.unwrap_err();
@@ -222,7 +229,7 @@ mod tests {
         assert_eq!(next_now(&mut sub).await, None);
 
         let broken = state(Arc::new(BrokenStore));
-        let mut broken_sub = broken.fanout.subscribe(&group);
+        let mut broken_sub = broken.hub.subscribe(&group);
         let ticket = join(&broken, &group, "ada").unwrap().ticket;
         let err = send(&broken, &group, &ticket, "hi").await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::Unavailable);
@@ -304,7 +311,7 @@ mod tests {
                     let memory = Arc::new(MemoryStore::new(100));
                     let state = state(memory.clone());
                     let group = GroupId::new("g");
-                    let mut sub = state.fanout.subscribe(&group);
+                    let mut sub = state.hub.subscribe(&group);
                     let ticket = match join(&state, &group, &name) {
                         Ok(joined) => {
                             prop_assert!((1..=32).contains(&joined.name.chars().count()));

@@ -2,11 +2,12 @@
 //! `state` is a leaf every handler may import; `routes` assembles each handler module's routes.
 
 pub mod budget;
+pub mod bus;
 pub mod data_dir;
 pub mod events;
-pub mod fanout;
 pub mod feed;
 pub mod group;
+pub mod hub;
 pub mod messages;
 pub mod observe;
 pub mod open_files;

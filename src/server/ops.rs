@@ -15,7 +15,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn scrape(State(state): State<AppState>) -> Response {
-    match observe::render(state.fanout.subscribers()) {
+    match observe::render(state.hub.subscribers()) {
         Some(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
         None => (StatusCode::SERVICE_UNAVAILABLE, "metrics are not being recorded in this process\n").into_response(),
     }

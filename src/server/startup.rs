@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use leptos::config::LeptosOptions;
 
-use crate::server::fanout::LocalBroadcaster;
+use crate::server::bus::LocalBus;
+use crate::server::hub::Hub;
 use crate::server::pages::PageCache;
 use crate::server::peer::Peers;
 use crate::server::routes::app;
@@ -19,6 +20,8 @@ use crate::server::{data_dir, group, observe, open_files};
 
 /// Per-subscriber notification buffer; a subscriber further behind is coalesced to the latest id.
 const FANOUT_CAPACITY: usize = 64;
+/// Distinct pages of the log shared between two changes of it (see `pages`).
+const SHARED_PAGES: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -60,9 +63,11 @@ pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
         StoreKind::Sqlite => Arc::new(SqliteStore::open(&settings.data_dir.join("feed.db"))?),
         StoreKind::Memory => Arc::new(MemoryStore::new(settings.max_messages)),
     };
+    let hub = Arc::new(Hub::new(FANOUT_CAPACITY, Arc::new(PageCache::new(SHARED_PAGES))));
     Ok(AppState::new(
         store,
-        Arc::new(LocalBroadcaster::new(FANOUT_CAPACITY)),
+        hub.clone(),
+        Arc::new(LocalBus::new(hub)),
         tickets,
         Limits {
             max_message_chars: settings.max_message_chars,
@@ -95,7 +100,7 @@ pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
     if let Err(err) = observe::install() {
         tracing::warn!(error = %err, "metrics are not recorded");
     }
-    let fanout = state.fanout.clone();
+    let hub = state.hub.clone();
     let listener = listen(settings.addr, settings.send_buffer_bytes)
         .map_err(|source| StartupError::Bind { addr: settings.addr, source })?;
     let addr = listener.local_addr().map_err(StartupError::Serve)?;
@@ -122,7 +127,7 @@ pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
         tracing::info!("shutting down");
     };
     // Event streams end at once (tabs reconnect); other requests get the grace period to finish.
-    serve(listener, router, deadlines, signal, move || fanout.close()).await;
+    serve(listener, router, deadlines, signal, move || hub.close()).await;
     Ok(())
 }
 

@@ -6,15 +6,13 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 
-use crate::server::fanout::Broadcaster;
+use crate::server::bus::Bus;
+use crate::server::hub::Hub;
 use crate::server::pages::PageCache;
 use crate::server::peer::Peers;
 use crate::server::store::FeedStore;
 use crate::server::throttle::SendThrottle;
 use crate::server::ticket::TicketKeys;
-
-/// Distinct pages of the log shared between two changes of it (see `pages`).
-const SHARED_PAGES: usize = 64;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -40,7 +38,10 @@ pub struct AppState(Arc<Services>);
 
 pub struct Services {
     pub store: Arc<dyn FeedStore>,
-    pub fanout: Arc<dyn Broadcaster>,
+    /// This process's subscribers; `bus` publishes into every process's hub.
+    pub hub: Arc<Hub>,
+    pub bus: Arc<dyn Bus>,
+    /// The hub's page cache (forgotten on each delivery).
     pub pages: Arc<PageCache>,
     /// Send rate limits; `None`: no limit.
     pub throttle: Option<Arc<SendThrottle>>,
@@ -62,17 +63,18 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(
         store: Arc<dyn FeedStore>,
-        fanout: Arc<dyn Broadcaster>,
+        hub: Arc<Hub>,
+        bus: Arc<dyn Bus>,
         tickets: TicketKeys,
         limits: Limits,
         throttle: Option<SendThrottle>,
         peers: Peers,
         leptos: LeptosOptions,
     ) -> Self {
-        let pages = Arc::new(PageCache::new(SHARED_PAGES));
+        let pages = hub.pages().clone();
         let throttle = throttle.map(Arc::new);
         let peers = Arc::new(peers);
-        Self(Arc::new(Services { store, fanout, pages, throttle, tickets, peers, limits, leptos }))
+        Self(Arc::new(Services { store, hub, bus, pages, throttle, tickets, peers, limits, leptos }))
     }
 }
 
