@@ -43,7 +43,7 @@ async fn stream(
     let address = peer.map_or(IpAddr::from([0, 0, 0, 0]), |Extension(peer)| peer.address);
     let place = match admit(&state, &group, address) {
         Ok(place) => place,
-        Err(refusal) => return ([(header::RETRY_AFTER, "5")], refusal).into_response(),
+        Err(refusal) => return refusal.into_response(),
     };
     // Subscribe before reading the latest id, so an append in between is announced rather than missed.
     let subscription = state.hub.subscribe(&group);

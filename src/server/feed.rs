@@ -31,8 +31,8 @@ pub fn respond<T>(result: Result<T, ApiError>) -> Result<T, ApiError> {
     if let Err(err) = &result {
         if let Some(options) = use_context::<ResponseOptions>() {
             options.set_status(err.http_status());
-            if err.kind == ErrorKind::RateLimited {
-                options.insert_header(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+            if let Some(retry_after) = err.retry_after() {
+                options.insert_header(axum::http::header::RETRY_AFTER, retry_after);
             }
         }
     }
@@ -71,10 +71,7 @@ async fn append_and_publish(
     if let Some(throttle) = &state.throttle {
         throttle.check(group, &ticket.id)?;
     }
-    let message = state.store.append(&ticket.author, &text).await.map_err(|err| {
-        tracing::error!(error = %err, "append failed");
-        ApiError::new(ErrorKind::Unavailable, "The message could not be stored; try again.")
-    })?;
+    let message = state.store.append(&ticket.author, &text).await?;
     let started = std::time::Instant::now();
     // The message is stored: a bus failure does not undo it (tabs catch up from the store when they reconnect).
     if let Err(err) = state.bus.publish(group, message.id).await {
@@ -103,10 +100,7 @@ pub async fn list(state: &AppState, key: PageKey) -> Result<Arc<Page>, ApiError>
             }
         })
         .await;
-    result.map_err(|err| {
-        tracing::error!(error = %err, "read failed");
-        ApiError::new(ErrorKind::Unavailable, "The log could not be read; try again.")
-    })
+    Ok(result?)
 }
 
 /// The longest run of `page` (in id order) from its oldest end, or its newest when `newest`, whose JSON array fits

@@ -14,7 +14,7 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::Quota;
@@ -230,9 +230,7 @@ pub async fn admit(State(peers): State<Arc<Peers>>, mut request: Request, next: 
                 Action::Send => observe::refused(refusal.kind.code()),
                 Action::Join => {}
             }
-            let mut response = refusal.into_response();
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return response;
+            return refusal.into_response();
         }
     }
     request.extensions_mut().insert(peer);

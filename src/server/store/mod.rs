@@ -12,11 +12,21 @@ use async_trait::async_trait;
 use time::format_description::well_known::Rfc3339;
 
 use crate::shared::domain::{Message, MessageText, Username};
+use crate::shared::error::{ApiError, ErrorKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store unavailable: {0}")]
     Unavailable(String),
+}
+
+/// The one place a store failure becomes an answer: the cause goes to the log, once; the client gets a sentence
+/// (503 `unavailable`, with `Retry-After`).
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        tracing::error!(error = %err, "store failed");
+        ApiError::new(ErrorKind::Unavailable, "The message log is unavailable right now; try again.")
+    }
 }
 
 #[async_trait]
