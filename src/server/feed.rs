@@ -154,7 +154,7 @@ mod tests {
         async fn latest(&self, _: usize) -> Result<Vec<Message>, StoreError> {
             Ok(vec![])
         }
-        async fn prune(&self, _: usize, _: Option<&str>) -> Result<u64, StoreError> {
+        async fn prune(&self, _: usize, _: Option<time::OffsetDateTime>) -> Result<u64, StoreError> {
             Ok(0)
         }
         async fn last_id(&self) -> Result<u64, StoreError> {

@@ -1,6 +1,7 @@
 //! Everything behind the HTTP contract. `startup` reads like a table of contents: settings, state, routes, serve.
 //! `state` is a leaf every handler may import; `routes` assembles each handler module's routes.
 
+pub mod backend;
 pub mod budget;
 pub mod bus;
 pub mod data_dir;

@@ -8,7 +8,9 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::server::backend::Backend;
 use crate::server::group::Scope;
+use crate::server::store::retention::Retention;
 
 const DEFAULT_CONFIG: &str = "Leptos.toml";
 
@@ -209,6 +211,21 @@ pub enum SettingsError {
     WeakSecret,
     #[error("setting `{name}` must be a duration such as 30d, 12h or 500ms{off}; got {got:?}")]
     Duration { name: &'static str, off: &'static str, got: String },
+}
+
+impl Settings {
+    /// The backend the `store` setting names (`sqlite`: `DATA_DIR/feed.db`).
+    pub fn backend(&self) -> Backend {
+        match self.store {
+            StoreKind::Sqlite => Backend::Sqlite { path: self.data_dir.join("feed.db") },
+            StoreKind::Memory => Backend::Memory { max_messages: self.max_messages },
+        }
+    }
+
+    /// What the store keeps, and how often it deletes the rest.
+    pub fn retention(&self) -> Retention {
+        Retention { keep: self.max_messages, max_age: self.max_age, every: self.prune_every }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]

@@ -5,23 +5,15 @@ use std::sync::Arc;
 
 use leptos::config::LeptosOptions;
 
-use crate::server::bus::LocalBus;
-use crate::server::hub::Hub;
-use crate::server::pages::PageCache;
 use crate::server::peer::Peers;
 use crate::server::routes::app;
 use crate::server::serve::{serve, Deadlines};
 use crate::server::settings::{Settings, StoreKind};
 use crate::server::state::{AppState, Limits, StreamCaps};
-use crate::server::store::{rfc3339, FeedStore, MemoryStore, SqliteStore};
+use crate::server::store::retention;
 use crate::server::throttle::SendThrottle;
 use crate::server::ticket::TicketKeys;
-use crate::server::{data_dir, group, observe, open_files};
-
-/// Per-subscriber notification buffer; a subscriber further behind is coalesced to the latest id.
-const FANOUT_CAPACITY: usize = 64;
-/// Distinct pages of the log shared between two changes of it (see `pages`).
-const SHARED_PAGES: usize = 64;
+use crate::server::{backend, data_dir, group, observe, open_files};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -59,15 +51,11 @@ pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
         .with_lifetime(settings.ticket_lifetime);
     // With scope `everyone` every visitor is one group: the per-browser stream cap and send budget do not apply.
     let per_browser = settings.scope == group::Scope::Browser;
-    let store: Arc<dyn FeedStore> = match settings.store {
-        StoreKind::Sqlite => Arc::new(SqliteStore::open(&settings.data_dir.join("feed.db"))?),
-        StoreKind::Memory => Arc::new(MemoryStore::new(settings.max_messages)),
-    };
-    let hub = Arc::new(Hub::new(FANOUT_CAPACITY, Arc::new(PageCache::new(SHARED_PAGES))));
+    let backend::Parts { store, hub, bus } = backend::open(&settings.backend())?;
     Ok(AppState::new(
         store,
-        hub.clone(),
-        Arc::new(LocalBus::new(hub)),
+        hub,
+        bus,
         tickets,
         Limits {
             max_message_chars: settings.max_message_chars,
@@ -107,15 +95,9 @@ pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
     // Tests and scripts read this line to find the port.
     println!("broadcasting listening on http://{addr}");
     tracing::info!(%addr, scope = ?settings.scope, "listening");
-    tokio::spawn(retention(
-        state.store.clone(),
-        state.pages.clone(),
-        state.throttle.clone(),
-        state.peers.clone(),
-        settings.max_messages,
-        settings.max_age,
-        settings.prune_every,
-    ));
+    let pages = state.pages.clone();
+    tokio::spawn(retention::run(state.store.clone(), settings.retention(), move || pages.invalidate()));
+    tokio::spawn(forget_idle_budgets(state.throttle.clone(), state.peers.clone(), settings.prune_every));
     let router = app(state, settings.scope);
     let deadlines = Deadlines {
         header: settings.header_timeout,
@@ -164,16 +146,8 @@ fn listen(addr: std::net::SocketAddr, send_buffer: u32) -> std::io::Result<tokio
     socket.listen(1024)
 }
 
-/// Deletes what retention no longer keeps, in the background, never on the send path.
-async fn retention(
-    store: Arc<dyn FeedStore>,
-    pages: Arc<PageCache>,
-    throttle: Option<Arc<SendThrottle>>,
-    peers: Arc<Peers>,
-    keep: usize,
-    max_age: Option<std::time::Duration>,
-    every: std::time::Duration,
-) {
+/// Drops the send and address budgets of idle keys, on retention's clock.
+async fn forget_idle_budgets(throttle: Option<Arc<SendThrottle>>, peers: Arc<Peers>, every: std::time::Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -182,15 +156,6 @@ async fn retention(
             throttle.forget_idle();
         }
         peers.forget_idle();
-        let cutoff = max_age.map(|age| rfc3339(time::OffsetDateTime::now_utc() - age));
-        match store.prune(keep, cutoff.as_deref()).await {
-            Ok(0) => {}
-            Ok(deleted) => {
-                pages.invalidate();
-                tracing::info!(deleted, "retention");
-            }
-            Err(err) => tracing::warn!(error = %err, "retention failed; retrying at the next tick"),
-        }
     }
 }
 
