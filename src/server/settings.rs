@@ -393,6 +393,58 @@ impl Settings {
 mod tests {
     use super::*;
 
+    /// README's settings table, row by row: (flag, environment variable, default when it is one literal value).
+    fn readme_settings() -> Vec<(String, String, Option<String>)> {
+        let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+        let table = readme.split("\n## Settings\n").nth(1).expect("a Settings section");
+        let literal = |cell: &str| {
+            let cell = cell.trim();
+            let inner = cell.strip_prefix('`').and_then(|c| c.strip_suffix('`'))?;
+            (!inner.contains('`')).then(|| inner.to_owned())
+        };
+        table
+            .lines()
+            .skip_while(|line| !line.starts_with("| setting"))
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let flag = cells[1].rsplit('`').nth(1).expect("a `--flag`").to_owned();
+                (flag, literal(cells[2]).expect("an environment variable"), literal(cells[3]))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_settings_table_matches_help() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let help: Vec<(String, String, String)> = command
+            .get_arguments()
+            .filter_map(|arg| {
+                let flag = format!("--{}", arg.get_long()?);
+                let env = arg.get_env()?.to_string_lossy().into_owned();
+                Some((flag, env, arg.get_help().map(ToString::to_string).unwrap_or_default()))
+            })
+            .collect();
+        let readme = readme_settings();
+        assert!(readme.len() >= 28, "every row read: {readme:?}");
+        let flags = |rows: Vec<&String>| rows.into_iter().cloned().collect::<std::collections::BTreeSet<_>>();
+        assert_eq!(
+            flags(readme.iter().map(|row| &row.0).collect()),
+            flags(help.iter().map(|row| &row.0).collect()),
+            "README and --help list the same flags"
+        );
+        for (flag, env, default) in readme {
+            let (_, help_env, text) = help.iter().find(|row| row.0 == flag).unwrap();
+            assert_eq!(&env, help_env, "{flag}: environment variable");
+            if let Some(default) = default {
+                let said = text.split("[default: ").nth(1).unwrap_or_default();
+                assert!(said.starts_with(&default), "{flag}: README default {default:?}, --help says {text:?}");
+            }
+        }
+    }
+
     fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("Leptos.toml");
