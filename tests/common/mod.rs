@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use broadcasting::shared::wire::{EVENTS_PATH, JOIN_PATH, MESSAGES_PATH, SEND_PATH};
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -254,16 +255,16 @@ impl Browser {
     }
 
     pub async fn join(&self, name: &str) -> String {
-        let joined: Value = self.post("/api/join", &[("username", name)]).await.ok();
+        let joined: Value = self.post(JOIN_PATH, &[("username", name)]).await.ok();
         joined["ticket"].as_str().unwrap().to_owned()
     }
 
     pub async fn send(&self, ticket: &str, text: &str) -> Value {
-        self.post("/api/send", &[("ticket", ticket), ("text", text)]).await.ok()
+        self.post(SEND_PATH, &[("ticket", ticket), ("text", text)]).await.ok()
     }
 
     pub async fn messages(&self, query: &str) -> Vec<Value> {
-        self.get(&format!("/api/messages{query}")).await.ok()
+        self.get(&format!("{MESSAGES_PATH}{query}")).await.ok()
     }
 
     pub async fn events(&self) -> Events {
@@ -271,7 +272,7 @@ impl Browser {
     }
 
     pub async fn events_with(&self, headers: &[(&str, &str)]) -> Events {
-        let mut request = self.http.get(format!("{}/events", self.base));
+        let mut request = self.http.get(format!("{}{EVENTS_PATH}", self.base));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -282,6 +283,12 @@ impl Browser {
         assert_eq!(header("x-accel-buffering").as_deref(), Some("no"));
         Events { body: response.bytes_stream().boxed(), buffer: String::new() }
     }
+}
+
+/// `broadcasting_group=…`: the session-group cookie a response set, as a `Cookie` header sends it back.
+pub fn group_cookie(headers: &reqwest::header::HeaderMap) -> String {
+    let set = headers.get("set-cookie").expect("a group cookie").to_str().unwrap();
+    set.split(';').next().unwrap().to_owned()
 }
 
 /// The texts of a page of messages, in order.
