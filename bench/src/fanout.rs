@@ -12,7 +12,9 @@ use futures::{FutureExt, StreamExt};
 use reqwest::header::{ACCEPT, COOKIE, SET_COOKIE};
 use tokio::sync::{watch, Semaphore};
 
+use crate::sse::SseFrames;
 use crate::stats::{summary, Process};
+use crate::wire;
 
 pub struct Options {
     pub url: String,
@@ -53,7 +55,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
 
     // One session group: take the cookie the server hands out on a first request and send it with every request
     // (the floor has no groups and hands out none).
-    let first = fetches.post(format!("{}/api/join", opts.url)).form(&[("username", "bench")]).send().await;
+    let first = fetches.post(format!("{}{}", opts.url, wire::JOIN_PATH)).form(&[("username", "bench")]).send().await;
     let first = first.map_err(|e| format!("join: {e}"))?;
     let cookie = first
         .headers()
@@ -117,11 +119,12 @@ pub async fn run(opts: Options) -> Result<(), String> {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for i in 0..opts.messages {
         tick.tick().await;
-        let response = with_cookie(shared.fetches.post(format!("{}/api/send", opts.url)), shared.cookie.as_deref())
-            .form(&[("ticket", ticket.as_str()), ("text", &format!("{} fan-out message {i}", opts.label))])
-            .send()
-            .await
-            .map_err(|e| format!("send: {e}"))?;
+        let response =
+            with_cookie(shared.fetches.post(format!("{}{}", opts.url, wire::SEND_PATH)), shared.cookie.as_deref())
+                .form(&[("ticket", ticket.as_str()), ("text", &format!("{} fan-out message {i}", opts.label))])
+                .send()
+                .await
+                .map_err(|e| format!("send: {e}"))?;
         let status = response.status();
         let body: serde_json::Value = response.json().await.map_err(|e| format!("send: {e}"))?;
         let id = body["id"].as_u64().ok_or(format!("send answered {status} {body}"))?;
@@ -185,7 +188,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
 }
 
 async fn latest_id(http: &reqwest::Client, url: &str, cookie: Option<&str>) -> Result<u64, String> {
-    let ids = page_ids(with_cookie(http.get(format!("{url}/api/messages")), cookie), "latest").await?;
+    let ids = page_ids(with_cookie(http.get(format!("{url}{}", wire::MESSAGES_PATH)), cookie), "latest").await?;
     Ok(ids.into_iter().max().unwrap_or(0))
 }
 
@@ -220,7 +223,7 @@ impl Shared {
     /// The ids of one page after `since`.
     async fn fetch_since(self: Arc<Self>, since: u64) -> Result<Vec<u64>, String> {
         let _slot = self.fetch_slots.acquire().await.map_err(|e| e.to_string())?;
-        let request = self.fetches.get(format!("{}/api/messages?since={since}", self.url));
+        let request = self.fetches.get(format!("{}{}?since={since}", self.url, wire::MESSAGES_PATH));
         page_ids(with_cookie(request, self.cookie.as_deref()), "fetch").await
     }
 }
@@ -232,10 +235,11 @@ async fn subscriber(
     handshake: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<Seen, String> {
     let mut stop = shared.stop.clone();
-    let request = shared.streams.get(format!("{}/events", shared.url)).header(ACCEPT, "text/event-stream");
+    let request =
+        shared.streams.get(format!("{}{}", shared.url, wire::EVENTS_PATH)).header(ACCEPT, "text/event-stream");
     let mut body = answer(with_cookie(request, shared.cookie.as_deref()), "events").await?.bytes_stream();
     let mut handshake = Some(handshake);
-    let mut buffer = Vec::<u8>::new();
+    let mut frames = SseFrames::default();
     let mut seen = Seen::default();
     let (mut announced, mut have) = (shared.start, shared.start);
     let mut in_flight: Option<BoxFuture<'static, Result<Vec<u64>, String>>> = None;
@@ -243,22 +247,16 @@ async fn subscriber(
         tokio::select! {
             chunk = body.next() => {
                 let Some(chunk) = chunk else { return Err("the event stream ended".into()) };
-                buffer.extend_from_slice(&chunk.map_err(|e| format!("events: {e}"))?);
+                frames.push(&chunk.map_err(|e| format!("events: {e}"))?);
                 let now = Instant::now();
-                while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
-                    let frame: Vec<u8> = buffer.drain(..end + 2).collect();
-                    let frame = String::from_utf8_lossy(&frame);
+                while let Some(frame) = frames.next_frame() {
                     if handshake.take().is_some() {
                         shared.connected.fetch_add(1, Ordering::SeqCst);
                     }
-                    if !frame.lines().any(|l| l == "event: NewMessage") {
+                    if frame.event != wire::NEW_MESSAGE {
                         continue; // retry: or a keep-alive comment
                     }
-                    let id = frame
-                        .lines()
-                        .find_map(|l| l.strip_prefix("data: "))
-                        .and_then(|d| d.trim().parse::<u64>().ok())
-                        .ok_or_else(|| format!("malformed frame {frame:?}"))?;
+                    let id = frame.data.trim().parse::<u64>().map_err(|_| format!("malformed frame {frame:?}"))?;
                     seen.notified.push((id, now));
                     announced = announced.max(id);
                     if !fetch {

@@ -22,6 +22,14 @@ mod render;
 mod soak;
 mod stats;
 
+// Shared with the app and its tests by path: the bench depends on nothing of the app (std-only files).
+#[path = "../../tests/support/process.rs"]
+mod process;
+#[path = "../../tests/support/sse.rs"]
+mod sse;
+#[path = "../../src/shared/wire.rs"]
+mod wire;
+
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
@@ -113,7 +121,7 @@ enum Command {
 async fn sends(url: String, senders: usize, count: usize) -> Result<(), String> {
     let http = reqwest::Client::builder().cookie_store(true).build().map_err(|e| e.to_string())?;
     let joined: serde_json::Value = http
-        .post(format!("{url}/api/join"))
+        .post(format!("{url}{}", wire::JOIN_PATH))
         .form(&[("username", "bench")])
         .send()
         .await
@@ -133,7 +141,7 @@ async fn sends(url: String, senders: usize, count: usize) -> Result<(), String> 
                     let text = format!("bench sender {s} message {i}");
                     let sent = Instant::now();
                     let response = http
-                        .post(format!("{url}/api/send"))
+                        .post(format!("{url}{}", wire::SEND_PATH))
                         .form(&[("ticket", ticket.as_str()), ("text", text.as_str())])
                         .send()
                         .await

@@ -12,7 +12,9 @@ use reqwest::header::{ACCEPT, COOKIE, SET_COOKIE};
 use tokio::sync::watch;
 
 use crate::fanout::{answer, page_ids};
+use crate::sse::SseFrames;
 use crate::stats::{summary, Process};
+use crate::wire;
 
 pub struct Options {
     pub url: String,
@@ -44,7 +46,7 @@ impl Tab {
     /// Fetches pages after the last id until one comes back empty (what the page does on (re)connect).
     async fn catch_up(&mut self) -> Result<(), String> {
         loop {
-            let request = self.http.get(format!("{}/api/messages?since={}", self.url, self.last()));
+            let request = self.http.get(format!("{}{}?since={}", self.url, wire::MESSAGES_PATH, self.last()));
             let page = page_ids(request.header(COOKIE, &self.cookie), "catch-up").await?;
             if page.is_empty() {
                 return Ok(());
@@ -69,7 +71,8 @@ impl Dice {
 pub async fn run(opts: Options) -> Result<(), String> {
     let server = opts.pid.map(Process);
     let http = reqwest::Client::builder().pool_max_idle_per_host(200).build().map_err(|e| e.to_string())?;
-    let first = answer(http.post(format!("{}/api/join", opts.url)).form(&[("username", "soak")]), "join").await?;
+    let first =
+        answer(http.post(format!("{}{}", opts.url, wire::JOIN_PATH)).form(&[("username", "soak")]), "join").await?;
     let cookie = first
         .headers()
         .get(SET_COOKIE)
@@ -109,7 +112,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
         let text = format!("soak {}", sends.len());
         sends.push(tokio::spawn(async move {
             let at = Instant::now();
-            let request = http.post(format!("{url}/api/send")).header(COOKIE, &cookie);
+            let request = http.post(format!("{url}{}", wire::SEND_PATH)).header(COOKIE, &cookie);
             let response =
                 answer(request.form(&[("ticket", ticket.as_str()), ("text", text.as_str())]), "send").await?;
             let body: serde_json::Value = response.json().await.map_err(|e| format!("send: {e}"))?;
@@ -167,7 +170,7 @@ async fn live_tab(
 ) -> Result<Vec<u64>, String> {
     let mut last_event: Option<String> = None;
     loop {
-        let mut request = tab.http.get(format!("{}/events", tab.url)).header(ACCEPT, "text/event-stream");
+        let mut request = tab.http.get(format!("{}{}", tab.url, wire::EVENTS_PATH)).header(ACCEPT, "text/event-stream");
         request = request.header(COOKIE, &tab.cookie);
         if let Some(id) = &last_event {
             request = request.header("last-event-id", id);
@@ -181,7 +184,7 @@ async fn live_tab(
         };
         let drop_at = tokio::time::sleep(drop_after);
         tokio::pin!(drop_at);
-        let mut buffer = Vec::<u8>::new();
+        let mut buffer = SseFrames::default();
         loop {
             if *stop.borrow() && tab.last() >= target.load(Ordering::SeqCst) {
                 return Ok(tab.log);
@@ -189,14 +192,12 @@ async fn live_tab(
             tokio::select! {
                 chunk = body.next() => {
                     let Some(chunk) = chunk else { break };
-                    buffer.extend_from_slice(&chunk.map_err(|e| format!("events: {e}"))?);
+                    buffer.push(&chunk.map_err(|e| format!("events: {e}"))?);
                     let mut announced = 0;
-                    while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
-                        let frame: Vec<u8> = buffer.drain(..end + 2).collect();
-                        let frame = String::from_utf8_lossy(&frame);
-                        if let Some(id) = frame.lines().find_map(|l| l.strip_prefix("id: ")) {
-                            last_event = Some(id.trim().to_owned());
-                            announced = announced.max(id.trim().parse::<u64>().unwrap_or(0));
+                    while let Some(frame) = buffer.next_frame() {
+                        if !frame.id.is_empty() {
+                            last_event = Some(frame.id.trim().to_owned());
+                            announced = announced.max(frame.id.trim().parse::<u64>().unwrap_or(0));
                         }
                     }
                     if announced > tab.last() {

@@ -28,14 +28,7 @@ pub struct Process(pub u32);
 impl Process {
     /// Resident set size in bytes.
     pub fn rss(self) -> Result<u64, String> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0))
-            .map_err(|e| format!("cannot read /proc/{}/status: {e}", self.0))?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|kib| kib * 1024)
-            .ok_or_else(|| format!("no VmRSS for process {}", self.0))
+        crate::process::rss_bytes(self.0)
     }
 
     /// User plus system CPU seconds so far.

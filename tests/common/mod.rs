@@ -9,8 +9,14 @@ use std::time::Duration;
 
 use broadcasting::shared::wire::{EVENTS_PATH, JOIN_PATH, MESSAGES_PATH, SEND_PATH};
 use futures::StreamExt;
+
+#[path = "../support/process.rs"]
+mod process;
+#[path = "../support/sse.rs"]
+mod sse;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+pub use sse::{SseEvent, SseFrames};
 
 pub struct Server {
     child: Child,
@@ -178,9 +184,7 @@ impl Server {
 
     /// The server process's resident memory, from /proc.
     pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kib = status.lines().find_map(|line| line.strip_prefix("VmRSS:")).unwrap();
-        kib.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap() * 1024
+        process::rss_bytes(self.child.id()).unwrap()
     }
 
     /// `host:port`, for connections made by hand.
@@ -281,7 +285,7 @@ impl Browser {
         let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
         assert_eq!(header("content-type").as_deref(), Some("text/event-stream"));
         assert_eq!(header("x-accel-buffering").as_deref(), Some("no"));
-        Events { body: response.bytes_stream().boxed(), buffer: String::new() }
+        Events { body: response.bytes_stream().boxed(), frames: SseFrames::default() }
     }
 }
 
@@ -301,17 +305,10 @@ pub fn ids(page: &[Value]) -> Vec<u64> {
     page.iter().map(|m| m["id"].as_u64().unwrap()).collect()
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub struct SseEvent {
-    pub event: String,
-    pub id: String,
-    pub data: String,
-}
-
 /// An open `/events` stream, parsed frame by frame.
 pub struct Events {
     body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
-    buffer: String,
+    frames: SseFrames,
 }
 
 impl Events {
@@ -320,26 +317,13 @@ impl Events {
     pub async fn next_within(&mut self, wait: Duration) -> Option<SseEvent> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            while let Some(end) = self.buffer.find("\n\n") {
-                let frame: String = self.buffer.drain(..end + 2).collect();
-                let mut event = SseEvent { event: String::new(), id: String::new(), data: String::new() };
-                for line in frame.lines() {
-                    if let Some((field, value)) = line.split_once(':') {
-                        let value = value.strip_prefix(' ').unwrap_or(value).to_owned();
-                        match field {
-                            "event" => event.event = value,
-                            "id" => event.id = value,
-                            "data" => event.data = value,
-                            _ => {}
-                        }
-                    }
-                }
+            while let Some(event) = self.frames.next_frame() {
                 if !event.event.is_empty() {
                     return Some(event);
                 }
             }
             let chunk = tokio::time::timeout_at(deadline, self.body.next()).await.ok()??.ok()?;
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+            self.frames.push(&chunk);
         }
     }
 
