@@ -397,6 +397,27 @@ mod tests {
             .collect()
     }
 
+    /// Every `[default: X]` that `--help` prints is the default `resolve` applies.
+    #[test]
+    fn the_defaults_help_prints_are_the_defaults_in_force() {
+        use clap::{CommandFactory, Parser};
+        let mut argv = vec!["broadcasting".to_owned()];
+        for arg in Cli::command().get_arguments() {
+            let (Some(long), Some(help)) = (arg.get_long(), arg.get_help().map(ToString::to_string)) else { continue };
+            let Some(said) = help.split("[default: ").nth(1) else { continue };
+            let default = said.split([']', ',']).next().unwrap_or_default();
+            if long != "config" && default != "none" {
+                argv.extend([format!("--{long}"), default.to_owned()]);
+            }
+        }
+        let mut given = Cli::try_parse_from(&argv).unwrap().overrides;
+        (given.secret, given.trusted_proxies) = (None, None); // no literal default (and the environment may set them)
+        let mut from_help = Settings::resolve(given).unwrap();
+        from_help.max_streams_given = false;
+        assert!(argv.len() > 40, "{argv:?}");
+        assert_eq!(format!("{from_help:?}"), format!("{:?}", Settings::resolve(Overrides::default()).unwrap()));
+    }
+
     #[test]
     fn the_readme_settings_table_matches_help() {
         use clap::CommandFactory;
