@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use broadcasting::shared::wire::MESSAGES_PATH;
 use common::{ids, Server};
 use serde_json::Value;
 
@@ -128,8 +129,8 @@ async fn before_pages_back_through_the_log() {
     assert_eq!(ids(&browser.messages("?before=7").await), [3, 4, 5, 6]);
     assert_eq!(ids(&browser.messages("?before=3").await), [1, 2]);
     assert!(browser.messages("?before=1").await.is_empty());
-    browser.get("/api/messages?before=x").await.refused(400, "bad_request");
-    browser.get("/api/messages?since=1&before=5").await.refused(400, "bad_request");
+    browser.get(&format!("{MESSAGES_PATH}?before=x")).await.refused(400, "bad_request");
+    browser.get(&format!("{MESSAGES_PATH}?since=1&before=5")).await.refused(400, "bad_request");
 }
 
 #[tokio::test]

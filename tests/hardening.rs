@@ -2,6 +2,7 @@
 
 mod common;
 
+use broadcasting::shared::wire::{EVENTS_PATH, MESSAGES_PATH, SEND_PATH};
 use common::{texts, Server};
 
 fn header(response: &reqwest::Response, name: &str) -> String {
@@ -39,7 +40,7 @@ async fn every_answer_carries_the_security_headers() {
     let server = Server::start(&[]);
     let browser = server.browser();
     browser.join("headers").await;
-    for path in ["/", "/api/messages", "/api/messages?since=abc", "/favicon.svg", "/no/such/page"] {
+    for path in ["/", MESSAGES_PATH, format!("{MESSAGES_PATH}?since=abc").as_str(), "/favicon.svg", "/no/such/page"] {
         let response = browser.http.get(server.url(path)).send().await.unwrap();
         assert_eq!(header(&response, "x-content-type-options"), "nosniff", "{path}");
         assert_eq!(header(&response, "referrer-policy"), "no-referrer", "{path}");
@@ -50,7 +51,7 @@ async fn every_answer_carries_the_security_headers() {
             assert!(policy.starts_with("default-src 'none'"), "{path} is not a document: {policy}");
         }
     }
-    let events = browser.http.get(server.url("/events")).send().await.unwrap();
+    let events = browser.http.get(server.url(EVENTS_PATH)).send().await.unwrap();
     assert_eq!(header(&events, "x-content-type-options"), "nosniff");
     assert!(header(&events, "content-security-policy").starts_with("default-src 'none'"));
 }
@@ -77,8 +78,8 @@ async fn open_streams_settling_at(server: &Server, want: f64) -> f64 {
 
 /// A browser whose session group is known by its cookie (`name=value`), for requests made by hand in that group.
 async fn browser_in_known_group(server: &Server) -> (common::Browser, String) {
-    let first = reqwest::get(server.url("/api/messages")).await.unwrap();
-    let cookie = header(&first, "set-cookie").split(';').next().unwrap().to_owned();
+    let first = reqwest::get(server.url(MESSAGES_PATH)).await.unwrap();
+    let cookie = common::group_cookie(first.headers());
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("cookie", cookie.parse().unwrap());
     let http = reqwest::Client::builder().default_headers(headers).build().unwrap();
@@ -98,11 +99,11 @@ async fn health_and_metrics_report_streams_appends_refusals_and_fanout_time() {
     let _second = server.browser().events().await;
     browser.send(&ticket, "one").await;
     browser.send(&ticket, "two").await;
-    browser.post("/api/send", &[("ticket", &ticket), ("text", " ")]).await.refused(422, "invalid_input");
-    browser.post("/api/send", &[("ticket", "forged"), ("text", "x")]).await.refused(403, "bad_ticket");
+    browser.post(SEND_PATH, &[("ticket", &ticket), ("text", " ")]).await.refused(422, "invalid_input");
+    browser.post(SEND_PATH, &[("ticket", "forged"), ("text", "x")]).await.refused(403, "bad_ticket");
     assert_eq!(first.next().await.id, "1");
     assert_eq!(browser.messages("?since=0").await.len(), 2);
-    browser.get("/api/messages?since=abc").await.refused(400, "bad_request");
+    browser.get(&format!("{MESSAGES_PATH}?since=abc")).await.refused(400, "bad_request");
 
     let scrape = reqwest::get(server.url("/metrics")).await.unwrap();
     assert_eq!(scrape.status(), 200);
@@ -141,7 +142,7 @@ async fn an_oversized_body_is_refused_and_stores_nothing() {
     let browser = server.browser();
     let ticket = browser.join("big").await;
     let text = "x".repeat(5_000);
-    let message = browser.post("/api/send", &[("ticket", &ticket), ("text", &text)]).await.refused(413, "too_large");
+    let message = browser.post(SEND_PATH, &[("ticket", &ticket), ("text", &text)]).await.refused(413, "too_large");
     assert!(message.contains("4096 bytes"), "{message}");
     assert!(browser.messages("").await.is_empty());
     browser.send(&ticket, &"y".repeat(1_000)).await; // under the limit: accepted
@@ -157,7 +158,7 @@ async fn sigterm_with_a_thousand_open_streams_exits_within_two_seconds() {
     for _ in 0..STREAMS {
         // One connection each, as 1,000 tabs would have.
         let http = reqwest::Client::builder().cookie_store(true).build().unwrap();
-        let response = http.get(server.url("/events")).send().await.unwrap();
+        let response = http.get(server.url(EVENTS_PATH)).send().await.unwrap();
         assert_eq!(response.status(), 200);
         streams.push(response);
     }
@@ -192,7 +193,7 @@ async fn sends_beyond_the_rate_are_refused_with_429_and_store_nothing() {
     for i in 0..3 {
         browser.send(&ticket, &format!("burst {i}")).await;
     }
-    let refused = browser.http.post(server.url("/api/send")).form(&[("ticket", &ticket), ("text", &"over".to_owned())]);
+    let refused = browser.http.post(server.url(SEND_PATH)).form(&[("ticket", &ticket), ("text", &"over".to_owned())]);
     let refused = refused.send().await.unwrap();
     assert_eq!(refused.status(), 429);
     assert_eq!(header(&refused, "retry-after"), "1");
@@ -202,7 +203,7 @@ async fn sends_beyond_the_rate_are_refused_with_429_and_store_nothing() {
 
     // joining again in the same browser does not lift the group's budget; another browser has its own
     let second_ticket = browser.join("hasty again").await;
-    browser.post("/api/send", &[("ticket", &second_ticket), ("text", "x")]).await.refused(429, "rate_limited");
+    browser.post(SEND_PATH, &[("ticket", &second_ticket), ("text", "x")]).await.refused(429, "rate_limited");
     let other = server.browser();
     let other_ticket = other.join("calm").await;
     other.send(&other_ticket, "from elsewhere").await;
@@ -225,7 +226,7 @@ async fn an_expired_ticket_is_refused_with_a_clear_message_and_stores_nothing() 
     browser.send(&ticket, "in time").await;
     tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
     let message =
-        browser.post("/api/send", &[("ticket", &ticket), ("text", "too late")]).await.refused(403, "bad_ticket");
+        browser.post(SEND_PATH, &[("ticket", &ticket), ("text", "too late")]).await.refused(403, "bad_ticket");
     assert!(message.contains("expired"), "{message}");
     let fresh = browser.join("fleeting").await;
     browser.send(&fresh, "joined again").await;
@@ -240,19 +241,19 @@ async fn event_streams_beyond_the_caps_are_refused_per_browser_and_in_total() {
     ada.join("ada").await; // the group cookie
     let ada_first = ada.events().await;
     let _ada_second = ada.events().await;
-    let third = ada.get("/events").await;
+    let third = ada.get(EVENTS_PATH).await;
     let message = third.refused(429, "too_many_streams");
     assert!(message.contains("2 live streams"), "{message}");
     let _bob = bob.events().await; // another browser: its own budget, and the third stream in all
     cy.join("cy").await;
-    let full = cy.get("/events").await.refused(503, "unavailable");
+    let full = cy.get(EVENTS_PATH).await.refused(503, "unavailable");
     assert!(full.contains("as many live streams"), "{full}");
 
     // a closed stream frees its place
     drop(ada_first);
     let mut admitted = false;
     for _ in 0..50 {
-        let response = cy.http.get(server.url("/events")).send().await.unwrap();
+        let response = cy.http.get(server.url(EVENTS_PATH)).send().await.unwrap();
         if response.status() == 200 {
             admitted = true;
             break;

@@ -5,7 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Server;
+use broadcasting::shared::wire::{EVENTS_PATH, JOIN_PATH, MESSAGES_PATH, SEND_PATH};
+use common::{group_cookie, Server};
 
 /// The same ticket spelled differently: leading zeros in the issue time, `n` of them.
 fn respelled(ticket: &str, zeros: usize) -> String {
@@ -24,7 +25,7 @@ async fn sixty_kilobyte_ticket_spellings_are_refused_and_allocate_nothing() {
     // warm-up: the allocator's arenas and the connection pool reach their working size first
     for zeros in 0..50 {
         let spelling = respelled(&ticket, 60_000 + zeros);
-        browser.post("/api/send", &[("ticket", &spelling), ("text", "x")]).await.refused(403, "bad_ticket");
+        browser.post(SEND_PATH, &[("ticket", &spelling), ("text", "x")]).await.refused(403, "bad_ticket");
     }
     let rss_before = server.rss_bytes();
     let started = Instant::now();
@@ -35,7 +36,7 @@ async fn sixty_kilobyte_ticket_spellings_are_refused_and_allocate_nothing() {
                 let mut sent = 0usize;
                 while started.elapsed() < FOR {
                     let spelling = respelled(&ticket, 59_000 + sent * SENDERS + sender);
-                    let answer = browser.post("/api/send", &[("ticket", &spelling), ("text", "x")]).await;
+                    let answer = browser.post(SEND_PATH, &[("ticket", &spelling), ("text", "x")]).await;
                     answer.refused(403, "bad_ticket");
                     sent += 1;
                 }
@@ -77,12 +78,6 @@ async fn post_form(
     (status, response.json().await.unwrap_or_default(), headers)
 }
 
-/// `broadcasting_group=…` from a response that set it.
-fn group_cookie(headers: &reqwest::header::HeaderMap) -> String {
-    let set = headers.get("set-cookie").expect("a group cookie").to_str().unwrap();
-    set.split(';').next().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn dropping_the_cookie_buys_no_new_budget_from_the_same_address() {
     const RATE: f64 = 2.0;
@@ -93,7 +88,7 @@ async fn dropping_the_cookie_buys_no_new_budget_from_the_same_address() {
     let started = Instant::now();
     let (mut accepted, mut refused) = (0u32, 0u32);
     while started.elapsed() < Duration::from_secs(10) {
-        let (status, joined, headers) = post_form(&http, &server, "/api/join", &[("username", "flood")], &[]).await;
+        let (status, joined, headers) = post_form(&http, &server, JOIN_PATH, &[("username", "flood")], &[]).await;
         if status != 200 {
             assert_eq!((status, joined["kind"].as_str()), (429, Some("rate_limited")), "{joined}");
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -104,7 +99,7 @@ async fn dropping_the_cookie_buys_no_new_budget_from_the_same_address() {
         let cookie = group_cookie(&headers);
         for _ in 0..10 {
             let form = [("ticket", ticket.as_str()), ("text", "x")];
-            let (status, body, _) = post_form(&http, &server, "/api/send", &form, &[("cookie", &cookie)]).await;
+            let (status, body, _) = post_form(&http, &server, SEND_PATH, &form, &[("cookie", &cookie)]).await;
             match status {
                 200 => accepted += 1,
                 _ => {
@@ -129,7 +124,7 @@ async fn forwarded_addresses_count_only_from_a_trusted_proxy() {
     // nobody is trusted: the same header is a forgery and changes nothing
     let direct = Server::start(&["--address-rate", "1", "--address-burst", "3"]);
     let joins = |server: &Server, from: &'static str| {
-        let (http, url) = (cookieless(), server.url("/api/join"));
+        let (http, url) = (cookieless(), server.url(JOIN_PATH));
         async move {
             let mut statuses = Vec::new();
             for _ in 0..BUDGET + 1 {
@@ -150,7 +145,7 @@ async fn the_group_cookie_is_secure_when_a_trusted_proxy_says_https() {
     let proxied = Server::start(&["--trusted-proxies", "127.0.0.1"]);
     let direct = Server::start(&[]);
     let cookie = |server: &Server, proto: Option<&'static str>| {
-        let mut request = cookieless().post(server.url("/api/join")).form(&[("username", "ada")]);
+        let mut request = cookieless().post(server.url(JOIN_PATH)).form(&[("username", "ada")]);
         if let Some(proto) = proto {
             request = request.header("x-forwarded-proto", proto);
         }
@@ -170,7 +165,7 @@ async fn the_group_cookie_is_secure_when_a_trusted_proxy_says_https() {
     let browser = direct.browser();
     let ticket = browser.join("ada").await;
     let no_store = |form: Vec<(&'static str, String)>| {
-        let request = browser.http.post(direct.url("/api/send")).form(&form);
+        let request = browser.http.post(direct.url(SEND_PATH)).form(&form);
         async move {
             let response = request.send().await.unwrap();
             (
@@ -196,7 +191,7 @@ async fn streams_beyond_the_open_file_limit_are_refused_and_health_still_answers
     for i in 0..STREAMS {
         // a client each, without cookies: 1,100 browsers, each on its own connection
         let http = cookieless();
-        let opening = tokio::time::timeout(Duration::from_secs(5), http.get(server.url("/events")).send()).await;
+        let opening = tokio::time::timeout(Duration::from_secs(5), http.get(server.url(EVENTS_PATH)).send()).await;
         let response =
             opening.unwrap_or_else(|_| panic!("stream {i} was neither served nor refused within 5 s")).unwrap();
         match response.status().as_u16() {
@@ -239,7 +234,7 @@ async fn client_faults_answer_their_documented_4xx_in_json_and_log_no_error() {
     let form = |body: &'static [u8]| {
         browser
             .http
-            .post(server.url("/api/join"))
+            .post(server.url(JOIN_PATH))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body)
             .send()
@@ -247,17 +242,17 @@ async fn client_faults_answer_their_documented_4xx_in_json_and_log_no_error() {
     assert_eq!(kind_of(form(b"username=%FF%FE").await.unwrap()).await, (400, "bad_request".into()));
     assert_eq!(kind_of(form(b"username=\xff\xfe").await.unwrap()).await, (400, "bad_request".into()));
     assert_eq!(kind_of(form(b"username=a&username=b").await.unwrap()).await, (400, "bad_request".into()));
-    let since_twice = browser.http.get(server.url("/api/messages?since=1&since=2")).send().await.unwrap();
+    let since_twice = browser.http.get(server.url(&format!("{MESSAGES_PATH}?since=1&since=2"))).send().await.unwrap();
     assert_eq!(kind_of(since_twice).await, (400, "bad_request".into()));
     let twice = [("ticket", ticket.as_str()), ("text", "a"), ("text", "b")];
-    let text_twice = browser.http.post(server.url("/api/send")).form(&twice).send().await.unwrap();
+    let text_twice = browser.http.post(server.url(SEND_PATH)).form(&twice).send().await.unwrap();
     assert_eq!(kind_of(text_twice).await, (400, "bad_request".into()));
 
     // a chunked body has no length to refuse up front: it is refused once it passes the limit
     let chunks = (0..10).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(format!("text={}", "x".repeat(1_000)))));
     let chunked = browser
         .http
-        .post(server.url("/api/send"))
+        .post(server.url(SEND_PATH))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
         .send()
@@ -269,9 +264,9 @@ async fn client_faults_answer_their_documented_4xx_in_json_and_log_no_error() {
 
     let missing = browser.http.get(server.url("/api/no-such-thing")).send().await.unwrap();
     assert_eq!(kind_of(missing).await, (404, "not_found".into()));
-    let wrong_method = browser.http.get(server.url("/api/join")).send().await.unwrap();
+    let wrong_method = browser.http.get(server.url(JOIN_PATH)).send().await.unwrap();
     assert_eq!(kind_of(wrong_method).await, (405, "method_not_allowed".into()));
-    let wrong_method = browser.http.delete(server.url("/api/messages")).send().await.unwrap();
+    let wrong_method = browser.http.delete(server.url(MESSAGES_PATH)).send().await.unwrap();
     assert_eq!(kind_of(wrong_method).await, (405, "method_not_allowed".into()));
 
     assert!(browser.messages("").await.is_empty(), "nothing was stored");
@@ -387,10 +382,10 @@ async fn names_that_hide_or_pass_for_something_else_are_refused_with_a_sentence(
         "\u{435}ve",                              // Cyrillic е passing for Latin e
     ];
     for name in corpus {
-        let sentence = browser.post("/api/join", &[("username", name)]).await.refused(422, "invalid_input");
+        let sentence = browser.post(JOIN_PATH, &[("username", name)]).await.refused(422, "invalid_input");
         assert!(sentence.starts_with("Names") && sentence.ends_with('.'), "{name:?}: {sentence}");
     }
-    let joined: serde_json::Value = browser.post("/api/join", &[("username", "Nguyễn 山田 Taro")]).await.ok();
+    let joined: serde_json::Value = browser.post(JOIN_PATH, &[("username", "Nguyễn 山田 Taro")]).await.ok();
     assert_eq!(joined["name"], "Nguyễn 山田 Taro");
 }
 
@@ -434,11 +429,11 @@ async fn one_address_cannot_take_every_stream() {
     let server = Server::start(&["--max-streams-per-address", "3", "--max-streams-per-browser", "0"]);
     let mut open = Vec::new();
     for _ in 0..3 {
-        let response = cookieless().get(server.url("/events")).send().await.unwrap();
+        let response = cookieless().get(server.url(EVENTS_PATH)).send().await.unwrap();
         assert_eq!(response.status(), 200);
         open.push(response);
     }
-    let refused = cookieless().get(server.url("/events")).send().await.unwrap();
+    let refused = cookieless().get(server.url(EVENTS_PATH)).send().await.unwrap();
     assert_eq!(refused.headers().get("retry-after").map(|v| v.to_str().unwrap()), Some("5"));
     let (status, kind) = kind_of(refused).await;
     assert_eq!((status, kind.as_str()), (429, "too_many_streams"));
@@ -447,7 +442,7 @@ async fn one_address_cannot_take_every_stream() {
     drop(open.pop());
     let mut admitted = false;
     for _ in 0..100 {
-        let response = cookieless().get(server.url("/events")).send().await.unwrap();
+        let response = cookieless().get(server.url(EVENTS_PATH)).send().await.unwrap();
         if response.status() == 200 {
             admitted = true;
             open.push(response);

@@ -4,6 +4,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
+use broadcasting::shared::wire::{JOIN_PATH, MESSAGES_PATH, NEW_MESSAGE, SEND_PATH};
 use common::{ids, texts, Server};
 use serde_json::Value;
 
@@ -12,7 +13,7 @@ async fn join_send_and_read_back() {
     let server = Server::start(&[]);
     let browser = server.browser();
 
-    let joined: Value = browser.post("/api/join", &[("username", "  Ada Lovelace  ")]).await.ok();
+    let joined: Value = browser.post(JOIN_PATH, &[("username", "  Ada Lovelace  ")]).await.ok();
     assert_eq!(joined["name"], "Ada Lovelace");
     let ticket = joined["ticket"].as_str().unwrap();
 
@@ -55,22 +56,22 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
 
     let long_name = "n".repeat(33);
     for name in ["", "   ", long_name.as_str(), "bell\u{7}"] {
-        browser.post("/api/join", &[("username", name)]).await.refused(422, "invalid_input");
+        browser.post(JOIN_PATH, &[("username", name)]).await.refused(422, "invalid_input");
     }
-    assert!(browser.post("/api/join", &[]).await.refused(422, "invalid_input").contains("name"));
+    assert!(browser.post(JOIN_PATH, &[]).await.refused(422, "invalid_input").contains("name"));
 
     let message =
-        browser.post("/api/send", &[("ticket", &ticket), ("text", "12345678901")]).await.refused(422, "invalid_input");
+        browser.post(SEND_PATH, &[("ticket", &ticket), ("text", "12345678901")]).await.refused(422, "invalid_input");
     assert!(message.contains("10"), "{message}");
-    browser.post("/api/send", &[("ticket", &ticket), ("text", " \t ")]).await.refused(422, "invalid_input");
-    browser.post("/api/send", &[("ticket", &ticket)]).await.refused(422, "invalid_input");
-    browser.post("/api/send", &[("ticket", "v1.YWRh.1.AAAA"), ("text", "hi")]).await.refused(403, "bad_ticket");
-    browser.post("/api/send", &[("text", "hi")]).await.refused(403, "bad_ticket");
+    browser.post(SEND_PATH, &[("ticket", &ticket), ("text", " \t ")]).await.refused(422, "invalid_input");
+    browser.post(SEND_PATH, &[("ticket", &ticket)]).await.refused(422, "invalid_input");
+    browser.post(SEND_PATH, &[("ticket", "v1.YWRh.1.AAAA"), ("text", "hi")]).await.refused(403, "bad_ticket");
+    browser.post(SEND_PATH, &[("text", "hi")]).await.refused(403, "bad_ticket");
     let altered = ticket.replacen("v1.", "v1.Z", 1);
-    browser.post("/api/send", &[("ticket", &altered), ("text", "hi")]).await.refused(403, "bad_ticket");
+    browser.post(SEND_PATH, &[("ticket", &altered), ("text", "hi")]).await.refused(403, "bad_ticket");
     // a ticket carried into another browser (another session group) is refused there
-    server.browser().post("/api/send", &[("ticket", &ticket), ("text", "hi")]).await.refused(403, "bad_ticket");
-    browser.get("/api/messages?since=abc").await.refused(400, "bad_request");
+    server.browser().post(SEND_PATH, &[("ticket", &ticket), ("text", "hi")]).await.refused(403, "bad_ticket");
+    browser.get(&format!("{MESSAGES_PATH}?since=abc")).await.refused(400, "bad_request");
 
     assert!(browser.messages("").await.is_empty(), "nothing was stored");
     events.assert_quiet().await; // and nothing was published
@@ -93,7 +94,7 @@ async fn events_announce_each_append_to_the_senders_group_only() {
     let sent = alice.send(&alice_ticket, "hi").await;
     for tab in [&mut alice_tab1, &mut alice_tab2] {
         let event = tab.next().await;
-        assert_eq!((event.event.as_str(), event.id.as_str(), event.data.as_str()), ("NewMessage", "1", "1"));
+        assert_eq!((event.event.as_str(), event.id.as_str(), event.data.as_str()), (NEW_MESSAGE, "1", "1"));
     }
     bob_tab.assert_quiet().await;
     assert_eq!(sent["id"], 1);
@@ -115,7 +116,7 @@ async fn a_reconnect_behind_the_latest_id_is_told_at_once() {
     }
     let mut behind = browser.events_with(&[("Last-Event-ID", "1")]).await;
     let event = behind.next().await;
-    assert_eq!((event.event.as_str(), event.id.as_str()), ("NewMessage", "3"));
+    assert_eq!((event.event.as_str(), event.id.as_str()), (NEW_MESSAGE, "3"));
     behind.assert_quiet().await;
 
     let mut current = browser.events_with(&[("Last-Event-ID", "3")]).await;

@@ -2,6 +2,7 @@
 //! every subscriber fetching `/api/messages?since=` on each notification exactly as the page does: one fetch in
 //! flight, a notification during it causes one more fetch after it.
 
+use anyhow::anyhow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -12,7 +13,9 @@ use futures::{FutureExt, StreamExt};
 use reqwest::header::{ACCEPT, COOKIE, SET_COOKIE};
 use tokio::sync::{watch, Semaphore};
 
+use crate::sse::SseFrames;
 use crate::stats::{summary, Process};
+use crate::wire;
 
 pub struct Options {
     pub url: String,
@@ -45,24 +48,23 @@ struct Shared {
     start: u64,
 }
 
-pub async fn run(opts: Options) -> Result<(), String> {
+pub async fn run(opts: Options) -> anyhow::Result<()> {
     let server = opts.pid.map(Process);
-    let streams = reqwest::Client::builder().pool_max_idle_per_host(0).build().map_err(|e| e.to_string())?;
-    let fetches =
-        reqwest::Client::builder().pool_max_idle_per_host(opts.fetch_connections).build().map_err(|e| e.to_string())?;
+    let streams = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
+    let fetches = reqwest::Client::builder().pool_max_idle_per_host(opts.fetch_connections).build()?;
 
     // One session group: take the cookie the server hands out on a first request and send it with every request
     // (the floor has no groups and hands out none).
-    let first = fetches.post(format!("{}/api/join", opts.url)).form(&[("username", "bench")]).send().await;
-    let first = first.map_err(|e| format!("join: {e}"))?;
+    let first = fetches.post(format!("{}{}", opts.url, wire::JOIN_PATH)).form(&[("username", "bench")]).send().await;
+    let first = first.map_err(|e| anyhow!("join: {e}"))?;
     let cookie = first
         .headers()
         .get(SET_COOKIE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .map(str::to_owned);
-    let joined: serde_json::Value = first.json().await.map_err(|e| format!("join: {e}"))?;
-    let ticket = joined["ticket"].as_str().ok_or(format!("join answered {joined}"))?.to_owned();
+    let joined: serde_json::Value = first.json().await.map_err(|e| anyhow!("join: {e}"))?;
+    let ticket = joined["ticket"].as_str().ok_or_else(|| anyhow!("join answered {joined}"))?.to_owned();
 
     let start = if opts.fetch { latest_id(&fetches, &opts.url, cookie.as_deref()).await? } else { 0 };
     let rss_before = server.map(|p| p.rss()).transpose()?;
@@ -85,7 +87,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
     let progress: Vec<Arc<AtomicU64>> = (0..opts.subscribers).map(|_| Arc::default()).collect();
     let mut tasks = Vec::with_capacity(opts.subscribers);
     for mine in &progress {
-        let permit = handshakes.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+        let permit = handshakes.clone().acquire_owned().await?;
         tasks.push(tokio::spawn(subscriber(shared.clone(), mine.clone(), opts.fetch, permit)));
     }
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -94,14 +96,14 @@ pub async fn run(opts: Options) -> Result<(), String> {
             let _ = stop_tx.send(true);
             let failed = futures::future::join_all(tasks).await.into_iter().find_map(|r| match r {
                 Ok(Err(e)) => Some(e),
-                Err(e) => Some(e.to_string()),
+                Err(e) => Some(e.into()),
                 Ok(Ok(_)) => None,
             });
-            return Err(format!(
+            return Err(anyhow!(
                 "only {} of {} subscribers connected: {}",
                 shared.connected.load(Ordering::SeqCst),
                 opts.subscribers,
-                failed.unwrap_or_else(|| "timed out".into())
+                failed.unwrap_or_else(|| anyhow!("timed out"))
             ));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -117,14 +119,15 @@ pub async fn run(opts: Options) -> Result<(), String> {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for i in 0..opts.messages {
         tick.tick().await;
-        let response = with_cookie(shared.fetches.post(format!("{}/api/send", opts.url)), shared.cookie.as_deref())
-            .form(&[("ticket", ticket.as_str()), ("text", &format!("{} fan-out message {i}", opts.label))])
-            .send()
-            .await
-            .map_err(|e| format!("send: {e}"))?;
+        let response =
+            with_cookie(shared.fetches.post(format!("{}{}", opts.url, wire::SEND_PATH)), shared.cookie.as_deref())
+                .form(&[("ticket", ticket.as_str()), ("text", &format!("{} fan-out message {i}", opts.label))])
+                .send()
+                .await
+                .map_err(|e| anyhow!("send: {e}"))?;
         let status = response.status();
-        let body: serde_json::Value = response.json().await.map_err(|e| format!("send: {e}"))?;
-        let id = body["id"].as_u64().ok_or(format!("send answered {status} {body}"))?;
+        let body: serde_json::Value = response.json().await.map_err(|e| anyhow!("send: {e}"))?;
+        let id = body["id"].as_u64().ok_or_else(|| anyhow!("send answered {status} {body}"))?;
         acked.insert(id, Instant::now());
     }
     let last = acked.keys().copied().max().unwrap_or(0);
@@ -142,7 +145,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
     let mut full_loop = Vec::new();
     let (mut notified, mut fetched) = (0usize, 0usize);
     for task in tasks {
-        let seen = task.await.map_err(|e| e.to_string())??;
+        let seen = task.await??;
         for (id, at) in seen.notified {
             if let Some(ack) = acked.get(&id) {
                 notified += 1;
@@ -180,12 +183,12 @@ pub async fn run(opts: Options) -> Result<(), String> {
     if all {
         Ok(())
     } else {
-        Err(format!("not every message reached every subscriber ({} label)", opts.label))
+        Err(anyhow!("not every message reached every subscriber ({} label)", opts.label))
     }
 }
 
-async fn latest_id(http: &reqwest::Client, url: &str, cookie: Option<&str>) -> Result<u64, String> {
-    let ids = page_ids(with_cookie(http.get(format!("{url}/api/messages")), cookie), "latest").await?;
+async fn latest_id(http: &reqwest::Client, url: &str, cookie: Option<&str>) -> anyhow::Result<u64> {
+    let ids = page_ids(with_cookie(http.get(format!("{url}{}", wire::MESSAGES_PATH)), cookie), "latest").await?;
     Ok(ids.into_iter().max().unwrap_or(0))
 }
 
@@ -198,17 +201,17 @@ fn with_cookie(request: reqwest::RequestBuilder, cookie: Option<&str>) -> reqwes
 }
 
 /// Sends `request` and insists on a 2xx answer; errors name `what` was asked.
-pub(crate) async fn answer(request: reqwest::RequestBuilder, what: &str) -> Result<reqwest::Response, String> {
-    let response = request.send().await.map_err(|e| format!("{what}: {e}"))?;
+pub(crate) async fn answer(request: reqwest::RequestBuilder, what: &str) -> anyhow::Result<reqwest::Response> {
+    let response = request.send().await.map_err(|e| anyhow!("{what}: {e}"))?;
     if !response.status().is_success() {
-        return Err(format!("{what} answered {}", response.status()));
+        return Err(anyhow!("{what} answered {}", response.status()));
     }
     Ok(response)
 }
 
 /// The message ids of a `GET /api/messages` page.
-pub(crate) async fn page_ids(request: reqwest::RequestBuilder, what: &str) -> Result<Vec<u64>, String> {
-    let page: Vec<serde_json::Value> = answer(request, what).await?.json().await.map_err(|e| format!("{what}: {e}"))?;
+pub(crate) async fn page_ids(request: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Vec<u64>> {
+    let page: Vec<serde_json::Value> = answer(request, what).await?.json().await.map_err(|e| anyhow!("{what}: {e}"))?;
     Ok(page.iter().filter_map(|m| m["id"].as_u64()).collect())
 }
 
@@ -218,9 +221,9 @@ fn mib(bytes: u64) -> f64 {
 
 impl Shared {
     /// The ids of one page after `since`.
-    async fn fetch_since(self: Arc<Self>, since: u64) -> Result<Vec<u64>, String> {
-        let _slot = self.fetch_slots.acquire().await.map_err(|e| e.to_string())?;
-        let request = self.fetches.get(format!("{}/api/messages?since={since}", self.url));
+    async fn fetch_since(self: Arc<Self>, since: u64) -> anyhow::Result<Vec<u64>> {
+        let _slot = self.fetch_slots.acquire().await?;
+        let request = self.fetches.get(format!("{}{}?since={since}", self.url, wire::MESSAGES_PATH));
         page_ids(with_cookie(request, self.cookie.as_deref()), "fetch").await
     }
 }
@@ -230,35 +233,30 @@ async fn subscriber(
     progress: Arc<AtomicU64>,
     fetch: bool,
     handshake: tokio::sync::OwnedSemaphorePermit,
-) -> Result<Seen, String> {
+) -> anyhow::Result<Seen> {
     let mut stop = shared.stop.clone();
-    let request = shared.streams.get(format!("{}/events", shared.url)).header(ACCEPT, "text/event-stream");
+    let request =
+        shared.streams.get(format!("{}{}", shared.url, wire::EVENTS_PATH)).header(ACCEPT, "text/event-stream");
     let mut body = answer(with_cookie(request, shared.cookie.as_deref()), "events").await?.bytes_stream();
     let mut handshake = Some(handshake);
-    let mut buffer = Vec::<u8>::new();
+    let mut frames = SseFrames::default();
     let mut seen = Seen::default();
     let (mut announced, mut have) = (shared.start, shared.start);
-    let mut in_flight: Option<BoxFuture<'static, Result<Vec<u64>, String>>> = None;
+    let mut in_flight: Option<BoxFuture<'static, anyhow::Result<Vec<u64>>>> = None;
     loop {
         tokio::select! {
             chunk = body.next() => {
-                let Some(chunk) = chunk else { return Err("the event stream ended".into()) };
-                buffer.extend_from_slice(&chunk.map_err(|e| format!("events: {e}"))?);
+                let Some(chunk) = chunk else { return Err(anyhow!("the event stream ended")) };
+                frames.push(&chunk.map_err(|e| anyhow!("events: {e}"))?);
                 let now = Instant::now();
-                while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
-                    let frame: Vec<u8> = buffer.drain(..end + 2).collect();
-                    let frame = String::from_utf8_lossy(&frame);
+                while let Some(frame) = frames.next_frame() {
                     if handshake.take().is_some() {
                         shared.connected.fetch_add(1, Ordering::SeqCst);
                     }
-                    if !frame.lines().any(|l| l == "event: NewMessage") {
+                    if frame.event != wire::NEW_MESSAGE {
                         continue; // retry: or a keep-alive comment
                     }
-                    let id = frame
-                        .lines()
-                        .find_map(|l| l.strip_prefix("data: "))
-                        .and_then(|d| d.trim().parse::<u64>().ok())
-                        .ok_or_else(|| format!("malformed frame {frame:?}"))?;
+                    let id = frame.data.trim().parse::<u64>().map_err(|_| anyhow!("malformed frame {frame:?}"))?;
                     seen.notified.push((id, now));
                     announced = announced.max(id);
                     if !fetch {

@@ -1,6 +1,7 @@
 //! The floor: a bare axum + `tokio::sync::broadcast` SSE server with the same routes and frames as Broadcasting,
 //! but no store, no session groups, no refetch. What Broadcasting's fan-out is compared against.
 
+use anyhow::anyhow;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,22 +13,24 @@ use axum::{Json, Router};
 use futures::stream::{self, StreamExt};
 use tokio::sync::broadcast;
 
+use crate::wire;
+
 #[derive(Clone)]
 struct Floor {
     next_id: Arc<AtomicU64>,
     notify: broadcast::Sender<u64>,
 }
 
-pub async fn serve(addr: std::net::SocketAddr) -> Result<(), String> {
+pub async fn serve(addr: std::net::SocketAddr) -> anyhow::Result<()> {
     let floor = Floor { next_id: Arc::default(), notify: broadcast::channel(64).0 };
     let app = Router::new()
-        .route("/events", get(events))
-        .route("/api/join", post(|| async { Json(serde_json::json!({ "name": "bench", "ticket": "floor" })) }))
-        .route("/api/send", post(send))
+        .route(wire::EVENTS_PATH, get(events))
+        .route(wire::JOIN_PATH, post(|| async { Json(serde_json::json!({ "name": "bench", "ticket": "floor" })) }))
+        .route(wire::SEND_PATH, post(send))
         .with_state(floor);
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("bind {addr}: {e}"))?;
-    println!("floor listening on http://{}", listener.local_addr().map_err(|e| e.to_string())?);
-    axum::serve(listener, app).await.map_err(|e| e.to_string())
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow!("bind {addr}: {e}"))?;
+    println!("floor listening on http://{}", listener.local_addr()?);
+    Ok(axum::serve(listener, app).await?)
 }
 
 async fn send(State(floor): State<Floor>) -> Json<serde_json::Value> {
@@ -48,7 +51,7 @@ async fn events(State(floor): State<Floor>) -> Sse<impl futures::Stream<Item = R
         }
     });
     let frames = stream::once(async { Event::default().retry(std::time::Duration::from_secs(1)) })
-        .chain(ids.map(|id| Event::default().event("NewMessage").id(id.to_string()).data(id.to_string())))
+        .chain(ids.map(|id| Event::default().event(wire::NEW_MESSAGE).id(id.to_string()).data(id.to_string())))
         .map(Ok);
     Sse::new(frames).keep_alive(KeepAlive::default())
 }

@@ -22,6 +22,15 @@ mod render;
 mod soak;
 mod stats;
 
+// Shared with the app and its tests by path: the bench depends on nothing of the app (std-only files).
+#[path = "../../tests/support/process.rs"]
+mod process;
+#[path = "../../tests/support/sse.rs"]
+mod sse;
+#[path = "../../src/shared/wire.rs"]
+mod wire;
+
+use anyhow::anyhow;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
@@ -110,18 +119,18 @@ enum Command {
     },
 }
 
-async fn sends(url: String, senders: usize, count: usize) -> Result<(), String> {
-    let http = reqwest::Client::builder().cookie_store(true).build().map_err(|e| e.to_string())?;
+async fn sends(url: String, senders: usize, count: usize) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder().cookie_store(true).build()?;
     let joined: serde_json::Value = http
-        .post(format!("{url}/api/join"))
+        .post(format!("{url}{}", wire::JOIN_PATH))
         .form(&[("username", "bench")])
         .send()
         .await
-        .map_err(|e| format!("join: {e}"))?
+        .map_err(|e| anyhow!("join: {e}"))?
         .json()
         .await
-        .map_err(|e| format!("join: {e}"))?;
-    let ticket = joined["ticket"].as_str().ok_or(format!("join answered {joined}"))?.to_owned();
+        .map_err(|e| anyhow!("join: {e}"))?;
+    let ticket = joined["ticket"].as_str().ok_or_else(|| anyhow!("join answered {joined}"))?.to_owned();
     let started = Instant::now();
     let tasks: Vec<_> = (0..senders)
         .map(|s| {
@@ -133,24 +142,23 @@ async fn sends(url: String, senders: usize, count: usize) -> Result<(), String> 
                     let text = format!("bench sender {s} message {i}");
                     let sent = Instant::now();
                     let response = http
-                        .post(format!("{url}/api/send"))
+                        .post(format!("{url}{}", wire::SEND_PATH))
                         .form(&[("ticket", ticket.as_str()), ("text", text.as_str())])
                         .send()
-                        .await
-                        .map_err(|e| e.to_string())?;
+                        .await?;
                     if !response.status().is_success() {
-                        return Err(format!("send answered {}", response.status()));
+                        return Err(anyhow!("send answered {}", response.status()));
                     }
-                    response.bytes().await.map_err(|e| e.to_string())?;
+                    response.bytes().await?;
                     latencies.push(sent.elapsed());
                 }
-                Ok::<_, String>(latencies)
+                Ok::<_, anyhow::Error>(latencies)
             })
         })
         .collect();
     let mut latencies = Vec::with_capacity(count);
     for task in tasks {
-        latencies.extend(task.await.map_err(|e| e.to_string())??);
+        latencies.extend(task.await??);
     }
     let elapsed = started.elapsed();
     println!(
@@ -200,7 +208,7 @@ async fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("broadcasting-bench: {err}");
+            eprintln!("broadcasting-bench: {err:#}");
             std::process::ExitCode::FAILURE
         }
     }

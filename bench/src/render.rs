@@ -1,12 +1,13 @@
 //! `render`: server-rendered pages per second of `/`, C connections each requesting one page after another.
 
+use anyhow::anyhow;
 use std::time::{Duration, Instant};
 
 use crate::stats::summary;
 
-pub async fn run(url: String, connections: usize, seconds: u64) -> Result<(), String> {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(connections).build().map_err(|e| e.to_string())?;
-    let first = http.get(&url).send().await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())?;
+pub async fn run(url: String, connections: usize, seconds: u64) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(connections).build()?;
+    let first = http.get(&url).send().await?.text().await?;
     let rows = first.matches("data-key=").count();
     let started = Instant::now();
     let until = started + Duration::from_secs(seconds);
@@ -18,20 +19,20 @@ pub async fn run(url: String, connections: usize, seconds: u64) -> Result<(), St
                 let mut bytes = 0usize;
                 while Instant::now() < until {
                     let at = Instant::now();
-                    let response = http.get(&url).send().await.map_err(|e| e.to_string())?;
+                    let response = http.get(&url).send().await?;
                     if !response.status().is_success() {
-                        return Err(format!("/ answered {}", response.status()));
+                        return Err(anyhow!("/ answered {}", response.status()));
                     }
-                    bytes += response.bytes().await.map_err(|e| e.to_string())?.len();
+                    bytes += response.bytes().await?.len();
                     latencies.push(at.elapsed());
                 }
-                Ok::<_, String>((latencies, bytes))
+                Ok::<_, anyhow::Error>((latencies, bytes))
             })
         })
         .collect();
     let (mut latencies, mut bytes) = (Vec::new(), 0usize);
     for task in tasks {
-        let (mine, b) = task.await.map_err(|e| e.to_string())??;
+        let (mine, b) = task.await??;
         latencies.extend(mine);
         bytes += b;
     }

@@ -3,6 +3,7 @@
 //! id on every notification and on every (re)connect, `Last-Event-ID` on reconnect). At the end every tab's log must
 //! equal the server's, in order, without duplicates.
 
+use anyhow::anyhow;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +13,9 @@ use reqwest::header::{ACCEPT, COOKIE, SET_COOKIE};
 use tokio::sync::watch;
 
 use crate::fanout::{answer, page_ids};
+use crate::sse::SseFrames;
 use crate::stats::{summary, Process};
+use crate::wire;
 
 pub struct Options {
     pub url: String,
@@ -42,9 +45,9 @@ impl Tab {
     }
 
     /// Fetches pages after the last id until one comes back empty (what the page does on (re)connect).
-    async fn catch_up(&mut self) -> Result<(), String> {
+    async fn catch_up(&mut self) -> anyhow::Result<()> {
         loop {
-            let request = self.http.get(format!("{}/api/messages?since={}", self.url, self.last()));
+            let request = self.http.get(format!("{}{}?since={}", self.url, wire::MESSAGES_PATH, self.last()));
             let page = page_ids(request.header(COOKIE, &self.cookie), "catch-up").await?;
             if page.is_empty() {
                 return Ok(());
@@ -66,19 +69,20 @@ impl Dice {
     }
 }
 
-pub async fn run(opts: Options) -> Result<(), String> {
+pub async fn run(opts: Options) -> anyhow::Result<()> {
     let server = opts.pid.map(Process);
-    let http = reqwest::Client::builder().pool_max_idle_per_host(200).build().map_err(|e| e.to_string())?;
-    let first = answer(http.post(format!("{}/api/join", opts.url)).form(&[("username", "soak")]), "join").await?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(200).build()?;
+    let first =
+        answer(http.post(format!("{}{}", opts.url, wire::JOIN_PATH)).form(&[("username", "soak")]), "join").await?;
     let cookie = first
         .headers()
         .get(SET_COOKIE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .map(str::to_owned)
-        .ok_or("the server set no group cookie")?;
-    let joined: serde_json::Value = first.json().await.map_err(|e| format!("join: {e}"))?;
-    let ticket = joined["ticket"].as_str().ok_or(format!("join answered {joined}"))?.to_owned();
+        .ok_or_else(|| anyhow!("the server set no group cookie"))?;
+    let joined: serde_json::Value = first.json().await.map_err(|e| anyhow!("join: {e}"))?;
+    let ticket = joined["ticket"].as_str().ok_or_else(|| anyhow!("join answered {joined}"))?.to_owned();
 
     let rss_before = server.map(|p| p.rss()).transpose()?;
     let (stop_tx, stop) = watch::channel(false);
@@ -109,17 +113,17 @@ pub async fn run(opts: Options) -> Result<(), String> {
         let text = format!("soak {}", sends.len());
         sends.push(tokio::spawn(async move {
             let at = Instant::now();
-            let request = http.post(format!("{url}/api/send")).header(COOKIE, &cookie);
+            let request = http.post(format!("{url}{}", wire::SEND_PATH)).header(COOKIE, &cookie);
             let response =
                 answer(request.form(&[("ticket", ticket.as_str()), ("text", text.as_str())]), "send").await?;
-            let body: serde_json::Value = response.json().await.map_err(|e| format!("send: {e}"))?;
-            target.fetch_max(body["id"].as_u64().ok_or(format!("send answered {body}"))?, Ordering::SeqCst);
-            Ok::<_, String>(at.elapsed())
+            let body: serde_json::Value = response.json().await.map_err(|e| anyhow!("send: {e}"))?;
+            target.fetch_max(body["id"].as_u64().ok_or_else(|| anyhow!("send answered {body}"))?, Ordering::SeqCst);
+            Ok::<_, anyhow::Error>(at.elapsed())
         }));
     }
     let mut latencies = Vec::with_capacity(sends.len());
     for send in sends {
-        latencies.push(send.await.map_err(|e| e.to_string())??);
+        latencies.push(send.await??);
     }
     let sent = latencies.len() as u64;
     let send_seconds = started.elapsed().as_secs_f64();
@@ -127,8 +131,9 @@ pub async fn run(opts: Options) -> Result<(), String> {
     let _ = stop_tx.send(true);
     let mut logs = Vec::with_capacity(tabs.len());
     for tab in tabs {
-        let log = tokio::time::timeout(Duration::from_secs(60), tab).await.map_err(|_| "a tab never caught up")?;
-        logs.push(log.map_err(|e| e.to_string())??);
+        let log =
+            tokio::time::timeout(Duration::from_secs(60), tab).await.map_err(|_| anyhow!("a tab never caught up"))?;
+        logs.push(log??);
     }
     let rss_after = server.map(|p| p.rss()).transpose()?;
 
@@ -152,7 +157,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
     if differing == 0 && server_log.len() as u64 == sent {
         Ok(())
     } else {
-        Err(format!("{differing} tabs differ from the server's log of {} ({sent} sent)", server_log.len()))
+        Err(anyhow!("{differing} tabs differ from the server's log of {} ({sent} sent)", server_log.len()))
     }
 }
 
@@ -164,10 +169,10 @@ async fn live_tab(
     mut stop: watch::Receiver<bool>,
     reconnects: Arc<AtomicUsize>,
     target: Arc<AtomicU64>,
-) -> Result<Vec<u64>, String> {
+) -> anyhow::Result<Vec<u64>> {
     let mut last_event: Option<String> = None;
     loop {
-        let mut request = tab.http.get(format!("{}/events", tab.url)).header(ACCEPT, "text/event-stream");
+        let mut request = tab.http.get(format!("{}{}", tab.url, wire::EVENTS_PATH)).header(ACCEPT, "text/event-stream");
         request = request.header(COOKIE, &tab.cookie);
         if let Some(id) = &last_event {
             request = request.header("last-event-id", id);
@@ -181,7 +186,7 @@ async fn live_tab(
         };
         let drop_at = tokio::time::sleep(drop_after);
         tokio::pin!(drop_at);
-        let mut buffer = Vec::<u8>::new();
+        let mut buffer = SseFrames::default();
         loop {
             if *stop.borrow() && tab.last() >= target.load(Ordering::SeqCst) {
                 return Ok(tab.log);
@@ -189,14 +194,12 @@ async fn live_tab(
             tokio::select! {
                 chunk = body.next() => {
                     let Some(chunk) = chunk else { break };
-                    buffer.extend_from_slice(&chunk.map_err(|e| format!("events: {e}"))?);
+                    buffer.push(&chunk.map_err(|e| anyhow!("events: {e}"))?);
                     let mut announced = 0;
-                    while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
-                        let frame: Vec<u8> = buffer.drain(..end + 2).collect();
-                        let frame = String::from_utf8_lossy(&frame);
-                        if let Some(id) = frame.lines().find_map(|l| l.strip_prefix("id: ")) {
-                            last_event = Some(id.trim().to_owned());
-                            announced = announced.max(id.trim().parse::<u64>().unwrap_or(0));
+                    while let Some(frame) = buffer.next_frame() {
+                        if !frame.id.is_empty() {
+                            last_event = Some(frame.id.trim().to_owned());
+                            announced = announced.max(frame.id.trim().parse::<u64>().unwrap_or(0));
                         }
                     }
                     if announced > tab.last() {

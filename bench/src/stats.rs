@@ -1,5 +1,6 @@
 //! Percentiles and the server-process figures read from /proc.
 
+use anyhow::anyhow;
 use std::time::Duration;
 
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -27,25 +28,19 @@ pub struct Process(pub u32);
 
 impl Process {
     /// Resident set size in bytes.
-    pub fn rss(self) -> Result<u64, String> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0))
-            .map_err(|e| format!("cannot read /proc/{}/status: {e}", self.0))?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|kib| kib * 1024)
-            .ok_or_else(|| format!("no VmRSS for process {}", self.0))
+    pub fn rss(self) -> anyhow::Result<u64> {
+        crate::process::rss_bytes(self.0).map_err(anyhow::Error::msg)
     }
 
     /// User plus system CPU seconds so far.
-    pub fn cpu_seconds(self) -> Result<f64, String> {
+    pub fn cpu_seconds(self) -> anyhow::Result<f64> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0))
-            .map_err(|e| format!("cannot read /proc/{}/stat: {e}", self.0))?;
+            .map_err(|e| anyhow!("cannot read /proc/{}/stat: {e}", self.0))?;
         // Fields after the parenthesised command name; utime and stime are fields 14 and 15 of the whole line.
-        let rest = stat.rsplit_once(") ").map(|(_, rest)| rest).ok_or("malformed /proc stat")?;
+        let rest = stat.rsplit_once(") ").map(|(_, rest)| rest).ok_or_else(|| anyhow!("malformed /proc stat"))?;
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).ok_or("malformed /proc stat");
+        let ticks =
+            |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).ok_or_else(|| anyhow!("malformed /proc stat"));
         let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         Ok((ticks(11)? + ticks(12)?) as f64 / per_second)
     }

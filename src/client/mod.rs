@@ -13,8 +13,6 @@ use leptos::prelude::*;
 pub use feed::Feed;
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
-    #[cfg(feature = "ssr")]
-    crate::server::security::protect_page();
     let css = format!("/{}/{}.css", options.site_pkg_dir, options.output_name);
     view! {
         <!DOCTYPE html>

@@ -12,22 +12,29 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
+use axum::routing::get;
+use axum::{Extension, Router};
 use futures::{stream, Stream, StreamExt};
 
 use std::net::IpAddr;
 
-use crate::server::fanout::Notice;
+use crate::server::hub::Notice;
 use crate::server::peer::{Peer, StreamPlace};
-use crate::server::{group::GroupId, observe, AppState};
+use crate::server::state::AppState;
+use crate::server::{group::GroupId, observe};
 use crate::shared::error::{ApiError, ErrorKind};
+use crate::shared::wire;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Asks the browser to reconnect one second after a drop (its default is about three).
 const RETRY: &[u8] = b"retry: 1000\n\n";
 const COMMENT: &[u8] = b":\n\n";
 
-pub async fn stream(
+pub fn routes() -> Router<AppState> {
+    Router::new().route(wire::EVENTS_PATH, get(stream))
+}
+
+async fn stream(
     State(state): State<AppState>,
     Extension(group): Extension<GroupId>,
     peer: Option<Extension<Peer>>,
@@ -36,10 +43,10 @@ pub async fn stream(
     let address = peer.map_or(IpAddr::from([0, 0, 0, 0]), |Extension(peer)| peer.address);
     let place = match admit(&state, &group, address) {
         Ok(place) => place,
-        Err(refusal) => return ([(header::RETRY_AFTER, "5")], refusal).into_response(),
+        Err(refusal) => return refusal.into_response(),
     };
     // Subscribe before reading the latest id, so an append in between is announced rather than missed.
-    let subscription = state.fanout.subscribe(&group);
+    let subscription = state.hub.subscribe(&group);
     let last_seen = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
@@ -76,9 +83,9 @@ pub async fn stream(
 /// concurrent openings may pass those caps by a few.
 fn admit(state: &AppState, group: &GroupId, address: IpAddr) -> Result<Option<StreamPlace>, ApiError> {
     let caps = state.limits.streams;
-    let refusal = if caps.total > 0 && state.fanout.subscribers() >= caps.total {
+    let refusal = if caps.total > 0 && state.hub.subscribers() >= caps.total {
         ApiError::new(ErrorKind::Unavailable, "This server holds as many live streams as it can; retrying shortly.")
-    } else if caps.per_group > 0 && state.fanout.group_subscribers(group) >= caps.per_group {
+    } else if caps.per_group > 0 && state.hub.group_subscribers(group) >= caps.per_group {
         ApiError::new(
             ErrorKind::TooManyStreams,
             format!(

@@ -7,7 +7,8 @@ use leptos::prelude::*;
 use leptos_axum::ResponseOptions;
 
 use crate::server::pages::{Page, PageKey};
-use crate::server::{group::GroupId, observe, AppState};
+use crate::server::state::AppState;
+use crate::server::{group::GroupId, observe};
 use crate::shared::domain::{Joined, Message, MessageText, Username};
 use crate::shared::error::{ApiError, ErrorKind};
 
@@ -30,8 +31,8 @@ pub fn respond<T>(result: Result<T, ApiError>) -> Result<T, ApiError> {
     if let Err(err) = &result {
         if let Some(options) = use_context::<ResponseOptions>() {
             options.set_status(err.http_status());
-            if err.kind == ErrorKind::RateLimited {
-                options.insert_header(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+            if let Some(retry_after) = err.retry_after() {
+                options.insert_header(axum::http::header::RETRY_AFTER, retry_after);
             }
         }
     }
@@ -44,8 +45,9 @@ pub fn join(state: &AppState, group: &GroupId, raw_name: &str) -> Result<Joined,
     Ok(Joined { name: name.as_str().to_owned(), ticket })
 }
 
-/// Append, then publish: the store takes and releases its own lock inside `append`, so the fan-out never runs
-/// under it, and nothing is published unless the append succeeded.
+/// Append, then publish: the store takes and releases its own lock inside `append`, so the bus never runs under
+/// it, and nothing is published unless the append succeeded. The hub forgets the cached pages when the notice is
+/// delivered, before any tab hears of it.
 pub async fn send(state: &AppState, group: &GroupId, ticket: &str, raw_text: &str) -> Result<Message, ApiError> {
     let sent = append_and_publish(state, group, ticket, raw_text).await;
     match &sent {
@@ -69,30 +71,19 @@ async fn append_and_publish(
     if let Some(throttle) = &state.throttle {
         throttle.check(group, &ticket.id)?;
     }
-    let message = state.store.append(&ticket.author, &text).await.map_err(|err| {
-        tracing::error!(error = %err, "append failed");
-        ApiError::new(ErrorKind::Unavailable, "The message could not be stored; try again.")
-    })?;
-    state.pages.invalidate();
+    let message = state.store.append(&ticket.author, &text).await?;
     let started = std::time::Instant::now();
-    state.fanout.publish(group, message.id).await;
+    // The message is stored: a bus failure does not undo it (tabs catch up from the store when they reconnect).
+    if let Err(err) = state.bus.publish(group, message.id).await {
+        tracing::warn!(error = %err, id = message.id, "the append could not be announced");
+    }
     observe::fanned_out(started.elapsed());
     Ok(message)
 }
 
-/// One page of the log: after `since`, or before `before`, or (neither) the latest. Identical concurrent requests
-/// share one store read (`PageCache`).
-pub async fn list(state: &AppState, since: Option<&str>, before: Option<&str>) -> Result<Arc<Page>, ApiError> {
-    let limit = state.limits.page_size;
-    let key = match (message_id("since", since)?, message_id("before", before)?) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::new(ErrorKind::BadRequest, "Give `since` or `before`, not both."));
-        }
-        (Some(after), None) => PageKey::Since(after),
-        (None, Some(before)) => PageKey::Before(before),
-        (None, None) => PageKey::Latest,
-    };
-    let (store, max_bytes) = (&state.store, state.limits.page_bytes);
+/// One page of the log (`key`). Identical concurrent requests share one store read (`PageCache`).
+pub async fn list(state: &AppState, key: PageKey) -> Result<Arc<Page>, ApiError> {
+    let (store, limit, max_bytes) = (&state.store, state.limits.page_size, state.limits.page_bytes);
     let result = state
         .pages
         .get(key, || async move {
@@ -109,10 +100,7 @@ pub async fn list(state: &AppState, since: Option<&str>, before: Option<&str>) -
             }
         })
         .await;
-    result.map_err(|err| {
-        tracing::error!(error = %err, "read failed");
-        ApiError::new(ErrorKind::Unavailable, "The log could not be read; try again.")
-    })
+    Ok(result?)
 }
 
 /// The longest run of `page` (in id order) from its oldest end, or its newest when `newest`, whose JSON array fits
@@ -138,24 +126,13 @@ fn within_bytes(mut page: Vec<Message>, max_bytes: usize, newest: bool) -> Vec<M
     }
 }
 
-/// An optional message id from the query string; blank counts as absent.
-fn message_id(field: &str, raw: Option<&str>) -> Result<Option<u64>, ApiError> {
-    match raw.map(str::trim).filter(|s| !s.is_empty()) {
-        None => Ok(None),
-        Some(raw) => raw.parse().map(Some).map_err(|_| {
-            ApiError::new(
-                ErrorKind::BadRequest,
-                format!("`{field}` must be a message id (a whole number), not {raw:?}."),
-            )
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::fanout::LocalBroadcaster;
-    use crate::server::startup::Limits;
+    use crate::server::bus::LocalBus;
+    use crate::server::hub::Hub;
+    use crate::server::pages::PageCache;
+    use crate::server::state::{Limits, StreamCaps};
     use crate::server::store::{FeedStore, MemoryStore, StoreError};
     use crate::server::ticket::TicketKeys;
     use futures::StreamExt;
@@ -177,7 +154,7 @@ mod tests {
         async fn latest(&self, _: usize) -> Result<Vec<Message>, StoreError> {
             Ok(vec![])
         }
-        async fn prune(&self, _: usize, _: Option<&str>) -> Result<u64, StoreError> {
+        async fn prune(&self, _: usize, _: Option<time::OffsetDateTime>) -> Result<u64, StoreError> {
             Ok(0)
         }
         async fn last_id(&self) -> Result<u64, StoreError> {
@@ -186,9 +163,11 @@ mod tests {
     }
 
     fn state(store: Arc<dyn FeedStore>) -> AppState {
+        let hub = Arc::new(Hub::new(16, Arc::new(PageCache::new(64))));
         AppState::new(
             store,
-            Arc::new(LocalBroadcaster::new(16)),
+            hub.clone(),
+            Arc::new(LocalBus::new(hub)),
             TicketKeys::new(b"test secret, thirty-two bytes!!!".to_vec()),
             Limits {
                 max_message_chars: 10,
@@ -196,7 +175,7 @@ mod tests {
                 page_bytes: 262_144,
                 max_request_bytes: 65_536,
                 request_timeout: std::time::Duration::from_secs(10),
-                streams: crate::server::startup::StreamCaps { total: 0, per_group: 0 },
+                streams: StreamCaps { total: 0, per_group: 0 },
             },
             None,
             crate::server::peer::Peers::default(),
@@ -204,7 +183,12 @@ mod tests {
         )
     }
 
-    async fn next_now(sub: &mut crate::server::fanout::Subscription) -> Option<u64> {
+    /// A page named as a request's query names it.
+    async fn list_raw(state: &AppState, since: Option<&str>, before: Option<&str>) -> Result<Arc<Page>, ApiError> {
+        list(state, PageKey::parse(since, before)?).await
+    }
+
+    async fn next_now(sub: &mut crate::server::hub::Subscription) -> Option<u64> {
         let notice = tokio::time::timeout(std::time::Duration::from_millis(50), sub.next()).await.ok().flatten();
         notice.map(|notice| notice.id)
     }
@@ -213,7 +197,7 @@ mod tests {
     async fn send_stores_as_the_ticket_name_and_publishes_after() {
         let state = state(Arc::new(MemoryStore::new(100)));
         let group = GroupId::everyone();
-        let mut sub = state.fanout.subscribe(&group);
+        let mut sub = state.hub.subscribe(&group);
         let joined = join(&state, &group, " ada ").unwrap();
         assert_eq!(joined.name, "ada");
         let msg = send(&state, &group, &joined.ticket, " hello ").await.unwrap();
@@ -226,7 +210,7 @@ mod tests {
         let memory = Arc::new(MemoryStore::new(100));
         let ok_state = state(memory.clone());
         let group = GroupId::everyone();
-        let mut sub = ok_state.fanout.subscribe(&group);
+        let mut sub = ok_state.hub.subscribe(&group);
         let ticket = join(&ok_state, &group, "ada").unwrap().ticket;
 
         let too_long = send(&ok_state, &group, &ticket, "12345678901").await.unwrap_err();
@@ -239,7 +223,7 @@ mod tests {
         assert_eq!(next_now(&mut sub).await, None);
 
         let broken = state(Arc::new(BrokenStore));
-        let mut broken_sub = broken.fanout.subscribe(&group);
+        let mut broken_sub = broken.hub.subscribe(&group);
         let ticket = join(&broken, &group, "ada").unwrap().ticket;
         let err = send(&broken, &group, &ticket, "hi").await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::Unavailable);
@@ -255,15 +239,15 @@ mod tests {
             send(&state, &group, &ticket, &format!("m{i}")).await.unwrap();
         }
         let ids = |page: Arc<Page>| page.messages.iter().map(|m| m.id).collect::<Vec<_>>();
-        assert_eq!(ids(list(&state, None, None).await.unwrap()), vec![3, 4, 5]);
-        assert_eq!(ids(list(&state, Some("1"), None).await.unwrap()), vec![2, 3, 4]);
-        assert_eq!(ids(list(&state, Some("5"), None).await.unwrap()), Vec::<u64>::new());
-        assert_eq!(ids(list(&state, None, Some("3")).await.unwrap()), vec![1, 2]);
-        assert_eq!(ids(list(&state, Some(" "), Some("")).await.unwrap()), vec![3, 4, 5]);
-        assert_eq!(list(&state, Some("abc"), None).await.unwrap_err().kind, ErrorKind::BadRequest);
-        assert_eq!(list(&state, Some("-1"), None).await.unwrap_err().kind, ErrorKind::BadRequest);
-        assert_eq!(list(&state, None, Some("x")).await.unwrap_err().kind, ErrorKind::BadRequest);
-        assert_eq!(list(&state, Some("1"), Some("3")).await.unwrap_err().kind, ErrorKind::BadRequest);
+        assert_eq!(ids(list_raw(&state, None, None).await.unwrap()), vec![3, 4, 5]);
+        assert_eq!(ids(list_raw(&state, Some("1"), None).await.unwrap()), vec![2, 3, 4]);
+        assert_eq!(ids(list_raw(&state, Some("5"), None).await.unwrap()), Vec::<u64>::new());
+        assert_eq!(ids(list_raw(&state, None, Some("3")).await.unwrap()), vec![1, 2]);
+        assert_eq!(ids(list_raw(&state, Some(" "), Some("")).await.unwrap()), vec![3, 4, 5]);
+        assert_eq!(list_raw(&state, Some("abc"), None).await.unwrap_err().kind, ErrorKind::BadRequest);
+        assert_eq!(list_raw(&state, Some("-1"), None).await.unwrap_err().kind, ErrorKind::BadRequest);
+        assert_eq!(list_raw(&state, None, Some("x")).await.unwrap_err().kind, ErrorKind::BadRequest);
+        assert_eq!(list_raw(&state, Some("1"), Some("3")).await.unwrap_err().kind, ErrorKind::BadRequest);
     }
 
     #[tokio::test]
@@ -321,7 +305,7 @@ mod tests {
                     let memory = Arc::new(MemoryStore::new(100));
                     let state = state(memory.clone());
                     let group = GroupId::new("g");
-                    let mut sub = state.fanout.subscribe(&group);
+                    let mut sub = state.hub.subscribe(&group);
                     let ticket = match join(&state, &group, &name) {
                         Ok(joined) => {
                             prop_assert!((1..=32).contains(&joined.name.chars().count()));
@@ -354,7 +338,7 @@ mod tests {
             fn reading_pages_never_panics_or_fails_with_5xx(since in proptest::option::of(text()), before in proptest::option::of(text())) {
                 runtime().block_on(async {
                     let state = state(Arc::new(MemoryStore::new(100)));
-                    if let Err(err) = list(&state, since.as_deref(), before.as_deref()).await {
+                    if let Err(err) = list_raw(&state, since.as_deref(), before.as_deref()).await {
                         prop_assert_eq!(err.kind, ErrorKind::BadRequest);
                     }
                     Ok(())

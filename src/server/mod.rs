@@ -1,22 +1,27 @@
-//! Everything behind the HTTP contract. `startup` reads like a table of contents: settings, state, router.
+//! Everything behind the HTTP contract. `startup` reads like a table of contents: settings, state, routes, serve.
+//! `state` is a leaf every handler may import; `routes` assembles each handler module's routes.
 
+pub mod backend;
 pub mod budget;
+pub mod bus;
 pub mod data_dir;
 pub mod events;
-pub mod fanout;
 pub mod feed;
 pub mod group;
+pub mod hub;
+pub mod messages;
 pub mod observe;
 pub mod open_files;
+pub mod ops;
 pub mod pages;
 pub mod peer;
 pub mod refusal;
+pub mod routes;
 pub mod security;
 pub mod serve;
 pub mod settings;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod throttle;
 pub mod ticket;
-
-pub use startup::AppState;

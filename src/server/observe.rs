@@ -1,17 +1,10 @@
-//! Operations endpoints: `GET /healthz` (liveness: the process serves requests) and `GET /metrics` (Prometheus
-//! text format, from the `metrics` facade and `metrics-exporter-prometheus`, installed once at start-up).
+//! What the server measures: the metric names, one recording function per event, and the Prometheus text
+//! (`metrics` facade and `metrics-exporter-prometheus`, installed once at start-up). `ops` serves it.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::server::AppState;
 
 /// Event streams open now (read from the fan-out when scraped).
 pub const OPEN_STREAMS: &str = "broadcasting_open_streams";
@@ -69,15 +62,11 @@ pub fn fanned_out(took: Duration) {
     metrics::histogram!(FANOUT_SECONDS).record(took.as_secs_f64());
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/healthz", get(|| async { "ok\n" })).route("/metrics", get(scrape))
-}
-
-async fn scrape(State(state): State<AppState>) -> Response {
-    let Some(recorder) = RECORDER.get() else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "metrics are not being recorded in this process\n").into_response();
-    };
-    metrics::gauge!(OPEN_STREAMS).set(state.fanout.subscribers() as f64);
+/// The Prometheus text of everything recorded, with `open_streams` as the open-streams gauge; `None` when nothing is
+/// being recorded in this process.
+pub fn render(open_streams: usize) -> Option<String> {
+    let recorder = RECORDER.get()?;
+    metrics::gauge!(OPEN_STREAMS).set(open_streams as f64);
     recorder.run_upkeep();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], recorder.render()).into_response()
+    Some(recorder.render())
 }

@@ -3,24 +3,18 @@
 //! others wait for it and share the same bytes. Every page is forgotten when the log changes (an append or a
 //! retention pass), before the change is announced, so a page is never served staler than the request.
 //!
-//! `serve_list` answers `GET /api/messages` from these bytes ahead of the server function's generic path; it gives
-//! the same answer as `list_messages`, and hands anything it does not answer with 200 (a malformed query, a store
-//! failure) to the server function, which answers the error.
+//! `messages` serves `GET /api/messages` from these bytes; the page rendered on the server reads the same pages.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, Method};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::body::Bytes;
 use tokio::sync::OnceCell;
 
 use crate::server::store::StoreError;
-use crate::server::{observe, AppState};
 use crate::shared::domain::Message;
+use crate::shared::error::{ApiError, ErrorKind};
 
 /// Which page of the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,6 +22,32 @@ pub enum PageKey {
     Latest,
     Since(u64),
     Before(u64),
+}
+
+impl PageKey {
+    /// The page a request names by its `since` and `before` (message ids; blank counts as absent): after `since`,
+    /// before `before`, or (neither) the latest. Both, or either not a whole number: 400.
+    pub fn parse(since: Option<&str>, before: Option<&str>) -> Result<Self, ApiError> {
+        match (message_id("since", since)?, message_id("before", before)?) {
+            (Some(_), Some(_)) => Err(ApiError::new(ErrorKind::BadRequest, "Give `since` or `before`, not both.")),
+            (Some(after), None) => Ok(Self::Since(after)),
+            (None, Some(before)) => Ok(Self::Before(before)),
+            (None, None) => Ok(Self::Latest),
+        }
+    }
+}
+
+/// An optional message id from the query string; blank counts as absent.
+fn message_id(field: &str, raw: Option<&str>) -> Result<Option<u64>, ApiError> {
+    match raw.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(raw) => raw.parse().map(Some).map_err(|_| {
+            ApiError::new(
+                ErrorKind::BadRequest,
+                format!("`{field}` must be a message id (a whole number), not {raw:?}."),
+            )
+        }),
+    }
 }
 
 /// One page, with its JSON as served.
@@ -94,31 +114,6 @@ impl PageCache {
             Some(slot) => slot.get_or_try_init(|| async { Ok(Arc::new(Page::new(read().await?))) }).await.cloned(),
             None => Ok(Arc::new(Page::new(read().await?))),
         }
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct ListQuery {
-    since: Option<String>,
-    before: Option<String>,
-}
-
-/// Middleware: answers a well-formed `GET /api/messages` with the shared page bytes.
-pub async fn serve_list(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if request.method() != Method::GET || request.uri().path() != crate::shared::api::LIST_MESSAGES_PATH {
-        return next.run(request).await;
-    }
-    observe::page_requested();
-    let Ok(axum::extract::Query(query)) = axum::extract::Query::<ListQuery>::try_from_uri(request.uri()) else {
-        return next.run(request).await;
-    };
-    match crate::server::feed::list(&state, query.since.as_deref(), query.before.as_deref()).await {
-        Ok(page) => {
-            let mut response = Response::new(Body::from(page.json.clone()));
-            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            response
-        }
-        Err(_) => next.run(request).await,
     }
 }
 

@@ -14,15 +14,16 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::Quota;
 use ipnet::IpNet;
 
 use crate::server::budget::{Budget, MAX_KEYS};
-use crate::server::{observe, AppState};
+use crate::server::observe;
 use crate::shared::error::{ApiError, ErrorKind};
+use crate::shared::wire;
 
 /// Who sent a request, as far as the server can tell; in the request extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,29 +210,27 @@ fn budget_key(address: IpAddr) -> IpAddr {
 
 fn action(request: &Request) -> Option<Action> {
     match (request.method(), request.uri().path()) {
-        (&Method::POST, "/api/join") => Some(Action::Join),
-        (&Method::POST, "/api/send") => Some(Action::Send),
-        (&Method::GET, crate::shared::wire::EVENTS_PATH) => Some(Action::OpenStream),
+        (&Method::POST, wire::JOIN_PATH) => Some(Action::Join),
+        (&Method::POST, wire::SEND_PATH) => Some(Action::Send),
+        (&Method::GET, wire::EVENTS_PATH) => Some(Action::OpenStream),
         _ => None,
     }
 }
 
 /// Middleware around everything: puts the caller's [`Peer`] into the request, and refuses a join, send or stream
 /// opening beyond its address's budget with 429 `rate_limited`.
-pub async fn admit(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn admit(State(peers): State<Arc<Peers>>, mut request: Request, next: Next) -> Response {
     let connected = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-    let peer = state.peers.identify(connected.unwrap_or(IpAddr::from([0, 0, 0, 0])), request.headers());
+    let peer = peers.identify(connected.unwrap_or(IpAddr::from([0, 0, 0, 0])), request.headers());
     if let Some(action) = action(&request) {
-        if let Err(refusal) = state.peers.admit(peer.address, action) {
+        if let Err(refusal) = peers.admit(peer.address, action) {
             tracing::debug!(address = %peer.address, ?action, "over the address budget");
             match action {
                 Action::OpenStream => observe::stream_refused(refusal.kind.code()),
                 Action::Send => observe::refused(refusal.kind.code()),
                 Action::Join => {}
             }
-            let mut response = refusal.into_response();
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return response;
+            return refusal.into_response();
         }
     }
     request.extensions_mut().insert(peer);

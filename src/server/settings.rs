@@ -8,7 +8,9 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::server::backend::Backend;
 use crate::server::group::Scope;
+use crate::server::store::retention::Retention;
 
 const DEFAULT_CONFIG: &str = "Leptos.toml";
 
@@ -24,138 +26,120 @@ pub struct Cli {
     pub overrides: Overrides,
 }
 
-/// Every setting is optional here: what is not given falls through to the file, then to the default.
-#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Overrides {
+/// Every setting once: its doc comment is its `--help` (ending in its default), its attributes its flag and
+/// environment variable; the file key is the field name in kebab case. The macro makes `Overrides` (every setting
+/// optional: what is not given falls through to the file, then to the default) and the layering `or`.
+macro_rules! overrides {
+    ($( $(#[$meta:meta])* $field:ident : $ty:ty, )*) => {
+        /// Every setting is optional here: what is not given falls through to the file, then to the default.
+        #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        pub struct Overrides {
+            $( $(#[$meta])* pub $field: Option<$ty>, )*
+        }
+
+        impl Overrides {
+            /// Fills what `self` lacks from `lower`.
+            fn or(self, lower: Overrides) -> Overrides {
+                Overrides { $( $field: self.$field.or(lower.$field), )* }
+            }
+        }
+    };
+}
+
+overrides! {
     /// Address to listen on; port 0 picks a free one. [default: 127.0.0.1:3000]
     #[arg(long, env = "BROADCASTING_ADDR")]
-    pub addr: Option<SocketAddr>,
+    addr: SocketAddr,
     /// Who shares notifications: `browser` (one group per browser, by cookie) or `everyone`. [default: browser]
     #[arg(long, env = "BROADCASTING_SCOPE", value_enum)]
-    pub scope: Option<Scope>,
+    scope: Scope,
     /// Longest message accepted, in characters. [default: 2000]
     #[arg(long, env = "BROADCASTING_MAX_MESSAGE_CHARS")]
-    pub max_message_chars: Option<usize>,
+    max_message_chars: usize,
     /// Most messages one `GET /api/messages` answers. [default: 200]
     #[arg(long, env = "BROADCASTING_PAGE_SIZE")]
-    pub page_size: Option<usize>,
+    page_size: usize,
     /// Most bytes of JSON one `GET /api/messages` answers; a page ends early rather than exceed it (it always
     /// holds at least one message). [default: 262144]
     #[arg(long, env = "BROADCASTING_PAGE_BYTES")]
-    pub page_bytes: Option<usize>,
+    page_bytes: usize,
     /// Where the log lives: `sqlite` (durable, in the data directory) or `memory` (lost on restart). [default: sqlite]
     #[arg(long, env = "BROADCASTING_STORE", value_enum)]
-    pub store: Option<StoreKind>,
+    store: StoreKind,
     /// Retention: messages kept; older ones are deleted in the background. [default: 10000]
     #[arg(long, env = "BROADCASTING_MAX_MESSAGES")]
-    pub max_messages: Option<usize>,
+    max_messages: usize,
     /// Retention: delete messages older than this (e.g. `30d`, `12h`); `off` keeps them regardless of age. [default: off]
     #[arg(long, env = "BROADCASTING_MAX_AGE")]
-    pub max_age: Option<String>,
+    max_age: String,
     /// How often retention runs (e.g. `1m`, `500ms`). [default: 1m]
     #[arg(long, env = "BROADCASTING_PRUNE_EVERY")]
-    pub prune_every: Option<String>,
+    prune_every: String,
     /// Sends a second allowed per ticket and per session group (per ticket only with scope `everyone`);
     /// 0: no limit. [default: 5]
     #[arg(long, env = "BROADCASTING_SEND_RATE")]
-    pub send_rate: Option<u32>,
+    send_rate: u32,
     /// Sends allowed at once before the rate applies. [default: 10]
     #[arg(long, env = "BROADCASTING_SEND_BURST")]
-    pub send_burst: Option<u32>,
+    send_burst: u32,
     /// Joins, sends and event-stream openings a second per client address (each its own budget); 0: no address
     /// budgets. [default: 10]
     #[arg(long, env = "BROADCASTING_ADDRESS_RATE")]
-    pub address_rate: Option<u32>,
+    address_rate: u32,
     /// Joins, sends and event-stream openings allowed at once per client address before `address-rate`
     /// applies. [default: 200]
     #[arg(long, env = "BROADCASTING_ADDRESS_BURST")]
-    pub address_burst: Option<u32>,
+    address_burst: u32,
     /// Most event streams open at once per client address; beyond it 429; 0: no cap. [default: 1000]
     #[arg(long, env = "BROADCASTING_MAX_STREAMS_PER_ADDRESS")]
-    pub max_streams_per_address: Option<usize>,
+    max_streams_per_address: usize,
     /// Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: IPs or CIDRs, comma-separated
     /// (e.g. `127.0.0.1, 10.0.0.0/8`). [default: none]
     #[arg(long, env = "BROADCASTING_TRUSTED_PROXIES")]
-    pub trusted_proxies: Option<String>,
+    trusted_proxies: String,
     /// Most event streams (live tabs) open at once in this process; beyond it 503; 0: as many as the open-file
     /// limit allows. [default: 15000, lowered to fit the open-file limit]
     #[arg(long, env = "BROADCASTING_MAX_STREAMS")]
-    pub max_streams: Option<usize>,
+    max_streams: usize,
     /// Most event streams open at once per browser (scope `browser` only); beyond it 429; 0: no cap. [default: 50]
     #[arg(long, env = "BROADCASTING_MAX_STREAMS_PER_BROWSER")]
-    pub max_streams_per_browser: Option<usize>,
+    max_streams_per_browser: usize,
     /// Time a client has to send a request's headers (e.g. `10s`). [default: 10s]
     #[arg(long, env = "BROADCASTING_HEADER_TIMEOUT")]
-    pub header_timeout: Option<String>,
+    header_timeout: String,
     /// Time a request (its body included) has to be answered; event streams are exempt. [default: 10s]
     #[arg(long, env = "BROADCASTING_REQUEST_TIMEOUT")]
-    pub request_timeout: Option<String>,
+    request_timeout: String,
     /// Largest request body accepted, in bytes; larger ones are refused with 413. [default: 65536]
     #[arg(long, env = "BROADCASTING_MAX_REQUEST_BYTES")]
-    pub max_request_bytes: Option<usize>,
+    max_request_bytes: usize,
     /// Time a client may take none of what the server sends (an event stream nobody reads) before it is
     /// dropped. [default: 30s]
     #[arg(long, env = "BROADCASTING_WRITE_TIMEOUT")]
-    pub write_timeout: Option<String>,
+    write_timeout: String,
     /// Kernel send buffer of each connection, in bytes; bounds what a client that stopped reading holds, and the
     /// throughput of one response (buffer / round-trip time). [default: 262144]
     #[arg(long, env = "BROADCASTING_SEND_BUFFER_BYTES")]
-    pub send_buffer_bytes: Option<u32>,
+    send_buffer_bytes: u32,
     /// On SIGTERM/SIGINT: time in-flight requests have before the process exits anyway. [default: 1s]
     #[arg(long, env = "BROADCASTING_SHUTDOWN_GRACE")]
-    pub shutdown_grace: Option<String>,
+    shutdown_grace: String,
     /// How long a ticket (what a tab gets by joining) is accepted; `off`: for ever. [default: 24h]
     #[arg(long, env = "BROADCASTING_TICKET_LIFETIME")]
-    pub ticket_lifetime: Option<String>,
+    ticket_lifetime: String,
     /// Secret that signs tickets; without it one is made and kept in the data directory.
     #[arg(long, env = "BROADCASTING_SECRET", hide_env_values = true)]
-    pub secret: Option<String>,
+    secret: String,
     /// Directory for the server's own files (the database `feed.db`, the ticket secret). [default: data]
     #[arg(long, env = "BROADCASTING_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    data_dir: PathBuf,
     /// Log filter, as in RUST_LOG (e.g. `info`, `broadcasting=debug,tower_http=debug`). [default: info]
     #[arg(long, env = "BROADCASTING_LOG")]
-    pub log_level: Option<String>,
+    log_level: String,
     /// Where the built site (pkg/, favicon) is served from; cargo-leptos sets LEPTOS_SITE_ROOT. [default: target/site]
     #[arg(long, env = "LEPTOS_SITE_ROOT")]
-    pub site_root: Option<PathBuf>,
-}
-
-impl Overrides {
-    /// Fills what `self` lacks from `lower`.
-    fn or(self, lower: Overrides) -> Overrides {
-        Overrides {
-            addr: self.addr.or(lower.addr),
-            scope: self.scope.or(lower.scope),
-            max_message_chars: self.max_message_chars.or(lower.max_message_chars),
-            page_size: self.page_size.or(lower.page_size),
-            page_bytes: self.page_bytes.or(lower.page_bytes),
-            store: self.store.or(lower.store),
-            max_messages: self.max_messages.or(lower.max_messages),
-            max_age: self.max_age.or(lower.max_age),
-            prune_every: self.prune_every.or(lower.prune_every),
-            send_rate: self.send_rate.or(lower.send_rate),
-            send_burst: self.send_burst.or(lower.send_burst),
-            address_rate: self.address_rate.or(lower.address_rate),
-            address_burst: self.address_burst.or(lower.address_burst),
-            max_streams_per_address: self.max_streams_per_address.or(lower.max_streams_per_address),
-            trusted_proxies: self.trusted_proxies.or(lower.trusted_proxies),
-            max_streams: self.max_streams.or(lower.max_streams),
-            max_streams_per_browser: self.max_streams_per_browser.or(lower.max_streams_per_browser),
-            header_timeout: self.header_timeout.or(lower.header_timeout),
-            request_timeout: self.request_timeout.or(lower.request_timeout),
-            max_request_bytes: self.max_request_bytes.or(lower.max_request_bytes),
-            write_timeout: self.write_timeout.or(lower.write_timeout),
-            send_buffer_bytes: self.send_buffer_bytes.or(lower.send_buffer_bytes),
-            shutdown_grace: self.shutdown_grace.or(lower.shutdown_grace),
-            ticket_lifetime: self.ticket_lifetime.or(lower.ticket_lifetime),
-            secret: self.secret.or(lower.secret),
-            data_dir: self.data_dir.or(lower.data_dir),
-            log_level: self.log_level.or(lower.log_level),
-            site_root: self.site_root.or(lower.site_root),
-        }
-    }
+    site_root: PathBuf,
 }
 
 /// The settings in force.
@@ -209,6 +193,21 @@ pub enum SettingsError {
     WeakSecret,
     #[error("setting `{name}` must be a duration such as 30d, 12h or 500ms{off}; got {got:?}")]
     Duration { name: &'static str, off: &'static str, got: String },
+}
+
+impl Settings {
+    /// The backend the `store` setting names (`sqlite`: `DATA_DIR/feed.db`).
+    pub fn backend(&self) -> Backend {
+        match self.store {
+            StoreKind::Sqlite => Backend::Sqlite { path: self.data_dir.join("feed.db") },
+            StoreKind::Memory => Backend::Memory { max_messages: self.max_messages },
+        }
+    }
+
+    /// What the store keeps, and how often it deletes the rest.
+    pub fn retention(&self) -> Retention {
+        Retention { keep: self.max_messages, max_age: self.max_age, every: self.prune_every }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -375,6 +374,79 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// README's settings table, row by row: (flag, environment variable, default when it is one literal value).
+    fn readme_settings() -> Vec<(String, String, Option<String>)> {
+        let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+        let table = readme.split("\n## Settings\n").nth(1).expect("a Settings section");
+        let literal = |cell: &str| {
+            let cell = cell.trim();
+            let inner = cell.strip_prefix('`').and_then(|c| c.strip_suffix('`'))?;
+            (!inner.contains('`')).then(|| inner.to_owned())
+        };
+        table
+            .lines()
+            .skip_while(|line| !line.starts_with("| setting"))
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let flag = cells[1].rsplit('`').nth(1).expect("a `--flag`").to_owned();
+                (flag, literal(cells[2]).expect("an environment variable"), literal(cells[3]))
+            })
+            .collect()
+    }
+
+    /// Every `[default: X]` that `--help` prints is the default `resolve` applies.
+    #[test]
+    fn the_defaults_help_prints_are_the_defaults_in_force() {
+        use clap::{CommandFactory, Parser};
+        let mut argv = vec!["broadcasting".to_owned()];
+        for arg in Cli::command().get_arguments() {
+            let (Some(long), Some(help)) = (arg.get_long(), arg.get_help().map(ToString::to_string)) else { continue };
+            let Some(said) = help.split("[default: ").nth(1) else { continue };
+            let default = said.split([']', ',']).next().unwrap_or_default();
+            if long != "config" && default != "none" {
+                argv.extend([format!("--{long}"), default.to_owned()]);
+            }
+        }
+        let mut given = Cli::try_parse_from(&argv).unwrap().overrides;
+        (given.secret, given.trusted_proxies) = (None, None); // no literal default (and the environment may set them)
+        let mut from_help = Settings::resolve(given).unwrap();
+        from_help.max_streams_given = false;
+        assert!(argv.len() > 40, "{argv:?}");
+        assert_eq!(format!("{from_help:?}"), format!("{:?}", Settings::resolve(Overrides::default()).unwrap()));
+    }
+
+    #[test]
+    fn the_readme_settings_table_matches_help() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let help: Vec<(String, String, String)> = command
+            .get_arguments()
+            .filter_map(|arg| {
+                let flag = format!("--{}", arg.get_long()?);
+                let env = arg.get_env()?.to_string_lossy().into_owned();
+                Some((flag, env, arg.get_help().map(ToString::to_string).unwrap_or_default()))
+            })
+            .collect();
+        let readme = readme_settings();
+        assert!(readme.len() >= 28, "every row read: {readme:?}");
+        let flags = |rows: Vec<&String>| rows.into_iter().cloned().collect::<std::collections::BTreeSet<_>>();
+        assert_eq!(
+            flags(readme.iter().map(|row| &row.0).collect()),
+            flags(help.iter().map(|row| &row.0).collect()),
+            "README and --help list the same flags"
+        );
+        for (flag, env, default) in readme {
+            let (_, help_env, text) = help.iter().find(|row| row.0 == flag).unwrap();
+            assert_eq!(&env, help_env, "{flag}: environment variable");
+            if let Some(default) = default {
+                let said = text.split("[default: ").nth(1).unwrap_or_default();
+                assert!(said.starts_with(&default), "{flag}: README default {default:?}, --help says {text:?}");
+            }
+        }
+    }
 
     fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();

@@ -1,102 +1,19 @@
-//! Start-up: settings → state → router → listener. `app` builds the whole router, so tests and `main` serve
-//! the same thing.
+//! Start-up, like a table of contents: settings → state → routes (`routes::app`) → listener, and the background
+//! retention pass.
 
 use std::sync::Arc;
 
-use axum::extract::FromRef;
-use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{middleware, Router};
 use leptos::config::LeptosOptions;
-use leptos_axum::{AxumRouteListing, LeptosRoutes};
-use leptos_router::{Method, SsrMode};
-use tower_http::compression::CompressionLayer;
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::services::ServeDir;
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
-use crate::client::shell;
-use crate::server::fanout::{Broadcaster, LocalBroadcaster};
-use crate::server::pages::PageCache;
 use crate::server::peer::Peers;
+use crate::server::routes::app;
 use crate::server::serve::{serve, Deadlines};
 use crate::server::settings::{Settings, StoreKind};
-use crate::server::store::{rfc3339, FeedStore, MemoryStore, SqliteStore};
+use crate::server::state::{AppState, Limits, StreamCaps};
+use crate::server::store::retention;
 use crate::server::throttle::SendThrottle;
 use crate::server::ticket::TicketKeys;
-use crate::server::{data_dir, events, group, observe, open_files, pages, peer, refusal, security};
-
-/// Per-subscriber notification buffer; a subscriber further behind is coalesced to the latest id.
-const FANOUT_CAPACITY: usize = 64;
-/// Distinct pages of the log shared between two changes of it (see `pages`).
-const SHARED_PAGES: usize = 64;
-
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_message_chars: usize,
-    pub page_size: usize,
-    /// Most bytes of JSON in one page of messages.
-    pub page_bytes: usize,
-    pub max_request_bytes: usize,
-    pub request_timeout: std::time::Duration,
-    pub streams: StreamCaps,
-}
-
-/// Most event streams open at once; 0: no cap.
-#[derive(Debug, Clone, Copy)]
-pub struct StreamCaps {
-    pub total: usize,
-    pub per_group: usize,
-}
-
-/// What every request handler shares. Cloned for each request (axum's `State`), so it is one `Arc`.
-#[derive(Clone)]
-pub struct AppState(Arc<Services>);
-
-pub struct Services {
-    pub store: Arc<dyn FeedStore>,
-    pub fanout: Arc<dyn Broadcaster>,
-    pub pages: Arc<PageCache>,
-    /// Send rate limits; `None`: no limit.
-    pub throttle: Option<Arc<SendThrottle>>,
-    pub tickets: TicketKeys,
-    /// Trusted proxies and the per-address budgets.
-    pub peers: Arc<Peers>,
-    pub limits: Limits,
-    pub leptos: LeptosOptions,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Services;
-
-    fn deref(&self) -> &Services {
-        &self.0
-    }
-}
-
-impl AppState {
-    pub fn new(
-        store: Arc<dyn FeedStore>,
-        fanout: Arc<dyn Broadcaster>,
-        tickets: TicketKeys,
-        limits: Limits,
-        throttle: Option<SendThrottle>,
-        peers: Peers,
-        leptos: LeptosOptions,
-    ) -> Self {
-        let pages = Arc::new(PageCache::new(SHARED_PAGES));
-        let throttle = throttle.map(Arc::new);
-        let peers = Arc::new(peers);
-        Self(Arc::new(Services { store, fanout, pages, throttle, tickets, peers, limits, leptos }))
-    }
-}
-
-impl FromRef<AppState> for LeptosOptions {
-    fn from_ref(state: &AppState) -> Self {
-        state.leptos.clone()
-    }
-}
+use crate::server::{backend, data_dir, group, observe, open_files};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -134,13 +51,11 @@ pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
         .with_lifetime(settings.ticket_lifetime);
     // With scope `everyone` every visitor is one group: the per-browser stream cap and send budget do not apply.
     let per_browser = settings.scope == group::Scope::Browser;
-    let store: Arc<dyn FeedStore> = match settings.store {
-        StoreKind::Sqlite => Arc::new(SqliteStore::open(&settings.data_dir.join("feed.db"))?),
-        StoreKind::Memory => Arc::new(MemoryStore::new(settings.max_messages)),
-    };
+    let backend::Parts { store, hub, bus } = backend::open(&settings.backend())?;
     Ok(AppState::new(
         store,
-        Arc::new(LocalBroadcaster::new(FANOUT_CAPACITY)),
+        hub,
+        bus,
         tickets,
         Limits {
             max_message_chars: settings.max_message_chars,
@@ -160,42 +75,6 @@ pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
     ))
 }
 
-pub fn app(state: AppState, scope: group::Scope) -> Router {
-    // One page. `Async` renders it whole once the log is read, so the first HTML holds the log as plain markup
-    // (streamed out-of-order it could arrive as a template that needs JavaScript to show).
-    let routes = vec![AxumRouteListing::new("/".into(), SsrMode::Async, [Method::Get], vec![])];
-    // A release build is precompressed (`cargo leptos build --release --precompress`): serve the `.br`/`.gz` files
-    // next to each asset when the browser takes them; otherwise the compression layer below compresses on the fly.
-    let static_files = ServeDir::new(state.leptos.site_root.as_ref())
-        .precompressed_br()
-        .precompressed_gzip()
-        .not_found_service(get(|| async { (StatusCode::NOT_FOUND, "Not found") }));
-    // The event stream stays outside the per-request layers below: it is never compressed (SSE must not be
-    // buffered), and a long-lived stream should carry as little per-connection state as it can.
-    let events = Router::new()
-        .route(crate::shared::wire::EVENTS_PATH, get(events::stream))
-        .route_layer(middleware::from_fn_with_state(scope, group::assign));
-    let router = Router::new()
-        .leptos_routes(&state, routes, {
-            let options = state.leptos.clone();
-            move || shell(options.clone())
-        })
-        .fallback_service(static_files)
-        .layer(middleware::from_fn_with_state(state.clone(), pages::serve_list))
-        .layer(middleware::from_fn_with_state(scope, group::assign))
-        .layer(middleware::from_fn_with_state(state.limits.max_request_bytes, refusal::checked_forms))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.limits.request_timeout))
-        .layer(RequestBodyLimitLayer::new(state.limits.max_request_bytes))
-        .layer(middleware::from_fn_with_state(state.limits.max_request_bytes, refusal::as_api_errors))
-        .layer(CompressionLayer::new())
-        .layer(TraceLayer::new_for_http())
-        .merge(events)
-        .merge(observe::routes())
-        .layer(middleware::from_fn_with_state(state.clone(), peer::admit))
-        .with_state(state);
-    security::headers(router)
-}
-
 /// Serves until SIGINT or SIGTERM; then open event streams end (tabs reconnect elsewhere or later).
 pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
     settings.max_streams = streams_under_the_file_limit(&settings)?;
@@ -209,22 +88,16 @@ pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
     if let Err(err) = observe::install() {
         tracing::warn!(error = %err, "metrics are not recorded");
     }
-    let fanout = state.fanout.clone();
+    let hub = state.hub.clone();
     let listener = listen(settings.addr, settings.send_buffer_bytes)
         .map_err(|source| StartupError::Bind { addr: settings.addr, source })?;
     let addr = listener.local_addr().map_err(StartupError::Serve)?;
     // Tests and scripts read this line to find the port.
     println!("broadcasting listening on http://{addr}");
     tracing::info!(%addr, scope = ?settings.scope, "listening");
-    tokio::spawn(retention(
-        state.store.clone(),
-        state.pages.clone(),
-        state.throttle.clone(),
-        state.peers.clone(),
-        settings.max_messages,
-        settings.max_age,
-        settings.prune_every,
-    ));
+    let pages = state.pages.clone();
+    tokio::spawn(retention::run(state.store.clone(), settings.retention(), move || pages.invalidate()));
+    tokio::spawn(forget_idle_budgets(state.throttle.clone(), state.peers.clone(), settings.prune_every));
     let router = app(state, settings.scope);
     let deadlines = Deadlines {
         header: settings.header_timeout,
@@ -236,7 +109,7 @@ pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
         tracing::info!("shutting down");
     };
     // Event streams end at once (tabs reconnect); other requests get the grace period to finish.
-    serve(listener, router, deadlines, signal, move || fanout.close()).await;
+    serve(listener, router, deadlines, signal, move || hub.close()).await;
     Ok(())
 }
 
@@ -273,16 +146,8 @@ fn listen(addr: std::net::SocketAddr, send_buffer: u32) -> std::io::Result<tokio
     socket.listen(1024)
 }
 
-/// Deletes what retention no longer keeps, in the background, never on the send path.
-async fn retention(
-    store: Arc<dyn FeedStore>,
-    pages: Arc<PageCache>,
-    throttle: Option<Arc<SendThrottle>>,
-    peers: Arc<Peers>,
-    keep: usize,
-    max_age: Option<std::time::Duration>,
-    every: std::time::Duration,
-) {
+/// Drops the send and address budgets of idle keys, on retention's clock.
+async fn forget_idle_budgets(throttle: Option<Arc<SendThrottle>>, peers: Arc<Peers>, every: std::time::Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -291,15 +156,6 @@ async fn retention(
             throttle.forget_idle();
         }
         peers.forget_idle();
-        let cutoff = max_age.map(|age| rfc3339(time::OffsetDateTime::now_utc() - age));
-        match store.prune(keep, cutoff.as_deref()).await {
-            Ok(0) => {}
-            Ok(deleted) => {
-                pages.invalidate();
-                tracing::info!(deleted, "retention");
-            }
-            Err(err) => tracing::warn!(error = %err, "retention failed; retrying at the next tick"),
-        }
     }
 }
 

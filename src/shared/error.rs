@@ -37,6 +37,15 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Seconds a client should wait before trying again (the `Retry-After` header), for the kinds that pass.
+    pub fn retry_after_secs(self) -> Option<u32> {
+        match self {
+            Self::RateLimited => Some(1),
+            Self::TooManyStreams | Self::Unavailable => Some(5),
+            _ => None,
+        }
+    }
+
     /// The name it is serialized as.
     pub fn code(self) -> &'static str {
         match self {
@@ -92,12 +101,21 @@ impl ApiError {
     pub fn http_status(&self) -> axum::http::StatusCode {
         axum::http::StatusCode::from_u16(self.status()).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
     }
+
+    /// The `Retry-After` value that goes with this error's kind, if any.
+    pub fn retry_after(&self) -> Option<axum::http::HeaderValue> {
+        self.kind.retry_after_secs().map(axum::http::HeaderValue::from)
+    }
 }
 
 #[cfg(feature = "ssr")]
 impl axum::response::IntoResponse for ApiError {
     fn into_response(self) -> axum::response::Response {
-        (self.http_status(), axum::Json(self)).into_response()
+        let mut response = (self.http_status(), axum::Json(&self)).into_response();
+        if let Some(header) = self.retry_after() {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, header);
+        }
+        response
     }
 }
 
@@ -120,5 +138,23 @@ impl FromServerFnError for ApiError {
             }
             other => Self::new(ErrorKind::Network, format!("Unexpected answer from the server: {other}")),
         }
+    }
+}
+
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    use super::*;
+    use axum::response::IntoResponse;
+
+    #[test]
+    fn retry_after_comes_from_the_kind_one_value_per_kind() {
+        let retry_after = |kind| {
+            let response = ApiError::new(kind, "x").into_response();
+            response.headers().get("retry-after").map(|value| value.to_str().unwrap().to_owned())
+        };
+        assert_eq!(retry_after(ErrorKind::RateLimited).as_deref(), Some("1"));
+        assert_eq!(retry_after(ErrorKind::TooManyStreams).as_deref(), Some("5"));
+        assert_eq!(retry_after(ErrorKind::Unavailable).as_deref(), Some("5"));
+        assert_eq!(retry_after(ErrorKind::BadRequest), None);
     }
 }

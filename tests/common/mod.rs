@@ -7,9 +7,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use broadcasting::shared::wire::{EVENTS_PATH, JOIN_PATH, MESSAGES_PATH, SEND_PATH};
 use futures::StreamExt;
+
+#[path = "../support/process.rs"]
+mod process;
+#[path = "../support/sse.rs"]
+mod sse;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+pub use sse::{SseEvent, SseFrames};
 
 pub struct Server {
     child: Child,
@@ -177,9 +184,7 @@ impl Server {
 
     /// The server process's resident memory, from /proc.
     pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kib = status.lines().find_map(|line| line.strip_prefix("VmRSS:")).unwrap();
-        kib.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap() * 1024
+        process::rss_bytes(self.child.id()).unwrap()
     }
 
     /// `host:port`, for connections made by hand.
@@ -254,16 +259,16 @@ impl Browser {
     }
 
     pub async fn join(&self, name: &str) -> String {
-        let joined: Value = self.post("/api/join", &[("username", name)]).await.ok();
+        let joined: Value = self.post(JOIN_PATH, &[("username", name)]).await.ok();
         joined["ticket"].as_str().unwrap().to_owned()
     }
 
     pub async fn send(&self, ticket: &str, text: &str) -> Value {
-        self.post("/api/send", &[("ticket", ticket), ("text", text)]).await.ok()
+        self.post(SEND_PATH, &[("ticket", ticket), ("text", text)]).await.ok()
     }
 
     pub async fn messages(&self, query: &str) -> Vec<Value> {
-        self.get(&format!("/api/messages{query}")).await.ok()
+        self.get(&format!("{MESSAGES_PATH}{query}")).await.ok()
     }
 
     pub async fn events(&self) -> Events {
@@ -271,7 +276,7 @@ impl Browser {
     }
 
     pub async fn events_with(&self, headers: &[(&str, &str)]) -> Events {
-        let mut request = self.http.get(format!("{}/events", self.base));
+        let mut request = self.http.get(format!("{}{EVENTS_PATH}", self.base));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -280,8 +285,14 @@ impl Browser {
         let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
         assert_eq!(header("content-type").as_deref(), Some("text/event-stream"));
         assert_eq!(header("x-accel-buffering").as_deref(), Some("no"));
-        Events { body: response.bytes_stream().boxed(), buffer: String::new() }
+        Events { body: response.bytes_stream().boxed(), frames: SseFrames::default() }
     }
+}
+
+/// `broadcasting_group=…`: the session-group cookie a response set, as a `Cookie` header sends it back.
+pub fn group_cookie(headers: &reqwest::header::HeaderMap) -> String {
+    let set = headers.get("set-cookie").expect("a group cookie").to_str().unwrap();
+    set.split(';').next().unwrap().to_owned()
 }
 
 /// The texts of a page of messages, in order.
@@ -294,17 +305,10 @@ pub fn ids(page: &[Value]) -> Vec<u64> {
     page.iter().map(|m| m["id"].as_u64().unwrap()).collect()
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub struct SseEvent {
-    pub event: String,
-    pub id: String,
-    pub data: String,
-}
-
 /// An open `/events` stream, parsed frame by frame.
 pub struct Events {
     body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
-    buffer: String,
+    frames: SseFrames,
 }
 
 impl Events {
@@ -313,26 +317,13 @@ impl Events {
     pub async fn next_within(&mut self, wait: Duration) -> Option<SseEvent> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            while let Some(end) = self.buffer.find("\n\n") {
-                let frame: String = self.buffer.drain(..end + 2).collect();
-                let mut event = SseEvent { event: String::new(), id: String::new(), data: String::new() };
-                for line in frame.lines() {
-                    if let Some((field, value)) = line.split_once(':') {
-                        let value = value.strip_prefix(' ').unwrap_or(value).to_owned();
-                        match field {
-                            "event" => event.event = value,
-                            "id" => event.id = value,
-                            "data" => event.data = value,
-                            _ => {}
-                        }
-                    }
-                }
+            while let Some(event) = self.frames.next_frame() {
                 if !event.event.is_empty() {
                     return Some(event);
                 }
             }
             let chunk = tokio::time::timeout_at(deadline, self.body.next()).await.ok()??.ok()?;
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+            self.frames.push(&chunk);
         }
     }
 

@@ -20,6 +20,10 @@ fn stores(cap: usize) -> Vec<(&'static str, Subject)> {
     ]
 }
 
+fn at(rfc3339: &str) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(rfc3339, &Rfc3339).unwrap()
+}
+
 fn ids(page: &[Message]) -> Vec<u64> {
     page.iter().map(|m| m.id).collect()
 }
@@ -71,12 +75,12 @@ async fn retention_keeps_the_newest_and_ids_are_never_reused() {
         assert_eq!(ids(&store.since(1, 100).await.unwrap()), vec![7, 8, 9, 10], "{name}");
         assert_eq!(store.prune(4, None).await.unwrap(), 0, "{name}");
         // an age cutoff in the future takes everything; the next id still counts on
-        assert_eq!(store.prune(100, Some("9999-01-01T00:00:00Z")).await.unwrap(), 4, "{name}");
+        assert_eq!(store.prune(100, Some(at("9999-01-01T00:00:00Z"))).await.unwrap(), 4, "{name}");
         assert_eq!(store.last_id().await.unwrap(), 10, "{name}");
         fill(store, 1).await;
         assert_eq!(ids(&store.latest(100).await.unwrap()), vec![11], "{name}");
         // a cutoff in the past takes nothing
-        assert_eq!(store.prune(100, Some("2000-01-01T00:00:00Z")).await.unwrap(), 0, "{name}");
+        assert_eq!(store.prune(100, Some(at("2000-01-01T00:00:00Z"))).await.unwrap(), 0, "{name}");
     }
 }
 

@@ -78,12 +78,14 @@ impl FeedStore for MemoryStore {
         Ok(self.log().last_id)
     }
 
-    async fn prune(&self, keep: usize, cutoff: Option<&str>) -> Result<u64, StoreError> {
+    async fn prune(&self, keep: usize, cutoff: Option<time::OffsetDateTime>) -> Result<u64, StoreError> {
+        let older = |message: &Message| {
+            let at = time::OffsetDateTime::parse(&message.at, &time::format_description::well_known::Rfc3339);
+            cutoff.is_some_and(|cutoff| at.is_ok_and(|at| at < cutoff))
+        };
         let mut log = self.log();
         let before = log.messages.len();
-        while log.messages.len() > keep
-            || log.messages.front().is_some_and(|m| cutoff.is_some_and(|c| m.at.as_str() < c))
-        {
+        while log.messages.len() > keep || log.messages.front().is_some_and(older) {
             log.messages.pop_front();
         }
         Ok((before - log.messages.len()) as u64)

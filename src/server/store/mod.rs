@@ -3,6 +3,7 @@
 //! Ids are assigned by the store, strictly increasing, and never reused, even after retention deletes messages.
 
 mod memory;
+pub mod retention;
 mod sqlite;
 
 pub use memory::MemoryStore;
@@ -12,11 +13,21 @@ use async_trait::async_trait;
 use time::format_description::well_known::Rfc3339;
 
 use crate::shared::domain::{Message, MessageText, Username};
+use crate::shared::error::{ApiError, ErrorKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store unavailable: {0}")]
     Unavailable(String),
+}
+
+/// The one place a store failure becomes an answer: the cause goes to the log, once; the client gets a sentence
+/// (503 `unavailable`, with `Retry-After`).
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        tracing::error!(error = %err, "store failed");
+        ApiError::new(ErrorKind::Unavailable, "The message log is unavailable right now; try again.")
+    }
 }
 
 #[async_trait]
@@ -32,9 +43,9 @@ pub trait FeedStore: Send + Sync + 'static {
     async fn latest(&self, limit: usize) -> Result<Vec<Message>, StoreError>;
     /// The id of the newest message ever appended (0 for none), whether or not it is still kept.
     async fn last_id(&self) -> Result<u64, StoreError>;
-    /// Retention: deletes all but the newest `keep` messages, and those stored before `cutoff` (RFC 3339, UTC, as
-    /// `Message::at`). Answers how many were deleted.
-    async fn prune(&self, keep: usize, cutoff: Option<&str>) -> Result<u64, StoreError>;
+    /// Retention: deletes all but the newest `keep` messages, and those stored before `cutoff`. Answers how many
+    /// were deleted.
+    async fn prune(&self, keep: usize, cutoff: Option<time::OffsetDateTime>) -> Result<u64, StoreError>;
 }
 
 /// The store's clock for `Message::at`, to the second (so `at` strings compare in time order).

@@ -23,7 +23,7 @@ const SCHEMA_VERSION: i64 = 1;
 
 enum Job {
     Append { user: String, text: String, reply: oneshot::Sender<Result<Message, StoreError>> },
-    Prune { keep: usize, cutoff: Option<String>, reply: oneshot::Sender<Result<u64, StoreError>> },
+    Prune { keep: usize, cutoff: Option<time::OffsetDateTime>, reply: oneshot::Sender<Result<u64, StoreError>> },
 }
 
 pub struct SqliteStore {
@@ -137,7 +137,7 @@ fn write_loop(mut conn: Connection, queue: mpsc::Receiver<Job>) {
                 Job::Prune { keep, cutoff, reply } => {
                     // Commit what queued before it first, so retention sees those rows.
                     commit_appends(&mut conn, std::mem::take(&mut appends));
-                    let _ = reply.send(prune(&mut conn, keep, cutoff.as_deref()).map_err(unavailable));
+                    let _ = reply.send(prune(&mut conn, keep, cutoff).map_err(unavailable));
                 }
             }
             if appends.len() < MAX_BATCH {
@@ -183,7 +183,7 @@ fn commit_appends(conn: &mut Connection, appends: Vec<Append>) {
     }
 }
 
-fn prune(conn: &mut Connection, keep: usize, cutoff: Option<&str>) -> rusqlite::Result<u64> {
+fn prune(conn: &mut Connection, keep: usize, cutoff: Option<time::OffsetDateTime>) -> rusqlite::Result<u64> {
     let newest: Option<i64> = conn.query_row("SELECT MAX(id) FROM messages", [], |row| row.get(0))?;
     let Some(newest) = newest else { return Ok(0) };
     // Everything at or below `floor` goes: the count limit, then the age limit.
@@ -192,8 +192,12 @@ fn prune(conn: &mut Connection, keep: usize, cutoff: Option<&str>) -> rusqlite::
         .optional()?
         .unwrap_or(0);
     if let Some(cutoff) = cutoff {
-        let aged: Option<i64> =
-            conn.query_row("SELECT MAX(id) FROM messages WHERE at < ?1", [cutoff], |row| row.get(0))?;
+        // Compared as times (seconds since the epoch), whatever offset a stored `at` was written with.
+        let aged: Option<i64> = conn.query_row(
+            "SELECT MAX(id) FROM messages WHERE unixepoch(at) < ?1",
+            [cutoff.unix_timestamp()],
+            |row| row.get(0),
+        )?;
         floor = floor.max(aged.unwrap_or(0));
     }
     floor = floor.min(newest);
@@ -270,8 +274,7 @@ impl FeedStore for SqliteStore {
         .await
     }
 
-    async fn prune(&self, keep: usize, cutoff: Option<&str>) -> Result<u64, StoreError> {
-        let cutoff = cutoff.map(str::to_owned);
+    async fn prune(&self, keep: usize, cutoff: Option<time::OffsetDateTime>) -> Result<u64, StoreError> {
         self.ask(|reply| Job::Prune { keep, cutoff, reply }).await
     }
 }

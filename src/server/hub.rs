@@ -1,20 +1,22 @@
-//! Fan-out of "NewMessage" notifications to the subscribers of one session group. `Broadcaster` is the seam a
-//! cross-process implementation (Redis) plugs into; `LocalBroadcaster` runs in-process on `tokio::sync::broadcast`.
+//! The local hub: the subscribers of this process, per session group, and what reaches them. Every backend shares
+//! it (as centrifuge's Hub, or Socket.IO's local rooms); only how a notice travels between processes differs, and
+//! that is the `Bus`'s job. Whatever bus runs, its receive side calls `Hub::deliver`.
 //!
-//! A notification carries only the newest message id: a subscriber that falls behind gets one notification for
-//! the latest id instead of a backlog, and never a broken stream. Its SSE frame is encoded once, when it is
-//! published, and every subscriber writes the same bytes.
+//! A notice carries only the newest message id: a subscriber that falls behind gets one notice for the latest id
+//! instead of a backlog, and never a broken stream. Its SSE frame is encoded once, when it is delivered, and every
+//! subscriber writes the same bytes. `deliver` forgets the shared pages of the log before it notifies anyone, so no
+//! tab is told of a message and then served a page cached before it, whichever process appended it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use axum::body::Bytes;
 use futures::stream::{self, BoxStream};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
 use crate::server::group::GroupId;
+use crate::server::pages::PageCache;
 
 /// The SSE event name of an append.
 pub const EVENT_NAME: &str = crate::shared::wire::NEW_MESSAGE;
@@ -32,50 +34,40 @@ impl Notice {
     }
 }
 
-/// A subscription: yields the newest notice each time the group is notified; ends when the broadcaster closes.
+/// A subscription: yields the newest notice each time the group is notified; ends when the hub closes.
 pub type Subscription = BoxStream<'static, Notice>;
-
-#[async_trait]
-pub trait Broadcaster: Send + Sync + 'static {
-    /// Notifies every subscriber of `group` that messages up to `id` exist.
-    async fn publish(&self, group: &GroupId, id: u64);
-    /// Subscribes to `group`; dropping the stream unsubscribes.
-    fn subscribe(&self, group: &GroupId) -> Subscription;
-    /// Ends every subscription, and every later one at once (shutdown: the streams close, tabs reconnect).
-    fn close(&self);
-    /// Subscriptions open now, over all groups.
-    fn subscribers(&self) -> usize;
-    /// Subscriptions open now in `group`.
-    fn group_subscribers(&self, group: &GroupId) -> usize;
-}
 
 type Channels = Arc<Mutex<HashMap<GroupId, broadcast::Sender<Notice>>>>;
 
 /// One broadcast channel per group with live subscribers; a group's channel goes when its last subscriber does.
-pub struct LocalBroadcaster {
+pub struct Hub {
     capacity: usize,
     channels: Channels,
     closed: AtomicBool,
+    /// The shared pages of the log, forgotten on each delivery.
+    pages: Arc<PageCache>,
 }
 
-impl LocalBroadcaster {
-    pub fn new(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), channels: Arc::default(), closed: AtomicBool::new(false) }
+impl Hub {
+    /// `capacity`: notices queued per subscriber; one further behind is coalesced to the latest id.
+    pub fn new(capacity: usize, pages: Arc<PageCache>) -> Self {
+        Self { capacity: capacity.max(1), channels: Arc::default(), closed: AtomicBool::new(false), pages }
+    }
+
+    /// The page cache this hub invalidates.
+    pub fn pages(&self) -> &Arc<PageCache> {
+        &self.pages
     }
 
     /// Groups that have a channel now (for tests and metrics).
     pub fn group_count(&self) -> usize {
         lock(&self.channels).len()
     }
-}
 
-fn lock(channels: &Channels) -> std::sync::MutexGuard<'_, HashMap<GroupId, broadcast::Sender<Notice>>> {
-    channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-#[async_trait]
-impl Broadcaster for LocalBroadcaster {
-    async fn publish(&self, group: &GroupId, id: u64) {
+    /// Messages up to `id` exist in `group` (appended here or in another process): forgets the shared pages, then
+    /// notifies every local subscriber of `group`.
+    pub fn deliver(&self, group: &GroupId, id: u64) {
+        self.pages.invalidate();
         // Clone the sender and release the registry lock before sending.
         let sender = lock(&self.channels).get(group).cloned();
         if let Some(sender) = sender {
@@ -83,7 +75,8 @@ impl Broadcaster for LocalBroadcaster {
         }
     }
 
-    fn subscribe(&self, group: &GroupId) -> Subscription {
+    /// Subscribes to `group`; dropping the stream unsubscribes.
+    pub fn subscribe(&self, group: &GroupId) -> Subscription {
         if self.closed.load(Ordering::SeqCst) {
             return Box::pin(stream::empty());
         }
@@ -98,18 +91,25 @@ impl Broadcaster for LocalBroadcaster {
         }))
     }
 
-    fn close(&self) {
+    /// Ends every subscription, and every later one at once (shutdown: the streams close, tabs reconnect).
+    pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         lock(&self.channels).clear(); // dropping the senders ends every receiver
     }
 
-    fn subscribers(&self) -> usize {
+    /// Subscriptions open now, over all groups (stream caps, metrics).
+    pub fn subscribers(&self) -> usize {
         lock(&self.channels).values().map(broadcast::Sender::receiver_count).sum()
     }
 
-    fn group_subscribers(&self, group: &GroupId) -> usize {
+    /// Subscriptions open now in `group`.
+    pub fn group_subscribers(&self, group: &GroupId) -> usize {
         lock(&self.channels).get(group).map_or(0, broadcast::Sender::receiver_count)
     }
+}
+
+fn lock(channels: &Channels) -> std::sync::MutexGuard<'_, HashMap<GroupId, broadcast::Sender<Notice>>> {
+    channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One subscriber's receiver; on drop it removes its group's channel if it was the last one.
@@ -151,11 +151,16 @@ impl Drop for Member {
     }
 }
 
+/// Delivery to the right group, coalescing and close are proven through every bus in `bus::contract`.
 #[cfg(test)]
 mod tests {
     use super::*;
     use futures::StreamExt;
     use std::time::Duration;
+
+    fn hub(capacity: usize) -> Hub {
+        Hub::new(capacity, Arc::new(PageCache::new(8)))
+    }
 
     async fn next_now(sub: &mut Subscription) -> Option<u64> {
         let notice = tokio::time::timeout(Duration::from_millis(50), sub.next()).await.ok().flatten()?;
@@ -164,61 +169,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn subscribers_of_a_group_get_its_notifications_only() {
-        let fanout = LocalBroadcaster::new(8);
-        let (a, b) = (GroupId::new("a"), GroupId::new("b"));
-        let mut a1 = fanout.subscribe(&a);
-        let mut a2 = fanout.subscribe(&a);
-        let mut b1 = fanout.subscribe(&b);
-        fanout.publish(&a, 1).await;
-        assert_eq!(next_now(&mut a1).await, Some(1));
-        assert_eq!(next_now(&mut a2).await, Some(1));
-        assert_eq!(next_now(&mut b1).await, None);
-        fanout.publish(&b, 2).await;
-        assert_eq!(next_now(&mut b1).await, Some(2));
-        assert_eq!(next_now(&mut a1).await, None);
-    }
-
-    #[tokio::test]
-    async fn a_subscriber_that_falls_behind_gets_the_latest_id_once() {
-        let fanout = LocalBroadcaster::new(4);
+    async fn delivering_to_a_group_without_subscribers_is_a_no_op_and_channels_are_pruned() {
+        let hub = hub(4);
         let group = GroupId::new("g");
-        let mut slow = fanout.subscribe(&group);
-        for id in 1..=20 {
-            fanout.publish(&group, id).await; // overflows the 4-slot channel
-        }
-        assert_eq!(next_now(&mut slow).await, Some(20));
-        assert_eq!(next_now(&mut slow).await, None);
-        fanout.publish(&group, 21).await;
-        assert_eq!(next_now(&mut slow).await, Some(21));
-    }
-
-    #[tokio::test]
-    async fn publishing_to_a_group_without_subscribers_is_a_no_op_and_channels_are_pruned() {
-        let fanout = LocalBroadcaster::new(4);
-        let group = GroupId::new("g");
-        fanout.publish(&group, 1).await;
-        assert_eq!(fanout.group_count(), 0);
-        let one = fanout.subscribe(&group);
-        let two = fanout.subscribe(&group);
-        assert_eq!(fanout.group_count(), 1);
+        hub.deliver(&group, 1);
+        assert_eq!(hub.group_count(), 0);
+        let one = hub.subscribe(&group);
+        let two = hub.subscribe(&group);
+        assert_eq!(hub.group_count(), 1);
         drop(one);
-        assert_eq!(fanout.group_count(), 1);
+        assert_eq!(hub.group_count(), 1);
         drop(two);
-        assert_eq!(fanout.group_count(), 0);
+        assert_eq!(hub.group_count(), 0);
     }
 
+    /// A notice from another process (the bus's receive side calls `deliver`; no append happened here) still
+    /// forgets the cached pages, before the subscriber hears of it: the page it then asks for holds the message.
     #[tokio::test]
-    async fn close_ends_every_subscription_now_and_later() {
-        let fanout = LocalBroadcaster::new(4);
+    async fn a_delivery_from_the_bus_forgets_the_cached_pages_before_any_subscriber_hears_of_it() {
+        use crate::server::pages::PageKey;
+        use crate::shared::domain::Message;
+        let message =
+            |id: u64| Message { id, user: "ada".into(), text: format!("m{id}"), at: "2026-11-24T00:00:00Z".into() };
+        let pages = Arc::new(PageCache::new(8));
+        let hub = Hub::new(8, pages.clone());
         let group = GroupId::new("g");
-        let mut open = fanout.subscribe(&group);
-        fanout.close();
-        let ended = tokio::time::timeout(Duration::from_millis(50), open.next()).await;
-        assert_eq!(ended.ok().map(|n| n.is_none()), Some(true), "an open subscription ends");
-        let mut late = fanout.subscribe(&group);
-        let ended = tokio::time::timeout(Duration::from_millis(50), late.next()).await;
-        assert_eq!(ended.ok().map(|n| n.is_none()), Some(true), "a later subscription ends at once");
+        let mut tab = hub.subscribe(&group);
+        // the tab has read the page after 4 while the log ended at 4
+        let stale = pages.get(PageKey::Since(4), || async { Ok(vec![]) }).await.unwrap();
+        assert!(stale.messages.is_empty());
+        assert_eq!(pages.len(), 1);
+        hub.deliver(&group, 5);
+        assert_eq!(next_now(&mut tab).await, Some(5));
+        let after = pages.get(PageKey::Since(4), || async { Ok(vec![message(5)]) }).await.unwrap();
+        assert_eq!(after.messages, vec![message(5)], "the page after 4 is read again, not served from before");
     }
 
     #[test]

@@ -1,0 +1,85 @@
+//! What every request handler shares: the store, the fan-out, the page cache, the budgets, the ticket keys and the
+//! limits. A leaf: it imports the parts it holds and no handler, so any handler may import it.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+
+use crate::server::bus::Bus;
+use crate::server::hub::Hub;
+use crate::server::pages::PageCache;
+use crate::server::peer::Peers;
+use crate::server::store::FeedStore;
+use crate::server::throttle::SendThrottle;
+use crate::server::ticket::TicketKeys;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_message_chars: usize,
+    pub page_size: usize,
+    /// Most bytes of JSON in one page of messages.
+    pub page_bytes: usize,
+    pub max_request_bytes: usize,
+    pub request_timeout: std::time::Duration,
+    pub streams: StreamCaps,
+}
+
+/// Most event streams open at once; 0: no cap.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamCaps {
+    pub total: usize,
+    pub per_group: usize,
+}
+
+/// Cloned for each request (axum's `State`), so it is one `Arc`.
+#[derive(Clone)]
+pub struct AppState(Arc<Services>);
+
+pub struct Services {
+    pub store: Arc<dyn FeedStore>,
+    /// This process's subscribers; `bus` publishes into every process's hub.
+    pub hub: Arc<Hub>,
+    pub bus: Arc<dyn Bus>,
+    /// The hub's page cache (forgotten on each delivery).
+    pub pages: Arc<PageCache>,
+    /// Send rate limits; `None`: no limit.
+    pub throttle: Option<Arc<SendThrottle>>,
+    pub tickets: TicketKeys,
+    /// Trusted proxies and the per-address budgets.
+    pub peers: Arc<Peers>,
+    pub limits: Limits,
+    pub leptos: LeptosOptions,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(
+        store: Arc<dyn FeedStore>,
+        hub: Arc<Hub>,
+        bus: Arc<dyn Bus>,
+        tickets: TicketKeys,
+        limits: Limits,
+        throttle: Option<SendThrottle>,
+        peers: Peers,
+        leptos: LeptosOptions,
+    ) -> Self {
+        let pages = hub.pages().clone();
+        let throttle = throttle.map(Arc::new);
+        let peers = Arc::new(peers);
+        Self(Arc::new(Services { store, hub, bus, pages, throttle, tickets, peers, limits, leptos }))
+    }
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos.clone()
+    }
+}

@@ -1,0 +1,119 @@
+//! No import cycles between modules: every `crate::…` path in `src/` is an edge from the module that writes it to
+//! the module it names (`client` as one; `shared::X` and `server::X` each one, their submodules included), and the
+//! graph must have no cycle. `cargo test --features ssr --test module_graph -- --nocapture` prints the edges.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// The module a source file belongs to, or `None` for the crate root (`lib.rs`, `main.rs`).
+fn module_of(relative: &Path) -> Option<String> {
+    let parts: Vec<String> = relative.iter().map(|part| part.to_string_lossy().into_owned()).collect();
+    match parts.as_slice() {
+        [top, ..] if top == "client" => Some("client".into()),
+        [top, file] if file == "mod.rs" => Some(top.clone()),
+        [top, file, ..] => Some(format!("{top}::{}", file.trim_end_matches(".rs"))),
+        _ => None,
+    }
+}
+
+fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The first path segment after `crate::top::` at each place it is written (`crate::server::{a, b::C}` gives both).
+fn targets(source: &str, top: &str) -> Vec<String> {
+    let needle = format!("crate::{top}::");
+    let mut found = Vec::new();
+    let ident = |s: &str| s.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect::<String>();
+    for (at, _) in source.match_indices(&needle) {
+        let rest = &source[at + needle.len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let inner = &group[..group.find('}').unwrap_or(group.len())];
+            found.extend(inner.split(',').map(|item| ident(item.trim())).filter(|name| !name.is_empty()));
+        } else {
+            found.push(ident(rest));
+        }
+    }
+    found
+}
+
+fn edges() -> BTreeMap<String, BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let modules: BTreeSet<String> =
+        files.iter().filter_map(|file| module_of(file.strip_prefix(&src).unwrap())).collect();
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in &files {
+        let Some(from) = module_of(file.strip_prefix(&src).unwrap()) else { continue };
+        let text = std::fs::read_to_string(file).unwrap();
+        let mut to: BTreeSet<String> = BTreeSet::new();
+        if text.contains("crate::client::") {
+            to.insert("client".into());
+        }
+        for top in ["server", "shared"] {
+            for name in targets(&text, top) {
+                let module = format!("{top}::{name}");
+                to.insert(if modules.contains(&module) { module } else { top.to_owned() });
+            }
+        }
+        to.remove(&from);
+        graph.entry(from).or_default().extend(to);
+    }
+    graph
+}
+
+/// A cycle through `start`, if any (depth-first search back to it).
+fn cycle_from(graph: &BTreeMap<String, BTreeSet<String>>, start: &str) -> Option<Vec<String>> {
+    fn walk(
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        start: &str,
+        path: &mut Vec<String>,
+        seen: &mut BTreeSet<String>,
+    ) -> bool {
+        let here = path.last().unwrap().clone();
+        for next in graph.get(&here).into_iter().flatten() {
+            if next == start {
+                return true;
+            }
+            if seen.insert(next.clone()) {
+                path.push(next.clone());
+                if walk(graph, start, path, seen) {
+                    return true;
+                }
+                path.pop();
+            }
+        }
+        false
+    }
+    let mut path = vec![start.to_owned()];
+    walk(graph, start, &mut path, &mut BTreeSet::new()).then(|| {
+        path.push(start.to_owned());
+        path
+    })
+}
+
+#[test]
+fn no_module_imports_one_that_imports_it_back() {
+    let graph = edges();
+    for (from, to) in &graph {
+        println!("{from} -> {}", to.iter().cloned().collect::<Vec<_>>().join(", "));
+    }
+    let cycles: Vec<String> =
+        graph.keys().filter_map(|start| cycle_from(&graph, start)).map(|c| c.join(" -> ")).collect();
+    assert!(cycles.is_empty(), "import cycles:\n{}", cycles.join("\n"));
+}
+
+#[test]
+fn the_client_never_imports_the_server() {
+    let graph = edges();
+    let client = graph.get("client").cloned().unwrap_or_default();
+    assert!(client.iter().all(|to| !to.starts_with("server")), "client -> {client:?}");
+}
