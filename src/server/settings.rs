@@ -26,8 +26,9 @@ pub struct Cli {
     pub overrides: Overrides,
 }
 
-/// Every setting once: its doc comment is its `--help` (ending in its default), its attributes its flag and
-/// environment variable; the file key is the field name in kebab case. The macro makes `Overrides` (every setting
+/// Every setting once: its doc comment is its `--help`, ending in its default (`[default: X]`, the only place a
+/// default is written: `resolve` parses it from there), its attributes its flag and environment variable; the file
+/// key is the field name in kebab case. The macro makes `Overrides` (every setting
 /// optional: what is not given falls through to the file, then to the default) and the layering `or`.
 macro_rules! overrides {
     ($( $(#[$meta:meta])* $field:ident : $ty:ty, )*) => {
@@ -219,6 +220,33 @@ pub enum StoreKind {
     Memory,
 }
 
+/// A setting's value once the stated defaults are in: every setting but `secret` and `trusted-proxies` states one
+/// (`every_setting_but_two_states_its_default` holds them to it).
+fn stated<T>(value: Option<T>, name: &str) -> T {
+    value.unwrap_or_else(|| panic!("`--help` states no default for {name}"))
+}
+
+impl Overrides {
+    /// Every setting at the default its `--help` states (`[default: X]`, up to a comma), parsed as that flag would
+    /// be: the doc comment above each setting is the one place its default is written.
+    fn stated_defaults() -> Overrides {
+        use clap::{CommandFactory, Parser};
+        let mut argv = vec!["broadcasting".to_owned()];
+        for arg in Cli::command().get_arguments() {
+            let (Some(long), Some(help)) = (arg.get_long(), arg.get_help().map(ToString::to_string)) else { continue };
+            let Some(said) = help.split("[default: ").nth(1) else { continue };
+            let default = said.split([']', ',']).next().unwrap_or_default().trim();
+            if long != "config" && default != "none" {
+                argv.extend([format!("--{long}"), default.to_owned()]);
+            }
+        }
+        let mut defaults = Cli::try_parse_from(&argv).expect("the defaults `--help` states parse").overrides;
+        // Stated as none, or not at all: whatever the environment holds must not pass for a default.
+        (defaults.secret, defaults.trusted_proxies) = (None, None);
+        defaults
+    }
+}
+
 fn duration(name: &'static str, raw: &str, off: &'static str) -> Result<Duration, SettingsError> {
     humantime::parse_duration(raw.trim()).ok().filter(|d| !d.is_zero()).ok_or_else(|| SettingsError::Duration {
         name,
@@ -285,32 +313,35 @@ impl Settings {
         Self::resolve(cli.overrides.or(file))
     }
 
+    /// The settings in force: `given`, then for what it lacks the default that `--help` states.
     pub fn resolve(given: Overrides) -> Result<Self, SettingsError> {
         if given.secret.as_deref().is_some_and(|s| s.chars().count() < 16) {
             return Err(SettingsError::WeakSecret);
         }
+        let max_streams_given = given.max_streams.is_some();
+        let given = given.or(Overrides::stated_defaults());
         Ok(Settings {
-            addr: given.addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
-            scope: given.scope.unwrap_or(Scope::Browser),
+            addr: stated(given.addr, "addr"),
+            scope: stated(given.scope, "scope"),
             max_message_chars: in_range(
                 "max-message-chars",
-                given.max_message_chars.unwrap_or(2000),
+                stated(given.max_message_chars, "max_message_chars"),
                 1,
                 1_000_000,
                 "1 to 1000000",
             )?,
-            page_size: in_range("page-size", given.page_size.unwrap_or(200), 1, 10_000, "1 to 10000")?,
+            page_size: in_range("page-size", stated(given.page_size, "page_size"), 1, 10_000, "1 to 10000")?,
             page_bytes: in_range(
                 "page-bytes",
-                given.page_bytes.unwrap_or(262_144),
+                stated(given.page_bytes, "page_bytes"),
                 1_024,
                 64 * 1_048_576,
                 "1024 to 67108864",
             )?,
-            store: given.store.unwrap_or(StoreKind::Sqlite),
+            store: stated(given.store, "store"),
             max_messages: in_range(
                 "max-messages",
-                given.max_messages.unwrap_or(10_000),
+                stated(given.max_messages, "max_messages"),
                 1,
                 1_000_000_000,
                 "1 to 1000000000",
@@ -319,54 +350,58 @@ impl Settings {
                 None | Some("off") => None,
                 Some(raw) => Some(duration("max-age", raw, " or off")?),
             },
-            prune_every: duration("prune-every", given.prune_every.as_deref().unwrap_or("1m"), "")?,
-            send_rate: given.send_rate.unwrap_or(5),
+            prune_every: duration("prune-every", stated(given.prune_every.as_deref(), "prune_every"), "")?,
+            send_rate: stated(given.send_rate, "send_rate"),
             send_burst: in_range(
                 "send-burst",
-                given.send_burst.unwrap_or(10) as usize,
+                stated(given.send_burst, "send_burst") as usize,
                 1,
                 u32::MAX as usize,
                 "at least 1",
             )? as u32,
-            address_rate: given.address_rate.unwrap_or(10),
+            address_rate: stated(given.address_rate, "address_rate"),
             address_burst: in_range(
                 "address-burst",
-                given.address_burst.unwrap_or(200) as usize,
+                stated(given.address_burst, "address_burst") as usize,
                 1,
                 u32::MAX as usize,
                 "at least 1",
             )? as u32,
-            max_streams_per_address: given.max_streams_per_address.unwrap_or(1_000),
+            max_streams_per_address: stated(given.max_streams_per_address, "max_streams_per_address"),
             trusted_proxies: proxies(given.trusted_proxies.as_deref().unwrap_or(""))?,
-            max_streams: given.max_streams.unwrap_or(15_000),
-            max_streams_given: given.max_streams.is_some(),
-            max_streams_per_browser: given.max_streams_per_browser.unwrap_or(50),
-            header_timeout: duration("header-timeout", given.header_timeout.as_deref().unwrap_or("10s"), "")?,
-            request_timeout: duration("request-timeout", given.request_timeout.as_deref().unwrap_or("10s"), "")?,
+            max_streams: stated(given.max_streams, "max_streams"),
+            max_streams_given,
+            max_streams_per_browser: stated(given.max_streams_per_browser, "max_streams_per_browser"),
+            header_timeout: duration("header-timeout", stated(given.header_timeout.as_deref(), "header_timeout"), "")?,
+            request_timeout: duration(
+                "request-timeout",
+                stated(given.request_timeout.as_deref(), "request_timeout"),
+                "",
+            )?,
             max_request_bytes: in_range(
                 "max-request-bytes",
-                given.max_request_bytes.unwrap_or(65_536),
+                stated(given.max_request_bytes, "max_request_bytes"),
                 1_024,
                 64 * 1_048_576,
                 "1024 to 67108864",
             )?,
-            write_timeout: duration("write-timeout", given.write_timeout.as_deref().unwrap_or("30s"), "")?,
+            write_timeout: duration("write-timeout", stated(given.write_timeout.as_deref(), "write_timeout"), "")?,
             send_buffer_bytes: in_range(
                 "send-buffer-bytes",
-                given.send_buffer_bytes.unwrap_or(262_144) as usize,
+                stated(given.send_buffer_bytes, "send_buffer_bytes") as usize,
                 4_096,
                 16_777_216,
                 "4096 to 16777216",
             )? as u32,
-            shutdown_grace: duration("shutdown-grace", given.shutdown_grace.as_deref().unwrap_or("1s"), "")?,
+            shutdown_grace: duration("shutdown-grace", stated(given.shutdown_grace.as_deref(), "shutdown_grace"), "")?,
             ticket_lifetime: match given.ticket_lifetime.as_deref().map(str::trim) {
                 Some("off") => None,
-                raw => Some(duration("ticket-lifetime", raw.unwrap_or("24h"), " or off")?),
+                raw => Some(duration("ticket-lifetime", stated(raw, "ticket_lifetime"), " or off")?),
             },
             secret: given.secret,
-            data_dir: given.data_dir.unwrap_or_else(|| PathBuf::from("data")),
-            log_level: given.log_level.unwrap_or_else(|| "info".to_owned()),
-            site_root: given.site_root.unwrap_or_else(|| PathBuf::from("target/site")),
+            data_dir: stated(given.data_dir, "data_dir"),
+            log_level: stated(given.log_level, "log_level"),
+            site_root: stated(given.site_root, "site_root"),
         })
     }
 }
@@ -397,25 +432,19 @@ mod tests {
             .collect()
     }
 
-    /// Every `[default: X]` that `--help` prints is the default `resolve` applies.
+    /// `resolve` takes every default from `--help`; it panics on a setting whose help states none.
     #[test]
-    fn the_defaults_help_prints_are_the_defaults_in_force() {
-        use clap::{CommandFactory, Parser};
-        let mut argv = vec!["broadcasting".to_owned()];
-        for arg in Cli::command().get_arguments() {
-            let (Some(long), Some(help)) = (arg.get_long(), arg.get_help().map(ToString::to_string)) else { continue };
-            let Some(said) = help.split("[default: ").nth(1) else { continue };
-            let default = said.split([']', ',']).next().unwrap_or_default();
-            if long != "config" && default != "none" {
-                argv.extend([format!("--{long}"), default.to_owned()]);
-            }
-        }
-        let mut given = Cli::try_parse_from(&argv).unwrap().overrides;
-        (given.secret, given.trusted_proxies) = (None, None); // no literal default (and the environment may set them)
-        let mut from_help = Settings::resolve(given).unwrap();
-        from_help.max_streams_given = false;
-        assert!(argv.len() > 40, "{argv:?}");
-        assert_eq!(format!("{from_help:?}"), format!("{:?}", Settings::resolve(Overrides::default()).unwrap()));
+    fn every_setting_but_two_states_its_default() {
+        let settings = Settings::resolve(Overrides::default()).unwrap();
+        assert_eq!(settings.addr, SocketAddr::from(([127, 0, 0, 1], 3000)));
+        assert_eq!((settings.max_age, settings.ticket_lifetime), (None, Some(Duration::from_secs(24 * 3600))));
+        assert_eq!(
+            (settings.max_streams, settings.max_streams_given, settings.trusted_proxies.len()),
+            (15_000, false, 0)
+        );
+        assert_eq!((settings.prune_every, settings.send_buffer_bytes), (Duration::from_secs(60), 262_144));
+        assert_eq!((settings.site_root, settings.data_dir), (PathBuf::from("target/site"), PathBuf::from("data")));
+        assert_eq!(settings.secret, None);
     }
 
     #[test]
