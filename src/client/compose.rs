@@ -7,26 +7,16 @@ use leptos::prelude::*;
 
 use crate::client::{remote, Feed};
 use crate::shared::domain::{Joined, Message};
-use crate::shared::error::ApiError;
+use crate::shared::error::{ApiError, ErrorKind};
 
 type JoinAction = Action<String, Result<Joined, ApiError>>;
 
-/// A form's submit handler: no page load, the input's value dispatched to `action` unless `refuse` says why not
-/// (its sentence goes to `refused`, shown in place of the server's).
-fn submit_input<O: 'static>(
-    input: NodeRef<Input>,
-    action: Action<String, O>,
-    refuse: impl Fn(&str) -> Option<String> + Copy + 'static,
-    refused: RwSignal<Option<String>>,
-) -> impl Fn(SubmitEvent) + Copy {
+/// A form's submit handler: no page load, the input's value dispatched to `action`.
+fn submit_input<O: 'static>(input: NodeRef<Input>, action: Action<String, O>) -> impl Fn(SubmitEvent) + Copy {
     move |ev: SubmitEvent| {
         ev.prevent_default();
         if let Some(el) = input.get_untracked() {
-            let value = el.value();
-            refused.set(refuse(&value));
-            if refused.get_untracked().is_none() {
-                action.dispatch_local(value);
-            }
+            action.dispatch_local(el.value());
         }
     }
 }
@@ -55,8 +45,7 @@ pub fn Composer(feed: Feed) -> impl IntoView {
 #[component]
 fn JoinForm(join: JoinAction) -> impl IntoView {
     let input = NodeRef::<Input>::new();
-    let refused = RwSignal::new(None);
-    let on_submit = submit_input(input, join, |_| None, refused);
+    let on_submit = submit_input(input, join);
     view! {
         <section class="composer">
             <form on:submit=on_submit>
@@ -74,10 +63,6 @@ fn JoinForm(join: JoinAction) -> impl IntoView {
 fn SendForm(feed: Feed, joined: Joined) -> impl IntoView {
     feed.joined_as(&joined.name);
     let ticket = joined.ticket;
-    let send = Action::<String, Result<Message, ApiError>>::new_local(move |text: &String| {
-        remote::send_message(ticket.clone(), text.clone())
-    });
-    let input = NodeRef::<Input>::new();
     // The server's limit, asked once the form appears; until it is known, the server alone decides.
     let limit = RwSignal::new(None::<usize>);
     leptos::task::spawn_local(async move {
@@ -85,17 +70,29 @@ fn SendForm(feed: Feed, joined: Joined) -> impl IntoView {
             limit.set(Some(limits.max_message_chars));
         }
     });
-    let max_chars = move || limit.get();
+    let send = Action::<String, Result<Message, ApiError>>::new_local(move |text: &String| {
+        // Over the limit: refused here, in the server's words, and nothing is sent.
+        let got = chars_of(text);
+        let too_long = limit.get_untracked().filter(|max| got > *max).map(|max| {
+            ApiError::new(
+                ErrorKind::InvalidInput,
+                format!("Messages are at most {max} characters; this one has {got}."),
+            )
+        });
+        let (ticket, text) = (ticket.clone(), text.clone());
+        async move {
+            match too_long {
+                Some(refusal) => Err(refusal),
+                None => remote::send_message(ticket, text).await,
+            }
+        }
+    });
+    let input = NodeRef::<Input>::new();
+    let on_submit = submit_input(input, send);
     let typed = RwSignal::new(0_usize);
-    let refused = RwSignal::new(None);
-    let too_long = move |text: &str| {
-        let (got, max) = (chars_of(text), max_chars()?);
-        (got > max).then(|| format!("Messages are at most {max} characters; this one has {got}."))
-    };
-    let on_submit = submit_input(input, send, too_long, refused);
     // Shown from 90 % of the limit on.
     let counter = move || {
-        let (got, max) = (typed.get(), max_chars()?);
+        let (got, max) = (typed.get(), limit.get()?);
         (got * 10 >= max * 9).then_some((got, max))
     };
     Effect::new(move |_| {
@@ -141,12 +138,7 @@ fn SendForm(feed: Feed, joined: Joined) -> impl IntoView {
             <p id="message-counter" class="counter" class:over=move || counter().is_some_and(|(got, max)| got > max)>
                 {move || counter().map(|(got, max)| format!("{got} / {max} characters"))}
             </p>
-            {move || {
-                refused
-                    .get()
-                    .or_else(|| error_of(send.value().get()))
-                    .map(|message| view! { <p class="error" role="alert">{message}</p> })
-            }}
+            {move || error_of(send.value().get()).map(|message| view! { <p class="error" role="alert">{message}</p> })}
         </section>
     }
 }

@@ -57,11 +57,11 @@ mod browser {
     use wasm_bindgen::closure::Closure;
     use wasm_bindgen::{JsCast, JsValue};
     use wasm_bindgen_futures::JsFuture;
-    use web_sys::{AbortController, BroadcastChannel, EventSource, Headers, MessageEvent, RequestInit, Response};
+    use web_sys::{AbortController, BroadcastChannel, EventSource, MessageEvent, RequestInit};
 
     use super::Tab;
+    use crate::client::remote;
     use crate::shared::domain::Message;
-    use crate::shared::error::ApiError;
     use crate::shared::wire;
 
     const CHANNEL: &str = "broadcasting";
@@ -270,15 +270,15 @@ mod browser {
         let on_error = {
             let source = source.clone();
             Closure::<dyn Fn()>::new(move || {
-                let problem = current().and_then(|shared| shared.problem.borrow().clone());
                 if source.ready_state() == EventSource::CLOSED {
                     wasm_bindgen_futures::spawn_local(async {
-                        let (problem, wait) = refusal().await.unwrap_or((None, RETRY));
+                        let (problem, wait) = refusal().await.map_or((None, RETRY), |(why, wait)| (Some(why), wait));
                         set_state(false, problem);
                         connect_later(wait.max(RETRY));
                     });
                 } else {
-                    set_state(false, problem);
+                    // Reconnecting by itself: a refusal shown before stays until the stream opens.
+                    set_state(false, current().and_then(|shared| shared.problem.borrow().clone()));
                 }
             })
         };
@@ -295,17 +295,13 @@ mod browser {
     }
 
     /// Why the server refused the stream, and when to ask again: `EventSource` shows no status and no body, so this
-    /// asks once more with `fetch`. `None` when the server cannot be reached or accepts (then the probe's stream is
-    /// closed at once).
-    async fn refusal() -> Option<(Option<String>, Duration)> {
+    /// asks once more (`remote::request`). `None` when the server cannot be reached or accepts (then the probe's
+    /// stream is closed at once).
+    async fn refusal() -> Option<(String, Duration)> {
         let abort = AbortController::new().ok()?;
-        let headers = Headers::new().ok()?;
-        headers.set("Accept", "application/json").ok()?;
         let init = RequestInit::new();
-        init.set_headers(&headers);
         init.set_signal(Some(&abort.signal()));
-        let response: Response =
-            JsFuture::from(window().fetch_with_str_and_init(wire::EVENTS_PATH, &init)).await.ok()?.unchecked_into();
+        let response = remote::request(wire::EVENTS_PATH, init, None).await.ok()?;
         if response.ok() {
             abort.abort();
             return None;
@@ -317,10 +313,6 @@ mod browser {
             .flatten()
             .and_then(|seconds| seconds.trim().parse::<u64>().ok())
             .map_or(RETRY, Duration::from_secs);
-        let body = JsFuture::from(response.text().ok()?).await.ok()?.as_string().unwrap_or_default();
-        let message = serde_json::from_str::<ApiError>(&body)
-            .map(|err| err.message)
-            .unwrap_or_else(|_| format!("The server refused the live stream (HTTP {}).", response.status()));
-        Some((Some(message), wait))
+        Some((remote::error_of(&response).await.message, wait))
     }
 }

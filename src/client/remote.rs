@@ -51,6 +51,11 @@ pub async fn send_message(ticket: String, text: String) -> Result<Message, ApiEr
     return crate::shared::api::send_message(ticket, text).await;
 }
 
+/// For other requests of the tab's (the relay's probe of a refused stream): one request that asks for JSON, and
+/// the API error a refusal carries.
+#[cfg(feature = "hydrate")]
+pub use browser::{error_of, request};
+
 #[cfg(feature = "hydrate")]
 mod browser {
     use std::future::Future;
@@ -81,32 +86,47 @@ mod browser {
         ApiError::new(ErrorKind::Network, format!("Unexpected answer from the server (HTTP {status})."))
     }
 
-    async fn fetch<T: DeserializeOwned>(url: &str, form: Option<Vec<(&str, String)>>) -> Result<T, ApiError> {
-        let init = RequestInit::new();
+    /// Sends `init` to `url`, asking for JSON (and saying the body's `content_type`, if any): the answer, whatever
+    /// its status.
+    pub async fn request(url: &str, init: RequestInit, content_type: Option<&str>) -> Result<Response, ApiError> {
         let headers = Headers::new().map_err(unreachable)?;
         headers.set("Accept", "application/json").map_err(unreachable)?;
+        if let Some(content_type) = content_type {
+            headers.set("Content-Type", content_type).map_err(unreachable)?;
+        }
+        init.set_headers(&headers);
+        Ok(JsFuture::from(window().fetch_with_str_and_init(url, &init)).await.map_err(unreachable)?.unchecked_into())
+    }
+
+    async fn body(response: &Response) -> Result<String, ApiError> {
+        let text = JsFuture::from(response.text().map_err(unreachable)?).await.map_err(unreachable)?;
+        Ok(text.as_string().unwrap_or_default())
+    }
+
+    /// The API error a refusal (an answer that is not OK) carries, or a sentence saying it carries none.
+    pub async fn error_of(response: &Response) -> ApiError {
+        match body(response).await {
+            Ok(body) => serde_json::from_str(&body).unwrap_or_else(|_| unreadable(response.status())),
+            Err(err) => err,
+        }
+    }
+
+    async fn fetch<T: DeserializeOwned>(url: &str, form: Option<Vec<(&str, String)>>) -> Result<T, ApiError> {
+        let init = RequestInit::new();
+        let mut content_type = None;
         if let Some(form) = form {
             let params = UrlSearchParams::new().map_err(unreachable)?;
             for (name, value) in &form {
                 params.append(name, value);
             }
             init.set_method("POST");
-            headers.set("Content-Type", "application/x-www-form-urlencoded").map_err(unreachable)?;
             init.set_body(&JsValue::from(params.to_string()));
+            content_type = Some("application/x-www-form-urlencoded");
         }
-        init.set_headers(&headers);
-        let response: Response =
-            JsFuture::from(window().fetch_with_str_and_init(url, &init)).await.map_err(unreachable)?.unchecked_into();
-        let status = response.status();
-        let body = JsFuture::from(response.text().map_err(unreachable)?)
-            .await
-            .map_err(unreachable)?
-            .as_string()
-            .unwrap_or_default();
-        if response.ok() {
-            serde_json::from_str(&body).map_err(|_| unreadable(status))
-        } else {
-            Err(serde_json::from_str::<ApiError>(&body).unwrap_or_else(|_| unreadable(status)))
+        let response = request(url, init, content_type).await?;
+        if !response.ok() {
+            return Err(error_of(&response).await);
         }
+        serde_json::from_str(&body(&response).await?).map_err(|_| unreadable(response.status()))
     }
 }
