@@ -56,6 +56,13 @@ export async function send(page: Page, text: string) {
 export const said = (rows: Locator) =>
   rows.evaluateAll((ps) => ps.map((p) => `${p.querySelector(".user")?.textContent}: ${p.querySelector(".text")?.textContent}`));
 
+/** Asserts that each row of the page's log shows once, in id order. */
+export async function expectOnceInOrder(page: Page) {
+  const keys = await page.locator(".log p[data-key]").evaluateAll((ps) => ps.map((p) => Number(p.getAttribute("data-key"))));
+  expect(new Set(keys).size, "no row twice").toBe(keys.length);
+  expect(keys, "rows in id order").toEqual([...keys].sort((a, b) => a - b));
+}
+
 /** The log row `USER: TEXT`. */
 export const row = (page: Page, user: string, text: string) =>
   page.locator(".log p[data-key]").filter({ hasText: `${user}: ${text}` });

@@ -1,4 +1,4 @@
-import { test, expect, unique, join, send, row, said } from "./fixtures";
+import { test, expect, unique, join, send, row, said, expectOnceInOrder } from "./fixtures";
 import { startServer, stopServer, dropServer } from "./server";
 
 test("tabs whose server restarts show every message sent meanwhile, once, in order, without a reload", async ({ browser }) => {
@@ -45,9 +45,7 @@ test("tabs whose server restarts show every message sent meanwhile, once, in ord
     for (const tab of tabs) {
       for (const text of sent) await expect(row(tab, "Writer", text)).toHaveCount(1);
       // Once each, in id order, and the tab's own earlier message is still there.
-      const keys = await tab.locator(".log p[data-key]").evaluateAll((ps) => ps.map((p) => Number(p.getAttribute("data-key"))));
-      expect(new Set(keys).size).toBe(keys.length);
-      expect([...keys].sort((a, b) => a - b)).toEqual(keys);
+      await expectOnceInOrder(tab);
       const texts = await said(tab.locator(".log p[data-key]"));
       expect(texts).toEqual([`${reader}: before the restart`, ...sent.map((text) => `Writer: ${text}`)]);
     }

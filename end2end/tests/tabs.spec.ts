@@ -1,5 +1,5 @@
 import type { Browser, BrowserContext } from "@playwright/test";
-import { test, expect, unique, openLive, join, send, row, type Page } from "./fixtures";
+import { test, expect, unique, openLive, join, send, row, said, expectOnceInOrder, type Page } from "./fixtures";
 import { startServer, dropServer, metric, type Server } from "./server";
 
 /**
@@ -31,18 +31,6 @@ async function openTabs(context: BrowserContext, count: number): Promise<Page[]>
 
 const streamsSettleAt = (expected: number) =>
   expect.poll(() => metric(server, OPEN_STREAMS), { message: "open event streams", timeout: 10_000 }).toBe(expected);
-
-/** The rows of a tab's log, as `[id, "user: text"]`, in the order shown. */
-const rowsOf = (tab: Page) =>
-  tab.locator(".log p[data-key]").evaluateAll((ps) =>
-    ps.map((p) => [Number(p.getAttribute("data-key")), `${p.querySelector(".user")?.textContent}: ${p.querySelector(".text")?.textContent}`] as const),
-  );
-
-async function expectOnceInOrder(tab: Page) {
-  const keys = (await rowsOf(tab)).map(([id]) => id);
-  expect(new Set(keys).size, "no row twice").toBe(keys.length);
-  expect(keys, "rows in id order").toEqual([...keys].sort((a, b) => a - b));
-}
 
 test("eight tabs of one browser: all live on one stream, and one message costs one fetch", async ({ browser }) => {
   test.setTimeout(90_000);
@@ -118,7 +106,7 @@ test("the leading tab closed, crashed, closed: another leads within 2 s each tim
     await streamsSettleAt(1);
   }
   for (const tab of tabs) {
-    expect((await rowsOf(tab)).map(([, text]) => text).slice(-sent.length)).toEqual(sent.map((text) => `${writer}: ${text}`));
+    expect((await said(tab.locator(".log p[data-key]"))).slice(-sent.length)).toEqual(sent.map((text) => `${writer}: ${text}`));
     await expectOnceInOrder(tab);
   }
   const report = `${times.join(", ")} ms from closing the leader to the message in every remaining tab`;

@@ -226,6 +226,12 @@ fn stated<T>(value: Option<T>, name: &str) -> T {
     value.unwrap_or_else(|| panic!("`--help` states no default for {name}"))
 }
 
+/// The default a setting's help states: `X` of `[default: X]`, up to a comma (what follows explains it).
+fn stated_default(help: &str) -> Option<&str> {
+    let said = help.split("[default: ").nth(1)?;
+    said.split([']', ',']).next().map(str::trim)
+}
+
 impl Overrides {
     /// Every setting at the default its `--help` states (`[default: X]`, up to a comma), parsed as that flag would
     /// be: the doc comment above each setting is the one place its default is written.
@@ -234,8 +240,7 @@ impl Overrides {
         let mut argv = vec!["broadcasting".to_owned()];
         for arg in Cli::command().get_arguments() {
             let (Some(long), Some(help)) = (arg.get_long(), arg.get_help().map(ToString::to_string)) else { continue };
-            let Some(said) = help.split("[default: ").nth(1) else { continue };
-            let default = said.split([']', ',']).next().unwrap_or_default().trim();
+            let Some(default) = stated_default(&help) else { continue };
             if long != "config" && default != "none" {
                 argv.extend([format!("--{long}"), default.to_owned()]);
             }
@@ -471,8 +476,11 @@ mod tests {
             let (_, help_env, text) = help.iter().find(|row| row.0 == flag).unwrap();
             assert_eq!(&env, help_env, "{flag}: environment variable");
             if let Some(default) = default {
-                let said = text.split("[default: ").nth(1).unwrap_or_default();
-                assert!(said.starts_with(&default), "{flag}: README default {default:?}, --help says {text:?}");
+                assert_eq!(
+                    stated_default(text),
+                    Some(default.as_str()),
+                    "{flag}: README default, --help says {text:?}"
+                );
             }
         }
     }
