@@ -70,7 +70,14 @@ fn SendForm(feed: Feed, joined: Joined) -> impl IntoView {
             limit.set(Some(limits.max_message_chars));
         }
     });
+    // The text sent last and not acknowledged yet, with its key: sending the same text again (a retry after a
+    // network failure or a 503) reuses the key, so the server stores it once however often it arrived.
+    let unacknowledged = StoredValue::new(None::<(String, String)>);
     let send = Action::<String, Result<Message, ApiError>>::new_local(move |text: &String| {
+        let key = unacknowledged
+            .with_value(|sent| sent.as_ref().filter(|(sent, _)| sent == text).map(|(_, key)| key.clone()))
+            .unwrap_or_else(remote::new_send_key);
+        unacknowledged.set_value(Some((text.clone(), key.clone())));
         // Over the limit: refused here, in the server's words, and nothing is sent.
         let got = chars_of(text);
         let too_long = limit.get_untracked().filter(|max| got > *max).map(|max| {
@@ -83,7 +90,7 @@ fn SendForm(feed: Feed, joined: Joined) -> impl IntoView {
         async move {
             match too_long {
                 Some(refusal) => Err(refusal),
-                None => remote::send_message(ticket, text).await,
+                None => remote::send_message(ticket, text, key).await,
             }
         }
     });
@@ -97,6 +104,7 @@ fn SendForm(feed: Feed, joined: Joined) -> impl IntoView {
     };
     Effect::new(move |_| {
         if let Some(Ok(message)) = send.value().get() {
+            unacknowledged.set_value(None);
             feed.merge(vec![message.clone()]);
             if let Some(el) = input.get_untracked() {
                 // Keep what was typed after pressing Send; clear only what was sent.

@@ -44,11 +44,25 @@ pub async fn join(username: String) -> Result<Joined, ApiError> {
     return crate::shared::api::join(username).await;
 }
 
-pub async fn send_message(ticket: String, text: String) -> Result<Message, ApiError> {
+/// A new idempotency key for one message: the time and 104 random bits, unique within a session group for all
+/// practical purposes (it needs no secrecy: it only names a message the tab sends).
+pub fn new_send_key() -> String {
     #[cfg(feature = "hydrate")]
-    return browser::post_form(crate::shared::wire::SEND_PATH, vec![("ticket", ticket), ("text", text)]).await;
+    {
+        let random = || (js_sys::Math::random() * 2f64.powi(52)) as u64;
+        format!("{:x}-{:013x}{:013x}", js_sys::Date::now() as u64, random(), random())
+    }
     #[cfg(not(feature = "hydrate"))]
-    return crate::shared::api::send_message(ticket, text).await;
+    String::new()
+}
+
+/// `key`: this message's idempotency key; sending again with it never stores the message twice.
+pub async fn send_message(ticket: String, text: String, key: String) -> Result<Message, ApiError> {
+    #[cfg(feature = "hydrate")]
+    return browser::post_form(crate::shared::wire::SEND_PATH, vec![("ticket", ticket), ("text", text), ("key", key)])
+        .await;
+    #[cfg(not(feature = "hydrate"))]
+    return crate::shared::api::send_message(ticket, text, key).await;
 }
 
 /// For other requests of the tab's (the relay's probe of a refused stream): one request that asks for JSON, and

@@ -8,8 +8,9 @@ use leptos_axum::ResponseOptions;
 
 use crate::server::pages::{Page, PageKey};
 use crate::server::state::AppState;
+use crate::server::store::{Appended, Draft};
 use crate::server::{group::GroupId, observe};
-use crate::shared::domain::{Joined, Message, MessageText, Username};
+use crate::shared::domain::{Joined, Message, MessageText, SendKey, Username};
 use crate::shared::error::{ApiError, ErrorKind};
 
 /// The application state the router provides to every server function.
@@ -48,8 +49,16 @@ pub fn join(state: &AppState, group: &GroupId, raw_name: &str) -> Result<Joined,
 /// Append, then publish: the store takes and releases its own lock inside `append`, so the bus never runs under
 /// it, and nothing is published unless the append succeeded. The hub forgets the cached pages when the notice is
 /// delivered, before any tab hears of it.
-pub async fn send(state: &AppState, group: &GroupId, ticket: &str, raw_text: &str) -> Result<Message, ApiError> {
-    let sent = append_and_publish(state, group, ticket, raw_text).await;
+///
+/// `raw_key` is the tab's idempotency key (blank: none): a repeat answers the first message and publishes nothing.
+pub async fn send(
+    state: &AppState,
+    group: &GroupId,
+    ticket: &str,
+    raw_text: &str,
+    raw_key: &str,
+) -> Result<Message, ApiError> {
+    let sent = append_and_publish(state, group, ticket, raw_text, raw_key).await;
     match &sent {
         Ok(_) => observe::appended(),
         Err(err) => observe::refused(err.kind.code()),
@@ -62,16 +71,22 @@ async fn append_and_publish(
     group: &GroupId,
     ticket: &str,
     raw_text: &str,
+    raw_key: &str,
 ) -> Result<Message, ApiError> {
     let ticket = state
         .tickets
         .authenticate(group, ticket)
         .map_err(|err| ApiError::new(ErrorKind::BadTicket, err.to_string()))?;
     let text = MessageText::parse(raw_text, state.limits.max_message_chars)?;
+    let key = SendKey::parse(raw_key)?;
     if let Some(throttle) = &state.throttle {
         throttle.check(group, &ticket.id)?;
     }
-    let message = state.store.append(&ticket.author, &text).await?;
+    let draft = Draft { group: group.as_str(), author: &ticket.author, text: &text, key: key.as_ref() };
+    let Appended { message, fresh } = state.store.append(draft).await?;
+    if !fresh {
+        return Ok(message);
+    }
     let started = std::time::Instant::now();
     // The message is stored: a bus failure does not undo it (tabs catch up from the store when they reconnect).
     if let Err(err) = state.bus.publish(group, message.id).await {
@@ -142,8 +157,11 @@ mod tests {
 
     #[async_trait::async_trait]
     impl FeedStore for BrokenStore {
-        async fn append(&self, _: &Username, _: &MessageText) -> Result<Message, StoreError> {
+        async fn append(&self, _: Draft<'_>) -> Result<Appended, StoreError> {
             Err(StoreError::Unavailable("disk on fire".into()))
+        }
+        async fn epoch(&self) -> Result<String, StoreError> {
+            Ok("e".into())
         }
         async fn since(&self, _: u64, _: usize) -> Result<Vec<Message>, StoreError> {
             Ok(vec![])
@@ -200,7 +218,7 @@ mod tests {
         let mut sub = state.hub.subscribe(&group);
         let joined = join(&state, &group, " ada ").unwrap();
         assert_eq!(joined.name, "ada");
-        let msg = send(&state, &group, &joined.ticket, " hello ").await.unwrap();
+        let msg = send(&state, &group, &joined.ticket, " hello ", "").await.unwrap();
         assert_eq!((msg.id, msg.user.as_str(), msg.text.as_str()), (1, "ada", "hello"));
         assert_eq!(next_now(&mut sub).await, Some(1));
     }
@@ -213,11 +231,11 @@ mod tests {
         let mut sub = ok_state.hub.subscribe(&group);
         let ticket = join(&ok_state, &group, "ada").unwrap().ticket;
 
-        let too_long = send(&ok_state, &group, &ticket, "12345678901").await.unwrap_err();
+        let too_long = send(&ok_state, &group, &ticket, "12345678901", "").await.unwrap_err();
         assert_eq!(too_long.kind, ErrorKind::InvalidInput);
-        let blank = send(&ok_state, &group, &ticket, "   ").await.unwrap_err();
+        let blank = send(&ok_state, &group, &ticket, "   ", "").await.unwrap_err();
         assert_eq!(blank.kind, ErrorKind::InvalidInput);
-        let forged = send(&ok_state, &group, "not-a-ticket", "hi").await.unwrap_err();
+        let forged = send(&ok_state, &group, "not-a-ticket", "hi", "").await.unwrap_err();
         assert_eq!(forged.kind, ErrorKind::BadTicket);
         assert_eq!(memory.last_id().await.unwrap(), 0);
         assert_eq!(next_now(&mut sub).await, None);
@@ -225,7 +243,7 @@ mod tests {
         let broken = state(Arc::new(BrokenStore));
         let mut broken_sub = broken.hub.subscribe(&group);
         let ticket = join(&broken, &group, "ada").unwrap().ticket;
-        let err = send(&broken, &group, &ticket, "hi").await.unwrap_err();
+        let err = send(&broken, &group, &ticket, "hi", "").await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::Unavailable);
         assert_eq!(next_now(&mut broken_sub).await, None);
     }
@@ -236,7 +254,7 @@ mod tests {
         let group = GroupId::everyone();
         let ticket = join(&state, &group, "ada").unwrap().ticket;
         for i in 0..5 {
-            send(&state, &group, &ticket, &format!("m{i}")).await.unwrap();
+            send(&state, &group, &ticket, &format!("m{i}"), "").await.unwrap();
         }
         let ids = |page: Arc<Page>| page.messages.iter().map(|m| m.id).collect::<Vec<_>>();
         assert_eq!(ids(list_raw(&state, None, None).await.unwrap()), vec![3, 4, 5]);
@@ -256,7 +274,7 @@ mod tests {
         let group = GroupId::everyone();
         let ticket = join(&state, &group, "ada").unwrap().ticket;
         for text in ["aaaaaaaaaa", "bbbbbbbbbb", "cccccccccc", "dddddddddd"] {
-            send(&state, &group, &ticket, text).await.unwrap();
+            send(&state, &group, &ticket, text, "").await.unwrap();
         }
         let all = state.store.since(0, 10).await.unwrap();
         let one = serde_json::to_vec(&all[0]).unwrap().len();
@@ -317,7 +335,7 @@ mod tests {
                             raw_ticket.clone()
                         }
                     };
-                    match send(&state, &group, &ticket, &body).await {
+                    match send(&state, &group, &ticket, &body, "").await {
                         Ok(message) => {
                             prop_assert_eq!(message.id, 1);
                             let expected: String = unicode_normalization::UnicodeNormalization::nfc(body.trim()).collect();

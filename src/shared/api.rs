@@ -18,15 +18,17 @@ pub async fn join(#[server(default)] username: String) -> Result<Joined, ApiErro
     feed::respond(feed::join(&state, &group, &username))
 }
 
-/// Append a message to the shared log as the ticket's name, then notify the session group.
+/// Append a message to the shared log as the ticket's name, then notify the session group. `key` (optional, one per
+/// message the tab sends): a repeat with a key already used in this session group answers the first message.
 #[server(prefix = "/api", endpoint = "send")]
 pub async fn send_message(
     #[server(default)] ticket: String,
     #[server(default)] text: String,
+    #[server(default)] key: String,
 ) -> Result<Message, ApiError> {
     use crate::server::feed;
     let (state, group) = feed::request_context().await?;
-    feed::respond(feed::send(&state, &group, &ticket, &text).await)
+    feed::respond(feed::send(&state, &group, &ticket, &text, &key).await)
 }
 
 /// The limits the page checks before sending, so it can count characters and refuse early.

@@ -45,6 +45,8 @@ pub enum InputError {
     TextControl,
     #[error("Messages can carry at most {max} accents or other combining marks on one character.")]
     TextMarks { max: usize },
+    #[error("A send key is at most {max} letters, digits, '-' or '_'.")]
+    BadSendKey { max: usize },
 }
 
 /// What is wrong with a field, before it is named.
@@ -189,6 +191,35 @@ impl MessageText {
     }
 }
 
+/// Longest accepted send key, in characters.
+pub const MAX_SEND_KEY_CHARS: usize = 64;
+
+/// The tab's idempotency key for one message: a send repeated with the same key in the same session group answers
+/// the message stored the first time and appends nothing. 1 to [`MAX_SEND_KEY_CHARS`] ASCII letters, digits, `-`
+/// or `_` (a UUID fits).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SendKey(String);
+
+impl SendKey {
+    /// Blank means no key (the field is optional); anything else must be a well-formed key.
+    pub fn parse(raw: &str) -> Result<Option<Self>, InputError> {
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        let ok =
+            raw.len() <= MAX_SEND_KEY_CHARS && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Some(Self(raw.to_owned())))
+        } else {
+            Err(InputError::BadSendKey { max: MAX_SEND_KEY_CHARS })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// One entry of the shared log, as stored and as served by `/api/messages` and `/api/send`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
@@ -215,6 +246,17 @@ pub struct PageLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn send_keys_are_optional_short_and_plain() {
+        assert_eq!(SendKey::parse(""), Ok(None));
+        let uuid = "0b6f3c7e-1f2a-4d5b-9c8d-7e6f5a4b3c2d";
+        assert_eq!(SendKey::parse(uuid).unwrap().unwrap().as_str(), uuid);
+        assert!(SendKey::parse(&"k".repeat(MAX_SEND_KEY_CHARS)).unwrap().is_some());
+        for bad in ["k".repeat(MAX_SEND_KEY_CHARS + 1), "a b".into(), "ключ".into(), "a:b".into(), "\n".into()] {
+            assert_eq!(SendKey::parse(&bad), Err(InputError::BadSendKey { max: MAX_SEND_KEY_CHARS }), "{bad:?}");
+        }
+    }
 
     #[test]
     fn names_are_trimmed_and_counted_in_characters() {

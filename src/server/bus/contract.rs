@@ -9,7 +9,7 @@ use futures::StreamExt;
 use super::*;
 use crate::server::hub::Subscription;
 use crate::server::pages::PageCache;
-use crate::server::store::{FeedStore, MemoryStore};
+use crate::server::store::{Draft, FeedStore, MemoryStore};
 use crate::shared::domain::{MessageText, Username};
 
 /// A bus under test and the hub its receive side feeds.
@@ -68,7 +68,9 @@ async fn notices_follow_appends_in_order_and_announce_readable_messages() {
         let user = Username::parse("ada").unwrap();
         let mut seen = 0;
         for i in 0..10 {
-            let message = store.append(&user, &MessageText::parse(&format!("m{i}"), 100).unwrap()).await.unwrap();
+            let text = MessageText::parse(&format!("m{i}"), 100).unwrap();
+            let draft = Draft { group: group.as_str(), author: &user, text: &text, key: None };
+            let message = store.append(draft).await.unwrap().message;
             s.bus.publish(&group, message.id).await.unwrap();
             let id = next_soon(&mut tab).await.expect("a notice per append");
             assert!(id > seen, "{name}: {id} after {seen}");

@@ -28,10 +28,16 @@ fn ids(page: &[Message]) -> Vec<u64> {
     page.iter().map(|m| m.id).collect()
 }
 
+/// Appends `text` as `author` in group "g", with `key` if given.
+async fn put(store: &dyn FeedStore, author: &str, text: &str, key: Option<&str>) -> Appended {
+    let (author, text) = (Username::parse(author).unwrap(), MessageText::parse(text, 100).unwrap());
+    let key = key.map(|key| SendKey::parse(key).unwrap().unwrap());
+    store.append(Draft { group: "g", author: &author, text: &text, key: key.as_ref() }).await.unwrap()
+}
+
 async fn fill(store: &dyn FeedStore, n: usize) {
-    let user = Username::parse("ada").unwrap();
     for i in 0..n {
-        store.append(&user, &MessageText::parse(&format!("m{i}"), 100).unwrap()).await.unwrap();
+        put(store, "ada", &format!("m{i}"), None).await;
     }
 }
 
@@ -91,11 +97,9 @@ async fn concurrent_appends_are_gap_free() {
             .map(|t| {
                 let store = s.store.clone();
                 tokio::spawn(async move {
-                    let user = Username::parse(&format!("u{t}")).unwrap();
                     let mut mine = Vec::new();
                     for i in 0..200 {
-                        let text = MessageText::parse(&format!("{t}-{i}"), 100).unwrap();
-                        mine.push(store.append(&user, &text).await.unwrap());
+                        mine.push(put(&*store, &format!("u{t}"), &format!("{t}-{i}"), None).await.message);
                     }
                     mine
                 })
@@ -142,4 +146,53 @@ async fn sqlite_survives_reopening_and_refuses_a_corrupt_file() {
     assert!(err.contains("junk.db"), "{err}");
     let err = SqliteStore::open(&dir.path().join("feed.db").join("not-a-dir").join("x.db")).err().unwrap().to_string();
     assert!(err.contains("cannot open the database"), "{err}");
+}
+
+#[tokio::test]
+async fn a_repeated_key_answers_the_first_message_and_appends_nothing() {
+    for (name, s) in stores(100) {
+        let store = &*s.store;
+        let first = put(store, "ada", "hello", Some("k1")).await;
+        assert!(first.fresh, "{name}");
+        let again = put(store, "ada", "hello", Some("k1")).await;
+        assert_eq!(again, Appended { message: first.message.clone(), fresh: false }, "{name}");
+        // Another key, no key, or the same key in another group: new messages.
+        assert!(put(store, "ada", "hello", Some("k2")).await.fresh, "{name}");
+        assert!(put(store, "ada", "hello", None).await.fresh, "{name}");
+        let (author, text) = (Username::parse("ada").unwrap(), MessageText::parse("hello", 100).unwrap());
+        let key = SendKey::parse("k1").unwrap();
+        let other = store.append(Draft { group: "h", author: &author, text: &text, key: key.as_ref() }).await.unwrap();
+        assert!(other.fresh, "{name}");
+        assert_eq!(ids(&store.since(0, 100).await.unwrap()), vec![1, 2, 3, 4], "{name}");
+        assert_eq!(store.last_id().await.unwrap(), 4, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_repeats_of_one_key_store_it_once() {
+    for (name, s) in stores(100) {
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let store = s.store.clone();
+                tokio::spawn(async move { put(&*store, "ada", "once", Some("same")).await })
+            })
+            .collect();
+        let answers: Vec<Appended> = futures::future::join_all(tasks).await.into_iter().map(Result::unwrap).collect();
+        assert_eq!(answers.iter().filter(|a| a.fresh).count(), 1, "{name}");
+        assert!(answers.iter().all(|a| a.message.id == 1 && a.message.text == "once"), "{name}");
+        assert_eq!(ids(&s.store.since(0, 100).await.unwrap()), vec![1], "{name}");
+    }
+}
+
+#[tokio::test]
+async fn the_epoch_is_made_with_the_log_and_kept() {
+    for (name, s) in stores(100) {
+        let epoch = s.store.epoch().await.unwrap();
+        assert!(!epoch.is_empty(), "{name}");
+        fill(&*s.store, 2).await;
+        assert_eq!(s.store.epoch().await.unwrap(), epoch, "{name}");
+    }
+    // Two logs, two epochs.
+    let (a, b) = (MemoryStore::new(1), MemoryStore::new(1));
+    assert_ne!(a.epoch().await.unwrap(), b.epoch().await.unwrap());
 }

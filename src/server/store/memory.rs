@@ -1,16 +1,21 @@
 //! `MemoryStore`: the newest `cap` messages in memory, lost on restart. Ids stay contiguous in the ring (retention
 //! only ever drops the oldest), so `since` and `before` are index computations, not searches.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use async_trait::async_trait;
 
-use super::{now_rfc3339, FeedStore, StoreError};
-use crate::shared::domain::{Message, MessageText, Username};
+use super::{new_epoch, now_rfc3339, Appended, Draft, FeedStore, StoreError, KEY_MEMORY};
+use crate::shared::domain::Message;
+
+/// Most send keys remembered at once; past it the oldest are forgotten first.
+const MAX_KEYS: usize = 100_000;
 
 pub struct MemoryStore {
     cap: usize,
+    epoch: String,
     log: Mutex<Log>,
 }
 
@@ -18,6 +23,23 @@ pub struct MemoryStore {
 struct Log {
     last_id: u64,
     messages: VecDeque<Message>,
+    /// (group, key) → the message first stored with it.
+    keys: HashMap<(String, String), Message>,
+    /// The keys in the order they were made, with when, to forget them after `KEY_MEMORY`.
+    key_order: VecDeque<(Instant, (String, String))>,
+}
+
+impl Log {
+    fn forget_old_keys(&mut self, now: Instant) {
+        while let Some((made, _)) = self.key_order.front() {
+            if now.duration_since(*made) < KEY_MEMORY && self.key_order.len() < MAX_KEYS {
+                break;
+            }
+            if let Some((_, name)) = self.key_order.pop_front() {
+                self.keys.remove(&name);
+            }
+        }
+    }
 }
 
 impl Log {
@@ -32,7 +54,7 @@ impl Log {
 
 impl MemoryStore {
     pub fn new(cap: usize) -> Self {
-        Self { cap: cap.max(1), log: Mutex::new(Log::default()) }
+        Self { cap: cap.max(1), epoch: new_epoch(), log: Mutex::new(Log::default()) }
     }
 
     fn log(&self) -> std::sync::MutexGuard<'_, Log> {
@@ -44,16 +66,35 @@ impl MemoryStore {
 
 #[async_trait]
 impl FeedStore for MemoryStore {
-    async fn append(&self, user: &Username, text: &MessageText) -> Result<Message, StoreError> {
+    async fn append(&self, draft: Draft<'_>) -> Result<Appended, StoreError> {
         let at = now_rfc3339();
+        let now = Instant::now();
         let mut log = self.log();
+        log.forget_old_keys(now);
+        let name = draft.key.map(|key| (draft.group.to_owned(), key.as_str().to_owned()));
+        if let Some(first) = name.as_ref().and_then(|name| log.keys.get(name)) {
+            return Ok(Appended { message: first.clone(), fresh: false });
+        }
         log.last_id += 1;
-        let message = Message { id: log.last_id, user: user.as_str().to_owned(), text: text.as_str().to_owned(), at };
+        let message = Message {
+            id: log.last_id,
+            user: draft.author.as_str().to_owned(),
+            text: draft.text.as_str().to_owned(),
+            at,
+        };
         if log.messages.len() == self.cap {
             log.messages.pop_front();
         }
         log.messages.push_back(message.clone());
-        Ok(message)
+        if let Some(name) = name {
+            log.keys.insert(name.clone(), message.clone());
+            log.key_order.push_back((now, name));
+        }
+        Ok(Appended { message, fresh: true })
+    }
+
+    async fn epoch(&self) -> Result<String, StoreError> {
+        Ok(self.epoch.clone())
     }
 
     async fn since(&self, after: u64, limit: usize) -> Result<Vec<Message>, StoreError> {

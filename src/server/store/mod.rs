@@ -12,7 +12,7 @@ pub use sqlite::{OpenError, SqliteStore};
 use async_trait::async_trait;
 use time::format_description::well_known::Rfc3339;
 
-use crate::shared::domain::{Message, MessageText, Username};
+use crate::shared::domain::{Message, MessageText, SendKey, Username};
 use crate::shared::error::{ApiError, ErrorKind};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,22 +30,53 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// How long a send key is remembered: a repeat within it answers the first message (at least 10 minutes).
+pub const KEY_MEMORY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// One send, validated, as the store records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Draft<'a> {
+    /// The session group it was sent in: a `key` is remembered within it (and a store that announces its own
+    /// appends announces to it).
+    pub group: &'a str,
+    pub author: &'a Username,
+    pub text: &'a MessageText,
+    pub key: Option<&'a SendKey>,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub message: Message,
+    /// `false`: the key was used in this group within [`KEY_MEMORY`]; `message` is the one stored then and nothing
+    /// was appended (so nothing is announced).
+    pub fresh: bool,
+}
+
 #[async_trait]
 pub trait FeedStore: Send + Sync + 'static {
     /// Appends and returns the stored message, once it is durable (for stores that are); its id is above every
-    /// id handed out before.
-    async fn append(&self, user: &Username, text: &MessageText) -> Result<Message, StoreError>;
+    /// id handed out before. With a key already used in the draft's group, answers the first message instead.
+    async fn append(&self, draft: Draft<'_>) -> Result<Appended, StoreError>;
     /// Messages with id > `after`, oldest first, at most `limit`.
     async fn since(&self, after: u64, limit: usize) -> Result<Vec<Message>, StoreError>;
     /// The newest `limit` messages with id < `before`, oldest first.
     async fn before(&self, before: u64, limit: usize) -> Result<Vec<Message>, StoreError>;
     /// The newest `limit` messages, oldest first.
     async fn latest(&self, limit: usize) -> Result<Vec<Message>, StoreError>;
+    /// The log's epoch: made with the log, and new whenever ids start again from 1 (a log lost and made anew), so a
+    /// tab that holds ids of another epoch knows to reload instead of waiting for them.
+    async fn epoch(&self) -> Result<String, StoreError>;
     /// The id of the newest message ever appended (0 for none), whether or not it is still kept.
     async fn last_id(&self) -> Result<u64, StoreError>;
     /// Retention: deletes all but the newest `keep` messages, and those stored before `cutoff`. Answers how many
     /// were deleted.
     async fn prune(&self, keep: usize, cutoff: Option<time::OffsetDateTime>) -> Result<u64, StoreError>;
+}
+
+/// A fresh epoch: 64 random bits, hex.
+pub fn new_epoch() -> String {
+    format!("{:016x}", rand::random::<u64>())
 }
 
 /// The store's clock for `Message::at`, to the second (so `at` strings compare in time order).

@@ -11,18 +11,30 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
-use super::{now_rfc3339, FeedStore, StoreError};
-use crate::shared::domain::{Message, MessageText, Username};
+use super::{new_epoch, now_rfc3339, Appended, Draft, FeedStore, StoreError, KEY_MEMORY};
+use crate::shared::domain::Message;
 
 /// Most appends committed in one transaction.
 const MAX_BATCH: usize = 512;
 /// Most rows one retention pass deletes per transaction, so a large cleanup never holds the writer for long.
 const PRUNE_CHUNK: i64 = 2_000;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+
+/// Most expired send keys one commit forgets (so forgetting never holds the writer for long).
+const FORGET_KEYS_CHUNK: i64 = 256;
+
+/// One append waiting for the writer.
+struct Pending {
+    user: String,
+    text: String,
+    /// (group, key), when the send has a key.
+    key: Option<(String, String)>,
+    reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
 
 enum Job {
-    Append { user: String, text: String, reply: oneshot::Sender<Result<Message, StoreError>> },
+    Append(Pending),
     Prune { keep: usize, cutoff: Option<time::OffsetDateTime>, reply: oneshot::Sender<Result<u64, StoreError>> },
 }
 
@@ -124,6 +136,24 @@ fn prepare(conn: &Connection) -> rusqlite::Result<()> {
              COMMIT;",
         )?;
     }
+    if version < 2 {
+        // Send keys (idempotent sends) and the log's epoch, made once with the log.
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS send_keys (
+                 grp  TEXT NOT NULL,
+                 key  TEXT NOT NULL,
+                 id   INTEGER NOT NULL,
+                 made INTEGER NOT NULL,
+                 PRIMARY KEY (grp, key)
+             );
+             CREATE INDEX IF NOT EXISTS send_keys_made ON send_keys(made);
+             CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
+        )?;
+        tx.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('epoch', ?1)", [new_epoch()])?;
+        tx.execute_batch("PRAGMA user_version = 2;")?;
+        tx.commit()?;
+    }
     Ok(())
 }
 
@@ -133,7 +163,7 @@ fn write_loop(mut conn: Connection, queue: mpsc::Receiver<Job>) {
         let mut pending = Some(first);
         while let Some(job) = pending.take() {
             match job {
-                Job::Append { user, text, reply } => appends.push((user, text, reply)),
+                Job::Append(pending) => appends.push(pending),
                 Job::Prune { keep, cutoff, reply } => {
                     // Commit what queued before it first, so retention sees those rows.
                     commit_appends(&mut conn, std::mem::take(&mut appends));
@@ -148,36 +178,76 @@ fn write_loop(mut conn: Connection, queue: mpsc::Receiver<Job>) {
     }
 }
 
-type Append = (String, String, oneshot::Sender<Result<Message, StoreError>>);
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
 
-fn commit_appends(conn: &mut Connection, appends: Vec<Append>) {
+/// Commits every waiting append as one transaction. A send whose key was used in its group within `KEY_MEMORY`
+/// (earlier, or earlier in this batch) is answered the first message and appends nothing.
+fn commit_appends(conn: &mut Connection, appends: Vec<Pending>) {
     if appends.is_empty() {
         return;
     }
     let at = now_rfc3339();
+    let now = unix_now();
+    let remembered_since = now - KEY_MEMORY.as_secs() as i64;
     let stored = (|| {
         let tx = conn.transaction()?;
-        let mut ids = Vec::with_capacity(appends.len());
+        let mut answers = Vec::with_capacity(appends.len());
         {
             let mut insert =
                 tx.prepare_cached("INSERT INTO messages (user, text, at) VALUES (?1, ?2, ?3) RETURNING id")?;
-            for (user, text, _) in &appends {
-                ids.push(insert.query_row(params![user, text, at], |row| row.get::<_, i64>(0))?);
+            let mut find_key = tx.prepare_cached(
+                "SELECT k.id, m.user, m.text, m.at FROM send_keys k LEFT JOIN messages m ON m.id = k.id
+                 WHERE k.grp = ?1 AND k.key = ?2 AND k.made >= ?3",
+            )?;
+            let mut remember =
+                tx.prepare_cached("INSERT OR REPLACE INTO send_keys (grp, key, id, made) VALUES (?1, ?2, ?3, ?4)")?;
+            for pending in &appends {
+                if let Some((group, key)) = &pending.key {
+                    let first = find_key
+                        .query_row(params![group, key, remembered_since], |row| {
+                            let id = row.get::<_, i64>(0)? as u64;
+                            // Retention may have deleted the first message since: answer it as it was sent.
+                            Ok(Message {
+                                id,
+                                user: row.get::<_, Option<String>>(1)?.unwrap_or_else(|| pending.user.clone()),
+                                text: row.get::<_, Option<String>>(2)?.unwrap_or_else(|| pending.text.clone()),
+                                at: row.get::<_, Option<String>>(3)?.unwrap_or_else(|| at.clone()),
+                            })
+                        })
+                        .optional()?;
+                    if let Some(message) = first {
+                        answers.push(Appended { message, fresh: false });
+                        continue;
+                    }
+                }
+                let id = insert.query_row(params![pending.user, pending.text, at], |row| row.get::<_, i64>(0))?;
+                if let Some((group, key)) = &pending.key {
+                    remember.execute(params![group, key, id, now])?;
+                }
+                let message =
+                    Message { id: id as u64, user: pending.user.clone(), text: pending.text.clone(), at: at.clone() };
+                answers.push(Appended { message, fresh: true });
             }
+            tx.execute(
+                "DELETE FROM send_keys WHERE rowid IN (SELECT rowid FROM send_keys WHERE made < ?1 LIMIT ?2)",
+                params![remembered_since, FORGET_KEYS_CHUNK],
+            )?;
         }
         tx.commit()?;
-        Ok::<_, rusqlite::Error>(ids)
+        Ok::<_, rusqlite::Error>(answers)
     })();
     match stored {
-        Ok(ids) => {
-            for ((user, text, reply), id) in appends.into_iter().zip(ids) {
-                let _ = reply.send(Ok(Message { id: id as u64, user, text, at: at.clone() }));
+        Ok(answers) => {
+            for (pending, answer) in appends.into_iter().zip(answers) {
+                let _ = pending.reply.send(Ok(answer));
             }
         }
         Err(err) => {
             tracing::error!(error = %err, count = appends.len(), "commit failed; nothing of this batch was stored");
-            for (_, _, reply) in appends {
-                let _ = reply.send(Err(unavailable(&err)));
+            for pending in appends {
+                let _ = pending.reply.send(Err(unavailable(&err)));
             }
         }
     }
@@ -232,9 +302,14 @@ fn clamp(id: u64) -> i64 {
 
 #[async_trait]
 impl FeedStore for SqliteStore {
-    async fn append(&self, user: &Username, text: &MessageText) -> Result<Message, StoreError> {
-        let (user, text) = (user.as_str().to_owned(), text.as_str().to_owned());
-        self.ask(|reply| Job::Append { user, text, reply }).await
+    async fn append(&self, draft: Draft<'_>) -> Result<Appended, StoreError> {
+        let (user, text) = (draft.author.as_str().to_owned(), draft.text.as_str().to_owned());
+        let key = draft.key.map(|key| (draft.group.to_owned(), key.as_str().to_owned()));
+        self.ask(|reply| Job::Append(Pending { user, text, key, reply })).await
+    }
+
+    async fn epoch(&self) -> Result<String, StoreError> {
+        self.read(|conn| conn.query_row("SELECT value FROM meta WHERE name = 'epoch'", [], |row| row.get(0))).await
     }
 
     async fn since(&self, after: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
