@@ -47,9 +47,19 @@ if ! command -v chromium >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 fi
 
+missing=()
+for tool in redis-server nginx; do command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  step "apt-get install ${missing[*]} (for running several replicas, and their tests; the services are not started)"
+  as_root apt-get update
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+  # Debian starts the system services on install; the project starts its own, so stop those.
+  for tool in "${missing[@]}"; do as_root service "$tool" stop >/dev/null 2>&1 || true; done
+fi
+
 if [ ! -d end2end/node_modules/@playwright/test ] || [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
   step "npm ci in end2end/ (Playwright, using Debian's chromium)"
   (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-fund --no-audit)
 fi
 
-step "toolchain ready: $(cargo leptos --version), $(wasm-bindgen --version), wasm-opt $(wasm-opt --version | head -n1), $(chromium --version 2>/dev/null)"
+step "toolchain ready: $(cargo leptos --version), $(wasm-bindgen --version), wasm-opt $(wasm-opt --version | head -n1), $(chromium --version 2>/dev/null), $(redis-server --version | awk '{print $1, $3}'), $(/usr/sbin/nginx -v 2>&1)"
