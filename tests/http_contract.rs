@@ -269,3 +269,56 @@ async fn assets_go_out_precompressed_when_built_so_and_pages_compressed_on_the_f
     assert_eq!(page.status(), 200);
     assert_eq!(page.headers()["content-encoding"], "br");
 }
+
+#[tokio::test]
+async fn a_send_repeated_with_its_key_is_stored_once_and_answered_the_same() {
+    let server = Server::start(&[]);
+    let browser = server.browser();
+    let mut events = browser.events().await;
+    let ticket = browser.join("ada").await;
+    let send = |text: &'static str, key: &'static str| {
+        let (browser, ticket) = (browser.clone(), ticket.clone());
+        async move { browser.post(SEND_PATH, &[("ticket", &ticket), ("text", text), ("key", key)]).await }
+    };
+    let first: Value = send("once", "k-1").await.ok();
+    assert_eq!(events.next().await.id, first["id"].to_string());
+    let again: Value = send("once", "k-1").await.ok();
+    assert_eq!(again, first, "the repeat answers the message stored the first time");
+    events.assert_quiet().await; // and announces nothing
+    assert_eq!(texts(&browser.messages("").await), ["once"]);
+
+    // Another browser (session group) may use the same key for its own message.
+    let other = server.browser();
+    let other_ticket = other.join("bob").await;
+    let theirs: Value =
+        other.post(SEND_PATH, &[("ticket", &other_ticket), ("text", "mine"), ("key", "k-1")]).await.ok();
+    assert_ne!(theirs["id"], first["id"]);
+
+    // A malformed key is refused and stores nothing.
+    let long = "k".repeat(65);
+    for key in [long.as_str(), "with space", "ключ"] {
+        let refusal = browser.post(SEND_PATH, &[("ticket", &ticket), ("text", "bad key"), ("key", key)]).await;
+        refusal.refused(422, "invalid_input");
+    }
+    assert_eq!(texts(&browser.messages("").await), ["once", "mine"]);
+}
+
+#[tokio::test]
+async fn pages_name_the_epoch_of_the_log_which_a_new_log_changes() {
+    let server = Server::start(&[]);
+    let browser = server.browser();
+    let epoch = browser.epoch().await;
+    assert!(!epoch.is_empty());
+    let ticket = browser.join("ada").await;
+    browser.send(&ticket, "hi").await;
+    assert_eq!(browser.epoch().await, epoch);
+    // The durable log keeps its epoch across a restart.
+    let server = server.restart();
+    let browser = server.browser();
+    assert_eq!(browser.epoch().await, epoch);
+    // A memory log is new at each start: a new epoch.
+    let memory = Server::start(&["--store", "memory"]);
+    let first = memory.browser().epoch().await;
+    let memory = memory.restart();
+    assert_ne!(memory.browser().epoch().await, first);
+}

@@ -24,6 +24,8 @@ pub struct Feed {
     announcing: StoredValue<bool>,
     /// The name this tab joined with: its own messages are not announced to it.
     me: StoredValue<Option<String>>,
+    /// The epoch of the log the rows come from (empty until the first page).
+    epoch: StoredValue<String>,
 }
 
 impl Default for Feed {
@@ -40,7 +42,25 @@ impl Feed {
             announcement: RwSignal::new(String::new()),
             announcing: StoredValue::new(false),
             me: StoredValue::new(None),
+            epoch: StoredValue::new(String::new()),
         }
+    }
+
+    /// A page came from the log of `epoch`. If the tab's rows are of another epoch, that log is gone (ids start
+    /// again from 1 in a new one): forget the rows and the watermark, so the tab reads the new log from its start
+    /// instead of waiting for ids that will never come. Answers whether it did.
+    pub fn renew_epoch(&self, epoch: &str) -> bool {
+        let known = self.epoch.with_value(|known| known.clone());
+        if epoch.is_empty() || known == epoch {
+            return false;
+        }
+        self.epoch.set_value(epoch.to_owned());
+        if known.is_empty() {
+            return false;
+        }
+        self.rows.set(Vec::new());
+        self.synced_to.set_value(0);
+        true
     }
 
     /// Adds messages not shown yet (e.g. the one this tab just sent).
@@ -158,6 +178,8 @@ pub fn FeedLog(feed: Feed, hydrated: Signal<bool>) -> impl IntoView {
             match remote::messages(None, Some(oldest)).await {
                 Ok(page) => {
                     older_error.set(None);
+                    feed.renew_epoch(&page.epoch);
+                    let page = page.messages;
                     has_older.set(page.first().is_some_and(|m| m.id > 1));
                     // Keep the reader's place: the same distance from the bottom once the rows are in.
                     let from_bottom = log.get_untracked().map(|el| el.scroll_height() - el.scroll_top());
@@ -204,8 +226,9 @@ pub fn FeedLog(feed: Feed, hydrated: Signal<bool>) -> impl IntoView {
                 {move || Suspend::new(async move {
                     let error = match first_page.await {
                         Ok(page) => {
-                            has_older.set(page.first().is_some_and(|m| m.id > 1));
-                            feed.merge_synced(page);
+                            feed.renew_epoch(&page.epoch);
+                            has_older.set(page.messages.first().is_some_and(|m| m.id > 1));
+                            feed.merge_synced(page.messages);
                             feed.announcing.set_value(true);
                             None
                         }

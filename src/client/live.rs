@@ -102,8 +102,8 @@ impl relay::Tab for Link {
         self.catch_up.request(u64::MAX);
     }
 
-    fn page(&self, since: u64, messages: Vec<Message>) {
-        self.catch_up.offer(since, messages);
+    fn page(&self, since: u64, epoch: String, messages: Vec<Message>) {
+        self.catch_up.offer(since, &epoch, messages);
     }
 
     fn resumed(&self) {
@@ -154,9 +154,10 @@ impl CatchUp {
         }
     }
 
-    /// A page another tab fetched. It continues this tab's log if it starts at or below the watermark; a page that
-    /// starts above it shows that this tab missed something, which it fetches itself.
-    fn offer(self, since: u64, page: Vec<Message>) {
+    /// A page another tab fetched. It continues this tab's log if it starts at or below the watermark (of the same
+    /// epoch); a page that starts above it shows that this tab missed something, which it fetches itself.
+    fn offer(self, since: u64, epoch: &str, page: Vec<Message>) {
+        self.feed.renew_epoch(epoch);
         if since <= self.feed.synced_to() {
             self.feed.merge_synced(page);
         } else if let Some(last) = page.last() {
@@ -164,9 +165,10 @@ impl CatchUp {
         }
     }
 
-    /// Fetches until `target` is in.
+    /// Fetches until `target` is in. An id below the watermark is fetched once too: in the same log it is an old
+    /// notice, but it may come from a log made anew (Redis restarted empty), which the page's epoch tells.
     fn request(self, target: u64) {
-        if target <= self.feed.synced_to() {
+        if target == self.feed.synced_to() {
             return; // already have it (e.g. the notification for this tab's own message after catching up)
         }
         let start = self.state.try_update_value(|state| {
@@ -189,10 +191,15 @@ impl CatchUp {
             self.state.update_value(|state| state.again = false);
             let since = self.feed.synced_to();
             let progressed = match remote::messages(Some(since), None).await {
+                Ok(page) if self.feed.renew_epoch(&page.epoch) => {
+                    // A new log: read it from its start, to its end.
+                    self.state.update_value(|state| state.target = u64::MAX);
+                    true
+                }
                 Ok(page) => {
-                    let progressed = !page.is_empty();
-                    relay::share(since, &page);
-                    self.feed.merge_synced(page);
+                    let progressed = !page.messages.is_empty();
+                    relay::share(since, &page.epoch, &page.messages);
+                    self.feed.merge_synced(page.messages);
                     progressed
                 }
                 Err(err) => {

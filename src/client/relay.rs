@@ -28,8 +28,8 @@ pub trait Tab {
     fn announced(&self, id: u64, fetch: bool);
     /// This tab's own stream (re)opened: fetch whatever was sent meanwhile.
     fn opened(&self);
-    /// A page another tab fetched: the messages above `since`.
-    fn page(&self, since: u64, messages: Vec<Message>);
+    /// A page another tab fetched: the messages above `since`, from the log of `epoch`.
+    fn page(&self, since: u64, epoch: String, messages: Vec<Message>);
     /// The tab was frozen or in the back-forward cache and runs again: it may have missed anything.
     fn resumed(&self);
 }
@@ -43,7 +43,7 @@ pub fn start(_tab: std::rc::Rc<dyn Tab>) {}
 
 #[cfg(not(feature = "hydrate"))]
 #[allow(dead_code)]
-pub fn share(_since: u64, _messages: &[Message]) {}
+pub fn share(_since: u64, _epoch: &str, _messages: &[Message]) {}
 
 #[cfg(feature = "hydrate")]
 mod browser {
@@ -79,7 +79,7 @@ mod browser {
         /// `NewMessage` from the stream.
         Notice { id: u64 },
         /// A page some tab fetched: the messages above `since`, in id order.
-        Page { since: u64, messages: Vec<Message> },
+        Page { since: u64, epoch: String, messages: Vec<Message> },
     }
 
     /// The tab's part in the browser's stream. One per tab: the page has one thread.
@@ -132,9 +132,9 @@ mod browser {
     }
 
     /// Offers a page this tab fetched to the other tabs.
-    pub fn share(since: u64, messages: &[Message]) {
+    pub fn share(since: u64, epoch: &str, messages: &[Message]) {
         if !messages.is_empty() {
-            post(&Relay::Page { since, messages: messages.to_vec() });
+            post(&Relay::Page { since, epoch: epoch.to_owned(), messages: messages.to_vec() });
         }
     }
 
@@ -199,7 +199,7 @@ mod browser {
                     }
                 }
                 Relay::Notice { id } if !leading => tab.announced(id, false),
-                Relay::Page { since, messages } => tab.page(since, messages),
+                Relay::Page { since, epoch, messages } => tab.page(since, epoch, messages),
                 _ => {}
             }
         });

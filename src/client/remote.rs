@@ -5,15 +5,15 @@
 
 use std::future::Future;
 
-use crate::shared::domain::{Joined, Message, PageLimits};
+use crate::shared::domain::{Joined, LogPage, Message, PageLimits};
 use crate::shared::error::ApiError;
 
-/// One page of the log: above `since`, or below `before`, or (neither) the latest. `Send` so that a resource can
-/// hold it on the server.
+/// One page of the log, with its epoch: above `since`, or below `before`, or (neither) the latest. `Send` so that a
+/// resource can hold it on the server.
 pub fn messages(
     since: Option<u64>,
     before: Option<u64>,
-) -> impl Future<Output = Result<Vec<Message>, ApiError>> + Send + 'static {
+) -> impl Future<Output = Result<LogPage, ApiError>> + Send + 'static {
     #[cfg(feature = "hydrate")]
     {
         let query = match (since, before) {
@@ -21,7 +21,7 @@ pub fn messages(
             (None, Some(before)) => format!("?before={before}"),
             (None, None) => String::new(),
         };
-        browser::get(format!("{}{query}", crate::shared::api::LIST_MESSAGES_PATH))
+        browser::get_page(format!("{}{query}", crate::shared::api::LIST_MESSAGES_PATH))
     }
     #[cfg(not(feature = "hydrate"))]
     {
@@ -81,11 +81,21 @@ mod browser {
     use wasm_bindgen_futures::JsFuture;
     use web_sys::{Headers, RequestInit, Response, UrlSearchParams};
 
+    use crate::shared::domain::LogPage;
     use crate::shared::error::{ApiError, ErrorKind};
 
     /// The tab has one thread; the wrapper only lets a resource (`Send` for the server's sake) hold the future.
     pub fn get<T: DeserializeOwned + 'static>(url: String) -> impl Future<Output = Result<T, ApiError>> + Send {
         SendWrapper::new(async move { fetch(&url, None).await })
+    }
+
+    /// A page of the log: the JSON body, and the epoch from its header.
+    pub fn get_page(url: String) -> impl Future<Output = Result<LogPage, ApiError>> + Send {
+        SendWrapper::new(async move {
+            let (response, messages) = exchange(&url, RequestInit::new(), None).await?;
+            let epoch = response.headers().get(crate::shared::wire::EPOCH_HEADER).ok().flatten().unwrap_or_default();
+            Ok(LogPage { epoch, messages })
+        })
     }
 
     pub async fn post_form<T: DeserializeOwned>(url: &str, form: Vec<(&str, String)>) -> Result<T, ApiError> {
@@ -137,10 +147,20 @@ mod browser {
             init.set_body(&JsValue::from(params.to_string()));
             content_type = Some("application/x-www-form-urlencoded");
         }
+        Ok(exchange(url, init, content_type).await?.1)
+    }
+
+    /// One request: the response and its JSON body, or the API error a refusal carries.
+    async fn exchange<T: DeserializeOwned>(
+        url: &str,
+        init: RequestInit,
+        content_type: Option<&str>,
+    ) -> Result<(Response, T), ApiError> {
         let response = request(url, init, content_type).await?;
         if !response.ok() {
             return Err(error_of(&response).await);
         }
-        serde_json::from_str(&body(&response).await?).map_err(|_| unreadable(response.status()))
+        let answer = serde_json::from_str(&body(&response).await?).map_err(|_| unreadable(response.status()))?;
+        Ok((response, answer))
     }
 }

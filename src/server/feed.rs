@@ -102,9 +102,11 @@ pub async fn list(state: &AppState, key: PageKey) -> Result<Arc<Page>, ApiError>
     let result = state
         .pages
         .get(key, || async move {
+            // The epoch first: a page is never labelled with an epoch older than its messages.
+            let epoch = store.epoch().await?;
             // A page read forward keeps its oldest messages (the tab asks again from its last id); one read backward
             // keeps its newest, next to what the tab shows (it asks for older ones from its first id).
-            match key {
+            let page = match key {
                 PageKey::Since(after) => {
                     store.since(after, limit).await.map(|page| within_bytes(page, max_bytes, false))
                 }
@@ -112,7 +114,8 @@ pub async fn list(state: &AppState, key: PageKey) -> Result<Arc<Page>, ApiError>
                     store.before(before, limit).await.map(|page| within_bytes(page, max_bytes, true))
                 }
                 PageKey::Latest => store.latest(limit).await.map(|page| within_bytes(page, max_bytes, true)),
-            }
+            };
+            page.map(|page| (epoch, page))
         })
         .await;
     Ok(result?)

@@ -39,6 +39,9 @@ async fn list(State(state): State<AppState>, query: Result<Query<ListQuery>, Que
         Ok(page) => {
             let mut response = Response::new(Body::from(page.json.clone()));
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            if let Ok(epoch) = HeaderValue::from_str(&page.epoch) {
+                response.headers_mut().insert(wire::EPOCH_HEADER, epoch);
+            }
             response
         }
         Err(err) => err.into_response(),

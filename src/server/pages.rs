@@ -50,17 +50,18 @@ fn message_id(field: &str, raw: Option<&str>) -> Result<Option<u64>, ApiError> {
     }
 }
 
-/// One page, with its JSON as served.
+/// One page, with its JSON as served and the epoch of the log it was read from.
 #[derive(Debug)]
 pub struct Page {
     pub messages: Vec<Message>,
     pub json: Bytes,
+    pub epoch: String,
 }
 
 impl Page {
-    fn new(messages: Vec<Message>) -> Self {
+    fn new((epoch, messages): (String, Vec<Message>)) -> Self {
         let json = serde_json::to_vec(&messages).map(Bytes::from).unwrap_or_default();
-        Self { messages, json }
+        Self { messages, json, epoch }
     }
 }
 
@@ -100,7 +101,7 @@ impl PageCache {
     pub async fn get<F, Fut>(&self, key: PageKey, read: F) -> Result<Arc<Page>, StoreError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Vec<Message>, StoreError>>,
+        Fut: Future<Output = Result<(String, Vec<Message>), StoreError>>,
     {
         let slot = {
             let mut pages = self.lock();
@@ -133,7 +134,7 @@ mod tests {
         let read = |reads: Arc<AtomicUsize>, id: u64| async move {
             reads.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            Ok(vec![message(id)])
+            Ok(("e".to_owned(), vec![message(id)]))
         };
         let pages =
             futures::future::join_all((0..50).map(|_| cache.get(PageKey::Since(4), || read(reads.clone(), 5)))).await;
@@ -154,10 +155,12 @@ mod tests {
         let cache = PageCache::new(2);
         let failed = cache.get(PageKey::Latest, || async { Err(StoreError::Unavailable("down".into())) }).await;
         assert!(failed.is_err());
-        let ok = cache.get(PageKey::Latest, || async { Ok(vec![message(1)]) }).await.unwrap();
+        let ok = cache.get(PageKey::Latest, || async { Ok(("e".to_owned(), vec![message(1)])) }).await.unwrap();
         assert_eq!(ok.messages, vec![message(1)]);
         for before in 10..20 {
-            let page = cache.get(PageKey::Before(before), || async move { Ok(vec![message(before - 1)]) }).await;
+            let page = cache
+                .get(PageKey::Before(before), || async move { Ok(("e".to_owned(), vec![message(before - 1)])) })
+                .await;
             assert_eq!(page.unwrap().messages, vec![message(before - 1)]);
         }
         assert_eq!(cache.len(), 2);

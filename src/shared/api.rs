@@ -7,7 +7,7 @@
 
 use leptos::prelude::*;
 
-use crate::shared::domain::{Joined, Message, PageLimits};
+use crate::shared::domain::{Joined, LogPage, Message, PageLimits};
 use crate::shared::error::ApiError;
 
 /// Join with a name; answers the accepted name and a ticket signed for this session group.
@@ -43,14 +43,16 @@ pub const LIST_MESSAGES_PATH: &str = crate::shared::wire::MESSAGES_PATH;
 
 /// At most one page of messages in id order: those above `since`, or the newest below `before`, or (neither) the
 /// latest. The page rendered on the server reads it here, through the use case, not over HTTP.
-pub async fn list_messages(since: Option<String>, before: Option<String>) -> Result<Vec<Message>, ApiError> {
+pub async fn list_messages(since: Option<String>, before: Option<String>) -> Result<LogPage, ApiError> {
     #[cfg(feature = "ssr")]
     {
         use crate::server::{feed, pages::PageKey};
         let read = async {
             let state = feed::app_state()?;
             let key = PageKey::parse(since.as_deref(), before.as_deref())?;
-            feed::list(&state, key).await.map(|page| page.messages.clone())
+            feed::list(&state, key)
+                .await
+                .map(|page| LogPage { epoch: page.epoch.clone(), messages: page.messages.clone() })
         };
         feed::respond(read.await)
     }

@@ -230,6 +230,14 @@ pub struct Message {
     pub at: String,
 }
 
+/// A page of the log with the epoch it was read in. Over HTTP the messages are the JSON body and the epoch is the
+/// `Broadcasting-Epoch` header (see `wire::EPOCH_HEADER`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPage {
+    pub epoch: String,
+    pub messages: Vec<Message>,
+}
+
 /// The answer to a join: the accepted name and the signed ticket the tab keeps in memory to send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Joined {

@@ -12,3 +12,6 @@ pub const SEND_PATH: &str = "/api/send";
 pub const LIMITS_PATH: &str = "/api/limits";
 /// Read a page of the log.
 pub const MESSAGES_PATH: &str = "/api/messages";
+/// The response header of `GET /api/messages` that names the log's epoch: ids restart from 1 in a new epoch (the
+/// log was lost and made anew), so a tab holding ids of another epoch reloads its log.
+pub const EPOCH_HEADER: &str = "broadcasting-epoch";

@@ -267,6 +267,14 @@ impl Browser {
         self.post(SEND_PATH, &[("ticket", ticket), ("text", text)]).await.ok()
     }
 
+    /// The `Broadcasting-Epoch` of a page of the log.
+    pub async fn epoch(&self) -> String {
+        let response = self.http.get(format!("{}{MESSAGES_PATH}", self.base)).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let epoch = response.headers().get(broadcasting::shared::wire::EPOCH_HEADER).expect("an epoch header");
+        epoch.to_str().unwrap().to_owned()
+    }
+
     pub async fn messages(&self, query: &str) -> Vec<Value> {
         self.get(&format!("{MESSAGES_PATH}{query}")).await.ok()
     }
