@@ -1,6 +1,6 @@
 import type { Browser, BrowserContext } from "@playwright/test";
 import { test, expect, unique, openLive, join, send, row, said, expectOnceInOrder, type Page } from "./fixtures";
-import { startServer, dropServer, metric, type Server } from "./server";
+import { startServer, startCluster, dropServer, metric, type Server } from "./server";
 
 /**
  * One event stream per browser, shared by its tabs (src/client/relay.rs). Each test runs a server of its own, so
@@ -32,9 +32,12 @@ async function openTabs(context: BrowserContext, count: number): Promise<Page[]>
 const streamsSettleAt = (expected: number) =>
   expect.poll(() => metric(server, OPEN_STREAMS), { message: "open event streams", timeout: 10_000 }).toBe(expected);
 
-test("eight tabs of one browser: all live on one stream, and one message costs one fetch", async ({ browser }) => {
+for (const [where, start] of [
+  ["", () => startServer()],
+  [", through nginx to two replicas on Redis", () => startCluster()],
+] as const) test(`eight tabs of one browser: all live on one stream, and one message costs one fetch${where}`, async ({ browser }) => {
   test.setTimeout(90_000);
-  server = await startServer();
+  server = await start();
   const context = await newBrowser(browser);
   const tabs = await openTabs(context, 8);
   for (const tab of tabs) await expect(tab.getByRole("status")).toHaveText("Live");
