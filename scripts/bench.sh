@@ -8,7 +8,10 @@
 #     size    release wasm, JS and CSS: raw, gzip -9, brotli -11, and as served
 #     live    Chromium (Playwright): time from navigation to hydrated and to the event stream live
 #     soak    1,000 tabs, 10 % reconnecting at random, 100 sends/s for 60 s; every tab's log equals the server's
-# Environment: BENCH_SUBSCRIBERS="1000 5000 10000", BENCH_MESSAGES=30, BENCH_RATE=1.
+#     redis   scale-out on Redis (appendfsync always): durable sends/s with 8 senders, Redis next to SQLite; fan-out
+#             to N subscribers on SQLite, on one Redis replica, and split over two Redis replicas (servers and
+#             Redis pinned to core 0, the load generator to core 1); time to heal a killed pub/sub connection
+# Environment: BENCH_SUBSCRIBERS="1000 5000 10000", BENCH_MESSAGES=30, BENCH_RATE=1, BENCH_REDIS_SUBSCRIBERS=10000.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -30,9 +33,12 @@ echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, open fi
 
 data=$(mktemp -d)
 pid=""
+pids=()
 stop() {
-  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  for p in $pid "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in $pid "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   pid=""
+  pids=()
 }
 trap 'stop; rm -rf "$data"' EXIT
 
@@ -41,12 +47,34 @@ trap 'stop; rm -rf "$data"' EXIT
 # budgets and stream cap are lifted.
 start_server() {
   rm -rf "$data" && mkdir -p "$data"
-  target/release/broadcasting --addr "127.0.0.1:$1" --data-dir "$data" --log-level warn --config /dev/null \
+  ${pin_sqlite:-} target/release/broadcasting --addr "127.0.0.1:$1" --data-dir "$data" --log-level warn --config /dev/null \
     --send-rate 0 --max-streams-per-browser 0 --address-rate 0 --max-streams-per-address 0 &
   pid=$!
   wait_for "http://127.0.0.1:$1/api/messages"
   kill -0 "$pid"
 }
+# start_redis PORT: a fresh Redis on an empty directory, durable as the README asks (every write fsynced).
+start_redis() {
+  rm -rf "$data/redis" && mkdir -p "$data/redis"
+  $pin_server redis-server --port "$1" --bind 127.0.0.1 --dir "$data/redis" --appendonly yes --appendfsync always \
+    --save '' --maxmemory-policy noeviction --daemonize no --logfile "$data/redis.log" &
+  pids+=($!)
+  for _ in $(seq 1 100); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "redis did not start" >&2
+  return 1
+}
+# start_replica PORT REDIS_PORT: a release server on the Redis store (its pid is the last of $pids).
+start_replica() {
+  mkdir -p "$data/replica-$1"
+  $pin_server target/release/broadcasting --addr "127.0.0.1:$1" --data-dir "$data/replica-$1" --log-level warn \
+    --config /dev/null --store redis --redis-url "redis://127.0.0.1:$2" \
+    --send-rate 0 --max-streams-per-browser 0 --address-rate 0 --max-streams-per-address 0 &
+  pids+=($!)
+  wait_for "http://127.0.0.1:$1/api/messages"
+}
+# With two cores or more, servers (and Redis) run on core 0 and the load generator on core 1, so each side's figures
+# are its own.
+if [ "$(nproc)" -ge 2 ]; then pin_server="taskset -c 0"; pin_bench="taskset -c 1"; else pin_server=""; pin_bench=""; fi
 wait_for() {
   for _ in $(seq 1 100); do curl -sf -o /dev/null "$@" && return 0; sleep 0.1; done
   echo "nothing answers at $1" >&2
@@ -107,13 +135,47 @@ for section in $sections; do
       --seconds "${BENCH_SOAK_SECONDS:-60}" --pid "$pid"
     stop
     ;;
+  redis)
+    pin_sqlite=$pin_server # the single process it is compared with is pinned the same way
+    echo "== redis: durable sends, 8 senders (Redis appendfsync always, then SQLite synchronous=FULL)"
+    start_redis 6391
+    start_replica 3081 6391
+    $pin_bench $bench sends --url "http://127.0.0.1:3081" --senders 8 --count 20000
+    stop
+    start_server 3077
+    $pin_bench $bench sends --url "http://127.0.0.1:3077" --senders 8 --count 20000
+    stop
+    n=${BENCH_REDIS_SUBSCRIBERS:-10000}
+    echo "== redis: fan-out to $n subscribers at $rate/s: SQLite single process, one Redis replica, two Redis replicas"
+    start_server 3077
+    $pin_bench $bench fanout --url http://127.0.0.1:3077 --subscribers "$n" --messages "$messages" --rate "$rate" \
+      --pid "$pid" --label sqlite-1-process
+    stop
+    start_redis 6391
+    start_replica 3081 6391
+    $pin_bench $bench fanout --url http://127.0.0.1:3081 --subscribers "$n" --messages "$messages" --rate "$rate" \
+      --pid "${pids[-1]}" --label redis-1-replica
+    stop
+    start_redis 6391
+    start_replica 3081 6391
+    start_replica 3082 6391
+    $pin_bench $bench fanout --url http://127.0.0.1:3081 --also http://127.0.0.1:3082 --subscribers "$n" \
+      --messages "$messages" --rate "$rate" --pid "${pids[1]}" --pid "${pids[2]}" --label redis-2-replicas
+    stop
+    echo "== redis: time to heal a killed pub/sub connection"
+    start_redis 6391
+    start_replica 3081 6391
+    start_replica 3082 6391
+    $bench heal --url http://127.0.0.1:3081 --via http://127.0.0.1:3082 --redis-port 6391 --rounds 20
+    stop
+    ;;
   live)
     start_server 3077
     (cd end2end && BASE_URL=http://127.0.0.1:3077 npx playwright test tests/timing.spec.ts --reporter=line) | grep timing:
     stop
     ;;
   *)
-    echo "unknown section $section (sends, fanout, render, size, live, soak)" >&2
+    echo "unknown section $section (sends, fanout, render, size, live, soak, redis)" >&2
     exit 2
     ;;
   esac

@@ -19,13 +19,15 @@ use crate::wire;
 
 pub struct Options {
     pub url: String,
+    /// Other replicas: subscriber `i` uses `[url, also...][i % (1 + also.len())]` for its stream and its fetches.
+    pub also: Vec<String>,
     pub subscribers: usize,
     pub messages: usize,
     pub rate: f64,
     pub fetch: bool,
     pub fetch_connections: usize,
     pub connect_concurrency: usize,
-    pub pid: Option<u32>,
+    pub pid: Vec<u32>,
     pub label: String,
 }
 
@@ -37,7 +39,7 @@ struct Seen {
 }
 
 struct Shared {
-    url: String,
+    urls: Vec<String>,
     cookie: Option<String>,
     streams: reqwest::Client,
     fetches: reqwest::Client,
@@ -49,7 +51,8 @@ struct Shared {
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
-    let server = opts.pid.map(Process);
+    let server = (!opts.pid.is_empty()).then(|| Processes(opts.pid.iter().copied().map(Process).collect()));
+    let server = server.as_ref();
     let streams = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
     let fetches = reqwest::Client::builder().pool_max_idle_per_host(opts.fetch_connections).build()?;
 
@@ -71,7 +74,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let cpu_before = server.map(|p| p.cpu_seconds()).transpose()?;
     let (stop_tx, stop) = watch::channel(false);
     let shared = Arc::new(Shared {
-        url: opts.url.clone(),
+        urls: std::iter::once(opts.url.clone()).chain(opts.also.iter().cloned()).collect(),
         cookie,
         streams,
         fetches,
@@ -86,9 +89,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let handshakes = Arc::new(Semaphore::new(opts.connect_concurrency.max(1)));
     let progress: Vec<Arc<AtomicU64>> = (0..opts.subscribers).map(|_| Arc::default()).collect();
     let mut tasks = Vec::with_capacity(opts.subscribers);
-    for mine in &progress {
+    for (i, mine) in progress.iter().enumerate() {
         let permit = handshakes.clone().acquire_owned().await?;
-        tasks.push(tokio::spawn(subscriber(shared.clone(), mine.clone(), opts.fetch, permit)));
+        let url = shared.urls[i % shared.urls.len()].clone();
+        tasks.push(tokio::spawn(subscriber(shared.clone(), url, mine.clone(), opts.fetch, permit)));
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while shared.connected.load(Ordering::SeqCst) < opts.subscribers {
@@ -160,7 +164,14 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         }
     }
     let expected = opts.subscribers * acked.len();
-    println!("== {} N={} messages={} rate={}/s", opts.label, opts.subscribers, acked.len(), opts.rate);
+    println!(
+        "== {} N={} over {} server(s) messages={} rate={}/s",
+        opts.label,
+        opts.subscribers,
+        shared.urls.len(),
+        acked.len(),
+        opts.rate
+    );
     println!("connect: {connect_seconds:.1} s for {} subscribers", opts.subscribers);
     println!("notified {notified}/{expected}; notification latency ms {}", summary(&mut notification));
     if opts.fetch {
@@ -177,7 +188,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         );
     }
     if let (Some(before), Some(connected), Some(after)) = (cpu_before, cpu_connected, cpu_after) {
-        println!("server CPU: {:.2} s connecting, {:.2} s during sends", connected - before, after - connected);
+        let per_message = (after - connected) / acked.len().max(1) as f64;
+        println!(
+            "server CPU: {:.2} s connecting, {:.2} s during sends, {:.2} ms per message",
+            connected - before,
+            after - connected,
+            per_message * 1e3
+        );
     }
     let all = notified == expected && (!opts.fetch || fetched == expected);
     if all {
@@ -219,24 +236,38 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
+/// The server's processes (one per replica): figures summed over them.
+struct Processes(Vec<Process>);
+
+impl Processes {
+    fn rss(&self) -> anyhow::Result<u64> {
+        self.0.iter().map(|p| p.rss()).sum()
+    }
+
+    fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        self.0.iter().map(|p| p.cpu_seconds()).sum()
+    }
+}
+
 impl Shared {
-    /// The ids of one page after `since`.
-    async fn fetch_since(self: Arc<Self>, since: u64) -> anyhow::Result<Vec<u64>> {
+    /// The ids of one page after `since`, from the replica at `url`.
+    async fn fetch_since(self: Arc<Self>, url: String, since: u64) -> anyhow::Result<Vec<u64>> {
         let _slot = self.fetch_slots.acquire().await?;
-        let request = self.fetches.get(format!("{}{}?since={since}", self.url, wire::MESSAGES_PATH));
+        let request = self.fetches.get(format!("{url}{}?since={since}", wire::MESSAGES_PATH));
         page_ids(with_cookie(request, self.cookie.as_deref()), "fetch").await
     }
 }
 
 async fn subscriber(
     shared: Arc<Shared>,
+    url: String,
     progress: Arc<AtomicU64>,
     fetch: bool,
     handshake: tokio::sync::OwnedSemaphorePermit,
 ) -> anyhow::Result<Seen> {
     let mut stop = shared.stop.clone();
     let request =
-        shared.streams.get(format!("{}{}", shared.url, wire::EVENTS_PATH)).header(ACCEPT, "text/event-stream");
+        shared.streams.get(format!("{url}{}", wire::EVENTS_PATH)).header(ACCEPT, "text/event-stream");
     let mut body = answer(with_cookie(request, shared.cookie.as_deref()), "events").await?.bytes_stream();
     let mut handshake = Some(handshake);
     let mut frames = SseFrames::default();
@@ -278,7 +309,7 @@ async fn subscriber(
             _ = stop.changed() => return Ok(seen),
         }
         if fetch && in_flight.is_none() && announced > have {
-            in_flight = Some(shared.clone().fetch_since(have).boxed());
+            in_flight = Some(shared.clone().fetch_since(url.clone(), have).boxed());
         }
     }
 }

@@ -4,12 +4,17 @@
 //! acknowledged sends per second (each acknowledged send is durable when the server runs the SQLite store) and the
 //! latency of one send, p50/p99/max.
 //!
-//! `broadcasting-bench fanout --url URL --subscribers N --messages M --rate R [--pid P]`: N subscribers on
-//! `/events` in one session group, M messages at R per second, every subscriber refetching like the page; reports
-//! notification and full-loop latency, delivered/expected, and the server's RSS and CPU (with its pid).
+//! `broadcasting-bench fanout --url URL --subscribers N --messages M --rate R [--pid P] [--also URL2 --pid P2]`: N
+//! subscribers on `/events` in one session group, M messages at R per second, every subscriber refetching like the
+//! page; reports notification and full-loop latency, delivered/expected, and the server's RSS and CPU (with its
+//! pid). With `--also`, the subscribers are split evenly over URL and the other replicas (sends go through URL),
+//! and RSS and CPU are summed over every `--pid`.
 //!
 //! `broadcasting-bench floor --addr ADDR`: serves the bare axum + broadcast SSE floor to compare against
 //! (`fanout --no-fetch` against it).
+//!
+//! `broadcasting-bench heal --url A --via B --redis-port P [--rounds 20]`: the time until replica A tells its
+//! subscriber of a message sent through B right after A's Redis pub/sub connection was killed.
 //!
 //! `broadcasting-bench render --url URL`: server-rendered pages of `/` per second.
 //!
@@ -18,6 +23,7 @@
 
 mod fanout;
 mod floor;
+mod heal;
 mod render;
 mod soak;
 mod stats;
@@ -28,6 +34,7 @@ mod process;
 #[path = "../../tests/support/sse.rs"]
 mod sse;
 #[path = "../../src/shared/wire.rs"]
+#[allow(dead_code)] // the bench speaks only part of the contract
 mod wire;
 
 use anyhow::anyhow;
@@ -62,6 +69,9 @@ enum Command {
     Fanout {
         #[arg(long, default_value = "http://127.0.0.1:3000")]
         url: String,
+        /// Other replicas of the same deployment: subscribers are split evenly over `url` and these.
+        #[arg(long)]
+        also: Vec<String>,
         #[arg(long, default_value_t = 1_000)]
         subscribers: usize,
         #[arg(long, default_value_t = 30)]
@@ -78,9 +88,9 @@ enum Command {
         /// Subscribers connecting at once.
         #[arg(long, default_value_t = 200)]
         connect_concurrency: usize,
-        /// The server's process id, to report its RSS and CPU time.
+        /// The server's process ids (one per replica), to report their RSS and CPU time, summed.
         #[arg(long)]
-        pid: Option<u32>,
+        pid: Vec<u32>,
         /// A name for this run in the report.
         #[arg(long, default_value = "broadcasting")]
         label: String,
@@ -107,6 +117,19 @@ enum Command {
         /// The server's process id, to report its RSS.
         #[arg(long)]
         pid: Option<u32>,
+    },
+    /// Time to heal after a killed Redis pub/sub connection (two replicas on one Redis).
+    Heal {
+        /// The subscriber's replica.
+        #[arg(long)]
+        url: String,
+        /// The replica messages are sent through.
+        #[arg(long)]
+        via: String,
+        #[arg(long)]
+        redis_port: u16,
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
     },
     /// Server-rendered pages of `/` per second.
     Render {
@@ -177,6 +200,7 @@ async fn main() -> std::process::ExitCode {
         Command::Sends { url, senders, count } => sends(url, senders.max(1), count).await,
         Command::Fanout {
             url,
+            also,
             subscribers,
             messages,
             rate,
@@ -188,6 +212,7 @@ async fn main() -> std::process::ExitCode {
         } => {
             let options = fanout::Options {
                 url,
+                also,
                 subscribers,
                 messages,
                 rate,
@@ -200,6 +225,9 @@ async fn main() -> std::process::ExitCode {
             fanout::run(options).await
         }
         Command::Floor { addr } => floor::serve(addr).await,
+        Command::Heal { url, via, redis_port, rounds } => {
+            heal::run(heal::Options { url, via, redis_port, rounds }).await
+        }
         Command::Render { url, connections, seconds } => render::run(url, connections, seconds).await,
         Command::Soak { url, subscribers, flaky, rate, seconds, pid } => {
             soak::run(soak::Options { url, subscribers, flaky, rate, seconds, pid }).await
