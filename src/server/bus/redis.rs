@@ -34,8 +34,6 @@ const HEAL_CHUNK: usize = 1_000;
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Reconnection backoff: from the first to the last delay, doubling.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
-/// A session that lasted this long was healthy: the next reconnect starts from the first delay again.
-const HEALTHY_SESSION: Duration = Duration::from_secs(10);
 
 /// Publishing is the append script's job (see the module documentation): this bus only satisfies the seam.
 pub struct RedisBus;
@@ -44,6 +42,18 @@ pub struct RedisBus;
 impl Bus for RedisBus {
     async fn publish(&self, _group: &GroupId, _id: u64) -> Result<(), BusError> {
         Ok(())
+    }
+}
+
+/// How a session ended: whether it had subscribed, and why.
+struct Ended {
+    subscribed: bool,
+    why: String,
+}
+
+impl Ended {
+    fn before_subscribing(why: String) -> Self {
+        Self { subscribed: false, why }
     }
 }
 
@@ -81,14 +91,17 @@ impl Receiver {
     async fn supervise(self: Arc<Self>) {
         let mut delay = BACKOFF.0;
         loop {
-            let started = tokio::time::Instant::now();
             match tokio::spawn(self.clone().session()).await {
-                Ok(why) => tracing::warn!(reason = %why, "notices: subscription lost; reconnecting"),
+                // A session that got subscribed lost a working connection (e.g. `CLIENT KILL`): reconnect at once,
+                // so the missed notices are healed within the first delay, not after a grown backoff.
+                Ok(Ended { subscribed, why }) => {
+                    tracing::warn!(reason = %why, "notices: subscription lost; reconnecting");
+                    if subscribed {
+                        delay = BACKOFF.0;
+                    }
+                }
                 Err(err) if err.is_panic() => tracing::error!("notices: the subscriber panicked; restarting it"),
                 Err(_) => return, // cancelled: the runtime is shutting down
-            }
-            if started.elapsed() >= HEALTHY_SESSION {
-                delay = BACKOFF.0;
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(BACKOFF.1);
@@ -97,7 +110,7 @@ impl Receiver {
 
     /// Subscribes, heals, then delivers notices and heals every `heal_every` until the connection is lost; answers
     /// why it ended.
-    async fn session(self: Arc<Self>) -> String {
+    async fn session(self: Arc<Self>) -> Ended {
         let mut cursor = self.cursor.lock().await;
         let channel = self.store.keys().notices();
         let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, async {
@@ -108,8 +121,10 @@ impl Receiver {
         .await;
         let pubsub = match subscribed {
             Ok(Ok(pubsub)) => pubsub,
-            Ok(Err(err)) => return format!("cannot subscribe to {channel}: {err}"),
-            Err(_) => return format!("cannot subscribe to {channel} within {SUBSCRIBE_TIMEOUT:?}"),
+            Ok(Err(err)) => return Ended::before_subscribing(format!("cannot subscribe to {channel}: {err}")),
+            Err(_) => {
+                return Ended::before_subscribing(format!("cannot subscribe to {channel} in {SUBSCRIBE_TIMEOUT:?}"))
+            }
         };
         tracing::debug!(%channel, "notices: subscribed");
         self.heal_logged(&mut cursor).await;
@@ -124,7 +139,7 @@ impl Receiver {
                         Ok(payload) => self.on_notice(&mut cursor, &payload).await,
                         Err(err) => tracing::warn!(error = %err, "notices: unreadable notice ignored"),
                     },
-                    None => return "the pub/sub connection closed".into(),
+                    None => return Ended { subscribed: true, why: "the pub/sub connection closed".into() },
                 },
                 _ = tick.tick() => self.heal_logged(&mut cursor).await,
             }
