@@ -297,3 +297,18 @@ async fn the_same_send_key_twice_through_two_replicas_stores_one_message() {
     assert_eq!(other["id"], 2);
     assert_eq!(ids(&tab.messages("").await), vec![1, 2]);
 }
+
+#[tokio::test]
+async fn weak_redis_durability_settings_are_warned_about_and_readyz_follows_the_store() {
+    let redis = TestRedis::start();
+    assert_eq!(redis.command(&["CONFIG", "SET", "appendfsync", "everysec"]).text(), Some("OK"));
+    assert_eq!(redis.command(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]).text(), Some("OK"));
+    let a = replica(&redis, &[]);
+    assert!(a.logs_within("`appendfsync everysec` (wanted `always`)"), "{}", a.log());
+    assert!(a.logs_within("`maxmemory-policy allkeys-lru` (wanted `noeviction`)"), "{}", a.log());
+    assert!(!a.log().contains("`appendonly"), "appendonly is yes: no warning: {}", a.log());
+    assert_eq!(reqwest::get(a.url("/readyz")).await.unwrap().status(), 200);
+    let sqlite = Server::start(&[]);
+    assert_eq!(reqwest::get(sqlite.url("/readyz")).await.unwrap().status(), 200);
+    assert!(!sqlite.log().contains("Redis"));
+}
