@@ -106,6 +106,16 @@ impl Hub {
     pub fn group_subscribers(&self, group: &GroupId) -> usize {
         lock(&self.channels).get(group).map_or(0, broadcast::Sender::receiver_count)
     }
+
+    /// Messages up to `id` exist in every group (the log was made anew, or notices were lost with their groups):
+    /// every local subscriber is notified, so every tab refetches.
+    pub fn deliver_everywhere(&self, id: u64) {
+        self.pages.invalidate();
+        let groups: Vec<GroupId> = lock(&self.channels).keys().cloned().collect();
+        for group in groups {
+            self.deliver(&group, id);
+        }
+    }
 }
 
 fn lock(channels: &Channels) -> std::sync::MutexGuard<'_, HashMap<GroupId, broadcast::Sender<Notice>>> {

@@ -1,5 +1,6 @@
-//! Operations endpoints: `GET /healthz` (liveness: the process serves requests) and `GET /metrics` (Prometheus
-//! text format, rendered by `observe`).
+//! Operations endpoints: `GET /healthz` (liveness: the process serves requests), `GET /readyz` (readiness: this
+//! replica can serve the feed now, its store answering) and `GET /metrics` (Prometheus text format, rendered by
+//! `observe`).
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -11,7 +12,23 @@ use crate::server::observe;
 use crate::server::state::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/healthz", get(|| async { "ok\n" })).route("/metrics", get(scrape))
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(scrape))
+}
+
+/// 200 when the store answers (always, for a store in this process); 503 with a sentence otherwise, so a load
+/// balancer sends this replica no traffic while its Redis is unreachable.
+async fn ready(State(state): State<AppState>) -> Response {
+    match state.store.ready().await {
+        Ok(()) => "ready\n".into_response(),
+        Err(err) => {
+            tracing::debug!(error = %err, "not ready");
+            let sentence = "not ready: the message log is unreachable from this replica; try again\n";
+            (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], sentence).into_response()
+        }
+    }
 }
 
 async fn scrape(State(state): State<AppState>) -> Response {

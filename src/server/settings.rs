@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::server::backend::Backend;
 use crate::server::group::Scope;
+use crate::server::store::redis::RedisTarget;
 use crate::server::store::retention::Retention;
 
 const DEFAULT_CONFIG: &str = "Leptos.toml";
@@ -65,9 +66,21 @@ overrides! {
     /// holds at least one message). [default: 262144]
     #[arg(long, env = "BROADCASTING_PAGE_BYTES")]
     page_bytes: usize,
-    /// Where the log lives: `sqlite` (durable, in the data directory) or `memory` (lost on restart). [default: sqlite]
+    /// Where the log lives: `sqlite` (durable, in the data directory), `memory` (lost on restart) or `redis`
+    /// (shared by every replica using the same `redis-url` and `redis-prefix`). [default: sqlite]
     #[arg(long, env = "BROADCASTING_STORE", value_enum)]
     store: StoreKind,
+    /// Store `redis`: the Redis server (`redis://[:PASSWORD@]HOST:PORT[/DB]`). [default: redis://127.0.0.1:6379]
+    #[arg(long, env = "BROADCASTING_REDIS_URL")]
+    redis_url: String,
+    /// Store `redis`: the key namespace (every key and the notice channel start with `PREFIX:`), so several
+    /// deployments can share one Redis. [default: broadcasting]
+    #[arg(long, env = "BROADCASTING_REDIS_PREFIX")]
+    redis_prefix: String,
+    /// Store `redis`: how often a replica compares the log with the notices it delivered and delivers what pub/sub
+    /// lost (e.g. `2s`, `500ms`). [default: 2s]
+    #[arg(long, env = "BROADCASTING_HEAL_EVERY")]
+    heal_every: String,
     /// Retention: messages kept; older ones are deleted in the background. [default: 10000]
     #[arg(long, env = "BROADCASTING_MAX_MESSAGES")]
     max_messages: usize,
@@ -152,6 +165,9 @@ pub struct Settings {
     pub page_size: usize,
     pub page_bytes: usize,
     pub store: StoreKind,
+    pub redis_url: String,
+    pub redis_prefix: String,
+    pub heal_every: Duration,
     pub max_messages: usize,
     /// None: no age limit.
     pub max_age: Option<Duration>,
@@ -192,6 +208,8 @@ pub enum SettingsError {
     Proxy { got: String },
     #[error("setting `secret` must be at least 16 characters")]
     WeakSecret,
+    #[error("setting `redis-prefix` must be 1 to 64 characters without spaces or control characters; got {got:?}")]
+    RedisPrefix { got: String },
     #[error("setting `{name}` must be a duration such as 30d, 12h or 500ms{off}; got {got:?}")]
     Duration { name: &'static str, off: &'static str, got: String },
 }
@@ -202,6 +220,11 @@ impl Settings {
         match self.store {
             StoreKind::Sqlite => Backend::Sqlite { path: self.data_dir.join("feed.db") },
             StoreKind::Memory => Backend::Memory { max_messages: self.max_messages },
+            StoreKind::Redis => Backend::Redis {
+                target: RedisTarget { url: self.redis_url.clone(), prefix: self.redis_prefix.clone() },
+                max_messages: self.max_messages,
+                heal_every: self.heal_every,
+            },
         }
     }
 
@@ -218,6 +241,8 @@ pub enum StoreKind {
     Sqlite,
     /// In memory: lost on restart.
     Memory,
+    /// In Redis: shared by replicas.
+    Redis,
 }
 
 /// A setting's value once the stated defaults are in: every setting but `secret` and `trusted-proxies` states one
@@ -258,6 +283,16 @@ fn duration(name: &'static str, raw: &str, off: &'static str) -> Result<Duration
         off,
         got: raw.to_owned(),
     })
+}
+
+/// A key namespace: no spaces (they would split a notice), nothing invisible.
+fn redis_prefix(raw: String) -> Result<String, SettingsError> {
+    let fine = (1..=64).contains(&raw.chars().count()) && !raw.chars().any(|c| c.is_whitespace() || c.is_control());
+    if fine {
+        Ok(raw)
+    } else {
+        Err(SettingsError::RedisPrefix { got: raw })
+    }
 }
 
 /// `10.0.0.1, 10.1.0.0/16, ::1`: addresses are blocks of one.
@@ -344,6 +379,9 @@ impl Settings {
                 "1024 to 67108864",
             )?,
             store: stated(given.store, "store"),
+            redis_url: stated(given.redis_url, "redis_url"),
+            redis_prefix: redis_prefix(stated(given.redis_prefix, "redis_prefix"))?,
+            heal_every: duration("heal-every", stated(given.heal_every.as_deref(), "heal_every"), "")?,
             max_messages: in_range(
                 "max-messages",
                 stated(given.max_messages, "max_messages"),
@@ -523,6 +561,27 @@ mod tests {
         assert_eq!(age("off").unwrap().max_age, None);
         assert!(age("soon").unwrap_err().to_string().contains("max-age"));
         assert!(Settings::resolve(Overrides { prune_every: Some("0s".into()), ..Default::default() }).is_err());
+    }
+
+    #[test]
+    fn the_redis_backend_takes_url_prefix_and_heal_period() {
+        let defaults = Settings::resolve(Overrides::default()).unwrap();
+        assert_eq!((defaults.redis_prefix.as_str(), defaults.heal_every), ("broadcasting", Duration::from_secs(2)));
+        let given = Overrides {
+            store: Some(StoreKind::Redis),
+            redis_url: Some("redis://10.0.0.5:6380/2".into()),
+            redis_prefix: Some("blue".into()),
+            heal_every: Some("500ms".into()),
+            max_messages: Some(50),
+            ..Default::default()
+        };
+        let target = RedisTarget { url: "redis://10.0.0.5:6380/2".into(), prefix: "blue".into() };
+        let backend = Backend::Redis { target, max_messages: 50, heal_every: Duration::from_millis(500) };
+        assert_eq!(Settings::resolve(given).unwrap().backend(), backend);
+        let prefix = |raw: &str| Settings::resolve(Overrides { redis_prefix: Some(raw.into()), ..Default::default() });
+        assert!(prefix("a b").unwrap_err().to_string().contains("redis-prefix"));
+        assert!(prefix("").is_err());
+        assert!(Settings::resolve(Overrides { heal_every: Some("0s".into()), ..Default::default() }).is_err());
     }
 
     #[test]

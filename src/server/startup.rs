@@ -18,7 +18,7 @@ use crate::server::{backend, data_dir, group, observe, open_files};
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error(transparent)]
-    Store(#[from] crate::server::store::OpenError),
+    Backend(#[from] backend::BackendError),
     #[error(transparent)]
     DataDir(#[from] data_dir::LockError),
     #[error("cannot load or create the ticket secret in {dir}: {source}")]
@@ -45,13 +45,13 @@ fn leptos_options(settings: &Settings) -> LeptosOptions {
         .build()
 }
 
-pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
+pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
     let tickets = TicketKeys::load(settings.secret.as_deref(), &settings.data_dir)
         .map_err(|source| StartupError::Secret { dir: settings.data_dir.clone(), source })?
         .with_lifetime(settings.ticket_lifetime);
     // With scope `everyone` every visitor is one group: the per-browser stream cap and send budget do not apply.
     let per_browser = settings.scope == group::Scope::Browser;
-    let backend::Parts { store, hub, bus } = backend::open(&settings.backend())?;
+    let backend::Parts { store, hub, bus } = backend::open(&settings.backend()).await?;
     Ok(AppState::new(
         store,
         hub,
@@ -78,13 +78,14 @@ pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
 /// Serves until SIGINT or SIGTERM; then open event streams end (tabs reconnect elsewhere or later).
 pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
     settings.max_streams = streams_under_the_file_limit(&settings)?;
-    // One data directory, one server: held until the process exits.
+    // One data directory, one server: held until the process exits. Replicas on Redis given the secret share no
+    // file, so they need no lock.
     let _data_dir = if settings.store == StoreKind::Sqlite || settings.secret.is_none() {
         Some(data_dir::lock(&settings.data_dir)?)
     } else {
         None
     };
-    let state = build_state(&settings)?;
+    let state = build_state(&settings).await?;
     if let Err(err) = observe::install() {
         tracing::warn!(error = %err, "metrics are not recorded");
     }

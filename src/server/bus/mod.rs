@@ -1,7 +1,8 @@
 //! The bus: how "messages up to `id` exist in `group`" travels to every process's hub. Narrow on purpose: a bus
 //! only publishes; its receive side (for an in-process bus, `publish` itself; for a cross-process one, a task
 //! reading the transport) hands each notice to `Hub::deliver`, which every backend shares. Publishing happens after
-//! the append is committed and in append order, so a notice never announces a message the store cannot read.
+//! the append is committed and in append order, so a notice never announces a message the store cannot read (the
+//! Redis bus publishes inside the store's append script, atomically with it: see `redis`).
 
 use std::sync::Arc;
 
@@ -40,6 +41,8 @@ impl Bus for LocalBus {
         Ok(())
     }
 }
+
+pub mod redis;
 
 #[cfg(test)]
 mod contract;

@@ -1,23 +1,38 @@
-//! One suite, every store: each test runs against `MemoryStore` and `SqliteStore`.
+//! One suite, every store: each test runs against `MemoryStore`, `SqliteStore` and `RedisStore` (on a
+//! `redis-server` of its own, see `test_redis`).
 
 use std::sync::Arc;
 
 use super::*;
-use crate::server::store::{MemoryStore, SqliteStore};
+use crate::server::store::test_redis::TestRedis;
+use crate::server::store::{MemoryStore, RedisStore, SqliteStore};
 
-/// A store under test and what keeps it alive (the SQLite file's folder).
+/// A store under test and what keeps it alive (the SQLite file's folder, the Redis server).
 struct Subject {
     store: Arc<dyn FeedStore>,
     _dir: Option<tempfile::TempDir>,
+    _redis: Option<TestRedis>,
 }
 
 fn stores(cap: usize) -> Vec<(&'static str, Subject)> {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = SqliteStore::open(&dir.path().join("feed.db")).unwrap();
+    let (redis, server) = redis_store(cap, "test");
     vec![
-        ("memory", Subject { store: Arc::new(MemoryStore::new(cap)), _dir: None }),
-        ("sqlite", Subject { store: Arc::new(sqlite), _dir: Some(dir) }),
+        ("memory", Subject { store: Arc::new(MemoryStore::new(cap)), _dir: None, _redis: None }),
+        ("sqlite", Subject { store: Arc::new(sqlite), _dir: Some(dir), _redis: None }),
+        ("redis", Subject { store: Arc::new(redis), _dir: None, _redis: Some(server) }),
     ]
+}
+
+/// A `RedisStore` under `prefix` on a fresh `redis-server`.
+fn redis_store(cap: usize, prefix: &str) -> (RedisStore, TestRedis) {
+    let server = TestRedis::start();
+    (redis_on(&server, cap, prefix), server)
+}
+
+fn redis_on(server: &TestRedis, cap: usize, prefix: &str) -> RedisStore {
+    RedisStore::new(redis::client(&server.url()).unwrap(), prefix, cap).unwrap()
 }
 
 fn at(rfc3339: &str) -> time::OffsetDateTime {
@@ -195,4 +210,83 @@ async fn the_epoch_is_made_with_the_log_and_kept() {
     // Two logs, two epochs.
     let (a, b) = (MemoryStore::new(1), MemoryStore::new(1));
     assert_ne!(a.epoch().await.unwrap(), b.epoch().await.unwrap());
+}
+
+/// Two deployments on one Redis: each prefix has its own ids, log and epoch.
+#[tokio::test]
+async fn redis_prefixes_keep_deployments_apart() {
+    let (blue, server) = redis_store(100, "blue");
+    let green = redis_on(&server, 100, "green");
+    fill(&blue, 3).await;
+    fill(&green, 1).await;
+    assert_eq!(ids(&blue.since(0, 10).await.unwrap()), vec![1, 2, 3]);
+    assert_eq!(ids(&green.since(0, 10).await.unwrap()), vec![1]);
+    assert_ne!(blue.epoch().await.unwrap(), green.epoch().await.unwrap());
+    let keys = server.command(&["KEYS", "*"]);
+    let test_redis::Reply::Array(keys) = keys else { panic!("{keys:?}") };
+    assert!(keys.iter().all(|k| k.text().is_some_and(|k| k.starts_with("blue:") || k.starts_with("green:"))));
+}
+
+/// A Redis killed with SIGKILL replays its append-only file: every acknowledged message, the same epoch, the next
+/// id above them. One that comes back empty starts a new epoch at id 1.
+#[tokio::test]
+async fn redis_keeps_acknowledged_messages_across_a_kill_and_starts_a_new_epoch_when_emptied() {
+    let (store, mut server) = redis_store(100, "p");
+    fill(&store, 5).await;
+    let epoch = store.epoch().await.unwrap();
+    server.restart();
+    let after = wait_for(|| store.since(0, 100)).await;
+    assert_eq!(texts(&after), ["m0", "m1", "m2", "m3", "m4"]);
+    assert_eq!(store.epoch().await.unwrap(), epoch);
+    assert_eq!(put(&store, "ada", "next", None).await.message.id, 6);
+
+    server.restart_empty();
+    let fresh = wait_for(|| store.epoch()).await;
+    assert_ne!(fresh, epoch, "an emptied Redis is a new epoch");
+    assert_eq!(put(&store, "ada", "again", None).await.message.id, 1);
+    assert_eq!(store.epoch().await.unwrap(), fresh);
+}
+
+/// Redis down: every call is `Unavailable`, soon (no hang, no panic); back up, the store serves again.
+#[tokio::test]
+async fn redis_down_is_unavailable_and_recovers() {
+    let (store, mut server) = redis_store(100, "p");
+    fill(&store, 1).await;
+    server.kill9();
+    let started = std::time::Instant::now();
+    let (author, text) = (Username::parse("ada").unwrap(), MessageText::parse("x", 100).unwrap());
+    let draft = Draft { group: "g", author: &author, text: &text, key: None };
+    assert!(matches!(store.append(draft).await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(store.since(0, 10).await, Err(StoreError::Unavailable(_))));
+    assert!(store.ready().await.is_err());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    server.restart();
+    wait_for(|| store.ready()).await;
+    assert_eq!(ids(&store.since(0, 10).await.unwrap()), vec![1]);
+}
+
+/// A log whose `meta` alone was lost (evicted) goes on above its newest entry, in a new epoch: no id is reused.
+#[tokio::test]
+async fn redis_lost_sequence_never_reuses_an_id() {
+    let (store, server) = redis_store(100, "p");
+    fill(&store, 3).await;
+    let epoch = store.epoch().await.unwrap();
+    assert_eq!(server.command(&["DEL", "p:meta"]).int(), Some(1));
+    assert_eq!(put(&store, "ada", "after", None).await.message.id, 4);
+    assert_ne!(store.epoch().await.unwrap(), epoch);
+}
+
+fn texts(page: &[Message]) -> Vec<&str> {
+    page.iter().map(|m| m.text.as_str()).collect()
+}
+
+/// Retries `call` until it succeeds (a restarting Redis), for up to 10 s.
+async fn wait_for<T, F: std::future::Future<Output = Result<T, StoreError>>>(call: impl Fn() -> F) -> T {
+    for _ in 0..100 {
+        if let Ok(value) = call().await {
+            return value;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the store did not recover within 10 s");
 }

@@ -1,12 +1,18 @@
 //! The message store: one shared, ordered log for the whole server. `FeedStore` is the seam the UI and the
-//! server functions use; `SqliteStore` (durable, the default) and `MemoryStore` (tests, throwaway runs) sit behind it.
+//! server functions use; `SqliteStore` (durable, the default), `MemoryStore` (tests, throwaway runs) and `RedisStore`
+//! (several replicas sharing one log) sit behind it.
 //! Ids are assigned by the store, strictly increasing, and never reused, even after retention deletes messages.
 
 mod memory;
+pub mod redis;
 pub mod retention;
 mod sqlite;
+#[cfg(test)]
+#[path = "../../../tests/support/redis.rs"]
+pub(crate) mod test_redis;
 
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
 pub use sqlite::{OpenError, SqliteStore};
 
 use async_trait::async_trait;
@@ -72,6 +78,11 @@ pub trait FeedStore: Send + Sync + 'static {
     /// Retention: deletes all but the newest `keep` messages, and those stored before `cutoff`. Answers how many
     /// were deleted.
     async fn prune(&self, keep: usize, cutoff: Option<time::OffsetDateTime>) -> Result<u64, StoreError>;
+    /// Whether this store can serve now (`/readyz`): a store in this process always can once open; one reached
+    /// over the network answers whether it is reachable.
+    async fn ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A fresh epoch: 64 random bits, hex.

@@ -1,0 +1,256 @@
+//! The Redis bus: how notices travel between replicas that share a `RedisStore`.
+//!
+//! Sending: the store's append script publishes the notice itself, in the same atomic step as the append, so
+//! notification order is id order on every replica and no notice can announce a message that is not stored.
+//! `RedisBus::publish` therefore does nothing.
+//!
+//! Receiving: one supervised task per process (`Receiver`) holds a pub/sub connection to `PREFIX:notices` and hands
+//! each notice to `Hub::deliver`; the sender's replica hears its own notices back like every other (no local
+//! shortcut that could reorder them). Pub/sub is at-most-once, so the task also heals: after every (re)subscribe,
+//! whenever a notice skips ids, and every `heal-every`, it compares the log's head with the last id this process
+//! delivered and replays what it missed from the stream, per group (each entry names its group). A killed or
+//! silently stalled connection thus delays a notice by at most one heal period. When the log's epoch changes (Redis
+//! came back empty), every local group is notified so its tabs reload.
+//!
+//! The task never ends: a lost connection is retried with backoff, and a panic restarts it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use tokio::sync::Mutex;
+
+use super::{Bus, BusError};
+use crate::server::group::GroupId;
+use crate::server::hub::Hub;
+use crate::server::store::redis::{Head, RedisStore};
+use crate::server::store::StoreError;
+
+/// Missed notices read per `XRANGE` while healing.
+const HEAL_CHUNK: usize = 1_000;
+/// Longest wait for a pub/sub connection and its subscription.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Reconnection backoff: from the first to the last delay, doubling.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
+
+/// Publishing is the append script's job (see the module documentation): this bus only satisfies the seam.
+pub struct RedisBus;
+
+#[async_trait]
+impl Bus for RedisBus {
+    async fn publish(&self, _group: &GroupId, _id: u64) -> Result<(), BusError> {
+        Ok(())
+    }
+}
+
+/// How a session ended: whether it had subscribed, and why.
+struct Ended {
+    subscribed: bool,
+    why: String,
+}
+
+impl Ended {
+    fn before_subscribing(why: String) -> Self {
+        Self { subscribed: false, why }
+    }
+}
+
+/// Where this process stands: the log's epoch it knows and the newest id it delivered.
+#[derive(Debug, Default)]
+struct Cursor {
+    epoch: Option<String>,
+    delivered: u64,
+}
+
+/// The receive side: pub/sub notices and healing into the local hub.
+pub struct Receiver {
+    client: redis::Client,
+    store: Arc<RedisStore>,
+    hub: Arc<Hub>,
+    heal_every: Duration,
+    /// Held by the one running session (a restarted one finds it where the last left it).
+    cursor: Mutex<Cursor>,
+}
+
+impl Receiver {
+    /// Starts the supervised task. The log's head is read first (when Redis answers) so that whatever is appended
+    /// from now on reaches this hub, even before the first subscription.
+    pub async fn start(client: redis::Client, store: Arc<RedisStore>, hub: Arc<Hub>, heal_every: Duration) {
+        let mut cursor = Cursor::default();
+        match store.head().await {
+            Ok(Head { epoch, seq }) => (cursor.epoch, cursor.delivered) = (Some(epoch), seq),
+            Err(err) => tracing::warn!(error = %err, "notices: cannot read the log's head yet; retrying"),
+        }
+        let receiver = Arc::new(Receiver { client, store, hub, heal_every, cursor: Mutex::new(cursor) });
+        tokio::spawn(receiver.supervise());
+    }
+
+    /// Runs sessions for ever: each ends only when its connection is lost (or it panicked).
+    async fn supervise(self: Arc<Self>) {
+        let mut delay = BACKOFF.0;
+        loop {
+            match tokio::spawn(self.clone().session()).await {
+                // A session that got subscribed lost a working connection (e.g. `CLIENT KILL`): reconnect at once,
+                // so the missed notices are healed within the first delay, not after a grown backoff.
+                Ok(Ended { subscribed, why }) => {
+                    tracing::warn!(reason = %why, "notices: subscription lost; reconnecting");
+                    if subscribed {
+                        delay = BACKOFF.0;
+                    }
+                }
+                Err(err) if err.is_panic() => tracing::error!("notices: the subscriber panicked; restarting it"),
+                Err(_) => return, // cancelled: the runtime is shutting down
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(BACKOFF.1);
+        }
+    }
+
+    /// Subscribes, heals, then delivers notices and heals every `heal_every` until the connection is lost; answers
+    /// why it ended.
+    async fn session(self: Arc<Self>) -> Ended {
+        let mut cursor = self.cursor.lock().await;
+        let channel = self.store.keys().notices();
+        let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, async {
+            let mut pubsub = self.client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        })
+        .await;
+        let pubsub = match subscribed {
+            Ok(Ok(pubsub)) => pubsub,
+            Ok(Err(err)) => return Ended::before_subscribing(format!("cannot subscribe to {channel}: {err}")),
+            Err(_) => {
+                return Ended::before_subscribing(format!("cannot subscribe to {channel} in {SUBSCRIBE_TIMEOUT:?}"))
+            }
+        };
+        tracing::debug!(%channel, "notices: subscribed");
+        self.heal_logged(&mut cursor).await;
+        let mut notices = pubsub.into_on_message();
+        let mut tick = tokio::time::interval(self.heal_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.reset();
+        loop {
+            tokio::select! {
+                notice = notices.next() => match notice {
+                    Some(notice) => match notice.get_payload::<String>() {
+                        Ok(payload) => self.on_notice(&mut cursor, &payload).await,
+                        Err(err) => tracing::warn!(error = %err, "notices: unreadable notice ignored"),
+                    },
+                    None => return Ended { subscribed: true, why: "the pub/sub connection closed".into() },
+                },
+                _ = tick.tick() => self.heal_logged(&mut cursor).await,
+            }
+        }
+    }
+
+    /// A notice `<epoch> <id> <group>`: delivered unless already delivered; missed ids before it are healed first.
+    async fn on_notice(&self, cursor: &mut Cursor, payload: &str) {
+        let Some((epoch, id, group)) = parse_notice(payload) else {
+            tracing::warn!(payload, "notices: malformed notice ignored");
+            return;
+        };
+        if cursor.epoch.as_deref() != Some(epoch) {
+            // Another epoch (or the first one this process sees): the head decides what to do.
+            self.heal_logged(cursor).await;
+            return;
+        }
+        if id <= cursor.delivered {
+            return; // a heal delivered it already
+        }
+        if id > cursor.delivered + 1 {
+            if let Err(err) = self.catch_up(cursor, id - 1).await {
+                tracing::warn!(error = %err, "notices: cannot replay missed notices yet");
+                self.hub.deliver(&GroupId::new(group), id);
+                return; // the cursor stays: the next heal replays the gap
+            }
+        }
+        self.hub.deliver(&GroupId::new(group), id);
+        cursor.delivered = id;
+    }
+
+    async fn heal_logged(&self, cursor: &mut Cursor) {
+        if let Err(err) = self.heal(cursor).await {
+            tracing::warn!(error = %err, "notices: cannot compare with the log's head; retrying");
+        }
+    }
+
+    /// Compares the log's head with what this process delivered, and delivers the difference.
+    async fn heal(&self, cursor: &mut Cursor) -> Result<(), StoreError> {
+        let head = self.store.head().await?;
+        match cursor.epoch.as_deref() {
+            None => (cursor.epoch, cursor.delivered) = (Some(head.epoch), head.seq),
+            Some(known) if known != head.epoch => {
+                tracing::warn!(
+                    from = known,
+                    to = %head.epoch,
+                    "notices: the log has a new epoch (Redis lost its data or is another server); every tab reloads"
+                );
+                (cursor.epoch, cursor.delivered) = (Some(head.epoch), head.seq);
+                self.hub.deliver_everywhere(head.seq);
+            }
+            Some(_) if head.seq > cursor.delivered => self.catch_up(cursor, head.seq).await?,
+            Some(_) if head.seq < cursor.delivered => {
+                tracing::error!(
+                    delivered = cursor.delivered,
+                    head = head.seq,
+                    "notices: the log lost acknowledged ids in its epoch (Redis durability settings too weak?)"
+                );
+                cursor.delivered = head.seq;
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Delivers the ids after `cursor.delivered` up to `to`, each group once with its newest id (a notice means
+    /// "up to this id"), in id order. Ids retention already took cannot name their group: every group hears then.
+    async fn catch_up(&self, cursor: &mut Cursor, to: u64) -> Result<(), StoreError> {
+        let mut newest: HashMap<String, u64> = HashMap::new();
+        let (mut after, mut trimmed) = (cursor.delivered, false);
+        while after < to {
+            let page = self.store.sent_since(after, HEAL_CHUNK).await?;
+            let Some(first) = page.first() else { break };
+            trimmed |= first.id > after + 1;
+            for sent in page.iter().filter(|sent| sent.id <= to) {
+                newest.insert(sent.group.clone(), sent.id);
+            }
+            after = page.last().map_or(to, |sent| sent.id);
+        }
+        let mut groups: Vec<(u64, String)> = newest.into_iter().map(|(group, id)| (id, group)).collect();
+        groups.sort_unstable();
+        tracing::debug!(from = cursor.delivered, to, groups = groups.len(), "notices: healed");
+        for (id, group) in groups {
+            self.hub.deliver(&GroupId::new(group), id);
+        }
+        if trimmed {
+            self.hub.deliver_everywhere(to);
+        }
+        cursor.delivered = to;
+        Ok(())
+    }
+}
+
+/// `<epoch> <id> <group>` (a group has no spaces; the epoch is hex).
+fn parse_notice(payload: &str) -> Option<(&str, u64, &str)> {
+    let mut parts = payload.splitn(3, ' ');
+    let epoch = parts.next()?;
+    let id = parts.next()?.parse().ok()?;
+    let group = parts.next().filter(|group| !group.is_empty())?;
+    Some((epoch, id, group))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_notice;
+
+    #[test]
+    fn a_notice_names_epoch_id_and_group() {
+        assert_eq!(parse_notice("ab12 7 everyone"), Some(("ab12", 7, "everyone")));
+        assert_eq!(parse_notice("ab12 x g"), None);
+        assert_eq!(parse_notice("ab12 7"), None);
+        assert_eq!(parse_notice("ab12 7 "), None);
+    }
+}

@@ -1,0 +1,426 @@
+//! `RedisStore`: the log in Redis, shared by every replica of one deployment. Keys live under `redis-prefix`, so two
+//! deployments can share a Redis:
+//!
+//! - `PREFIX:log`: a stream, one entry per message, entry id `<id>-0`, fields `user`, `text`, `at`, `group`;
+//! - `PREFIX:meta`: a hash, `epoch` (made with the log) and `seq` (the newest id ever handed out);
+//! - `PREFIX:key:<group>:<key>`: a send key's first id, expiring after `KEY_MEMORY`;
+//! - `PREFIX:notices`: the pub/sub channel of appends, `<epoch> <id> <group>` (read by `bus::redis`).
+//!
+//! One append is one Lua script ([`APPEND`]): answer a repeated send key, else make the epoch if the log has none,
+//! take the next id, `XADD`, remember the key, `PUBLISH`. Redis runs a script alone, so id order is log order is
+//! notification order across replicas, and every check comes before the first write, so a script never half-writes.
+//! A send is answered once the script has returned, which with `appendfsync always` means it is on disk.
+//!
+//! Any Redis failure is `StoreError::Unavailable` (503 with `Retry-After`); there is no local fallback, which would
+//! fork the ids.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script, Value};
+
+use super::{new_epoch, now_rfc3339, Appended, Draft, FeedStore, StoreError, KEY_MEMORY};
+use crate::shared::domain::Message;
+
+/// Longest a command may take before the request is answered 503 (a reconnect attempt included).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+/// Entries read per `XRANGE` while looking for the age cutoff or replaying missed notices.
+const SCAN_CHUNK: usize = 1_000;
+
+/// Makes the log's epoch if it has none (a new Redis, or one that came back empty), and answers it. The sequence
+/// starts from the stream's newest entry, so a log whose `meta` alone was lost never reuses an id.
+const ENSURE: &str = r#"
+local function ensure(meta, log, fresh)
+  local epoch = redis.call('HGET', meta, 'epoch')
+  if epoch then return epoch end
+  local seq = 0
+  local top = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)[1]
+  if top then seq = tonumber(string.match(top[1], '^(%d+)')) end
+  redis.call('HSET', meta, 'epoch', fresh, 'seq', seq)
+  return fresh
+end
+"#;
+
+/// `KEYS`: meta, log[, send key]. `ARGV`: a fresh epoch, cap, user, text, at, group, key lifetime (s), channel.
+/// Answers `{1, id}` for an append, `{0, id, fields}` for a repeated key (fields empty if retention took it).
+/// `#!lua` (Redis 7) makes Redis refuse the whole script up front when out of memory, never half-way.
+const APPEND: &str = r#"
+local meta, log, key = KEYS[1], KEYS[2], KEYS[3]
+if key then
+  local first = redis.call('GET', key)
+  if first then
+    local entry = redis.call('XRANGE', log, first .. '-0', first .. '-0')[1]
+    return {0, first, entry and entry[2] or {}}
+  end
+end
+local epoch = ensure(meta, log, ARGV[1])
+local id = redis.call('HINCRBY', meta, 'seq', 1)
+redis.call('XADD', log, 'MAXLEN', '~', ARGV[2], id .. '-0',
+  'user', ARGV[3], 'text', ARGV[4], 'at', ARGV[5], 'group', ARGV[6])
+if key then redis.call('SET', key, id, 'EX', ARGV[7]) end
+redis.call('PUBLISH', ARGV[8], epoch .. ' ' .. id .. ' ' .. ARGV[6])
+return {1, id}
+"#;
+
+/// `KEYS`: meta, log. `ARGV`: a fresh epoch. Answers `{epoch, seq}`, making the epoch if the log has none.
+const HEAD: &str = r#"
+local epoch = ensure(KEYS[1], KEYS[2], ARGV[1])
+return {epoch, redis.call('HGET', KEYS[1], 'seq') or '0'}
+"#;
+
+/// Where a deployment's data lives in Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisTarget {
+    /// `redis://host:port[/db]`.
+    pub url: String,
+    /// Key namespace: every key and the channel start with `PREFIX:`.
+    pub prefix: String,
+}
+
+/// The key names of one prefix.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.to_owned() }
+    }
+
+    pub fn log(&self) -> String {
+        format!("{}:log", self.prefix)
+    }
+
+    pub fn meta(&self) -> String {
+        format!("{}:meta", self.prefix)
+    }
+
+    pub fn notices(&self) -> String {
+        format!("{}:notices", self.prefix)
+    }
+
+    pub fn send_key(&self, group: &str, key: &str) -> String {
+        format!("{}:key:{group}:{key}", self.prefix)
+    }
+}
+
+/// Where the log stands: its epoch and the newest id handed out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub epoch: String,
+    pub seq: u64,
+}
+
+/// A message's id and the session group it was sent in: what a missed notice said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub id: u64,
+    pub group: String,
+}
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+    keys: Keys,
+    /// `XADD … MAXLEN ~ cap`: the stream never grows far past retention between two passes.
+    cap: usize,
+    append: Script,
+    head: Script,
+}
+
+pub(crate) fn unavailable(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("redis: {err}"))
+}
+
+/// The client for `url`; a URL that does not parse is a start-up error.
+pub fn client(url: &str) -> Result<redis::Client, String> {
+    redis::Client::open(url).map_err(|err| format!("setting `redis-url` ({url}): {err}"))
+}
+
+impl RedisStore {
+    /// A store that connects lazily: made while Redis is down, it answers 503 until Redis is reachable.
+    pub fn new(client: redis::Client, prefix: &str, cap: usize) -> Result<Self, String> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|err| err.to_string())?;
+        Ok(Self {
+            conn,
+            keys: Keys::new(prefix),
+            cap: cap.max(1),
+            append: Script::new(&format!("#!lua\n{ENSURE}{APPEND}")),
+            head: Script::new(&format!("#!lua\n{ENSURE}{HEAD}")),
+        })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Runs `query` on a clone of the managed connection, within `COMMAND_TIMEOUT`.
+    async fn run<T, F>(&self, query: impl FnOnce(ConnectionManager) -> F) -> Result<T, StoreError>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(COMMAND_TIMEOUT, query(self.conn.clone())).await {
+            Ok(result) => result.map_err(unavailable),
+            Err(_) => Err(unavailable(format!("no answer within {COMMAND_TIMEOUT:?}"))),
+        }
+    }
+
+    /// PING: whether Redis answers now.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|mut conn| async move { redis::cmd("PING").query_async::<String>(&mut conn).await }).await?;
+        Ok(())
+    }
+
+    /// The epoch and the newest id, in one step (the epoch is made if the log has none).
+    pub async fn head(&self) -> Result<Head, StoreError> {
+        let (epoch, seq): (String, u64) = self
+            .run(|mut conn| async move {
+                let mut call = self.head.prepare_invoke();
+                call.key(self.keys.meta()).key(self.keys.log()).arg(new_epoch());
+                call.invoke_async(&mut conn).await
+            })
+            .await?;
+        Ok(Head { epoch, seq })
+    }
+
+    /// Ids and groups of the messages with id > `after`, oldest first, at most `limit` (missed notices).
+    pub async fn sent_since(&self, after: u64, limit: usize) -> Result<Vec<Sent>, StoreError> {
+        let entries = self.range_after(after, limit).await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(id, mut fields)| Some(Sent { id: entry_id(&id)?, group: fields.remove("group")? }))
+            .collect())
+    }
+
+    /// Entries with id > `after` (an exclusive `(` bound), oldest first, at most `limit`.
+    async fn range_after(&self, after: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        let start = match after {
+            0 => "-".to_owned(),
+            u64::MAX => return Ok(Vec::new()),
+            after => format!("({after}-0"),
+        };
+        let log = self.keys.log();
+        self.run(|mut conn| async move { conn.xrange_count(log, start, "+", limit).await }).await
+    }
+
+    /// Everything the age cutoff takes: the id of the first entry stored at or after `cutoff`, or one past the
+    /// newest read when all are older.
+    async fn first_at_or_after(&self, cutoff: time::OffsetDateTime) -> Result<Option<u64>, StoreError> {
+        let mut after = 0;
+        loop {
+            let chunk = self.range_after(after, SCAN_CHUNK).await?;
+            let Some(last) = chunk.last().and_then(|(id, _)| entry_id(id)) else {
+                return Ok((after > 0).then_some(after + 1));
+            };
+            for (id, fields) in &chunk {
+                let at = fields.get("at").and_then(|at| time::OffsetDateTime::parse(at, &RFC3339).ok());
+                if at.is_some_and(|at| at >= cutoff) {
+                    return Ok(entry_id(id));
+                }
+            }
+            after = last;
+        }
+    }
+}
+
+const RFC3339: time::format_description::well_known::Rfc3339 = time::format_description::well_known::Rfc3339;
+
+/// A stream entry as `XRANGE` answers it.
+type Entry = (String, HashMap<String, String>);
+
+/// `42-0` → 42.
+fn entry_id(id: &str) -> Option<u64> {
+    id.split('-').next()?.parse().ok()
+}
+
+fn message(id: &str, mut fields: HashMap<String, String>) -> Option<Message> {
+    Some(Message {
+        id: entry_id(id)?,
+        user: fields.remove("user")?,
+        text: fields.remove("text")?,
+        at: fields.remove("at")?,
+    })
+}
+
+fn messages(entries: Vec<Entry>) -> Vec<Message> {
+    entries.into_iter().filter_map(|(id, fields)| message(&id, fields)).collect()
+}
+
+/// The append script's answer: `{fresh, id[, fields]}`.
+fn parse_appended(reply: Value, draft: &Draft<'_>, at: String) -> Result<Appended, StoreError> {
+    let bad = || unavailable(format!("unexpected answer from the append script: {reply:?}"));
+    let Value::Array(items) = &reply else { return Err(bad()) };
+    let fresh = items.first().and_then(|v| redis::from_redis_value_ref::<i64>(v).ok()).ok_or_else(bad)? == 1;
+    let id = items.get(1).and_then(|v| redis::from_redis_value_ref::<u64>(v).ok()).ok_or_else(bad)?;
+    let stored: HashMap<String, String> =
+        items.get(2).and_then(|v| redis::from_redis_value_ref(v).ok()).unwrap_or_default();
+    // A repeated key whose message retention has deleted since: answer it as it was sent.
+    let field = |name: &str, sent: &str| stored.get(name).cloned().unwrap_or_else(|| sent.to_owned());
+    let message = Message {
+        id,
+        user: field("user", draft.author.as_str()),
+        text: field("text", draft.text.as_str()),
+        at: field("at", &at),
+    };
+    Ok(Appended { message, fresh })
+}
+
+#[async_trait]
+impl FeedStore for RedisStore {
+    async fn append(&self, draft: Draft<'_>) -> Result<Appended, StoreError> {
+        let at = now_rfc3339();
+        let stamp = at.as_str();
+        let reply: Value = self
+            .run(|mut conn| async move {
+                let mut call = self.append.prepare_invoke();
+                call.key(self.keys.meta()).key(self.keys.log());
+                if let Some(key) = draft.key {
+                    call.key(self.keys.send_key(draft.group, key.as_str()));
+                }
+                call.arg(new_epoch())
+                    .arg(self.cap)
+                    .arg(draft.author.as_str())
+                    .arg(draft.text.as_str())
+                    .arg(stamp)
+                    .arg(draft.group)
+                    .arg(KEY_MEMORY.as_secs())
+                    .arg(self.keys.notices());
+                call.invoke_async(&mut conn).await
+            })
+            .await?;
+        parse_appended(reply, &draft, at)
+    }
+
+    async fn since(&self, after: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
+        Ok(messages(self.range_after(after, limit).await?))
+    }
+
+    async fn before(&self, before: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
+        if before <= 1 || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (log, end) = (self.keys.log(), format!("({before}-0"));
+        let mut page: Vec<Entry> =
+            self.run(|mut conn| async move { conn.xrevrange_count(log, end, "-", limit).await }).await?;
+        page.reverse();
+        Ok(messages(page))
+    }
+
+    async fn latest(&self, limit: usize) -> Result<Vec<Message>, StoreError> {
+        let log = self.keys.log();
+        let mut page: Vec<Entry> =
+            self.run(|mut conn| async move { conn.xrevrange_count(log, "+", "-", limit).await }).await?;
+        page.reverse();
+        Ok(messages(page))
+    }
+
+    async fn epoch(&self) -> Result<String, StoreError> {
+        let meta = self.keys.meta();
+        let known: Option<String> = self.run(|mut conn| async move { conn.hget(meta, "epoch").await }).await?;
+        match known {
+            Some(epoch) => Ok(epoch),
+            None => Ok(self.head().await?.epoch),
+        }
+    }
+
+    async fn last_id(&self) -> Result<u64, StoreError> {
+        let meta = self.keys.meta();
+        let seq: Option<u64> = self.run(|mut conn| async move { conn.hget(meta, "seq").await }).await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn prune(&self, keep: usize, cutoff: Option<time::OffsetDateTime>) -> Result<u64, StoreError> {
+        let log = self.keys.log();
+        let mut deleted: u64 = {
+            let log = log.clone();
+            self.run(|mut conn| async move {
+                redis::cmd("XTRIM").arg(log).arg("MAXLEN").arg("=").arg(keep).query_async(&mut conn).await
+            })
+            .await?
+        };
+        let first_kept = match cutoff {
+            Some(cutoff) => self.first_at_or_after(cutoff).await?,
+            None => None,
+        };
+        if let Some(first_kept) = first_kept {
+            deleted += self
+                .run(|mut conn| async move {
+                    redis::cmd("XTRIM")
+                        .arg(log)
+                        .arg("MINID")
+                        .arg(format!("{first_kept}-0"))
+                        .query_async::<u64>(&mut conn)
+                        .await
+                })
+                .await?;
+        }
+        Ok(deleted)
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.ping().await
+    }
+}
+
+/// Durability settings the promise "acknowledged means on disk" needs, and what a crash loses without each.
+const DURABILITY: [(&str, &str, &str); 3] = [
+    (
+        "appendonly",
+        "yes",
+        "a Redis restart or crash loses every acknowledged message since the last snapshot (without snapshots: all)",
+    ),
+    (
+        "appendfsync",
+        "always",
+        "a crash of the machine Redis runs on (power, kernel) loses the acknowledged messages not yet fsynced: up \
+         to about a second with everysec, up to ~30 s with no",
+    ),
+    (
+        "maxmemory-policy",
+        "noeviction",
+        "a full Redis may evict the log, its sequence or send keys instead of refusing sends (ids would start again \
+         in a new epoch)",
+    ),
+];
+
+impl RedisStore {
+    /// Start-up, explicit: the server serves at once whether or not Redis answers (sends, pages and `/readyz`
+    /// answer 503 until it does). This says so in the log, waits for Redis in the background, then checks its
+    /// durability settings.
+    pub async fn report_start(self: std::sync::Arc<Self>, url: String) {
+        let mut said = false;
+        while let Err(err) = self.ping().await {
+            if !said {
+                tracing::warn!(%url, error = %err, "Redis does not answer; serving 503 until it does");
+                said = true;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        tracing::info!(%url, prefix = %self.keys.prefix, "Redis answers");
+        self.check_durability().await;
+    }
+
+    /// Logs a warning for each durability setting weaker than [`DURABILITY`] asks, or that it could not check.
+    async fn check_durability(&self) {
+        for (name, wanted, loss) in DURABILITY {
+            let got: Result<Vec<String>, StoreError> = self
+                .run(|mut conn| async move { redis::cmd("CONFIG").arg("GET").arg(name).query_async(&mut conn).await })
+                .await;
+            match got.as_deref() {
+                Ok([_, value]) if value.eq_ignore_ascii_case(wanted) => {}
+                Ok([_, value]) => tracing::warn!("Redis has `{name} {value}` (wanted `{wanted}`): {loss}"),
+                Ok(_) | Err(_) => {
+                    let why = got.err().map_or_else(|| "no such setting".to_owned(), |err| err.to_string());
+                    tracing::warn!("cannot check Redis's `{name}` ({why}); it should be `{wanted}`, else {loss}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! Scale-out: two replicas of the real binary on one `redis-server` (started by each test, on a free port and a temp
+//! dir, killed at the end), spoken to over HTTP like any client. Fan-out across replicas, ids under concurrent sends,
+//! healing after killed pub/sub connections, Redis killed mid-burst and restarted (with and without its data), a
+//! replica killed under its tabs, idempotent sends.
+
+mod common;
+#[path = "support/redis.rs"]
+mod redis;
+
+use std::time::{Duration, Instant};
+
+use broadcasting::shared::wire::SEND_PATH;
+use common::{ids, texts, Browser, Server};
+use redis::TestRedis;
+use serde_json::Value;
+
+/// Both replicas must accept each other's tickets.
+const SECRET: &str = "scale-out-test-secret-0123456789";
+/// The replicas' heal period; the assertions allow several of it.
+const HEAL_EVERY: Duration = Duration::from_millis(500);
+
+/// A replica on `redis` (scope `everyone` unless `flags` say otherwise).
+fn replica(redis: &TestRedis, flags: &[&str]) -> Server {
+    let url = redis.url();
+    let mut all = vec!["--store", "redis", "--redis-url", &url, "--secret", SECRET, "--heal-every", "500ms"];
+    all.extend_from_slice(flags);
+    Server::start(&all)
+}
+
+fn everyone(redis: &TestRedis) -> (Server, Server) {
+    (replica(redis, &["--scope", "everyone"]), replica(redis, &["--scope", "everyone"]))
+}
+
+/// The same browser (cookie jar: cookies do not depend on the port) speaking to `server`.
+fn on(browser: &Browser, server: &Server) -> Browser {
+    Browser { http: browser.http.clone(), base: server.base.clone() }
+}
+
+/// A send's status, `Retry-After` and body.
+async fn try_send(browser: &Browser, ticket: &str, text: &str, key: &str) -> (u16, Option<String>, Value) {
+    let form = [("ticket", ticket), ("text", text), ("key", key)];
+    let response = browser.http.post(format!("{}{SEND_PATH}", browser.base)).form(&form).send().await.unwrap();
+    let status = response.status().as_u16();
+    let retry = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    (status, retry, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The whole log as a tab catches up: pages from `since=0` until one comes back empty.
+async fn catch_up(browser: &Browser) -> Vec<Value> {
+    let mut all: Vec<Value> = Vec::new();
+    loop {
+        let after = all.last().map_or(0, |m| m["id"].as_u64().unwrap());
+        let page = browser.messages(&format!("?since={after}")).await;
+        if page.is_empty() {
+            return all;
+        }
+        all.extend(page);
+    }
+}
+
+/// The log's epoch as Redis holds it.
+fn epoch(redis: &TestRedis) -> String {
+    redis.command(&["HGET", "broadcasting:meta", "epoch"]).text().expect("the log has an epoch").to_owned()
+}
+
+#[tokio::test]
+async fn a_send_through_b_reaches_a_stream_on_a_and_a_serves_it() {
+    let redis = TestRedis::start();
+    let (a, b) = (replica(&redis, &[]), replica(&redis, &[]));
+    let tab = a.browser();
+    assert!(tab.messages("").await.is_empty()); // the group cookie
+    let mut stream = tab.events().await;
+    let through_b = on(&tab, &b);
+    let ticket = through_b.join("ada").await;
+    let sent = through_b.send(&ticket, "hello from b").await;
+    let event = stream.next().await;
+    assert_eq!((event.event.as_str(), event.id.as_str()), ("NewMessage", sent["id"].to_string().as_str()));
+    let page = tab.messages("?since=0").await;
+    assert_eq!(texts(&page), ["hello from b"]);
+    // Another browser (group) on A hears nothing.
+    let mut stranger = a.browser().events().await;
+    through_b.send(&ticket, "second").await;
+    assert_eq!(stream.next().await.id, "2");
+    stranger.assert_quiet().await;
+    assert_eq!(reqwest::get(a.url("/readyz")).await.unwrap().status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_through_two_replicas_get_gap_free_ids_and_every_subscriber_ends_equal() {
+    const PER_REPLICA: usize = 200;
+    const SENDERS: usize = 4; // per replica
+    let redis = TestRedis::start();
+    let (a, b) = everyone(&redis);
+    let total = (2 * PER_REPLICA) as u64;
+    let mut watchers = Vec::new();
+    for server in [&a, &a, &b, &b] {
+        let browser = server.browser();
+        let mut stream = browser.events().await;
+        watchers.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while seen.last() != Some(&total) {
+                let event = stream.next_within(Duration::from_secs(10)).await.expect("notices until the last id");
+                seen.push(event.id.parse::<u64>().unwrap());
+            }
+            (seen, catch_up(&browser).await)
+        }));
+    }
+    let mut senders = Vec::new();
+    for (r, server) in [&a, &b].into_iter().enumerate() {
+        for s in 0..SENDERS {
+            let browser = server.browser();
+            senders.push(tokio::spawn(async move {
+                let ticket = browser.join(&format!("sender{r}x{s}")).await;
+                let mut ids = Vec::new();
+                for i in 0..PER_REPLICA / SENDERS {
+                    ids.push(browser.send(&ticket, &format!("{r}-{s}-{i}")).await["id"].as_u64().unwrap());
+                }
+                ids
+            }));
+        }
+    }
+    let mut handed_out = Vec::new();
+    for sender in senders {
+        let ids = sender.await.unwrap();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "one sender's ids increase: {ids:?}");
+        handed_out.extend(ids);
+    }
+    handed_out.sort_unstable();
+    assert_eq!(handed_out, (1..=total).collect::<Vec<_>>(), "gap-free as handed out");
+    let log = catch_up(&a.browser()).await;
+    assert_eq!(ids(&log), (1..=total).collect::<Vec<_>>());
+    for watcher in watchers {
+        let (seen, caught_up) = watcher.await.unwrap();
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "notices increase: {seen:?}");
+        assert_eq!(caught_up, log, "every subscriber's catch-up is the server's log");
+    }
+}
+
+#[tokio::test]
+async fn killed_pubsub_connections_lose_no_notice_for_longer_than_the_heal_period() {
+    const KILLS: usize = 20;
+    let redis = TestRedis::start();
+    let (a, b) = everyone(&redis);
+    let (on_a, on_b) = (a.browser(), b.browser());
+    let (mut stream_a, mut stream_b) = (on_a.events().await, on_b.events().await);
+    let sender = b.browser();
+    let ticket = sender.join("ada").await;
+    let mut heal_times = Vec::new();
+    for round in 0..KILLS {
+        let killed = redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]).int().unwrap();
+        assert!(killed >= 1, "round {round}: a pub/sub connection to kill");
+        let started = Instant::now();
+        let id = sender.send(&ticket, &format!("after kill {round}")).await["id"].as_u64().unwrap();
+        for stream in [&mut stream_a, &mut stream_b] {
+            let event = stream.next_within(HEAL_EVERY * 6).await.expect("the notice, healed");
+            assert_eq!(event.id.parse::<u64>().unwrap(), id, "round {round}");
+        }
+        heal_times.push(started.elapsed());
+    }
+    heal_times.sort_unstable();
+    let (median, max) = (heal_times[KILLS / 2], heal_times[KILLS - 1]);
+    println!("heal after CLIENT KILL TYPE pubsub, {KILLS} rounds: median {median:?}, max {max:?}");
+    assert!(max <= HEAL_EVERY * 4, "healed within the heal period (with slack): {heal_times:?}");
+    let log = catch_up(&on_a).await;
+    assert_eq!(log.len(), KILLS);
+    assert_eq!(catch_up(&on_b).await, log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_burst_keeps_every_acknowledged_message_and_its_epoch() {
+    let mut redis = TestRedis::start();
+    let (a, b) = everyone(&redis);
+    let first = a.browser().join("ada").await;
+    a.browser().send(&first, "before").await;
+    let before = epoch(&redis);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for (n, server) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let (browser, stop) = (server.browser(), stop.clone());
+        senders.push(tokio::spawn(async move {
+            let ticket = browser.join("bob").await;
+            let mut answers = Vec::new();
+            for i in 0.. {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let text = format!("{n}-{i}");
+                let (status, retry, body) = try_send(&browser, &ticket, &text, "").await;
+                answers.push((status, retry, body, text));
+                if status != 200 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            answers
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    redis.kill9();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(reqwest::get(a.url("/readyz")).await.unwrap().status(), 503, "not ready while Redis is down");
+    redis.restart();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    for sender in senders {
+        for (status, retry, body, text) in sender.await.unwrap() {
+            match status {
+                200 => acknowledged.push((body["id"].as_u64().unwrap(), text)),
+                503 => {
+                    assert_eq!(body["kind"], "unavailable", "{body}");
+                    let seconds = retry.as_deref().and_then(|r| r.parse::<u64>().ok());
+                    assert!(seconds.is_some_and(|s| s >= 1), "a 503 says when to retry: {retry:?}");
+                    refused += 1;
+                }
+                other => panic!("a send answered {other}: {body}"),
+            }
+        }
+    }
+    assert!(refused > 0, "some sends met Redis down");
+    assert!(acknowledged.len() > 10, "sends went through before and after: {}", acknowledged.len());
+    let log = catch_up(&b.browser()).await;
+    let stored: std::collections::HashMap<u64, String> =
+        log.iter().map(|m| (m["id"].as_u64().unwrap(), m["text"].as_str().unwrap().to_owned())).collect();
+    for (id, text) in &acknowledged {
+        assert_eq!(stored.get(id), Some(text), "acknowledged id {id} is stored with its text");
+    }
+    assert_eq!(epoch(&redis), before, "the epoch survives a restart on the same data");
+    let highest = acknowledged.iter().map(|(id, _)| *id).max().unwrap();
+    let next = a.browser().send(&first, "after").await["id"].as_u64().unwrap();
+    assert!(next > highest, "next id {next} above every acknowledged one ({highest})");
+    assert_eq!(reqwest::get(a.url("/readyz")).await.unwrap().status(), 200);
+    println!("burst: {} acknowledged, {refused} refused with 503", acknowledged.len());
+}
+
+#[tokio::test]
+async fn redis_restarted_empty_starts_a_new_epoch_and_tabs_are_told() {
+    let mut redis = TestRedis::start();
+    let (a, b) = everyone(&redis);
+    let tab = a.browser();
+    let ticket = tab.join("ada").await;
+    for text in ["one", "two", "three"] {
+        tab.send(&ticket, text).await;
+    }
+    let mut stream = tab.events().await;
+    let old = epoch(&redis);
+    redis.restart_empty();
+    // Every tab hears of the new log within a heal period or so, without a send.
+    let told = stream.next_within(HEAL_EVERY * 6).await.expect("a notice of the new log");
+    assert_eq!(told.event, "NewMessage");
+    let sent = loop {
+        let (status, _, body) = try_send(&on(&tab, &b), &ticket, "fresh", "").await;
+        if status == 200 {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(sent["id"], 1, "ids start again");
+    assert_ne!(epoch(&redis), old, "in a new epoch");
+    assert_eq!(texts(&catch_up(&tab).await), ["fresh"]);
+}
+
+#[tokio::test]
+async fn a_killed_replicas_tab_reconnects_to_the_other_with_last_event_id_and_sees_everything() {
+    let redis = TestRedis::start();
+    let (a, b) = everyone(&redis);
+    let tab = a.browser();
+    let ticket = tab.join("ada").await;
+    let mut stream = tab.events().await;
+    tab.send(&ticket, "seen").await;
+    let last = stream.next().await.id;
+    drop(stream);
+    drop(a); // SIGKILL
+    let other = on(&tab, &b);
+    for text in ["m2", "m3", "m4"] {
+        other.send(&ticket, text).await;
+    }
+    let mut resumed = other.events_with(&[("Last-Event-ID", &last)]).await;
+    assert_eq!(resumed.next().await.id, "4", "told at once of what it missed");
+    let missed = other.messages(&format!("?since={last}")).await;
+    assert_eq!(texts(&missed), ["m2", "m3", "m4"]);
+    other.send(&ticket, "m5").await;
+    assert_eq!(resumed.next().await.id, "5");
+}
+
+#[tokio::test]
+async fn the_same_send_key_twice_through_two_replicas_stores_one_message() {
+    let redis = TestRedis::start();
+    let (a, b) = (replica(&redis, &[]), replica(&redis, &[]));
+    let tab = a.browser();
+    let ticket = tab.join("ada").await;
+    let (status, _, first) = try_send(&tab, &ticket, "once", "key-1").await;
+    assert_eq!(status, 200, "{first}");
+    let (status, _, again) = try_send(&on(&tab, &b), &ticket, "once", "key-1").await;
+    assert_eq!((status, &again), (200, &first), "the same answer");
+    let (_, _, other) = try_send(&tab, &ticket, "once", "key-2").await;
+    assert_eq!(other["id"], 2);
+    assert_eq!(ids(&tab.messages("").await), vec![1, 2]);
+}
+
+#[tokio::test]
+async fn weak_redis_durability_settings_are_warned_about_and_readyz_follows_the_store() {
+    let redis = TestRedis::start();
+    assert_eq!(redis.command(&["CONFIG", "SET", "appendfsync", "everysec"]).text(), Some("OK"));
+    assert_eq!(redis.command(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]).text(), Some("OK"));
+    let a = replica(&redis, &[]);
+    assert!(a.logs_within("`appendfsync everysec` (wanted `always`)"), "{}", a.log());
+    assert!(a.logs_within("`maxmemory-policy allkeys-lru` (wanted `noeviction`)"), "{}", a.log());
+    assert!(!a.log().contains("`appendonly"), "appendonly is yes: no warning: {}", a.log());
+    assert_eq!(reqwest::get(a.url("/readyz")).await.unwrap().status(), 200);
+    let sqlite = Server::start(&[]);
+    assert_eq!(reqwest::get(sqlite.url("/readyz")).await.unwrap().status(), 200);
+    assert!(!sqlite.log().contains("Redis"));
+}
