@@ -1,9 +1,11 @@
-//! The server binary: read settings, start logging, serve.
+//! The server binary: read settings, start logging, serve. `broadcasting migrate …` copies a SQLite log into Redis
+//! (`server::migrate`).
 
 #[cfg(feature = "ssr")]
 fn main() -> std::process::ExitCode {
     malloc_arena_per_core();
     match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) if std::env::args().nth(1).as_deref() == Some("migrate") => runtime.block_on(migrate()),
         Ok(runtime) => runtime.block_on(serve()),
         Err(err) => {
             eprintln!("broadcasting: cannot start the async runtime: {err}");
@@ -50,6 +52,30 @@ async fn serve() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("broadcasting: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+async fn migrate() -> std::process::ExitCode {
+    use broadcasting::server::migrate::{run, MigrateCli};
+    use clap::Parser;
+
+    let cli = MigrateCli::parse_from(std::env::args().skip(1));
+    let (from, to) = (cli.from.clone(), cli.to.clone());
+    match run(cli).await {
+        Ok(report) => {
+            println!(
+                "copied {} messages from {from} to {to}: epoch {}, next id {}",
+                report.messages,
+                report.epoch,
+                report.seq + 1
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("broadcasting migrate: {err}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -312,3 +312,58 @@ async fn weak_redis_durability_settings_are_warned_about_and_readyz_follows_the_
     assert_eq!(reqwest::get(sqlite.url("/readyz")).await.unwrap().status(), 200);
     assert!(!sqlite.log().contains("Redis"));
 }
+
+#[tokio::test]
+async fn migrate_copies_a_sqlite_log_with_its_ids_times_and_epoch_and_sends_go_on_from_it() {
+    use broadcasting::server::store::{Draft, FeedStore, SqliteStore};
+    use broadcasting::shared::domain::{MessageText, Username};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("feed.db");
+    let (epoch_before, original) = {
+        let sqlite = SqliteStore::open(&path).unwrap();
+        let author = Username::parse("ada").unwrap();
+        for i in 0..1_000 {
+            let text = MessageText::parse(&format!("message {i} ✓"), 100).unwrap();
+            sqlite.append(Draft { group: "g", author: &author, text: &text, key: None }).await.unwrap();
+        }
+        sqlite.prune(990, None).await.unwrap(); // retention took the oldest ten: the sequence still says 1,000
+        (sqlite.epoch().await.unwrap(), sqlite.since(0, 2_000).await.unwrap())
+    };
+    assert_eq!(original.len(), 990);
+
+    let redis = TestRedis::start();
+    let migrate = |from: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_broadcasting"))
+            .args(["migrate", "--from", &from, "--to", &redis.url()])
+            .output()
+            .unwrap()
+    };
+    let done = migrate(format!("sqlite:{}", path.display()));
+    let said = String::from_utf8_lossy(&done.stdout);
+    assert!(done.status.success(), "{said} {}", String::from_utf8_lossy(&done.stderr));
+    assert!(said.contains("copied 990 messages") && said.contains("next id 1001"), "{said}");
+    // Once only: the Redis log is no longer empty.
+    let again = migrate(format!("sqlite:{}", path.display()));
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is not empty"));
+    // A missing file is refused, and not made.
+    let missing = migrate(format!("sqlite:{}", dir.path().join("nope.db").display()));
+    assert!(!missing.status.success() && !dir.path().join("nope.db").exists());
+
+    let a = replica(&redis, &[]);
+    let tab = a.browser();
+    let copied = catch_up(&tab).await;
+    assert_eq!(copied.len(), original.len());
+    for (copy, first) in copied.iter().zip(&original) {
+        assert_eq!(copy["id"].as_u64(), Some(first.id));
+        assert_eq!(
+            (copy["user"].as_str(), copy["text"].as_str()),
+            (Some(first.user.as_str()), Some(first.text.as_str()))
+        );
+        assert_eq!(copy["at"].as_str(), Some(first.at.as_str()));
+    }
+    assert_eq!(tab.epoch().await, epoch_before, "open tabs keep their epoch");
+    let ticket = tab.join("bob").await;
+    assert_eq!(tab.send(&ticket, "after the move").await["id"], 1_001);
+}

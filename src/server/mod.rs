@@ -10,6 +10,7 @@ pub mod feed;
 pub mod group;
 pub mod hub;
 pub mod messages;
+pub mod migrate;
 pub mod observe;
 pub mod open_files;
 pub mod ops;

@@ -70,6 +70,28 @@ local epoch = ensure(KEYS[1], KEYS[2], ARGV[1])
 return {epoch, redis.call('HGET', KEYS[1], 'seq') or '0'}
 "#;
 
+/// `KEYS`: meta, log. `ARGV`: the first id expected, then `id, user, text, at` per message. Appends messages with
+/// their own ids to a log that has no epoch yet (a migration), refusing if anything else writes to it meanwhile.
+const IMPORT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('the log has an epoch: replicas are running on it') end
+local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
+local expected = tonumber(ARGV[1])
+if top and tonumber(string.match(top[1], '^(%d+)')) >= expected then
+  return redis.error_reply('the log already holds id ' .. top[1] .. ': something else writes to it')
+end
+for i = 2, #ARGV, 4 do
+  redis.call('XADD', KEYS[2], ARGV[i] .. '-0', 'user', ARGV[i + 1], 'text', ARGV[i + 2], 'at', ARGV[i + 3], 'group', '')
+end
+return #ARGV - 1
+"#;
+
+/// `KEYS`: meta. `ARGV`: epoch, seq. Ends a migration: the log gets the epoch and sequence of the log it came from.
+const SEAL: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('the log has an epoch: replicas are running on it') end
+redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'seq', ARGV[2])
+return 1
+"#;
+
 /// Where a deployment's data lives in Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisTarget {
@@ -159,6 +181,35 @@ impl RedisStore {
 
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// Whether this deployment's log holds nothing at all (no epoch, no entry): where a migration may write.
+    pub async fn is_empty(&self) -> Result<bool, StoreError> {
+        let (meta, log) = (self.keys.meta(), self.keys.log());
+        let found: u64 = self.run(|mut conn| async move { conn.exists(&[meta, log]).await }).await?;
+        Ok(found == 0)
+    }
+
+    /// A migration's step: appends `batch` (in id order, above everything imported so far) with its own ids.
+    pub async fn import(&self, batch: &[Message]) -> Result<(), StoreError> {
+        let Some(first) = batch.first() else { return Ok(()) };
+        let script = Script::new(IMPORT);
+        let mut call = script.prepare_invoke();
+        call.key(self.keys.meta()).key(self.keys.log()).arg(first.id);
+        for message in batch {
+            call.arg(message.id).arg(&message.user).arg(&message.text).arg(&message.at);
+        }
+        self.run(|mut conn| async move { call.invoke_async::<u64>(&mut conn).await }).await?;
+        Ok(())
+    }
+
+    /// Ends a migration: from now on the log is the one of `epoch`, and the next id is `seq + 1`.
+    pub async fn seal(&self, epoch: &str, seq: u64) -> Result<(), StoreError> {
+        let script = Script::new(SEAL);
+        let mut call = script.prepare_invoke();
+        call.key(self.keys.meta()).arg(epoch).arg(seq);
+        self.run(|mut conn| async move { call.invoke_async::<u64>(&mut conn).await }).await?;
+        Ok(())
     }
 
     /// Runs `query` on a clone of the managed connection, within `COMMAND_TIMEOUT`.

@@ -1,0 +1,88 @@
+//! `broadcasting migrate --from sqlite:PATH --to redis://HOST:PORT [--prefix P]`: copies a SQLite log into an empty
+//! Redis deployment with its ids, texts, times and epoch, and the sequence where it stood, so a single-process
+//! deployment grows into replicas without losing history, and its open tabs (which hold ids and the epoch of this
+//! very log) go on without reloading. Stop the single server first (its data directory must be free) and start the
+//! replicas after; a Redis log that is not empty is refused, and so is anything writing to it meanwhile.
+
+use std::path::{Path, PathBuf};
+
+use crate::server::data_dir;
+use crate::server::store::redis::{client, RedisStore};
+use crate::server::store::{FeedStore, SqliteStore, StoreError};
+
+/// Messages read and written per step.
+const BATCH: usize = 500;
+
+/// The `migrate` command's arguments.
+#[derive(Debug, clap::Parser)]
+#[command(name = "broadcasting migrate", about = "Copy a SQLite log into an empty Redis deployment, keeping ids")]
+pub struct MigrateCli {
+    /// The SQLite log: `sqlite:PATH` (e.g. `sqlite:data/feed.db`).
+    #[arg(long)]
+    pub from: String,
+    /// The Redis server: `redis://[:PASSWORD@]HOST:PORT[/DB]`.
+    #[arg(long)]
+    pub to: String,
+    /// The deployment's key namespace in Redis (the replicas' `redis-prefix`).
+    #[arg(long, default_value = "broadcasting")]
+    pub prefix: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("--from must be `sqlite:PATH`, not {0:?}")]
+    From(String),
+    #[error("there is no SQLite log at {0}")]
+    Missing(PathBuf),
+    #[error(transparent)]
+    InUse(#[from] data_dir::LockError),
+    #[error(transparent)]
+    Open(#[from] crate::server::store::OpenError),
+    #[error("{0}")]
+    Redis(String),
+    #[error("the Redis log under prefix {0:?} is not empty: migrate into an empty one (or another --prefix)")]
+    NotEmpty(String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// What was copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub messages: usize,
+    pub epoch: String,
+    /// The newest id ever handed out; the next send gets the one after it.
+    pub seq: u64,
+}
+
+pub async fn run(cli: MigrateCli) -> Result<Report, MigrateError> {
+    let path = cli.from.strip_prefix("sqlite:").ok_or_else(|| MigrateError::From(cli.from.clone()))?;
+    let path = Path::new(path);
+    if !path.is_file() {
+        return Err(MigrateError::Missing(path.to_owned()));
+    }
+    // The single server must be stopped: it holds its data directory's lock while it runs.
+    let _free = data_dir::lock(path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
+    let source = SqliteStore::open(path)?;
+    let target = RedisStore::new(client(&cli.to).map_err(MigrateError::Redis)?, &cli.prefix, usize::MAX)
+        .map_err(MigrateError::Redis)?;
+    copy(&source, &target, &cli.prefix).await
+}
+
+/// Copies `source` into the empty `target`, then gives it `source`'s epoch and sequence.
+pub async fn copy(source: &dyn FeedStore, target: &RedisStore, prefix: &str) -> Result<Report, MigrateError> {
+    if !target.is_empty().await? {
+        return Err(MigrateError::NotEmpty(prefix.to_owned()));
+    }
+    let (epoch, seq) = (source.epoch().await?, source.last_id().await?);
+    let (mut after, mut messages) = (0, 0);
+    loop {
+        let batch = source.since(after, BATCH).await?;
+        let Some(last) = batch.last() else { break };
+        after = last.id;
+        target.import(&batch).await?;
+        messages += batch.len();
+    }
+    target.seal(&epoch, seq).await?;
+    Ok(Report { messages, epoch, seq })
+}
