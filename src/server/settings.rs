@@ -65,9 +65,17 @@ overrides! {
     /// holds at least one message). [default: 262144]
     #[arg(long, env = "BROADCASTING_PAGE_BYTES")]
     page_bytes: usize,
-    /// Where the log lives: `sqlite` (durable, in the data directory) or `memory` (lost on restart). [default: sqlite]
+    /// Where the log lives: `sqlite` (durable, in the data directory), `memory` (lost on restart) or `redis`
+    /// (shared by every replica using the same `redis-url` and `redis-prefix`). [default: sqlite]
     #[arg(long, env = "BROADCASTING_STORE", value_enum)]
     store: StoreKind,
+    /// Store `redis`: the Redis server (`redis://[:PASSWORD@]HOST:PORT[/DB]`). [default: redis://127.0.0.1:6379]
+    #[arg(long, env = "BROADCASTING_REDIS_URL")]
+    redis_url: String,
+    /// Store `redis`: the key namespace (every key and the notice channel start with `PREFIX:`), so several
+    /// deployments can share one Redis. [default: broadcasting]
+    #[arg(long, env = "BROADCASTING_REDIS_PREFIX")]
+    redis_prefix: String,
     /// Retention: messages kept; older ones are deleted in the background. [default: 10000]
     #[arg(long, env = "BROADCASTING_MAX_MESSAGES")]
     max_messages: usize,
@@ -152,6 +160,8 @@ pub struct Settings {
     pub page_size: usize,
     pub page_bytes: usize,
     pub store: StoreKind,
+    pub redis_url: String,
+    pub redis_prefix: String,
     pub max_messages: usize,
     /// None: no age limit.
     pub max_age: Option<Duration>,
@@ -192,6 +202,8 @@ pub enum SettingsError {
     Proxy { got: String },
     #[error("setting `secret` must be at least 16 characters")]
     WeakSecret,
+    #[error("setting `redis-prefix` must be 1 to 64 characters without spaces or control characters; got {got:?}")]
+    RedisPrefix { got: String },
     #[error("setting `{name}` must be a duration such as 30d, 12h or 500ms{off}; got {got:?}")]
     Duration { name: &'static str, off: &'static str, got: String },
 }
@@ -202,6 +214,9 @@ impl Settings {
         match self.store {
             StoreKind::Sqlite => Backend::Sqlite { path: self.data_dir.join("feed.db") },
             StoreKind::Memory => Backend::Memory { max_messages: self.max_messages },
+            // Placeholder until the Redis store (branch issue-13-redis) lands: `startup` refuses store `redis` before
+            // it opens a backend, so this never runs.
+            StoreKind::Redis => Backend::Memory { max_messages: self.max_messages },
         }
     }
 
@@ -218,6 +233,8 @@ pub enum StoreKind {
     Sqlite,
     /// In memory: lost on restart.
     Memory,
+    /// In Redis: shared by replicas.
+    Redis,
 }
 
 /// A setting's value once the stated defaults are in: every setting but `secret` and `trusted-proxies` states one
@@ -258,6 +275,16 @@ fn duration(name: &'static str, raw: &str, off: &'static str) -> Result<Duration
         off,
         got: raw.to_owned(),
     })
+}
+
+/// A key namespace: no spaces (they would split a notice), nothing invisible.
+fn redis_prefix(raw: String) -> Result<String, SettingsError> {
+    let fine = (1..=64).contains(&raw.chars().count()) && !raw.chars().any(|c| c.is_whitespace() || c.is_control());
+    if fine {
+        Ok(raw)
+    } else {
+        Err(SettingsError::RedisPrefix { got: raw })
+    }
 }
 
 /// `10.0.0.1, 10.1.0.0/16, ::1`: addresses are blocks of one.
@@ -344,6 +371,8 @@ impl Settings {
                 "1024 to 67108864",
             )?,
             store: stated(given.store, "store"),
+            redis_url: stated(given.redis_url, "redis_url"),
+            redis_prefix: redis_prefix(stated(given.redis_prefix, "redis_prefix"))?,
             max_messages: in_range(
                 "max-messages",
                 stated(given.max_messages, "max_messages"),

@@ -10,6 +10,7 @@ use crate::server::bus::Bus;
 use crate::server::hub::Hub;
 use crate::server::pages::PageCache;
 use crate::server::peer::Peers;
+use crate::server::replicas::stream_leases::StreamLeases;
 use crate::server::store::FeedStore;
 use crate::server::throttle::SendThrottle;
 use crate::server::ticket::TicketKeys;
@@ -45,6 +46,8 @@ pub struct Services {
     pub pages: Arc<PageCache>,
     /// Send rate limits; `None`: no limit.
     pub throttle: Option<Arc<SendThrottle>>,
+    /// The per-browser stream cap kept across replicas (Redis); `None`: counted in this process's hub.
+    pub stream_leases: Option<Arc<StreamLeases>>,
     pub tickets: TicketKeys,
     /// Trusted proxies and the per-address budgets.
     pub peers: Arc<Peers>,
@@ -68,13 +71,14 @@ impl AppState {
         tickets: TicketKeys,
         limits: Limits,
         throttle: Option<SendThrottle>,
+        stream_leases: Option<Arc<StreamLeases>>,
         peers: Peers,
         leptos: LeptosOptions,
     ) -> Self {
         let pages = hub.pages().clone();
         let throttle = throttle.map(Arc::new);
         let peers = Arc::new(peers);
-        Self(Arc::new(Services { store, hub, bus, pages, throttle, tickets, peers, limits, leptos }))
+        Self(Arc::new(Services { store, hub, bus, pages, throttle, stream_leases, tickets, peers, limits, leptos }))
     }
 }
 
