@@ -202,8 +202,7 @@ mod tests {
                 request_timeout: std::time::Duration::from_secs(10),
                 streams: StreamCaps { total: 0, per_group: 0 },
             },
-            throttle,
-            None,
+            crate::server::state::Limiters { throttle, stream_leases: None },
             crate::server::peer::Peers::default(),
             leptos::config::LeptosOptions::builder().output_name("broadcasting").build(),
         )

@@ -11,7 +11,7 @@ use crate::server::replicas::{replica_id, secret, send_limit::RedisThrottle, Lin
 use crate::server::routes::app;
 use crate::server::serve::{serve, Deadlines};
 use crate::server::settings::{Settings, StoreKind};
-use crate::server::state::{AppState, Limits, StreamCaps};
+use crate::server::state::{AppState, Limiters, Limits, StreamCaps};
 use crate::server::store::retention;
 use crate::server::throttle::{LocalThrottle, SendThrottle};
 use crate::server::ticket::TicketKeys;
@@ -86,8 +86,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
                 per_group: if per_browser { settings.max_streams_per_browser } else { 0 },
             },
         },
-        throttle,
-        stream_leases,
+        Limiters { throttle, stream_leases },
         Peers::new(settings.trusted_proxies.clone(), settings.address_rate, settings.address_burst)
             .with_stream_cap(settings.max_streams_per_address),
         leptos_options(settings),

@@ -33,6 +33,15 @@ pub struct StreamCaps {
     pub per_group: usize,
 }
 
+/// The send budgets and, across replicas, the per-browser stream leases (see `throttle`, `replicas`).
+#[derive(Default)]
+pub struct Limiters {
+    /// `None`: no send limit.
+    pub throttle: Option<SendThrottle>,
+    /// `None`: the per-browser stream cap is counted in this process's hub.
+    pub stream_leases: Option<Arc<StreamLeases>>,
+}
+
 /// Cloned for each request (axum's `State`), so it is one `Arc`.
 #[derive(Clone)]
 pub struct AppState(Arc<Services>);
@@ -70,12 +79,12 @@ impl AppState {
         bus: Arc<dyn Bus>,
         tickets: TicketKeys,
         limits: Limits,
-        throttle: Option<SendThrottle>,
-        stream_leases: Option<Arc<StreamLeases>>,
+        limiters: Limiters,
         peers: Peers,
         leptos: LeptosOptions,
     ) -> Self {
         let pages = hub.pages().clone();
+        let Limiters { throttle, stream_leases } = limiters;
         let throttle = throttle.map(Arc::new);
         let peers = Arc::new(peers);
         Self(Arc::new(Services { store, hub, bus, pages, throttle, stream_leases, tickets, peers, limits, leptos }))
