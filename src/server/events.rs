@@ -20,6 +20,7 @@ use std::net::IpAddr;
 
 use crate::server::hub::Notice;
 use crate::server::peer::{Peer, StreamPlace};
+use crate::server::replicas::stream_leases::StreamLease;
 use crate::server::state::AppState;
 use crate::server::{group::GroupId, observe};
 use crate::shared::error::{ApiError, ErrorKind};
@@ -41,7 +42,7 @@ async fn stream(
     headers: HeaderMap,
 ) -> Response {
     let address = peer.map_or(IpAddr::from([0, 0, 0, 0]), |Extension(peer)| peer.address);
-    let place = match admit(&state, &group, address) {
+    let place = match admit(&state, &group, address).await {
         Ok(place) => place,
         Err(refusal) => return refusal.into_response(),
     };
@@ -65,7 +66,7 @@ async fn stream(
     let frames = stream::once(async { Bytes::from_static(RETRY) })
         .chain(stream::iter(catch_up))
         .chain(subscription.map(|notice| notice.frame));
-    // The stream holds its address's place until it ends.
+    // The stream holds its address's place and its browser's lease until it ends.
     let body = keep_alive(frames, KEEP_ALIVE).map(move |frame| {
         let _held = &place;
         Ok::<_, Infallible>(frame)
@@ -78,29 +79,50 @@ async fn stream(
     response
 }
 
+/// What an admitted stream holds until it ends: its address's place and, across replicas, its browser's lease.
+struct Held {
+    _place: Option<StreamPlace>,
+    _lease: Option<StreamLease>,
+}
+
 /// Refuses a stream beyond the caps: in total (503, the server is full), per session group and per client address
-/// (429); answers the address's place. The total and group counts are read, then the stream subscribes, so
-/// concurrent openings may pass those caps by a few.
-fn admit(state: &AppState, group: &GroupId, address: IpAddr) -> Result<Option<StreamPlace>, ApiError> {
+/// (429); answers what the stream holds. The total cap is this process's; the group cap is counted in this
+/// process's hub, or across replicas by leases in Redis (503 when Redis cannot be asked). The total and the local
+/// group counts are read, then the stream subscribes, so concurrent openings may pass those caps by a few.
+async fn admit(state: &AppState, group: &GroupId, address: IpAddr) -> Result<Held, ApiError> {
+    let admitted = admit_counted(state, group, address).await;
+    if let Err(refusal) = &admitted {
+        observe::stream_refused(refusal.kind.code());
+    }
+    admitted
+}
+
+async fn admit_counted(state: &AppState, group: &GroupId, address: IpAddr) -> Result<Held, ApiError> {
     let caps = state.limits.streams;
-    let refusal = if caps.total > 0 && state.hub.subscribers() >= caps.total {
-        ApiError::new(ErrorKind::Unavailable, "This server holds as many live streams as it can; retrying shortly.")
-    } else if caps.per_group > 0 && state.hub.group_subscribers(group) >= caps.per_group {
-        ApiError::new(
-            ErrorKind::TooManyStreams,
-            format!(
-                "This browser already has {} live streams here; close a tab to go live in this one.",
-                caps.per_group
-            ),
-        )
-    } else {
-        match state.peers.open_stream(address) {
-            Ok(place) => return Ok(place),
-            Err(refusal) => refusal,
+    if caps.total > 0 && state.hub.subscribers() >= caps.total {
+        return Err(ApiError::new(
+            ErrorKind::Unavailable,
+            "This server holds as many live streams as it can; retrying shortly.",
+        ));
+    }
+    let lease = match &state.stream_leases {
+        Some(leases) => Some(leases.admit(group).await?.ok_or_else(|| browser_full(leases.cap()))?),
+        None if caps.per_group > 0 && state.hub.group_subscribers(group) >= caps.per_group => {
+            return Err(browser_full(caps.per_group));
         }
+        None => None,
     };
-    observe::stream_refused(refusal.kind.code());
-    Err(refusal)
+    // A refusal here drops the lease just taken, which removes it.
+    let place = state.peers.open_stream(address)?;
+    Ok(Held { _place: place, _lease: lease })
+}
+
+/// 429 `too_many_streams`: the browser's cap, wherever it is counted.
+fn browser_full(cap: usize) -> ApiError {
+    ApiError::new(
+        ErrorKind::TooManyStreams,
+        format!("This browser already has {cap} live streams here; close a tab to go live in this one."),
+    )
 }
 
 /// `frames`, with a comment whenever nothing was sent for `every`.

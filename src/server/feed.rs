@@ -80,7 +80,7 @@ async fn append_and_publish(
     let text = MessageText::parse(raw_text, state.limits.max_message_chars)?;
     let key = SendKey::parse(raw_key)?;
     if let Some(throttle) = &state.throttle {
-        throttle.check(group, &ticket.id)?;
+        throttle.check(group, &ticket.id).await?;
     }
     let draft = Draft { group: group.as_str(), author: &ticket.author, text: &text, key: key.as_ref() };
     let Appended { message, fresh } = state.store.append(draft).await?;
@@ -184,6 +184,10 @@ mod tests {
     }
 
     fn state(store: Arc<dyn FeedStore>) -> AppState {
+        state_with(store, None)
+    }
+
+    fn state_with(store: Arc<dyn FeedStore>, throttle: Option<crate::server::throttle::SendThrottle>) -> AppState {
         let hub = Arc::new(Hub::new(16, Arc::new(PageCache::new(64))));
         AppState::new(
             store,
@@ -198,7 +202,7 @@ mod tests {
                 request_timeout: std::time::Duration::from_secs(10),
                 streams: StreamCaps { total: 0, per_group: 0 },
             },
-            None,
+            crate::server::state::Limiters { throttle, stream_leases: None },
             crate::server::peer::Peers::default(),
             leptos::config::LeptosOptions::builder().output_name("broadcasting").build(),
         )
@@ -249,6 +253,34 @@ mod tests {
         let err = send(&broken, &group, &ticket, "hi", "").await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::Unavailable);
         assert_eq!(next_now(&mut broken_sub).await, None);
+    }
+
+    /// Two replicas (two states, one Redis): a burst split over them is limited as one, with the same refusal.
+    #[tokio::test]
+    async fn a_burst_split_over_two_replicas_is_limited_as_one() {
+        use crate::server::replicas::{test_redis::TestRedis, Link};
+        use crate::server::throttle::{RedisThrottle, SendThrottle};
+        let mut redis = TestRedis::start();
+        let url = redis.url();
+        let replica = || {
+            let link = Link::open(&url, "test").unwrap();
+            state_with(Arc::new(MemoryStore::new(100)), RedisThrottle::new(link, 1, 3, true).map(SendThrottle::Redis))
+        };
+        let (a, b) = (replica(), replica());
+        let group = GroupId::new("g");
+        let ticket = join(&a, &group, "ada").unwrap().ticket;
+        for (i, replica) in [&a, &b, &a].into_iter().enumerate() {
+            send(replica, &group, &ticket, &format!("m{i}"), "").await.unwrap();
+        }
+        let refused = send(&b, &group, &ticket, "too many", "").await.unwrap_err();
+        assert_eq!((refused.kind, refused.status()), (ErrorKind::RateLimited, 429));
+        assert!(refused.message.contains("at most 1 messages a second (3 at once)"), "{}", refused.message);
+        assert_eq!(refused.retry_after().unwrap(), "1");
+        assert_eq!(b.store.last_id().await.unwrap(), 1, "the refused send stored nothing");
+        redis.kill9();
+        let down = send(&a, &group, &ticket, "down", "").await.unwrap_err();
+        assert_eq!((down.kind, down.status()), (ErrorKind::Unavailable, 503), "never a pass, never a 500");
+        assert_eq!(a.store.last_id().await.unwrap(), 2, "nothing stored without the check");
     }
 
     #[tokio::test]

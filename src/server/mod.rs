@@ -17,6 +17,7 @@ pub mod ops;
 pub mod pages;
 pub mod peer;
 pub mod refusal;
+pub mod replicas;
 pub mod routes;
 pub mod security;
 pub mod serve;

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use leptos::config::LeptosOptions;
 
 use crate::server::peer::Peers;
+use crate::server::replicas::stream_leases::{StreamLeases, LEASE, RENEW_EVERY};
+use crate::server::replicas::{replica_id, secret, send_limit::RedisThrottle, Link};
 use crate::server::routes::app;
 use crate::server::serve::{serve, Deadlines};
 use crate::server::settings::{Settings, StoreKind};
-use crate::server::state::{AppState, Limits, StreamCaps};
+use crate::server::state::{AppState, Limiters, Limits, StreamCaps};
 use crate::server::store::retention;
-use crate::server::throttle::SendThrottle;
+use crate::server::throttle::{LocalThrottle, SendThrottle};
 use crate::server::ticket::TicketKeys;
 use crate::server::{backend, data_dir, group, observe, open_files};
 
@@ -23,6 +25,10 @@ pub enum StartupError {
     DataDir(#[from] data_dir::LockError),
     #[error("cannot load or create the ticket secret in {dir}: {source}")]
     Secret { dir: std::path::PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    SharedSecret(#[from] secret::SecretError),
+    #[error("cannot use Redis: {0}")]
+    Redis(String),
     #[error(
         "setting `max-streams` is {given}, but the open-file limit ({limit}) leaves room for {fit} event streams; \
          lower max-streams or raise the limit (ulimit -n, LimitNOFILE=)"
@@ -46,17 +52,23 @@ fn leptos_options(settings: &Settings) -> LeptosOptions {
 }
 
 pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
-    let tickets = TicketKeys::load(settings.secret.as_deref(), &settings.data_dir)
-        .map_err(|source| StartupError::Secret { dir: settings.data_dir.clone(), source })?
-        .with_lifetime(settings.ticket_lifetime);
     // With scope `everyone` every visitor is one group: the per-browser stream cap and send budget do not apply.
     let per_browser = settings.scope == group::Scope::Browser;
+    let (tickets, throttle, stream_leases) = if settings.store == StoreKind::Redis {
+        let shared = shared_through_redis(settings, per_browser).await?;
+        (TicketKeys::new(shared.secret), shared.throttle, shared.stream_leases)
+    } else {
+        let tickets = TicketKeys::load(settings.secret.as_deref(), &settings.data_dir)
+            .map_err(|source| StartupError::Secret { dir: settings.data_dir.clone(), source })?;
+        let throttle = LocalThrottle::new(settings.send_rate, settings.send_burst, per_browser);
+        (tickets, throttle.map(SendThrottle::Local), None)
+    };
     let backend::Parts { store, hub, bus } = backend::open(&settings.backend()).await?;
     Ok(AppState::new(
         store,
         hub,
         bus,
-        tickets,
+        tickets.with_lifetime(settings.ticket_lifetime),
         Limits {
             max_message_chars: settings.max_message_chars,
             page_size: settings.page_size,
@@ -68,23 +80,44 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
                 per_group: if per_browser { settings.max_streams_per_browser } else { 0 },
             },
         },
-        SendThrottle::new(settings.send_rate, settings.send_burst, per_browser),
+        Limiters { throttle, stream_leases },
         Peers::new(settings.trusted_proxies.clone(), settings.address_rate, settings.address_burst)
             .with_stream_cap(settings.max_streams_per_address),
         leptos_options(settings),
     ))
 }
 
+/// What replicas on one Redis share besides the log (see `replicas`).
+struct SharedLimits {
+    secret: Vec<u8>,
+    throttle: Option<SendThrottle>,
+    stream_leases: Option<Arc<StreamLeases>>,
+}
+
+/// Agrees on the ticket secret with the other replicas (or refuses to start), and makes the send budgets and the
+/// per-browser stream leases that all replicas share; starts the tasks that keep the secret and the leases.
+async fn shared_through_redis(settings: &Settings, per_browser: bool) -> Result<SharedLimits, StartupError> {
+    let link = Link::open(&settings.redis_url, &settings.redis_prefix).map_err(StartupError::Redis)?;
+    let agreed =
+        secret::agree(link.clone(), settings.secret.as_deref(), secret::OFFER_EVERY, secret::REACH_WITHIN).await?;
+    tokio::spawn(agreed.guard.run());
+    let throttle = RedisThrottle::new(link.clone(), settings.send_rate, settings.send_burst, per_browser);
+    let cap = if per_browser { settings.max_streams_per_browser } else { 0 };
+    let stream_leases = (cap > 0).then(|| {
+        let (leases, keeper) = StreamLeases::new(link, replica_id(), cap, LEASE, RENEW_EVERY);
+        tokio::spawn(keeper.run());
+        leases
+    });
+    Ok(SharedLimits { secret: agreed.secret, throttle: throttle.map(SendThrottle::Redis), stream_leases })
+}
+
 /// Serves until SIGINT or SIGTERM; then open event streams end (tabs reconnect elsewhere or later).
 pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
     settings.max_streams = streams_under_the_file_limit(&settings)?;
-    // One data directory, one server: held until the process exits. Replicas on Redis given the secret share no
-    // file, so they need no lock.
-    let _data_dir = if settings.store == StoreKind::Sqlite || settings.secret.is_none() {
-        Some(data_dir::lock(&settings.data_dir)?)
-    } else {
-        None
-    };
+    // One data directory, one server: held until the process exits. On Redis the secret is no file (`replicas`).
+    let keeps_files =
+        settings.store == StoreKind::Sqlite || (settings.secret.is_none() && settings.store != StoreKind::Redis);
+    let _data_dir = if keeps_files { Some(data_dir::lock(&settings.data_dir)?) } else { None };
     let state = build_state(&settings).await?;
     if let Err(err) = observe::install() {
         tracing::warn!(error = %err, "metrics are not recorded");

@@ -10,6 +10,7 @@ use crate::server::bus::Bus;
 use crate::server::hub::Hub;
 use crate::server::pages::PageCache;
 use crate::server::peer::Peers;
+use crate::server::replicas::stream_leases::StreamLeases;
 use crate::server::store::FeedStore;
 use crate::server::throttle::SendThrottle;
 use crate::server::ticket::TicketKeys;
@@ -32,6 +33,15 @@ pub struct StreamCaps {
     pub per_group: usize,
 }
 
+/// The send budgets and, across replicas, the per-browser stream leases (see `throttle`, `replicas`).
+#[derive(Default)]
+pub struct Limiters {
+    /// `None`: no send limit.
+    pub throttle: Option<SendThrottle>,
+    /// `None`: the per-browser stream cap is counted in this process's hub.
+    pub stream_leases: Option<Arc<StreamLeases>>,
+}
+
 /// Cloned for each request (axum's `State`), so it is one `Arc`.
 #[derive(Clone)]
 pub struct AppState(Arc<Services>);
@@ -45,6 +55,8 @@ pub struct Services {
     pub pages: Arc<PageCache>,
     /// Send rate limits; `None`: no limit.
     pub throttle: Option<Arc<SendThrottle>>,
+    /// The per-browser stream cap kept across replicas (Redis); `None`: counted in this process's hub.
+    pub stream_leases: Option<Arc<StreamLeases>>,
     pub tickets: TicketKeys,
     /// Trusted proxies and the per-address budgets.
     pub peers: Arc<Peers>,
@@ -67,14 +79,15 @@ impl AppState {
         bus: Arc<dyn Bus>,
         tickets: TicketKeys,
         limits: Limits,
-        throttle: Option<SendThrottle>,
+        limiters: Limiters,
         peers: Peers,
         leptos: LeptosOptions,
     ) -> Self {
         let pages = hub.pages().clone();
+        let Limiters { throttle, stream_leases } = limiters;
         let throttle = throttle.map(Arc::new);
         let peers = Arc::new(peers);
-        Self(Arc::new(Services { store, hub, bus, pages, throttle, tickets, peers, limits, leptos }))
+        Self(Arc::new(Services { store, hub, bus, pages, throttle, stream_leases, tickets, peers, limits, leptos }))
     }
 }
 

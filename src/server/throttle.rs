@@ -2,6 +2,10 @@
 //! again for a fresh ticket does not lift it. With scope `everyone` all visitors are one group, so only the
 //! per-ticket budget applies. A ticket is keyed by its MAC, checked before it gets here: a client cannot make new
 //! keys by spelling one ticket differently, and every table is bounded (`budget`).
+//!
+//! One process keeps the budgets itself ([`LocalThrottle`]); replicas on one Redis share them
+//! ([`RedisThrottle`], one GCRA script on Redis's clock), so a burst split over replicas is limited as one. Both
+//! answer the same refusal; the send path calls [`SendThrottle::check`] and never asks which one runs.
 
 use std::num::NonZeroU32;
 
@@ -9,17 +13,62 @@ use governor::Quota;
 
 use crate::server::budget::{Budget, MAX_KEYS};
 use crate::server::group::GroupId;
+pub use crate::server::replicas::send_limit::RedisThrottle;
 use crate::server::ticket::TicketId;
 use crate::shared::error::{ApiError, ErrorKind};
 
-pub struct SendThrottle {
+/// The send budgets of this server: its own, or the ones all replicas share.
+pub enum SendThrottle {
+    Local(LocalThrottle),
+    Redis(RedisThrottle),
+}
+
+impl SendThrottle {
+    /// Takes one send from the ticket's and the group's budgets, or says how long to wait (429 `rate_limited`);
+    /// 503 `unavailable` when shared budgets cannot be checked.
+    pub async fn check(&self, group: &GroupId, ticket: &TicketId) -> Result<(), ApiError> {
+        match self {
+            Self::Local(local) => local.check(group, ticket),
+            Self::Redis(shared) => match shared.take(group, ticket).await? {
+                None => Ok(()),
+                Some(wait) => {
+                    let (rate, burst) = shared.quota();
+                    Err(refusal(rate, burst).with_retry_after(seconds_up(wait)))
+                }
+            },
+        }
+    }
+
+    /// Drops the budgets of idle keys; Redis's own budgets expire by themselves.
+    pub fn forget_idle(&self) {
+        if let Self::Local(local) = self {
+            local.forget_idle();
+        }
+    }
+}
+
+/// The refusal both throttles answer: the same sentence, wherever the budget is kept.
+pub fn refusal(rate: u32, burst: u32) -> ApiError {
+    ApiError::new(
+        ErrorKind::RateLimited,
+        format!("Slow down: at most {rate} messages a second ({burst} at once). Wait a moment and send again."),
+    )
+}
+
+/// Whole seconds to wait, rounded up, at least 1 (`Retry-After` has no fractions).
+fn seconds_up(wait: std::time::Duration) -> u32 {
+    u32::try_from(wait.as_micros().div_ceil(1_000_000)).unwrap_or(u32::MAX).max(1)
+}
+
+/// Budgets kept in this process (governor), for a single server.
+pub struct LocalThrottle {
     per_ticket: Budget<TicketId>,
     per_group: Option<Budget<GroupId>>,
     rate: u32,
     burst: u32,
 }
 
-impl SendThrottle {
+impl LocalThrottle {
     /// `rate` sends a second, up to `burst` at once; `None` when `rate` is 0 (no limit).
     pub fn new(rate: u32, burst: u32, per_group: bool) -> Option<Self> {
         let rate_nz = NonZeroU32::new(rate)?;
@@ -40,13 +89,7 @@ impl SendThrottle {
         if group_ok {
             Ok(())
         } else {
-            Err(ApiError::new(
-                ErrorKind::RateLimited,
-                format!(
-                    "Slow down: at most {} messages a second ({} at once). Wait a moment and send again.",
-                    self.rate, self.burst
-                ),
-            ))
+            Err(refusal(self.rate, self.burst))
         }
     }
 
@@ -69,7 +112,7 @@ mod tests {
 
     #[test]
     fn a_burst_then_refusal_per_ticket_and_per_group() {
-        let throttle = SendThrottle::new(2, 3, true).unwrap();
+        let throttle = LocalThrottle::new(2, 3, true).unwrap();
         let (ada, bob) = (GroupId::new("a"), GroupId::new("b"));
         for _ in 0..3 {
             throttle.check(&ada, &ticket(1)).unwrap();
@@ -84,12 +127,18 @@ mod tests {
     }
 
     #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        let up = |micros| seconds_up(std::time::Duration::from_micros(micros));
+        assert_eq!((up(0), up(1), up(1_000_000), up(1_000_001), up(2_500_000)), (1, 1, 1, 2, 3));
+    }
+
+    #[test]
     fn without_group_budget_only_tickets_count_and_zero_means_no_limit() {
-        let throttle = SendThrottle::new(1, 1, false).unwrap();
+        let throttle = LocalThrottle::new(1, 1, false).unwrap();
         let everyone = GroupId::everyone();
         throttle.check(&everyone, &ticket(1)).unwrap();
         assert!(throttle.check(&everyone, &ticket(1)).is_err());
         throttle.check(&everyone, &ticket(2)).unwrap();
-        assert!(SendThrottle::new(0, 10, true).is_none());
+        assert!(LocalThrottle::new(0, 10, true).is_none());
     }
 }

@@ -41,6 +41,11 @@ impl TicketId {
     pub fn from_mac(mac: [u8; 32]) -> Self {
         Self(mac)
     }
+
+    /// The MAC: what a budget shared through Redis is keyed by (hashed first, see `replicas::send_limit`).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
 }
 
 /// A ticket the server issued for this group: its author and its identity.

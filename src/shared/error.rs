@@ -70,11 +70,20 @@ impl ErrorKind {
 pub struct ApiError {
     pub kind: ErrorKind,
     pub message: String,
+    /// Seconds to wait when the server knows better than the kind's usual value (a shared send budget says when
+    /// it refills); only the `Retry-After` header carries it, never the JSON body.
+    #[serde(skip)]
+    retry_after_secs: Option<u32>,
 }
 
 impl ApiError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self { kind, message: message.into(), retry_after_secs: None }
+    }
+
+    /// The same error, with `Retry-After: secs` (at least 1) instead of its kind's usual value.
+    pub fn with_retry_after(self, secs: u32) -> Self {
+        Self { retry_after_secs: Some(secs.max(1)), ..self }
     }
 
     /// The HTTP status the server answers this error with.
@@ -102,9 +111,9 @@ impl ApiError {
         axum::http::StatusCode::from_u16(self.status()).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
     }
 
-    /// The `Retry-After` value that goes with this error's kind, if any.
+    /// The `Retry-After` value of this error: its own if it has one, else its kind's, if any.
     pub fn retry_after(&self) -> Option<axum::http::HeaderValue> {
-        self.kind.retry_after_secs().map(axum::http::HeaderValue::from)
+        self.retry_after_secs.or(self.kind.retry_after_secs()).map(axum::http::HeaderValue::from)
     }
 }
 
@@ -156,5 +165,9 @@ mod tests {
         assert_eq!(retry_after(ErrorKind::TooManyStreams).as_deref(), Some("5"));
         assert_eq!(retry_after(ErrorKind::Unavailable).as_deref(), Some("5"));
         assert_eq!(retry_after(ErrorKind::BadRequest), None);
+        let own = ApiError::new(ErrorKind::RateLimited, "x").with_retry_after(7).into_response();
+        assert_eq!(own.headers().get("retry-after").unwrap(), "7");
+        let json = serde_json::to_value(ApiError::new(ErrorKind::RateLimited, "x").with_retry_after(7)).unwrap();
+        assert_eq!(json, serde_json::json!({"kind": "rate_limited", "message": "x"}), "the body is unchanged");
     }
 }

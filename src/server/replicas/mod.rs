@@ -1,0 +1,88 @@
+//! What replicas on one Redis share besides the log: the send budgets (`send_limit`), the per-browser stream cap
+//! (`stream_leases`) and the ticket secret (`secret`). Each is a Lua script run on Redis's clock (`TIME`), so
+//! replicas whose clocks disagree still enforce one rule, and each key lives under the deployment's `redis-prefix`.
+//!
+//! Every key here either expires by itself (budgets, leases) or is one per deployment (the secret), so what Redis
+//! holds for these limits stays bounded however many tickets, browsers or replicas come and go.
+//!
+//! A Redis failure is [`LinkError`], answered 503 `unavailable`: a limit that cannot be checked refuses, it never
+//! lets a request through unchecked and never falls back to a per-process limit (which would multiply the budget by
+//! the number of replicas).
+
+pub mod secret;
+pub mod send_limit;
+pub mod stream_leases;
+
+#[cfg(test)]
+#[path = "../../../tests/support/redis.rs"]
+pub(crate) mod test_redis;
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{FromRedisValue, ScriptInvocation};
+
+use crate::shared::error::{ApiError, ErrorKind};
+
+/// Longest a limit check may wait for Redis (a reconnect attempt included) before the request is answered 503.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Redis did not answer, or answered something a script never returns.
+#[derive(Debug, thiserror::Error)]
+#[error("redis: {0}")]
+pub struct LinkError(String);
+
+/// The one place a limit's Redis failure becomes an answer: the cause goes to the log, the client gets 503.
+impl From<LinkError> for ApiError {
+    fn from(err: LinkError) -> Self {
+        tracing::error!(error = %err, "a limit shared by the replicas could not be checked");
+        ApiError::new(ErrorKind::Unavailable, "The server cannot check its limits right now; try again shortly.")
+    }
+}
+
+/// A managed connection to the deployment's Redis and its key prefix. Cheap to clone (the connection multiplexes).
+#[derive(Clone)]
+pub struct Link {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+impl Link {
+    /// Connects lazily: made while Redis is down, every call fails (503) until Redis answers. Only a malformed
+    /// URL fails here. Needs a Tokio runtime.
+    pub fn open(url: &str, prefix: &str) -> Result<Self, String> {
+        let client = redis::Client::open(url).map_err(|err| format!("setting `redis-url` ({url}): {err}"))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|err| err.to_string())?;
+        Ok(Self { conn, prefix: prefix.to_owned() })
+    }
+
+    /// `PREFIX:name`.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.prefix)
+    }
+
+    /// Runs a prepared script (EVALSHA, loading it again after a Redis restart), within [`COMMAND_TIMEOUT`].
+    pub async fn invoke<T: FromRedisValue>(&self, call: &ScriptInvocation<'_>) -> Result<T, LinkError> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(COMMAND_TIMEOUT, call.invoke_async(&mut conn)).await {
+            Ok(answer) => answer.map_err(|err| LinkError(err.to_string())),
+            Err(_) => Err(LinkError(format!("no answer within {COMMAND_TIMEOUT:?}"))),
+        }
+    }
+}
+
+/// 64 random bits, hex: names this process among the replicas (in stream leases).
+pub fn replica_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// The `PREFIX` part a test uses: its own, so tests sharing a server could not see each other's keys.
+#[cfg(test)]
+pub(crate) fn test_link(redis: &test_redis::TestRedis) -> Link {
+    Link::open(&redis.url(), "test").expect("a redis URL")
+}

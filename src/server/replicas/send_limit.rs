@@ -1,0 +1,173 @@
+//! The send rate limit shared by every replica: the same rule as `throttle::LocalThrottle` (per ticket, and per
+//! session group unless scope is `everyone`), kept in Redis so a burst split over replicas is limited as one.
+//!
+//! GCRA, as go-redis/redis_rate does it: each budget is one key holding its "theoretical arrival time" (TAT, in
+//! microseconds of Redis's clock). A send is allowed when `TAT + interval - burst × interval <= now`; it moves the
+//! TAT one interval on. [`TAKE`] checks every budget first and writes only when all allow, so a send refused by
+//! the group's budget costs the ticket's nothing, and the clock is Redis's (`TIME`), never a replica's.
+//!
+//! Keys: `PREFIX:sends:ticket:<hash of the ticket's MAC>` and `PREFIX:sends:group:<group>`. Each expires when its
+//! budget is full again (`PX` = TAT − now), so an idle ticket or browser leaves nothing behind: what Redis holds
+//! is bounded by the sends of the last `burst / rate` seconds. The ticket is keyed by a hash of its MAC, not the
+//! MAC itself, so reading Redis does not hand out tickets.
+
+use std::time::Duration;
+
+use redis::Script;
+use sha2::{Digest, Sha256};
+
+use super::{Link, LinkError};
+use crate::server::group::GroupId;
+use crate::server::ticket::TicketId;
+
+/// `KEYS`: the budgets one send takes from. `ARGV`: interval (µs between sends at the steady rate), burst.
+/// Answers `{1, 0}` when every budget allows (one send taken from each), else `{0, µs until all would allow}` and
+/// takes nothing. Microseconds since 1970 (~1.8e15) are exact in Lua's doubles; `%d` writes them in full.
+const TAKE: &str = r#"
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local interval = tonumber(ARGV[1])
+local burst_offset = interval * tonumber(ARGV[2])
+local next_tats = {}
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local tat = tonumber(redis.call('GET', key) or now) or now
+  if tat < now then tat = now end
+  local allow_at = tat + interval - burst_offset
+  if allow_at - now > wait then wait = allow_at - now end
+  next_tats[i] = tat + interval
+end
+if wait > 0 then return {0, wait} end
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, string.format('%d', next_tats[i]), 'PX', math.ceil((next_tats[i] - now) / 1000))
+end
+return {1, 0}
+"#;
+
+/// Send budgets shared by the replicas on one Redis.
+pub struct RedisThrottle {
+    link: Link,
+    take: Script,
+    /// Microseconds between two sends at the steady rate.
+    interval_us: u64,
+    rate: u32,
+    burst: u32,
+    per_group: bool,
+}
+
+impl RedisThrottle {
+    /// `rate` sends a second, up to `burst` at once; `None` when `rate` is 0 (no limit), as the local throttle.
+    pub fn new(link: Link, rate: u32, burst: u32, per_group: bool) -> Option<Self> {
+        if rate == 0 {
+            return None;
+        }
+        let interval_us = (1_000_000 / u64::from(rate)).max(1);
+        let take = Script::new(TAKE);
+        Some(Self { link, take, interval_us, rate, burst: burst.max(1), per_group })
+    }
+
+    /// Sends a second, and at once, as configured (for the refusal's sentence).
+    pub fn quota(&self) -> (u32, u32) {
+        (self.rate, self.burst)
+    }
+
+    /// Takes one send from the ticket's and (unless scope is `everyone`) the group's budgets: `None` when taken,
+    /// else how long until it would be (nothing taken).
+    pub async fn take(&self, group: &GroupId, ticket: &TicketId) -> Result<Option<Duration>, LinkError> {
+        let mut call = self.take.prepare_invoke();
+        call.key(self.link.key(&format!("sends:ticket:{}", ticket_key(ticket))));
+        if self.per_group {
+            call.key(self.link.key(&format!("sends:group:{}", group.as_str())));
+        }
+        call.arg(self.interval_us).arg(self.burst);
+        let (allowed, wait_us): (i64, i64) = self.link.invoke(&call).await?;
+        Ok((allowed != 1).then(|| Duration::from_micros(wait_us.max(1) as u64)))
+    }
+}
+
+/// A ticket's budget name: the first 128 bits of SHA-256 of its MAC, hex.
+fn ticket_key(ticket: &TicketId) -> String {
+    Sha256::digest(ticket.as_bytes())[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::replicas::test_link;
+    use crate::server::replicas::test_redis::{Reply, TestRedis};
+
+    fn ticket(n: u8) -> TicketId {
+        TicketId::from_mac([n; 32])
+    }
+
+    #[tokio::test]
+    async fn a_burst_then_refusal_and_the_group_holds_a_fresh_ticket() {
+        let redis = TestRedis::start();
+        let throttle = RedisThrottle::new(test_link(&redis), 1, 3, true).unwrap();
+        let (ada, bob) = (GroupId::new("a"), GroupId::new("b"));
+        for _ in 0..3 {
+            assert_eq!(throttle.take(&ada, &ticket(1)).await.unwrap(), None);
+        }
+        let wait = throttle.take(&ada, &ticket(1)).await.unwrap().expect("the fourth is refused");
+        assert!(wait > Duration::from_millis(500) && wait <= Duration::from_secs(1), "{wait:?}");
+        // a fresh ticket in the same group is held by the group's budget; another group is untouched
+        assert!(throttle.take(&ada, &ticket(2)).await.unwrap().is_some());
+        assert_eq!(throttle.take(&bob, &ticket(3)).await.unwrap(), None);
+        // a refusal by the group took nothing from the fresh ticket: in another group it still has its burst
+        for _ in 0..3 {
+            assert_eq!(throttle.take(&GroupId::new("c"), &ticket(2)).await.unwrap(), None);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_budget_refills_with_time_and_the_wait_says_when() {
+        let redis = TestRedis::start();
+        let mut slow = RedisThrottle::new(test_link(&redis), 1, 1, false).unwrap();
+        slow.interval_us = 2_500_000;
+        let everyone = GroupId::everyone();
+        assert_eq!(slow.take(&everyone, &ticket(1)).await.unwrap(), None);
+        let wait = slow.take(&everyone, &ticket(1)).await.unwrap().unwrap();
+        assert!(wait > Duration::from_secs(2) && wait <= Duration::from_millis(2_500), "{wait:?}");
+        // 20 sends a second: a refusal, then one interval refills one send
+        let fast = RedisThrottle::new(test_link(&redis), 20, 2, false).unwrap();
+        assert_eq!(fast.take(&everyone, &ticket(9)).await.unwrap(), None);
+        assert_eq!(fast.take(&everyone, &ticket(9)).await.unwrap(), None);
+        let wait = fast.take(&everyone, &ticket(9)).await.unwrap().unwrap();
+        assert!(wait <= Duration::from_millis(50), "{wait:?}");
+        tokio::time::sleep(wait + Duration::from_millis(10)).await;
+        assert_eq!(fast.take(&everyone, &ticket(9)).await.unwrap(), None);
+        assert!(fast.take(&everyone, &ticket(9)).await.unwrap().is_some(), "one interval refilled one send");
+    }
+
+    #[tokio::test]
+    async fn two_replicas_share_one_budget_and_idle_keys_expire() {
+        let redis = TestRedis::start();
+        let a = RedisThrottle::new(test_link(&redis), 1, 4, true).unwrap();
+        let b = RedisThrottle::new(test_link(&redis), 1, 4, true).unwrap();
+        let group = GroupId::new("g");
+        let mut allowed = 0;
+        for i in 0..10 {
+            let replica = if i % 2 == 0 { &a } else { &b };
+            allowed += usize::from(replica.take(&group, &ticket(1)).await.unwrap().is_none());
+        }
+        assert!((4..=5).contains(&allowed), "a burst of 4 (+1 refilled at most), split over two: {allowed}");
+        let Reply::Array(keys) = redis.command(&["KEYS", "test:sends:*"]) else { panic!("KEYS answers an array") };
+        assert_eq!(keys.len(), 2, "one key per ticket and per group: {keys:?}");
+        let ttl = redis.command(&["PTTL", "test:sends:group:g"]).int().unwrap();
+        assert!((1..=4_000).contains(&ttl), "the key lives until the budget is full again: {ttl} ms");
+
+        redis.command(&["FLUSHALL"]);
+        let fast = RedisThrottle::new(test_link(&redis), 20, 2, true).unwrap();
+        assert_eq!(fast.take(&group, &ticket(2)).await.unwrap(), None);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(redis.command(&["DBSIZE"]).int(), Some(0), "idle budgets leave nothing behind");
+    }
+
+    #[tokio::test]
+    async fn redis_unreachable_is_an_error_never_a_pass() {
+        let mut redis = TestRedis::start();
+        let throttle = RedisThrottle::new(test_link(&redis), 1, 1, true).unwrap();
+        redis.kill9();
+        assert!(throttle.take(&GroupId::new("g"), &ticket(1)).await.is_err());
+    }
+}
