@@ -26,6 +26,9 @@ pub struct Feed {
     me: StoredValue<Option<String>>,
     /// The epoch of the log the rows come from (empty until the first page).
     epoch: StoredValue<String>,
+    /// How many times the log was made anew under this tab: part of each row's key, since an id of a new log may
+    /// be the id of a row of the old one.
+    generation: StoredValue<u32>,
 }
 
 impl Default for Feed {
@@ -43,6 +46,7 @@ impl Feed {
             announcing: StoredValue::new(false),
             me: StoredValue::new(None),
             epoch: StoredValue::new(String::new()),
+            generation: StoredValue::new(0),
         }
     }
 
@@ -58,6 +62,7 @@ impl Feed {
         if known.is_empty() {
             return false;
         }
+        self.generation.update_value(|generation| *generation += 1);
         self.rows.set(Vec::new());
         self.synced_to.set_value(0);
         true
@@ -249,7 +254,7 @@ pub fn FeedLog(feed: Feed, hydrated: Signal<bool>) -> impl IntoView {
                         </Show>
                         <For
                             each=move || feed.rows.get()
-                            key=|message| message.id
+                            key=move |message| (feed.generation.get_value(), message.id)
                             children=move |message: Message| {
                                 let id = message.id;
                                 let at = message.at.clone();

@@ -150,7 +150,14 @@ impl CatchUp {
     /// Another tab fetches what `target` announces and shares it: fetch only if it has not arrived in a moment.
     fn expect(self, target: u64) {
         if target > self.feed.synced_to() {
-            set_timeout(move || self.request(target), SHARE_GRACE);
+            set_timeout(
+                move || {
+                    if target > self.feed.synced_to() {
+                        self.request(target);
+                    }
+                },
+                SHARE_GRACE,
+            );
         }
     }
 
@@ -165,12 +172,10 @@ impl CatchUp {
         }
     }
 
-    /// Fetches until `target` is in. An id below the watermark is fetched once too: in the same log it is an old
-    /// notice, but it may come from a log made anew (Redis restarted empty), which the page's epoch tells.
+    /// Fetches until `target` is in. A notice at or below the watermark is fetched once too: in the same log it is
+    /// a repeat (rare), but it may come from a log made anew (Redis came back empty, ids start again), which only
+    /// the page's epoch tells.
     fn request(self, target: u64) {
-        if target == self.feed.synced_to() {
-            return; // already have it (e.g. the notification for this tab's own message after catching up)
-        }
         let start = self.state.try_update_value(|state| {
             state.target = state.target.max(target);
             if state.running {
