@@ -3,7 +3,9 @@
 //! that is the `Bus`'s job. Whatever bus runs, its receive side calls `Hub::deliver`.
 //!
 //! A notice carries only the newest message id: a subscriber that falls behind gets one notice for the latest id
-//! instead of a backlog, and never a broken stream. Its SSE frame is encoded once, when it is delivered, and every
+//! instead of a backlog, and never a broken stream. A presence notice (`PresenceChanged`: who is here changed, the
+//! tab asks `GET /api/presence`) carries nothing, so any number of them queued are one, and it travels beside the
+//! message notices: coalescing never lets one kind stand in for the other. Its SSE frame is encoded once, when it is delivered, and every
 //! subscriber writes the same bytes. `deliver` forgets the shared pages of the log before it notifies anyone, so no
 //! tab is told of a message and then served a page cached before it, whichever process appended it.
 
@@ -21,16 +23,28 @@ use crate::server::pages::PageCache;
 /// The SSE event name of an append.
 pub const EVENT_NAME: &str = crate::shared::wire::NEW_MESSAGE;
 
-/// "Messages up to `id` exist", with its Server-Sent Events frame.
+/// A presence change's frame. No `id:` line (the stream's last event id stays the newest message id, which a
+/// reconnect sends back); a `data:` line because a browser drops an event without data.
+const PRESENCE_FRAME: &[u8] = b"event: PresenceChanged\ndata: presence\n\n";
+
+/// "Messages up to `id` exist" (or, `presence`, "who is here changed"), with its Server-Sent Events frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
+    /// The newest message id; 0 for a presence notice.
     pub id: u64,
     pub frame: Bytes,
+    pub presence: bool,
 }
 
 impl Notice {
     pub fn new(id: u64) -> Self {
-        Self { id, frame: Bytes::from(format!("event: {EVENT_NAME}\nid: {id}\ndata: {id}\n\n")) }
+        let frame = Bytes::from(format!("event: {EVENT_NAME}\nid: {id}\ndata: {id}\n\n"));
+        Self { id, frame, presence: false }
+    }
+
+    /// "Who is here in this group changed".
+    pub fn presence() -> Self {
+        Self { id: 0, frame: Bytes::from_static(PRESENCE_FRAME), presence: true }
     }
 }
 
@@ -75,6 +89,15 @@ impl Hub {
         }
     }
 
+    /// Who is here in `group` changed (a tab joined, left or its lease ran out): notifies its local subscribers. The
+    /// page cache is untouched: the log did not change.
+    pub fn presence_changed(&self, group: &GroupId) {
+        let sender = lock(&self.channels).get(group).cloned();
+        if let Some(sender) = sender {
+            let _ = sender.send(Notice::presence());
+        }
+    }
+
     /// Subscribes to `group`; dropping the stream unsubscribes.
     pub fn subscribe(&self, group: &GroupId) -> Subscription {
         if self.closed.load(Ordering::SeqCst) {
@@ -84,7 +107,12 @@ impl Hub {
             .entry(group.clone())
             .or_insert_with(|| broadcast::channel(self.capacity).0)
             .subscribe();
-        let member = Member { receiver: Some(receiver), group: group.clone(), channels: self.channels.clone() };
+        let member = Member {
+            receiver: Some(receiver),
+            group: group.clone(),
+            channels: self.channels.clone(),
+            presence_due: false,
+        };
         Box::pin(stream::unfold(member, |mut member| async move {
             let notice = member.next_latest().await?;
             Some((notice, member))
@@ -117,26 +145,58 @@ struct Member {
     receiver: Option<broadcast::Receiver<Notice>>,
     group: GroupId,
     channels: Channels,
+    /// A presence notice drained along with a message notice, answered next.
+    presence_due: bool,
 }
 
 impl Member {
-    /// Waits for a notification, then drains whatever else is queued and answers the newest.
+    /// Waits for a notification, then drains whatever else is queued: answers the newest message notice, and a
+    /// presence notice if one was among them (then the message first, the presence one on the next call). A
+    /// subscriber that lagged may have lost a presence notice with the rest: it gets one, to be safe.
     async fn next_latest(&mut self) -> Option<Notice> {
+        if std::mem::take(&mut self.presence_due) {
+            return Some(Notice::presence());
+        }
         let receiver = self.receiver.as_mut()?;
-        let mut latest = loop {
+        let mut drained = Drained::default();
+        loop {
             match receiver.recv().await {
-                Ok(notice) => break notice,
-                Err(RecvError::Lagged(_)) => continue,
+                Ok(notice) => break drained.take(notice),
+                Err(RecvError::Lagged(_)) => drained.presence = true,
                 Err(RecvError::Closed) => return None,
             }
-        };
+        }
         loop {
             match receiver.try_recv() {
-                Ok(notice) if notice.id > latest.id => latest = notice,
-                Ok(_) => {}
-                Err(TryRecvError::Lagged(_)) => continue,
-                Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => return Some(latest),
+                Ok(notice) => drained.take(notice),
+                Err(TryRecvError::Lagged(_)) => drained.presence = true,
+                Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => break,
             }
+        }
+        let Drained { latest, presence } = drained;
+        match latest {
+            Some(message) => {
+                self.presence_due = presence;
+                Some(message)
+            }
+            None => presence.then(Notice::presence),
+        }
+    }
+}
+
+/// What a subscriber drained from its queue: the newest message notice, and whether who is here changed.
+#[derive(Default)]
+struct Drained {
+    latest: Option<Notice>,
+    presence: bool,
+}
+
+impl Drained {
+    fn take(&mut self, notice: Notice) {
+        if notice.presence {
+            self.presence = true;
+        } else if self.latest.as_ref().is_none_or(|seen| notice.id > seen.id) {
+            self.latest = Some(notice);
         }
     }
 }
@@ -205,8 +265,48 @@ mod tests {
         assert_eq!(after.messages, vec![message(5)], "the page after 4 is read again, not served from before");
     }
 
+    /// Presence notices coalesce among themselves only: a burst of message notices with presence notices among
+    /// them answers the newest message and then one presence notice, whichever came first.
+    #[tokio::test]
+    async fn presence_notices_neither_swallow_nor_are_swallowed_by_message_notices() {
+        let hub = hub(16);
+        let group = GroupId::new("g");
+        let mut tab = hub.subscribe(&group);
+        hub.presence_changed(&group);
+        hub.deliver(&group, 3);
+        hub.presence_changed(&group);
+        hub.deliver(&group, 4);
+        assert_eq!(tab.next().await, Some(Notice::new(4)));
+        assert_eq!(tab.next().await, Some(Notice::presence()));
+        assert_eq!(next_now(&mut tab).await, None, "one presence notice for the two");
+        hub.presence_changed(&group);
+        assert_eq!(tab.next().await, Some(Notice::presence()));
+        hub.deliver(&group, 5);
+        assert_eq!(next_now(&mut tab).await, Some(5));
+        // another group hears of neither
+        let mut other = hub.subscribe(&GroupId::new("h"));
+        hub.presence_changed(&group);
+        assert_eq!(next_now(&mut other).await, None);
+    }
+
+    /// A subscriber that fell behind may have lost a presence notice with the message notices: it is told again.
+    #[tokio::test]
+    async fn a_lagging_subscriber_is_told_presence_may_have_changed() {
+        let hub = hub(2);
+        let group = GroupId::new("g");
+        let mut tab = hub.subscribe(&group);
+        hub.presence_changed(&group);
+        for id in 1..=5 {
+            hub.deliver(&group, id);
+        }
+        assert_eq!(tab.next().await, Some(Notice::new(5)));
+        assert_eq!(tab.next().await, Some(Notice::presence()));
+    }
+
     #[test]
     fn a_notice_is_one_server_sent_event() {
+        let presence = format!("event: {}\ndata: presence\n\n", crate::shared::wire::PRESENCE_CHANGED);
+        assert_eq!(Notice::presence().frame, Bytes::from(presence));
         assert_eq!(Notice::new(42).frame, Bytes::from_static(b"event: NewMessage\nid: 42\ndata: 42\n\n"));
     }
 }

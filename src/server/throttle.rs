@@ -1,4 +1,4 @@
-//! Send rate limits: one budget per ticket, so one author cannot flood, and one per session group, so joining
+//! Send rate limits (and, in their own tables, heartbeat rate limits): one budget per ticket, so one author cannot flood, and one per session group, so joining
 //! again for a fresh ticket does not lift it. With scope `everyone` all visitors are one group, so only the
 //! per-ticket budget applies. A ticket is keyed by its MAC, checked before it gets here: a client cannot make new
 //! keys by spelling one ticket differently, and every table is bounded (`budget`).
@@ -17,6 +17,8 @@ pub struct SendThrottle {
     per_group: Option<Budget<GroupId>>,
     rate: u32,
     burst: u32,
+    /// What is counted, as the refusal names it ("messages").
+    what: &'static str,
 }
 
 impl SendThrottle {
@@ -30,7 +32,13 @@ impl SendThrottle {
             per_group: per_group.then(|| Budget::new(quota, MAX_KEYS)),
             rate,
             burst: burst_nz.get(),
+            what: "messages",
         })
+    }
+
+    /// The same budgets counting something else (e.g. "heartbeats"), named so in the refusal.
+    pub fn counting(self, what: &'static str) -> Self {
+        Self { what, ..self }
     }
 
     /// Takes one send from the ticket's and the group's budgets, or says how long to wait.
@@ -43,8 +51,8 @@ impl SendThrottle {
             Err(ApiError::new(
                 ErrorKind::RateLimited,
                 format!(
-                    "Slow down: at most {} messages a second ({} at once). Wait a moment and send again.",
-                    self.rate, self.burst
+                    "Slow down: at most {} {} a second ({} at once). Wait a moment and try again.",
+                    self.rate, self.what, self.burst
                 ),
             ))
         }

@@ -12,3 +12,9 @@ pub const SEND_PATH: &str = "/api/send";
 pub const LIMITS_PATH: &str = "/api/limits";
 /// Read a page of the log.
 pub const MESSAGES_PATH: &str = "/api/messages";
+/// The SSE event that says who is here in the group changed: the tab asks `PRESENCE_PATH` again.
+pub const PRESENCE_CHANGED: &str = "PresenceChanged";
+/// Who is here (`GET`), and a joined tab's heartbeat (`POST`).
+pub const PRESENCE_PATH: &str = "/api/presence";
+/// A tab leaving at once (`POST`, sent with `navigator.sendBeacon` as the page goes away).
+pub const PRESENCE_LEAVE_PATH: &str = "/api/presence/leave";
