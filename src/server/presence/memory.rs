@@ -169,11 +169,11 @@ mod tests {
         tokio::time::advance(Duration::from_secs(11)).await;
         // Linus's lease ran out: not listed even before the sweep, and the sweep reports the group once
         assert_eq!(presence.list(&group).await.unwrap(), ["Ada"]);
-        assert_eq!(presence.expire().await.unwrap(), [group.clone()]);
+        assert_eq!(presence.expire().await.unwrap(), vec![group.clone()]);
         assert!(presence.expire().await.unwrap().is_empty());
         assert_eq!(presence.tabs(), 1);
         tokio::time::advance(LEASE).await;
-        assert_eq!(presence.expire().await.unwrap(), [group.clone()]);
+        assert_eq!(presence.expire().await.unwrap(), vec![group.clone()]);
         assert!(presence.list(&group).await.unwrap().is_empty());
         assert_eq!(presence.tabs(), 0);
     }
@@ -208,7 +208,7 @@ mod tests {
         assert_eq!(presence.list(&ours).await.unwrap(), ["Ada"]);
         tokio::time::advance(LEASE).await;
         presence.beat(&theirs, &tab("t"), &name("Eve"), LEASE).await.unwrap();
-        assert_eq!(presence.expire().await.unwrap(), [ours.clone()], "only the group whose lease ran out");
+        assert_eq!(presence.expire().await.unwrap(), vec![ours.clone()], "only the group whose lease ran out");
     }
 
     #[tokio::test(start_paused = true)]
