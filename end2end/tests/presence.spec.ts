@@ -1,3 +1,4 @@
+import AxeBuilder from "@axe-core/playwright";
 import { test, expect, unique, openLive, join, type Page } from "./fixtures";
 import { startServer, stopServer, dropServer, type Server } from "./server";
 
@@ -66,6 +67,24 @@ test("a long list folds to two names and a count, and opens on the whole list fr
   await expect(here(watcher).getByRole("listitem")).toHaveText(names);
   await context.close();
 });
+
+for (const colorScheme of ["light", "dark"] as const) {
+  test(`who is here, folded and opened, has no accessibility violations (${colorScheme})`, async ({ browser, baseURL }) => {
+    const context = await browser.newContext({ baseURL, colorScheme });
+    const page = await openLive(context);
+    for (const [i, name] of ["Ada", "Barbara", "Claude", "Dennis"].entries()) {
+      const ticket = (await (await context.request.post("/api/join", { form: { username: name } })).json()).ticket;
+      await context.request.post("/api/presence", { form: { ticket, tab: `axe-${i}` } });
+    }
+    const summary = here(page).locator("summary");
+    await expect(summary).toHaveText("4 here: Ada, Barbara and 2 others");
+    await summary.click();
+    await expect(here(page).getByRole("listitem")).toHaveCount(4);
+    const results = await new AxeBuilder({ page }).withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]).analyze();
+    expect(results.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`)).toEqual([]);
+    await context.close();
+  });
+}
 
 test("a forged, foreign or malformed heartbeat is refused and changes nothing", async ({ browser, baseURL }) => {
   const context = await browser.newContext({ baseURL });
