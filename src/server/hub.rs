@@ -10,7 +10,7 @@
 //! tab is told of a message and then served a page cached before it, whichever process appended it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -60,12 +60,21 @@ pub struct Hub {
     closed: AtomicBool,
     /// The shared pages of the log, forgotten on each delivery.
     pages: Arc<PageCache>,
+    /// Presence changes so far, in any group: a subscriber that lagged (and may have lost a presence notice with
+    /// the message notices) is told again only if this moved since it last heard.
+    presence_changes: Arc<AtomicU64>,
 }
 
 impl Hub {
     /// `capacity`: notices queued per subscriber; one further behind is coalesced to the latest id.
     pub fn new(capacity: usize, pages: Arc<PageCache>) -> Self {
-        Self { capacity: capacity.max(1), channels: Arc::default(), closed: AtomicBool::new(false), pages }
+        Self {
+            capacity: capacity.max(1),
+            channels: Arc::default(),
+            closed: AtomicBool::new(false),
+            pages,
+            presence_changes: Arc::default(),
+        }
     }
 
     /// The page cache this hub invalidates.
@@ -92,6 +101,7 @@ impl Hub {
     /// Who is here in `group` changed (a tab joined, left or its lease ran out): notifies its local subscribers. The
     /// page cache is untouched: the log did not change.
     pub fn presence_changed(&self, group: &GroupId) {
+        self.presence_changes.fetch_add(1, Ordering::SeqCst);
         let sender = lock(&self.channels).get(group).cloned();
         if let Some(sender) = sender {
             let _ = sender.send(Notice::presence());
@@ -112,6 +122,8 @@ impl Hub {
             group: group.clone(),
             channels: self.channels.clone(),
             presence_due: false,
+            presence_changes: self.presence_changes.clone(),
+            presence_heard: self.presence_changes.load(Ordering::SeqCst),
         };
         Box::pin(stream::unfold(member, |mut member| async move {
             let notice = member.next_latest().await?;
@@ -147,29 +159,35 @@ struct Member {
     channels: Channels,
     /// A presence notice drained along with a message notice, answered next.
     presence_due: bool,
+    /// The hub's count of presence changes, and its value when this subscriber last heard of one.
+    presence_changes: Arc<AtomicU64>,
+    presence_heard: u64,
 }
 
 impl Member {
     /// Waits for a notification, then drains whatever else is queued: answers the newest message notice, and a
     /// presence notice if one was among them (then the message first, the presence one on the next call). A
-    /// subscriber that lagged may have lost a presence notice with the rest: it gets one, to be safe.
+    /// subscriber that lagged may have lost a presence notice with the rest: it gets one if any group's presence
+    /// changed since it last heard (at worst one needless `GET /api/presence`).
     async fn next_latest(&mut self) -> Option<Notice> {
         if std::mem::take(&mut self.presence_due) {
-            return Some(Notice::presence());
+            return Some(self.heard_presence());
         }
+        let moved = (self.presence_changes.clone(), self.presence_heard);
+        let presence_moved = move || moved.0.load(Ordering::SeqCst) != moved.1;
         let receiver = self.receiver.as_mut()?;
         let mut drained = Drained::default();
         loop {
             match receiver.recv().await {
                 Ok(notice) => break drained.take(notice),
-                Err(RecvError::Lagged(_)) => drained.presence = true,
+                Err(RecvError::Lagged(_)) => drained.presence |= presence_moved(),
                 Err(RecvError::Closed) => return None,
             }
         }
         loop {
             match receiver.try_recv() {
                 Ok(notice) => drained.take(notice),
-                Err(TryRecvError::Lagged(_)) => drained.presence = true,
+                Err(TryRecvError::Lagged(_)) => drained.presence |= presence_moved(),
                 Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => break,
             }
         }
@@ -179,8 +197,13 @@ impl Member {
                 self.presence_due = presence;
                 Some(message)
             }
-            None => presence.then(Notice::presence),
+            None => presence.then(|| self.heard_presence()),
         }
+    }
+
+    fn heard_presence(&mut self) -> Notice {
+        self.presence_heard = self.presence_changes.load(Ordering::SeqCst);
+        Notice::presence()
     }
 }
 
