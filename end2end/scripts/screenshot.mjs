@@ -1,7 +1,7 @@
 // Screenshots of the running app for the README and for looking at the UI:
 //   node end2end/scripts/screenshot.mjs [base-url] [out-dir]
-// Two tabs of one browser (same session group) joined as two people, side by side, in light and dark,
-// and a phone-sized view.
+// Two tabs of one browser (same session group) joined as two people, side by side, in light and dark, each showing
+// who is here and the messages' times, and a phone-sized view.
 import { chromium } from "@playwright/test";
 
 const base = process.argv[2] ?? "http://127.0.0.1:3000";
@@ -40,6 +40,7 @@ for (const scheme of ["light", "dark"]) {
     await send(ada, "Same browser, two tabs, two names.");
   }
   await bob.locator(".log p[data-key]").last().waitFor();
+  for (const tab of [ada, bob]) await tab.locator(".presence").filter({ hasText: "2 here: Ada, Grace" }).waitFor();
   await ada.waitForTimeout(300);
   // Both tabs side by side in one picture. The app refuses to be framed (frame-ancestors 'none'), so the picture
   // is made of the two tabs' own screenshots.
@@ -55,6 +56,8 @@ for (const scheme of ["light", "dark"]) {
 const phone = await browser.newContext({ viewport: { width: 390, height: 760 }, deviceScaleFactor: 1, isMobile: true });
 const page = await phone.newPage();
 await live(page);
+await join(page, "Linus");
+await page.locator(".presence").filter({ hasText: "Linus" }).waitFor();
 await page.screenshot({ path: `${out}/phone.png` });
 await browser.close();
 console.log(`screenshots written to ${out}/`);

@@ -5,6 +5,7 @@ use leptos::ev::SubmitEvent;
 use leptos::html::Input;
 use leptos::prelude::*;
 
+use crate::client::presence::Presence;
 use crate::client::{remote, Feed};
 use crate::shared::domain::{Joined, Message};
 use crate::shared::error::{ApiError, ErrorKind};
@@ -33,11 +34,11 @@ fn error_of<T>(outcome: Option<Result<T, ApiError>>) -> Option<String> {
 }
 
 #[component]
-pub fn Composer(feed: Feed) -> impl IntoView {
+pub fn Composer(feed: Feed, here: Presence) -> impl IntoView {
     let join: JoinAction = Action::new_local(|name: &String| remote::join(name.clone()));
     let joined = Memo::new(move |_| join.value().get().and_then(Result::ok));
     move || match joined.get() {
-        Some(joined) => view! { <SendForm feed joined/> }.into_any(),
+        Some(joined) => view! { <SendForm feed here joined/> }.into_any(),
         None => view! { <JoinForm join/> }.into_any(),
     }
 }
@@ -60,8 +61,9 @@ fn JoinForm(join: JoinAction) -> impl IntoView {
 }
 
 #[component]
-fn SendForm(feed: Feed, joined: Joined) -> impl IntoView {
+fn SendForm(feed: Feed, here: Presence, joined: Joined) -> impl IntoView {
     feed.joined_as(&joined.name);
+    here.joined(joined.ticket.clone());
     let ticket = joined.ticket;
     // The server's limit, asked once the form appears; until it is known, the server alone decides.
     let limit = RwSignal::new(None::<usize>);

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use leptos::prelude::*;
 
+use crate::client::presence::Presence;
 use crate::client::{relay, remote, Feed};
 use crate::shared::domain::Message;
 
@@ -52,10 +53,11 @@ pub struct Live {
     pub leads: Signal<bool>,
 }
 
-/// Joins the browser's event stream and keeps `feed` caught up.
-pub fn connect(feed: Feed) -> Live {
+/// Joins the browser's event stream and keeps `feed` and who is here (`presence`) caught up.
+pub fn connect(feed: Feed, presence: Presence) -> Live {
     let link = Link {
         catch_up: CatchUp::new(feed),
+        presence,
         receiving: RwSignal::new(false),
         problem: RwSignal::new(None),
         leads: RwSignal::new(false),
@@ -74,6 +76,7 @@ pub fn connect(feed: Feed) -> Live {
 #[derive(Clone, Copy)]
 struct Link {
     catch_up: CatchUp,
+    presence: Presence,
     receiving: RwSignal<bool>,
     problem: RwSignal<Option<String>>,
     leads: RwSignal<bool>,
@@ -85,8 +88,18 @@ impl relay::Tab for Link {
     }
 
     fn stream_state(&self, receiving: bool, problem: Option<String>) {
+        if receiving && !self.receiving.get_untracked() {
+            // The stream (re)opened, maybe on a restarted server that lists no one yet: be here again, and read
+            // who else is.
+            self.presence.beat();
+            self.presence.refresh();
+        }
         self.receiving.set(receiving);
         self.problem.set(problem);
+    }
+
+    fn presence_changed(&self) {
+        self.presence.refresh();
     }
 
     fn announced(&self, id: u64, fetch: bool) {
@@ -108,6 +121,8 @@ impl relay::Tab for Link {
 
     fn resumed(&self) {
         self.catch_up.request(u64::MAX);
+        self.presence.beat();
+        self.presence.refresh();
     }
 }
 

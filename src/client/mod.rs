@@ -5,6 +5,7 @@ mod clock;
 mod compose;
 mod feed;
 mod live;
+mod presence;
 mod relay;
 mod remote;
 
@@ -38,7 +39,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     let feed = Feed::new();
-    let live = live::connect(feed);
+    let here = presence::Presence::new();
+    let live = live::connect(feed, here);
     // Set once the page is interactive; tests and styles key on it.
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
@@ -49,13 +51,14 @@ pub fn App() -> impl IntoView {
                 <live::StatusBadge live/>
             </header>
             <live::StreamProblem live/>
+            <presence::WhoIsHere presence=here/>
             <p class="intro">
                 "A shared, live message log. What anyone sends here shows up at once in every other open tab of "
                 "this page, with no reload. Try it: open this page in a second tab, join there with another name, "
                 "and send from either one."
             </p>
             <feed::FeedLog feed hydrated=hydrated.into()/>
-            <compose::Composer feed/>
+            <compose::Composer feed here/>
         </main>
     }
 }

@@ -11,7 +11,11 @@
 //! a new `EventSource`, which cannot send one). Where the browser lacks Web Locks or `BroadcastChannel`, every tab
 //! opens its own stream, as before.
 //!
-//! Only stream state, announced ids and pages of the public log travel between tabs; a tab's name and ticket never do.
+//! `PresenceChanged` is relayed the same way; each tab then reads who is here itself, and beats for itself
+//! (`presence`): presence is per tab, not per stream.
+//!
+//! Only stream state, announced ids, presence notices and pages of the public log travel between tabs; a tab's name
+//! and ticket never do.
 
 use crate::shared::domain::Message;
 
@@ -30,6 +34,8 @@ pub trait Tab {
     fn opened(&self);
     /// A page another tab fetched: the messages above `since`, from the log of `epoch`.
     fn page(&self, since: u64, epoch: String, messages: Vec<Message>);
+    /// `PresenceChanged` from the stream: who is here changed.
+    fn presence_changed(&self);
     /// The tab was frozen or in the back-forward cache and runs again: it may have missed anything.
     fn resumed(&self);
 }
@@ -78,6 +84,8 @@ mod browser {
         Stream { open: bool, problem: Option<String>, latest: Option<u64> },
         /// `NewMessage` from the stream.
         Notice { id: u64 },
+        /// `PresenceChanged` from the stream.
+        Presence,
         /// A page some tab fetched: the messages above `since`, in id order.
         Page { since: u64, epoch: String, messages: Vec<Message> },
     }
@@ -199,6 +207,7 @@ mod browser {
                     }
                 }
                 Relay::Notice { id } if !leading => tab.announced(id, false),
+                Relay::Presence if !leading => tab.presence_changed(),
                 Relay::Page { since, epoch, messages } => tab.page(since, epoch, messages),
                 _ => {}
             }
@@ -238,6 +247,7 @@ mod browser {
         source: EventSource,
         _on_open: Closure<dyn Fn()>,
         _on_message: Closure<dyn Fn(MessageEvent)>,
+        _on_presence: Closure<dyn Fn()>,
         _on_error: Closure<dyn Fn()>,
     }
 
@@ -267,6 +277,10 @@ mod browser {
             post(&Relay::Notice { id });
             with_tab(|tab| tab.announced(id, true));
         });
+        let on_presence = Closure::<dyn Fn()>::new(|| {
+            post(&Relay::Presence);
+            with_tab(|tab| tab.presence_changed());
+        });
         let on_error = {
             let source = source.clone();
             Closure::<dyn Fn()>::new(move || {
@@ -285,9 +299,15 @@ mod browser {
         source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         let _ = source.add_event_listener_with_callback(wire::NEW_MESSAGE, on_message.as_ref().unchecked_ref());
+        let _ = source.add_event_listener_with_callback(wire::PRESENCE_CHANGED, on_presence.as_ref().unchecked_ref());
         // Replacing the previous stream (if any) closes it.
-        *shared.stream.borrow_mut() =
-            Some(Stream { source, _on_open: on_open, _on_message: on_message, _on_error: on_error });
+        *shared.stream.borrow_mut() = Some(Stream {
+            source,
+            _on_open: on_open,
+            _on_message: on_message,
+            _on_presence: on_presence,
+            _on_error: on_error,
+        });
     }
 
     fn connect_later(wait: Duration) {

@@ -70,6 +70,32 @@ pub async fn send_message(ticket: String, text: String, key: String) -> Result<M
 #[cfg(feature = "hydrate")]
 pub use browser::{error_of, request};
 
+/// Presence, from the browser only (the page renders no list on the server): who is here, this tab's heartbeat,
+/// and its leaving.
+#[cfg(feature = "hydrate")]
+pub mod presence {
+    use crate::shared::domain::{Beat, Here};
+    use crate::shared::error::ApiError;
+    use crate::shared::wire;
+
+    pub async fn here() -> Result<Here, ApiError> {
+        super::browser::get(wire::PRESENCE_PATH.to_owned()).await
+    }
+
+    pub async fn beat(ticket: String, tab: String) -> Result<Beat, ApiError> {
+        super::browser::post_form(wire::PRESENCE_PATH, vec![("ticket", ticket), ("tab", tab)]).await
+    }
+
+    /// Queued by the browser, which sends it even as the page goes away (`navigator.sendBeacon`, a form body).
+    pub fn leave(ticket: &str, tab: &str) {
+        let Ok(form) = web_sys::UrlSearchParams::new() else { return };
+        form.append("ticket", ticket);
+        form.append("tab", tab);
+        let navigator = leptos::prelude::window().navigator();
+        let _ = navigator.send_beacon_with_opt_url_search_params(wire::PRESENCE_LEAVE_PATH, Some(&form));
+    }
+}
+
 #[cfg(feature = "hydrate")]
 mod browser {
     use std::future::Future;

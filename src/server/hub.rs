@@ -3,12 +3,14 @@
 //! that is the `Bus`'s job. Whatever bus runs, its receive side calls `Hub::deliver`.
 //!
 //! A notice carries only the newest message id: a subscriber that falls behind gets one notice for the latest id
-//! instead of a backlog, and never a broken stream. Its SSE frame is encoded once, when it is delivered, and every
+//! instead of a backlog, and never a broken stream. A presence notice (`PresenceChanged`: who is here changed, the
+//! tab asks `GET /api/presence`) carries nothing, so any number of them queued are one, and it travels beside the
+//! message notices: coalescing never lets one kind stand in for the other. Its SSE frame is encoded once, when it is delivered, and every
 //! subscriber writes the same bytes. `deliver` forgets the shared pages of the log before it notifies anyone, so no
 //! tab is told of a message and then served a page cached before it, whichever process appended it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -21,16 +23,28 @@ use crate::server::pages::PageCache;
 /// The SSE event name of an append.
 pub const EVENT_NAME: &str = crate::shared::wire::NEW_MESSAGE;
 
-/// "Messages up to `id` exist", with its Server-Sent Events frame.
+/// A presence change's frame. No `id:` line (the stream's last event id stays the newest message id, which a
+/// reconnect sends back); a `data:` line because a browser drops an event without data.
+const PRESENCE_FRAME: &[u8] = b"event: PresenceChanged\ndata: presence\n\n";
+
+/// "Messages up to `id` exist" (or, `presence`, "who is here changed"), with its Server-Sent Events frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
+    /// The newest message id; 0 for a presence notice.
     pub id: u64,
     pub frame: Bytes,
+    pub presence: bool,
 }
 
 impl Notice {
     pub fn new(id: u64) -> Self {
-        Self { id, frame: Bytes::from(format!("event: {EVENT_NAME}\nid: {id}\ndata: {id}\n\n")) }
+        let frame = Bytes::from(format!("event: {EVENT_NAME}\nid: {id}\ndata: {id}\n\n"));
+        Self { id, frame, presence: false }
+    }
+
+    /// "Who is here in this group changed".
+    pub fn presence() -> Self {
+        Self { id: 0, frame: Bytes::from_static(PRESENCE_FRAME), presence: true }
     }
 }
 
@@ -46,12 +60,21 @@ pub struct Hub {
     closed: AtomicBool,
     /// The shared pages of the log, forgotten on each delivery.
     pages: Arc<PageCache>,
+    /// Presence changes so far, in any group: a subscriber that lagged (and may have lost a presence notice with
+    /// the message notices) is told again only if this moved since it last heard.
+    presence_changes: Arc<AtomicU64>,
 }
 
 impl Hub {
     /// `capacity`: notices queued per subscriber; one further behind is coalesced to the latest id.
     pub fn new(capacity: usize, pages: Arc<PageCache>) -> Self {
-        Self { capacity: capacity.max(1), channels: Arc::default(), closed: AtomicBool::new(false), pages }
+        Self {
+            capacity: capacity.max(1),
+            channels: Arc::default(),
+            closed: AtomicBool::new(false),
+            pages,
+            presence_changes: Arc::default(),
+        }
     }
 
     /// The page cache this hub invalidates.
@@ -75,6 +98,16 @@ impl Hub {
         }
     }
 
+    /// Who is here in `group` changed (a tab joined, left or its lease ran out): notifies its local subscribers. The
+    /// page cache is untouched: the log did not change.
+    pub fn presence_changed(&self, group: &GroupId) {
+        self.presence_changes.fetch_add(1, Ordering::SeqCst);
+        let sender = lock(&self.channels).get(group).cloned();
+        if let Some(sender) = sender {
+            let _ = sender.send(Notice::presence());
+        }
+    }
+
     /// Subscribes to `group`; dropping the stream unsubscribes.
     pub fn subscribe(&self, group: &GroupId) -> Subscription {
         if self.closed.load(Ordering::SeqCst) {
@@ -84,7 +117,14 @@ impl Hub {
             .entry(group.clone())
             .or_insert_with(|| broadcast::channel(self.capacity).0)
             .subscribe();
-        let member = Member { receiver: Some(receiver), group: group.clone(), channels: self.channels.clone() };
+        let member = Member {
+            receiver: Some(receiver),
+            group: group.clone(),
+            channels: self.channels.clone(),
+            presence_due: false,
+            presence_changes: self.presence_changes.clone(),
+            presence_heard: self.presence_changes.load(Ordering::SeqCst),
+        };
         Box::pin(stream::unfold(member, |mut member| async move {
             let notice = member.next_latest().await?;
             Some((notice, member))
@@ -127,26 +167,69 @@ struct Member {
     receiver: Option<broadcast::Receiver<Notice>>,
     group: GroupId,
     channels: Channels,
+    /// A presence notice drained along with a message notice, answered next.
+    presence_due: bool,
+    /// The hub's count of presence changes, and its value when this subscriber last heard of one.
+    presence_changes: Arc<AtomicU64>,
+    presence_heard: u64,
 }
 
 impl Member {
-    /// Waits for a notification, then drains whatever else is queued and answers the newest.
+    /// Waits for a notification, then drains whatever else is queued: answers the newest message notice, and a
+    /// presence notice if one was among them (then the message first, the presence one on the next call). A
+    /// subscriber that lagged may have lost a presence notice with the rest: it gets one if any group's presence
+    /// changed since it last heard (at worst one needless `GET /api/presence`).
     async fn next_latest(&mut self) -> Option<Notice> {
+        if std::mem::take(&mut self.presence_due) {
+            return Some(self.heard_presence());
+        }
+        let moved = (self.presence_changes.clone(), self.presence_heard);
+        let presence_moved = move || moved.0.load(Ordering::SeqCst) != moved.1;
         let receiver = self.receiver.as_mut()?;
-        let mut latest = loop {
+        let mut drained = Drained::default();
+        loop {
             match receiver.recv().await {
-                Ok(notice) => break notice,
-                Err(RecvError::Lagged(_)) => continue,
+                Ok(notice) => break drained.take(notice),
+                Err(RecvError::Lagged(_)) => drained.presence |= presence_moved(),
                 Err(RecvError::Closed) => return None,
             }
-        };
+        }
         loop {
             match receiver.try_recv() {
-                Ok(notice) if notice.id > latest.id => latest = notice,
-                Ok(_) => {}
-                Err(TryRecvError::Lagged(_)) => continue,
-                Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => return Some(latest),
+                Ok(notice) => drained.take(notice),
+                Err(TryRecvError::Lagged(_)) => drained.presence |= presence_moved(),
+                Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => break,
             }
+        }
+        let Drained { latest, presence } = drained;
+        match latest {
+            Some(message) => {
+                self.presence_due = presence;
+                Some(message)
+            }
+            None => presence.then(|| self.heard_presence()),
+        }
+    }
+
+    fn heard_presence(&mut self) -> Notice {
+        self.presence_heard = self.presence_changes.load(Ordering::SeqCst);
+        Notice::presence()
+    }
+}
+
+/// What a subscriber drained from its queue: the newest message notice, and whether who is here changed.
+#[derive(Default)]
+struct Drained {
+    latest: Option<Notice>,
+    presence: bool,
+}
+
+impl Drained {
+    fn take(&mut self, notice: Notice) {
+        if notice.presence {
+            self.presence = true;
+        } else if self.latest.as_ref().is_none_or(|seen| notice.id > seen.id) {
+            self.latest = Some(notice);
         }
     }
 }
@@ -215,8 +298,48 @@ mod tests {
         assert_eq!(after.messages, vec![message(5)], "the page after 4 is read again, not served from before");
     }
 
+    /// Presence notices coalesce among themselves only: a burst of message notices with presence notices among
+    /// them answers the newest message and then one presence notice, whichever came first.
+    #[tokio::test]
+    async fn presence_notices_neither_swallow_nor_are_swallowed_by_message_notices() {
+        let hub = hub(16);
+        let group = GroupId::new("g");
+        let mut tab = hub.subscribe(&group);
+        hub.presence_changed(&group);
+        hub.deliver(&group, 3);
+        hub.presence_changed(&group);
+        hub.deliver(&group, 4);
+        assert_eq!(tab.next().await, Some(Notice::new(4)));
+        assert_eq!(tab.next().await, Some(Notice::presence()));
+        assert_eq!(next_now(&mut tab).await, None, "one presence notice for the two");
+        hub.presence_changed(&group);
+        assert_eq!(tab.next().await, Some(Notice::presence()));
+        hub.deliver(&group, 5);
+        assert_eq!(next_now(&mut tab).await, Some(5));
+        // another group hears of neither
+        let mut other = hub.subscribe(&GroupId::new("h"));
+        hub.presence_changed(&group);
+        assert_eq!(next_now(&mut other).await, None);
+    }
+
+    /// A subscriber that fell behind may have lost a presence notice with the message notices: it is told again.
+    #[tokio::test]
+    async fn a_lagging_subscriber_is_told_presence_may_have_changed() {
+        let hub = hub(2);
+        let group = GroupId::new("g");
+        let mut tab = hub.subscribe(&group);
+        hub.presence_changed(&group);
+        for id in 1..=5 {
+            hub.deliver(&group, id);
+        }
+        assert_eq!(tab.next().await, Some(Notice::new(5)));
+        assert_eq!(tab.next().await, Some(Notice::presence()));
+    }
+
     #[test]
     fn a_notice_is_one_server_sent_event() {
+        let presence = format!("event: {}\ndata: presence\n\n", crate::shared::wire::PRESENCE_CHANGED);
+        assert_eq!(Notice::presence().frame, Bytes::from(presence));
         assert_eq!(Notice::new(42).frame, Bytes::from_static(b"event: NewMessage\nid: 42\ndata: 42\n\n"));
     }
 }

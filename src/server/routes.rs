@@ -1,4 +1,4 @@
-//! The whole router: each handler module exposes its routes (`messages`, `events`, `ops`; the page and the server
+//! The whole router: each handler module exposes its routes (`messages`, `heartbeat`, `events`, `ops`; the page and the server
 //! functions come from Leptos), and `app` assembles them under the layers every request passes. Tests and `main`
 //! serve the same thing.
 
@@ -15,7 +15,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::client::shell;
 use crate::server::state::AppState;
-use crate::server::{events, group, messages, ops, peer, refusal, security};
+use crate::server::{events, group, heartbeat, messages, ops, peer, refusal, security};
 
 pub fn app(state: AppState, scope: group::Scope) -> Router {
     // One page. `Async` renders it whole once the log is read, so the first HTML holds the log as plain markup
@@ -40,6 +40,7 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
             }
         })
         .merge(messages::routes())
+        .merge(heartbeat::routes())
         .fallback_service(static_files)
         .layer(middleware::from_fn_with_state(scope, group::assign))
         .layer(middleware::from_fn_with_state(state.limits.max_request_bytes, refusal::checked_forms))

@@ -142,6 +142,10 @@ overrides! {
     /// How long a ticket (what a tab gets by joining) is accepted; `off`: for ever. [default: 24h]
     #[arg(long, env = "BROADCASTING_TICKET_LIFETIME")]
     ticket_lifetime: String,
+    /// How long a joined tab stays listed as here after its last heartbeat (it beats every third of it); a tab
+    /// that crashed or lost the network drops out when it runs out. [default: 30s]
+    #[arg(long, env = "BROADCASTING_PRESENCE_LEASE")]
+    presence_lease: String,
     /// Secret that signs tickets; without it one is made and kept in the data directory.
     #[arg(long, env = "BROADCASTING_SECRET", hide_env_values = true)]
     secret: String,
@@ -190,6 +194,7 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// None: tickets do not expire.
     pub ticket_lifetime: Option<Duration>,
+    pub presence_lease: Duration,
     pub secret: Option<String>,
     pub data_dir: PathBuf,
     pub log_level: String,
@@ -441,6 +446,7 @@ impl Settings {
                 Some("off") => None,
                 raw => Some(duration("ticket-lifetime", stated(raw, "ticket_lifetime"), " or off")?),
             },
+            presence_lease: duration("presence-lease", stated(given.presence_lease.as_deref(), "presence_lease"), "")?,
             secret: given.secret,
             data_dir: stated(given.data_dir, "data_dir"),
             log_level: stated(given.log_level, "log_level"),
@@ -488,6 +494,7 @@ mod tests {
         assert_eq!((settings.prune_every, settings.send_buffer_bytes), (Duration::from_secs(60), 262_144));
         assert_eq!((settings.site_root, settings.data_dir), (PathBuf::from("target/site"), PathBuf::from("data")));
         assert_eq!(settings.secret, None);
+        assert_eq!(settings.presence_lease, Duration::from_secs(30));
     }
 
     #[test]

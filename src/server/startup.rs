@@ -1,11 +1,12 @@
 //! Start-up, like a table of contents: settings → state → routes (`routes::app`) → listener, and the background
-//! retention pass.
+//! passes: retention, idle budgets, presence leases.
 
 use std::sync::Arc;
 
 use leptos::config::LeptosOptions;
 
 use crate::server::peer::Peers;
+use crate::server::presence::MemoryPresence;
 use crate::server::replicas::stream_leases::{StreamLeases, LEASE, RENEW_EVERY};
 use crate::server::replicas::{replica_id, secret, send_limit::RedisThrottle, Link};
 use crate::server::routes::app;
@@ -15,7 +16,7 @@ use crate::server::state::{AppState, Limiters, Limits, StreamCaps};
 use crate::server::store::retention;
 use crate::server::throttle::{LocalThrottle, SendThrottle};
 use crate::server::ticket::TicketKeys;
-use crate::server::{backend, data_dir, group, observe, open_files};
+use crate::server::{backend, data_dir, group, heartbeat, observe, open_files};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -84,6 +85,14 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
         Peers::new(settings.trusted_proxies.clone(), settings.address_rate, settings.address_burst)
             .with_stream_cap(settings.max_streams_per_address),
         leptos_options(settings),
+    )
+    .with_presence(
+        Arc::new(MemoryPresence::default()),
+        settings.presence_lease,
+        // Per process, also on Redis: a heartbeat only renews a bounded lease, so budgets split over replicas cost
+        // little (sends and stream places are the ones shared).
+        LocalThrottle::new(settings.send_rate, settings.send_burst, per_browser)
+            .map(|t| SendThrottle::Local(t.counting("heartbeats"))),
     ))
 }
 
@@ -131,7 +140,9 @@ pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
     tracing::info!(%addr, scope = ?settings.scope, "listening");
     let pages = state.pages.clone();
     tokio::spawn(retention::run(state.store.clone(), settings.retention(), move || pages.invalidate()));
-    tokio::spawn(forget_idle_budgets(state.throttle.clone(), state.peers.clone(), settings.prune_every));
+    let throttles = [state.throttle.clone(), state.heartbeats.clone()];
+    tokio::spawn(forget_idle_budgets(throttles, state.peers.clone(), settings.prune_every));
+    tokio::spawn(heartbeat::sweep(state.presence.clone(), state.hub.clone(), heartbeat::SWEEP_EVERY));
     let router = app(state, settings.scope);
     let deadlines = Deadlines {
         header: settings.header_timeout,
@@ -180,15 +191,13 @@ fn listen(addr: std::net::SocketAddr, send_buffer: u32) -> std::io::Result<tokio
     socket.listen(1024)
 }
 
-/// Drops the send and address budgets of idle keys, on retention's clock.
-async fn forget_idle_budgets(throttle: Option<Arc<SendThrottle>>, peers: Arc<Peers>, every: std::time::Duration) {
+/// Drops the send, heartbeat and address budgets of idle keys, on retention's clock.
+async fn forget_idle_budgets(throttles: [Option<Arc<SendThrottle>>; 2], peers: Arc<Peers>, every: std::time::Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Some(throttle) = &throttle {
-            throttle.forget_idle();
-        }
+        throttles.iter().flatten().for_each(|throttle| throttle.forget_idle());
         peers.forget_idle();
     }
 }

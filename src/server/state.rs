@@ -1,5 +1,5 @@
-//! What every request handler shares: the store, the fan-out, the page cache, the budgets, the ticket keys and the
-//! limits. A leaf: it imports the parts it holds and no handler, so any handler may import it.
+//! What every request handler shares: the store, the fan-out, the page cache, who is here, the budgets, the ticket
+//! keys and the limits. A leaf: it imports the parts it holds and no handler, so any handler may import it.
 
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use crate::server::bus::Bus;
 use crate::server::hub::Hub;
 use crate::server::pages::PageCache;
 use crate::server::peer::Peers;
+use crate::server::presence::{MemoryPresence, Presence};
 use crate::server::replicas::stream_leases::StreamLeases;
 use crate::server::store::FeedStore;
 use crate::server::throttle::SendThrottle;
@@ -46,6 +47,7 @@ pub struct Limiters {
 #[derive(Clone)]
 pub struct AppState(Arc<Services>);
 
+#[derive(Clone)]
 pub struct Services {
     pub store: Arc<dyn FeedStore>,
     /// This process's subscribers; `bus` publishes into every process's hub.
@@ -62,7 +64,16 @@ pub struct Services {
     pub peers: Arc<Peers>,
     pub limits: Limits,
     pub leptos: LeptosOptions,
+    /// Who is here, per group (`presence`).
+    pub presence: Arc<dyn Presence>,
+    /// How long a tab stays listed after its last heartbeat.
+    pub lease: std::time::Duration,
+    /// Heartbeat rate limits, kept apart from the send budgets; `None`: no limit.
+    pub heartbeats: Option<Arc<SendThrottle>>,
 }
+
+/// Presence as `AppState::new` sets it up until `with_presence` says otherwise: in memory, 30 s leases, no budgets.
+const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl std::ops::Deref for AppState {
     type Target = Services;
@@ -87,7 +98,34 @@ impl AppState {
         let Limiters { throttle, stream_leases } = limiters;
         let throttle = throttle.map(Arc::new);
         let peers = Arc::new(peers);
-        Self(Arc::new(Services { store, hub, bus, pages, throttle, stream_leases, tickets, peers, limits, leptos }))
+        let presence: Arc<dyn Presence> = Arc::new(MemoryPresence::default());
+        Self(Arc::new(Services {
+            store,
+            hub,
+            bus,
+            pages,
+            throttle,
+            stream_leases,
+            tickets,
+            peers,
+            limits,
+            leptos,
+            presence,
+            lease: DEFAULT_LEASE,
+            heartbeats: None,
+        }))
+    }
+
+    /// The same state with this presence table, lease and heartbeat budgets.
+    pub fn with_presence(
+        self,
+        presence: Arc<dyn Presence>,
+        lease: std::time::Duration,
+        heartbeats: Option<SendThrottle>,
+    ) -> Self {
+        let mut services = Services::clone(&self.0);
+        (services.presence, services.lease, services.heartbeats) = (presence, lease, heartbeats.map(Arc::new));
+        Self(Arc::new(services))
     }
 }
 

@@ -1,4 +1,4 @@
-//! Send rate limits: one budget per ticket, so one author cannot flood, and one per session group, so joining
+//! Send rate limits (and, in their own tables, heartbeat rate limits): one budget per ticket, so one author cannot flood, and one per session group, so joining
 //! again for a fresh ticket does not lift it. With scope `everyone` all visitors are one group, so only the
 //! per-ticket budget applies. A ticket is keyed by its MAC, checked before it gets here: a client cannot make new
 //! keys by spelling one ticket differently, and every table is bounded (`budget`).
@@ -33,7 +33,7 @@ impl SendThrottle {
                 None => Ok(()),
                 Some(wait) => {
                     let (rate, burst) = shared.quota();
-                    Err(refusal(rate, burst).with_retry_after(seconds_up(wait)))
+                    Err(refusal(rate, burst, "messages").with_retry_after(seconds_up(wait)))
                 }
             },
         }
@@ -47,11 +47,12 @@ impl SendThrottle {
     }
 }
 
-/// The refusal both throttles answer: the same sentence, wherever the budget is kept.
-pub fn refusal(rate: u32, burst: u32) -> ApiError {
+/// The refusal both throttles answer: the same sentence, wherever the budget is kept; `what` is counted
+/// ("messages", "heartbeats").
+pub fn refusal(rate: u32, burst: u32, what: &str) -> ApiError {
     ApiError::new(
         ErrorKind::RateLimited,
-        format!("Slow down: at most {rate} messages a second ({burst} at once). Wait a moment and send again."),
+        format!("Slow down: at most {rate} {what} a second ({burst} at once). Wait a moment and try again."),
     )
 }
 
@@ -66,6 +67,8 @@ pub struct LocalThrottle {
     per_group: Option<Budget<GroupId>>,
     rate: u32,
     burst: u32,
+    /// What is counted, as the refusal names it ("messages").
+    what: &'static str,
 }
 
 impl LocalThrottle {
@@ -79,7 +82,13 @@ impl LocalThrottle {
             per_group: per_group.then(|| Budget::new(quota, MAX_KEYS)),
             rate,
             burst: burst_nz.get(),
+            what: "messages",
         })
+    }
+
+    /// The same budgets counting something else (e.g. "heartbeats"), named so in the refusal.
+    pub fn counting(self, what: &'static str) -> Self {
+        Self { what, ..self }
     }
 
     /// Takes one send from the ticket's and the group's budgets, or says how long to wait.
@@ -89,7 +98,7 @@ impl LocalThrottle {
         if group_ok {
             Ok(())
         } else {
-            Err(refusal(self.rate, self.burst))
+            Err(refusal(self.rate, self.burst, self.what))
         }
     }
 

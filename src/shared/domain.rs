@@ -251,6 +251,19 @@ pub struct PageLimits {
     pub max_message_chars: usize,
 }
 
+/// Who is here in the session group (`GET /api/presence`): the names of its joined tabs whose lease runs, each
+/// once, in alphabetical order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Here {
+    pub names: Vec<String>,
+}
+
+/// A heartbeat's answer (`POST /api/presence`): beat again within this many milliseconds to stay on the list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Beat {
+    pub every_ms: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

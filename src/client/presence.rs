@@ -1,0 +1,164 @@
+//! Who is here: the names of the joined tabs of this session group, shown above the log ("3 here: Ada, Linus,
+//! Grace"; a longer list folds into a `<details>` that opens on the whole list).
+//!
+//! Once joined, the tab beats for itself (`POST /api/presence`, as often as the server answers, a third of the
+//! lease) with a plain request: no connection of its own, and the browser's one event stream stays shared
+//! (`relay`). It says it leaves with a beacon on `pagehide`; a tab that cannot (crashed, frozen, offline) drops out
+//! when its lease runs out. It beats again at once when the stream reopens (the server may have restarted with an
+//! empty list) and when it wakes from being frozen or cached.
+//!
+//! The list is read (`GET /api/presence`) when the stream opens and on each `PresenceChanged` the stream carries,
+//! one read at a time. The server renders no list (it knows no one's lease until the tabs beat), so the page shows
+//! it once hydrated and live.
+#![cfg_attr(not(feature = "hydrate"), allow(dead_code, unused_variables))]
+
+use leptos::either::Either;
+use leptos::prelude::*;
+
+/// Names shown inline; a longer list shows the first `INLINE - 1` and "and N others".
+const INLINE: usize = 3;
+
+#[derive(Clone, Copy)]
+pub struct Presence {
+    /// `None` until first read.
+    names: RwSignal<Option<Vec<String>>>,
+    /// A read is under way, and whether another is due after it.
+    reading: StoredValue<(bool, bool)>,
+    /// This tab's ticket and id once joined; the ticket never leaves the tab.
+    me: StoredValue<Option<(String, String)>>,
+    /// Bumped by each heartbeat: a timer set for an earlier one does nothing.
+    round: StoredValue<u32>,
+}
+
+impl Presence {
+    pub fn new() -> Self {
+        Self {
+            names: RwSignal::new(None),
+            reading: StoredValue::new((false, false)),
+            me: StoredValue::new(None),
+            round: StoredValue::new(0),
+        }
+    }
+
+    /// Who is here may have changed: read it again (after the read under way, if any).
+    pub fn refresh(self) {
+        #[cfg(feature = "hydrate")]
+        browser::refresh(self);
+    }
+
+    /// This tab joined with `ticket`: it is here from now on, until it goes.
+    pub fn joined(self, ticket: String) {
+        #[cfg(feature = "hydrate")]
+        browser::joined(self, ticket);
+    }
+
+    /// Renews this tab's lease now (if joined), and from then on at the server's pace.
+    pub fn beat(self) {
+        #[cfg(feature = "hydrate")]
+        browser::beat(self);
+    }
+}
+
+/// "3 here: Ada, Linus, Grace", or "14 here: Ada, Linus and 12 others".
+fn summary(names: &[String]) -> String {
+    match names.len() {
+        0 => "No one has joined yet.".to_owned(),
+        n if n <= INLINE => format!("{n} here: {}", names.join(", ")),
+        n => format!("{n} here: {} and {} others", names[..INLINE - 1].join(", "), n - (INLINE - 1)),
+    }
+}
+
+#[component]
+pub fn WhoIsHere(presence: Presence) -> impl IntoView {
+    let list = move || {
+        presence.names.get().map(|names| {
+            let line = summary(&names);
+            if names.len() <= INLINE {
+                Either::Left(view! { <p>{line}</p> })
+            } else {
+                let items = names.into_iter().map(|name| view! { <li><bdi>{name}</bdi></li> }).collect_view();
+                Either::Right(view! { <details><summary>{line}</summary><ul>{items}</ul></details> })
+            }
+        })
+    };
+    view! { <section class="presence" aria-label="Who is here">{list}</section> }
+}
+
+#[cfg(feature = "hydrate")]
+mod browser {
+    use std::time::Duration;
+
+    use leptos::prelude::*;
+    use wasm_bindgen::closure::Closure;
+    use wasm_bindgen::JsCast;
+
+    use super::Presence;
+    use crate::client::remote::{self, presence as api};
+    use crate::shared::error::ErrorKind;
+
+    /// How long to wait before the next heartbeat when the last one failed (the server's pace is unknown).
+    const RETRY: Duration = Duration::from_secs(5);
+
+    pub fn refresh(presence: Presence) {
+        let start = presence.reading.try_update_value(|(running, again)| {
+            *again = *running;
+            !std::mem::replace(running, true)
+        });
+        if start == Some(true) {
+            leptos::task::spawn_local(read(presence));
+        }
+    }
+
+    async fn read(presence: Presence) {
+        loop {
+            match api::here().await {
+                Ok(here) => presence.names.set(Some(here.names)),
+                Err(err) => leptos::logging::warn!("who is here could not be read: {err}"),
+            }
+            let done = presence.reading.try_update_value(|(running, again)| {
+                *running = std::mem::take(again);
+                !*running
+            });
+            if done != Some(false) {
+                return;
+            }
+        }
+    }
+
+    pub fn joined(presence: Presence, ticket: String) {
+        // A random id for this page load (the shape of a send key fits the server's rule for tab ids).
+        presence.me.set_value(Some((ticket, remote::new_send_key())));
+        let on_hide = Closure::<dyn Fn()>::new(move || {
+            if let Some((ticket, tab)) = presence.me.get_value() {
+                api::leave(&ticket, &tab);
+            }
+        });
+        let _ = window().add_event_listener_with_callback("pagehide", on_hide.as_ref().unchecked_ref());
+        on_hide.forget(); // for the tab's lifetime
+        beat(presence);
+    }
+
+    pub fn beat(presence: Presence) {
+        let Some((ticket, tab)) = presence.me.get_value() else { return };
+        let round = presence.round.try_update_value(|round| {
+            *round = round.wrapping_add(1);
+            *round
+        });
+        leptos::task::spawn_local(async move {
+            let wait = match api::beat(ticket, tab).await {
+                Ok(beat) => Duration::from_millis(beat.every_ms.max(250)),
+                // Expired or no longer valid here: this tab is not listed again until it joins again.
+                Err(err) if err.kind == ErrorKind::BadTicket => return presence.me.set_value(None),
+                Err(_) => RETRY,
+            };
+            set_timeout(
+                move || {
+                    if presence.round.get_value() == round.unwrap_or_default() {
+                        beat(presence);
+                    }
+                },
+                wait,
+            );
+        });
+    }
+}
