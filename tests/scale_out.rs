@@ -367,3 +367,34 @@ async fn migrate_copies_a_sqlite_log_with_its_ids_times_and_epoch_and_sends_go_o
     let ticket = tab.join("bob").await;
     assert_eq!(tab.send(&ticket, "after the move").await["id"], 1_001);
 }
+
+#[tokio::test]
+async fn presence_is_shared_by_the_replicas_and_a_killed_replicas_tabs_drop_out_by_lease() {
+    use broadcasting::shared::wire::{PRESENCE_CHANGED, PRESENCE_PATH};
+    let redis = TestRedis::start();
+    let lease = ["--presence-lease", "1s"];
+    let (a, b) = (replica(&redis, &lease), replica(&redis, &lease));
+    let browser = a.browser();
+    let ticket = browser.join("ada").await;
+    let mut stream = browser.events().await;
+    // A tab of the same browser beats through B: the stream on A is told, and A lists it.
+    let through_b = on(&browser, &b);
+    let beat: Value = through_b.post(PRESENCE_PATH, &[("ticket", &ticket), ("tab", "tab-on-b")]).await.ok();
+    assert!(beat["every_ms"].as_u64().is_some_and(|ms| ms > 0 && ms < 1_000));
+    let told = stream.next_within(Duration::from_secs(2)).await.expect("PresenceChanged within 2 s");
+    assert_eq!(told.event, PRESENCE_CHANGED);
+    let here: Value = browser.get(PRESENCE_PATH).await.ok();
+    assert_eq!(here["names"], serde_json::json!(["ada"]));
+    // Another browser sees nobody.
+    let stranger: Value = a.browser().get(PRESENCE_PATH).await.ok();
+    assert_eq!(stranger["names"], serde_json::json!([]));
+
+    // B dies with its tab's lease in Redis: no zombie, the lease runs out and A's stream is told.
+    let started = Instant::now();
+    drop(b); // SIGKILL
+    let told = stream.next_within(Duration::from_secs(5)).await.expect("PresenceChanged after the lease");
+    assert_eq!(told.event, PRESENCE_CHANGED);
+    let here: Value = browser.get(PRESENCE_PATH).await.ok();
+    assert_eq!(here["names"], serde_json::json!([]));
+    assert!(started.elapsed() < Duration::from_secs(4), "gone within the lease and a sweep: {:?}", started.elapsed());
+}

@@ -108,6 +108,12 @@ impl Hub {
         }
     }
 
+    /// Who is here may have changed in any group (a bus that may have lost presence notices reconnected).
+    pub fn presence_changed_everywhere(&self) {
+        let groups: Vec<GroupId> = lock(&self.channels).keys().cloned().collect();
+        groups.iter().for_each(|group| self.presence_changed(group));
+    }
+
     /// Subscribes to `group`; dropping the stream unsubscribes.
     pub fn subscribe(&self, group: &GroupId) -> Subscription {
         if self.closed.load(Ordering::SeqCst) {

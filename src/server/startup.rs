@@ -6,7 +6,8 @@ use std::sync::Arc;
 use leptos::config::LeptosOptions;
 
 use crate::server::peer::Peers;
-use crate::server::presence::MemoryPresence;
+use crate::server::presence::redis::RedisPresence;
+use crate::server::presence::{Caps, MemoryPresence, Presence};
 use crate::server::replicas::stream_leases::{StreamLeases, LEASE, RENEW_EVERY};
 use crate::server::replicas::{replica_id, secret, send_limit::RedisThrottle, Link};
 use crate::server::routes::app;
@@ -55,14 +56,15 @@ fn leptos_options(settings: &Settings) -> LeptosOptions {
 pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
     // With scope `everyone` every visitor is one group: the per-browser stream cap and send budget do not apply.
     let per_browser = settings.scope == group::Scope::Browser;
-    let (tickets, throttle, stream_leases) = if settings.store == StoreKind::Redis {
+    let (tickets, throttle, stream_leases, presence) = if settings.store == StoreKind::Redis {
         let shared = shared_through_redis(settings, per_browser).await?;
-        (TicketKeys::new(shared.secret), shared.throttle, shared.stream_leases)
+        (TicketKeys::new(shared.secret), shared.throttle, shared.stream_leases, shared.presence)
     } else {
         let tickets = TicketKeys::load(settings.secret.as_deref(), &settings.data_dir)
             .map_err(|source| StartupError::Secret { dir: settings.data_dir.clone(), source })?;
         let throttle = LocalThrottle::new(settings.send_rate, settings.send_burst, per_browser);
-        (tickets, throttle.map(SendThrottle::Local), None)
+        let presence: Arc<dyn Presence> = Arc::new(MemoryPresence::default());
+        (tickets, throttle.map(SendThrottle::Local), None, presence)
     };
     let backend::Parts { store, hub, bus } = backend::open(&settings.backend()).await?;
     Ok(AppState::new(
@@ -87,7 +89,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
         leptos_options(settings),
     )
     .with_presence(
-        Arc::new(MemoryPresence::default()),
+        presence,
         settings.presence_lease,
         // Per process, also on Redis: a heartbeat only renews a bounded lease, so budgets split over replicas cost
         // little (sends and stream places are the ones shared).
@@ -96,11 +98,12 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
     ))
 }
 
-/// What replicas on one Redis share besides the log (see `replicas`).
+/// What replicas on one Redis share besides the log (see `replicas`), and who is here.
 struct SharedLimits {
     secret: Vec<u8>,
     throttle: Option<SendThrottle>,
     stream_leases: Option<Arc<StreamLeases>>,
+    presence: Arc<dyn Presence>,
 }
 
 /// Agrees on the ticket secret with the other replicas (or refuses to start), and makes the send budgets and the
@@ -111,13 +114,14 @@ async fn shared_through_redis(settings: &Settings, per_browser: bool) -> Result<
         secret::agree(link.clone(), settings.secret.as_deref(), secret::OFFER_EVERY, secret::REACH_WITHIN).await?;
     tokio::spawn(agreed.guard.run());
     let throttle = RedisThrottle::new(link.clone(), settings.send_rate, settings.send_burst, per_browser);
+    let presence: Arc<dyn Presence> = Arc::new(RedisPresence::new(link.clone(), Caps::default()));
     let cap = if per_browser { settings.max_streams_per_browser } else { 0 };
     let stream_leases = (cap > 0).then(|| {
         let (leases, keeper) = StreamLeases::new(link, replica_id(), cap, LEASE, RENEW_EVERY);
         tokio::spawn(keeper.run());
         leases
     });
-    Ok(SharedLimits { secret: agreed.secret, throttle: throttle.map(SendThrottle::Redis), stream_leases })
+    Ok(SharedLimits { secret: agreed.secret, throttle: throttle.map(SendThrottle::Redis), stream_leases, presence })
 }
 
 /// Serves until SIGINT or SIGTERM; then open event streams end (tabs reconnect elsewhere or later).

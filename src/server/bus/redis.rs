@@ -10,7 +10,8 @@
 //! whenever a notice skips ids, and every `heal-every`, it compares the log's head with the last id this process
 //! delivered and replays what it missed from the stream, per group (each entry names its group). A killed or
 //! silently stalled connection thus delays a notice by at most one heal period. When the log's epoch changes (Redis
-//! came back empty), every local group is notified so its tabs reload.
+//! came back empty), every local group is notified so its tabs reload. The same channel carries `presence <group>`
+//! (who is here changed, from `presence::redis`), handed to `Hub::presence_changed`.
 //!
 //! The task never ends: a lost connection is retried with backoff, and a panic restarts it.
 
@@ -128,6 +129,8 @@ impl Receiver {
         };
         tracing::debug!(%channel, "notices: subscribed");
         self.heal_logged(&mut cursor).await;
+        // Presence notices carry no id to heal by: tabs re-read who is here once (a reconnect is rare).
+        self.hub.presence_changed_everywhere();
         let mut notices = pubsub.into_on_message();
         let mut tick = tokio::time::interval(self.heal_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -148,6 +151,11 @@ impl Receiver {
 
     /// A notice `<epoch> <id> <group>`: delivered unless already delivered; missed ids before it are healed first.
     async fn on_notice(&self, cursor: &mut Cursor, payload: &str) {
+        // `presence <group>`: who is here changed (`presence::redis` publishes it).
+        if let Some(group) = payload.strip_prefix("presence ") {
+            self.hub.presence_changed(&GroupId::new(group));
+            return;
+        }
         let Some((epoch, id, group)) = parse_notice(payload) else {
             tracing::warn!(payload, "notices: malformed notice ignored");
             return;

@@ -12,6 +12,7 @@
 //! its tables: joins are free, so tab ids must not be.
 
 mod memory;
+pub mod redis;
 
 use std::time::Duration;
 
