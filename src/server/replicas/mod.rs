@@ -13,9 +13,9 @@ pub mod secret;
 pub mod send_limit;
 pub mod stream_leases;
 
+/// The test Redis, one implementation (included once, by `store`).
 #[cfg(test)]
-#[path = "../../../tests/support/redis.rs"]
-pub(crate) mod test_redis;
+pub(crate) use crate::server::store::test_redis;
 
 use std::time::Duration;
 
