@@ -139,6 +139,9 @@ for section in $sections; do
     pin_sqlite=$pin_server # the single process it is compared with is pinned the same way
     echo "== redis: durable sends, 8 senders (Redis appendfsync always, then SQLite synchronous=FULL)"
     start_redis 6391
+    # The floor: Redis alone, 8 clients each waiting for its SET (every write fsynced), on the same disk.
+    printf 'floor: redis-benchmark SET, 8 clients, appendfsync always: '
+    $pin_bench redis-benchmark -p 6391 -t set -c 8 -n 20000 --csv | tail -n1
     start_replica 3081 6391
     $pin_bench $bench sends --url "http://127.0.0.1:3081" --senders 8 --count 20000
     stop
