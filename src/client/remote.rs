@@ -32,14 +32,23 @@ pub fn messages(
 /// The server's limits, read once while the page renders on the server; the tab gets them with the page.
 pub fn limits() -> impl Future<Output = Result<PageLimits, ApiError>> + Send + 'static {
     #[cfg(feature = "hydrate")]
-    return browser::get(crate::shared::wire::LIMITS_PATH.to_owned());
+    return send_wrapper::SendWrapper::new(async {
+        let answer = browser::answer(crate::shared::wire::LIMITS_PATH, None).await?;
+        Ok(PageLimits { max_message_chars: answer.max_message_chars.ok_or_else(|| answer.unreadable())? })
+    });
     #[cfg(not(feature = "hydrate"))]
     return crate::shared::api::limits();
 }
 
 pub async fn join(username: String) -> Result<Joined, ApiError> {
     #[cfg(feature = "hydrate")]
-    return browser::post_form(crate::shared::wire::JOIN_PATH, vec![("username", username)]).await;
+    {
+        let answer = browser::answer(crate::shared::wire::JOIN_PATH, Some(&[("username", &username)])).await?;
+        match answer {
+            browser::Answer { name: Some(name), ticket: Some(ticket), .. } => Ok(Joined { name, ticket }),
+            _ => Err(answer.unreadable()),
+        }
+    }
     #[cfg(not(feature = "hydrate"))]
     return crate::shared::api::join(username).await;
 }
@@ -59,8 +68,16 @@ pub fn new_send_key() -> String {
 /// `key`: this message's idempotency key; sending again with it never stores the message twice.
 pub async fn send_message(ticket: String, text: String, key: String) -> Result<Message, ApiError> {
     #[cfg(feature = "hydrate")]
-    return browser::post_form(crate::shared::wire::SEND_PATH, vec![("ticket", ticket), ("text", text), ("key", key)])
-        .await;
+    {
+        let form: &[(&str, &str)] = &[("ticket", &ticket), ("text", &text), ("key", &key)];
+        let answer = browser::answer(crate::shared::wire::SEND_PATH, Some(form)).await?;
+        match answer {
+            browser::Answer { id: Some(id), user: Some(user), text: Some(text), at: Some(at), .. } => {
+                Ok(Message { id, user, text, at })
+            }
+            _ => Err(answer.unreadable()),
+        }
+    }
     #[cfg(not(feature = "hydrate"))]
     return crate::shared::api::send_message(ticket, text, key).await;
 }
@@ -79,11 +96,16 @@ pub mod presence {
     use crate::shared::wire;
 
     pub async fn here() -> Result<Here, ApiError> {
-        super::browser::get(wire::PRESENCE_PATH.to_owned()).await
+        let answer = super::browser::answer(wire::PRESENCE_PATH, None).await?;
+        match answer {
+            super::browser::Answer { names: Some(names), .. } => Ok(Here { names }),
+            _ => Err(answer.unreadable()),
+        }
     }
 
     pub async fn beat(ticket: String, tab: String) -> Result<Beat, ApiError> {
-        super::browser::post_form(wire::PRESENCE_PATH, vec![("ticket", ticket), ("tab", tab)]).await
+        let answer = super::browser::answer(wire::PRESENCE_PATH, Some(&[("ticket", &ticket), ("tab", &tab)])).await?;
+        Ok(Beat { every_ms: answer.every_ms.ok_or_else(|| answer.unreadable())? })
     }
 
     /// Queued by the browser, which sends it even as the page goes away (`navigator.sendBeacon`, a form body).
@@ -102,7 +124,7 @@ mod browser {
 
     use leptos::prelude::window;
     use send_wrapper::SendWrapper;
-    use serde::de::DeserializeOwned;
+    use serde::Deserialize;
     use wasm_bindgen::{JsCast, JsValue};
     use wasm_bindgen_futures::JsFuture;
     use web_sys::{Headers, RequestInit, Response, UrlSearchParams};
@@ -110,22 +132,50 @@ mod browser {
     use crate::shared::domain::LogPage;
     use crate::shared::error::{ApiError, ErrorKind};
 
-    /// The tab has one thread; the wrapper only lets a resource (`Send` for the server's sake) hold the future.
-    pub fn get<T: DeserializeOwned + 'static>(url: String) -> impl Future<Output = Result<T, ApiError>> + Send {
-        SendWrapper::new(async move { fetch(&url, None).await })
+    /// Every JSON object the API answers the tab with (`Joined`, `Message`, `PageLimits`, `Here`, `Beat`, an
+    /// `ApiError`), read by one deserializer: one per answer type cost more wasm. Each call takes the fields its
+    /// answer must have, and an answer without them is unreadable, as before.
+    #[derive(Deserialize)]
+    pub struct Answer {
+        pub id: Option<u64>,
+        pub user: Option<String>,
+        pub text: Option<String>,
+        pub at: Option<String>,
+        pub name: Option<String>,
+        pub ticket: Option<String>,
+        pub max_message_chars: Option<usize>,
+        pub names: Option<Vec<String>>,
+        pub every_ms: Option<u64>,
+        kind: Option<ErrorKind>,
+        message: Option<String>,
+        #[serde(skip)]
+        status: u16,
     }
 
-    /// A page of the log: the JSON body, and the epoch from its header.
+    impl Answer {
+        pub fn unreadable(&self) -> ApiError {
+            unreadable(self.status)
+        }
+    }
+
+    /// A page of the log: the JSON body, and the epoch from its header. `Send` (the tab has one thread) so that a
+    /// resource can hold it.
     pub fn get_page(url: String) -> impl Future<Output = Result<LogPage, ApiError>> + Send {
         SendWrapper::new(async move {
-            let (response, messages) = exchange(&url, RequestInit::new(), None).await?;
+            let (response, body) = exchange(&url, None).await?;
+            let messages = serde_json::from_str(&body).map_err(|_| unreadable(response.status()))?;
             let epoch = response.headers().get(crate::shared::wire::EPOCH_HEADER).ok().flatten().unwrap_or_default();
             Ok(LogPage { epoch, messages })
         })
     }
 
-    pub async fn post_form<T: DeserializeOwned>(url: &str, form: Vec<(&str, String)>) -> Result<T, ApiError> {
-        fetch(url, Some(form)).await
+    /// The JSON object `url` answers (to a form POST with `form`, or a GET without).
+    pub async fn answer(url: &str, form: Option<&[(&str, &str)]>) -> Result<Answer, ApiError> {
+        let (response, body) = exchange(url, form).await?;
+        let status = response.status();
+        let mut answer: Answer = serde_json::from_str(&body).map_err(|_| unreadable(status))?;
+        answer.status = status;
+        Ok(answer)
     }
 
     fn unreachable(_: JsValue) -> ApiError {
@@ -133,7 +183,10 @@ mod browser {
     }
 
     fn unreadable(status: u16) -> ApiError {
-        ApiError::new(ErrorKind::Network, format!("Unexpected answer from the server (HTTP {status})."))
+        let mut message = "Unexpected answer from the server (HTTP ".to_owned();
+        message.push_str(&status.to_string());
+        message.push_str(").");
+        ApiError::new(ErrorKind::Network, message)
     }
 
     /// Sends `init` to `url`, asking for JSON (and saying the body's `content_type`, if any): the answer, whatever
@@ -156,37 +209,33 @@ mod browser {
     /// The API error a refusal (an answer that is not OK) carries, or a sentence saying it carries none.
     pub async fn error_of(response: &Response) -> ApiError {
         match body(response).await {
-            Ok(body) => serde_json::from_str(&body).unwrap_or_else(|_| unreadable(response.status())),
+            Ok(body) => match serde_json::from_str::<Answer>(&body) {
+                Ok(Answer { kind: Some(kind), message: Some(message), .. }) => ApiError::new(kind, message),
+                _ => unreadable(response.status()),
+            },
             Err(err) => err,
         }
     }
 
-    async fn fetch<T: DeserializeOwned>(url: &str, form: Option<Vec<(&str, String)>>) -> Result<T, ApiError> {
+    /// One request (a form POST with `form`, or a GET without): the response and its body, or the API error a
+    /// refusal carries.
+    async fn exchange(url: &str, form: Option<&[(&str, &str)]>) -> Result<(Response, String), ApiError> {
         let init = RequestInit::new();
         let mut content_type = None;
         if let Some(form) = form {
             let params = UrlSearchParams::new().map_err(unreachable)?;
-            for (name, value) in &form {
+            for (name, value) in form {
                 params.append(name, value);
             }
             init.set_method("POST");
             init.set_body(&JsValue::from(params.to_string()));
             content_type = Some("application/x-www-form-urlencoded");
         }
-        Ok(exchange(url, init, content_type).await?.1)
-    }
-
-    /// One request: the response and its JSON body, or the API error a refusal carries.
-    async fn exchange<T: DeserializeOwned>(
-        url: &str,
-        init: RequestInit,
-        content_type: Option<&str>,
-    ) -> Result<(Response, T), ApiError> {
         let response = request(url, init, content_type).await?;
         if !response.ok() {
             return Err(error_of(&response).await);
         }
-        let answer = serde_json::from_str(&body(&response).await?).map_err(|_| unreadable(response.status()))?;
-        Ok((response, answer))
+        let body = body(&response).await?;
+        Ok((response, body))
     }
 }
