@@ -65,7 +65,7 @@ mod browser {
     use web_sys::{AbortController, BroadcastChannel, EventSource, MessageEvent, RequestInit};
 
     use super::Tab;
-    use crate::client::remote;
+    use crate::client::{json, remote};
     use crate::shared::domain::Message;
     use crate::shared::wire;
 
@@ -114,23 +114,8 @@ mod browser {
                     out.push_str(&since.to_string());
                     out.push('\n');
                     out.push_str(epoch);
-                    out.push_str("\n[");
-                    for (i, m) in messages.iter().enumerate() {
-                        if i > 0 {
-                            out.push(',');
-                        }
-                        out.push_str("{\"id\":");
-                        out.push_str(&m.id.to_string());
-                        for (name, value) in [("user", &m.user), ("text", &m.text), ("at", &m.at)] {
-                            out.push_str(",\"");
-                            out.push_str(name);
-                            out.push_str("\":");
-                            let quoted = js_sys::JSON::stringify(&JsValue::from_str(value));
-                            out.push_str(&quoted.map(String::from).unwrap_or_default());
-                        }
-                        out.push('}');
-                    }
-                    out.push(']');
+                    out.push('\n');
+                    json::push_messages(&mut out, messages);
                 }
             }
             out
@@ -153,7 +138,7 @@ mod browser {
                 "g" => {
                     let since = number(field())?;
                     let epoch = field()?.to_owned();
-                    Relay::Page { since, epoch, messages: serde_json::from_str(field()?).ok()? }
+                    Relay::Page { since, epoch, messages: json::messages(field()?)? }
                 }
                 _ => return None,
             })

@@ -6,7 +6,7 @@
 use std::future::Future;
 
 use crate::shared::domain::{Joined, LogPage, Message, PageLimits};
-use crate::shared::error::ApiError;
+use crate::shared::error::{ApiError, ErrorKind};
 
 /// One page of the log, with its epoch: above `since`, or below `before`, or (neither) the latest. `Send` so that a
 /// resource can hold it on the server.
@@ -29,12 +29,61 @@ pub fn messages(
     }
 }
 
+/// The first page of the log, as the server renders it into the page for the tab to hydrate with
+/// (`OnceResource::new_str_blocking`): the epoch, a line break and the messages' JSON; or `!`, the error's kind, a
+/// line break and its message. The tab reads it as it reads `GET /api/messages` (`json`), with no serde_json.
+#[derive(Clone)]
+pub struct FirstPage(pub Result<LogPage, ApiError>);
+
+impl std::fmt::Display for FirstPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Ok(page) => {
+                f.write_str(&page.epoch)?;
+                f.write_str("\n")?;
+                #[cfg(feature = "hydrate")]
+                let messages = {
+                    let mut out = String::new();
+                    crate::client::json::push_messages(&mut out, &page.messages);
+                    out
+                };
+                #[cfg(not(feature = "hydrate"))]
+                let messages = serde_json::to_string(&page.messages).map_err(|_| std::fmt::Error)?;
+                f.write_str(&messages)
+            }
+            Err(err) => {
+                f.write_str("!")?;
+                f.write_str(err.kind.code())?;
+                f.write_str("\n")?;
+                f.write_str(&err.message)
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for FirstPage {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, ()> {
+        if let Some(error) = text.strip_prefix('!') {
+            let (kind, message) = error.split_once('\n').ok_or(())?;
+            return Ok(Self(Err(ApiError::new(ErrorKind::from_code(kind).ok_or(())?, message))));
+        }
+        let (epoch, messages) = text.split_once('\n').ok_or(())?;
+        #[cfg(feature = "hydrate")]
+        let messages = crate::client::json::messages(messages).ok_or(())?;
+        #[cfg(not(feature = "hydrate"))]
+        let messages = serde_json::from_str(messages).map_err(|_| ())?;
+        Ok(Self(Ok(LogPage { epoch: epoch.to_owned(), messages })))
+    }
+}
+
 /// The server's limits, read once while the page renders on the server; the tab gets them with the page.
 pub fn limits() -> impl Future<Output = Result<PageLimits, ApiError>> + Send + 'static {
     #[cfg(feature = "hydrate")]
     return send_wrapper::SendWrapper::new(async {
         let answer = browser::answer(crate::shared::wire::LIMITS_PATH, None).await?;
-        Ok(PageLimits { max_message_chars: answer.max_message_chars.ok_or_else(|| answer.unreadable())? })
+        answer.pick(|o| Some(PageLimits { max_message_chars: o.u64("max_message_chars")? as usize }))
     });
     #[cfg(not(feature = "hydrate"))]
     return crate::shared::api::limits();
@@ -44,10 +93,7 @@ pub async fn join(username: String) -> Result<Joined, ApiError> {
     #[cfg(feature = "hydrate")]
     {
         let answer = browser::answer(crate::shared::wire::JOIN_PATH, Some(&[("username", &username)])).await?;
-        match answer {
-            browser::Answer { name: Some(name), ticket: Some(ticket), .. } => Ok(Joined { name, ticket }),
-            _ => Err(answer.unreadable()),
-        }
+        answer.pick(|o| Some(Joined { name: o.str("name")?, ticket: o.str("ticket")? }))
     }
     #[cfg(not(feature = "hydrate"))]
     return crate::shared::api::join(username).await;
@@ -70,13 +116,7 @@ pub async fn send_message(ticket: String, text: String, key: String) -> Result<M
     #[cfg(feature = "hydrate")]
     {
         let form: &[(&str, &str)] = &[("ticket", &ticket), ("text", &text), ("key", &key)];
-        let answer = browser::answer(crate::shared::wire::SEND_PATH, Some(form)).await?;
-        match answer {
-            browser::Answer { id: Some(id), user: Some(user), text: Some(text), at: Some(at), .. } => {
-                Ok(Message { id, user, text, at })
-            }
-            _ => Err(answer.unreadable()),
-        }
+        browser::answer(crate::shared::wire::SEND_PATH, Some(form)).await?.pick(|o| o.message())
     }
     #[cfg(not(feature = "hydrate"))]
     return crate::shared::api::send_message(ticket, text, key).await;
@@ -97,15 +137,12 @@ pub mod presence {
 
     pub async fn here() -> Result<Here, ApiError> {
         let answer = super::browser::answer(wire::PRESENCE_PATH, None).await?;
-        match answer {
-            super::browser::Answer { names: Some(names), .. } => Ok(Here { names }),
-            _ => Err(answer.unreadable()),
-        }
+        answer.pick(|o| Some(Here { names: o.strings("names")? }))
     }
 
     pub async fn beat(ticket: String, tab: String) -> Result<Beat, ApiError> {
         let answer = super::browser::answer(wire::PRESENCE_PATH, Some(&[("ticket", &ticket), ("tab", &tab)])).await?;
-        Ok(Beat { every_ms: answer.every_ms.ok_or_else(|| answer.unreadable())? })
+        answer.pick(|o| Some(Beat { every_ms: o.u64("every_ms")? }))
     }
 
     /// Queued by the browser, which sends it even as the page goes away (`navigator.sendBeacon`, a form body).
@@ -124,37 +161,24 @@ mod browser {
 
     use leptos::prelude::window;
     use send_wrapper::SendWrapper;
-    use serde::Deserialize;
     use wasm_bindgen::{JsCast, JsValue};
     use wasm_bindgen_futures::JsFuture;
     use web_sys::{Headers, RequestInit, Response, UrlSearchParams};
 
+    use crate::client::json;
     use crate::shared::domain::LogPage;
     use crate::shared::error::{ApiError, ErrorKind};
 
-    /// Every JSON object the API answers the tab with (`Joined`, `Message`, `PageLimits`, `Here`, `Beat`, an
-    /// `ApiError`), read by one deserializer: one per answer type cost more wasm. Each call takes the fields its
-    /// answer must have, and an answer without them is unreadable, as before.
-    #[derive(Deserialize)]
+    /// A JSON object the API answered (`Joined`, `Message`, `PageLimits`, `Here`, `Beat`), read with the browser's
+    /// `JSON.parse` (`json`); each call picks the fields its answer must have, and one without them is unreadable.
     pub struct Answer {
-        pub id: Option<u64>,
-        pub user: Option<String>,
-        pub text: Option<String>,
-        pub at: Option<String>,
-        pub name: Option<String>,
-        pub ticket: Option<String>,
-        pub max_message_chars: Option<usize>,
-        pub names: Option<Vec<String>>,
-        pub every_ms: Option<u64>,
-        kind: Option<ErrorKind>,
-        message: Option<String>,
-        #[serde(skip)]
+        object: json::Object,
         status: u16,
     }
 
     impl Answer {
-        pub fn unreadable(&self) -> ApiError {
-            unreadable(self.status)
+        pub fn pick<T>(self, pick: impl FnOnce(&json::Object) -> Option<T>) -> Result<T, ApiError> {
+            pick(&self.object).ok_or_else(|| unreadable(self.status))
         }
     }
 
@@ -163,7 +187,7 @@ mod browser {
     pub fn get_page(url: String) -> impl Future<Output = Result<LogPage, ApiError>> + Send {
         SendWrapper::new(async move {
             let (response, body) = exchange(&url, None).await?;
-            let messages = serde_json::from_str(&body).map_err(|_| unreadable(response.status()))?;
+            let messages = json::messages(&body).ok_or_else(|| unreadable(response.status()))?;
             let epoch = response.headers().get(crate::shared::wire::EPOCH_HEADER).ok().flatten().unwrap_or_default();
             Ok(LogPage { epoch, messages })
         })
@@ -173,9 +197,7 @@ mod browser {
     pub async fn answer(url: &str, form: Option<&[(&str, &str)]>) -> Result<Answer, ApiError> {
         let (response, body) = exchange(url, form).await?;
         let status = response.status();
-        let mut answer: Answer = serde_json::from_str(&body).map_err(|_| unreadable(status))?;
-        answer.status = status;
-        Ok(answer)
+        Ok(Answer { object: json::object(&body).ok_or_else(|| unreadable(status))?, status })
     }
 
     fn unreachable(_: JsValue) -> ApiError {
@@ -209,10 +231,7 @@ mod browser {
     /// The API error a refusal (an answer that is not OK) carries, or a sentence saying it carries none.
     pub async fn error_of(response: &Response) -> ApiError {
         match body(response).await {
-            Ok(body) => match serde_json::from_str::<Answer>(&body) {
-                Ok(Answer { kind: Some(kind), message: Some(message), .. }) => ApiError::new(kind, message),
-                _ => unreadable(response.status()),
-            },
+            Ok(body) => json::object(&body).and_then(|o| o.error()).unwrap_or_else(|| unreadable(response.status())),
             Err(err) => err,
         }
     }
