@@ -41,7 +41,7 @@ impl Object {
     /// A whole number from 0 to 2^53 (exact in JSON's numbers).
     pub fn u64(&self, name: &str) -> Option<u64> {
         let n = self.get(name).as_f64()?;
-        (n >= 0.0 && n <= 9_007_199_254_740_992.0 && n == (n as u64) as f64).then_some(n as u64)
+        ((0.0..=9_007_199_254_740_992.0).contains(&n) && n == (n as u64) as f64).then_some(n as u64)
     }
 
     pub fn strings(&self, name: &str) -> Option<Vec<String>> {
