@@ -154,7 +154,7 @@ pub fn merge_into(rows: &mut Vec<Message>, page: Vec<Message>) -> bool {
 #[component]
 pub fn FeedLog(feed: Feed, hydrated: Signal<bool>) -> impl IntoView {
     // Rendered on the server into the first HTML; the browser reuses the serialized page.
-    let first_page = OnceResource::new_blocking(remote::messages(None, None));
+    let first_page = OnceResource::new_str_blocking(async { remote::FirstPage(remote::messages(None, None).await) });
     let log = NodeRef::<Div>::new();
     let sticky = StoredValue::new(true);
     // Whether older messages may exist above the oldest shown (ids start at 1).
@@ -229,7 +229,7 @@ pub fn FeedLog(feed: Feed, hydrated: Signal<bool>) -> impl IntoView {
         <div class="log" node_ref=log on:scroll=on_scroll role="log" aria-live="off" aria-label="Message log" tabindex="0">
             <Suspense fallback=|| view! { <p class="hint">"Loading messages…"</p> }>
                 {move || Suspend::new(async move {
-                    let error = match first_page.await {
+                    let error = match first_page.await.0 {
                         Ok(page) => {
                             feed.renew_epoch(&page.epoch);
                             has_older.set(page.messages.first().is_some_and(|m| m.id > 1));

@@ -4,6 +4,8 @@
 mod clock;
 mod compose;
 mod feed;
+#[cfg(feature = "hydrate")]
+mod json;
 mod live;
 mod presence;
 mod relay;

@@ -59,14 +59,13 @@ mod browser {
 
     use js_sys::{Function, Promise, Reflect};
     use leptos::prelude::{set_timeout, window};
-    use serde::{Deserialize, Serialize};
     use wasm_bindgen::closure::Closure;
     use wasm_bindgen::{JsCast, JsValue};
     use wasm_bindgen_futures::JsFuture;
     use web_sys::{AbortController, BroadcastChannel, EventSource, MessageEvent, RequestInit};
 
     use super::Tab;
-    use crate::client::remote;
+    use crate::client::{json, remote};
     use crate::shared::domain::Message;
     use crate::shared::wire;
 
@@ -75,8 +74,8 @@ mod browser {
     /// Reopen a stream the browser gave up on after this long, or after the server's `Retry-After` if longer.
     const RETRY: Duration = Duration::from_secs(1);
 
-    /// What tabs tell each other.
-    #[derive(Serialize, Deserialize)]
+    /// What tabs tell each other, sent as a few lines of text (`encode`): a kind letter, then the fields, the last
+    /// of which may hold anything (a problem in words, a page's JSON). A derived serde format cost more wasm.
     enum Relay {
         /// A tab started: the leader answers with `Stream`.
         Hello,
@@ -88,6 +87,62 @@ mod browser {
         Presence,
         /// A page some tab fetched: the messages above `since`, in id order.
         Page { since: u64, epoch: String, messages: Vec<Message> },
+    }
+
+    impl Relay {
+        fn encode(&self) -> String {
+            let mut out = String::new();
+            match self {
+                Relay::Hello => out.push('h'),
+                Relay::Stream { open, problem, latest } => {
+                    out.push_str(if *open { "s\n1\n" } else { "s\n0\n" });
+                    if let Some(latest) = latest {
+                        out.push_str(&latest.to_string());
+                    }
+                    if let Some(problem) = problem {
+                        out.push('\n');
+                        out.push_str(problem);
+                    }
+                }
+                Relay::Notice { id } => {
+                    out.push_str("n\n");
+                    out.push_str(&id.to_string());
+                }
+                Relay::Presence => out.push('p'),
+                Relay::Page { since, epoch, messages } => {
+                    out.push_str("g\n");
+                    out.push_str(&since.to_string());
+                    out.push('\n');
+                    out.push_str(epoch);
+                    out.push('\n');
+                    json::push_messages(&mut out, messages);
+                }
+            }
+            out
+        }
+
+        fn decode(text: &str) -> Option<Relay> {
+            let mut parts = text.splitn(4, '\n');
+            let kind = parts.next()?;
+            let mut field = || parts.next();
+            let number = |field: Option<&str>| field.and_then(|n| n.parse::<u64>().ok());
+            Some(match kind {
+                "h" => Relay::Hello,
+                "p" => Relay::Presence,
+                "n" => Relay::Notice { id: number(field())? },
+                "s" => {
+                    let open = field()? == "1";
+                    let latest = number(field());
+                    Relay::Stream { open, latest, problem: field().map(str::to_owned) }
+                }
+                "g" => {
+                    let since = number(field())?;
+                    let epoch = field()?.to_owned();
+                    Relay::Page { since, epoch, messages: json::messages(field()?)? }
+                }
+                _ => return None,
+            })
+        }
     }
 
     /// The tab's part in the browser's stream. One per tab: the page has one thread.
@@ -154,8 +209,8 @@ mod browser {
 
     fn post(relay: &Relay) {
         let Some(shared) = current() else { return };
-        if let (Some(channel), Ok(json)) = (&shared.channel, serde_json::to_string(relay)) {
-            let _ = channel.post_message(&JsValue::from_str(&json));
+        if let Some(channel) = &shared.channel {
+            let _ = channel.post_message(&JsValue::from_str(&relay.encode()));
         }
     }
 
@@ -191,7 +246,7 @@ mod browser {
 
     fn listen(channel: &BroadcastChannel) {
         let handler = Closure::<dyn Fn(MessageEvent)>::new(|event: MessageEvent| {
-            let Some(relay) = event.data().as_string().and_then(|json| serde_json::from_str::<Relay>(&json).ok())
+            let Some(relay) = event.data().as_string().and_then(|text| Relay::decode(&text))
             else {
                 return;
             };

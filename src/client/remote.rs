@@ -6,7 +6,7 @@
 use std::future::Future;
 
 use crate::shared::domain::{Joined, LogPage, Message, PageLimits};
-use crate::shared::error::ApiError;
+use crate::shared::error::{ApiError, ErrorKind};
 
 /// One page of the log, with its epoch: above `since`, or below `before`, or (neither) the latest. `Send` so that a
 /// resource can hold it on the server.
@@ -29,17 +29,72 @@ pub fn messages(
     }
 }
 
+/// The first page of the log, as the server renders it into the page for the tab to hydrate with
+/// (`OnceResource::new_str_blocking`): the epoch, a line break and the messages' JSON; or `!`, the error's kind, a
+/// line break and its message. The tab reads it as it reads `GET /api/messages` (`json`), with no serde_json.
+#[derive(Clone)]
+pub struct FirstPage(pub Result<LogPage, ApiError>);
+
+impl std::fmt::Display for FirstPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Ok(page) => {
+                f.write_str(&page.epoch)?;
+                f.write_str("\n")?;
+                #[cfg(feature = "hydrate")]
+                let messages = {
+                    let mut out = String::new();
+                    crate::client::json::push_messages(&mut out, &page.messages);
+                    out
+                };
+                #[cfg(not(feature = "hydrate"))]
+                let messages = serde_json::to_string(&page.messages).map_err(|_| std::fmt::Error)?;
+                f.write_str(&messages)
+            }
+            Err(err) => {
+                f.write_str("!")?;
+                f.write_str(err.kind.code())?;
+                f.write_str("\n")?;
+                f.write_str(&err.message)
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for FirstPage {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, ()> {
+        if let Some(error) = text.strip_prefix('!') {
+            let (kind, message) = error.split_once('\n').ok_or(())?;
+            return Ok(Self(Err(ApiError::new(ErrorKind::from_code(kind).ok_or(())?, message))));
+        }
+        let (epoch, messages) = text.split_once('\n').ok_or(())?;
+        #[cfg(feature = "hydrate")]
+        let messages = crate::client::json::messages(messages).ok_or(())?;
+        #[cfg(not(feature = "hydrate"))]
+        let messages = serde_json::from_str(messages).map_err(|_| ())?;
+        Ok(Self(Ok(LogPage { epoch: epoch.to_owned(), messages })))
+    }
+}
+
 /// The server's limits, read once while the page renders on the server; the tab gets them with the page.
 pub fn limits() -> impl Future<Output = Result<PageLimits, ApiError>> + Send + 'static {
     #[cfg(feature = "hydrate")]
-    return browser::get(crate::shared::wire::LIMITS_PATH.to_owned());
+    return send_wrapper::SendWrapper::new(async {
+        let answer = browser::answer(crate::shared::wire::LIMITS_PATH, None).await?;
+        answer.pick(|o| Some(PageLimits { max_message_chars: o.u64("max_message_chars")? as usize }))
+    });
     #[cfg(not(feature = "hydrate"))]
     return crate::shared::api::limits();
 }
 
 pub async fn join(username: String) -> Result<Joined, ApiError> {
     #[cfg(feature = "hydrate")]
-    return browser::post_form(crate::shared::wire::JOIN_PATH, vec![("username", username)]).await;
+    {
+        let answer = browser::answer(crate::shared::wire::JOIN_PATH, Some(&[("username", &username)])).await?;
+        answer.pick(|o| Some(Joined { name: o.str("name")?, ticket: o.str("ticket")? }))
+    }
     #[cfg(not(feature = "hydrate"))]
     return crate::shared::api::join(username).await;
 }
@@ -59,8 +114,10 @@ pub fn new_send_key() -> String {
 /// `key`: this message's idempotency key; sending again with it never stores the message twice.
 pub async fn send_message(ticket: String, text: String, key: String) -> Result<Message, ApiError> {
     #[cfg(feature = "hydrate")]
-    return browser::post_form(crate::shared::wire::SEND_PATH, vec![("ticket", ticket), ("text", text), ("key", key)])
-        .await;
+    {
+        let form: &[(&str, &str)] = &[("ticket", &ticket), ("text", &text), ("key", &key)];
+        browser::answer(crate::shared::wire::SEND_PATH, Some(form)).await?.pick(|o| o.message())
+    }
     #[cfg(not(feature = "hydrate"))]
     return crate::shared::api::send_message(ticket, text, key).await;
 }
@@ -79,11 +136,13 @@ pub mod presence {
     use crate::shared::wire;
 
     pub async fn here() -> Result<Here, ApiError> {
-        super::browser::get(wire::PRESENCE_PATH.to_owned()).await
+        let answer = super::browser::answer(wire::PRESENCE_PATH, None).await?;
+        answer.pick(|o| Some(Here { names: o.strings("names")? }))
     }
 
     pub async fn beat(ticket: String, tab: String) -> Result<Beat, ApiError> {
-        super::browser::post_form(wire::PRESENCE_PATH, vec![("ticket", ticket), ("tab", tab)]).await
+        let answer = super::browser::answer(wire::PRESENCE_PATH, Some(&[("ticket", &ticket), ("tab", &tab)])).await?;
+        answer.pick(|o| Some(Beat { every_ms: o.u64("every_ms")? }))
     }
 
     /// Queued by the browser, which sends it even as the page goes away (`navigator.sendBeacon`, a form body).
@@ -102,30 +161,43 @@ mod browser {
 
     use leptos::prelude::window;
     use send_wrapper::SendWrapper;
-    use serde::de::DeserializeOwned;
     use wasm_bindgen::{JsCast, JsValue};
     use wasm_bindgen_futures::JsFuture;
     use web_sys::{Headers, RequestInit, Response, UrlSearchParams};
 
+    use crate::client::json;
     use crate::shared::domain::LogPage;
     use crate::shared::error::{ApiError, ErrorKind};
 
-    /// The tab has one thread; the wrapper only lets a resource (`Send` for the server's sake) hold the future.
-    pub fn get<T: DeserializeOwned + 'static>(url: String) -> impl Future<Output = Result<T, ApiError>> + Send {
-        SendWrapper::new(async move { fetch(&url, None).await })
+    /// A JSON object the API answered (`Joined`, `Message`, `PageLimits`, `Here`, `Beat`), read with the browser's
+    /// `JSON.parse` (`json`); each call picks the fields its answer must have, and one without them is unreadable.
+    pub struct Answer {
+        object: json::Object,
+        status: u16,
     }
 
-    /// A page of the log: the JSON body, and the epoch from its header.
+    impl Answer {
+        pub fn pick<T>(self, pick: impl FnOnce(&json::Object) -> Option<T>) -> Result<T, ApiError> {
+            pick(&self.object).ok_or_else(|| unreadable(self.status))
+        }
+    }
+
+    /// A page of the log: the JSON body, and the epoch from its header. `Send` (the tab has one thread) so that a
+    /// resource can hold it.
     pub fn get_page(url: String) -> impl Future<Output = Result<LogPage, ApiError>> + Send {
         SendWrapper::new(async move {
-            let (response, messages) = exchange(&url, RequestInit::new(), None).await?;
+            let (response, body) = exchange(&url, None).await?;
+            let messages = json::messages(&body).ok_or_else(|| unreadable(response.status()))?;
             let epoch = response.headers().get(crate::shared::wire::EPOCH_HEADER).ok().flatten().unwrap_or_default();
             Ok(LogPage { epoch, messages })
         })
     }
 
-    pub async fn post_form<T: DeserializeOwned>(url: &str, form: Vec<(&str, String)>) -> Result<T, ApiError> {
-        fetch(url, Some(form)).await
+    /// The JSON object `url` answers (to a form POST with `form`, or a GET without).
+    pub async fn answer(url: &str, form: Option<&[(&str, &str)]>) -> Result<Answer, ApiError> {
+        let (response, body) = exchange(url, form).await?;
+        let status = response.status();
+        Ok(Answer { object: json::object(&body).ok_or_else(|| unreadable(status))?, status })
     }
 
     fn unreachable(_: JsValue) -> ApiError {
@@ -133,7 +205,10 @@ mod browser {
     }
 
     fn unreadable(status: u16) -> ApiError {
-        ApiError::new(ErrorKind::Network, format!("Unexpected answer from the server (HTTP {status})."))
+        let mut message = "Unexpected answer from the server (HTTP ".to_owned();
+        message.push_str(&status.to_string());
+        message.push_str(").");
+        ApiError::new(ErrorKind::Network, message)
     }
 
     /// Sends `init` to `url`, asking for JSON (and saying the body's `content_type`, if any): the answer, whatever
@@ -156,37 +231,30 @@ mod browser {
     /// The API error a refusal (an answer that is not OK) carries, or a sentence saying it carries none.
     pub async fn error_of(response: &Response) -> ApiError {
         match body(response).await {
-            Ok(body) => serde_json::from_str(&body).unwrap_or_else(|_| unreadable(response.status())),
+            Ok(body) => json::object(&body).and_then(|o| o.error()).unwrap_or_else(|| unreadable(response.status())),
             Err(err) => err,
         }
     }
 
-    async fn fetch<T: DeserializeOwned>(url: &str, form: Option<Vec<(&str, String)>>) -> Result<T, ApiError> {
+    /// One request (a form POST with `form`, or a GET without): the response and its body, or the API error a
+    /// refusal carries.
+    async fn exchange(url: &str, form: Option<&[(&str, &str)]>) -> Result<(Response, String), ApiError> {
         let init = RequestInit::new();
         let mut content_type = None;
         if let Some(form) = form {
             let params = UrlSearchParams::new().map_err(unreachable)?;
-            for (name, value) in &form {
+            for (name, value) in form {
                 params.append(name, value);
             }
             init.set_method("POST");
             init.set_body(&JsValue::from(params.to_string()));
             content_type = Some("application/x-www-form-urlencoded");
         }
-        Ok(exchange(url, init, content_type).await?.1)
-    }
-
-    /// One request: the response and its JSON body, or the API error a refusal carries.
-    async fn exchange<T: DeserializeOwned>(
-        url: &str,
-        init: RequestInit,
-        content_type: Option<&str>,
-    ) -> Result<(Response, T), ApiError> {
         let response = request(url, init, content_type).await?;
         if !response.ok() {
             return Err(error_of(&response).await);
         }
-        let answer = serde_json::from_str(&body(&response).await?).map_err(|_| unreadable(response.status()))?;
-        Ok((response, answer))
+        let body = body(&response).await?;
+        Ok((response, body))
     }
 }

@@ -46,6 +46,26 @@ impl ErrorKind {
         }
     }
 
+    /// Every kind, in declaration order.
+    pub const ALL: [ErrorKind; 11] = [
+        Self::InvalidInput,
+        Self::BadRequest,
+        Self::BadTicket,
+        Self::RateLimited,
+        Self::TooLarge,
+        Self::TimedOut,
+        Self::TooManyStreams,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::Unavailable,
+        Self::Network,
+    ];
+
+    /// The kind serialized as `code`.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.code() == code)
+    }
+
     /// The name it is serialized as.
     pub fn code(self) -> &'static str {
         match self {
