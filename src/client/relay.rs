@@ -246,8 +246,7 @@ mod browser {
 
     fn listen(channel: &BroadcastChannel) {
         let handler = Closure::<dyn Fn(MessageEvent)>::new(|event: MessageEvent| {
-            let Some(relay) = event.data().as_string().and_then(|text| Relay::decode(&text))
-            else {
+            let Some(relay) = event.data().as_string().and_then(|text| Relay::decode(&text)) else {
                 return;
             };
             let Some(shared) = current() else { return };

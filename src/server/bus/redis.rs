@@ -63,6 +63,8 @@ impl Ended {
 struct Cursor {
     epoch: Option<String>,
     delivered: u64,
+    /// Sessions that got subscribed so far.
+    sessions: u64,
 }
 
 /// The receive side: pub/sub notices and healing into the local hub.
@@ -129,8 +131,11 @@ impl Receiver {
         };
         tracing::debug!(%channel, "notices: subscribed");
         self.heal_logged(&mut cursor).await;
-        // Presence notices carry no id to heal by: tabs re-read who is here once (a reconnect is rare).
-        self.hub.presence_changed_everywhere();
+        // Presence notices carry no id to heal by: after a resubscribe, tabs re-read who is here once (rare).
+        if cursor.sessions > 0 {
+            self.hub.presence_changed_everywhere();
+        }
+        cursor.sessions += 1;
         let mut notices = pubsub.into_on_message();
         let mut tick = tokio::time::interval(self.heal_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
