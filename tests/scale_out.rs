@@ -381,7 +381,7 @@ async fn presence_is_shared_by_the_replicas_and_a_killed_replicas_tabs_drop_out_
     let through_b = on(&browser, &b);
     let beat: Value = through_b.post(PRESENCE_PATH, &[("ticket", &ticket), ("tab", "tab-on-b")]).await.ok();
     assert!(beat["every_ms"].as_u64().is_some_and(|ms| ms > 0 && ms < 1_000));
-    let told = stream.next_within(Duration::from_secs(2)).await.expect("PresenceChanged within 2 s");
+    let told = stream.next_any_within(Duration::from_secs(2)).await.expect("PresenceChanged within 2 s");
     assert_eq!(told.event, PRESENCE_CHANGED);
     let here: Value = browser.get(PRESENCE_PATH).await.ok();
     assert_eq!(here["names"], serde_json::json!(["ada"]));
@@ -392,7 +392,7 @@ async fn presence_is_shared_by_the_replicas_and_a_killed_replicas_tabs_drop_out_
     // B dies with its tab's lease in Redis: no zombie, the lease runs out and A's stream is told.
     let started = Instant::now();
     drop(b); // SIGKILL
-    let told = stream.next_within(Duration::from_secs(5)).await.expect("PresenceChanged after the lease");
+    let told = stream.next_any_within(Duration::from_secs(5)).await.expect("PresenceChanged after the lease");
     assert_eq!(told.event, PRESENCE_CHANGED);
     let here: Value = browser.get(PRESENCE_PATH).await.ok();
     assert_eq!(here["names"], serde_json::json!([]));

@@ -320,13 +320,22 @@ pub struct Events {
 }
 
 impl Events {
-    /// The next event that has an `event:` field (keep-alives and `retry:` frames are skipped), or None if
-    /// nothing comes within `wait`.
+    /// The next `NewMessage` (keep-alives, `retry:` frames and `PresenceChanged` are skipped), or None if nothing
+    /// comes within `wait`.
     pub async fn next_within(&mut self, wait: Duration) -> Option<SseEvent> {
+        self.next_named_within(wait, |name| name == broadcasting::shared::wire::NEW_MESSAGE).await
+    }
+
+    /// The next event of any name (keep-alives and `retry:` frames are skipped).
+    pub async fn next_any_within(&mut self, wait: Duration) -> Option<SseEvent> {
+        self.next_named_within(wait, |name| !name.is_empty()).await
+    }
+
+    async fn next_named_within(&mut self, wait: Duration, wanted: impl Fn(&str) -> bool) -> Option<SseEvent> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             while let Some(event) = self.frames.next_frame() {
-                if !event.event.is_empty() {
+                if wanted(&event.event) {
                     return Some(event);
                 }
             }
@@ -341,7 +350,7 @@ impl Events {
 
     /// Asserts that no event arrives for a while.
     pub async fn assert_quiet(&mut self) {
-        if let Some(event) = self.next_within(Duration::from_millis(400)).await {
+        if let Some(event) = self.next_any_within(Duration::from_millis(400)).await {
             panic!("unexpected event {event:?}");
         }
     }

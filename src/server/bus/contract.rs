@@ -223,5 +223,5 @@ async fn redis_new_epoch_notifies_every_group() {
         }
     };
     assert_eq!(appended.message.id, 1);
-    assert_eq!(tokio::time::timeout(Duration::from_secs(2), on_h.next()).await.ok().flatten().map(|n| n.id), Some(1));
+    assert_eq!(next_within(&mut on_h, Duration::from_secs(2)).await, Some(1));
 }
