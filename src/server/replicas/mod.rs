@@ -19,7 +19,7 @@ pub(crate) use crate::server::store::test_redis;
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{FromRedisValue, ScriptInvocation};
 
 use crate::shared::error::{ApiError, ErrorKind};
@@ -51,13 +51,7 @@ impl Link {
     /// Connects lazily: made while Redis is down, every call fails (503) until Redis answers. Only a malformed
     /// URL fails here. Needs a Tokio runtime.
     pub fn open(url: &str, prefix: &str) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|err| format!("setting `redis-url` ({url}): {err}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|err| err.to_string())?;
+        let conn = crate::server::store::redis::managed(crate::server::store::redis::client(url)?)?;
         Ok(Self { conn, prefix: prefix.to_owned() })
     }
 

@@ -161,15 +161,22 @@ pub fn client(url: &str) -> Result<redis::Client, String> {
     redis::Client::open(url).map_err(|err| format!("setting `redis-url` ({url}): {err}"))
 }
 
+/// A managed connection that connects lazily (made while Redis is down, every command fails until Redis answers)
+/// and gives up on a command quickly, so a request waits at most a few seconds before it is answered 503. The
+/// store and the limits shared by replicas (`replicas::Link`) use the same.
+pub fn managed(client: redis::Client) -> Result<ConnectionManager, String> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    ConnectionManager::new_lazy_with_config(client, config).map_err(|err| err.to_string())
+}
+
 impl RedisStore {
     /// A store that connects lazily: made while Redis is down, it answers 503 until Redis is reachable.
     pub fn new(client: redis::Client, prefix: &str, cap: usize) -> Result<Self, String> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|err| err.to_string())?;
+        let conn = managed(client)?;
         Ok(Self {
             conn,
             keys: Keys::new(prefix),
