@@ -113,7 +113,8 @@ test("a right-to-left name is its own bidi run: the row still reads name, then t
       }
       return null;
     };
-    return { name: box(name), digits: box("42") };
+    // The whole text, not "42" alone: the row's time reads "17:42" once an hour.
+    return { name: box(name), digits: box(text) };
   }, [name, text]);
   expect(boxes.name && boxes.digits, "both found").toBeTruthy();
   expect(boxes.name!.right).toBeLessThanOrEqual(boxes.digits!.left + 1);
