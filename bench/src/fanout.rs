@@ -60,14 +60,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // (the floor has no groups and hands out none).
     let first = fetches.post(format!("{}{}", opts.url, wire::JOIN_PATH)).form(&[("username", "bench")]).send().await;
     let first = first.map_err(|e| anyhow!("join: {e}"))?;
-    let cookie = first
-        .headers()
-        .get(SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(str::to_owned);
-    let joined: serde_json::Value = first.json().await.map_err(|e| anyhow!("join: {e}"))?;
-    let ticket = joined["ticket"].as_str().ok_or_else(|| anyhow!("join answered {joined}"))?.to_owned();
+    let (cookie, ticket) = joined(first).await?;
 
     let start = if opts.fetch { latest_id(&fetches, &opts.url, cookie.as_deref()).await? } else { 0 };
     let rss_before = server.map(|p| p.rss()).transpose()?;
@@ -222,6 +215,20 @@ fn with_cookie(request: reqwest::RequestBuilder, cookie: Option<&str>) -> reqwes
     }
 }
 
+/// A join's answer: the session group's cookie as a `Cookie` header sends it back (if the server set one) and the
+/// ticket.
+pub(crate) async fn joined(response: reqwest::Response) -> anyhow::Result<(Option<String>, String)> {
+    let cookie = response
+        .headers()
+        .get(SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned);
+    let joined: serde_json::Value = response.json().await.map_err(|e| anyhow!("join: {e}"))?;
+    let ticket = joined["ticket"].as_str().ok_or_else(|| anyhow!("join answered {joined}"))?.to_owned();
+    Ok((cookie, ticket))
+}
+
 /// Sends `request` and insists on a 2xx answer; errors name `what` was asked.
 pub(crate) async fn answer(request: reqwest::RequestBuilder, what: &str) -> anyhow::Result<reqwest::Response> {
     let response = request.send().await.map_err(|e| anyhow!("{what}: {e}"))?;
@@ -271,8 +278,7 @@ async fn subscriber(
     handshake: tokio::sync::OwnedSemaphorePermit,
 ) -> anyhow::Result<Seen> {
     let mut stop = shared.stop.clone();
-    let request =
-        shared.streams.get(format!("{url}{}", wire::EVENTS_PATH)).header(ACCEPT, "text/event-stream");
+    let request = shared.streams.get(format!("{url}{}", wire::EVENTS_PATH)).header(ACCEPT, "text/event-stream");
     let mut body = answer(with_cookie(request, shared.cookie.as_deref()), "events").await?.bytes_stream();
     let mut handshake = Some(handshake);
     let mut frames = SseFrames::default();

@@ -9,9 +9,9 @@ use anyhow::anyhow;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use reqwest::header::{ACCEPT, COOKIE, SET_COOKIE};
+use reqwest::header::{ACCEPT, COOKIE};
 
-use crate::fanout::answer;
+use crate::fanout::{answer, joined};
 use crate::sse::SseFrames;
 use crate::stats::summary;
 use crate::wire;
@@ -36,17 +36,10 @@ fn kill_pubsub(port: u16) -> anyhow::Result<u64> {
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
-    let first = answer(http.post(format!("{}{}", opts.via, wire::JOIN_PATH)).form(&[("username", "heal")]), "join")
-        .await?;
-    let cookie = first
-        .headers()
-        .get(SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow!("join set no group cookie"))?;
-    let joined: serde_json::Value = first.json().await?;
-    let ticket = joined["ticket"].as_str().ok_or_else(|| anyhow!("join answered {joined}"))?.to_owned();
+    let first =
+        answer(http.post(format!("{}{}", opts.via, wire::JOIN_PATH)).form(&[("username", "heal")]), "join").await?;
+    let (cookie, ticket) = joined(first).await?;
+    let cookie = cookie.ok_or_else(|| anyhow!("the server set no group cookie"))?;
 
     let request = http.get(format!("{}{}", opts.url, wire::EVENTS_PATH)).header(ACCEPT, "text/event-stream");
     let mut body = answer(request.header(COOKIE, &cookie), "events").await?.bytes_stream();

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use reqwest::header::{ACCEPT, COOKIE, SET_COOKIE};
+use reqwest::header::{ACCEPT, COOKIE};
 use tokio::sync::watch;
 
-use crate::fanout::{answer, page_ids};
+use crate::fanout::{answer, joined, page_ids};
 use crate::sse::SseFrames;
 use crate::stats::{summary, Process};
 use crate::wire;
@@ -74,15 +74,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(200).build()?;
     let first =
         answer(http.post(format!("{}{}", opts.url, wire::JOIN_PATH)).form(&[("username", "soak")]), "join").await?;
-    let cookie = first
-        .headers()
-        .get(SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow!("the server set no group cookie"))?;
-    let joined: serde_json::Value = first.json().await.map_err(|e| anyhow!("join: {e}"))?;
-    let ticket = joined["ticket"].as_str().ok_or_else(|| anyhow!("join answered {joined}"))?.to_owned();
+    let (cookie, ticket) = joined(first).await?;
+    let cookie = cookie.ok_or_else(|| anyhow!("the server set no group cookie"))?;
 
     let rss_before = server.map(|p| p.rss()).transpose()?;
     let (stop_tx, stop) = watch::channel(false);
