@@ -147,12 +147,7 @@ fn within_bytes(mut page: Vec<Message>, max_bytes: usize, newest: bool) -> Vec<M
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::bus::LocalBus;
-    use crate::server::hub::Hub;
-    use crate::server::pages::PageCache;
-    use crate::server::state::{Limits, StreamCaps};
     use crate::server::store::{FeedStore, MemoryStore, StoreError};
-    use crate::server::ticket::TicketKeys;
     use futures::StreamExt;
 
     /// A store whose appends always fail, to prove that a failed send publishes nothing.
@@ -188,24 +183,7 @@ mod tests {
     }
 
     fn state_with(store: Arc<dyn FeedStore>, throttle: Option<crate::server::throttle::SendThrottle>) -> AppState {
-        let hub = Arc::new(Hub::new(16, Arc::new(PageCache::new(64))));
-        AppState::new(
-            store,
-            hub.clone(),
-            Arc::new(LocalBus::new(hub)),
-            TicketKeys::new(b"test secret, thirty-two bytes!!!".to_vec()),
-            Limits {
-                max_message_chars: 10,
-                page_size: 3,
-                page_bytes: 262_144,
-                max_request_bytes: 65_536,
-                request_timeout: std::time::Duration::from_secs(10),
-                streams: StreamCaps { total: 0, per_group: 0 },
-            },
-            crate::server::state::Limiters { throttle, stream_leases: None },
-            crate::server::peer::Peers::default(),
-            leptos::config::LeptosOptions::builder().output_name("broadcasting").build(),
-        )
+        crate::server::state::for_tests(store, throttle)
     }
 
     /// A page named as a request's query names it.

@@ -164,10 +164,7 @@ pub async fn sweep(presence: Arc<dyn Presence>, hub: Arc<Hub>, every: Duration) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::bus::LocalBus;
-    use crate::server::pages::PageCache;
     use crate::server::presence::MemoryPresence;
-    use crate::server::state::{Limits, StreamCaps};
     use crate::server::store::MemoryStore;
     use crate::server::throttle::{LocalThrottle, SendThrottle};
     use crate::server::ticket::TicketKeys;
@@ -176,25 +173,11 @@ mod tests {
     const LEASE: Duration = Duration::from_secs(30);
 
     fn state(heartbeats: Option<SendThrottle>) -> AppState {
-        let hub = Arc::new(Hub::new(16, Arc::new(PageCache::new(8))));
-        AppState::new(
-            Arc::new(MemoryStore::new(10)),
-            hub.clone(),
-            Arc::new(LocalBus::new(hub)),
-            TicketKeys::new(b"test secret, thirty-two bytes!!!".to_vec()),
-            Limits {
-                max_message_chars: 10,
-                page_size: 3,
-                page_bytes: 262_144,
-                max_request_bytes: 65_536,
-                request_timeout: Duration::from_secs(10),
-                streams: StreamCaps { total: 0, per_group: 0 },
-            },
-            crate::server::state::Limiters { throttle: None, stream_leases: None },
-            crate::server::peer::Peers::default(),
-            leptos::config::LeptosOptions::builder().output_name("broadcasting").build(),
+        crate::server::state::for_tests(Arc::new(MemoryStore::new(10)), None).with_presence(
+            Arc::new(MemoryPresence::default()),
+            LEASE,
+            heartbeats,
         )
-        .with_presence(Arc::new(MemoryPresence::default()), LEASE, heartbeats)
     }
 
     fn form(ticket: &str, tab: &str) -> Result<Form<TabForm>, FormRejection> {

@@ -129,6 +129,30 @@ impl AppState {
     }
 }
 
+/// The state the use-case tests drive: `store`, an in-process bus, a test secret, messages of at most 10
+/// characters, pages of 3, no stream caps, and the send budgets `throttle`.
+#[cfg(test)]
+pub fn for_tests(store: Arc<dyn FeedStore>, throttle: Option<SendThrottle>) -> AppState {
+    let hub = Arc::new(Hub::new(16, Arc::new(PageCache::new(64))));
+    AppState::new(
+        store,
+        hub.clone(),
+        Arc::new(crate::server::bus::LocalBus::new(hub)),
+        TicketKeys::new(b"test secret, thirty-two bytes!!!".to_vec()),
+        Limits {
+            max_message_chars: 10,
+            page_size: 3,
+            page_bytes: 262_144,
+            max_request_bytes: 65_536,
+            request_timeout: std::time::Duration::from_secs(10),
+            streams: StreamCaps { total: 0, per_group: 0 },
+        },
+        Limiters { throttle, stream_leases: None },
+        Peers::default(),
+        LeptosOptions::builder().output_name("broadcasting").build(),
+    )
+}
+
 impl FromRef<AppState> for LeptosOptions {
     fn from_ref(state: &AppState) -> Self {
         state.leptos.clone()
