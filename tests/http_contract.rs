@@ -322,3 +322,74 @@ async fn pages_name_the_epoch_of_the_log_which_a_new_log_changes() {
     let memory = memory.restart();
     assert_ne!(memory.browser().epoch().await, first);
 }
+
+/// The refetch a tab makes after a notice: `since=A&until=B&epoch=E` answers the same bytes forever once B is stored,
+/// so it is cacheable by anyone; every other page must be revalidated (`ETag`, `304`). No cookie is set on it, a
+/// one-message page goes uncompressed, a large one compressed (made once per page), and a bad range is a 400.
+#[tokio::test]
+async fn a_page_that_names_both_ends_is_immutable_and_every_page_has_an_etag() {
+    const CHROMIUM: &str = "gzip, deflate, br, zstd";
+    let server = Server::start(&["--page-size", "50"]);
+    let browser = server.browser();
+    let ticket = browser.join("ada").await;
+    for i in 1..=3 {
+        browser.send(&ticket, &format!("m{i}")).await;
+    }
+    let epoch = browser.epoch().await;
+    let http = reqwest::Client::new(); // no cookie, as a proxy or a first visit
+    let get = |query: String, headers: &[(&str, &str)]| {
+        let mut request = http.get(server.url(&format!("{MESSAGES_PATH}{query}"))).header("accept-encoding", CHROMIUM);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send()
+    };
+    let header = |response: &reqwest::Response, name: &str| {
+        response.headers().get(name).map(|value| value.to_str().unwrap().to_owned())
+    };
+
+    let settled = get(format!("?since=1&until=2&epoch={epoch}"), &[]).await.unwrap();
+    assert_eq!(settled.status(), 200);
+    assert_eq!(header(&settled, "cache-control").as_deref(), Some("public, max-age=31536000, immutable"));
+    assert_eq!(header(&settled, "content-encoding"), None, "one message goes as it is");
+    assert_eq!(header(&settled, "set-cookie"), None, "the same bytes for everyone: no cookie");
+    assert_eq!(header(&settled, "broadcasting-epoch").as_deref(), Some(epoch.as_str()));
+    assert_eq!(header(&settled, "x-content-type-options").as_deref(), Some("nosniff"));
+    let etag = header(&settled, "etag").unwrap();
+    assert_eq!(ids(&settled.json::<Vec<Value>>().await.unwrap()), [2]);
+    let held = get(format!("?since=1&until=2&epoch={epoch}"), &[("if-none-match", &etag)]).await.unwrap();
+    assert_eq!((held.status().as_u16(), header(&held, "etag")), (304, Some(etag.clone())));
+    assert!(held.bytes().await.unwrap().is_empty());
+
+    // Not settled: past the end of the log, without the epoch, or of another epoch; the answer is still right.
+    for query in
+        [format!("?since=1&until=9&epoch={epoch}"), "?since=1&until=3".into(), "?since=1&until=3&epoch=0".into()]
+    {
+        let page = get(query.clone(), &[]).await.unwrap();
+        assert_eq!(header(&page, "cache-control").as_deref(), Some("no-cache"), "{query}");
+        assert!(header(&page, "etag").is_some());
+        assert_eq!(ids(&page.json::<Vec<Value>>().await.unwrap()), [2, 3], "{query}");
+    }
+    let latest = get(String::new(), &[]).await.unwrap();
+    let latest_tag = header(&latest, "etag").unwrap();
+    assert_eq!(get(String::new(), &[("if-none-match", &latest_tag)]).await.unwrap().status(), 304);
+    browser.send(&ticket, "m4").await;
+    let changed = get(String::new(), &[("if-none-match", &latest_tag)]).await.unwrap();
+    assert_eq!(changed.status(), 200, "a new message: new bytes, new tag");
+    assert_ne!(header(&changed, "etag").unwrap(), latest_tag);
+
+    // A page of many messages is compressed for a client that takes it.
+    for i in 5..=40 {
+        browser.send(&ticket, &format!("a longer message, number {i}, to make the page worth compressing")).await;
+    }
+    let large = get(format!("?since=0&until=40&epoch={epoch}"), &[]).await.unwrap();
+    assert_eq!(header(&large, "content-encoding").as_deref(), Some("br"));
+    assert_eq!(header(&large, "vary").as_deref(), Some("accept-encoding"));
+    let plain = http.get(server.url(&format!("{MESSAGES_PATH}?since=0&until=40&epoch={epoch}"))).send().await.unwrap();
+    assert_eq!(header(&plain, "content-encoding"), None);
+    assert_eq!(ids(&plain.json::<Vec<Value>>().await.unwrap()), (1..=40).collect::<Vec<u64>>());
+
+    for query in ["?since=5&until=4", "?until=4", "?before=9&until=10", "?since=1&until=x"] {
+        browser.get(&format!("{MESSAGES_PATH}{query}")).await.refused(400, "bad_request");
+    }
+}

@@ -50,6 +50,11 @@ impl Feed {
         }
     }
 
+    /// The epoch of the log the rows come from (empty until the first page).
+    pub fn epoch(&self) -> String {
+        self.epoch.get_value()
+    }
+
     /// A page came from the log of `epoch`. If the tab's rows are of another epoch, that log is gone (ids start
     /// again from 1 in a new one): forget the rows and the watermark, so the tab reads the new log from its start
     /// instead of waiting for ids that will never come. Answers whether it did.

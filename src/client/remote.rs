@@ -29,6 +29,34 @@ pub fn messages(
     }
 }
 
+/// The messages after `since` up to `until` (a notice's id) in the log of `epoch`: the URL names both ends and the
+/// log, so its answer never changes once `until` is stored, and the browser's cache or any proxy may serve it
+/// (`server::messages`). Without `until` (catching up to an unknown end): everything after `since`, as `messages`.
+pub fn catch_up(
+    since: u64,
+    until: Option<u64>,
+    epoch: &str,
+) -> impl Future<Output = Result<LogPage, ApiError>> + Send + 'static {
+    #[cfg(feature = "hydrate")]
+    {
+        let mut url = format!("{}?since={since}", crate::shared::api::LIST_MESSAGES_PATH);
+        if let Some(until) = until {
+            url.push_str(&format!("&until={until}"));
+            // Epochs are hex; anything else is left out rather than spliced into the URL.
+            if !epoch.is_empty() && epoch.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                url.push_str("&epoch=");
+                url.push_str(epoch);
+            }
+        }
+        browser::get_page(url)
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = (until, epoch);
+        messages(Some(since), None)
+    }
+}
+
 /// The first page of the log, as the server renders it into the page for the tab to hydrate with
 /// (`OnceResource::new_str_blocking`): the epoch, a line break and the messages' JSON; or `!`, the error's kind, a
 /// line break and its message. The tab reads it as it reads `GET /api/messages` (`json`), with no serde_json.

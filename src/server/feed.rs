@@ -6,7 +6,7 @@ use std::sync::Arc;
 use leptos::prelude::*;
 use leptos_axum::ResponseOptions;
 
-use crate::server::pages::{Page, PageKey};
+use crate::server::pages::{Fresh, Page, PageKey};
 use crate::server::state::AppState;
 use crate::server::store::{Appended, Draft};
 use crate::server::{group::GroupId, observe};
@@ -96,29 +96,41 @@ async fn append_and_publish(
     Ok(message)
 }
 
-/// One page of the log (`key`). Identical concurrent requests share one store read (`PageCache`).
-pub async fn list(state: &AppState, key: PageKey) -> Result<Arc<Page>, ApiError> {
+/// One page of the log (`key`), of the log's current epoch. Identical concurrent requests share one store read
+/// (`PageCache`); a settled page is shared with every later request that names `epoch` too.
+pub async fn list(state: &AppState, key: PageKey, epoch: Option<&str>) -> Result<Arc<Page>, ApiError> {
     let (store, limit, max_bytes) = (&state.store, state.limits.page_size, state.limits.page_bytes);
     let result = state
         .pages
-        .get(key, || async move {
+        .get(key, epoch, || async move {
             // The epoch first: a page is never labelled with an epoch older than its messages.
             let epoch = store.epoch().await?;
             // A page read forward keeps its oldest messages (the tab asks again from its last id); one read backward
             // keeps its newest, next to what the tab shows (it asks for older ones from its first id).
-            let page = match key {
-                PageKey::Since(after) => {
-                    store.since(after, limit).await.map(|page| within_bytes(page, max_bytes, false))
-                }
-                PageKey::Before(before) => {
-                    store.before(before, limit).await.map(|page| within_bytes(page, max_bytes, true))
-                }
-                PageKey::Latest => store.latest(limit).await.map(|page| within_bytes(page, max_bytes, true)),
+            let (messages, settled) = match key {
+                PageKey::Since(after) => (within_bytes(store.since(after, limit).await?, max_bytes, false), false),
+                PageKey::Range { since, until } => range(store.since(since, limit).await?, until, limit, max_bytes),
+                PageKey::Before(before) => (within_bytes(store.before(before, limit).await?, max_bytes, true), false),
+                PageKey::Latest => (within_bytes(store.latest(limit).await?, max_bytes, true), false),
             };
-            page.map(|page| (epoch, page))
+            Ok(Fresh { epoch, messages, settled })
         })
         .await;
     Ok(result?)
+}
+
+/// The part of `read` (at most `limit` messages after the range's start, in id order) up to `until`, and whether
+/// that page is settled: its bytes can never change. Ids are given in order and a notice comes only once its message
+/// is stored, so every id below a stored one is final: the page is settled once it reaches `until`, or once it
+/// ends early because it is full (by count or bytes). Only a page that ends at the end of the log could still grow.
+fn range(read: Vec<Message>, until: u64, limit: usize, max_bytes: usize) -> (Vec<Message>, bool) {
+    let reached = read.last().is_some_and(|last| last.id >= until);
+    let full = read.len() >= limit;
+    let upto: Vec<Message> = read.into_iter().take_while(|message| message.id <= until).collect();
+    let count = upto.len();
+    let page = within_bytes(upto, max_bytes, false);
+    let cut = page.len() < count;
+    (page, reached || full || cut)
 }
 
 /// The longest run of `page` (in id order) from its oldest end, or its newest when `newest`, whose JSON array fits
@@ -188,7 +200,7 @@ mod tests {
 
     /// A page named as a request's query names it.
     async fn list_raw(state: &AppState, since: Option<&str>, before: Option<&str>) -> Result<Arc<Page>, ApiError> {
-        list(state, PageKey::parse(since, before)?).await
+        list(state, PageKey::parse(since, before, None)?, None).await
     }
 
     async fn next_now(sub: &mut crate::server::hub::Subscription) -> Option<u64> {

@@ -295,12 +295,13 @@ mod tests {
         let group = GroupId::new("g");
         let mut tab = hub.subscribe(&group);
         // the tab has read the page after 4 while the log ended at 4
-        let stale = pages.get(PageKey::Since(4), || async { Ok(("e".to_owned(), vec![])) }).await.unwrap();
+        let stale = pages.get(PageKey::Since(4), None, || async { Ok(("e".to_owned(), vec![])) }).await.unwrap();
         assert!(stale.messages.is_empty());
         assert_eq!(pages.len(), 1);
         hub.deliver(&group, 5);
         assert_eq!(next_now(&mut tab).await, Some(5));
-        let after = pages.get(PageKey::Since(4), || async { Ok(("e".to_owned(), vec![message(5)])) }).await.unwrap();
+        let after =
+            pages.get(PageKey::Since(4), None, || async { Ok(("e".to_owned(), vec![message(5)])) }).await.unwrap();
         assert_eq!(after.messages, vec![message(5)], "the page after 4 is read again, not served from before");
     }
 

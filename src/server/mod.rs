@@ -5,6 +5,7 @@ pub mod backend;
 pub mod budget;
 pub mod bus;
 pub mod data_dir;
+pub mod encoded;
 pub mod events;
 pub mod feed;
 pub mod group;

@@ -1,38 +1,54 @@
 //! Shared reads of the log. When a message is announced, every tab of the group asks for the same page (`since=` the
-//! id before it) at the same moment. The first of those requests reads the store and serializes the page once; the
-//! others wait for it and share the same bytes. Every page is forgotten when the log changes (an append or a
-//! retention pass), before the change is announced, so a page is never served staler than the request.
+//! id before it, `until=` the announced id) at the same moment. The first of those requests reads the store and
+//! serializes the page once; the others wait for it and share the same bytes, and the same compressed bytes
+//! (`encoded`), made once per page rather than once per request.
+//!
+//! A page that can still change (the latest, everything after an id) is forgotten whenever the log changes (an
+//! append or a retention pass), before the change is announced, so it is never served staler than the request. A page
+//! that names both ends (`since=A&until=B`) is *settled* once B is in the log: its bytes can never change, so it is
+//! kept across appends (up to a bound) and its HTTP answer may be cached by anyone (`messages`).
 //!
 //! `messages` serves `GET /api/messages` from these bytes; the page rendered on the server reads the same pages.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use tokio::sync::OnceCell;
 
+use crate::server::encoded::Encoded;
 use crate::server::store::StoreError;
 use crate::shared::domain::Message;
 use crate::shared::error::{ApiError, ErrorKind};
 
 /// Which page of the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PageKey {
     Latest,
     Since(u64),
     Before(u64),
+    /// After `since`, up to and including `until` (the id a notice announced).
+    Range {
+        since: u64,
+        until: u64,
+    },
 }
 
 impl PageKey {
-    /// The page a request names by its `since` and `before` (message ids; blank counts as absent): after `since`,
-    /// before `before`, or (neither) the latest. Both, or either not a whole number: 400.
-    pub fn parse(since: Option<&str>, before: Option<&str>) -> Result<Self, ApiError> {
-        match (message_id("since", since)?, message_id("before", before)?) {
-            (Some(_), Some(_)) => Err(ApiError::new(ErrorKind::BadRequest, "Give `since` or `before`, not both.")),
-            (Some(after), None) => Ok(Self::Since(after)),
-            (None, Some(before)) => Ok(Self::Before(before)),
-            (None, None) => Ok(Self::Latest),
+    /// The page a request names by its `since`, `before` and `until` (message ids; blank counts as absent): after
+    /// `since` (up to `until` if given), before `before`, or (none) the latest. `since` with `before`, `until` without
+    /// `since` or below it, or any of them not a whole number: 400.
+    pub fn parse(since: Option<&str>, before: Option<&str>, until: Option<&str>) -> Result<Self, ApiError> {
+        let bad = |message: &str| Err(ApiError::new(ErrorKind::BadRequest, message));
+        match (message_id("since", since)?, message_id("before", before)?, message_id("until", until)?) {
+            (Some(_), Some(_), _) => bad("Give `since` or `before`, not both."),
+            (None, _, Some(_)) => bad("`until` goes with `since`."),
+            (Some(since), None, Some(until)) if until < since => bad("`until` must not be below `since`."),
+            (Some(since), None, Some(until)) => Ok(Self::Range { since, until }),
+            (Some(after), None, None) => Ok(Self::Since(after)),
+            (None, Some(before), None) => Ok(Self::Before(before)),
+            (None, None, None) => Ok(Self::Latest),
         }
     }
 }
@@ -50,26 +66,66 @@ fn message_id(field: &str, raw: Option<&str>) -> Result<Option<u64>, ApiError> {
     }
 }
 
-/// One page, with its JSON as served and the epoch of the log it was read from.
+/// What a read of the store found for a page.
+pub struct Fresh {
+    pub epoch: String,
+    pub messages: Vec<Message>,
+    /// Whether the page can never change (see `Page::settled`).
+    pub settled: bool,
+}
+
+impl From<(String, Vec<Message>)> for Fresh {
+    fn from((epoch, messages): (String, Vec<Message>)) -> Self {
+        Self { epoch, messages, settled: false }
+    }
+}
+
+/// One page, with its JSON as served (and its compressed forms) and the epoch of the log it was read from.
 #[derive(Debug)]
 pub struct Page {
     pub messages: Vec<Message>,
     pub json: Bytes,
     pub epoch: String,
+    /// The page names both its ends and every message up to its end is in the log: the same request answers the
+    /// same bytes for as long as this epoch lasts.
+    pub settled: bool,
+    /// The JSON as sent: identity, or compressed once for every request that accepts it.
+    pub body: Encoded,
+    /// Names these bytes of this epoch (a strong `ETag`, quoted).
+    pub etag: String,
 }
 
 impl Page {
-    fn new((epoch, messages): (String, Vec<Message>)) -> Self {
+    fn new(fresh: Fresh) -> Self {
+        let Fresh { epoch, messages, settled } = fresh;
         let json = serde_json::to_vec(&messages).map(Bytes::from).unwrap_or_default();
-        Self { messages, json, epoch }
+        let etag = format!("\"{:016x}\"", fnv1a(&[epoch.as_bytes(), b"\n", &json]));
+        Self { body: Encoded::new(json.clone()), messages, json, epoch, settled, etag }
     }
+}
+
+/// FNV-1a, 64 bits: a cheap, stable name for a page's bytes (not a defence against anyone).
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    parts
+        .iter()
+        .flat_map(|part| part.iter())
+        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
 type Slot = Arc<OnceCell<Arc<Page>>>;
 
+#[derive(Default)]
+struct Pages {
+    /// Pages that may change, shared between two changes of the log.
+    live: HashMap<PageKey, Slot>,
+    /// Settled pages by (until, since), so the oldest go first when the bound is reached; all of one epoch.
+    settled: BTreeMap<(u64, u64), Arc<Page>>,
+}
+
 pub struct PageCache {
-    pages: Mutex<HashMap<PageKey, Slot>>,
-    /// Distinct pages kept between two changes of the log; requests beyond it read the store themselves.
+    pages: Mutex<Pages>,
+    /// Distinct pages kept between two changes of the log, and settled pages kept at most; requests beyond it
+    /// read the store themselves.
     capacity: usize,
 }
 
@@ -78,43 +134,81 @@ impl PageCache {
         Self { pages: Mutex::default(), capacity }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PageKey, Slot>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pages> {
         self.pages.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The log changed: forget every page. Call after the change and before announcing it.
+    /// Messages were added: forget every page that may change. Call after the change and before announcing it.
     pub fn invalidate(&self) {
-        self.lock().clear();
+        self.lock().live.clear();
+    }
+
+    /// Messages were removed (a retention pass): forget every page.
+    pub fn forget(&self) {
+        let mut pages = self.lock();
+        pages.live.clear();
+        pages.settled.clear();
     }
 
     /// Number of pages held now (for tests).
     pub fn len(&self) -> usize {
-        self.lock().len()
+        let pages = self.lock();
+        pages.live.len() + pages.settled.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The page for `key`: read once by `read` and shared by every request for it until the log changes. A failed
-    /// read is not kept; the next request tries again.
-    pub async fn get<F, Fut>(&self, key: PageKey, read: F) -> Result<Arc<Page>, StoreError>
+    /// The page for `key`: read once by `read` and shared by every request for it until the log changes (or, once
+    /// settled, for as long as it is among the newest settled pages of `epoch`, the epoch the request names). A
+    /// failed read is not kept; the next request tries again.
+    pub async fn get<F, Fut, R>(&self, key: PageKey, epoch: Option<&str>, read: F) -> Result<Arc<Page>, StoreError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<(String, Vec<Message>), StoreError>>,
+        Fut: Future<Output = Result<R, StoreError>>,
+        R: Into<Fresh>,
     {
         let slot = {
             let mut pages = self.lock();
-            match pages.get(&key) {
+            if let (PageKey::Range { since, until }, Some(epoch)) = (key, epoch) {
+                if let Some(page) = pages.settled.get(&(until, since)).filter(|page| page.epoch == epoch) {
+                    return Ok(page.clone());
+                }
+            }
+            match pages.live.get(&key) {
                 Some(slot) => Some(slot.clone()),
-                None if pages.len() < self.capacity => Some(pages.entry(key).or_default().clone()),
+                None if pages.live.len() < self.capacity => Some(pages.live.entry(key).or_default().clone()),
                 None => None,
             }
         };
-        match slot {
-            Some(slot) => slot.get_or_try_init(|| async { Ok(Arc::new(Page::new(read().await?))) }).await.cloned(),
-            None => Ok(Arc::new(Page::new(read().await?))),
+        let page = match slot {
+            Some(slot) => {
+                slot.get_or_try_init(|| async { Ok(Arc::new(Page::new(read().await?.into()))) }).await.cloned()?
+            }
+            None => Arc::new(Page::new(read().await?.into())),
+        };
+        if let (PageKey::Range { since, until }, true) = (key, page.settled) {
+            self.keep_settled(key, (until, since), &page);
         }
+        Ok(page)
+    }
+
+    /// Moves a settled page from the live ones to the settled; a page of another epoch than those kept means the
+    /// log was made anew: they go.
+    fn keep_settled(&self, key: PageKey, at: (u64, u64), page: &Arc<Page>) {
+        let mut pages = self.lock();
+        pages.live.remove(&key);
+        if pages.settled.values().next().is_some_and(|kept| kept.epoch != page.epoch) {
+            pages.settled.clear();
+        }
+        if pages.settled.contains_key(&at) || self.capacity == 0 {
+            return;
+        }
+        while pages.settled.len() >= self.capacity {
+            pages.settled.pop_first();
+        }
+        pages.settled.insert(at, page.clone());
     }
 }
 
@@ -127,6 +221,10 @@ mod tests {
         Message { id, user: "ada".into(), text: format!("m{id}"), at: "2026-11-24T00:00:00Z".into() }
     }
 
+    fn settled(epoch: &str, ids: &[u64]) -> Fresh {
+        Fresh { epoch: epoch.into(), messages: ids.iter().copied().map(message).collect(), settled: true }
+    }
+
     #[tokio::test]
     async fn concurrent_requests_for_one_page_share_one_read_until_the_log_changes() {
         let cache = Arc::new(PageCache::new(8));
@@ -137,32 +235,87 @@ mod tests {
             Ok(("e".to_owned(), vec![message(id)]))
         };
         let pages =
-            futures::future::join_all((0..50).map(|_| cache.get(PageKey::Since(4), || read(reads.clone(), 5)))).await;
+            futures::future::join_all((0..50).map(|_| cache.get(PageKey::Since(4), None, || read(reads.clone(), 5))))
+                .await;
         assert_eq!(reads.load(Ordering::SeqCst), 1);
         for page in &pages {
             let page = page.as_ref().unwrap();
             assert_eq!(page.messages, vec![message(5)]);
             assert_eq!(page.json, Bytes::from(serde_json::to_vec(&vec![message(5)]).unwrap()));
+            assert!(!page.settled);
         }
         cache.invalidate();
         assert!(cache.is_empty());
-        let fresh = cache.get(PageKey::Since(4), || read(reads.clone(), 6)).await.unwrap();
+        let fresh = cache.get(PageKey::Since(4), None, || read(reads.clone(), 6)).await.unwrap();
         assert_eq!((reads.load(Ordering::SeqCst), fresh.messages[0].id), (2, 6));
+        assert_ne!(fresh.etag, pages[0].as_ref().unwrap().etag, "other bytes, another ETag");
     }
 
     #[tokio::test]
     async fn failed_reads_are_not_kept_and_the_cache_is_bounded() {
         let cache = PageCache::new(2);
-        let failed = cache.get(PageKey::Latest, || async { Err(StoreError::Unavailable("down".into())) }).await;
+        let failed = cache
+            .get(PageKey::Latest, None, || async { Err::<Fresh, _>(StoreError::Unavailable("down".into())) })
+            .await;
         assert!(failed.is_err());
-        let ok = cache.get(PageKey::Latest, || async { Ok(("e".to_owned(), vec![message(1)])) }).await.unwrap();
+        let ok = cache.get(PageKey::Latest, None, || async { Ok(("e".to_owned(), vec![message(1)])) }).await.unwrap();
         assert_eq!(ok.messages, vec![message(1)]);
         for before in 10..20 {
             let page = cache
-                .get(PageKey::Before(before), || async move { Ok(("e".to_owned(), vec![message(before - 1)])) })
+                .get(PageKey::Before(before), None, || async move { Ok(("e".to_owned(), vec![message(before - 1)])) })
                 .await;
             assert_eq!(page.unwrap().messages, vec![message(before - 1)]);
         }
         assert_eq!(cache.len(), 2);
+    }
+
+    /// A settled page outlives appends (its bytes cannot change) but only for requests of its epoch; the newest
+    /// are kept within the bound; another epoch's page, or a retention pass, forgets them.
+    #[tokio::test]
+    async fn settled_pages_outlive_appends_within_their_epoch_and_bound() {
+        let cache = PageCache::new(2);
+        let reads = AtomicUsize::new(0);
+        let read = |epoch: &'static str, ids: &'static [u64]| {
+            reads.fetch_add(1, Ordering::SeqCst);
+            async move { Ok(settled(epoch, ids)) }
+        };
+        let range = PageKey::Range { since: 4, until: 5 };
+        let first = cache.get(range, Some("e"), || read("e", &[5])).await.unwrap();
+        cache.invalidate();
+        let again = cache.get(range, Some("e"), || read("e", &[5])).await.unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "served from the settled pages after an append");
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        // A request naming another epoch never gets it.
+        let other = cache.get(range, Some("f"), || read("e", &[5])).await.unwrap();
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+        // Newer ranges push the oldest out.
+        cache.invalidate();
+        for until in 6..8 {
+            cache.get(PageKey::Range { since: until - 1, until }, Some("e"), || read("e", &[6])).await.unwrap();
+        }
+        cache.invalidate();
+        cache.get(range, Some("e"), || read("e", &[5])).await.unwrap();
+        assert_eq!(reads.load(Ordering::SeqCst), 5, "the oldest range was read again");
+        // A page of a new epoch clears the old epoch's.
+        cache.invalidate();
+        cache.get(PageKey::Range { since: 0, until: 1 }, Some("g"), || read("g", &[1])).await.unwrap();
+        assert_eq!(cache.len(), 1);
+        cache.forget();
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn a_range_needs_since_and_may_not_end_below_it() {
+        assert_eq!(PageKey::parse(Some("4"), None, Some("9")).unwrap(), PageKey::Range { since: 4, until: 9 });
+        assert_eq!(PageKey::parse(Some("4"), None, Some("4")).unwrap(), PageKey::Range { since: 4, until: 4 });
+        assert_eq!(PageKey::parse(Some("4"), None, Some(" ")).unwrap(), PageKey::Since(4));
+        for (since, before, until) in
+            [(None, None, Some("3")), (Some("4"), None, Some("3")), (None, Some("4"), Some("9"))]
+        {
+            let err = PageKey::parse(since, before, until).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::BadRequest, "{since:?} {before:?} {until:?}");
+        }
+        assert!(PageKey::parse(Some("1"), None, Some("x")).unwrap_err().message.contains("`until`"));
     }
 }

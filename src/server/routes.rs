@@ -1,6 +1,7 @@
 //! The whole router: each handler module exposes its routes (`messages`, `heartbeat`, `events`, `ops`; the page and the server
-//! functions come from Leptos), and `app` assembles them under the layers every request passes. Tests and `main`
-//! serve the same thing.
+//! functions come from Leptos), and `app` assembles them under the layers every request passes, except the hot
+//! read of the log (`messages`), which answers prepared bytes with its own headers. Tests and `main` serve the same
+//! thing.
 
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -39,7 +40,6 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
                 shell(options.clone())
             }
         })
-        .merge(messages::routes())
         .merge(heartbeat::routes())
         .fallback_service(static_files)
         .layer(middleware::from_fn_with_state(scope, group::assign))
@@ -52,6 +52,8 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
         .merge(events)
         .merge(ops::routes())
         .layer(middleware::from_fn_with_state(state.peers.clone(), peer::admit))
-        .with_state(state);
-    security::headers(router)
+        .with_state(state.clone());
+    // The refetch every tab makes after every notice passes none of the layers above: it needs no session group,
+    // peer budget, body limit, compression or span, and sets its own headers (see `messages`).
+    security::headers(router).merge(messages::routes().with_state(state))
 }

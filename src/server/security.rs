@@ -53,6 +53,15 @@ async fn on_site_redirects(response: Response) -> Response {
     }
 }
 
+/// The headers an answer that is not the page carries, for a route outside `headers` (the hot path of
+/// `GET /api/messages`, which skips every per-request layer).
+pub fn not_a_document(headers: &mut axum::http::HeaderMap) {
+    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(NOT_A_DOCUMENT));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+}
+
 /// The headers every answer carries; a policy already set (the page's) is kept.
 pub fn headers(router: Router) -> Router {
     router

@@ -143,7 +143,7 @@ pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
     println!("broadcasting listening on http://{addr}");
     tracing::info!(%addr, scope = ?settings.scope, "listening");
     let pages = state.pages.clone();
-    tokio::spawn(retention::run(state.store.clone(), settings.retention(), move || pages.invalidate()));
+    tokio::spawn(retention::run(state.store.clone(), settings.retention(), move || pages.forget()));
     let throttles = [state.throttle.clone(), state.heartbeats.clone()];
     tokio::spawn(forget_idle_budgets(throttles, state.peers.clone(), settings.prune_every));
     tokio::spawn(heartbeat::sweep(state.presence.clone(), state.hub.clone(), heartbeat::SWEEP_EVERY));

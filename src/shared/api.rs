@@ -49,8 +49,8 @@ pub async fn list_messages(since: Option<String>, before: Option<String>) -> Res
         use crate::server::{feed, pages::PageKey};
         let read = async {
             let state = feed::app_state()?;
-            let key = PageKey::parse(since.as_deref(), before.as_deref())?;
-            feed::list(&state, key)
+            let key = PageKey::parse(since.as_deref(), before.as_deref(), None)?;
+            feed::list(&state, key, None)
                 .await
                 .map(|page| LogPage { epoch: page.epoch.clone(), messages: page.messages.clone() })
         };
