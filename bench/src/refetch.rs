@@ -261,3 +261,43 @@ fn ids(encoding: Encoding, body: &[u8]) -> anyhow::Result<Vec<u64>> {
     let page: Vec<Message> = serde_json::from_slice(json).context("a page that is not JSON")?;
     Ok(page.into_iter().map(|message| message.id).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    const PAGE: &[u8] = br#"[{"id":7,"user":"a","text":"x"},{"id":9,"user":"b","text":"y"}]"#;
+
+    #[test]
+    fn every_encoding_reads_down_to_the_ids() {
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gzip.write_all(PAGE).unwrap();
+        let mut deflate = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        deflate.write_all(PAGE).unwrap();
+        assert_eq!(ids(Encoding::Identity, PAGE).unwrap(), [7, 9]);
+        assert_eq!(ids(Encoding::Gzip, &gzip.finish().unwrap()).unwrap(), [7, 9]);
+        assert_eq!(ids(Encoding::Deflate, &deflate.finish().unwrap()).unwrap(), [7, 9]);
+        assert_eq!(ids(Encoding::Zstd, &zstd::stream::encode_all(PAGE, 3).unwrap()).unwrap(), [7, 9]);
+    }
+
+    #[test]
+    fn a_chunked_body_is_whole_only_after_its_last_chunk() {
+        let wire = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+        assert_eq!(dechunked(wire).unwrap().unwrap(), b"hello world");
+        assert!(dechunked(&wire[..wire.len() - 2]).unwrap().is_none());
+        assert!(dechunked(&wire[..9]).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_head_says_how_to_read_its_body() {
+        let head = Head::parse(b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(matches!(head.encoding, Encoding::Brotli) && head.length.is_none() && head.keep_alive);
+        let head =
+            Head::parse(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n[]").unwrap().unwrap();
+        assert_eq!((head.length, head.keep_alive, head.size), (Some(2), false, 57));
+        assert!(Head::parse(b"HTTP/1.1 200 OK\r\nContent-Len").unwrap().is_none());
+    }
+}
