@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Benchmarks a release build on this machine through the public HTTP contract; the figures go to BENCHMARKS.md.
-#   scripts/bench.sh [sends] [fanout] [render] [size] [live] [soak]     (no argument: the first five)
+#   scripts/bench.sh [sends] [fanout] [refetch] [render] [size] [live] [soak] [redis]   (no argument: the first six)
 #     sends   acknowledged durable sends per second, 1 and 8 concurrent senders
 #     fanout  N = 1,000 / 5,000 / 10,000 subscribers in one session group, 1 message per second, against the bare
 #             axum + broadcast floor and against Broadcasting (every subscriber refetching like the page)
+#     refetch the floor, then Broadcasting (--scope everyone) with every subscriber its own browser refetching as
+#             Chromium does (its headers, Accept-Encoding), at 10,000 x 1/s, 1,000 x 5/s and 10,000 x 20/s; then nginx
+#             (deploy/nginx.conf) in front of Broadcasting without its cache of /api/messages, with it, and with it but
+#             no cache lock (servers and nginx pinned to core 0, the load generator to core 1)
 #     render  server-rendered pages of / per second with 200 messages in the log
 #     size    release wasm, JS and CSS: raw, gzip -9, brotli -11, and as served
 #     live    Chromium (Playwright): time from navigation to hydrated and to the event stream live
@@ -11,7 +15,9 @@
 #     redis   scale-out on Redis (appendfsync always): durable sends/s with 8 senders, Redis next to SQLite; fan-out
 #             to N subscribers on SQLite, on one Redis replica, and split over two Redis replicas (servers and
 #             Redis pinned to core 0, the load generator to core 1); time to heal a killed pub/sub connection
-# Environment: BENCH_SUBSCRIBERS="1000 5000 10000", BENCH_MESSAGES=30, BENCH_RATE=1, BENCH_REDIS_SUBSCRIBERS=10000.
+# Environment: BENCH_SUBSCRIBERS="1000 5000 10000", BENCH_MESSAGES=30, BENCH_RATE=1, BENCH_REDIS_SUBSCRIBERS=10000,
+# BENCH_FAST_MESSAGES=200 (refetch at 20/s: about 10 s), BENCH_CACHE_SUBSCRIBERS=5000 (refetch through nginx, which
+# holds two open files per stream and 16,384 connections).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -20,7 +26,7 @@ if ! command -v brotli >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then apt-get install -y brotli; else sudo apt-get install -y brotli; fi
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
-sections=${*:-sends fanout render size live}
+sections=${*:-sends fanout refetch render size live}
 subscribers=${BENCH_SUBSCRIBERS:-1000 5000 10000}
 messages=${BENCH_MESSAGES:-30}
 rate=${BENCH_RATE:-1}
@@ -32,6 +38,7 @@ ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, open files $(ulimit -n); loader and server share them"
 
 data=$(mktemp -d)
+runs=$(mktemp -d) # each run's report, read back for the comparisons
 pid=""
 pids=()
 stop() {
@@ -40,15 +47,15 @@ stop() {
   pid=""
   pids=()
 }
-trap 'stop; rm -rf "$data"' EXIT
+trap 'stop; rm -rf "$data" "$runs"' EXIT
 
-# start_server PORT: a fresh release server on an empty data directory (SQLite store, the default). The load comes
-# from one machine in one session group, so the per-browser stream cap, the send rate limit and the per-address
-# budgets and stream cap are lifted.
+# start_server PORT [FLAGS...]: a fresh release server on an empty data directory (SQLite store, the default). The
+# load comes from one machine in one session group, so the per-browser stream cap, the send rate limit and the
+# per-address budgets and stream cap are lifted.
 start_server() {
   rm -rf "$data" && mkdir -p "$data"
   ${pin_sqlite:-} target/release/broadcasting --addr "127.0.0.1:$1" --data-dir "$data" --log-level warn --config /dev/null \
-    --send-rate 0 --max-streams-per-browser 0 --address-rate 0 --max-streams-per-address 0 &
+    --send-rate 0 --max-streams-per-browser 0 --address-rate 0 --max-streams-per-address 0 "${@:2}" &
   pid=$!
   wait_for "http://127.0.0.1:$1/api/messages"
   kill -0 "$pid"
@@ -80,6 +87,46 @@ wait_for() {
   echo "nothing answers at $1" >&2
   return 1
 }
+# start_floor: the bare axum + broadcast floor on port 3078.
+start_floor() {
+  ${pin_sqlite:-} $bench floor --addr 127.0.0.1:3078 &
+  pid=$!
+  wait_for "http://127.0.0.1:3078/api/send" -X POST
+  kill -0 "$pid" # it is ours that answers, not a leftover
+}
+# start_nginx PORT UPSTREAM CACHE: deploy/nginx.conf filled in as scripts/cluster.sh does, in front of the one server
+# UPSTREAM (HOST:PORT); CACHE `off` turns its cache of /api/messages off, `nolock` its cache lock (its pid is the
+# last of $pids).
+start_nginx() {
+  local dir=$runs/nginx-$1 nginx_bin
+  nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+  rm -rf "$dir" && mkdir -p "$dir"
+  chmod go+x "$runs" # started as root, nginx runs its worker as nobody, which must reach its cache in $dir
+  sed -e "s|@RUNTIME@|$dir|g" -e "s|@PORT@|$1|g" deploy/nginx.conf \
+    | awk -v upstreams="        server $2;" '{ if ($0 == "@UPSTREAMS@") print upstreams; else print }' \
+    | case $3 in
+      off) sed 's|proxy_cache messages;|proxy_cache off;|' ;;
+      nolock) sed 's|proxy_cache_lock on;|proxy_cache_lock off;|' ;;
+      *) cat ;;
+    esac >"$dir/nginx.conf"
+  $pin_server "$nginx_bin" -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' &
+  pids+=($!)
+  wait_for "http://127.0.0.1:$1/api/messages" || { tail -n 5 "$dir/error.log" >&2; return 1; }
+}
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# p99 KIND FILE: the p99 in ms of a fanout report's "KIND latency" line (notification, full-loop).
+p99() {
+  grep -o "$1 latency ms p50=[0-9.]* p99=[0-9.]*" "$2" | sed 's/.*p99=//'
+}
+# fanout_run NAME FANOUT-FLAGS...: a fanout run pinned to the bench's core, its report shown and kept in
+# $runs/NAME; a run that does not deliver every message is reported, not fatal.
+fanout_run() {
+  local name=$1
+  shift
+  $pin_bench $bench fanout "$@" 2>&1 | tee "$runs/$name" || echo "$name: the run failed (see above)"
+}
 
 for section in $sections; do
   case $section in
@@ -93,10 +140,7 @@ for section in $sections; do
     ;;
   fanout)
     for n in $subscribers; do
-      $bench floor --addr 127.0.0.1:3078 &
-      pid=$!
-      wait_for "http://127.0.0.1:3078/api/send" -X POST
-      kill -0 "$pid" # it is ours that answers, not a leftover
+      start_floor
       $bench fanout --url http://127.0.0.1:3078 --subscribers "$n" --messages "$messages" --rate "$rate" \
         --no-fetch --pid "$pid" --label floor
       stop
@@ -105,6 +149,50 @@ for section in $sections; do
         --pid "$pid" --label broadcasting
       stop
     done
+    ;;
+  refetch)
+    # Broadcasting's full loop (notice, then the page refetched as a browser does) against the floor's notice alone,
+    # on the same cores. Every subscriber is its own browser; --scope everyone puts them all in one group.
+    pin_sqlite=$pin_server
+    for run in "10000 1 $messages 2" "1000 5 $messages 4" "10000 20 ${BENCH_FAST_MESSAGES:-200} -"; do
+      read -r n r m target <<<"$run"
+      start_floor
+      fanout_run floor --url http://127.0.0.1:3078 --subscribers "$n" --messages "$m" --rate "$r" --no-fetch \
+        --pid "$pid" --label floor
+      stop
+      start_server 3077 --scope everyone
+      fanout_run broadcasting --url http://127.0.0.1:3077 --subscribers "$n" --messages "$m" --rate "$r" \
+        --browsers --pid "$pid" --label broadcasting
+      stop
+      floor=$(p99 notification "$runs/floor")
+      fetched=$(p99 full-loop "$runs/broadcasting")
+      if [ "$target" = - ]; then
+        target="every subscriber ends with every message: $(grep -o 'fetched [0-9]*/[0-9]*' "$runs/broadcasting")"
+      else
+        target="target <= ${target}x"
+      fi
+      awk -v n="$n" -v r="$r" -v floor="$floor" -v fetched="$fetched" -v target="$target" 'BEGIN {
+        printf "== refetch N=%s rate=%s/s: floor notification p99 %s ms, Broadcasting fetched p99 %s ms: %s x the floor (%s)\n",
+          n, r, floor, fetched, (floor > 0 ? sprintf("%.1f", fetched / floor) : "?"), target }'
+    done
+    # nginx in front of one server, without and with its cache of /api/messages (and with it but no cache lock,
+    # whose waiters nginx wakes every 500 ms): what reaches the server (its own /metrics) and what the tabs wait.
+    n=${BENCH_CACHE_SUBSCRIBERS:-5000}
+    port=$(free_port)
+    for cache in off on nolock; do
+      start_server 3077 --scope everyone
+      server=$pid
+      start_nginx "$port" 127.0.0.1:3077 "$cache"
+      fanout_run "nginx-cache-$cache" --url "http://127.0.0.1:$port" --metrics http://127.0.0.1:3077 \
+        --subscribers "$n" --messages "$messages" --rate 1 --browsers --pid "$server" --label "nginx-cache-$cache"
+      stop
+    done
+    for cache in off on nolock; do
+      printf '== refetch through nginx, cache %s, N=%s rate=1/s: origin refetches per message %s, fetched p99 %s ms\n' \
+        "$cache" "$n" "$(grep -o 'origin answered [0-9]* ([^)]*), [0-9.]* per message' "$runs/nginx-cache-$cache" \
+        | sed 's/.*, //; s/ per message//')" "$(p99 full-loop "$runs/nginx-cache-$cache")"
+    done
+    pin_sqlite=""
     ;;
   render)
     start_server 3077
@@ -178,7 +266,7 @@ for section in $sections; do
     stop
     ;;
   *)
-    echo "unknown section $section (sends, fanout, render, size, live, soak, redis)" >&2
+    echo "unknown section $section (sends, fanout, refetch, render, size, live, soak, redis)" >&2
     exit 2
     ;;
   esac

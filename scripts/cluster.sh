@@ -46,6 +46,7 @@ done
 mkdir -p "$dir/redis"
 dir=$(cd "$dir" && pwd)
 runtime=$(mktemp -d "${TMPDIR:-/tmp}/broadcasting-cluster.XXXXXX")
+chmod go+x "$runtime" # started as root, nginx runs its worker as nobody, which must reach its cache in here
 pids=()
 
 stop() {

@@ -1,6 +1,7 @@
 //! `fanout`: N subscribers on `/events` in one session group, one sender at a fixed rate, and (unless `--no-fetch`)
-//! every subscriber fetching `/api/messages?since=` on each notification exactly as the page does: one fetch in
-//! flight, a notification during it causes one more fetch after it.
+//! every subscriber fetching `/api/messages?since=A&until=B&epoch=E` on each notification exactly as the page does:
+//! one fetch in flight, a notification during it causes one more fetch after it. The subscribers are tabs of one
+//! browser (the join's cookie), or with `--browsers` each its own browser (the cookie its `/events` answer sets).
 
 use anyhow::anyhow;
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use futures::{FutureExt, StreamExt};
 use reqwest::header::{ACCEPT, COOKIE, SET_COOKIE};
 use tokio::sync::{watch, Semaphore};
 
+use crate::refetch::Origin;
 use crate::sse::SseFrames;
 use crate::stats::{summary, Process};
 use crate::wire;
@@ -25,7 +27,15 @@ pub struct Options {
     pub messages: usize,
     pub rate: f64,
     pub fetch: bool,
+    /// Each subscriber its own browser, with its own group cookie, rather than a tab of the joining browser.
+    pub browsers: bool,
+    /// Fetch `since=A&until=B&epoch=E` (the cacheable page), not `since=A` alone.
+    pub until: bool,
+    /// Keep-alive connections per origin that the subscribers' fetches share.
     pub fetch_connections: usize,
+    /// Where to read `broadcasting_page_requests_total` (each replica itself, not a proxy in front of several);
+    /// none: `url` and `also`.
+    pub metrics: Vec<String>,
     pub connect_concurrency: usize,
     pub pid: Vec<u32>,
     pub label: String,
@@ -40,11 +50,15 @@ struct Seen {
 
 struct Shared {
     urls: Vec<String>,
+    origins: Vec<Origin>,
+    /// The join's group cookie, which the tabs of one browser share.
     cookie: Option<String>,
+    browsers: bool,
+    /// The log's epoch, percent-encoded for the query; none: fetch `since=` alone.
+    epoch: Option<String>,
     streams: reqwest::Client,
-    fetches: reqwest::Client,
-    fetch_slots: Semaphore,
     connected: AtomicUsize,
+    fetches: AtomicUsize,
     stop: watch::Receiver<bool>,
     /// The newest id before the run: what a freshly rendered page already shows.
     start: u64,
@@ -53,26 +67,38 @@ struct Shared {
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     let server = (!opts.pid.is_empty()).then(|| Processes(opts.pid.iter().copied().map(Process).collect()));
     let server = server.as_ref();
+    let bench = Process(std::process::id());
     let streams = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
-    let fetches = reqwest::Client::builder().pool_max_idle_per_host(opts.fetch_connections).build()?;
+    let http = reqwest::Client::new();
+    let urls: Vec<String> = std::iter::once(opts.url.clone()).chain(opts.also.iter().cloned()).collect();
+    let metrics = if opts.metrics.is_empty() { urls.clone() } else { opts.metrics.clone() };
 
-    // One session group: take the cookie the server hands out on a first request and send it with every request
-    // (the floor has no groups and hands out none).
-    let first = fetches.post(format!("{}{}", opts.url, wire::JOIN_PATH)).form(&[("username", "bench")]).send().await;
+    // The sender's session group: take the cookie the server hands out on a first request and send it with every
+    // send and, unless each subscriber is its own browser, every tab's request (the floor hands out none).
+    let first = http.post(format!("{}{}", opts.url, wire::JOIN_PATH)).form(&[("username", "bench")]).send().await;
     let first = first.map_err(|e| anyhow!("join: {e}"))?;
     let (cookie, ticket) = joined(first).await?;
 
-    let start = if opts.fetch { latest_id(&fetches, &opts.url, cookie.as_deref()).await? } else { 0 };
+    let (start, epoch) = if opts.fetch { latest(&http, &opts.url, cookie.as_deref()).await? } else { (0, None) };
+    let origins =
+        urls.iter().map(|url| Origin::new(url, opts.fetch_connections)).collect::<anyhow::Result<Vec<_>>>()?;
+    if opts.fetch {
+        for origin in &origins {
+            origin.warm(opts.fetch_connections).await?;
+        }
+    }
     let rss_before = server.map(|p| p.rss()).transpose()?;
     let cpu_before = server.map(|p| p.cpu_seconds()).transpose()?;
     let (stop_tx, stop) = watch::channel(false);
     let shared = Arc::new(Shared {
-        urls: std::iter::once(opts.url.clone()).chain(opts.also.iter().cloned()).collect(),
+        urls,
+        origins,
         cookie,
+        browsers: opts.browsers,
+        epoch: epoch.filter(|_| opts.until).map(|epoch| percent_encoded(&epoch)),
         streams,
-        fetches,
-        fetch_slots: Semaphore::new(opts.fetch_connections.max(1)),
         connected: AtomicUsize::new(0),
+        fetches: AtomicUsize::new(0),
         stop,
         start,
     });
@@ -84,8 +110,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut tasks = Vec::with_capacity(opts.subscribers);
     for (i, mine) in progress.iter().enumerate() {
         let permit = handshakes.clone().acquire_owned().await?;
-        let url = shared.urls[i % shared.urls.len()].clone();
-        tasks.push(tokio::spawn(subscriber(shared.clone(), url, mine.clone(), opts.fetch, permit)));
+        tasks.push(tokio::spawn(subscriber(shared.clone(), i % shared.urls.len(), mine.clone(), opts.fetch, permit)));
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while shared.connected.load(Ordering::SeqCst) < opts.subscribers {
@@ -109,6 +134,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_connected = server.map(|p| p.rss()).transpose()?;
     let cpu_connected = server.map(|p| p.cpu_seconds()).transpose()?;
+    let answered_before = page_requests(&http, &metrics).await;
+    let (bench_before, fetches_before, sending) =
+        (bench.cpu_seconds()?, shared.fetches.load(Ordering::SeqCst), Instant::now());
 
     // Send at the given rate; note when each send was acknowledged.
     let mut acked: HashMap<u64, Instant> = HashMap::with_capacity(opts.messages);
@@ -116,12 +144,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for i in 0..opts.messages {
         tick.tick().await;
-        let response =
-            with_cookie(shared.fetches.post(format!("{}{}", opts.url, wire::SEND_PATH)), shared.cookie.as_deref())
-                .form(&[("ticket", ticket.as_str()), ("text", &format!("{} fan-out message {i}", opts.label))])
-                .send()
-                .await
-                .map_err(|e| anyhow!("send: {e}"))?;
+        let response = with_cookie(http.post(format!("{}{}", opts.url, wire::SEND_PATH)), shared.cookie.as_deref())
+            .form(&[("ticket", ticket.as_str()), ("text", &format!("{} fan-out message {i}", opts.label))])
+            .send()
+            .await
+            .map_err(|e| anyhow!("send: {e}"))?;
         let status = response.status();
         let body: serde_json::Value = response.json().await.map_err(|e| anyhow!("send: {e}"))?;
         let id = body["id"].as_u64().ok_or_else(|| anyhow!("send answered {status} {body}"))?;
@@ -135,6 +162,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let cpu_after = server.map(|p| p.cpu_seconds()).transpose()?;
+    let (bench_after, fetches, sent_for) =
+        (bench.cpu_seconds()?, shared.fetches.load(Ordering::SeqCst) - fetches_before, sending.elapsed());
+    let answered = page_requests(&http, &metrics).await.zip(answered_before).map(|(after, before)| after - before);
     let rss_after = server.map(|p| p.rss()).transpose()?;
     let _ = stop_tx.send(true);
 
@@ -157,54 +187,119 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         }
     }
     let expected = opts.subscribers * acked.len();
+    let messages = acked.len().max(1) as f64;
+    // Every line names its run, so lines from several runs can be told apart (and grepped) in one log.
+    let run = format!("{} N={} rate={}/s", opts.label, opts.subscribers, opts.rate);
+    let who = if opts.browsers { "each its own browser" } else { "tabs of one browser" };
+    let shape = if shared.epoch.is_some() { "since&until&epoch" } else { "since" };
     println!(
-        "== {} N={} over {} server(s) messages={} rate={}/s",
-        opts.label,
-        opts.subscribers,
+        "== {run}: {} server(s), {} messages, subscribers {who}{}",
         shared.urls.len(),
         acked.len(),
-        opts.rate
+        if opts.fetch {
+            format!(", fetching ?{shape} over {} connections", opts.fetch_connections)
+        } else {
+            String::new()
+        }
     );
-    println!("connect: {connect_seconds:.1} s for {} subscribers", opts.subscribers);
-    println!("notified {notified}/{expected}; notification latency ms {}", summary(&mut notification));
+    println!("{run}: connect {connect_seconds:.1} s for {} subscribers", opts.subscribers);
+    println!("{run}: notified {notified}/{expected}; notification latency ms {}", summary(&mut notification));
     if opts.fetch {
-        println!("fetched {fetched}/{expected}; full-loop latency ms {}", summary(&mut full_loop));
+        println!("{run}: fetched {fetched}/{expected}; full-loop latency ms {}", summary(&mut full_loop));
     }
     if let (Some(before), Some(connected), Some(after)) = (rss_before, rss_connected, rss_after) {
         let per = (connected.saturating_sub(before)) as f64 / opts.subscribers as f64;
         println!(
-            "server RSS: {:.1} MiB before, {:.1} MiB connected, {:.1} MiB after sends; {:.1} KiB per subscriber",
+            "{run}: server RSS {:.1} MiB before, {:.1} MiB connected, {:.1} MiB after sends; {:.1} KiB per subscriber",
             mib(before),
             mib(connected),
             mib(after),
             per / 1024.0
         );
     }
+    // A proxy's cache answers some refetches itself: the origin's own count is what its CPU is divided by.
+    let (refetches, counted_by) = match answered {
+        Some(answered) => (answered, "the origin's /metrics"),
+        None => (fetches as u64, "the bench's fetches: no /metrics"),
+    };
     if let (Some(before), Some(connected), Some(after)) = (cpu_before, cpu_connected, cpu_after) {
-        let per_message = (after - connected) / acked.len().max(1) as f64;
+        let sends = after - connected;
+        let per_refetch = if opts.fetch && refetches > 0 {
+            format!(", {:.1} µs per refetch", sends / refetches as f64 * 1e6)
+        } else {
+            String::new()
+        };
         println!(
-            "server CPU: {:.2} s connecting, {:.2} s during sends, {:.2} ms per message",
+            "{run}: server CPU {:.2} s connecting, {sends:.2} s during sends, {:.2} ms per message{per_refetch}",
             connected - before,
-            after - connected,
-            per_message * 1e3
+            sends / messages * 1e3,
+        );
+    }
+    if opts.fetch {
+        println!(
+            "{run}: refetches {fetches} made, {:.1} per message; coalescing saved {} of {}; origin answered {refetches} \
+             ({counted_by}), {:.1} per message",
+            fetches as f64 / messages,
+            expected.saturating_sub(fetches),
+            expected,
+            refetches as f64 / messages,
+        );
+        let opened: usize = shared.origins.iter().map(Origin::opened).sum();
+        println!(
+            "{run}: bench CPU {:.2} s during {:.1} s of sends ({:.0} % of a core), {:.1} µs per fetch (reading the \
+             streams included); {opened} fetch connections opened",
+            bench_after - bench_before,
+            sent_for.as_secs_f64(),
+            (bench_after - bench_before) / sent_for.as_secs_f64() * 100.0,
+            (bench_after - bench_before) / fetches.max(1) as f64 * 1e6,
         );
     }
     // A subscriber that falls behind is told once for the newest id (the hub coalesces, by design): with fetches,
     // what counts is that every subscriber fetched every message.
     if opts.fetch && notified < expected {
-        println!("coalesced: {} notices folded into later ones (every message still fetched)", expected - notified);
+        println!(
+            "{run}: coalesced {} notices folded into later ones (every message still fetched)",
+            expected - notified
+        );
     }
     let all = if opts.fetch { fetched == expected } else { notified == expected };
     if all {
         Ok(())
     } else {
-        Err(anyhow!("not every message reached every subscriber ({} label)", opts.label))
+        Err(anyhow!("not every message reached every subscriber ({run})"))
     }
 }
 
-async fn latest_id(http: &reqwest::Client, url: &str, cookie: Option<&str>) -> anyhow::Result<u64> {
-    let ids = page_ids(with_cookie(http.get(format!("{url}{}", wire::MESSAGES_PATH)), cookie), "latest").await?;
-    Ok(ids.into_iter().max().unwrap_or(0))
+/// The newest id in the log and the log's epoch, as a freshly rendered page knows them.
+async fn latest(http: &reqwest::Client, url: &str, cookie: Option<&str>) -> anyhow::Result<(u64, Option<String>)> {
+    let response = answer(with_cookie(http.get(format!("{url}{}", wire::MESSAGES_PATH)), cookie), "latest").await?;
+    let epoch = response.headers().get(wire::EPOCH_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let page: Vec<serde_json::Value> = response.json().await.map_err(|e| anyhow!("latest: {e}"))?;
+    Ok((page.iter().filter_map(|m| m["id"].as_u64()).max().unwrap_or(0), epoch))
+}
+
+/// `GET /api/messages` requests the servers at `urls` have answered, summed; none if one has no such counter.
+async fn page_requests(http: &reqwest::Client, urls: &[String]) -> Option<u64> {
+    let mut total = 0.0;
+    for url in urls {
+        let text = http.get(format!("{url}/metrics")).send().await.ok()?.error_for_status().ok()?.text().await.ok()?;
+        let value = text.lines().find_map(|line| line.strip_prefix("broadcasting_page_requests_total "))?;
+        total += value.trim().parse::<f64>().ok()?;
+    }
+    Some(total as u64)
+}
+
+/// `value` as it may stand in a query string.
+fn percent_encoded(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }
 
 /// The session group's cookie on a request (none for the floor).
@@ -218,15 +313,15 @@ fn with_cookie(request: reqwest::RequestBuilder, cookie: Option<&str>) -> reqwes
 /// A join's answer: the session group's cookie as a `Cookie` header sends it back (if the server set one) and the
 /// ticket.
 pub(crate) async fn joined(response: reqwest::Response) -> anyhow::Result<(Option<String>, String)> {
-    let cookie = response
-        .headers()
-        .get(SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(str::to_owned);
+    let cookie = cookie_set(response.headers());
     let joined: serde_json::Value = response.json().await.map_err(|e| anyhow!("join: {e}"))?;
     let ticket = joined["ticket"].as_str().ok_or_else(|| anyhow!("join answered {joined}"))?.to_owned();
     Ok((cookie, ticket))
+}
+
+/// The cookie an answer sets, as a `Cookie` header sends it back.
+fn cookie_set(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers.get(SET_COOKIE).and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).map(str::to_owned)
 }
 
 /// Sends `request` and insists on a 2xx answer; errors name `what` was asked.
@@ -262,24 +357,47 @@ impl Processes {
 }
 
 impl Shared {
-    /// The ids of one page after `since`, from the replica at `url`.
-    async fn fetch_since(self: Arc<Self>, url: String, since: u64) -> anyhow::Result<Vec<u64>> {
-        let _slot = self.fetch_slots.acquire().await?;
-        let request = self.fetches.get(format!("{url}{}?since={since}", wire::MESSAGES_PATH));
-        page_ids(with_cookie(request, self.cookie.as_deref()), "fetch").await
+    /// The ids of one page after `since` (up to `until` when fetching the cacheable page) from origin `origin`; they
+    /// must follow `since` in order, as the page would show them.
+    async fn fetch(
+        self: Arc<Self>,
+        origin: usize,
+        tail: Arc<[u8]>,
+        since: u64,
+        until: u64,
+    ) -> anyhow::Result<Vec<u64>> {
+        let query = match &self.epoch {
+            Some(epoch) => format!("since={since}&until={until}&epoch={epoch}"),
+            None => format!("since={since}"),
+        };
+        let ids = self.origins[origin].page(&query, &tail).await?;
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        if ids.first().is_some_and(|first| *first <= since) || ids.windows(2).any(|pair| pair[0] >= pair[1]) {
+            return Err(anyhow!("?{query} answered ids out of order: {ids:?}"));
+        }
+        Ok(ids)
     }
 }
 
 async fn subscriber(
     shared: Arc<Shared>,
-    url: String,
+    origin: usize,
     progress: Arc<AtomicU64>,
     fetch: bool,
     handshake: tokio::sync::OwnedSemaphorePermit,
 ) -> anyhow::Result<Seen> {
     let mut stop = shared.stop.clone();
-    let request = shared.streams.get(format!("{url}{}", wire::EVENTS_PATH)).header(ACCEPT, "text/event-stream");
-    let mut body = answer(with_cookie(request, shared.cookie.as_deref()), "events").await?.bytes_stream();
+    let request =
+        shared.streams.get(format!("{}{}", shared.urls[origin], wire::EVENTS_PATH)).header(ACCEPT, "text/event-stream");
+    // A browser of its own opens its stream with no cookie and keeps the one the answer sets (if the scope sets any).
+    let events = if shared.browsers {
+        answer(request, "events").await?
+    } else {
+        answer(with_cookie(request, shared.cookie.as_deref()), "events").await?
+    };
+    let cookie = if shared.browsers { cookie_set(events.headers()) } else { shared.cookie.clone() };
+    let tail = shared.origins[origin].tail(cookie.as_deref());
+    let mut body = events.bytes_stream();
     let mut handshake = Some(handshake);
     let mut frames = SseFrames::default();
     let mut seen = Seen::default();
@@ -314,13 +432,14 @@ async fn subscriber(
                 if page.is_empty() {
                     have = have.max(announced); // nothing more to read than was announced; wait for the next one
                 }
+                // A page that ends before what was announced (a full page) is followed by one more from its last id.
                 have = have.max(page.iter().copied().max().unwrap_or(0));
                 progress.store(have, Ordering::SeqCst);
             }
             _ = stop.changed() => return Ok(seen),
         }
         if fetch && in_flight.is_none() && announced > have {
-            in_flight = Some(shared.clone().fetch_since(url.clone(), have).boxed());
+            in_flight = Some(shared.clone().fetch(origin, tail.clone(), have, announced).boxed());
         }
     }
 }

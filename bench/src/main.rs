@@ -6,9 +6,11 @@
 //!
 //! `broadcasting-bench fanout --url URL --subscribers N --messages M --rate R [--pid P] [--also URL2 --pid P2]`: N
 //! subscribers on `/events` in one session group, M messages at R per second, every subscriber refetching like the
-//! page; reports notification and full-loop latency, delivered/expected, and the server's RSS and CPU (with its
-//! pid). With `--also`, the subscribers are split evenly over URL and the other replicas (sends go through URL),
-//! and RSS and CPU are summed over every `--pid`.
+//! page with a browser's headers; reports notification and full-loop latency, delivered/expected, the server's RSS
+//! and CPU (with its pid) per message and per refetch it answered (its `/metrics`), refetches per message and the
+//! bench's own CPU per fetch. With `--also`, the subscribers are split evenly over URL and the other replicas (sends
+//! go through URL), and RSS and CPU are summed over every `--pid`. `--browsers`: each subscriber its own browser
+//! (run the server with `--scope everyone` to keep them in one group).
 //!
 //! `broadcasting-bench floor --addr ADDR`: serves the bare axum + broadcast SSE floor to compare against
 //! (`fanout --no-fetch` against it).
@@ -24,6 +26,7 @@
 mod fanout;
 mod floor;
 mod heal;
+mod refetch;
 mod render;
 mod soak;
 mod stats;
@@ -82,9 +85,20 @@ enum Command {
         /// Only count notifications; no refetch (for the floor, which has no log).
         #[arg(long)]
         no_fetch: bool,
-        /// Connections the subscribers share for their fetches.
+        /// Each subscriber is its own browser: its stream opens without a cookie and its fetches send the cookie
+        /// that answer set (none with the server's `--scope everyone`, which keeps them all in one group).
+        #[arg(long)]
+        browsers: bool,
+        /// Fetch `?since=A` alone, not the cacheable `?since=A&until=B&epoch=E` (B the newest id announced).
+        #[arg(long)]
+        no_until: bool,
+        /// Keep-alive connections (per origin) the subscribers share for their fetches.
         #[arg(long, default_value_t = 1_000)]
         fetch_connections: usize,
+        /// Where to count the refetches the app answered (its `/metrics`), one per replica; without it `url` and
+        /// `also`. Give the replicas themselves when `url` is a proxy that may answer from its cache.
+        #[arg(long)]
+        metrics: Vec<String>,
         /// Subscribers connecting at once.
         #[arg(long, default_value_t = 200)]
         connect_concurrency: usize,
@@ -205,7 +219,10 @@ async fn main() -> std::process::ExitCode {
             messages,
             rate,
             no_fetch,
+            browsers,
+            no_until,
             fetch_connections,
+            metrics,
             connect_concurrency,
             pid,
             label,
@@ -217,7 +234,10 @@ async fn main() -> std::process::ExitCode {
                 messages,
                 rate,
                 fetch: !no_fetch,
+                browsers,
+                until: !no_until,
                 fetch_connections,
+                metrics,
                 connect_concurrency,
                 pid,
                 label,
