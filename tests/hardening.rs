@@ -2,7 +2,7 @@
 
 mod common;
 
-use broadcasting::shared::wire::{EVENTS_PATH, MESSAGES_PATH, SEND_PATH};
+use broadcasting::shared::wire::{EVENTS_PATH, MESSAGES_PATH, PRESENCE_PATH, SEND_PATH};
 use common::{texts, Server};
 
 fn header(response: &reqwest::Response, name: &str) -> String {
@@ -78,7 +78,8 @@ async fn open_streams_settling_at(server: &Server, want: f64) -> f64 {
 
 /// A browser whose session group is known by its cookie (`name=value`), for requests made by hand in that group.
 async fn browser_in_known_group(server: &Server) -> (common::Browser, String) {
-    let first = reqwest::get(server.url(MESSAGES_PATH)).await.unwrap();
+    // Any request but the refetch of the log (which sets no cookie, so that its answer is the same for everyone).
+    let first = reqwest::get(server.url(PRESENCE_PATH)).await.unwrap();
     let cookie = common::group_cookie(first.headers());
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("cookie", cookie.parse().unwrap());

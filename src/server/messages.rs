@@ -27,7 +27,16 @@ const SETTLED: &str = "public, max-age=31536000, immutable";
 const REVALIDATE: &str = "no-cache";
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route(wire::MESSAGES_PATH, get(list))
+    Router::new().route(wire::MESSAGES_PATH, get(list).fallback(other_method))
+}
+
+/// Any method but `GET` and `HEAD`: 405 in the API's JSON, as the layers this route skips would answer it.
+async fn other_method() -> Response {
+    let mut response =
+        ApiError::new(ErrorKind::MethodNotAllowed, "This API endpoint does not take that method.").into_response();
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET,HEAD"));
+    security::not_a_document(response.headers_mut());
+    response
 }
 
 /// `since`, `before` and `until` as written (blank counts as absent, see `PageKey::parse`), and the epoch the tab
