@@ -21,6 +21,7 @@ use std::net::IpAddr;
 use crate::server::hub::Notice;
 use crate::server::peer::{Peer, StreamPlace};
 use crate::server::replicas::stream_leases::StreamLease;
+use crate::server::serve::Detach;
 use crate::server::state::AppState;
 use crate::server::{group::GroupId, observe};
 use crate::shared::error::{ApiError, ErrorKind};
@@ -76,6 +77,8 @@ async fn stream(
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert(header::HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"));
+    // Nothing follows the stream on its connection: the connection can drop its HTTP state (`serve`).
+    response.extensions_mut().insert(Detach);
     response
 }
 
