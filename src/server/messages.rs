@@ -94,11 +94,12 @@ fn answer(page: &Page, request: &HeaderMap, asked_epoch: Option<&str>) -> Respon
     if page.body.varies() {
         headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
-    if let Ok(etag) = HeaderValue::from_str(&page.etag) {
-        headers.insert(header::ETAG, etag);
+    let [etag, epoch] = &page.headers;
+    if let Some(etag) = etag {
+        headers.insert(header::ETAG, etag.clone());
     }
-    if let Ok(epoch) = HeaderValue::from_str(&page.epoch) {
-        headers.insert(wire::EPOCH_HEADER, epoch);
+    if let Some(epoch) = epoch {
+        headers.insert(wire::EPOCH_HEADER, epoch.clone());
     }
     response
 }

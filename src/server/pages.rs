@@ -15,6 +15,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
+use axum::http::HeaderValue;
 use tokio::sync::OnceCell;
 
 use crate::server::encoded::Encoded;
@@ -93,6 +94,8 @@ pub struct Page {
     pub body: Encoded,
     /// Names these bytes of this epoch (a strong `ETag`, quoted).
     pub etag: String,
+    /// The `ETag` and `Broadcasting-Epoch` headers as sent, made once for every request.
+    pub headers: [Option<HeaderValue>; 2],
 }
 
 impl Page {
@@ -100,7 +103,8 @@ impl Page {
         let Fresh { epoch, messages, settled } = fresh;
         let json = serde_json::to_vec(&messages).map(Bytes::from).unwrap_or_default();
         let etag = format!("\"{:016x}\"", fnv1a(&[epoch.as_bytes(), b"\n", &json]));
-        Self { body: Encoded::new(json.clone()), messages, json, epoch, settled, etag }
+        let headers = [HeaderValue::from_str(&etag).ok(), HeaderValue::from_str(&epoch).ok()];
+        Self { body: Encoded::new(json.clone()), messages, json, epoch, settled, etag, headers }
     }
 }
 
