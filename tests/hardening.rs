@@ -61,7 +61,7 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
-/// `broadcasting_open_streams` once it reads `want` (the server notices a closed stream at its next write), or
+/// `broadcasting_open_streams` once it reads `want` (the server notices a closed stream when its client closes it), or
 /// what it reads after 5 s.
 async fn open_streams_settling_at(server: &Server, want: f64) -> f64 {
     let mut open = f64::NAN;
