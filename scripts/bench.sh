@@ -94,7 +94,7 @@ start_floor() {
   wait_for "http://127.0.0.1:3078/api/send" -X POST
   kill -0 "$pid" # it is ours that answers, not a leftover
 }
-# start_nginx PORT UPSTREAM CACHE: deploy/nginx.conf filled in as scripts/cluster.sh does, in front of the one server
+# start_nginx PORT UPSTREAM CACHE: deploy/nginx.conf filled in by scripts/nginx-conf.sh, in front of the one server
 # UPSTREAM (HOST:PORT); CACHE `off` turns its cache of /api/messages off, `nolock` its cache lock (its pid is the
 # last of $pids).
 start_nginx() {
@@ -102,8 +102,7 @@ start_nginx() {
   nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
   rm -rf "$dir" && mkdir -p "$dir"
   chmod go+x "$runs" # started as root, nginx runs its worker as nobody, which must reach its cache in $dir
-  sed -e "s|@RUNTIME@|$dir|g" -e "s|@PORT@|$1|g" deploy/nginx.conf \
-    | awk -v upstreams="        server $2;" '{ if ($0 == "@UPSTREAMS@") print upstreams; else print }' \
+  bash scripts/nginx-conf.sh "$dir" "$1" "$2" \
     | case $3 in
       off) sed 's|proxy_cache messages;|proxy_cache off;|' ;;
       nolock) sed 's|proxy_cache_lock on;|proxy_cache_lock off;|' ;;

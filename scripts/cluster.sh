@@ -77,7 +77,7 @@ pids+=($!)
 until_ok 100 redis-cli -p "$redis_port" ping || { echo "redis did not start:" >&2; cat "$runtime/redis.log" >&2; exit 1; }
 echo "redis: redis://127.0.0.1:$redis_port (pid ${pids[-1]}, data in $dir/redis)"
 
-upstreams=""
+upstreams=()
 for i in $(seq "$replicas"); do
   log="$runtime/replica-$i.log"
   LEPTOS_SITE_ROOT="$site" "$binary" --addr 127.0.0.1:0 --config /dev/null --data-dir "$dir/replica-$i" \
@@ -87,12 +87,10 @@ for i in $(seq "$replicas"); do
   until_ok 300 grep -q "listening on" "$log" || { echo "replica $i did not start:" >&2; cat "$log" >&2; exit 1; }
   url=$(grep -o 'listening on http://[^ ]*' "$log" | head -n1 | cut -d' ' -f3)
   echo "replica $i: $url (pid ${pids[-1]}, log $log)"
-  upstreams+="        server ${url#http://} max_fails=1 fail_timeout=2s;"$'\n'
+  upstreams+=("${url#http://} max_fails=1 fail_timeout=2s")
 done
 
-sed -e "s|@RUNTIME@|$runtime|g" -e "s|@PORT@|$port|g" "$root/deploy/nginx.conf" \
-  | awk -v upstreams="$upstreams" '{ if ($0 == "@UPSTREAMS@") printf "%s", upstreams; else print }' \
-  >"$runtime/nginx.conf"
+bash "$root/scripts/nginx-conf.sh" "$runtime" "$port" "${upstreams[@]}" >"$runtime/nginx.conf"
 "$nginx_bin" -p "$runtime" -c "$runtime/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 until_ok 100 curl -fsS "http://127.0.0.1:$port/readyz" || {

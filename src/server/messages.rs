@@ -17,7 +17,7 @@ use axum::Router;
 
 use crate::server::pages::{Page, PageKey};
 use crate::server::state::AppState;
-use crate::server::{feed, observe, security};
+use crate::server::{feed, observe, refusal, security};
 use crate::shared::error::{ApiError, ErrorKind};
 use crate::shared::wire;
 
@@ -32,8 +32,7 @@ pub fn routes() -> Router<AppState> {
 
 /// Any method but `GET` and `HEAD`: 405 in the API's JSON, as the layers this route skips would answer it.
 async fn other_method() -> Response {
-    let mut response =
-        ApiError::new(ErrorKind::MethodNotAllowed, "This API endpoint does not take that method.").into_response();
+    let mut response = refusal::wrong_method().into_response();
     response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET,HEAD"));
     security::not_a_document(response.headers_mut());
     response
@@ -74,7 +73,7 @@ async fn list(State(state): State<AppState>, request: Request) -> Response {
 fn answer(page: &Page, request: &HeaderMap, asked_epoch: Option<&str>) -> Response {
     // Cacheable by anyone only when the URL names the page's epoch: then no request of another log can match it.
     let cache = if page.settled && asked_epoch == Some(page.epoch.as_str()) { SETTLED } else { REVALIDATE };
-    let held = request.get(header::IF_NONE_MATCH).is_some_and(|tags| names(tags.as_bytes(), &page.etag));
+    let held = request.get(header::IF_NONE_MATCH).is_some_and(|tags| names(tags.as_bytes(), page.etag.as_bytes()));
     let mut response = if held {
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::NOT_MODIFIED;
@@ -94,28 +93,25 @@ fn answer(page: &Page, request: &HeaderMap, asked_epoch: Option<&str>) -> Respon
     if page.body.varies() {
         headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
-    let [etag, epoch] = &page.headers;
-    if let Some(etag) = etag {
-        headers.insert(header::ETAG, etag.clone());
-    }
-    if let Some(epoch) = epoch {
+    headers.insert(header::ETAG, page.etag.clone());
+    if let Some(epoch) = &page.epoch_header {
         headers.insert(wire::EPOCH_HEADER, epoch.clone());
     }
     response
 }
 
 /// Whether an `If-None-Match` value names `etag` (weakly compared, as RFC 9110 asks for it), or is `*`.
-fn names(tags: &[u8], etag: &str) -> bool {
+fn names(tags: &[u8], etag: &[u8]) -> bool {
     tags.split(|byte| *byte == b',')
         .map(<[u8]>::trim_ascii)
-        .any(|tag| tag == b"*" || tag.strip_prefix(b"W/").unwrap_or(tag) == etag.as_bytes())
+        .any(|tag| tag == b"*" || tag.strip_prefix(b"W/").unwrap_or(tag) == etag)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn if_none_match_names_the_tag_in_a_list_weakly_or_as_a_star() {
-        let etag = "\"00ff\"";
+        let etag = b"\"00ff\"";
         for held in ["\"00ff\"", "\"a\", \"00ff\"", "W/\"00ff\"", "*", " \"00ff\" "] {
             assert!(super::names(held.as_bytes(), etag), "{held}");
         }

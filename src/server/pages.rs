@@ -85,26 +85,26 @@ impl From<(String, Vec<Message>)> for Fresh {
 #[derive(Debug)]
 pub struct Page {
     pub messages: Vec<Message>,
-    pub json: Bytes,
     pub epoch: String,
     /// The page names both its ends and every message up to its end is in the log: the same request answers the
     /// same bytes for as long as this epoch lasts.
     pub settled: bool,
     /// The JSON as sent: identity, or compressed once for every request that accepts it.
     pub body: Encoded,
-    /// Names these bytes of this epoch (a strong `ETag`, quoted).
-    pub etag: String,
-    /// The `ETag` and `Broadcasting-Epoch` headers as sent, made once for every request.
-    pub headers: [Option<HeaderValue>; 2],
+    /// Names these bytes of this epoch (a strong `ETag`, quoted), as sent.
+    pub etag: HeaderValue,
+    /// `epoch` as the `Broadcasting-Epoch` header sends it (none if it could not be one), made once.
+    pub epoch_header: Option<HeaderValue>,
 }
 
 impl Page {
     fn new(fresh: Fresh) -> Self {
         let Fresh { epoch, messages, settled } = fresh;
         let json = serde_json::to_vec(&messages).map(Bytes::from).unwrap_or_default();
-        let etag = format!("\"{:016x}\"", fnv1a(&[epoch.as_bytes(), b"\n", &json]));
-        let headers = [HeaderValue::from_str(&etag).ok(), HeaderValue::from_str(&epoch).ok()];
-        Self { body: Encoded::new(json.clone()), messages, json, epoch, settled, etag, headers }
+        let tag = fnv1a(&[epoch.as_bytes(), b"\n", &json]);
+        let etag = HeaderValue::from_maybe_shared(Bytes::from(format!("\"{tag:016x}\""))).expect("quoted hex");
+        let epoch_header = HeaderValue::from_str(&epoch).ok();
+        Self { body: Encoded::new(json), messages, epoch, settled, etag, epoch_header }
     }
 }
 
@@ -192,15 +192,17 @@ impl PageCache {
             }
             None => Arc::new(Page::new(read().await?.into())),
         };
-        if let (PageKey::Range { since, until }, true) = (key, page.settled) {
-            self.keep_settled(key, (until, since), &page);
+        if page.settled {
+            self.keep_settled(key, &page);
         }
         Ok(page)
     }
 
     /// Moves a settled page from the live ones to the settled; a page of another epoch than those kept means the
     /// log was made anew: they go.
-    fn keep_settled(&self, key: PageKey, at: (u64, u64), page: &Arc<Page>) {
+    fn keep_settled(&self, key: PageKey, page: &Arc<Page>) {
+        let PageKey::Range { since, until } = key else { return };
+        let at = (until, since);
         let mut pages = self.lock();
         pages.live.remove(&key);
         if pages.settled.values().next().is_some_and(|kept| kept.epoch != page.epoch) {
@@ -245,7 +247,7 @@ mod tests {
         for page in &pages {
             let page = page.as_ref().unwrap();
             assert_eq!(page.messages, vec![message(5)]);
-            assert_eq!(page.json, Bytes::from(serde_json::to_vec(&vec![message(5)]).unwrap()));
+            assert_eq!(page.body.for_accept(None).0, Bytes::from(serde_json::to_vec(&vec![message(5)]).unwrap()));
             assert!(!page.settled);
         }
         cache.invalidate();

@@ -17,6 +17,11 @@ fn too_large(max_bytes: usize) -> ApiError {
     ApiError::new(ErrorKind::TooLarge, format!("That request is larger than this server takes ({max_bytes} bytes)."))
 }
 
+/// 405 `method_not_allowed`: an API endpoint asked with a method it does not take.
+pub fn wrong_method() -> ApiError {
+    ApiError::new(ErrorKind::MethodNotAllowed, "This API endpoint does not take that method.")
+}
+
 /// Middleware, outside the body limit and the timeout; `max_bytes` is the body limit, named in the sentence.
 pub async fn as_api_errors(State(max_bytes): State<usize>, request: Request, next: Next) -> Response {
     let api = request.uri().path().starts_with("/api/");
@@ -34,9 +39,7 @@ pub async fn as_api_errors(State(max_bytes): State<usize>, request: Request, nex
             Some(ApiError::new(ErrorKind::TimedOut, "The request took too long to arrive or to answer; try again."))
         }
         StatusCode::NOT_FOUND if api => Some(ApiError::new(ErrorKind::NotFound, "There is no such API endpoint.")),
-        StatusCode::METHOD_NOT_ALLOWED if api => {
-            Some(ApiError::new(ErrorKind::MethodNotAllowed, "This API endpoint does not take that method."))
-        }
+        StatusCode::METHOD_NOT_ALLOWED if api => Some(wrong_method()),
         _ => None,
     };
     let mut response = match error {

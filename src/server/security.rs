@@ -12,6 +12,10 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 /// For answers that are not the page.
 const NOT_A_DOCUMENT: &str = "default-src 'none'; frame-ancestors 'none'";
+/// Every answer's: no type sniffing, no referrer, no framing (for browsers that predate `frame-ancestors`).
+const NOSNIFF: &str = "nosniff";
+const NO_REFERRER: &str = "no-referrer";
+const DENY: &str = "DENY";
 
 /// The page's policy: scripts only from this origin or with this response's nonce, wasm compiled by the browser
 /// ('wasm-unsafe-eval' allows no JavaScript `eval`), requests and styles only to and from this origin.
@@ -57,9 +61,9 @@ async fn on_site_redirects(response: Response) -> Response {
 /// `GET /api/messages`, which skips every per-request layer).
 pub fn not_a_document(headers: &mut axum::http::HeaderMap) {
     headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(NOT_A_DOCUMENT));
-    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static(NOSNIFF));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static(NO_REFERRER));
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static(DENY));
 }
 
 /// The headers every answer carries; a policy already set (the page's) is kept.
@@ -70,10 +74,9 @@ pub fn headers(router: Router) -> Router {
             CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(NOT_A_DOCUMENT),
         ))
-        .layer(SetResponseHeaderLayer::overriding(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .layer(SetResponseHeaderLayer::overriding(REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
-        // For browsers that predate `frame-ancestors`.
-        .layer(SetResponseHeaderLayer::overriding(X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::overriding(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static(NOSNIFF)))
+        .layer(SetResponseHeaderLayer::overriding(REFERRER_POLICY, HeaderValue::from_static(NO_REFERRER)))
+        .layer(SetResponseHeaderLayer::overriding(X_FRAME_OPTIONS, HeaderValue::from_static(DENY)))
 }
 
 #[cfg(test)]
