@@ -4,10 +4,13 @@
 #     sends   acknowledged durable sends per second, 1 and 8 concurrent senders
 #     fanout  N = 1,000 / 5,000 / 10,000 subscribers in one session group, 1 message per second, against the bare
 #             axum + broadcast floor and against Broadcasting (every subscriber refetching like the page)
-#     refetch the floor, then Broadcasting (--scope everyone) with every subscriber its own browser refetching as
-#             Chromium does (its headers, Accept-Encoding), at 10,000 x 1/s, 1,000 x 5/s and 10,000 x 20/s; then nginx
-#             (deploy/nginx.conf) in front of Broadcasting without its cache of /api/messages, with it, and with it but
-#             no cache lock (servers and nginx pinned to core 0, the load generator to core 1)
+#     refetch at 10,000 x 1/s, 1,000 x 5/s and 10,000 x 20/s, each on a fresh server: the floor's notice alone; the
+#             floor with static pages (its notice, then /api/messages answered from prepared bytes: the design's
+#             floor); then Broadcasting (--scope everyone); the last two with every subscriber its own browser
+#             refetching as Chromium does (its headers, Accept-Encoding). Each summary line gives the fetched p99s,
+#             Broadcasting's ratio to both floors and both servers' CPU per refetch. Then nginx (deploy/nginx.conf)
+#             in front of Broadcasting without its cache of /api/messages, with it, and with it but no cache lock
+#             (servers and nginx pinned to core 0, the load generator to core 1)
 #     render  server-rendered pages of / per second with 200 messages in the log
 #     size    release wasm, JS and CSS: raw, gzip -9, brotli -11, and as served
 #     live    Chromium (Playwright): time from navigation to hydrated and to the event stream live
@@ -119,6 +122,10 @@ free_port() {
 p99() {
   grep -o "$1 latency ms p50=[0-9.]* p99=[0-9.]*" "$2" | sed 's/.*p99=//'
 }
+# per_refetch FILE: the server CPU in µs per refetch of a fanout report, or nothing if it has none.
+per_refetch() {
+  grep -o '[0-9.]* µs per refetch' "$1" | sed 's/ µs per refetch//' || true
+}
 # fanout_run NAME FANOUT-FLAGS...: a fanout run pinned to the bench's core, its report shown and kept in
 # $runs/NAME; a run that does not deliver every message is reported, not fatal.
 fanout_run() {
@@ -151,7 +158,9 @@ for section in $sections; do
     ;;
   refetch)
     # Broadcasting's full loop (notice, then the page refetched as a browser does) against the floor's notice alone,
-    # on the same cores. Every subscriber is its own browser; --scope everyone puts them all in one group.
+    # and against the design's floor: the same floor's notice, then a static page (its /api/messages answered from
+    # prepared bytes), refetched the same way. All on the same cores, each on a fresh server. Every subscriber is its
+    # own browser; --scope everyone puts them all in one group (the floor sets no cookie).
     pin_sqlite=$pin_server
     for run in "10000 1 $messages 2" "1000 5 $messages 4" "10000 20 ${BENCH_FAST_MESSAGES:-200} -"; do
       read -r n r m target <<<"$run"
@@ -159,20 +168,30 @@ for section in $sections; do
       fanout_run floor --url http://127.0.0.1:3078 --subscribers "$n" --messages "$m" --rate "$r" --no-fetch \
         --pid "$pid" --label floor
       stop
+      start_floor
+      fanout_run floor-pages --url http://127.0.0.1:3078 --subscribers "$n" --messages "$m" --rate "$r" \
+        --browsers --pid "$pid" --label floor-pages
+      stop
       start_server 3077 --scope everyone
       fanout_run broadcasting --url http://127.0.0.1:3077 --subscribers "$n" --messages "$m" --rate "$r" \
         --browsers --pid "$pid" --label broadcasting
       stop
       floor=$(p99 notification "$runs/floor")
       fetched=$(p99 full-loop "$runs/broadcasting")
+      pages=$(p99 full-loop "$runs/floor-pages" || true)
       if [ "$target" = - ]; then
         target="every subscriber ends with every message: $(grep -o 'fetched [0-9]*/[0-9]*' "$runs/broadcasting")"
       else
         target="target <= ${target}x"
       fi
-      awk -v n="$n" -v r="$r" -v floor="$floor" -v fetched="$fetched" -v target="$target" 'BEGIN {
-        printf "== refetch N=%s rate=%s/s: floor notification p99 %s ms, Broadcasting fetched p99 %s ms: %s x the floor (%s)\n",
-          n, r, floor, fetched, (floor > 0 ? sprintf("%.1f", fetched / floor) : "?"), target }'
+      # The line's beginning is as it was before the static-pages floor, so older figures stay comparable.
+      awk -v n="$n" -v r="$r" -v floor="$floor" -v fetched="$fetched" -v target="$target" -v pages="${pages:-?}" \
+        -v cpu="$(per_refetch "$runs/broadcasting")" -v pages_cpu="$(per_refetch "$runs/floor-pages")" 'BEGIN {
+        printf "== refetch N=%s rate=%s/s: floor notification p99 %s ms, Broadcasting fetched p99 %s ms: %s x the floor (%s)",
+          n, r, floor, fetched, (floor > 0 ? sprintf("%.1f", fetched / floor) : "?"), target
+        printf "; floor with static pages fetched p99 %s ms (Broadcasting %s x that); CPU per refetch: Broadcasting %s µs, floor with static pages %s µs\n",
+          pages, (pages + 0 > 0 ? sprintf("%.1f", fetched / pages) : "?"), (cpu == "" ? "?" : cpu),
+          (pages_cpu == "" ? "?" : pages_cpu) }'
     done
     # nginx in front of one server, without and with its cache of /api/messages (and with it but no cache lock,
     # whose waiters nginx wakes every 500 ms): what reaches the server (its own /metrics) and what the tabs wait.

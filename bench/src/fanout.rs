@@ -16,7 +16,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::refetch::Origin;
 use crate::sse::SseFrames;
-use crate::stats::{summary, Process};
+use crate::stats::{per_message, summary, Process};
 use crate::wire;
 
 pub struct Options {
@@ -170,19 +170,26 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
 
     let mut notification = Vec::new();
     let mut full_loop = Vec::new();
+    // The same latencies by message id, to tell a slow message from a slow subscriber.
+    let mut notification_by_id: HashMap<u64, Vec<Duration>> = HashMap::with_capacity(acked.len());
+    let mut full_loop_by_id: HashMap<u64, Vec<Duration>> = HashMap::with_capacity(acked.len());
     let (mut notified, mut fetched) = (0usize, 0usize);
     for task in tasks {
         let seen = task.await??;
         for (id, at) in seen.notified {
             if let Some(ack) = acked.get(&id) {
                 notified += 1;
-                notification.push(at.saturating_duration_since(*ack));
+                let latency = at.saturating_duration_since(*ack);
+                notification.push(latency);
+                notification_by_id.entry(id).or_default().push(latency);
             }
         }
         for (id, at) in seen.fetched {
             if let Some(ack) = acked.get(&id) {
                 fetched += 1;
-                full_loop.push(at.saturating_duration_since(*ack));
+                let latency = at.saturating_duration_since(*ack);
+                full_loop.push(latency);
+                full_loop_by_id.entry(id).or_default().push(latency);
             }
         }
     }
@@ -206,6 +213,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     println!("{run}: notified {notified}/{expected}; notification latency ms {}", summary(&mut notification));
     if opts.fetch {
         println!("{run}: fetched {fetched}/{expected}; full-loop latency ms {}", summary(&mut full_loop));
+    }
+    println!("{run}: per-message notification p99 ms: {}", per_message(&mut notification_by_id));
+    if opts.fetch {
+        println!("{run}: per-message full-loop p99 ms: {}", per_message(&mut full_loop_by_id));
     }
     if let (Some(before), Some(connected), Some(after)) = (rss_before, rss_connected, rss_after) {
         let per = (connected.saturating_sub(before)) as f64 / opts.subscribers as f64;

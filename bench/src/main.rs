@@ -12,8 +12,8 @@
 //! go through URL), and RSS and CPU are summed over every `--pid`. `--browsers`: each subscriber its own browser
 //! (run the server with `--scope everyone` to keep them in one group).
 //!
-//! `broadcasting-bench floor --addr ADDR`: serves the bare axum + broadcast SSE floor to compare against
-//! (`fanout --no-fetch` against it).
+//! `broadcasting-bench floor --addr ADDR`: serves the bare axum + broadcast SSE floor to compare against: its notice
+//! alone (`fanout --no-fetch` against it), or its notice and then a refetch answered from prepared bytes (`fanout`).
 //!
 //! `broadcasting-bench heal --url A --via B --redis-port P [--rounds 20]`: the time until replica A tells its
 //! subscriber of a message sent through B right after A's Redis pub/sub connection was killed.
@@ -82,7 +82,7 @@ enum Command {
         /// Messages per second.
         #[arg(long, default_value_t = 1.0)]
         rate: f64,
-        /// Only count notifications; no refetch (for the floor, which has no log).
+        /// Only count notifications; no refetch (the floor's notice alone).
         #[arg(long)]
         no_fetch: bool,
         /// Each subscriber is its own browser: its stream opens without a cookie and its fetches send the cookie
@@ -109,7 +109,7 @@ enum Command {
         #[arg(long, default_value = "broadcasting")]
         label: String,
     },
-    /// Serve the bare axum + tokio broadcast SSE floor.
+    /// Serve the bare axum + tokio broadcast SSE floor (its `/api/messages` answered from prepared bytes).
     Floor {
         #[arg(long, default_value = "127.0.0.1:3078")]
         addr: std::net::SocketAddr,

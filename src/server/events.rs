@@ -128,17 +128,31 @@ fn browser_full(cap: usize) -> ApiError {
     )
 }
 
-/// `frames`, with a comment whenever nothing was sent for `every`.
+/// `frames`, with a comment whenever nothing was sent for `every`. A frame only notes the time: the timer is moved
+/// when it fires (at most once per `every`), not on every frame, which would take the runtime's timer lock for each
+/// subscriber of each message.
 fn keep_alive(frames: impl Stream<Item = Bytes> + Send + 'static, every: Duration) -> impl Stream<Item = Bytes> {
     let idle = Box::pin(tokio::time::sleep(every));
-    stream::unfold((Box::pin(frames), idle), move |(mut frames, mut idle)| async move {
-        let next = tokio::select! {
-            biased;
-            frame = frames.next() => frame?,
-            () = idle.as_mut() => Bytes::from_static(COMMENT),
+    let sent = tokio::time::Instant::now();
+    stream::unfold((Box::pin(frames), idle, sent), move |(mut frames, mut idle, mut sent)| async move {
+        let (next, comment) = loop {
+            tokio::select! {
+                biased;
+                frame = frames.next() => break (frame?, false),
+                () = idle.as_mut() => {
+                    let due = sent + every;
+                    if tokio::time::Instant::now() >= due {
+                        break (Bytes::from_static(COMMENT), true);
+                    }
+                    idle.as_mut().reset(due);
+                }
+            }
         };
-        idle.as_mut().reset(tokio::time::Instant::now() + every);
-        Some((next, (frames, idle)))
+        sent = tokio::time::Instant::now();
+        if comment {
+            idle.as_mut().reset(sent + every);
+        }
+        Some((next, (frames, idle, sent)))
     })
 }
 
@@ -158,6 +172,15 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_secs(15));
         tx.send(Bytes::from_static(b"b")).unwrap();
         assert_eq!(out.next().await.unwrap(), Bytes::from_static(b"b"));
+        // A frame sent between two comments moves the next one: 15 s after that frame, not after the comment.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        tx.send(Bytes::from_static(b"c")).unwrap();
+        assert_eq!(out.next().await.unwrap(), Bytes::from_static(b"c"));
+        let c_sent = tokio::time::Instant::now();
+        assert_eq!(out.next().await.unwrap(), Bytes::from_static(COMMENT));
+        assert_eq!(c_sent.elapsed(), Duration::from_secs(15));
+        assert_eq!(out.next().await.unwrap(), Bytes::from_static(COMMENT));
+        assert_eq!(c_sent.elapsed(), Duration::from_secs(30), "then every 15 s while idle");
         drop(tx);
         assert_eq!(out.next().await, None, "the stream ends with its frames");
     }

@@ -119,6 +119,12 @@ pub async fn list(state: &AppState, key: PageKey, epoch: Option<&str>) -> Result
     Ok(result?)
 }
 
+/// The page `list` would answer, if it is made already (nearly every refetch after a notice but the first): no read,
+/// no wait. `None`: ask `list`.
+pub fn ready(state: &AppState, key: PageKey, epoch: Option<&str>) -> Option<Arc<Page>> {
+    state.pages.ready(key, epoch)
+}
+
 /// The part of `read` (at most `limit` messages after the range's start, in id order) up to `until`, and whether
 /// that page is settled: its bytes can never change. Ids are given in order and a notice comes only once its message
 /// is stored, so every id below a stored one is final: the page is settled once it reaches `until`, or once it

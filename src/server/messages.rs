@@ -6,11 +6,15 @@
 //! compressed once per page (`encoded`), with an `ETag` (`304` on `If-None-Match`). A page that names both ends
 //! (`since=A&until=B&epoch=E`) and is settled never changes, so it is marked cacheable by anyone for a year: a
 //! browser's cache, nginx's `proxy_cache` or a CDN serve the identical requests of identical tabs.
+//!
+//! Nearly every refetch after a notice asks for a page that is made already: `shortcut` answers those before the
+//! router (the listener asks it first), with a query read in place; anything else (a query that needs decoding, a
+//! page still to read, an error) takes the route, `list`, which answers the same for the same page.
 
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::http::header::{self, HeaderMap, HeaderValue};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -46,6 +50,56 @@ struct ListQuery {
     before: Option<String>,
     until: Option<String>,
     epoch: Option<String>,
+}
+
+/// The same fields, borrowed from a query that needs no decoding.
+#[derive(Default)]
+struct PlainQuery<'a> {
+    since: Option<&'a str>,
+    before: Option<&'a str>,
+    until: Option<&'a str>,
+    epoch: Option<&'a str>,
+}
+
+impl<'a> PlainQuery<'a> {
+    /// The fields of `query` as `ListQuery` would read them, when no value needs decoding (no `%` or `+`: ids and
+    /// the hex epoch never do) and no field comes twice; `None` leaves the query to `ListQuery`. Other fields are
+    /// ignored, as there.
+    fn read(query: &'a str) -> Option<Self> {
+        if query.bytes().any(|byte| byte == b'%' || byte == b'+') {
+            return None;
+        }
+        let mut fields = Self::default();
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let field = match name {
+                "since" => &mut fields.since,
+                "before" => &mut fields.before,
+                "until" => &mut fields.until,
+                "epoch" => &mut fields.epoch,
+                _ => continue,
+            };
+            if field.replace(value).is_some() {
+                return None;
+            }
+        }
+        Some(fields)
+    }
+}
+
+/// `GET /api/messages` answered before the router when its page is made already (`feed::ready`); `None` for
+/// anything else, which the router then answers (`list`).
+pub fn shortcut<B>(state: &AppState, request: &axum::http::Request<B>) -> Option<Response> {
+    if request.method() != Method::GET || request.uri().path() != wire::MESSAGES_PATH {
+        return None;
+    }
+    let query = PlainQuery::read(request.uri().query().unwrap_or_default())?;
+    let key = PageKey::parse(query.since, query.before, query.until).ok()?;
+    let page = feed::ready(state, key, query.epoch)?;
+    observe::page_requested();
+    let mut response = answer(&page, request.headers(), query.epoch);
+    security::not_a_document(response.headers_mut());
+    Some(response)
 }
 
 async fn list(State(state): State<AppState>, request: Request) -> Response {
@@ -109,6 +163,73 @@ fn names(tags: &[u8], etag: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::server::group::GroupId;
+    use crate::server::store::MemoryStore;
+    use std::sync::Arc;
+    use tower::ServiceExt;
+
+    fn get(uri: &str) -> axum::http::Request<Body> {
+        axum::http::Request::get(uri).header(header::ACCEPT_ENCODING, "gzip, br").body(Body::empty()).unwrap()
+    }
+
+    async fn parts(response: Response) -> (StatusCode, HeaderMap, axum::body::Bytes) {
+        let (head, body) = response.into_parts();
+        (head.status, head.headers, axum::body::to_bytes(body, usize::MAX).await.unwrap())
+    }
+
+    #[test]
+    fn a_plain_query_reads_as_serde_would_or_is_left_to_it() {
+        let read = PlainQuery::read("since=4&until=7&epoch=ab12&other=x&&flag").unwrap();
+        assert_eq!((read.since, read.until, read.epoch, read.before), (Some("4"), Some("7"), Some("ab12"), None));
+        let blank = PlainQuery::read("since=&before").unwrap();
+        assert_eq!((blank.since, blank.before), (Some(""), Some("")));
+        for left in ["since=%34", "since=4+", "since=1&since=2", "epoch=a&epoch=a"] {
+            assert!(PlainQuery::read(left).is_none(), "{left}");
+        }
+    }
+
+    /// The shortcut answers a page that is made already exactly as the route does (status, every header, the
+    /// bytes), and leaves everything else to the route.
+    #[tokio::test]
+    async fn the_shortcut_answers_a_made_page_as_the_route_does_and_leaves_the_rest() {
+        let state = crate::server::state::for_tests(Arc::new(MemoryStore::new(100)), None);
+        let group = GroupId::everyone();
+        let ticket = feed::join(&state, &group, "ada").unwrap().ticket;
+        for text in ["one", "two", "three"] {
+            feed::send(&state, &group, &ticket, text, "").await.unwrap();
+        }
+        let epoch = state.store.epoch().await.unwrap();
+        let route = routes().with_state(state.clone());
+        for uri in [format!("/api/messages?since=1&until=3&epoch={epoch}"), "/api/messages?since=1".into()] {
+            assert!(shortcut(&state, &get(&uri)).is_none(), "{uri}: not read yet, so the route's");
+            let (status, mut headers, body) = parts(route.clone().oneshot(get(&uri)).await.unwrap()).await;
+            assert_eq!(status, StatusCode::OK);
+            assert!(body.len() > 2, "{uri}: {body:?}");
+            // The router writes the length itself; hyper writes it from the body's exact size on the wire.
+            let length = headers.remove(header::CONTENT_LENGTH).unwrap();
+            let short = shortcut(&state, &get(&uri)).expect("made now");
+            assert_eq!(
+                hyper::body::Body::size_hint(short.body()).exact(),
+                Some(length.to_str().unwrap().parse().unwrap())
+            );
+            assert_eq!(parts(short).await, (status, headers.clone(), body), "{uri}");
+
+            let mut held = get(&uri);
+            held.headers_mut().insert(header::IF_NONE_MATCH, headers[header::ETAG].clone());
+            let (status, ..) = parts(shortcut(&state, &held).unwrap()).await;
+            assert_eq!(status, StatusCode::NOT_MODIFIED, "{uri}");
+        }
+        let made = "/api/messages?since=1";
+        let mut post = get(made);
+        *post.method_mut() = Method::POST;
+        let others =
+            [post, get("/api/messagesx?since=1"), get("/api/messages?since=%31"), get("/api/messages?since=x")];
+        for other in others {
+            assert!(shortcut(&state, &other).is_none(), "{} {}", other.method(), other.uri());
+        }
+    }
+
     #[test]
     fn if_none_match_names_the_tag_in_a_list_weakly_or_as_a_star() {
         let etag = b"\"00ff\"";

@@ -173,13 +173,11 @@ impl PageCache {
         Fut: Future<Output = Result<R, StoreError>>,
         R: Into<Fresh>,
     {
+        if let Some(page) = self.ready(key, epoch) {
+            return Ok(page);
+        }
         let slot = {
             let mut pages = self.lock();
-            if let (PageKey::Range { since, until }, Some(epoch)) = (key, epoch) {
-                if let Some(page) = pages.settled.get(&(until, since)).filter(|page| page.epoch == epoch) {
-                    return Ok(page.clone());
-                }
-            }
             match pages.live.get(&key) {
                 Some(slot) => Some(slot.clone()),
                 None if pages.live.len() < self.capacity => Some(pages.live.entry(key).or_default().clone()),
@@ -196,6 +194,17 @@ impl PageCache {
             self.keep_settled(key, &page);
         }
         Ok(page)
+    }
+
+    /// The page for `key` if it is made already (settled, or live and read): answered without waiting.
+    pub fn ready(&self, key: PageKey, epoch: Option<&str>) -> Option<Arc<Page>> {
+        let pages = self.lock();
+        if let (PageKey::Range { since, until }, Some(epoch)) = (key, epoch) {
+            if let Some(page) = pages.settled.get(&(until, since)).filter(|page| page.epoch == epoch) {
+                return Some(page.clone());
+            }
+        }
+        pages.live.get(&key).and_then(|slot| slot.get().cloned())
     }
 
     /// Moves a settled page from the live ones to the settled; a page of another epoch than those kept means the

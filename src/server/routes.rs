@@ -3,9 +3,11 @@
 //! read of the log (`messages`), which answers prepared bytes with its own headers. Tests and `main` serve the same
 //! thing.
 
-use axum::http::StatusCode;
+use axum::http::{Request, StatusCode};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{middleware, Router};
+use hyper::body::Incoming;
 use leptos_axum::{AxumRouteListing, LeptosRoutes};
 use leptos_router::{Method, SsrMode};
 use tower_http::compression::CompressionLayer;
@@ -56,4 +58,11 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
     // The refetch every tab makes after every notice passes none of the layers above: it needs no session group,
     // peer budget, body limit, compression or span, and sets its own headers (see `messages`).
     security::headers(router).merge(messages::routes().with_state(state))
+}
+
+/// What the listener answers before `app`'s router: a refetch whose page is made already (`messages::shortcut`).
+pub fn shortcut(
+    state: AppState,
+) -> impl Fn(&Request<Incoming>) -> Option<Response> + Clone + Send + Sync + Unpin + 'static {
+    move |request| messages::shortcut(&state, request)
 }

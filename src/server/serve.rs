@@ -21,6 +21,7 @@ use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderValue, Method, StatusCode, Version};
 use axum::response::Response;
 use axum::Router;
+use futures::future::{self, Either};
 use futures::{stream, StreamExt, TryFutureExt};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -58,14 +59,19 @@ type Detached = Arc<Mutex<Option<Body>>>;
 type Io = WriteDeadline<TcpStream>;
 
 /// Serves `app` on `listener` until `shutdown` resolves; then `on_shutdown` runs (it should end long-lived
-/// responses such as event streams) and open connections get `deadlines.shutdown_grace` to finish.
-pub async fn serve(
+/// responses such as event streams) and open connections get `deadlines.shutdown_grace` to finish. Each request is
+/// offered to `shortcut` first (a hot read answered from memory, without the router's per-request work); what it
+/// leaves (`None`) goes to `app`.
+pub async fn serve<Q>(
     listener: TcpListener,
     app: Router,
+    shortcut: Q,
     deadlines: Deadlines,
     shutdown: impl Future<Output = ()>,
     on_shutdown: impl FnOnce(),
-) {
+) where
+    Q: Fn(&hyper::Request<Incoming>) -> Option<Response> + Clone + Send + Sync + Unpin + 'static,
+{
     // Route tables are finished once here, not per connection.
     let app = app.with_state(());
     let mut http = http1::Builder::new();
@@ -92,15 +98,22 @@ pub async fn serve(
         let detached = Detached::default();
         // The peer's address goes with every request (axum's `ConnectInfo`): the per-address budgets read it.
         let service = hyper::service::service_fn({
-            let (app, detached) = (app.clone(), detached.clone());
+            let (app, detached, shortcut) = (app.clone(), detached.clone(), shortcut.clone());
             move |request: hyper::Request<Incoming>| {
+                if let Some(response) = shortcut(&request) {
+                    return Either::Left(future::ready(Ok(response)));
+                }
                 let mut request: Request = request.map(Body::new);
                 request.extensions_mut().insert(ConnectInfo(peer));
                 let get = request.method() == Method::GET;
                 let detached = detached.clone();
-                app.clone()
-                    .oneshot(request)
-                    .map_ok(move |response| if get { detach(response, &detached) } else { response })
+                Either::Right(app.clone().oneshot(request).map_ok(move |response| {
+                    if get {
+                        detach(response, &detached)
+                    } else {
+                        response
+                    }
+                }))
             }
         });
         let io = WriteDeadline { io: stream, limit: deadlines.write, stalled: None };
@@ -307,7 +320,7 @@ mod tests {
         let grace = Duration::from_millis(300);
         let deadlines =
             Deadlines { header: Duration::from_secs(5), write: Duration::from_secs(5), shutdown_grace: grace };
-        let server = tokio::spawn(serve(listener, app, deadlines, async { drop(stopped.await) }, || {}));
+        let server = tokio::spawn(serve(listener, app, |_: &_| None, deadlines, async { drop(stopped.await) }, || {}));
         let request = b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n";
 
         let mut client = TcpStream::connect(address).await.unwrap();

@@ -10,7 +10,7 @@ use crate::server::presence::redis::RedisPresence;
 use crate::server::presence::{Caps, MemoryPresence, Presence};
 use crate::server::replicas::stream_leases::{StreamLeases, LEASE, RENEW_EVERY};
 use crate::server::replicas::{replica_id, secret, send_limit::RedisThrottle, Link};
-use crate::server::routes::app;
+use crate::server::routes::{app, shortcut};
 use crate::server::serve::{serve, Deadlines};
 use crate::server::settings::{Settings, StoreKind};
 use crate::server::state::{AppState, Limiters, Limits, StreamCaps};
@@ -147,6 +147,7 @@ pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
     let throttles = [state.throttle.clone(), state.heartbeats.clone()];
     tokio::spawn(forget_idle_budgets(throttles, state.peers.clone(), settings.prune_every));
     tokio::spawn(heartbeat::sweep(state.presence.clone(), state.hub.clone(), heartbeat::SWEEP_EVERY));
+    let shortcut = shortcut(state.clone());
     let router = app(state, settings.scope);
     let deadlines = Deadlines {
         header: settings.header_timeout,
@@ -158,7 +159,7 @@ pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
         tracing::info!("shutting down");
     };
     // Event streams end at once (tabs reconnect); other requests get the grace period to finish.
-    serve(listener, router, deadlines, signal, move || hub.close()).await;
+    serve(listener, router, shortcut, deadlines, signal, move || hub.close()).await;
     Ok(())
 }
 
