@@ -137,6 +137,35 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     assert_eq!(reqwest::get(server.url("/healthz")).await.unwrap().status(), 200);
 }
 
+/// One `GET /healthz` on `kept`, read to its end; when it was answered.
+async fn healthz_on(kept: &mut tokio::net::TcpStream) -> std::time::Instant {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut got = Vec::new();
+    while !got.ends_with(b"\r\n\r\nok\n") {
+        let mut chunk = [0u8; 256];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), kept.read(&mut chunk)).await.unwrap().unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
+    std::time::Instant::now()
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_outlives_the_header_timeout_until_the_idle_timeout() {
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+    let server = Server::start(&["--header-timeout", "1s", "--idle-timeout", "3s"]);
+    let mut kept = tokio::net::TcpStream::connect(server.address()).await.unwrap();
+    healthz_on(&mut kept).await;
+    tokio::time::sleep(Duration::from_millis(1_800)).await; // past the header timeout
+    let last = healthz_on(&mut kept).await;
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), kept.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "still open 10 s after its last answer");
+    assert!(last.elapsed() >= Duration::from_millis(2_800), "closed {:?} after its last answer", last.elapsed());
+}
+
 #[tokio::test]
 async fn an_oversized_body_is_refused_and_stores_nothing() {
     let server = Server::start(&["--max-request-bytes", "4096"]);

@@ -122,6 +122,10 @@ overrides! {
     /// Time a client has to send a request's headers (e.g. `10s`). [default: 10s]
     #[arg(long, env = "BROADCASTING_HEADER_TIMEOUT")]
     header_timeout: String,
+    /// Time a kept-alive connection may wait for its next request after an answer (e.g. `60s`); then it is
+    /// closed. [default: 60s]
+    #[arg(long, env = "BROADCASTING_IDLE_TIMEOUT")]
+    idle_timeout: String,
     /// Time a request (its body included) has to be answered; event streams are exempt. [default: 10s]
     #[arg(long, env = "BROADCASTING_REQUEST_TIMEOUT")]
     request_timeout: String,
@@ -187,6 +191,7 @@ pub struct Settings {
     pub max_streams_given: bool,
     pub max_streams_per_browser: usize,
     pub header_timeout: Duration,
+    pub idle_timeout: Duration,
     pub request_timeout: Duration,
     pub max_request_bytes: usize,
     pub write_timeout: Duration,
@@ -421,6 +426,7 @@ impl Settings {
             max_streams_given,
             max_streams_per_browser: stated(given.max_streams_per_browser, "max_streams_per_browser"),
             header_timeout: duration("header-timeout", stated(given.header_timeout.as_deref(), "header_timeout"), "")?,
+            idle_timeout: duration("idle-timeout", stated(given.idle_timeout.as_deref(), "idle_timeout"), "")?,
             request_timeout: duration(
                 "request-timeout",
                 stated(given.request_timeout.as_deref(), "request_timeout"),

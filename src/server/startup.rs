@@ -151,6 +151,7 @@ pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
     let router = app(state, settings.scope);
     let deadlines = Deadlines {
         header: settings.header_timeout,
+        idle: settings.idle_timeout,
         write: settings.write_timeout,
         shutdown_grace: settings.shutdown_grace,
     };
