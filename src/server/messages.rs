@@ -43,48 +43,14 @@ async fn other_method() -> Response {
 }
 
 /// `since`, `before` and `until` as written (blank counts as absent, see `PageKey::parse`), and the epoch the tab
-/// holds.
+/// holds: owned `String`s for the route, or `&str`s borrowed from a query that needs no decoding for the shortcut
+/// (serde refuses to borrow a decoded value, so such a query, like a repeated field, goes to the route).
 #[derive(serde::Deserialize)]
-struct ListQuery {
-    since: Option<String>,
-    before: Option<String>,
-    until: Option<String>,
-    epoch: Option<String>,
-}
-
-/// The same fields, borrowed from a query that needs no decoding.
-#[derive(Default)]
-struct PlainQuery<'a> {
-    since: Option<&'a str>,
-    before: Option<&'a str>,
-    until: Option<&'a str>,
-    epoch: Option<&'a str>,
-}
-
-impl<'a> PlainQuery<'a> {
-    /// The fields of `query` as `ListQuery` would read them, when no value needs decoding (no `%` or `+`: ids and
-    /// the hex epoch never do) and no field comes twice; `None` leaves the query to `ListQuery`. Other fields are
-    /// ignored, as there.
-    fn read(query: &'a str) -> Option<Self> {
-        if query.bytes().any(|byte| byte == b'%' || byte == b'+') {
-            return None;
-        }
-        let mut fields = Self::default();
-        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let field = match name {
-                "since" => &mut fields.since,
-                "before" => &mut fields.before,
-                "until" => &mut fields.until,
-                "epoch" => &mut fields.epoch,
-                _ => continue,
-            };
-            if field.replace(value).is_some() {
-                return None;
-            }
-        }
-        Some(fields)
-    }
+struct ListQuery<S> {
+    since: Option<S>,
+    before: Option<S>,
+    until: Option<S>,
+    epoch: Option<S>,
 }
 
 /// `GET /api/messages` answered before the router when its page is made already (`feed::ready`); `None` for
@@ -93,7 +59,7 @@ pub fn shortcut<B>(state: &AppState, request: &axum::http::Request<B>) -> Option
     if request.method() != Method::GET || request.uri().path() != wire::MESSAGES_PATH {
         return None;
     }
-    let query = PlainQuery::read(request.uri().query().unwrap_or_default())?;
+    let query: ListQuery<&str> = serde_urlencoded::from_str(request.uri().query().unwrap_or_default()).ok()?;
     let key = PageKey::parse(query.since, query.before, query.until).ok()?;
     let page = feed::ready(state, key, query.epoch)?;
     observe::page_requested();
@@ -104,7 +70,7 @@ pub fn shortcut<B>(state: &AppState, request: &axum::http::Request<B>) -> Option
 
 async fn list(State(state): State<AppState>, request: Request) -> Response {
     observe::page_requested();
-    let mut response = match Query::<ListQuery>::try_from_uri(request.uri()) {
+    let mut response = match Query::<ListQuery<String>>::try_from_uri(request.uri()) {
         Ok(Query(query)) => {
             match PageKey::parse(query.since.as_deref(), query.before.as_deref(), query.until.as_deref()) {
                 Ok(key) => match feed::list(&state, key, query.epoch.as_deref()).await {
@@ -179,13 +145,14 @@ mod tests {
     }
 
     #[test]
-    fn a_plain_query_reads_as_serde_would_or_is_left_to_it() {
-        let read = PlainQuery::read("since=4&until=7&epoch=ab12&other=x&&flag").unwrap();
-        assert_eq!((read.since, read.until, read.epoch, read.before), (Some("4"), Some("7"), Some("ab12"), None));
-        let blank = PlainQuery::read("since=&before").unwrap();
+    fn a_query_is_read_in_place_unless_it_needs_decoding_or_repeats_a_field() {
+        let read = |query| serde_urlencoded::from_str::<ListQuery<&str>>(query).ok();
+        let plain = read("since=4&until=7&epoch=ab12&other=x&&flag").unwrap();
+        assert_eq!((plain.since, plain.until, plain.epoch, plain.before), (Some("4"), Some("7"), Some("ab12"), None));
+        let blank = read("since=&before").unwrap();
         assert_eq!((blank.since, blank.before), (Some(""), Some("")));
         for left in ["since=%34", "since=4+", "since=1&since=2", "epoch=a&epoch=a"] {
-            assert!(PlainQuery::read(left).is_none(), "{left}");
+            assert!(read(left).is_none(), "{left}");
         }
     }
 

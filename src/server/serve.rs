@@ -8,9 +8,8 @@
 //! axum's own `serve` sets no header deadline and waits for every connection without limit, hence this loop
 //! (hyper's connection builder, and a graceful-shutdown watch as hyper-util's). The read deadlines are the socket's
 //! ([`Guarded`]), not hyper's header timeout: that one also closes an idle connection at the header deadline, and
-//! makes a timer for every request. An event stream leaves hyper once
-//! its head is written ([`Detach`]): a connection that will never serve another request does not keep hyper's
-//! buffers and parser for hours.
+//! makes a timer for every request. An event stream leaves hyper once its head is written ([`Detach`]): a connection
+//! that will never serve another request does not keep hyper's buffers and parser for hours.
 
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
@@ -274,6 +273,15 @@ impl<T> Guarded<T> {
         }
     }
 
+    /// An answer's bytes went out: what the connection reads next is a next request (the rest of a long answer may
+    /// still be written meanwhile; the idle deadline is the longer one).
+    fn answered(&mut self, attempt: &Poll<io::Result<usize>>) {
+        if matches!(attempt, Poll::Ready(Ok(written)) if *written > 0) && self.answering.swap(false, Ordering::Relaxed)
+        {
+            self.waiting = Waiting::Next { since: None };
+        }
+    }
+
     /// A read found nothing: pending until its deadline, then an error.
     fn wait_for_request(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if !self.reads_guarded || self.answering.load(Ordering::Relaxed) {
@@ -356,17 +364,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
-
-impl<T> Guarded<T> {
-    /// An answer's bytes went out: what the connection reads next is a next request (the rest of a long answer may
-    /// still be written meanwhile; the idle deadline is the longer one).
-    fn answered(&mut self, attempt: &Poll<io::Result<usize>>) {
-        if matches!(attempt, Poll::Ready(Ok(written)) if *written > 0) && self.answering.swap(false, Ordering::Relaxed)
-        {
-            self.waiting = Waiting::Next { since: None };
-        }
     }
 }
 
