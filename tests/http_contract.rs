@@ -3,6 +3,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use broadcasting::shared::wire::{JOIN_PATH, MESSAGES_PATH, NEW_MESSAGE, SEND_PATH};
 use common::{ids, texts, Server};
@@ -392,4 +393,64 @@ async fn a_page_that_names_both_ends_is_immutable_and_every_page_has_an_etag() {
     for query in ["?since=5&until=4", "?until=4", "?before=9&until=10", "?since=1&until=x"] {
         browser.get(&format!("{MESSAGES_PATH}{query}")).await.refused(400, "bad_request");
     }
+}
+
+/// A page is immutable only while its URL can answer nothing else: it must hold its whole range (from `since`'s
+/// successor, which retention has not deleted, up to `until`), and with retention's `max-age` set no cache may keep it
+/// past the deletion of its oldest message. A full page short of `until`, or one whose start retention took, is
+/// revalidated, so the same URL after retention is never an `immutable` answer of other messages.
+#[tokio::test]
+async fn immutable_pages_hold_their_whole_range_and_never_outlive_retention() {
+    let server = Server::start(&["--page-size", "2", "--max-messages", "3", "--prune-every", "200ms"]);
+    let browser = server.browser();
+    let ticket = browser.join("ada").await;
+    for i in 1..=3 {
+        browser.send(&ticket, &format!("m{i}")).await;
+    }
+    let epoch = browser.epoch().await;
+    let http = reqwest::Client::new();
+    let get = |query: String| http.get(server.url(&format!("{MESSAGES_PATH}?{query}&epoch={epoch}"))).send();
+    let cache = |response: &reqwest::Response| {
+        response.headers().get("cache-control").map(|value| value.to_str().unwrap().to_owned()).unwrap_or_default()
+    };
+    let whole = get("since=0&until=2".into()).await.unwrap();
+    assert_eq!(cache(&whole), "public, max-age=31536000, immutable");
+    assert_eq!(ids(&whole.json::<Vec<Value>>().await.unwrap()), [1, 2]);
+    // Full (page-size 2) and far short of `until`: its answer grows as messages come, so it must be revalidated.
+    let full = get("since=0&until=1000".into()).await.unwrap();
+    assert_eq!(cache(&full), "no-cache", "a full page that does not reach `until`");
+    let before = full.json::<Vec<Value>>().await.unwrap();
+    assert_eq!(ids(&before), [1, 2]);
+
+    // Retention keeps the newest 3: sending 3 more deletes 1 to 3.
+    for i in 4..=6 {
+        browser.send(&ticket, &format!("m{i}")).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ids(&browser.messages("?since=0").await).first() != Some(&4) {
+        assert!(std::time::Instant::now() < deadline, "retention did not run");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for query in ["since=0&until=1000", "since=0&until=2", "since=2&until=5"] {
+        let after = get(query.into()).await.unwrap();
+        assert_eq!(cache(&after), "no-cache", "{query}: its start was deleted");
+    }
+    let kept = get("since=3&until=5".into()).await.unwrap();
+    assert_eq!(cache(&kept), "public, max-age=31536000, immutable", "a whole range of what is kept");
+    assert_eq!(ids(&kept.json::<Vec<Value>>().await.unwrap()), [4, 5]);
+
+    // With retention by age, an immutable page lives in caches no longer than its oldest message in the log.
+    let aging = Server::start(&["--max-age", "1h"]);
+    let browser = aging.browser();
+    let ticket = browser.join("ada").await;
+    browser.send(&ticket, "m1").await;
+    let epoch = browser.epoch().await;
+    let page = http.get(aging.url(&format!("{MESSAGES_PATH}?since=0&until=1&epoch={epoch}"))).send().await.unwrap();
+    let header = cache(&page);
+    let max_age: u64 = header
+        .strip_prefix("public, max-age=")
+        .and_then(|rest| rest.strip_suffix(", immutable"))
+        .and_then(|secs| secs.parse().ok())
+        .unwrap_or_else(|| panic!("{header}"));
+    assert!((3_590..=3_600).contains(&max_age), "bounded by the hour max-age keeps it: {header}");
 }

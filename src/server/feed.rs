@@ -100,6 +100,7 @@ async fn append_and_publish(
 /// (`PageCache`); a settled page is shared with every later request that names `epoch` too.
 pub async fn list(state: &AppState, key: PageKey, epoch: Option<&str>) -> Result<Arc<Page>, ApiError> {
     let (store, limit, max_bytes) = (&state.store, state.limits.page_size, state.limits.page_bytes);
+    let horizon = state.limits.horizon;
     let result = state
         .pages
         .get(key, epoch, || async move {
@@ -109,11 +110,12 @@ pub async fn list(state: &AppState, key: PageKey, epoch: Option<&str>) -> Result
             // keeps its newest, next to what the tab shows (it asks for older ones from its first id).
             let (messages, settled) = match key {
                 PageKey::Since(after) => (within_bytes(store.since(after, limit).await?, max_bytes, false), false),
-                PageKey::Range { since, until } => range(store.since(since, limit).await?, until, limit, max_bytes),
+                PageKey::Range { since, until } => range(store.since(since, limit).await?, since, until, max_bytes),
                 PageKey::Before(before) => (within_bytes(store.before(before, limit).await?, max_bytes, true), false),
                 PageKey::Latest => (within_bytes(store.latest(limit).await?, max_bytes, true), false),
             };
-            Ok(Fresh { epoch, messages, settled })
+            let expires = settled.then(|| expires(&messages, horizon)).flatten();
+            Ok(Fresh { epoch, messages, settled, expires })
         })
         .await;
     Ok(result?)
@@ -125,18 +127,30 @@ pub fn ready(state: &AppState, key: PageKey, epoch: Option<&str>) -> Option<Arc<
     state.pages.ready(key, epoch)
 }
 
-/// The part of `read` (at most `limit` messages after the range's start, in id order) up to `until`, and whether
-/// that page is settled: its bytes can never change. Ids are given in order and a notice comes only once its message
-/// is stored, so every id below a stored one is final: the page is settled once it reaches `until`, or once it
-/// ends early because it is full (by count or bytes). Only a page that ends at the end of the log could still grow.
-fn range(read: Vec<Message>, until: u64, limit: usize, max_bytes: usize) -> (Vec<Message>, bool) {
+/// The part of `read` (the messages after `since`, in id order) up to `until`, and whether that page is settled:
+/// the same URL can never answer other bytes. Ids are given in order and a notice comes only once its message is
+/// stored, so every id below a stored one is final. A page is settled only when it holds the whole range: it starts
+/// at `since`'s successor (so retention, which deletes the oldest first, has taken nothing of it) and reaches
+/// `until` (something at or past `until` is stored, and no bound cut the page short). A page cut short by the count
+/// or the bytes, or one whose start retention deleted, may answer otherwise later, so it is not settled.
+fn range(read: Vec<Message>, since: u64, until: u64, max_bytes: usize) -> (Vec<Message>, bool) {
     let reached = read.last().is_some_and(|last| last.id >= until);
-    let full = read.len() >= limit;
+    let whole = read.first().is_some_and(|first| Some(first.id) == since.checked_add(1));
     let upto: Vec<Message> = read.into_iter().take_while(|message| message.id <= until).collect();
     let count = upto.len();
     let page = within_bytes(upto, max_bytes, false);
     let cut = page.len() < count;
-    (page, reached || full || cut)
+    (page, reached && whole && !cut)
+}
+
+/// When retention's `max-age` (`horizon`) deletes the oldest of `messages`: a cached copy must be gone by then.
+fn expires(messages: &[Message], horizon: Option<std::time::Duration>) -> Option<std::time::SystemTime> {
+    let horizon = horizon?;
+    let oldest = messages.first()?;
+    let at = time::OffsetDateTime::parse(&oldest.at, &time::format_description::well_known::Rfc3339)
+        // An unreadable time: as if the message were about to go, so no cache keeps the page.
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    Some(std::time::SystemTime::from(at) + horizon)
 }
 
 /// The longest run of `page` (in id order) from its oldest end, or its newest when `newest`, whose JSON array fits
@@ -319,6 +333,31 @@ mod tests {
         assert!(within_bytes(Vec::new(), 1, false).is_empty());
         let json = serde_json::to_vec(&within_bytes(all.clone(), budget, false)).unwrap();
         assert!(json.len() <= budget, "{} > {budget}", json.len());
+    }
+
+    /// A range page is settled only when it holds its whole range: from `since`'s successor (retention took
+    /// nothing of it) up to `until` (something at or past it is stored and no bound cut the page short).
+    #[test]
+    fn a_range_is_settled_only_when_it_holds_the_whole_range() {
+        let message = |id: u64| Message { id, user: "ada".into(), text: "x".into(), at: "2026-12-07T00:00:00Z".into() };
+        let read = |ids: std::ops::RangeInclusive<u64>| ids.map(message).collect::<Vec<_>>();
+        let ids = |page: &[Message]| page.iter().map(|m| m.id).collect::<Vec<_>>();
+        let (page, settled) = range(read(4..=9), 3, 6, 1 << 20);
+        assert_eq!((ids(&page), settled), (vec![4, 5, 6], true), "whole, and 9 is stored past the end");
+        assert_eq!(range(read(4..=6), 3, 6, 1 << 20).1, true, "reaches `until` exactly");
+        assert_eq!(range(Vec::new(), 3, 3, 1 << 20).1, false, "nothing stored past it: may still grow");
+        let (page, settled) = range(read(4..=5), 3, 1000, 1 << 20);
+        assert_eq!((ids(&page), settled), (vec![4, 5], false), "full (or at the top) short of `until`");
+        let (page, settled) = range(read(6..=9), 3, 7, 1 << 20);
+        assert_eq!((ids(&page), settled), (vec![6, 7], false), "4 and 5 were deleted: not the whole range");
+        let (page, settled) = range(read(4..=9), 3, 6, 2 + 2 * (serde_json::to_vec(&message(4)).unwrap().len() + 1));
+        assert_eq!((ids(&page), settled), (vec![4, 5], false), "cut short by its bytes");
+        // A page lives in caches no longer than retention's `max-age` keeps its oldest message.
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_601_600); // 2026-12-07T00:00:00Z
+        let hour = std::time::Duration::from_secs(3600);
+        assert_eq!(expires(&read(4..=5), Some(hour)), Some(at + hour));
+        assert_eq!(expires(&read(4..=5), None), None);
+        assert_eq!(expires(&[], Some(hour)), None);
     }
 
     mod properties {

@@ -27,6 +27,8 @@ use crate::shared::wire;
 
 /// A settled page: the same bytes for as long as the epoch lasts (which the URL names).
 const SETTLED: &str = "public, max-age=31536000, immutable";
+/// `SETTLED`'s `max-age`: a year.
+const SETTLED_SECS: u64 = 31_536_000;
 /// Any other page: a cache must ask again (with `If-None-Match`) before using what it holds.
 const REVALIDATE: &str = "no-cache";
 
@@ -91,8 +93,7 @@ async fn list(State(state): State<AppState>, request: Request) -> Response {
 /// The page as this request takes it: `304` if the client holds these bytes, else the bytes in the best coding it
 /// accepts.
 fn answer(page: &Page, request: &HeaderMap, asked_epoch: Option<&str>) -> Response {
-    // Cacheable by anyone only when the URL names the page's epoch: then no request of another log can match it.
-    let cache = if page.settled && asked_epoch == Some(page.epoch.as_str()) { SETTLED } else { REVALIDATE };
+    let cache = cache_control(page, asked_epoch);
     let held = request.get(header::IF_NONE_MATCH).is_some_and(|tags| names(tags.as_bytes(), page.etag.as_bytes()));
     let mut response = if held {
         let mut response = Response::new(Body::empty());
@@ -109,7 +110,7 @@ fn answer(page: &Page, request: &HeaderMap, asked_epoch: Option<&str>) -> Respon
         response
     };
     let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    headers.insert(header::CACHE_CONTROL, cache);
     if page.body.varies() {
         headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
@@ -118,6 +119,24 @@ fn answer(page: &Page, request: &HeaderMap, asked_epoch: Option<&str>) -> Respon
         headers.insert(wire::EPOCH_HEADER, epoch.clone());
     }
     response
+}
+
+/// How long anyone may cache the page. Cacheable by anyone only when it is settled and the URL names its epoch (then
+/// no request of another log can match it), and never past the moment retention deletes its oldest message: a
+/// message gone for privacy must not live on in nginx, a CDN or a browser.
+fn cache_control(page: &Page, asked_epoch: Option<&str>) -> HeaderValue {
+    if !page.settled || asked_epoch != Some(page.epoch.as_str()) {
+        return HeaderValue::from_static(REVALIDATE);
+    }
+    let Some(expires) = page.expires else {
+        return HeaderValue::from_static(SETTLED);
+    };
+    let left = expires.duration_since(std::time::SystemTime::now()).map_or(0, |left| left.as_secs());
+    if left == 0 {
+        return HeaderValue::from_static(REVALIDATE);
+    }
+    HeaderValue::from_str(&format!("public, max-age={}, immutable", left.min(SETTLED_SECS)))
+        .unwrap_or(HeaderValue::from_static(REVALIDATE))
 }
 
 /// Whether an `If-None-Match` value names `etag` (weakly compared, as RFC 9110 asks for it), or is `*`.

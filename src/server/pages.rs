@@ -5,14 +5,16 @@
 //!
 //! A page that can still change (the latest, everything after an id) is forgotten whenever the log changes (an
 //! append or a retention pass), before the change is announced, so it is never served staler than the request. A page
-//! that names both ends (`since=A&until=B`) is *settled* once B is in the log: its bytes can never change, so it is
-//! kept across appends (up to a bound) and its HTTP answer may be cached by anyone (`messages`).
+//! that names both ends (`since=A&until=B`) is *settled* once it holds every message from A's successor to B: its
+//! bytes can never change, so it is kept across appends (up to a bound) and its HTTP answer may be cached by anyone
+//! (`messages`) until retention's `max-age`, when one is set, deletes its oldest message.
 //!
 //! `messages` serves `GET /api/messages` from these bytes; the page rendered on the server reads the same pages.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use axum::body::Bytes;
 use axum::http::HeaderValue;
@@ -73,11 +75,13 @@ pub struct Fresh {
     pub messages: Vec<Message>,
     /// Whether the page can never change (see `Page::settled`).
     pub settled: bool,
+    /// When retention deletes the page's oldest message (`max-age`): no cache may keep the page past it.
+    pub expires: Option<SystemTime>,
 }
 
 impl From<(String, Vec<Message>)> for Fresh {
     fn from((epoch, messages): (String, Vec<Message>)) -> Self {
-        Self { epoch, messages, settled: false }
+        Self { epoch, messages, settled: false, expires: None }
     }
 }
 
@@ -86,9 +90,11 @@ impl From<(String, Vec<Message>)> for Fresh {
 pub struct Page {
     pub messages: Vec<Message>,
     pub epoch: String,
-    /// The page names both its ends and every message up to its end is in the log: the same request answers the
-    /// same bytes for as long as this epoch lasts.
+    /// The page names both its ends and holds every message between them: the same request answers the same bytes
+    /// for as long as this epoch lasts, or until `expires`.
     pub settled: bool,
+    /// When retention's `max-age` deletes the oldest message here, if it is set.
+    pub expires: Option<SystemTime>,
     /// The JSON as sent: identity, or compressed once for every request that accepts it.
     pub body: Encoded,
     /// Names these bytes of this epoch (a strong `ETag`, quoted), as sent.
@@ -99,12 +105,12 @@ pub struct Page {
 
 impl Page {
     fn new(fresh: Fresh) -> Self {
-        let Fresh { epoch, messages, settled } = fresh;
+        let Fresh { epoch, messages, settled, expires } = fresh;
         let json = serde_json::to_vec(&messages).map(Bytes::from).unwrap_or_default();
         let tag = fnv1a(&[epoch.as_bytes(), b"\n", &json]);
         let etag = HeaderValue::from_maybe_shared(Bytes::from(format!("\"{tag:016x}\""))).expect("quoted hex");
         let epoch_header = HeaderValue::from_str(&epoch).ok();
-        Self { body: Encoded::new(json), messages, epoch, settled, etag, epoch_header }
+        Self { body: Encoded::new(json), messages, epoch, settled, expires, etag, epoch_header }
     }
 }
 
@@ -237,7 +243,12 @@ mod tests {
     }
 
     fn settled(epoch: &str, ids: &[u64]) -> Fresh {
-        Fresh { epoch: epoch.into(), messages: ids.iter().copied().map(message).collect(), settled: true }
+        Fresh {
+            epoch: epoch.into(),
+            messages: ids.iter().copied().map(message).collect(),
+            settled: true,
+            expires: None,
+        }
     }
 
     #[tokio::test]

@@ -82,6 +82,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
                 total: settings.max_streams,
                 per_group: if per_browser { settings.max_streams_per_browser } else { 0 },
             },
+            horizon: settings.max_age,
         },
         Limiters { throttle, stream_leases },
         Peers::new(settings.trusted_proxies.clone(), settings.address_rate, settings.address_burst)

@@ -25,6 +25,8 @@ pub struct Limits {
     pub max_request_bytes: usize,
     pub request_timeout: std::time::Duration,
     pub streams: StreamCaps,
+    /// Retention's `max-age`, if set: a cached page must not outlive the deletion of its oldest message.
+    pub horizon: Option<std::time::Duration>,
 }
 
 /// Most event streams open at once; 0: no cap.
@@ -146,6 +148,7 @@ pub fn for_tests(store: Arc<dyn FeedStore>, throttle: Option<SendThrottle>) -> A
             max_request_bytes: 65_536,
             request_timeout: std::time::Duration::from_secs(10),
             streams: StreamCaps { total: 0, per_group: 0 },
+            horizon: None,
         },
         Limiters { throttle, stream_leases: None },
         Peers::default(),

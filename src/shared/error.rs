@@ -162,6 +162,10 @@ impl FromServerFnError for ApiError {
             ServerFnErrorErr::Args(detail) | ServerFnErrorErr::MissingArg(detail) => {
                 Self::new(ErrorKind::BadRequest, format!("Malformed request: {detail}"))
             }
+            // On the server, the request could not be read or decoded: the client's fault, a 400.
+            ServerFnErrorErr::Request(detail) | ServerFnErrorErr::Deserialization(detail) if cfg!(feature = "ssr") => {
+                Self::new(ErrorKind::BadRequest, format!("Malformed request: {detail}"))
+            }
             ServerFnErrorErr::Request(_) => {
                 Self::new(ErrorKind::Network, "Could not reach the server; check the connection and try again.")
             }
