@@ -57,7 +57,7 @@ pub fn refusal(rate: u32, burst: u32, what: &str) -> ApiError {
 }
 
 /// Whole seconds to wait, rounded up, at least 1 (`Retry-After` has no fractions).
-fn seconds_up(wait: std::time::Duration) -> u32 {
+pub(crate) fn seconds_up(wait: std::time::Duration) -> u32 {
     u32::try_from(wait.as_micros().div_ceil(1_000_000)).unwrap_or(u32::MAX).max(1)
 }
 

@@ -10,6 +10,9 @@
 //! budget is full again (`PX` = TAT − now), so an idle ticket or browser leaves nothing behind: what Redis holds
 //! is bounded by the sends of the last `burst / rate` seconds. The ticket is keyed by a hash of its MAC, not the
 //! MAC itself, so reading Redis does not hand out tickets.
+//!
+//! [`RedisBudget`] is the script on its own, for any keyed budget the replicas share: the per-address budgets of
+//! `peer` use it too.
 
 use std::time::Duration;
 
@@ -44,10 +47,45 @@ end
 return {1, 0}
 "#;
 
-/// Send budgets shared by the replicas on one Redis.
-pub struct RedisThrottle {
+/// Keyed GCRA budgets in Redis, on Redis's clock ([`TAKE`]).
+#[derive(Clone)]
+pub struct RedisBudget {
     link: Link,
     take: Script,
+}
+
+impl RedisBudget {
+    pub fn new(link: Link) -> Self {
+        Self { link, take: Script::new(TAKE) }
+    }
+
+    /// `PREFIX:name`: where a budget named `name` is kept.
+    pub fn key(&self, name: &str) -> String {
+        self.link.key(name)
+    }
+
+    /// Takes one from each budget of `keys` (full names, see [`Self::key`]) that allows one every `interval_us`
+    /// microseconds and `burst` at once: `None` when taken from all, else how long until all would allow (nothing
+    /// taken).
+    pub async fn take(&self, keys: &[String], interval_us: u64, burst: u32) -> Result<Option<Duration>, LinkError> {
+        let mut call = self.take.prepare_invoke();
+        for key in keys {
+            call.key(key);
+        }
+        call.arg(interval_us.max(1)).arg(burst.max(1));
+        let (allowed, wait_us): (i64, i64) = self.link.invoke(&call).await?;
+        Ok((allowed != 1).then(|| Duration::from_micros(wait_us.max(1) as u64)))
+    }
+}
+
+/// Microseconds between two takes at `rate` a second.
+pub fn interval_us(rate: u32) -> u64 {
+    (1_000_000 / u64::from(rate.max(1))).max(1)
+}
+
+/// Send budgets shared by the replicas on one Redis.
+pub struct RedisThrottle {
+    budget: RedisBudget,
     /// Microseconds between two sends at the steady rate.
     interval_us: u64,
     rate: u32,
@@ -61,9 +99,13 @@ impl RedisThrottle {
         if rate == 0 {
             return None;
         }
-        let interval_us = (1_000_000 / u64::from(rate)).max(1);
-        let take = Script::new(TAKE);
-        Some(Self { link, take, interval_us, rate, burst: burst.max(1), per_group })
+        Some(Self {
+            budget: RedisBudget::new(link),
+            interval_us: interval_us(rate),
+            rate,
+            burst: burst.max(1),
+            per_group,
+        })
     }
 
     /// Sends a second, and at once, as configured (for the refusal's sentence).
@@ -74,14 +116,11 @@ impl RedisThrottle {
     /// Takes one send from the ticket's and (unless scope is `everyone`) the group's budgets: `None` when taken,
     /// else how long until it would be (nothing taken).
     pub async fn take(&self, group: &GroupId, ticket: &TicketId) -> Result<Option<Duration>, LinkError> {
-        let mut call = self.take.prepare_invoke();
-        call.key(self.link.key(&format!("sends:ticket:{}", ticket_key(ticket))));
+        let mut keys = vec![self.budget.key(&format!("sends:ticket:{}", ticket_key(ticket)))];
         if self.per_group {
-            call.key(self.link.key(&format!("sends:group:{}", group.as_str())));
+            keys.push(self.budget.key(&format!("sends:group:{}", group.as_str())));
         }
-        call.arg(self.interval_us).arg(self.burst);
-        let (allowed, wait_us): (i64, i64) = self.link.invoke(&call).await?;
-        Ok((allowed != 1).then(|| Duration::from_micros(wait_us.max(1) as u64)))
+        self.budget.take(&keys, self.interval_us, self.burst).await
     }
 }
 
