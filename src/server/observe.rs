@@ -4,7 +4,9 @@
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tower_http::classify::ServerErrorsFailureClass;
 
 /// Event streams open now (read from the fan-out when scraped).
 pub const OPEN_STREAMS: &str = "broadcasting_open_streams";
@@ -82,6 +84,19 @@ pub fn backend_failed(backend: &'static str, err: &dyn std::fmt::Display) {
         tracing::warn!(error = %err, "{backend} failed; requests that need it answer 503 (noted at most every 10 s)");
     } else {
         tracing::debug!(error = %err, "{backend} failed");
+    }
+}
+
+/// The trace layer's log of a server error answer. A 503 is a refusal whose cause was logged where it arose (once per
+/// outage: [`backend_failed`], readiness), so a line per request would only repeat it: debug. Any other server error
+/// stays an error.
+pub fn response_failed(class: ServerErrorsFailureClass, latency: Duration, _span: &tracing::Span) {
+    let latency_ms = latency.as_millis();
+    match class {
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+            tracing::debug!(latency_ms, "answered 503: unavailable")
+        }
+        other => tracing::error!(classification = %other, latency_ms, "response failed"),
     }
 }
 

@@ -80,8 +80,8 @@ struct AddressBudgets {
 
 /// Where the budgets are kept.
 enum Kept {
-    /// In this process, one table per action.
-    Here([Budget<IpAddr>; Action::ALL.len()]),
+    /// In this process, one table per action (boxed: the tables are large, the other variant small).
+    Here(Box<[Budget<IpAddr>; Action::ALL.len()]>),
     /// In Redis, shared by the replicas.
     Shared(RedisBudget),
 }
@@ -124,11 +124,11 @@ impl Action {
     }
 }
 
-fn local_budgets(rates: [u32; Action::ALL.len()], burst: NonZeroU32) -> [Budget<IpAddr>; Action::ALL.len()] {
-    rates.map(|rate| {
+fn local_budgets(rates: [u32; Action::ALL.len()], burst: NonZeroU32) -> Box<[Budget<IpAddr>; Action::ALL.len()]> {
+    Box::new(rates.map(|rate| {
         let quota = Quota::per_second(NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN)).allow_burst(burst);
         Budget::new(quota, MAX_KEYS)
-    })
+    }))
 }
 
 impl Peers {
