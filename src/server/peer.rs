@@ -3,9 +3,9 @@
 //! top of those per ticket and per browser: dropping the cookie makes a new browser, not a new address.
 //!
 //! One process keeps the budgets itself (governor, bounded tables: `budget`). Replicas on one Redis keep them in
-//! Redis with the send budgets' GCRA script (`replicas::send_limit`), so an address whose requests a proxy spreads
-//! over n replicas gets one budget, not n; each key expires once its budget is full again. A budget Redis cannot
-//! check refuses with 503 `unavailable`, never lets the request through unchecked.
+//! Redis (`budget::SharedBudgets`, the send budgets' GCRA script), so an address whose requests a proxy spreads
+//! over n replicas gets one budget, not n; each key expires once its budget is full again. A budget that cannot be
+//! checked refuses with 503 `unavailable`, never lets the request through unchecked.
 //!
 //! The address is the TCP peer's. Only when the peer is a configured trusted proxy are its X-Forwarded-For and
 //! X-Forwarded-Proto believed: X-Forwarded-For is read from the right, past every trusted proxy, to the first
@@ -26,11 +26,8 @@ use axum::response::{IntoResponse, Response};
 use governor::Quota;
 use ipnet::IpNet;
 
-use crate::server::budget::{Budget, MAX_KEYS};
+use crate::server::budget::{seconds_up, Budget, SharedBudgets, MAX_KEYS};
 use crate::server::observe;
-use crate::server::replicas::send_limit::{interval_us, RedisBudget};
-use crate::server::replicas::Link;
-use crate::server::throttle::seconds_up;
 use crate::shared::error::{ApiError, ErrorKind};
 use crate::shared::wire;
 
@@ -82,8 +79,8 @@ struct AddressBudgets {
 enum Kept {
     /// In this process, one table per action (boxed: the tables are large, the other variant small).
     Here(Box<[Budget<IpAddr>; Action::ALL.len()]>),
-    /// In Redis, shared by the replicas.
-    Shared(RedisBudget),
+    /// Where every replica counts (Redis).
+    Shared(Arc<dyn SharedBudgets>),
 }
 
 /// What a budgeted request does.
@@ -188,10 +185,10 @@ impl Peers {
         self
     }
 
-    /// The budgets kept in Redis through `link`, one per address for all the replicas on it.
-    pub fn shared_through(mut self, link: Link) -> Self {
+    /// The budgets kept in `shared`, one per address for all the replicas that share it.
+    pub fn shared_through(mut self, shared: Arc<dyn SharedBudgets>) -> Self {
         if let Some(budgets) = &mut self.budgets {
-            budgets.kept = Kept::Shared(RedisBudget::new(link));
+            budgets.kept = Kept::Shared(shared);
         }
         self
     }
@@ -240,9 +237,8 @@ impl Peers {
         // `None`: taken; `Some(wait)`: refused, with how long until it would be taken when the budget says.
         let wait = match &budgets.kept {
             Kept::Here(tables) => (!tables[action.index()].take(&key)).then_some(None),
-            Kept::Shared(redis) => {
-                let name = redis.key(&format!("address:{}:{key}", action.key()));
-                redis.take(&[name], interval_us(rate), budgets.burst).await?.map(Some)
+            Kept::Shared(shared) => {
+                shared.take(&format!("address:{}:{key}", action.key()), rate, budgets.burst).await?.map(Some)
             }
         };
         let Some(wait) = wait else { return Ok(()) };
@@ -378,29 +374,48 @@ mod tests {
         }
     }
 
-    /// In Redis: the same rules, one budget for every replica (two `Peers` on one Redis alternate), each key
-    /// expiring once full again, and a Redis that does not answer refuses with 503, never lets a request through.
+    /// Budgets every replica counts, as a shared keeper holds them (names and bursts; no refill, no clock), or
+    /// one that cannot be asked.
+    #[derive(Default)]
+    struct Keeper {
+        taken: Mutex<HashMap<String, u32>>,
+        down: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl SharedBudgets for Keeper {
+        async fn take(&self, name: &str, _rate: u32, burst: u32) -> Result<Option<std::time::Duration>, ApiError> {
+            if self.down {
+                return Err(ApiError::new(ErrorKind::Unavailable, "down"));
+            }
+            let mut taken = self.taken.lock().unwrap();
+            let used = taken.entry(name.to_owned()).or_default();
+            *used += 1;
+            Ok((*used > burst).then_some(std::time::Duration::from_millis(1_500)))
+        }
+    }
+
+    /// Kept elsewhere: the same rules, under one name per action and address (IPv6 per /64), so replicas sharing
+    /// the keeper share the budget; a refusal says when to retry; a keeper that cannot be asked refuses with 503.
     #[tokio::test]
-    async fn budgets_in_redis_are_shared_by_the_replicas_and_expire() {
-        use crate::server::replicas::test_link;
-        use crate::server::replicas::test_redis::{Reply, TestRedis};
-        let mut redis = TestRedis::start();
-        let shared = || Peers::new(vec![], 1, 2).shared_through(test_link(&redis));
-        each_action_has_its_own_budget_per_address_and_ipv6_counts_per_64(shared()).await;
-        let (a, b) = (shared(), shared());
+    async fn shared_budgets_are_one_per_action_and_address_for_every_replica() {
+        let keeper = Arc::new(Keeper::default());
+        let replica = || Peers::new(vec![], 1, 2).shared_through(keeper.clone());
+        each_action_has_its_own_budget_per_address_and_ipv6_counts_per_64(replica()).await;
+        let (a, b) = (replica(), replica());
         let office = ip("198.51.100.7");
         a.admit(office, Action::Join).await.unwrap();
         b.admit(office, Action::Join).await.unwrap();
         let refused = a.admit(office, Action::Join).await.unwrap_err();
         assert_eq!(refused.kind, ErrorKind::RateLimited, "the burst of 2 is spent over both");
-        assert!(refused.retry_after().is_some());
-        let Reply::Array(keys) = redis.command(&["KEYS", "test:address:joins:*"]) else { panic!("an array") };
-        assert_eq!(keys.len(), 2, "one key per address: {keys:?}");
-        let ttl = redis.command(&["PTTL", "test:address:joins:198.51.100.7"]).int().unwrap();
-        assert!((1..=2_000).contains(&ttl), "expires when the budget is full again: {ttl} ms");
-        redis.kill9();
-        let down = b.admit(office, Action::Send).await.unwrap_err();
-        assert_eq!((down.kind, down.status()), (ErrorKind::Unavailable, 503));
+        assert_eq!(refused.retry_after().unwrap(), "2", "the keeper's wait, rounded up");
+        let names: Vec<String> = keeper.taken.lock().unwrap().keys().cloned().collect();
+        for name in ["address:joins:198.51.100.7", "address:presence:192.0.2.1", "address:streams:2001:db8::"] {
+            assert!(names.contains(&name.to_owned()), "{name} in {names:?}");
+        }
+        let down = Peers::new(vec![], 1, 2).shared_through(Arc::new(Keeper { down: true, ..Keeper::default() }));
+        let refused = down.admit(office, Action::Send).await.unwrap_err();
+        assert_eq!((refused.kind, refused.status()), (ErrorKind::Unavailable, 503));
     }
 
     /// The middleware's mapping: heartbeats and leaves come out of the address's presence budget (429 past it),

@@ -8,8 +8,9 @@ use leptos::config::LeptosOptions;
 use crate::server::peer::Peers;
 use crate::server::presence::redis::RedisPresence;
 use crate::server::presence::{Caps, MemoryPresence, Presence};
+use crate::server::replicas::send_limit::{RedisBudget, RedisThrottle};
 use crate::server::replicas::stream_leases::{StreamLeases, LEASE, RENEW_EVERY};
-use crate::server::replicas::{replica_id, secret, send_limit::RedisThrottle, Link};
+use crate::server::replicas::{replica_id, secret, Link};
 use crate::server::routes::{app, shortcut};
 use crate::server::serve::{serve, Deadlines};
 use crate::server::settings::{Settings, StoreKind};
@@ -63,7 +64,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
         .with_presence_rate(beats.ceil().min(f64::from(u32::MAX)) as u32);
     let (tickets, throttle, stream_leases, presence, peers) = if settings.store == StoreKind::Redis {
         let shared = shared_through_redis(settings, per_browser).await?;
-        let peers = peers.shared_through(shared.link);
+        let peers = peers.shared_through(Arc::new(RedisBudget::new(shared.link)));
         (TicketKeys::new(shared.secret), shared.throttle, shared.stream_leases, shared.presence, peers)
     } else {
         let tickets = TicketKeys::load(settings.secret.as_deref(), &settings.data_dir)

@@ -11,17 +11,20 @@
 //! is bounded by the sends of the last `burst / rate` seconds. The ticket is keyed by a hash of its MAC, not the
 //! MAC itself, so reading Redis does not hand out tickets.
 //!
-//! [`RedisBudget`] is the script on its own, for any keyed budget the replicas share: the per-address budgets of
-//! `peer` use it too.
+//! [`RedisBudget`] is the script on its own, for any keyed budget the replicas share: it is the `SharedBudgets` the
+//! per-address budgets of `peer` are kept in on Redis (`PREFIX:address:<action>:<address>`).
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use redis::Script;
 use sha2::{Digest, Sha256};
 
 use super::{Link, LinkError};
+use crate::server::budget::SharedBudgets;
 use crate::server::group::GroupId;
 use crate::server::ticket::TicketId;
+use crate::shared::error::ApiError;
 
 /// `KEYS`: the budgets one send takes from. `ARGV`: interval (µs between sends at the steady rate), burst.
 /// Answers `{1, 0}` when every budget allows (one send taken from each), else `{0, µs until all would allow}` and
@@ -75,6 +78,13 @@ impl RedisBudget {
         call.arg(interval_us.max(1)).arg(burst.max(1));
         let (allowed, wait_us): (i64, i64) = self.link.invoke(&call).await?;
         Ok((allowed != 1).then(|| Duration::from_micros(wait_us.max(1) as u64)))
+    }
+}
+
+#[async_trait]
+impl SharedBudgets for RedisBudget {
+    async fn take(&self, name: &str, rate: u32, burst: u32) -> Result<Option<Duration>, ApiError> {
+        Ok(RedisBudget::take(self, &[self.key(name)], interval_us(rate), burst).await?)
     }
 }
 
@@ -200,6 +210,26 @@ mod tests {
         assert_eq!(fast.take(&group, &ticket(2)).await.unwrap(), None);
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert_eq!(redis.command(&["DBSIZE"]).int(), Some(0), "idle budgets leave nothing behind");
+    }
+
+    /// As the `SharedBudgets` of the per-address budgets: one budget per name for every replica, each key gone
+    /// once its budget is full again, and 503 when Redis does not answer.
+    #[tokio::test]
+    async fn named_budgets_are_shared_expire_and_refuse_with_503_when_redis_is_down() {
+        let mut redis = TestRedis::start();
+        let (a, b) = (RedisBudget::new(test_link(&redis)), RedisBudget::new(test_link(&redis)));
+        let shared: [&dyn SharedBudgets; 2] = [&a, &b];
+        let name = "address:sends:192.0.2.1";
+        let allowed = futures::future::join_all((0..6).map(|i| shared[i % 2].take(name, 2, 3))).await;
+        let allowed = allowed.into_iter().filter(|taken| taken.as_ref().unwrap().is_none()).count();
+        assert_eq!(allowed, 3, "a burst of 3 over both");
+        let wait = shared[0].take(name, 2, 3).await.unwrap().expect("refused");
+        assert!(wait <= Duration::from_millis(500), "{wait:?}");
+        let ttl = redis.command(&["PTTL", "test:address:sends:192.0.2.1"]).int().unwrap();
+        assert!((1..=1_500).contains(&ttl), "gone once full again (3 at 2 a second): {ttl} ms");
+        redis.kill9();
+        let down = shared[1].take(name, 2, 3).await.unwrap_err();
+        assert_eq!((down.kind, down.status()), (crate::shared::error::ErrorKind::Unavailable, 503));
     }
 
     #[tokio::test]
