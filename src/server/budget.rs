@@ -5,12 +5,33 @@
 //! The table holds at most `cap` keys. When it is full, the keys whose bucket is full again (idle) are dropped
 //! (governor's `retain_recent`, at most once a second); if it is still full, new keys share one overflow bucket
 //! until room is made, so memory stays bounded and a flood of fresh keys buys one budget, not many.
+//!
+//! Replicas share budgets through [`SharedBudgets`], kept where every replica counts (Redis:
+//! `replicas::send_limit::RedisBudget`); a user of it (`peer`) never knows where.
 
 use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::shared::error::ApiError;
+
+/// Named budgets kept outside this process, one for every replica, on the keeper's clock. Each budget lasts only
+/// until it is full again, so the keeper holds no more than the budgets in use.
+#[async_trait]
+pub trait SharedBudgets: Send + Sync + 'static {
+    /// Takes one from the budget `name` that allows `rate` a second and `burst` at once: `None` when taken, else
+    /// how long until it would be (nothing taken). `Err` (503 `unavailable`) when the keeper cannot be asked: a
+    /// budget that cannot be checked refuses.
+    async fn take(&self, name: &str, rate: u32, burst: u32) -> Result<Option<Duration>, ApiError>;
+}
+
+/// Whole seconds to wait, rounded up, at least 1 (`Retry-After` has no fractions).
+pub fn seconds_up(wait: Duration) -> u32 {
+    u32::try_from(wait.as_micros().div_ceil(1_000_000)).unwrap_or(u32::MAX).max(1)
+}
 
 /// Most keys one budget table holds (about 100 bytes each).
 pub const MAX_KEYS: usize = 100_000;

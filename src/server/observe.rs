@@ -1,10 +1,12 @@
 //! What the server measures: the metric names, one recording function per event, and the Prometheus text
 //! (`metrics` facade and `metrics-exporter-prometheus`, installed once at start-up). `ops` serves it.
 
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tower_http::classify::ServerErrorsFailureClass;
 
 /// Event streams open now (read from the fan-out when scraped).
 pub const OPEN_STREAMS: &str = "broadcasting_open_streams";
@@ -18,6 +20,12 @@ pub const SENDS_REFUSED: &str = "broadcasting_sends_refused_total";
 pub const STREAMS_REFUSED: &str = "broadcasting_streams_refused_total";
 /// Seconds from an acknowledged append to its notification handed to every subscriber's queue.
 pub const FANOUT_SECONDS: &str = "broadcasting_fanout_seconds";
+/// Requests answered 503 because the message log or a limit shared through Redis failed, by `backend`.
+pub const BACKEND_FAILURES: &str = "broadcasting_backend_failures_total";
+
+/// While a backend fails, every request that needs it fails alike: the log says so at most this often.
+const OUTAGE_NOTE_EVERY: Duration = Duration::from_secs(10);
+static OUTAGE_NOTED: Mutex<Option<Instant>> = Mutex::new(None);
 
 const FANOUT_BUCKETS: &[f64] = &[0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0];
 
@@ -38,6 +46,7 @@ pub fn install() -> Result<(), String> {
     metrics::describe_counter!(SENDS_REFUSED, "Sends refused, by reason.");
     metrics::describe_counter!(STREAMS_REFUSED, "Event streams refused, by reason.");
     metrics::describe_histogram!(FANOUT_SECONDS, metrics::Unit::Seconds, "Append acknowledged to notification queued.");
+    metrics::describe_counter!(BACKEND_FAILURES, "Requests answered 503 because a backend failed, by backend.");
     let _ = RECORDER.set(handle);
     Ok(())
 }
@@ -56,6 +65,39 @@ pub fn refused(reason: &'static str) {
 
 pub fn stream_refused(reason: &'static str) {
     metrics::counter!(STREAMS_REFUSED, "reason" => reason).increment(1);
+}
+
+/// A request failed because `backend` did (unreachable, read-only, full): counted, and logged as a warning at
+/// most every [`OUTAGE_NOTE_EVERY`] (the rest at debug), never as an error per request. `/readyz` tells the load
+/// balancer; the log needs the cause once, not a line per send.
+pub fn backend_failed(backend: &'static str, err: &dyn std::fmt::Display) {
+    metrics::counter!(BACKEND_FAILURES, "backend" => backend).increment(1);
+    let due = {
+        let mut noted = OUTAGE_NOTED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let due = noted.is_none_or(|at| at.elapsed() >= OUTAGE_NOTE_EVERY);
+        if due {
+            *noted = Some(Instant::now());
+        }
+        due
+    };
+    if due {
+        tracing::warn!(error = %err, "{backend} failed; requests that need it answer 503 (noted at most every 10 s)");
+    } else {
+        tracing::debug!(error = %err, "{backend} failed");
+    }
+}
+
+/// The trace layer's log of a server error answer. A 503 is a refusal whose cause was logged where it arose (once per
+/// outage: [`backend_failed`], readiness), so a line per request would only repeat it: debug. Any other server error
+/// stays an error.
+pub fn response_failed(class: ServerErrorsFailureClass, latency: Duration, _span: &tracing::Span) {
+    let latency_ms = latency.as_millis();
+    match class {
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+            tracing::debug!(latency_ms, "answered 503: unavailable")
+        }
+        other => tracing::error!(classification = %other, latency_ms, "response failed"),
+    }
 }
 
 pub fn fanned_out(took: Duration) {

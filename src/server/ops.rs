@@ -1,6 +1,6 @@
 //! Operations endpoints: `GET /healthz` (liveness: the process serves requests), `GET /readyz` (readiness: this
-//! replica can serve the feed now, its store answering) and `GET /metrics` (Prometheus text format, rendered by
-//! `observe`).
+//! replica can serve the feed now: its store answers and takes writes, as a send needs) and `GET /metrics`
+//! (Prometheus text format, rendered by `observe`).
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -18,14 +18,15 @@ pub fn routes() -> Router<AppState> {
         .route("/metrics", get(scrape))
 }
 
-/// 200 when the store answers (always, for a store in this process); 503 with a sentence otherwise, so a load
-/// balancer sends this replica no traffic while its Redis is unreachable.
+/// 200 when the store takes a send now (`FeedStore::ready`: probed at most about once a second); 503 with a sentence
+/// otherwise, so a load balancer sends this replica no traffic while its Redis is unreachable, a replica, or full.
+/// The store logs the turns; each refused probe is only a debug line.
 async fn ready(State(state): State<AppState>) -> Response {
     match state.store.ready().await {
         Ok(()) => "ready\n".into_response(),
         Err(err) => {
             tracing::debug!(error = %err, "not ready");
-            let sentence = "not ready: the message log is unreachable from this replica; try again\n";
+            let sentence = "not ready: the message log cannot take writes from this replica now; try again\n";
             (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], sentence).into_response()
         }
     }

@@ -18,7 +18,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::client::shell;
 use crate::server::state::AppState;
-use crate::server::{events, group, heartbeat, messages, ops, peer, refusal, security};
+use crate::server::{events, group, heartbeat, messages, observe, ops, peer, refusal, security};
 
 pub fn app(state: AppState, scope: group::Scope) -> Router {
     // One page. `Async` renders it whole once the log is read, so the first HTML holds the log as plain markup
@@ -50,7 +50,8 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
         .layer(RequestBodyLimitLayer::new(state.limits.max_request_bytes))
         .layer(middleware::from_fn_with_state(state.limits.max_request_bytes, refusal::as_api_errors))
         .layer(CompressionLayer::new())
-        .layer(TraceLayer::new_for_http())
+        // A 503's cause is logged where it arises, once per outage (`observe`), not once per request here.
+        .layer(TraceLayer::new_for_http().on_failure(observe::response_failed))
         .merge(events)
         .merge(ops::routes())
         .layer(middleware::from_fn_with_state(state.peers.clone(), peer::admit))

@@ -97,12 +97,13 @@ overrides! {
     /// Sends allowed at once before the rate applies. [default: 10]
     #[arg(long, env = "BROADCASTING_SEND_BURST")]
     send_burst: u32,
-    /// Joins, sends and event-stream openings a second per client address (each its own budget); 0: no address
-    /// budgets. [default: 10]
+    /// Joins, sends, event-stream openings and heartbeats (with leaves) a second per client address, each its own
+    /// budget (heartbeats: at least enough for max-streams-per-address tabs; shared by replicas on Redis); 0: no
+    /// address budgets. [default: 10]
     #[arg(long, env = "BROADCASTING_ADDRESS_RATE")]
     address_rate: u32,
-    /// Joins, sends and event-stream openings allowed at once per client address before `address-rate`
-    /// applies. [default: 200]
+    /// Joins, sends, event-stream openings and heartbeats allowed at once per client address before
+    /// `address-rate` applies. [default: 200]
     #[arg(long, env = "BROADCASTING_ADDRESS_BURST")]
     address_burst: u32,
     /// Most event streams open at once per client address; beyond it 429; 0: no cap. [default: 1000]

@@ -8,8 +8,9 @@ use leptos::config::LeptosOptions;
 use crate::server::peer::Peers;
 use crate::server::presence::redis::RedisPresence;
 use crate::server::presence::{Caps, MemoryPresence, Presence};
+use crate::server::replicas::send_limit::{RedisBudget, RedisThrottle};
 use crate::server::replicas::stream_leases::{StreamLeases, LEASE, RENEW_EVERY};
-use crate::server::replicas::{replica_id, secret, send_limit::RedisThrottle, Link};
+use crate::server::replicas::{replica_id, secret, Link};
 use crate::server::routes::{app, shortcut};
 use crate::server::serve::{serve, Deadlines};
 use crate::server::settings::{Settings, StoreKind};
@@ -56,15 +57,21 @@ fn leptos_options(settings: &Settings) -> LeptosOptions {
 pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
     // With scope `everyone` every visitor is one group: the per-browser stream cap and send budget do not apply.
     let per_browser = settings.scope == group::Scope::Browser;
-    let (tickets, throttle, stream_leases, presence) = if settings.store == StoreKind::Redis {
+    // Heartbeats and leaves: enough for every stream an address may hold to beat as often as it is asked to.
+    let beats = settings.max_streams_per_address as f64 / heartbeat::beat_every(settings.presence_lease).as_secs_f64();
+    let peers = Peers::new(settings.trusted_proxies.clone(), settings.address_rate, settings.address_burst)
+        .with_stream_cap(settings.max_streams_per_address)
+        .with_presence_rate(beats.ceil().min(f64::from(u32::MAX)) as u32);
+    let (tickets, throttle, stream_leases, presence, peers) = if settings.store == StoreKind::Redis {
         let shared = shared_through_redis(settings, per_browser).await?;
-        (TicketKeys::new(shared.secret), shared.throttle, shared.stream_leases, shared.presence)
+        let peers = peers.shared_through(Arc::new(RedisBudget::new(shared.link)));
+        (TicketKeys::new(shared.secret), shared.throttle, shared.stream_leases, shared.presence, peers)
     } else {
         let tickets = TicketKeys::load(settings.secret.as_deref(), &settings.data_dir)
             .map_err(|source| StartupError::Secret { dir: settings.data_dir.clone(), source })?;
         let throttle = LocalThrottle::new(settings.send_rate, settings.send_burst, per_browser);
         let presence: Arc<dyn Presence> = Arc::new(MemoryPresence::default());
-        (tickets, throttle.map(SendThrottle::Local), None, presence)
+        (tickets, throttle.map(SendThrottle::Local), None, presence, peers)
     };
     let backend::Parts { store, hub, bus } = backend::open(&settings.backend()).await?;
     Ok(AppState::new(
@@ -85,8 +92,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
             horizon: settings.max_age,
         },
         Limiters { throttle, stream_leases },
-        Peers::new(settings.trusted_proxies.clone(), settings.address_rate, settings.address_burst)
-            .with_stream_cap(settings.max_streams_per_address),
+        peers,
         leptos_options(settings),
     )
     .with_presence(
@@ -101,6 +107,8 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
 
 /// What replicas on one Redis share besides the log (see `replicas`), and who is here.
 struct SharedLimits {
+    /// Where the per-address budgets are kept too.
+    link: Link,
     secret: Vec<u8>,
     throttle: Option<SendThrottle>,
     stream_leases: Option<Arc<StreamLeases>>,
@@ -118,11 +126,12 @@ async fn shared_through_redis(settings: &Settings, per_browser: bool) -> Result<
     let presence: Arc<dyn Presence> = Arc::new(RedisPresence::new(link.clone(), Caps::default()));
     let cap = if per_browser { settings.max_streams_per_browser } else { 0 };
     let stream_leases = (cap > 0).then(|| {
-        let (leases, keeper) = StreamLeases::new(link, replica_id(), cap, LEASE, RENEW_EVERY);
+        let (leases, keeper) = StreamLeases::new(link.clone(), replica_id(), cap, LEASE, RENEW_EVERY);
         tokio::spawn(keeper.run());
         leases
     });
-    Ok(SharedLimits { secret: agreed.secret, throttle: throttle.map(SendThrottle::Redis), stream_leases, presence })
+    let throttle = throttle.map(SendThrottle::Redis);
+    Ok(SharedLimits { link, secret: agreed.secret, throttle, stream_leases, presence })
 }
 
 /// Serves until SIGINT or SIGTERM; then open event streams end (tabs reconnect elsewhere or later).

@@ -11,7 +11,7 @@ use std::num::NonZeroU32;
 
 use governor::Quota;
 
-use crate::server::budget::{Budget, MAX_KEYS};
+use crate::server::budget::{seconds_up, Budget, MAX_KEYS};
 use crate::server::group::GroupId;
 pub use crate::server::replicas::send_limit::RedisThrottle;
 use crate::server::ticket::TicketId;
@@ -54,11 +54,6 @@ pub fn refusal(rate: u32, burst: u32, what: &str) -> ApiError {
         ErrorKind::RateLimited,
         format!("Slow down: at most {rate} {what} a second ({burst} at once). Wait a moment and try again."),
     )
-}
-
-/// Whole seconds to wait, rounded up, at least 1 (`Retry-After` has no fractions).
-fn seconds_up(wait: std::time::Duration) -> u32 {
-    u32::try_from(wait.as_micros().div_ceil(1_000_000)).unwrap_or(u32::MAX).max(1)
 }
 
 /// Budgets kept in this process (governor), for a single server.

@@ -1,5 +1,6 @@
 //! A throwaway `redis-server` for one test: its own free port and temporary directory (append-only file, fsync on
-//! every write, no snapshots), killed when the guard drops, also when the test panics. One implementation for the
+//! every write, no snapshots; or, to play a Redis that loses acknowledged writes, snapshots only), killed when the
+//! guard drops, also when the test panics. One implementation for the
 //! integration tests and the in-crate contract suites (`src/server/store/mod.rs` includes this file by path), so
 //! it needs only `std` and `tempfile`. `command` speaks just enough RESP to drive the server without a client crate.
 //!
@@ -16,10 +17,17 @@ use std::time::{Duration, Instant};
 /// How long a starting server may take to answer PING (an AOF replay included).
 const START_WITHIN: Duration = Duration::from_secs(10);
 
+/// Every write on disk before it is answered: what the deployment asks of Redis.
+const DURABLE: &[&str] = &["--appendonly", "yes", "--appendfsync", "always", "--save", ""];
+/// Snapshots only, taken when the test says `SAVE`: a restart comes back with the last snapshot, losing what was
+/// acknowledged after it (as a failover to a lagging replica, or `appendfsync everysec` after a crash, does).
+const SNAPSHOTS_ONLY: &[&str] = &["--appendonly", "no", "--save", ""];
+
 pub struct TestRedis {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    persistence: &'static [&'static str],
 }
 
 /// A RESP reply, as far as the tests need it.
@@ -52,9 +60,19 @@ impl Reply {
 impl TestRedis {
     /// Starts a server on a free port in a fresh temporary directory and waits until it answers.
     pub fn start() -> TestRedis {
+        Self::start_with(DURABLE)
+    }
+
+    /// A server that keeps only the snapshots the test takes (`SAVE`): killed and restarted, it comes back with the
+    /// last one and forgets every write acknowledged since.
+    pub fn start_snapshots_only() -> TestRedis {
+        Self::start_with(SNAPSHOTS_ONLY)
+    }
+
+    fn start_with(persistence: &'static [&'static str]) -> TestRedis {
         let dir = tempfile::tempdir().expect("a temporary directory for redis-server");
         let port = free_port();
-        let mut redis = TestRedis { child: None, port, dir };
+        let mut redis = TestRedis { child: None, port, dir, persistence };
         redis.launch();
         redis
     }
@@ -72,7 +90,8 @@ impl TestRedis {
         let spawned = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--dir"])
             .arg(self.dir.path())
-            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no"])
+            .args(self.persistence)
+            .args(["--daemonize", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
@@ -106,7 +125,8 @@ impl TestRedis {
         }
     }
 
-    /// Starts the server again on the same port and directory (it replays its append-only file).
+    /// Starts the server again on the same port and directory (it replays its append-only file, or loads its
+    /// snapshot).
     pub fn restart(&mut self) {
         self.kill9();
         self.launch();

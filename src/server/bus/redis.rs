@@ -10,7 +10,9 @@
 //! whenever a notice skips ids, and every `heal-every`, it compares the log's head with the last id this process
 //! delivered and replays what it missed from the stream, per group (each entry names its group). A killed or
 //! silently stalled connection thus delays a notice by at most one heal period. When the log's epoch changes (Redis
-//! came back empty), every local group is notified so its tabs reload. The same channel carries `presence <group>`
+//! came back empty, or lost acknowledged ids and the store ended the epoch: see `store::redis`), the settled pages
+//! of the old epoch are dropped and every local group is notified so its tabs reload. Every id delivered is told
+//! to the store (`RedisStore::saw`): that is how a head or an append notices a Redis that lost it. The same channel carries `presence <group>`
 //! (who is here changed, from `presence::redis`), handed to `Hub::presence_changed`.
 //!
 //! The task never ends: a lost connection is retried with backoff, and a panic restarts it.
@@ -65,6 +67,8 @@ struct Cursor {
     delivered: u64,
     /// Sessions that got subscribed so far.
     sessions: u64,
+    /// The last heal failed (said once per streak, not every heal period).
+    failing: bool,
 }
 
 /// The receive side: pub/sub notices and healing into the local hub.
@@ -182,11 +186,21 @@ impl Receiver {
         }
         self.hub.deliver(&GroupId::new(group), id);
         cursor.delivered = id;
+        self.store.saw(epoch, id);
     }
 
     async fn heal_logged(&self, cursor: &mut Cursor) {
-        if let Err(err) = self.heal(cursor).await {
-            tracing::warn!(error = %err, "notices: cannot compare with the log's head; retrying");
+        match self.heal(cursor).await {
+            Err(err) if !cursor.failing => {
+                tracing::warn!(error = %err, "notices: cannot compare with the log's head; retrying every heal period");
+                cursor.failing = true;
+            }
+            Err(err) => tracing::debug!(error = %err, "notices: still cannot compare with the log's head"),
+            Ok(()) if cursor.failing => {
+                tracing::info!("notices: compared with the log's head again");
+                cursor.failing = false;
+            }
+            Ok(()) => {}
         }
     }
 
@@ -199,9 +213,11 @@ impl Receiver {
                 tracing::warn!(
                     from = known,
                     to = %head.epoch,
-                    "notices: the log has a new epoch (Redis lost its data or is another server); every tab reloads"
+                    "notices: the log has a new epoch (Redis lost data or is another server); every tab reloads"
                 );
                 (cursor.epoch, cursor.delivered) = (Some(head.epoch), head.seq);
+                // Settled pages are kept for requests naming their epoch: the old epoch's must not outlive it.
+                self.hub.pages().forget();
                 self.hub.deliver_everywhere(head.seq);
             }
             Some(_) if head.seq > cursor.delivered => self.catch_up(cursor, head.seq).await?,

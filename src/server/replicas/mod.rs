@@ -22,6 +22,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::{FromRedisValue, ScriptInvocation};
 
+use crate::server::observe;
 use crate::shared::error::{ApiError, ErrorKind};
 
 /// Longest a limit check may wait for Redis (a reconnect attempt included) before the request is answered 503.
@@ -32,10 +33,11 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 #[error("redis: {0}")]
 pub struct LinkError(String);
 
-/// The one place a limit's Redis failure becomes an answer: the cause goes to the log, the client gets 503.
+/// The one place a limit's Redis failure becomes an answer: the client gets 503; the cause goes to the log once
+/// per outage, not per request (`observe::backend_failed`).
 impl From<LinkError> for ApiError {
     fn from(err: LinkError) -> Self {
-        tracing::error!(error = %err, "a limit shared by the replicas could not be checked");
+        observe::backend_failed("a limit shared by the replicas", &err);
         ApiError::new(ErrorKind::Unavailable, "The server cannot check its limits right now; try again shortly.")
     }
 }

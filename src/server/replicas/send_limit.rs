@@ -10,15 +10,21 @@
 //! budget is full again (`PX` = TAT − now), so an idle ticket or browser leaves nothing behind: what Redis holds
 //! is bounded by the sends of the last `burst / rate` seconds. The ticket is keyed by a hash of its MAC, not the
 //! MAC itself, so reading Redis does not hand out tickets.
+//!
+//! [`RedisBudget`] is the script on its own, for any keyed budget the replicas share: it is the `SharedBudgets` the
+//! per-address budgets of `peer` are kept in on Redis (`PREFIX:address:<action>:<address>`).
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use redis::Script;
 use sha2::{Digest, Sha256};
 
 use super::{Link, LinkError};
+use crate::server::budget::SharedBudgets;
 use crate::server::group::GroupId;
 use crate::server::ticket::TicketId;
+use crate::shared::error::ApiError;
 
 /// `KEYS`: the budgets one send takes from. `ARGV`: interval (µs between sends at the steady rate), burst.
 /// Answers `{1, 0}` when every budget allows (one send taken from each), else `{0, µs until all would allow}` and
@@ -44,10 +50,52 @@ end
 return {1, 0}
 "#;
 
-/// Send budgets shared by the replicas on one Redis.
-pub struct RedisThrottle {
+/// Keyed GCRA budgets in Redis, on Redis's clock ([`TAKE`]).
+#[derive(Clone)]
+pub struct RedisBudget {
     link: Link,
     take: Script,
+}
+
+impl RedisBudget {
+    pub fn new(link: Link) -> Self {
+        Self { link, take: Script::new(TAKE) }
+    }
+
+    /// `PREFIX:name`: where a budget named `name` is kept.
+    pub fn key(&self, name: &str) -> String {
+        self.link.key(name)
+    }
+
+    /// Takes one from each budget of `keys` (full names, see [`Self::key`]) that allows one every `interval_us`
+    /// microseconds and `burst` at once: `None` when taken from all, else how long until all would allow (nothing
+    /// taken).
+    pub async fn take(&self, keys: &[String], interval_us: u64, burst: u32) -> Result<Option<Duration>, LinkError> {
+        let mut call = self.take.prepare_invoke();
+        for key in keys {
+            call.key(key);
+        }
+        call.arg(interval_us.max(1)).arg(burst.max(1));
+        let (allowed, wait_us): (i64, i64) = self.link.invoke(&call).await?;
+        Ok((allowed != 1).then(|| Duration::from_micros(wait_us.max(1) as u64)))
+    }
+}
+
+#[async_trait]
+impl SharedBudgets for RedisBudget {
+    async fn take(&self, name: &str, rate: u32, burst: u32) -> Result<Option<Duration>, ApiError> {
+        Ok(RedisBudget::take(self, &[self.key(name)], interval_us(rate), burst).await?)
+    }
+}
+
+/// Microseconds between two takes at `rate` a second.
+pub fn interval_us(rate: u32) -> u64 {
+    (1_000_000 / u64::from(rate.max(1))).max(1)
+}
+
+/// Send budgets shared by the replicas on one Redis.
+pub struct RedisThrottle {
+    budget: RedisBudget,
     /// Microseconds between two sends at the steady rate.
     interval_us: u64,
     rate: u32,
@@ -61,9 +109,13 @@ impl RedisThrottle {
         if rate == 0 {
             return None;
         }
-        let interval_us = (1_000_000 / u64::from(rate)).max(1);
-        let take = Script::new(TAKE);
-        Some(Self { link, take, interval_us, rate, burst: burst.max(1), per_group })
+        Some(Self {
+            budget: RedisBudget::new(link),
+            interval_us: interval_us(rate),
+            rate,
+            burst: burst.max(1),
+            per_group,
+        })
     }
 
     /// Sends a second, and at once, as configured (for the refusal's sentence).
@@ -74,14 +126,11 @@ impl RedisThrottle {
     /// Takes one send from the ticket's and (unless scope is `everyone`) the group's budgets: `None` when taken,
     /// else how long until it would be (nothing taken).
     pub async fn take(&self, group: &GroupId, ticket: &TicketId) -> Result<Option<Duration>, LinkError> {
-        let mut call = self.take.prepare_invoke();
-        call.key(self.link.key(&format!("sends:ticket:{}", ticket_key(ticket))));
+        let mut keys = vec![self.budget.key(&format!("sends:ticket:{}", ticket_key(ticket)))];
         if self.per_group {
-            call.key(self.link.key(&format!("sends:group:{}", group.as_str())));
+            keys.push(self.budget.key(&format!("sends:group:{}", group.as_str())));
         }
-        call.arg(self.interval_us).arg(self.burst);
-        let (allowed, wait_us): (i64, i64) = self.link.invoke(&call).await?;
-        Ok((allowed != 1).then(|| Duration::from_micros(wait_us.max(1) as u64)))
+        self.budget.take(&keys, self.interval_us, self.burst).await
     }
 }
 
@@ -161,6 +210,26 @@ mod tests {
         assert_eq!(fast.take(&group, &ticket(2)).await.unwrap(), None);
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert_eq!(redis.command(&["DBSIZE"]).int(), Some(0), "idle budgets leave nothing behind");
+    }
+
+    /// As the `SharedBudgets` of the per-address budgets: one budget per name for every replica, each key gone
+    /// once its budget is full again, and 503 when Redis does not answer.
+    #[tokio::test]
+    async fn named_budgets_are_shared_expire_and_refuse_with_503_when_redis_is_down() {
+        let mut redis = TestRedis::start();
+        let (a, b) = (RedisBudget::new(test_link(&redis)), RedisBudget::new(test_link(&redis)));
+        let shared: [&dyn SharedBudgets; 2] = [&a, &b];
+        let name = "address:sends:192.0.2.1";
+        let allowed = futures::future::join_all((0..6).map(|i| shared[i % 2].take(name, 2, 3))).await;
+        let allowed = allowed.into_iter().filter(|taken| taken.as_ref().unwrap().is_none()).count();
+        assert_eq!(allowed, 3, "a burst of 3 over both");
+        let wait = shared[0].take(name, 2, 3).await.unwrap().expect("refused");
+        assert!(wait <= Duration::from_millis(500), "{wait:?}");
+        let ttl = redis.command(&["PTTL", "test:address:sends:192.0.2.1"]).int().unwrap();
+        assert!((1..=1_500).contains(&ttl), "gone once full again (3 at 2 a second): {ttl} ms");
+        redis.kill9();
+        let down = shared[1].take(name, 2, 3).await.unwrap_err();
+        assert_eq!((down.kind, down.status()), (crate::shared::error::ErrorKind::Unavailable, 503));
     }
 
     #[tokio::test]

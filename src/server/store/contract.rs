@@ -276,6 +276,41 @@ async fn redis_lost_sequence_never_reuses_an_id() {
     assert_ne!(store.epoch().await.unwrap(), epoch);
 }
 
+/// Redis lost acknowledged ids (it came back with an older `meta`: the same epoch, a lower `seq`): a store that saw
+/// them ends the epoch at its next append, in the same script, and never hands them out again; a head does the
+/// same; a store that never saw them cannot tell, and goes on in whatever epoch Redis holds.
+#[tokio::test]
+async fn redis_that_lost_acknowledged_ids_ends_the_epoch() {
+    let (store, server) = redis_store(100, "p");
+    fill(&store, 6).await;
+    let old = store.epoch().await.unwrap();
+    let roll_back = |seq: &str, lost: &[&str]| {
+        server.command(&["HSET", "p:meta", "seq", seq]);
+        server.command(&[&["XDEL", "p:log"][..], lost].concat());
+    };
+    roll_back("3", &["4-0", "5-0", "6-0"]);
+    let late = redis_on(&server, 100, "p");
+    let head = late.head().await.unwrap();
+    assert_eq!((head.epoch.as_str(), head.seq), (old.as_str(), 3), "started after the loss: nothing to tell");
+
+    let after = put(&store, "ada", "after", None).await;
+    assert_eq!(after.message.id, 7, "above every id it saw acknowledged");
+    let new = store.epoch().await.unwrap();
+    assert_ne!(new, old, "a new epoch, in the same step");
+    assert_eq!(ids(&store.since(0, 10).await.unwrap()), vec![1, 2, 3, 7]);
+    assert_eq!(put(&late, "bob", "late", None).await.message.id, 8, "the late store goes on in the new epoch");
+    assert_eq!(store.epoch().await.unwrap(), new, "and does not end it: it never saw it lose anything");
+
+    assert_eq!(store.head().await.unwrap().seq, 8, "a head it reads is what it saw, too");
+    roll_back("7", &["8-0"]);
+    let head = store.head().await.unwrap();
+    assert_ne!(head.epoch, new, "a head ends the epoch too");
+    assert_eq!(head.seq, 8);
+    assert_eq!(server.command(&["HGET", "p:meta", "epoch"]).text(), Some(head.epoch.as_str()));
+    let repeat = put(&store, "ada", "keyed", Some("k1")).await;
+    assert_eq!((repeat.message.id, put(&store, "ada", "keyed", Some("k1")).await.fresh), (9, false));
+}
+
 fn texts(page: &[Message]) -> Vec<&str> {
     page.iter().map(|m| m.text.as_str()).collect()
 }

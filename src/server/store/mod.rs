@@ -15,9 +15,12 @@ pub use memory::MemoryStore;
 pub use redis::RedisStore;
 pub use sqlite::{OpenError, SqliteStore};
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use time::format_description::well_known::Rfc3339;
 
+use crate::server::observe;
 use crate::shared::domain::{Message, MessageText, SendKey, Username};
 use crate::shared::error::{ApiError, ErrorKind};
 
@@ -27,12 +30,47 @@ pub enum StoreError {
     Unavailable(String),
 }
 
-/// The one place a store failure becomes an answer: the cause goes to the log, once; the client gets a sentence
-/// (503 `unavailable`, with `Retry-After`).
+/// The one place a store failure becomes an answer: the client gets a sentence (503 `unavailable`, with
+/// `Retry-After`); the cause goes to the log as a warning, once per outage rather than once per request
+/// (`observe::backend_failed`), since while the log is down or refuses writes every send fails the same way.
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        tracing::error!(error = %err, "store failed");
+        observe::backend_failed("the message log", &err);
         ApiError::new(ErrorKind::Unavailable, "The message log is unavailable right now; try again.")
+    }
+}
+
+/// How long a readiness answer is reused: load balancers may ask often, and a probe writes.
+pub const READY_FOR: Duration = Duration::from_secs(1);
+
+/// `/readyz`'s probe of a store: run by one request at a time, its answer reused for [`READY_FOR`]. The turns are
+/// logged (a warning when the store stops taking writes, a note when it takes them again), not every probe.
+#[derive(Default)]
+pub struct Readiness {
+    last: tokio::sync::Mutex<Option<(tokio::time::Instant, Result<(), String>)>>,
+}
+
+impl Readiness {
+    /// The last answer if it is recent, else `probe`'s.
+    pub async fn check<Fut>(&self, probe: impl FnOnce() -> Fut) -> Result<(), StoreError>
+    where
+        Fut: std::future::Future<Output = Result<(), StoreError>>,
+    {
+        let mut last = self.last.lock().await;
+        if let Some((_, answer)) = last.as_ref().filter(|(at, _)| at.elapsed() < READY_FOR) {
+            return answer.clone().map_err(StoreError::Unavailable);
+        }
+        let answer = probe().await.map_err(|StoreError::Unavailable(why)| why);
+        let was_ready = last.as_ref().map(|(_, answer)| answer.is_ok());
+        match (&answer, was_ready) {
+            (Err(why), None | Some(true)) => {
+                tracing::warn!(reason = %why, "not ready: the message log takes no writes")
+            }
+            (Ok(()), Some(false)) => tracing::info!("ready again: the message log takes writes"),
+            _ => {}
+        }
+        *last = Some((tokio::time::Instant::now(), answer.clone()));
+        answer.map_err(StoreError::Unavailable)
     }
 }
 
@@ -78,8 +116,9 @@ pub trait FeedStore: Send + Sync + 'static {
     /// Retention: deletes all but the newest `keep` messages, and those stored before `cutoff`. Answers how many
     /// were deleted.
     async fn prune(&self, keep: usize, cutoff: Option<time::OffsetDateTime>) -> Result<u64, StoreError>;
-    /// Whether this store can serve now (`/readyz`): a store in this process always can once open; one reached
-    /// over the network answers whether it is reachable.
+    /// Whether this store can take a send now (`/readyz`): it answers and it takes writes (a Redis that became a
+    /// replica or is full refuses them while still answering reads). Cheap enough to be asked often: a store
+    /// that probes reuses its answer for [`READY_FOR`].
     async fn ready(&self) -> Result<(), StoreError> {
         Ok(())
     }

@@ -7,9 +7,21 @@
 //! - `PREFIX:notices`: the pub/sub channel of appends, `<epoch> <id> <group>` (read by `bus::redis`).
 //!
 //! One append is one Lua script ([`APPEND`]): answer a repeated send key, else make the epoch if the log has none,
-//! take the next id, `XADD`, remember the key, `PUBLISH`. Redis runs a script alone, so id order is log order is
-//! notification order across replicas, and every check comes before the first write, so a script never half-writes.
-//! A send is answered once the script has returned, which with `appendfsync always` means it is on disk.
+//! end it if Redis lost ids this replica saw acknowledged in it ([`ROTATE`]), take the next id, `XADD`, remember the
+//! key, `PUBLISH`. Redis runs a script alone, so id order is log order is notification order across replicas, and
+//! every check comes before the first write, so a script never half-writes. A send is answered once the script has
+//! returned, which with `appendfsync always` means it is on disk.
+//!
+//! A Redis that loses acknowledged writes (snapshots only, `everysec` after a crash, a failover to a replica that
+//! lagged) comes back with an older `meta`: the same epoch and a lower `seq`. Redis cannot tell, since whatever it
+//! kept to remember the lost ids went back with them; the replicas can: each remembers the newest id it saw
+//! acknowledged in the epoch (its appends' answers, the notices its receiver delivered, the heads it read), and hands
+//! it to every append and head script. A script that finds the epoch the replica names but `seq` below what it saw
+//! starts a new epoch in the same step, with `seq` at what the replica saw, so the lost ids are never handed out
+//! again (not even in the new epoch: no id names two messages, whatever a cache keyed it by). The receivers then
+//! see the new epoch, drop their settled pages and tell every tab to reload, as after a Redis that came back empty.
+//! A replica started after the loss saw nothing and detects nothing; with several replicas, any one that saw the
+//! lost ids ends the epoch at its next append or heal.
 //!
 //! Any Redis failure is `StoreError::Unavailable` (503 with `Retry-After`); there is no local fallback, which would
 //! fork the ids.
@@ -21,7 +33,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script, Value};
 
-use super::{new_epoch, now_rfc3339, Appended, Draft, FeedStore, StoreError, KEY_MEMORY};
+use super::{new_epoch, now_rfc3339, Appended, Draft, FeedStore, Readiness, StoreError, KEY_MEMORY};
 use crate::shared::domain::Message;
 
 /// Longest a command may take before the request is answered 503 (a reconnect attempt included).
@@ -43,9 +55,23 @@ local function ensure(meta, log, fresh)
 end
 "#;
 
-/// `KEYS`: meta, log[, send key]. `ARGV`: a fresh epoch, cap, user, text, at, group, key lifetime (s), channel.
-/// Answers `{1, id}` for an append, `{0, id, fields}` for a repeated key (fields empty if retention took it).
-/// `#!lua` (Redis 7) makes Redis refuse the whole script up front when out of memory, never half-way.
+/// The newest id a replica saw acknowledged in `seen_epoch` is `seen`: if the log is still in that epoch but its
+/// `seq` is below (Redis lost acknowledged writes, see the module doc), a new epoch `fresh` starts with `seq` at
+/// `seen`. Answers the epoch to append in and the `seq` Redis held when it ended one (-1: it did not).
+const ROTATE: &str = r#"
+local function rotate(meta, epoch, seen_epoch, seen, fresh)
+  if epoch ~= seen_epoch then return epoch, -1 end
+  local seq = tonumber(redis.call('HGET', meta, 'seq') or '0')
+  if seq >= seen then return epoch, -1 end
+  redis.call('HSET', meta, 'epoch', fresh, 'seq', seen)
+  return fresh, seq
+end
+"#;
+
+/// `KEYS`: meta, log[, send key]. `ARGV`: a fresh epoch, cap, user, text, at, group, key lifetime (s), channel, then
+/// the epoch and newest id this replica saw. Answers `{1, id, epoch, lost}` for an append (`lost`: see `ROTATE`),
+/// `{0, id, fields}` for a repeated key (fields empty if retention took it).
+/// `#!lua` (Redis 7) makes Redis refuse the whole script up front when out of memory or read-only, never half-way.
 const APPEND: &str = r#"
 local meta, log, key = KEYS[1], KEYS[2], KEYS[3]
 if key then
@@ -55,19 +81,20 @@ if key then
     return {0, first, entry and entry[2] or {}}
   end
 end
-local epoch = ensure(meta, log, ARGV[1])
+local epoch, lost = rotate(meta, ensure(meta, log, ARGV[1]), ARGV[9], tonumber(ARGV[10]), ARGV[1])
 local id = redis.call('HINCRBY', meta, 'seq', 1)
 redis.call('XADD', log, 'MAXLEN', '~', ARGV[2], id .. '-0',
   'user', ARGV[3], 'text', ARGV[4], 'at', ARGV[5], 'group', ARGV[6])
 if key then redis.call('SET', key, id, 'EX', ARGV[7]) end
 redis.call('PUBLISH', ARGV[8], epoch .. ' ' .. id .. ' ' .. ARGV[6])
-return {1, id}
+return {1, id, epoch, lost}
 "#;
 
-/// `KEYS`: meta, log. `ARGV`: a fresh epoch. Answers `{epoch, seq}`, making the epoch if the log has none.
+/// `KEYS`: meta, log. `ARGV`: a fresh epoch, then the epoch and newest id this replica saw. Answers
+/// `{epoch, seq, lost}`, making the epoch if the log has none and ending it if it lost ids (see `ROTATE`).
 const HEAD: &str = r#"
-local epoch = ensure(KEYS[1], KEYS[2], ARGV[1])
-return {epoch, redis.call('HGET', KEYS[1], 'seq') or '0'}
+local epoch, lost = rotate(KEYS[1], ensure(KEYS[1], KEYS[2], ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[1])
+return {epoch, redis.call('HGET', KEYS[1], 'seq') or '0', lost}
 "#;
 
 /// `KEYS`: meta, log. `ARGV`: the first id expected, then `id, user, text, at` per message. Appends messages with
@@ -127,6 +154,11 @@ impl Keys {
     pub fn send_key(&self, group: &str, key: &str) -> String {
         format!("{}:key:{group}:{key}", self.prefix)
     }
+
+    /// What the readiness probe writes (and lets expire).
+    pub fn ready(&self) -> String {
+        format!("{}:ready", self.prefix)
+    }
 }
 
 /// Where the log stands: its epoch and the newest id handed out.
@@ -150,6 +182,10 @@ pub struct RedisStore {
     cap: usize,
     append: Script,
     head: Script,
+    /// The newest id this replica saw acknowledged, and its epoch (see the module doc).
+    seen: std::sync::Mutex<Head>,
+    /// `/readyz`'s last probe, reused for a moment.
+    readiness: Readiness,
 }
 
 pub(crate) fn unavailable(err: impl std::fmt::Display) -> StoreError {
@@ -181,9 +217,42 @@ impl RedisStore {
             conn,
             keys: Keys::new(prefix),
             cap: cap.max(1),
-            append: Script::new(&format!("#!lua\n{ENSURE}{APPEND}")),
-            head: Script::new(&format!("#!lua\n{ENSURE}{HEAD}")),
+            append: Script::new(&format!("#!lua\n{ENSURE}{ROTATE}{APPEND}")),
+            head: Script::new(&format!("#!lua\n{ENSURE}{ROTATE}{HEAD}")),
+            seen: std::sync::Mutex::new(Head { epoch: String::new(), seq: 0 }),
+            readiness: Readiness::default(),
         })
+    }
+
+    /// Ids up to `id` were acknowledged in `epoch`: remembered, so a Redis that loses them does not keep the
+    /// epoch (see the module doc). Another epoch than the one remembered replaces it: answers arrive on several
+    /// connections, so one may be older than the last, which at worst delays a rotation, never makes a wrong one
+    /// (a script rotates only when Redis holds the very epoch named, below an id Redis itself handed out in it).
+    pub fn saw(&self, epoch: &str, id: u64) {
+        let mut seen = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if seen.epoch == epoch {
+            seen.seq = seen.seq.max(id);
+        } else {
+            *seen = Head { epoch: epoch.to_owned(), seq: id };
+        }
+    }
+
+    fn seen(&self) -> Head {
+        self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// A script ended the epoch (`lost` ≥ 0 is the `seq` Redis held): said once, loudly; it lost messages.
+    fn report_rotation(&self, seen: &Head, lost: i64, epoch: &str) {
+        if lost >= 0 && epoch != seen.epoch {
+            tracing::error!(
+                old_epoch = %seen.epoch,
+                new_epoch = %epoch,
+                acknowledged = seen.seq,
+                redis_holds = lost,
+                "the log lost acknowledged ids in its epoch (Redis rolled back: durability settings too weak, or a \
+                 failover to a replica that lagged); the log goes on in a new epoch and every tab reloads"
+            );
+        }
     }
 
     pub fn keys(&self) -> &Keys {
@@ -237,14 +306,19 @@ impl RedisStore {
     }
 
     /// The epoch and the newest id, in one step (the epoch is made if the log has none).
+    /// Ends the epoch first if Redis lost ids this replica saw acknowledged in it (see the module doc).
     pub async fn head(&self) -> Result<Head, StoreError> {
-        let (epoch, seq): (String, u64) = self
+        let seen = self.seen();
+        let seen_ref = &seen;
+        let (epoch, seq, lost): (String, u64, i64) = self
             .run(|mut conn| async move {
                 let mut call = self.head.prepare_invoke();
-                call.key(self.keys.meta()).key(self.keys.log()).arg(new_epoch());
+                call.key(self.keys.meta()).key(self.keys.log()).arg(new_epoch()).arg(&seen_ref.epoch).arg(seen_ref.seq);
                 call.invoke_async(&mut conn).await
             })
             .await?;
+        self.report_rotation(&seen, lost, &epoch);
+        self.saw(&epoch, seq);
         Ok(Head { epoch, seq })
     }
 
@@ -311,14 +385,27 @@ fn messages(entries: Vec<Entry>) -> Vec<Message> {
     entries.into_iter().filter_map(|(id, fields)| message(&id, fields)).collect()
 }
 
-/// The append script's answer: `{fresh, id[, fields]}`.
-fn parse_appended(reply: Value, draft: &Draft<'_>, at: String) -> Result<Appended, StoreError> {
+/// What the append script did besides the message: the epoch it appended in and the `seq` Redis held if it ended
+/// the one before (see `ROTATE`); `None` for a repeated key (nothing appended).
+type AppendedIn = Option<(String, i64)>;
+
+/// The append script's answer: `{1, id, epoch, lost}` or `{0, id, fields}`.
+fn parse_appended(reply: Value, draft: &Draft<'_>, at: String) -> Result<(Appended, AppendedIn), StoreError> {
     let bad = || unavailable(format!("unexpected answer from the append script: {reply:?}"));
     let Value::Array(items) = &reply else { return Err(bad()) };
     let fresh = items.first().and_then(|v| redis::from_redis_value_ref::<i64>(v).ok()).ok_or_else(bad)? == 1;
     let id = items.get(1).and_then(|v| redis::from_redis_value_ref::<u64>(v).ok()).ok_or_else(bad)?;
-    let stored: HashMap<String, String> =
-        items.get(2).and_then(|v| redis::from_redis_value_ref(v).ok()).unwrap_or_default();
+    let appended_in = if fresh {
+        let epoch = items.get(2).and_then(|v| redis::from_redis_value_ref::<String>(v).ok()).ok_or_else(bad)?;
+        let lost = items.get(3).and_then(|v| redis::from_redis_value_ref::<i64>(v).ok()).ok_or_else(bad)?;
+        Some((epoch, lost))
+    } else {
+        None
+    };
+    let stored: HashMap<String, String> = match fresh {
+        true => HashMap::new(),
+        false => items.get(2).and_then(|v| redis::from_redis_value_ref(v).ok()).unwrap_or_default(),
+    };
     // A repeated key whose message retention has deleted since: answer it as it was sent.
     let field = |name: &str, sent: &str| stored.get(name).cloned().unwrap_or_else(|| sent.to_owned());
     let message = Message {
@@ -327,7 +414,7 @@ fn parse_appended(reply: Value, draft: &Draft<'_>, at: String) -> Result<Appende
         text: field("text", draft.text.as_str()),
         at: field("at", &at),
     };
-    Ok(Appended { message, fresh })
+    Ok((Appended { message, fresh }, appended_in))
 }
 
 #[async_trait]
@@ -335,6 +422,8 @@ impl FeedStore for RedisStore {
     async fn append(&self, draft: Draft<'_>) -> Result<Appended, StoreError> {
         let at = now_rfc3339();
         let stamp = at.as_str();
+        let seen = self.seen();
+        let seen_ref = &seen;
         let reply: Value = self
             .run(|mut conn| async move {
                 let mut call = self.append.prepare_invoke();
@@ -349,11 +438,18 @@ impl FeedStore for RedisStore {
                     .arg(stamp)
                     .arg(draft.group)
                     .arg(KEY_MEMORY.as_secs())
-                    .arg(self.keys.notices());
+                    .arg(self.keys.notices())
+                    .arg(&seen_ref.epoch)
+                    .arg(seen_ref.seq);
                 call.invoke_async(&mut conn).await
             })
             .await?;
-        parse_appended(reply, &draft, at)
+        let (appended, appended_in) = parse_appended(reply, &draft, at)?;
+        if let Some((epoch, lost)) = appended_in {
+            self.report_rotation(&seen, lost, &epoch);
+            self.saw(&epoch, appended.message.id);
+        }
+        Ok(appended)
     }
 
     async fn since(&self, after: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
@@ -423,7 +519,32 @@ impl FeedStore for RedisStore {
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
-        self.ping().await
+        self.readiness.check(|| self.probe()).await
+    }
+}
+
+/// How long the readiness probe's key lives.
+const PROBE_LIVES_MS: u64 = 10_000;
+
+impl RedisStore {
+    /// What a send needs of Redis, cheaply: it answers, it is the primary (a replica refuses writes, and one that
+    /// accepts them would fork the log), and it takes a small write (a full Redis under `noeviction` refuses them).
+    /// One round trip: `ROLE` and a `SET` with a TTL, pipelined.
+    async fn probe(&self) -> Result<(), StoreError> {
+        let key = self.keys.ready();
+        let (role,): (Vec<Value>,) = self
+            .run(|mut conn| async move {
+                let mut pipe = redis::pipe();
+                pipe.cmd("ROLE").cmd("SET").arg(key).arg(1).arg("PX").arg(PROBE_LIVES_MS).ignore();
+                pipe.query_async(&mut conn).await
+            })
+            .await?;
+        match role.first().and_then(|v| redis::from_redis_value_ref::<String>(v).ok()).as_deref() {
+            Some("master") => Ok(()),
+            other => {
+                Err(unavailable(format!("Redis is not the primary (ROLE says {other:?}): sends would be refused")))
+            }
+        }
     }
 }
 

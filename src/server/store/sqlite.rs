@@ -3,6 +3,9 @@
 //! send is answered only after its transaction committed. Reads use their own connection, off the async runtime.
 //!
 //! `AUTOINCREMENT` keeps ids strictly increasing and never reused, even after retention deletes the newest rows.
+//!
+//! Readiness (`/readyz`) asks the writer thread itself: it answers only if it runs and is not stuck, and it says
+//! not ready while its last commit failed (a full disk, a read-only file), until a small write commits again.
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
@@ -35,12 +38,25 @@ struct Pending {
 
 enum Job {
     Append(Pending),
-    Prune { keep: usize, cutoff: Option<time::OffsetDateTime>, reply: oneshot::Sender<Result<u64, StoreError>> },
+    Prune {
+        keep: usize,
+        cutoff: Option<time::OffsetDateTime>,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    /// Readiness: whether the writer can commit (see the module doc).
+    Probe(oneshot::Sender<Result<(), StoreError>>),
+    /// Runs SQL on the write connection (tests: a full disk is `PRAGMA max_page_count`).
+    #[cfg(test)]
+    Exec(String, oneshot::Sender<Result<(), StoreError>>),
 }
+
+/// Longest the writer may take to answer a readiness probe (it may be committing a batch first).
+const PROBE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     reader: Arc<Mutex<Connection>>,
+    readiness: super::Readiness,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +89,7 @@ impl SqliteStore {
             .name("sqlite-writer".into())
             .spawn(move || write_loop(writer, queue))
             .map_err(|e| fail(e.to_string()))?;
-        Ok(Self { jobs, reader: Arc::new(Mutex::new(reader)) })
+        Ok(Self { jobs, reader: Arc::new(Mutex::new(reader)), readiness: super::Readiness::default() })
     }
 
     async fn read<T: Send + 'static>(
@@ -158,6 +174,8 @@ fn prepare(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 fn write_loop(mut conn: Connection, queue: mpsc::Receiver<Job>) {
+    // Whether the last commit failed: readiness stays off until one succeeds again.
+    let mut failing = false;
     while let Ok(first) = queue.recv() {
         let mut appends = Vec::new();
         let mut pending = Some(first);
@@ -166,16 +184,38 @@ fn write_loop(mut conn: Connection, queue: mpsc::Receiver<Job>) {
                 Job::Append(pending) => appends.push(pending),
                 Job::Prune { keep, cutoff, reply } => {
                     // Commit what queued before it first, so retention sees those rows.
-                    commit_appends(&mut conn, std::mem::take(&mut appends));
-                    let _ = reply.send(prune(&mut conn, keep, cutoff).map_err(unavailable));
+                    commit_appends(&mut conn, std::mem::take(&mut appends), &mut failing);
+                    let pruned = prune(&mut conn, keep, cutoff).map_err(unavailable);
+                    failing = pruned.is_err();
+                    let _ = reply.send(pruned);
+                }
+                Job::Probe(reply) => {
+                    commit_appends(&mut conn, std::mem::take(&mut appends), &mut failing);
+                    let _ = reply.send(probe(&conn, &mut failing));
+                }
+                #[cfg(test)]
+                Job::Exec(sql, reply) => {
+                    let _ = reply.send(conn.execute_batch(&sql).map_err(unavailable));
                 }
             }
             if appends.len() < MAX_BATCH {
                 pending = queue.try_recv().ok();
             }
         }
-        commit_appends(&mut conn, appends);
+        commit_appends(&mut conn, appends, &mut failing);
     }
+}
+
+/// Readiness, on the writer: ready unless the last commit failed; then a small write must commit first (it costs
+/// one sync, and only while failing).
+fn probe(conn: &Connection, failing: &mut bool) -> Result<(), StoreError> {
+    if *failing {
+        let now = unix_now().to_string();
+        let written = conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('probed', ?1)", [now]);
+        *failing = written.is_err();
+        written.map_err(|err| unavailable(format!("the database takes no writes: {err}")))?;
+    }
+    Ok(())
 }
 
 fn unix_now() -> i64 {
@@ -184,7 +224,7 @@ fn unix_now() -> i64 {
 
 /// Commits every waiting append as one transaction. A send whose key was used in its group within `KEY_MEMORY`
 /// (earlier, or earlier in this batch) is answered the first message and appends nothing.
-fn commit_appends(conn: &mut Connection, appends: Vec<Pending>) {
+fn commit_appends(conn: &mut Connection, appends: Vec<Pending>, failing: &mut bool) {
     if appends.is_empty() {
         return;
     }
@@ -238,6 +278,7 @@ fn commit_appends(conn: &mut Connection, appends: Vec<Pending>) {
         tx.commit()?;
         Ok::<_, rusqlite::Error>(answers)
     })();
+    *failing = stored.is_err();
     match stored {
         Ok(answers) => {
             for (pending, answer) in appends.into_iter().zip(answers) {
@@ -351,5 +392,44 @@ impl FeedStore for SqliteStore {
 
     async fn prune(&self, keep: usize, cutoff: Option<time::OffsetDateTime>) -> Result<u64, StoreError> {
         self.ask(|reply| Job::Prune { keep, cutoff, reply }).await
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.readiness
+            .check(|| async {
+                match tokio::time::timeout(PROBE_WITHIN, self.ask(Job::Probe)).await {
+                    Ok(answer) => answer,
+                    Err(_) => Err(unavailable(format!("the database writer did not answer within {PROBE_WITHIN:?}"))),
+                }
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shared::domain::{MessageText, Username};
+
+    /// A database that stops taking writes (a file system remounted read-only after errors, played by
+    /// `query_only`): sends fail, `ready` says so; writable again, the probe's own write brings it back without
+    /// waiting for a send.
+    #[tokio::test]
+    async fn readiness_follows_whether_commits_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("feed.db")).unwrap();
+        store.ready().await.unwrap();
+        let exec = |sql: &'static str| store.ask(|reply| Job::Exec(sql.to_owned(), reply));
+        exec("PRAGMA query_only = 1").await.unwrap();
+        let (author, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
+        let draft = Draft { group: "g", author: &author, text: &text, key: None };
+        assert!(store.append(draft).await.is_err(), "the database takes no writes");
+        tokio::time::sleep(crate::server::store::READY_FOR).await;
+        let not_ready = store.ready().await.unwrap_err().to_string();
+        assert!(not_ready.contains("takes no writes"), "{not_ready}");
+        exec("PRAGMA query_only = 0").await.unwrap();
+        tokio::time::sleep(crate::server::store::READY_FOR).await;
+        store.ready().await.unwrap();
+        assert_eq!(store.append(draft).await.unwrap().message.id, 1);
     }
 }
