@@ -63,7 +63,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
         let tickets = TicketKeys::load(settings.secret.as_deref(), &settings.data_dir)
             .map_err(|source| StartupError::Secret { dir: settings.data_dir.clone(), source })?;
         let throttle = LocalThrottle::new(settings.send_rate, settings.send_burst, per_browser);
-        let presence: Arc<dyn Presence> = Arc::new(MemoryPresence::default());
+        let presence: Arc<dyn Presence> = Arc::new(MemoryPresence::new(presence_caps(settings)));
         (tickets, throttle.map(SendThrottle::Local), None, presence)
     };
     let backend::Parts { store, hub, bus } = backend::open(&settings.backend()).await?;
@@ -98,6 +98,16 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
     ))
 }
 
+/// How many tabs presence lists per ticket, per address, per group and in all.
+fn presence_caps(settings: &Settings) -> Caps {
+    Caps {
+        per_ticket: settings.max_tabs_per_ticket,
+        per_network: settings.max_tabs_per_address,
+        total: settings.max_tabs,
+        ..Caps::default()
+    }
+}
+
 /// What replicas on one Redis share besides the log (see `replicas`), and who is here.
 struct SharedLimits {
     secret: Vec<u8>,
@@ -114,7 +124,7 @@ async fn shared_through_redis(settings: &Settings, per_browser: bool) -> Result<
         secret::agree(link.clone(), settings.secret.as_deref(), secret::OFFER_EVERY, secret::REACH_WITHIN).await?;
     tokio::spawn(agreed.guard.run());
     let throttle = RedisThrottle::new(link.clone(), settings.send_rate, settings.send_burst, per_browser);
-    let presence: Arc<dyn Presence> = Arc::new(RedisPresence::new(link.clone(), Caps::default()));
+    let presence: Arc<dyn Presence> = Arc::new(RedisPresence::new(link.clone(), presence_caps(settings)));
     let cap = if per_browser { settings.max_streams_per_browser } else { 0 };
     let stream_leases = (cap > 0).then(|| {
         let (leases, keeper) = StreamLeases::new(link, replica_id(), cap, LEASE, RENEW_EVERY);
