@@ -66,19 +66,19 @@ struct Channel {
     sender: broadcast::Sender<Notice>,
     /// When the last presence notice went out.
     presence_told: Option<Instant>,
-    /// A change came since, within the window: a notice is due at its end (one timer is waiting for it).
-    presence_due: bool,
+    /// A change came since, within the window: a notice is due at its end, this instant (a timer waits for it).
+    presence_due: Option<Instant>,
 }
 
 impl Channel {
     fn new(capacity: usize) -> Self {
-        Self { sender: broadcast::channel(capacity).0, presence_told: None, presence_due: false }
+        Self { sender: broadcast::channel(capacity).0, presence_told: None, presence_due: None }
     }
 
     /// Tells now; a notice that was due is told by this one (its timer then finds nothing due).
     fn tell_presence(&mut self) {
         self.presence_told = Some(Instant::now());
-        self.presence_due = false;
+        self.presence_due = None;
         let _ = self.sender.send(Notice::presence()); // Err means no subscribers: nothing to do.
     }
 }
@@ -146,10 +146,10 @@ impl Hub {
         let next = channel.presence_told.map(|told| told + self.presence_every);
         match next.filter(|next| *next > Instant::now()) {
             None => channel.tell_presence(),
-            Some(_) if channel.presence_due => {} // folded into the notice already due
+            Some(_) if channel.presence_due.is_some() => {} // folded into the notice already due
             Some(at) => match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
-                    channel.presence_due = true;
+                    channel.presence_due = Some(at);
                     runtime.spawn(tell_presence_at(self.channels.clone(), group.clone(), at));
                 }
                 Err(_) => channel.tell_presence(), // no timer to wait with: told now rather than never
@@ -215,11 +215,12 @@ fn lock(channels: &Channels) -> std::sync::MutexGuard<'_, HashMap<GroupId, Chann
     channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Tells `group` of the presence changes folded since its last notice, at `at` (unless its channel went meanwhile:
-/// a new one's subscribers read the list when their streams open).
+/// Tells `group` of the presence changes folded since its last notice, at `at`, if that notice is still the one
+/// due: not if a change told at once meanwhile (that notice carried them, and a later timer may wait for newer
+/// ones), nor if the channel went (a new one's subscribers read the list when their streams open).
 async fn tell_presence_at(channels: Channels, group: GroupId, at: Instant) {
     tokio::time::sleep_until(at).await;
-    if let Some(channel) = lock(&channels).get_mut(&group).filter(|channel| channel.presence_due) {
+    if let Some(channel) = lock(&channels).get_mut(&group).filter(|channel| channel.presence_due == Some(at)) {
         channel.tell_presence();
     }
 }
