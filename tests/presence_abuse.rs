@@ -89,12 +89,10 @@ async fn churning_tabs_reach_each_stream_about_once_a_second_and_the_last_change
     }
     let changes = churn.await.unwrap();
     let seconds = started.elapsed().as_secs_f64();
-    eprintln!(
-        "{changes} presence changes in {seconds:.1} s: {} PresenceChanged on the stream, at {told:?} ms",
-        told.len()
-    );
+    let first: Vec<u128> = told.iter().take(10).copied().collect();
+    eprintln!("{changes} changes in {seconds:.1} s: {} PresenceChanged on the stream, at {first:?}.. ms", told.len());
     assert!(changes >= 400, "the churn ran: {changes}");
-    assert!(told.len() <= 5, "about one notice a second, not one per change: at {told:?} ms in {seconds:.1} s");
+    assert!(told.len() <= 5, "about one notice a second, not one per change: {} in {seconds:.1} s", told.len());
     assert!(told.windows(2).all(|pair| pair[1] - pair[0] >= 700), "at most about one a second: at {told:?} ms");
     // The last change is told (within the pace), and the list shows it.
     let last = browser.join("last").await;
@@ -169,7 +167,8 @@ async fn one_address_behind_many_browsers_holds_its_share_and_others_still_join(
     for (i, browser) in browsers.iter().enumerate() {
         for j in 0..3 {
             let ticket = join_from(browser, crowd, &format!("b{i:02}t{j}")).await;
-            let (status, body) = post_from(browser, crowd, PRESENCE_PATH, &[("ticket", &ticket), ("tab", "t")]).await;
+            let tab = format!("tab-{j}");
+            let (status, body) = post_from(browser, crowd, PRESENCE_PATH, &[("ticket", &ticket), ("tab", &tab)]).await;
             assert_eq!(status, 200, "{body}");
         }
     }
