@@ -8,7 +8,9 @@
 //! empty list) and when it wakes from being frozen or cached.
 //!
 //! The list is read (`GET /api/presence`) when the stream opens and on each `PresenceChanged` the stream carries,
-//! one read at a time. The server renders no list (it knows no one's lease until the tabs beat), so the page shows
+//! one read at a time and at most one per [`READ_GAP`]: notices that come faster (the server paces them per group
+//! to about one a second; a stream that reconnects adds its own) fold into the next read, so a crowd of tabs
+//! joining and leaving never makes every tab re-read the list as fast as it changes. The server renders no list (it knows no one's lease until the tabs beat), so the page shows
 //! it once hydrated and live.
 #![cfg_attr(not(feature = "hydrate"), allow(dead_code, unused_variables))]
 
@@ -18,12 +20,17 @@ use leptos::prelude::*;
 /// Names shown inline; a longer list shows the first `INLINE - 1` and "and N others".
 const INLINE: usize = 3;
 
+/// The shortest time between two reads of the list, in milliseconds.
+const READ_GAP: f64 = 1_000.0;
+
 #[derive(Clone, Copy)]
 pub struct Presence {
     /// `None` until first read.
     names: RwSignal<Option<Vec<String>>>,
     /// A read is under way, and whether another is due after it.
     reading: StoredValue<(bool, bool)>,
+    /// When the last read started (`Date.now()`), to space the next one.
+    last_read: StoredValue<f64>,
     /// This tab's ticket and id once joined; the ticket never leaves the tab.
     me: StoredValue<Option<(String, String)>>,
     /// Bumped by each heartbeat: a timer set for an earlier one does nothing.
@@ -35,6 +42,7 @@ impl Presence {
         Self {
             names: RwSignal::new(None),
             reading: StoredValue::new((false, false)),
+            last_read: StoredValue::new(f64::NEG_INFINITY),
             me: StoredValue::new(None),
             round: StoredValue::new(0),
         }
@@ -111,6 +119,12 @@ mod browser {
 
     async fn read(presence: Presence) {
         loop {
+            // Within the gap since the last read: wait out the rest of it; whatever is told meanwhile is this read.
+            let wait = presence.last_read.get_value() + super::READ_GAP - js_sys::Date::now();
+            if wait > 0.0 {
+                sleep(wait).await;
+            }
+            presence.last_read.set_value(js_sys::Date::now());
             match api::here().await {
                 Ok(here) => presence.names.set(Some(here.names)),
                 Err(err) => leptos::logging::warn!("who is here could not be read: {err}"),
@@ -125,8 +139,16 @@ mod browser {
         }
     }
 
+    /// Resolves after `ms` milliseconds (a `setTimeout` the read awaits).
+    async fn sleep(ms: f64) {
+        let promise = js_sys::Promise::new(&mut |resolve, _| {
+            let _ = window().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms.ceil() as i32);
+        });
+        let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+    }
+
     pub fn joined(presence: Presence, ticket: String) {
-        // A random id for this page load (the shape of a send key fits the server's rule for tab ids).
+        // A random id for this page load (a send key's shape, 32 hex digits, fits the server's rule for tab ids).
         presence.me.set_value(Some((ticket, remote::new_send_key())));
         let on_hide = Closure::<dyn Fn()>::new(move || {
             if let Some((ticket, tab)) = presence.me.get_value() {

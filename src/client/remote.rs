@@ -127,13 +127,25 @@ pub async fn join(username: String) -> Result<Joined, ApiError> {
     return crate::shared::api::join(username).await;
 }
 
-/// A new idempotency key for one message: the time and 104 random bits, unique within a session group for all
-/// practical purposes (it needs no secrecy: it only names a message the tab sends).
+/// A new idempotency key for one message (or id for one tab): 128 bits from the browser's cryptographic generator
+/// (`crypto.getRandomValues`), as 32 hex digits. `Math.random` is not made for ids: its state can be recovered from
+/// a few outputs, and some engines seed it alike. (The server binds keys and tab ids to the ticket as well, so an
+/// id that leaks or repeats gives no hold on another tab's messages or lease.)
 pub fn new_send_key() -> String {
     #[cfg(feature = "hydrate")]
     {
-        let random = || (js_sys::Math::random() * 2f64.powi(52)) as u64;
-        format!("{:x}-{:013x}{:013x}", js_sys::Date::now() as u64, random(), random())
+        let mut bytes = [0u8; 16];
+        let filled =
+            leptos::prelude::window().crypto().and_then(|crypto| crypto.get_random_values_with_u8_array(&mut bytes));
+        if filled.is_err() {
+            // Every browser that runs this page has it; were it missing, the time and a count still tell this
+            // tab's keys apart (the server keeps keys per ticket).
+            static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            bytes[..8].copy_from_slice(&(js_sys::Date::now() as u64).to_be_bytes());
+            let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            bytes[8..].copy_from_slice(&made.to_be_bytes());
+        }
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
     #[cfg(not(feature = "hydrate"))]
     String::new()

@@ -9,6 +9,7 @@ use leptos_axum::ResponseOptions;
 use crate::server::pages::{Fresh, Page, PageKey};
 use crate::server::state::AppState;
 use crate::server::store::{Appended, Draft};
+use crate::server::ticket::TicketId;
 use crate::server::{group::GroupId, observe};
 use crate::shared::domain::{Joined, Message, MessageText, SendKey, Username};
 use crate::shared::error::{ApiError, ErrorKind};
@@ -50,7 +51,8 @@ pub fn join(state: &AppState, group: &GroupId, raw_name: &str) -> Result<Joined,
 /// it, and nothing is published unless the append succeeded. The hub forgets the cached pages when the notice is
 /// delivered, before any tab hears of it.
 ///
-/// `raw_key` is the tab's idempotency key (blank: none): a repeat answers the first message and publishes nothing.
+/// `raw_key` is the tab's idempotency key (blank: none): a repeat by the same ticket answers the first message and
+/// publishes nothing; the same key from another ticket is another message (`bound_to`).
 pub async fn send(
     state: &AppState,
     group: &GroupId,
@@ -82,6 +84,7 @@ async fn append_and_publish(
     if let Some(throttle) = &state.throttle {
         throttle.check(group, &ticket.id).await?;
     }
+    let key = key.map(|key| bound_to(&ticket.id, &key));
     let draft = Draft { group: group.as_str(), author: &ticket.author, text: &text, key: key.as_ref() };
     let Appended { message, fresh } = state.store.append(draft).await?;
     if !fresh {
@@ -94,6 +97,16 @@ async fn append_and_publish(
     }
     observe::fanned_out(started.elapsed());
     Ok(message)
+}
+
+/// `key` as the store remembers it: bound to the ticket that sent it (SHA-256 over the ticket's MAC, which only the
+/// server can make, and the key). The store keeps a key per group; without this, whoever learned a key (Bob, or
+/// another ticket of the same browser) could send with it and be answered the first message while his own text is
+/// dropped. The digest is one-way, so the stored key reveals neither the ticket nor the tab's key.
+fn bound_to(ticket: &TicketId, key: &SendKey) -> SendKey {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new().chain_update(b"send-key\0").chain_update(ticket.as_bytes()).chain_update(key.as_str());
+    SendKey::from_digest(digest.finalize().into())
 }
 
 /// One page of the log (`key`), of the log's current epoch. Identical concurrent requests share one store read
@@ -263,6 +276,33 @@ mod tests {
         let err = send(&broken, &group, &ticket, "hi", "").await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::Unavailable);
         assert_eq!(next_now(&mut broken_sub).await, None);
+    }
+
+    /// Bob learned Ada's key (scope `everyone`), or Ada's browser holds a second ticket: a send with that key is
+    /// its own message, stored and announced, while Ada's repeat still answers her first message only.
+    #[tokio::test]
+    async fn a_send_key_is_its_tickets_and_another_ticket_with_it_sends_its_own_message() {
+        let memory = Arc::new(MemoryStore::new(100));
+        let state = state(memory.clone());
+        let group = GroupId::everyone();
+        let mut sub = state.hub.subscribe(&group);
+        let ada = join(&state, &group, "ada").unwrap().ticket;
+        let bob = join(&state, &group, "bob").unwrap().ticket;
+        let first = send(&state, &group, &ada, "hello", "k-1").await.unwrap();
+        assert_eq!(next_now(&mut sub).await, Some(first.id));
+        let bobs = send(&state, &group, &bob, "mine", "k-1").await.unwrap();
+        assert_eq!((bobs.id, bobs.user.as_str(), bobs.text.as_str()), (2, "bob", "mine"));
+        assert_eq!(next_now(&mut sub).await, Some(2), "Bob's message is announced");
+        let again = send(&state, &group, &ada, "hello", "k-1").await.unwrap();
+        assert_eq!(again, first, "Ada's retry is still answered her first message");
+        let texts: Vec<String> = memory.since(0, 10).await.unwrap().into_iter().map(|m| m.text).collect();
+        assert_eq!(texts, ["hello", "mine"]);
+        // a bound key is a well-formed key of its own, the same for the same ticket and key
+        let id = state.tickets.authenticate(&group, &ada).unwrap().id;
+        let key = SendKey::parse("k-1").unwrap().unwrap();
+        assert_eq!(bound_to(&id, &key), bound_to(&id, &key));
+        assert_eq!(SendKey::parse(bound_to(&id, &key).as_str()).unwrap(), Some(bound_to(&id, &key)));
+        assert_ne!(bound_to(&id, &key), bound_to(&id, &SendKey::parse("k-2").unwrap().unwrap()));
     }
 
     /// Two replicas (two states, one Redis): a burst split over them is limited as one, with the same refusal.

@@ -5,20 +5,28 @@
 //! A notice carries only the newest message id: a subscriber that falls behind gets one notice for the latest id
 //! instead of a backlog, and never a broken stream. A presence notice (`PresenceChanged`: who is here changed, the
 //! tab asks `GET /api/presence`) carries nothing, so any number of them queued are one, and it travels beside the
-//! message notices: coalescing never lets one kind stand in for the other. Its SSE frame is encoded once, when it is delivered, and every
-//! subscriber writes the same bytes. `deliver` forgets the shared pages of the log before it notifies anyone, so no
+//! message notices: coalescing never lets one kind stand in for the other. Presence notices are also paced per
+//! group: the first change goes out at once, later ones within [`PRESENCE_EVERY`] fold into one at the end of that
+//! window, so tabs that join and leave as fast as they can cost every stream of the group (and every tab's re-read
+//! of the list) at most about one notice a second, and the last change is always told. Its SSE frame is encoded
+//! once, when it is delivered, and every subscriber writes the same bytes. `deliver` forgets the shared pages of the log before it notifies anyone, so no
 //! tab is told of a message and then served a page cached before it, whichever process appended it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use futures::stream::{self, BoxStream};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use tokio::time::Instant;
 
 use crate::server::group::GroupId;
 use crate::server::pages::PageCache;
+
+/// At most one presence notice per group this often (the first of a quiet spell at once).
+pub const PRESENCE_EVERY: Duration = Duration::from_secs(1);
 
 /// The SSE event name of an append.
 pub const EVENT_NAME: &str = crate::shared::wire::NEW_MESSAGE;
@@ -51,11 +59,35 @@ impl Notice {
 /// A subscription: yields the newest notice each time the group is notified; ends when the hub closes.
 pub type Subscription = BoxStream<'static, Notice>;
 
-type Channels = Arc<Mutex<HashMap<GroupId, broadcast::Sender<Notice>>>>;
+type Channels = Arc<Mutex<HashMap<GroupId, Channel>>>;
+
+/// A group's broadcast channel, and the pace of its presence notices.
+struct Channel {
+    sender: broadcast::Sender<Notice>,
+    /// When the last presence notice went out.
+    presence_told: Option<Instant>,
+    /// A change came since, within the window: a notice is due at its end, this instant (a timer waits for it).
+    presence_due: Option<Instant>,
+}
+
+impl Channel {
+    fn new(capacity: usize) -> Self {
+        Self { sender: broadcast::channel(capacity).0, presence_told: None, presence_due: None }
+    }
+
+    /// Tells now; a notice that was due is told by this one (its timer then finds nothing due).
+    fn tell_presence(&mut self) {
+        self.presence_told = Some(Instant::now());
+        self.presence_due = None;
+        let _ = self.sender.send(Notice::presence()); // Err means no subscribers: nothing to do.
+    }
+}
 
 /// One broadcast channel per group with live subscribers; a group's channel goes when its last subscriber does.
 pub struct Hub {
     capacity: usize,
+    /// At most one presence notice per group per this long.
+    presence_every: Duration,
     channels: Channels,
     closed: AtomicBool,
     /// The shared pages of the log, forgotten on each delivery.
@@ -70,11 +102,17 @@ impl Hub {
     pub fn new(capacity: usize, pages: Arc<PageCache>) -> Self {
         Self {
             capacity: capacity.max(1),
+            presence_every: PRESENCE_EVERY,
             channels: Arc::default(),
             closed: AtomicBool::new(false),
             pages,
             presence_changes: Arc::default(),
         }
+    }
+
+    /// The same hub, with presence notices at most once per `every` per group (tests).
+    pub fn with_presence_every(self, every: Duration) -> Self {
+        Self { presence_every: every, ..self }
     }
 
     /// The page cache this hub invalidates.
@@ -92,19 +130,30 @@ impl Hub {
     pub fn deliver(&self, group: &GroupId, id: u64) {
         self.pages.invalidate();
         // Clone the sender and release the registry lock before sending.
-        let sender = lock(&self.channels).get(group).cloned();
+        let sender = lock(&self.channels).get(group).map(|channel| channel.sender.clone());
         if let Some(sender) = sender {
             let _ = sender.send(Notice::new(id)); // Err means no subscribers: nothing to do.
         }
     }
 
-    /// Who is here in `group` changed (a tab joined, left or its lease ran out): notifies its local subscribers. The
-    /// page cache is untouched: the log did not change.
+    /// Who is here in `group` changed (a tab joined, left or its lease ran out): notifies its local subscribers,
+    /// at once if the group heard of no change within the last `presence_every`, else once at the end of it
+    /// (however many changes come meanwhile). The page cache is untouched: the log did not change.
     pub fn presence_changed(&self, group: &GroupId) {
         self.presence_changes.fetch_add(1, Ordering::SeqCst);
-        let sender = lock(&self.channels).get(group).cloned();
-        if let Some(sender) = sender {
-            let _ = sender.send(Notice::presence());
+        let mut channels = lock(&self.channels);
+        let Some(channel) = channels.get_mut(group) else { return };
+        let next = channel.presence_told.map(|told| told + self.presence_every);
+        match next.filter(|next| *next > Instant::now()) {
+            None => channel.tell_presence(),
+            Some(_) if channel.presence_due.is_some() => {} // folded into the notice already due
+            Some(at) => match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    channel.presence_due = Some(at);
+                    runtime.spawn(tell_presence_at(self.channels.clone(), group.clone(), at));
+                }
+                Err(_) => channel.tell_presence(), // no timer to wait with: told now rather than never
+            },
         }
     }
 
@@ -119,10 +168,8 @@ impl Hub {
         if self.closed.load(Ordering::SeqCst) {
             return Box::pin(stream::empty());
         }
-        let receiver = lock(&self.channels)
-            .entry(group.clone())
-            .or_insert_with(|| broadcast::channel(self.capacity).0)
-            .subscribe();
+        let receiver =
+            lock(&self.channels).entry(group.clone()).or_insert_with(|| Channel::new(self.capacity)).sender.subscribe();
         let member = Member {
             receiver: Some(receiver),
             group: group.clone(),
@@ -145,12 +192,12 @@ impl Hub {
 
     /// Subscriptions open now, over all groups (stream caps, metrics).
     pub fn subscribers(&self) -> usize {
-        lock(&self.channels).values().map(broadcast::Sender::receiver_count).sum()
+        lock(&self.channels).values().map(|channel| channel.sender.receiver_count()).sum()
     }
 
     /// Subscriptions open now in `group`.
     pub fn group_subscribers(&self, group: &GroupId) -> usize {
-        lock(&self.channels).get(group).map_or(0, broadcast::Sender::receiver_count)
+        lock(&self.channels).get(group).map_or(0, |channel| channel.sender.receiver_count())
     }
 
     /// Messages up to `id` exist in every group (the log was made anew, or notices were lost with their groups):
@@ -164,8 +211,18 @@ impl Hub {
     }
 }
 
-fn lock(channels: &Channels) -> std::sync::MutexGuard<'_, HashMap<GroupId, broadcast::Sender<Notice>>> {
+fn lock(channels: &Channels) -> std::sync::MutexGuard<'_, HashMap<GroupId, Channel>> {
     channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Tells `group` of the presence changes folded since its last notice, at `at`, if that notice is still the one
+/// due: not if a change told at once meanwhile (that notice carried them, and a later timer may wait for newer
+/// ones), nor if the channel went (a new one's subscribers read the list when their streams open).
+async fn tell_presence_at(channels: Channels, group: GroupId, at: Instant) {
+    tokio::time::sleep_until(at).await;
+    if let Some(channel) = lock(&channels).get_mut(&group).filter(|channel| channel.presence_due == Some(at)) {
+        channel.tell_presence();
+    }
 }
 
 /// One subscriber's receiver; on drop it removes its group's channel if it was the last one.
@@ -244,7 +301,7 @@ impl Drop for Member {
     fn drop(&mut self) {
         drop(self.receiver.take());
         let mut channels = lock(&self.channels);
-        if channels.get(&self.group).is_some_and(|sender| sender.receiver_count() == 0) {
+        if channels.get(&self.group).is_some_and(|channel| channel.sender.receiver_count() == 0) {
             channels.remove(&self.group);
         }
     }
@@ -307,7 +364,7 @@ mod tests {
 
     /// Presence notices coalesce among themselves only: a burst of message notices with presence notices among
     /// them answers the newest message and then one presence notice, whichever came first.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn presence_notices_neither_swallow_nor_are_swallowed_by_message_notices() {
         let hub = hub(16);
         let group = GroupId::new("g");
@@ -318,15 +375,52 @@ mod tests {
         hub.deliver(&group, 4);
         assert_eq!(tab.next().await, Some(Notice::new(4)));
         assert_eq!(tab.next().await, Some(Notice::presence()));
-        assert_eq!(next_now(&mut tab).await, None, "one presence notice for the two");
+        assert_eq!(next_now(&mut tab).await, None, "one presence notice for the two (the second is paced)");
         hub.presence_changed(&group);
-        assert_eq!(tab.next().await, Some(Notice::presence()));
+        assert_eq!(tab.next().await, Some(Notice::presence()), "the paced notice, for both later changes");
         hub.deliver(&group, 5);
         assert_eq!(next_now(&mut tab).await, Some(5));
         // another group hears of neither
         let mut other = hub.subscribe(&GroupId::new("h"));
         hub.presence_changed(&group);
         assert_eq!(next_now(&mut other).await, None);
+    }
+
+    /// However fast who is here changes (300 changes in 3 s), a group hears at most one presence notice a second:
+    /// the first at once, the rest folded into one at the end of each second; the last change is always told, and
+    /// after a quiet spell the next change goes out at once again.
+    #[tokio::test(start_paused = true)]
+    async fn presence_notices_are_paced_per_group_and_the_last_change_is_told() {
+        let hub = hub(16);
+        let (group, other) = (GroupId::new("g"), GroupId::new("h"));
+        let mut tab = hub.subscribe(&group);
+        let mut elsewhere = hub.subscribe(&other);
+        let started = tokio::time::Instant::now();
+        let churn = async {
+            for _ in 0..300 {
+                hub.presence_changed(&group);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        let listen = async {
+            let mut heard = Vec::new();
+            let until = started + Duration::from_secs(5);
+            while let Ok(Some(notice)) = tokio::time::timeout_at(until, tab.next()).await {
+                assert!(notice.presence);
+                heard.push(started.elapsed());
+            }
+            heard
+        };
+        let ((), heard) = tokio::join!(churn, listen);
+        assert!((3..=5).contains(&heard.len()), "about one a second: {heard:?}");
+        assert_eq!(heard[0], Duration::ZERO, "the first change at once");
+        assert!(heard.windows(2).all(|pair| pair[1] - pair[0] >= PRESENCE_EVERY), "{heard:?}");
+        assert!(*heard.last().unwrap() >= Duration::from_millis(2_990), "the last change is told: {heard:?}");
+        assert_eq!(next_now(&mut elsewhere).await, None, "another group hears nothing");
+        tokio::time::sleep(PRESENCE_EVERY).await;
+        hub.presence_changed(&group);
+        let prompt = tokio::time::timeout(Duration::from_millis(1), tab.next()).await;
+        assert_eq!(prompt.ok().flatten(), Some(Notice::presence()), "after a quiet spell, at once");
     }
 
     /// A subscriber that fell behind may have lost a presence notice with the message notices: it is told again.

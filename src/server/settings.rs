@@ -151,6 +151,18 @@ overrides! {
     /// that crashed or lost the network drops out when it runs out. [default: 30s]
     #[arg(long, env = "BROADCASTING_PRESENCE_LEASE")]
     presence_lease: String,
+    /// Most tabs listed as here per ticket (one page load holds one ticket); a new one beyond it pushes out the
+    /// ticket's oldest. [default: 3]
+    #[arg(long, env = "BROADCASTING_MAX_TABS_PER_TICKET")]
+    max_tabs_per_ticket: usize,
+    /// Most tabs listed as here per client address (IPv6: per /64), over all groups; a new one beyond it pushes
+    /// out the oldest tab of the address's ticket with the most. [default: 1000]
+    #[arg(long, env = "BROADCASTING_MAX_TABS_PER_ADDRESS")]
+    max_tabs_per_address: usize,
+    /// Most tabs listed as here in all; a new one beyond it pushes out the oldest tab of the address with the
+    /// most. [default: 100000]
+    #[arg(long, env = "BROADCASTING_MAX_TABS")]
+    max_tabs: usize,
     /// Secret that signs tickets; without it one is made and kept in the data directory.
     #[arg(long, env = "BROADCASTING_SECRET", hide_env_values = true)]
     secret: String,
@@ -201,6 +213,9 @@ pub struct Settings {
     /// None: tickets do not expire.
     pub ticket_lifetime: Option<Duration>,
     pub presence_lease: Duration,
+    pub max_tabs_per_ticket: usize,
+    pub max_tabs_per_address: usize,
+    pub max_tabs: usize,
     pub secret: Option<String>,
     pub data_dir: PathBuf,
     pub log_level: String,
@@ -454,6 +469,21 @@ impl Settings {
                 raw => Some(duration("ticket-lifetime", stated(raw, "ticket_lifetime"), " or off")?),
             },
             presence_lease: duration("presence-lease", stated(given.presence_lease.as_deref(), "presence_lease"), "")?,
+            max_tabs_per_ticket: in_range(
+                "max-tabs-per-ticket",
+                stated(given.max_tabs_per_ticket, "max_tabs_per_ticket"),
+                1,
+                1_000,
+                "1 to 1000",
+            )?,
+            max_tabs_per_address: in_range(
+                "max-tabs-per-address",
+                stated(given.max_tabs_per_address, "max_tabs_per_address"),
+                1,
+                10_000_000,
+                "1 to 10000000",
+            )?,
+            max_tabs: in_range("max-tabs", stated(given.max_tabs, "max_tabs"), 1, 10_000_000, "1 to 10000000")?,
             secret: given.secret,
             data_dir: stated(given.data_dir, "data_dir"),
             log_level: stated(given.log_level, "log_level"),
@@ -502,6 +532,7 @@ mod tests {
         assert_eq!((settings.site_root, settings.data_dir), (PathBuf::from("target/site"), PathBuf::from("data")));
         assert_eq!(settings.secret, None);
         assert_eq!(settings.presence_lease, Duration::from_secs(30));
+        assert_eq!((settings.max_tabs_per_ticket, settings.max_tabs_per_address, settings.max_tabs), (3, 1000, 100_000));
     }
 
     #[test]

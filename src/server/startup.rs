@@ -57,8 +57,8 @@ fn leptos_options(settings: &Settings) -> LeptosOptions {
 pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
     // With scope `everyone` every visitor is one group: the per-browser stream cap and send budget do not apply.
     let per_browser = settings.scope == group::Scope::Browser;
-    // Heartbeats and leaves: enough for every stream an address may hold to beat as often as it is asked to.
-    let beats = settings.max_streams_per_address as f64 / heartbeat::beat_every(settings.presence_lease).as_secs_f64();
+    // Heartbeats and leaves: enough for every tab an address may list to beat as often as it is asked to.
+    let beats = settings.max_tabs_per_address as f64 / heartbeat::beat_every(settings.presence_lease).as_secs_f64();
     let peers = Peers::new(settings.trusted_proxies.clone(), settings.address_rate, settings.address_burst)
         .with_stream_cap(settings.max_streams_per_address)
         .with_presence_rate(beats.ceil().min(f64::from(u32::MAX)) as u32);
@@ -70,7 +70,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
         let tickets = TicketKeys::load(settings.secret.as_deref(), &settings.data_dir)
             .map_err(|source| StartupError::Secret { dir: settings.data_dir.clone(), source })?;
         let throttle = LocalThrottle::new(settings.send_rate, settings.send_burst, per_browser);
-        let presence: Arc<dyn Presence> = Arc::new(MemoryPresence::default());
+        let presence: Arc<dyn Presence> = Arc::new(MemoryPresence::new(presence_caps(settings)));
         (tickets, throttle.map(SendThrottle::Local), None, presence, peers)
     };
     let backend::Parts { store, hub, bus } = backend::open(&settings.backend()).await?;
@@ -105,6 +105,16 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
     ))
 }
 
+/// How many tabs presence lists per ticket, per address, per group and in all.
+fn presence_caps(settings: &Settings) -> Caps {
+    Caps {
+        per_ticket: settings.max_tabs_per_ticket,
+        per_network: settings.max_tabs_per_address,
+        total: settings.max_tabs,
+        ..Caps::default()
+    }
+}
+
 /// What replicas on one Redis share besides the log (see `replicas`), and who is here.
 struct SharedLimits {
     /// Where the per-address budgets are kept too.
@@ -123,7 +133,7 @@ async fn shared_through_redis(settings: &Settings, per_browser: bool) -> Result<
         secret::agree(link.clone(), settings.secret.as_deref(), secret::OFFER_EVERY, secret::REACH_WITHIN).await?;
     tokio::spawn(agreed.guard.run());
     let throttle = RedisThrottle::new(link.clone(), settings.send_rate, settings.send_burst, per_browser);
-    let presence: Arc<dyn Presence> = Arc::new(RedisPresence::new(link.clone(), Caps::default()));
+    let presence: Arc<dyn Presence> = Arc::new(RedisPresence::new(link.clone(), presence_caps(settings)));
     let cap = if per_browser { settings.max_streams_per_browser } else { 0 };
     let stream_leases = (cap > 0).then(|| {
         let (leases, keeper) = StreamLeases::new(link.clone(), replica_id(), cap, LEASE, RENEW_EVERY);

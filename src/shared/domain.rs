@@ -194,9 +194,9 @@ impl MessageText {
 /// Longest accepted send key, in characters.
 pub const MAX_SEND_KEY_CHARS: usize = 64;
 
-/// The tab's idempotency key for one message: a send repeated with the same key in the same session group answers
-/// the message stored the first time and appends nothing. 1 to [`MAX_SEND_KEY_CHARS`] ASCII letters, digits, `-`
-/// or `_` (a UUID fits).
+/// The tab's idempotency key for one message: a send repeated with the same key by the same ticket answers the
+/// message stored the first time and appends nothing. 1 to [`MAX_SEND_KEY_CHARS`] ASCII letters, digits, `-` or
+/// `_` (a UUID fits).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SendKey(String);
 
@@ -213,6 +213,12 @@ impl SendKey {
         } else {
             Err(InputError::BadSendKey { max: MAX_SEND_KEY_CHARS })
         }
+    }
+
+    /// A key standing for a longer one by its 32-byte digest (the server binds a tab's key to its ticket that
+    /// way): 64 lowercase hex digits, a well-formed key of the longest length.
+    pub fn from_digest(digest: [u8; 32]) -> Self {
+        Self(digest.iter().map(|b| format!("{b:02x}")).collect())
     }
 
     pub fn as_str(&self) -> &str {

@@ -1,30 +1,132 @@
-//! Presence in this process's memory: one table of tabs per group, each with its name and the instant its lease
-//! runs out. Bounded per group and in total ([`Caps`]); a tab already listed is always renewed, only new ones are
-//! refused when full. Time is tokio's, so tests move it forward instead of waiting.
+//! Presence in this process's memory: per group, each tab's lease (its name, the network it came from, when it runs
+//! out and how old it is), with the tabs of each ticket and of each network by age beside it, so every cap is
+//! checked, and its biggest holder's oldest tab found, without walking the whole table. Time is tokio's, so tests
+//! move it forward instead of waiting.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::{Caps, Changed, Presence, PresenceError, TabId};
+use super::{evictee, Caps, Changed, Holder, Network, Presence, PresenceError, TabId, TicketTag};
 use crate::server::group::GroupId;
 use crate::shared::domain::Username;
 
 struct Lease {
     name: String,
+    network: Network,
     until: Instant,
+    /// The order it was first listed in: the lower, the older.
+    born: u64,
 }
 
-type Tabs = HashMap<TabId, Lease>;
+/// A tab within its group: the ticket that made it and its id.
+type TabKey = (TicketTag, TabId);
+/// A tab anywhere.
+type Place = (GroupId, TabKey);
+
+#[derive(Default)]
+struct Group {
+    tabs: HashMap<TabKey, Lease>,
+    /// How many tabs carry each name: a name appears with its first tab and goes with its last.
+    names: HashMap<String, usize>,
+}
 
 #[derive(Default)]
 struct Table {
-    groups: HashMap<GroupId, Tabs>,
+    groups: HashMap<GroupId, Group>,
+    /// Each ticket's tabs, and each network's, oldest first.
+    tickets: HashMap<TicketTag, BTreeMap<u64, Place>>,
+    networks: HashMap<Network, BTreeMap<u64, Place>>,
+    /// The networks by how many tabs they hold, the biggest last.
+    by_size: BTreeSet<(usize, Network)>,
     /// Tabs over all groups.
     total: usize,
+    next_born: u64,
+}
+
+impl Table {
+    /// Lists a new tab; answers whether its name is new in its group.
+    fn insert(&mut self, group: &GroupId, key: TabKey, name: &str, network: Network, until: Instant) -> bool {
+        let born = self.next_born;
+        self.next_born += 1;
+        let place = (group.clone(), key.clone());
+        self.tickets.entry(key.0).or_default().insert(born, place.clone());
+        self.resize(network, |tabs| {
+            tabs.insert(born, place);
+        });
+        self.total += 1;
+        let listed = self.groups.entry(group.clone()).or_default();
+        listed.tabs.insert(key, Lease { name: name.to_owned(), network, until, born });
+        let carrying = listed.names.entry(name.to_owned()).or_default();
+        *carrying += 1;
+        *carrying == 1
+    }
+
+    /// Unlists a tab; answers whether its name went with it (`None`: it was not listed).
+    fn remove(&mut self, group: &GroupId, key: &TabKey) -> Option<bool> {
+        let listed = self.groups.get_mut(group)?;
+        let lease = listed.tabs.remove(key)?;
+        let went = match listed.names.get_mut(&lease.name) {
+            Some(carrying) if *carrying > 1 => {
+                *carrying -= 1;
+                false
+            }
+            _ => {
+                listed.names.remove(&lease.name);
+                true
+            }
+        };
+        if listed.tabs.is_empty() {
+            self.groups.remove(group);
+        }
+        if let Some(tabs) = self.tickets.get_mut(&key.0) {
+            tabs.remove(&lease.born);
+            if tabs.is_empty() {
+                self.tickets.remove(&key.0);
+            }
+        }
+        self.resize(lease.network, |tabs| {
+            tabs.remove(&lease.born);
+        });
+        self.total -= 1;
+        Some(went)
+    }
+
+    /// Changes `network`'s tabs with `change`, keeping `by_size` in step and no empty entry.
+    fn resize(&mut self, network: Network, change: impl FnOnce(&mut BTreeMap<u64, Place>)) {
+        let tabs = self.networks.entry(network).or_default();
+        self.by_size.remove(&(tabs.len(), network));
+        change(tabs);
+        if tabs.is_empty() {
+            self.networks.remove(&network);
+        } else {
+            self.by_size.insert((tabs.len(), network));
+        }
+    }
+
+    /// The tab to push out so that a new tab of `holder` fits in `group`, if a list it joins is full: the ticket's
+    /// oldest; the oldest of the ticket holding most of the network's; the oldest of the network holding most of
+    /// the group's, or of the whole table's.
+    fn evictee(&self, caps: &Caps, group: &GroupId, holder: &Holder) -> Option<Place> {
+        if let Some(tabs) = self.tickets.get(&holder.ticket).filter(|tabs| tabs.len() >= caps.per_ticket) {
+            return tabs.values().next().cloned();
+        }
+        if let Some(tabs) = self.networks.get(&holder.network).filter(|tabs| tabs.len() >= caps.per_network) {
+            return evictee(tabs.iter().map(|(born, place)| (*born, place.1 .0, place))).cloned();
+        }
+        if let Some(listed) = self.groups.get(group).filter(|listed| listed.tabs.len() >= caps.per_group) {
+            let tabs = listed.tabs.iter().map(|(key, lease)| (lease.born, lease.network, key));
+            return evictee(tabs).map(|key| (group.clone(), key.clone()));
+        }
+        if self.total >= caps.total {
+            let (_, biggest) = self.by_size.last()?;
+            return self.networks.get(biggest)?.values().next().cloned();
+        }
+        None
+    }
 }
 
 #[derive(Default)]
@@ -48,20 +150,10 @@ impl MemoryPresence {
     }
 }
 
-/// The names of `tabs`, each once.
-fn names(tabs: &Tabs) -> BTreeSet<&str> {
-    tabs.values().map(|lease| lease.name.as_str()).collect()
-}
-
-/// Drops the leases of `tabs` that ran out by `now`; answers how many went and whether a name went with them.
-fn drop_expired(tabs: &mut Tabs, now: Instant) -> (usize, Changed) {
-    if tabs.values().all(|lease| lease.until > now) {
-        return (0, false);
+fn note(changed: &mut Changed, group: &GroupId) {
+    if !changed.contains(group) {
+        changed.push(group.clone());
     }
-    let before = names(tabs).len();
-    let count = tabs.len();
-    tabs.retain(|_, lease| lease.until > now);
-    (count - tabs.len(), names(tabs).len() != before)
 }
 
 #[async_trait]
@@ -69,76 +161,70 @@ impl Presence for MemoryPresence {
     async fn beat(
         &self,
         group: &GroupId,
+        holder: &Holder,
         tab: &TabId,
         name: &Username,
         lease: Duration,
     ) -> Result<Changed, PresenceError> {
         let until = Instant::now() + lease;
+        let key = (holder.ticket, tab.clone());
         let mut table = self.table();
-        let Table { groups, total } = &mut *table;
-        if let Some(listed) = groups.get_mut(group).and_then(|tabs| tabs.get_mut(tab)) {
+        // A renewal: the ticket names its author, so the tab's name is the one it was listed with.
+        if let Some(listed) = table.groups.get_mut(group).and_then(|listed| listed.tabs.get_mut(&key)) {
             listed.until = until;
-            if listed.name == name.as_str() {
-                return Ok(false);
-            }
+            return Ok(Vec::new());
         }
-        // Leases that ran out still count against the caps until the sweep (at most a second): they go there, so
-        // that their group is told.
-        let tabs = groups.entry(group.clone()).or_default();
-        let had_name = names(tabs).contains(name.as_str());
-        if !tabs.contains_key(tab) {
-            if tabs.len() >= self.caps.per_group {
-                return Err(PresenceError::GroupFull(self.caps.per_group));
-            }
-            if *total >= self.caps.total {
-                if tabs.is_empty() {
-                    groups.remove(group);
+        let mut changed = Vec::new();
+        // Each pass unlists one tab, so this ends; a lease that ran out counts until the sweep (at most a second)
+        // drops it, and may be the one pushed out.
+        while let Some((other, other_key)) = table.evictee(&self.caps, group, holder) {
+            match table.remove(&other, &other_key) {
+                Some(went) => {
+                    if went {
+                        note(&mut changed, &other);
+                    }
                 }
-                return Err(PresenceError::Full);
+                None => return Err(PresenceError::Full), // the indexes disagree: never loop for it
             }
-            *total += 1;
         }
-        let before = names(tabs).len();
-        tabs.insert(tab.clone(), Lease { name: name.as_str().to_owned(), until });
-        Ok(!had_name || names(tabs).len() != before)
-    }
-
-    async fn leave(&self, group: &GroupId, tab: &TabId) -> Result<Changed, PresenceError> {
-        let mut table = self.table();
-        let Table { groups, total } = &mut *table;
-        let Some(tabs) = groups.get_mut(group) else { return Ok(false) };
-        let Some(gone) = tabs.remove(tab) else { return Ok(false) };
-        *total -= 1;
-        let changed = !names(tabs).contains(gone.name.as_str());
-        if tabs.is_empty() {
-            groups.remove(group);
+        if table.insert(group, key, name.as_str(), holder.network, until) {
+            note(&mut changed, group);
         }
         Ok(changed)
+    }
+
+    async fn leave(&self, group: &GroupId, ticket: &TicketTag, tab: &TabId) -> Result<Changed, PresenceError> {
+        let went = self.table().remove(group, &(*ticket, tab.clone()));
+        Ok(if went == Some(true) { vec![group.clone()] } else { Vec::new() })
     }
 
     async fn list(&self, group: &GroupId) -> Result<Vec<String>, PresenceError> {
         let now = Instant::now();
         let table = self.table();
-        let Some(tabs) = table.groups.get(group) else { return Ok(Vec::new()) };
+        let Some(listed) = table.groups.get(group) else { return Ok(Vec::new()) };
         // A lease that ran out is not listed, even before the sweeper drops it.
         let live: BTreeSet<&str> =
-            tabs.values().filter(|lease| lease.until > now).map(|lease| lease.name.as_str()).collect();
+            listed.tabs.values().filter(|lease| lease.until > now).map(|lease| lease.name.as_str()).collect();
         Ok(live.into_iter().map(str::to_owned).collect())
     }
 
-    async fn expire(&self) -> Result<Vec<GroupId>, PresenceError> {
+    async fn expire(&self) -> Result<Changed, PresenceError> {
         let now = Instant::now();
         let mut table = self.table();
-        let Table { groups, total } = &mut *table;
+        let gone: Vec<Place> = table
+            .groups
+            .iter()
+            .flat_map(|(group, listed)| {
+                let expired = listed.tabs.iter().filter(|(_, lease)| lease.until <= now);
+                expired.map(|(key, _)| (group.clone(), key.clone()))
+            })
+            .collect();
         let mut changed = Vec::new();
-        groups.retain(|group, tabs| {
-            let (gone, names_changed) = drop_expired(tabs, now);
-            *total -= gone;
-            if names_changed {
-                changed.push(group.clone());
+        for (group, key) in gone {
+            if table.remove(&group, &key) == Some(true) {
+                note(&mut changed, &group);
             }
-            !tabs.is_empty()
-        });
+        }
         Ok(changed)
     }
 }
@@ -146,6 +232,7 @@ impl Presence for MemoryPresence {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::ticket::TicketId;
 
     const LEASE: Duration = Duration::from_secs(30);
 
@@ -157,14 +244,26 @@ mod tests {
         Username::parse(name).unwrap()
     }
 
+    /// The holder of ticket number `ticket` from the address `192.0.2.<network>`.
+    fn holder(ticket: u8, network: u8) -> Holder {
+        Holder {
+            ticket: TicketTag::of(&TicketId::from_mac([ticket; 32])),
+            network: Network::of([192, 0, 2, network].into()),
+        }
+    }
+
+    async fn beat(p: &MemoryPresence, group: &GroupId, who: Holder, id: &str, as_name: &str) -> Changed {
+        p.beat(group, &who, &tab(id), &name(as_name), LEASE).await.unwrap()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn leases_run_out_unless_renewed_and_the_sweep_names_the_groups_that_changed() {
         let presence = MemoryPresence::default();
         let group = GroupId::new("g");
-        assert!(presence.beat(&group, &tab("a"), &name("Ada"), LEASE).await.unwrap());
-        assert!(presence.beat(&group, &tab("b"), &name("Linus"), LEASE).await.unwrap());
+        assert_eq!(beat(&presence, &group, holder(1, 1), "a", "Ada").await, vec![group.clone()]);
+        assert_eq!(beat(&presence, &group, holder(2, 1), "b", "Linus").await, vec![group.clone()]);
         tokio::time::advance(Duration::from_secs(20)).await;
-        assert!(!presence.beat(&group, &tab("a"), &name("Ada"), LEASE).await.unwrap(), "a renewal changes nothing");
+        assert!(beat(&presence, &group, holder(1, 1), "a", "Ada").await.is_empty(), "a renewal changes nothing");
         assert!(presence.expire().await.unwrap().is_empty());
         tokio::time::advance(Duration::from_secs(11)).await;
         // Linus's lease ran out: not listed even before the sweep, and the sweep reports the group once
@@ -176,20 +275,22 @@ mod tests {
         assert_eq!(presence.expire().await.unwrap(), vec![group.clone()]);
         assert!(presence.list(&group).await.unwrap().is_empty());
         assert_eq!(presence.tabs(), 0);
+        assert!(presence.table().networks.is_empty() && presence.table().tickets.is_empty(), "no index outlives");
     }
 
     #[tokio::test(start_paused = true)]
     async fn two_tabs_with_one_name_count_once_and_the_name_stays_until_both_are_gone() {
         let presence = MemoryPresence::default();
         let group = GroupId::new("g");
-        assert!(presence.beat(&group, &tab("one"), &name("Ada"), LEASE).await.unwrap());
-        assert!(!presence.beat(&group, &tab("two"), &name("Ada"), LEASE).await.unwrap(), "Ada was here already");
-        assert!(presence.beat(&group, &tab("three"), &name("Grace"), LEASE).await.unwrap());
+        let (ada, ada_again) = (holder(1, 1), holder(2, 1));
+        assert!(!beat(&presence, &group, ada, "one", "Ada").await.is_empty());
+        assert!(beat(&presence, &group, ada_again, "two", "Ada").await.is_empty(), "Ada was here already");
+        assert!(!beat(&presence, &group, holder(3, 1), "three", "Grace").await.is_empty());
         assert_eq!(presence.list(&group).await.unwrap(), ["Ada", "Grace"]);
-        assert!(!presence.leave(&group, &tab("one")).await.unwrap(), "Ada is still here in tab two");
+        assert!(presence.leave(&group, &ada.ticket, &tab("one")).await.unwrap().is_empty(), "still in tab two");
         assert_eq!(presence.list(&group).await.unwrap(), ["Ada", "Grace"]);
-        assert!(presence.leave(&group, &tab("two")).await.unwrap());
-        assert!(!presence.leave(&group, &tab("two")).await.unwrap(), "leaving twice changes nothing");
+        assert_eq!(presence.leave(&group, &ada_again.ticket, &tab("two")).await.unwrap(), vec![group.clone()]);
+        assert!(presence.leave(&group, &ada_again.ticket, &tab("two")).await.unwrap().is_empty(), "leaving twice");
         assert_eq!(presence.list(&group).await.unwrap(), ["Grace"]);
         assert_eq!(presence.tabs(), 1);
     }
@@ -198,46 +299,96 @@ mod tests {
     async fn one_groups_presence_never_shows_in_another() {
         let presence = MemoryPresence::default();
         let (ours, theirs) = (GroupId::new("ours"), GroupId::new("theirs"));
-        presence.beat(&ours, &tab("t"), &name("Ada"), LEASE).await.unwrap();
+        beat(&presence, &ours, holder(1, 1), "t", "Ada").await;
         // the same tab id in another group is another tab
-        presence.beat(&theirs, &tab("t"), &name("Eve"), LEASE).await.unwrap();
+        beat(&presence, &theirs, holder(2, 2), "t", "Eve").await;
         assert_eq!(presence.list(&ours).await.unwrap(), ["Ada"]);
         assert_eq!(presence.list(&theirs).await.unwrap(), ["Eve"]);
-        assert!(!presence.leave(&theirs, &tab("x")).await.unwrap());
-        presence.leave(&theirs, &tab("t")).await.unwrap();
+        assert!(presence.leave(&theirs, &holder(2, 2).ticket, &tab("x")).await.unwrap().is_empty());
+        presence.leave(&theirs, &holder(2, 2).ticket, &tab("t")).await.unwrap();
         assert_eq!(presence.list(&ours).await.unwrap(), ["Ada"]);
         tokio::time::advance(LEASE).await;
-        presence.beat(&theirs, &tab("t"), &name("Eve"), LEASE).await.unwrap();
+        beat(&presence, &theirs, holder(2, 2), "t", "Eve").await;
         assert_eq!(presence.expire().await.unwrap(), vec![ours.clone()], "only the group whose lease ran out");
     }
 
+    /// Bob knows Ada's tab id: his beat or leave of it is his own tab, and Ada's lease, name and listing stay.
     #[tokio::test(start_paused = true)]
-    async fn tables_are_bounded_per_group_and_in_total_and_listed_tabs_are_still_renewed() {
-        let presence = MemoryPresence::new(Caps { per_group: 3, total: 5 });
-        let (a, b, c) = (GroupId::new("a"), GroupId::new("b"), GroupId::new("c"));
-        for i in 0..3 {
-            presence.beat(&a, &tab(&format!("t{i}")), &name(&format!("n{i}")), LEASE).await.unwrap();
+    async fn a_tab_is_its_tickets_and_another_ticket_naming_its_id_changes_nothing_of_it() {
+        let presence = MemoryPresence::default();
+        let group = GroupId::everyone();
+        let (ada, bob) = (holder(1, 1), holder(2, 2));
+        beat(&presence, &group, ada, "ada-tab", "Ada").await;
+        assert!(presence.leave(&group, &bob.ticket, &tab("ada-tab")).await.unwrap().is_empty());
+        assert_eq!(presence.list(&group).await.unwrap(), ["Ada"]);
+        beat(&presence, &group, bob, "ada-tab", "Bob").await;
+        assert_eq!(presence.list(&group).await.unwrap(), ["Ada", "Bob"], "Bob's own tab; Ada's keeps her name");
+        presence.leave(&group, &bob.ticket, &tab("ada-tab")).await.unwrap();
+        assert_eq!(presence.list(&group).await.unwrap(), ["Ada"]);
+        // Ada's lease was never renewed by Bob: it runs out on her own clock
+        tokio::time::advance(Duration::from_secs(20)).await;
+        beat(&presence, &group, bob, "ada-tab", "Bob").await;
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(presence.list(&group).await.unwrap(), ["Bob"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_ticket_or_network_pushes_out_its_own_oldest_and_never_refuses_the_newcomer() {
+        let caps = Caps { per_ticket: 2, per_network: 5, per_group: 100, total: 100 };
+        let presence = MemoryPresence::new(caps);
+        let group = GroupId::everyone();
+        let eve = holder(1, 9);
+        for i in 0..10 {
+            beat(&presence, &group, eve, &format!("e{i}"), "Eve").await;
         }
-        let refused = presence.beat(&a, &tab("t3"), &name("n3"), LEASE).await.unwrap_err();
-        assert_eq!(refused, PresenceError::GroupFull(3));
-        presence.beat(&a, &tab("t0"), &name("n0"), LEASE).await.unwrap();
-        for i in 0..2 {
-            presence.beat(&b, &tab(&format!("t{i}")), &name("Bo"), LEASE).await.unwrap();
+        assert_eq!(presence.tabs(), 2, "one ticket holds at most its cap: its newest tabs");
+        let newest: Vec<TabId> =
+            presence.table().tickets[&eve.ticket].values().map(|place| place.1 .1.clone()).collect();
+        assert_eq!(newest, [tab("e8"), tab("e9")]);
+        // Many tickets from one network: the network holds 5, and each newcomer pushes out the oldest of the
+        // ticket that holds most of them (here every ticket holds one or two: the oldest of the two-tab ones).
+        for t in 2..20 {
+            beat(&presence, &group, holder(t, 9), "x", &format!("Eve{t}")).await;
+            assert!(presence.tabs() <= 5);
         }
-        assert_eq!(presence.beat(&c, &tab("t"), &name("Cy"), LEASE).await.unwrap_err(), PresenceError::Full);
-        assert_eq!(presence.tabs(), 5);
-        assert!(presence.list(&c).await.unwrap().is_empty());
-        // a flood of fresh tab ids in one group changes nothing once it is full
+        assert_eq!(presence.table().networks[&Network::of([192, 0, 2, 9].into())].len(), 5);
+        let listed = presence.list(&group).await.unwrap();
+        assert_eq!(listed, ["Eve15", "Eve16", "Eve17", "Eve18", "Eve19"], "the newest, one tab each");
+        // Another network is untouched by all of it
+        beat(&presence, &group, holder(30, 1), "mine", "Ada").await;
+        assert!(presence.list(&group).await.unwrap().contains(&"Ada".to_owned()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_group_or_table_pushes_out_the_biggest_networks_oldest_tab() {
+        let presence = MemoryPresence::new(Caps { per_ticket: 3, per_network: 100, per_group: 6, total: 8 });
+        let (g, h) = (GroupId::new("g"), GroupId::new("h"));
+        // network 1 holds 4 of g's tabs (two tickets), network 2 holds 1
+        for (ticket, id) in [(1, "a"), (1, "b"), (2, "c"), (2, "d")] {
+            beat(&presence, &g, holder(ticket, 1), id, &format!("N{ticket}")).await;
+        }
+        beat(&presence, &g, holder(3, 2), "e", "Grace").await;
+        beat(&presence, &g, holder(4, 3), "f", "Linus").await;
+        // g is full (6): a newcomer from network 4 pushes out network 1's oldest ("a")
+        assert!(!beat(&presence, &g, holder(5, 4), "new", "Ada").await.is_empty());
+        assert_eq!(presence.table().groups[&g].tabs.len(), 6);
+        assert!(!presence.table().groups[&g].tabs.contains_key(&(holder(1, 1).ticket, tab("a"))));
+        assert_eq!(presence.list(&g).await.unwrap(), ["Ada", "Grace", "Linus", "N1", "N2"]);
+        // The table holds 8: two in h, then the next newcomer (in h) pushes out network 1's oldest again ("b"),
+        // and g, whose name N1 went with it, is told
+        beat(&presence, &h, holder(6, 5), "h1", "Hal").await;
+        beat(&presence, &h, holder(7, 5), "h2", "Hal").await;
+        assert_eq!(presence.tabs(), 8);
+        let changed = beat(&presence, &h, holder(8, 6), "h3", "Ida").await;
+        assert_eq!(changed, [g.clone(), h.clone()]);
+        assert_eq!(presence.tabs(), 8);
+        assert_eq!(presence.list(&g).await.unwrap(), ["Ada", "Grace", "Linus", "N2"]);
+        // A flood of fresh ids never refuses anyone, and never grows the table
         for i in 0..1_000 {
-            assert!(presence.beat(&b, &tab(&format!("x{i}")), &name("Eve"), LEASE).await.is_err());
+            beat(&presence, &h, holder(100 + (i % 100) as u8, 7), &format!("x{i}"), "Eve").await;
         }
-        assert_eq!(presence.tabs(), 5);
-        assert_eq!(presence.list(&b).await.unwrap(), ["Bo"]);
-        // room comes back once the leases run out and the sweep drops them
-        tokio::time::advance(LEASE).await;
-        assert_eq!(presence.expire().await.unwrap().len(), 2);
-        presence.beat(&c, &tab("t"), &name("Cy"), LEASE).await.unwrap();
-        assert_eq!(presence.tabs(), 1);
+        assert_eq!(presence.tabs(), 8);
+        assert!(presence.list(&g).await.unwrap().contains(&"Grace".to_owned()), "one tab, not the biggest holder");
     }
 
     #[test]
@@ -247,5 +398,15 @@ mod tests {
         for bad in ["", " a", "a b", "é", &"a".repeat(41), "a\n", "a.b"] {
             assert!(TabId::parse(bad).is_none(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn networks_are_addresses_and_ipv6_slash_64s() {
+        let net = |raw: &str| Network::of(raw.parse().unwrap());
+        assert_eq!(net("2001:db8::1"), net("2001:db8::ffff:1"));
+        assert_ne!(net("2001:db8::1"), net("2001:db8:0:1::1"));
+        assert_eq!(net("::ffff:192.0.2.1"), net("192.0.2.1"));
+        assert_ne!(net("192.0.2.1"), net("192.0.2.2"));
+        assert_eq!(net("2001:db8::1").to_string(), "2001:db8::");
     }
 }

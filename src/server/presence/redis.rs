@@ -1,117 +1,231 @@
 //! `RedisPresence`: who is here, shared by every replica on one Redis, so a tab that beats through replica A is
 //! listed for the tabs on replica B, and a replica that is killed leaves no zombie: its tabs' leases simply run out.
 //!
-//! Keys, under the deployment's prefix, per session group: `here:<group>` (a hash, tab → name) and
-//! `here-leases:<group>` (a sorted set, tab → lease end in Redis milliseconds), both expiring after two leases; and
-//! one `here-groups` (a sorted set, group → its earliest lease end) that any replica's sweep walks. Each change is one
-//! Lua script on Redis's clock (replicas' clocks may disagree): drop the leases that ran out, make the change,
-//! compare the names before and after, and when they differ publish `presence <group>` on the notice channel.
-//! Every replica's bus receiver turns that into `PresenceChanged` for its own tabs of the group (`bus::redis`), the
-//! replica that made the change included, so this implementation answers "unchanged" to its caller: the
-//! announcement is already on its way, once, to everyone.
+//! A tab is `<ticket tag>.<tab id>` within its group (`TicketTag`: a hash of the ticket, never the ticket). Keys,
+//! under the deployment's prefix, per session group: `here:<group>` (a hash, tab → name), `here-leases:<group>`
+//! (a sorted set, tab → lease end in Redis milliseconds), `here-born:<group>` (tab → its age, from `here-seq`),
+//! `here-from:<group>` (tab → the network it came from) and `here-names:<group>` (name → how many tabs carry it, so
+//! a change of names is one counter, never a rebuilt list); per ticket `here-ticket:<tag>` and per network
+//! `here-net:<network>` (their tabs by age); and over all groups `here-all` (every tab, `network\ngroup\ntab`, by
+//! lease end: its size is the table's, and the sweep walks it), `here-by-net` (network → its tab count, the
+//! biggest holder on top) and `here-seq` (the ages' counter). Every key is renewed for two leases by each beat that
+//! touches it, and the sweep keeps them in step well before that.
 //!
-//! Bounds: at most `Caps::per_group` tabs per group and `Caps::total` groups with someone here; every key expires.
+//! Each change is one Lua script on Redis's clock (replicas' clocks may disagree): make room (a full list loses
+//! its biggest holder's oldest tab, as in `presence`), make the change, and publish `presence <group>` on the
+//! notice channel for each group whose names changed. Every replica's bus receiver turns that into
+//! `PresenceChanged` for its own tabs of the group (`bus::redis`), the replica that made the change included, so
+//! this implementation answers "nothing to tell" to its caller: the announcement is already on its way, once, to
+//! everyone. The per-group keys are made inside the scripts from the prefix (one Redis, not a cluster), as a full
+//! list may push out a tab of any group.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::Script;
 
-use super::{Caps, Changed, Presence, PresenceError, TabId};
+use super::{Caps, Changed, Holder, Presence, PresenceError, TabId, TicketTag};
 use crate::server::group::GroupId;
 use crate::server::replicas::{Link, LinkError};
 use crate::shared::domain::Username;
 
-/// Groups one sweep handles at most (the rest wait for the next sweep, a second later).
-const SWEEP_GROUPS: usize = 200;
+/// Leases one sweep call drops at most; a sweep calls again while a call drops that many, up to
+/// [`SWEEP_CALLS`] times (the rest wait for the next sweep, a second later).
+const SWEEP_TABS: usize = 500;
+const SWEEP_CALLS: usize = 20;
+/// Leases a new tab's beat drops first, so that those that ran out are not counted against the caps.
+const SWEEP_ON_BEAT: usize = 50;
 
-/// Shared by the scripts: the time, the names of a group, dropping its leases that ran out, and re-filing the
-/// group under its earliest lease (or dropping it) in `here-groups`.
+/// Shared by the scripts (`ARGV[1]` is always the key prefix): the time, the keys, dropping a tab from every list,
+/// the sweep, choosing whom a full list pushes out, and telling the groups whose names changed.
 const COMMON: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local function names(tabs)
-  local seen, list = {}, {}
-  for _, name in ipairs(redis.call('HVALS', tabs)) do
-    if not seen[name] then seen[name] = true; list[#list + 1] = name end
+local P = ARGV[1]
+local ALL, BY_NET, SEQ = P .. 'here-all', P .. 'here-by-net', P .. 'here-seq'
+local function group_keys(g)
+  return P .. 'here:' .. g, P .. 'here-leases:' .. g, P .. 'here-born:' .. g, P .. 'here-from:' .. g,
+    P .. 'here-names:' .. g
+end
+local function net_key(net) return P .. 'here-net:' .. net end
+local function ticket_key(tag) return P .. 'here-ticket:' .. tag end
+local changed, noted = {}, {}
+local function note(g)
+  if not noted[g] then noted[g] = true; changed[#changed + 1] = g end
+end
+local function resize(net)
+  local count = redis.call('ZCARD', net_key(net))
+  if count > 0 then redis.call('ZADD', BY_NET, count, net) else redis.call('ZREM', BY_NET, net) end
+end
+-- Unlists the tab `tk` of group `g`, counted against `net`, from every list (those already gone are skipped).
+local function drop(net, g, tk)
+  redis.call('ZREM', ALL, net .. '\n' .. g .. '\n' .. tk)
+  redis.call('ZREM', net_key(net), g .. '\n' .. tk)
+  resize(net)
+  local tag = string.match(tk, '^(%x+)%.')
+  if tag then redis.call('ZREM', ticket_key(tag), tk) end
+  local tabs, leases, born, from, names = group_keys(g)
+  local name = redis.call('HGET', tabs, tk)
+  if name then
+    redis.call('HDEL', tabs, tk)
+    redis.call('HDEL', from, tk)
+    redis.call('ZREM', leases, tk)
+    redis.call('ZREM', born, tk)
+    if redis.call('HINCRBY', names, name, -1) <= 0 then
+      redis.call('HDEL', names, name)
+      note(g)
+    end
   end
-  table.sort(list)
-  return table.concat(list, '\n')
+  if redis.call('EXISTS', ALL) == 0 then redis.call('DEL', SEQ) end
 end
-local function drop_expired(tabs, leases)
-  local gone = redis.call('ZRANGEBYSCORE', leases, '-inf', now)
-  for i = 1, #gone, 500 do
-    local part = {unpack(gone, i, math.min(i + 499, #gone))}
-    redis.call('ZREM', leases, unpack(part))
-    redis.call('HDEL', tabs, unpack(part))
+-- A member of `here-all`: `network\ngroup\ntab`.
+local function drop_member(m)
+  local net, g, tk = string.match(m, '^([^\n]*)\n([^\n]*)\n(.*)$')
+  if net then drop(net, g, tk) else redis.call('ZREM', ALL, m) end
+end
+local function sweep(most)
+  local due = redis.call('ZRANGEBYSCORE', ALL, '-inf', now, 'LIMIT', 0, most)
+  for _, m in ipairs(due) do drop_member(m) end
+  return #due
+end
+-- Of a full list's members, oldest first, held by `holders[i]` (false: a member no longer listed, pushed out
+-- first), the index of the one to push out: the oldest of the holder with the most; among equals, the holder
+-- whose oldest is oldest.
+local function evictee(holders, n)
+  local count, first, best = {}, {}, nil
+  for i = 1, n do
+    local h = holders[i]
+    if not h then return i end
+    if count[h] then count[h] = count[h] + 1 else count[h] = 1; first[h] = i end
   end
+  for h, c in pairs(count) do
+    if best == nil or c > count[best] or (c == count[best] and first[h] < first[best]) then best = h end
+  end
+  return first[best]
 end
-local function refile(groups, leases, group)
-  local first = redis.call('ZRANGE', leases, 0, 0, 'WITHSCORES')
-  if first[2] then redis.call('ZADD', groups, first[2], group) else redis.call('ZREM', groups, group) end
+local function tell(channel)
+  for _, g in ipairs(changed) do redis.call('PUBLISH', channel, 'presence ' .. g) end
+  return #changed
 end
-local function tell(before, tabs, channel, group)
-  if names(tabs) ~= before then redis.call('PUBLISH', channel, 'presence ' .. group); return 1 end
+"#;
+
+/// `ARGV`: prefix, group, ticket tag, tab, name, network, lease ms, caps per ticket, per network, per group and in
+/// total, channel, leases to sweep first. Answers how many groups were told (0 for a renewal), or -1 if no room could be made.
+const BEAT: &str = r#"
+local g, tag, tab, name, net = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local lease = tonumber(ARGV[7])
+local per_ticket, per_net, per_group, total = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local channel = ARGV[12]
+local tk = tag .. '.' .. tab
+local tabs, leases, born, from, names = group_keys(g)
+local ends = now + lease
+local function keep(keys)
+  for _, key in ipairs(keys) do redis.call('PEXPIRE', key, 2 * lease) end
+end
+local held = redis.call('HGET', from, tk)
+if held then
+  -- A renewal: the ticket names its author, so who is listed does not change.
+  redis.call('ZADD', leases, ends, tk)
+  redis.call('ZADD', ALL, ends, held .. '\n' .. g .. '\n' .. tk)
+  keep({tabs, leases, born, from, names, ticket_key(tag), net_key(held), ALL, BY_NET, SEQ})
   return 0
 end
-"#;
-
-/// `KEYS`: tabs, leases, groups. `ARGV`: group, tab, name, lease ms, per-group cap, group cap, channel.
-/// Answers 1 (names changed), 0 (not), -1 (group full), -2 (too many groups).
-const BEAT: &str = r#"
-local tabs, leases, groups = KEYS[1], KEYS[2], KEYS[3]
-local group, tab, name, lease = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local before = names(tabs)
-drop_expired(tabs, leases)
-if redis.call('HEXISTS', tabs, tab) == 0 then
-  if redis.call('HLEN', tabs) >= tonumber(ARGV[5]) then refile(groups, leases, group); return -1 end
-  if redis.call('ZSCORE', groups, group) == false and redis.call('ZCARD', groups) >= tonumber(ARGV[6]) then return -2 end
+sweep(tonumber(ARGV[13]))
+local function split(m) return string.match(m, '^([^\n]*)\n(.*)$') end
+-- Pushes out one tab if a list the new tab joins is full; answers whether it did.
+local function make_room()
+  local mine = redis.call('ZRANGE', ticket_key(tag), 0, -1)
+  if #mine >= per_ticket then
+    local at = redis.call('HGET', from, mine[1])
+    if at then drop(at, g, mine[1]) else redis.call('ZREM', ticket_key(tag), mine[1]) end
+    return true
+  end
+  if redis.call('ZCARD', net_key(net)) >= per_net then
+    local members = redis.call('ZRANGE', net_key(net), 0, -1)
+    local holders = {}
+    for i, m in ipairs(members) do holders[i] = string.match(m, '\n(%x+)%.') or false end
+    local m = members[evictee(holders, #members)]
+    local og, otk = split(m)
+    if og then drop(net, og, otk) else redis.call('ZREM', net_key(net), m); resize(net) end
+    return true
+  end
+  if redis.call('ZCARD', born) >= per_group then
+    local members = redis.call('ZRANGE', born, 0, -1)
+    local holders = {}
+    for i = 1, #members, 500 do
+      local part = redis.call('HMGET', from, unpack(members, i, math.min(i + 499, #members)))
+      for j = 1, #part do holders[i + j - 1] = part[j] end
+    end
+    local i = evictee(holders, #members)
+    if holders[i] then drop(holders[i], g, members[i]) else redis.call('ZREM', born, members[i]) end
+    return true
+  end
+  if redis.call('ZCARD', ALL) >= total then
+    local biggest = redis.call('ZREVRANGE', BY_NET, 0, 0)[1]
+    local first = biggest and redis.call('ZRANGE', net_key(biggest), 0, 0)[1]
+    if first then
+      local og, otk = split(first)
+      drop(biggest, og, otk)
+    elseif biggest then
+      redis.call('ZREM', BY_NET, biggest)
+    else
+      drop_member(redis.call('ZRANGE', ALL, 0, 0)[1])
+    end
+    return true
+  end
+  return false
 end
-redis.call('HSET', tabs, tab, name)
-redis.call('ZADD', leases, now + lease, tab)
-redis.call('PEXPIRE', tabs, 2 * lease)
-redis.call('PEXPIRE', leases, 2 * lease)
-refile(groups, leases, group)
-return tell(before, tabs, ARGV[7], group)
+-- Each pass shrinks a list, so a handful always do; more would mean lists out of step: the beat is refused.
+for _ = 1, 16 do
+  if not make_room() then
+    -- Ages from a counter, not the clock: tabs listed in the same millisecond keep their order.
+    local age = redis.call('INCR', SEQ)
+    redis.call('HSET', tabs, tk, name)
+    redis.call('HSET', from, tk, net)
+    redis.call('ZADD', leases, ends, tk)
+    redis.call('ZADD', born, age, tk)
+    redis.call('ZADD', ALL, ends, net .. '\n' .. g .. '\n' .. tk)
+    redis.call('ZADD', net_key(net), age, g .. '\n' .. tk)
+    resize(net)
+    redis.call('ZADD', ticket_key(tag), age, tk)
+    if redis.call('HINCRBY', names, name, 1) == 1 then note(g) end
+    keep({tabs, leases, born, from, names, ticket_key(tag), net_key(net), ALL, BY_NET, SEQ})
+    return tell(channel)
+  end
+end
+tell(channel)
+return -1
 "#;
 
-/// `KEYS`: tabs, leases, groups. `ARGV`: group, tab, channel. Answers 1 if the names changed.
+/// `ARGV`: prefix, group, ticket tag, tab, channel. Answers how many groups were told.
 const LEAVE: &str = r#"
-local tabs, leases, groups = KEYS[1], KEYS[2], KEYS[3]
-local before = names(tabs)
-drop_expired(tabs, leases)
-redis.call('HDEL', tabs, ARGV[2])
-redis.call('ZREM', leases, ARGV[2])
-refile(groups, leases, ARGV[1])
-return tell(before, tabs, ARGV[3], ARGV[1])
+local g, tk = ARGV[2], ARGV[3] .. '.' .. ARGV[4]
+local _, _, _, from = group_keys(g)
+local net = redis.call('HGET', from, tk)
+if net then drop(net, g, tk) end
+return tell(ARGV[5])
 "#;
 
-/// `KEYS`: tabs, leases. Answers the names of the live leases (a lease that ran out is never listed, swept or not).
+/// `ARGV`: prefix, group. Answers the names of the live leases (a lease that ran out is never listed, swept or not).
 const LIST: &str = r#"
-local live = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf')
+local tabs, leases = group_keys(ARGV[2])
+local live = redis.call('ZRANGEBYSCORE', leases, '(' .. now, '+inf')
 if #live == 0 then return {} end
 local out = {}
 for i = 1, #live, 500 do
-  for _, name in ipairs(redis.call('HMGET', KEYS[1], unpack(live, i, math.min(i + 499, #live)))) do
+  for _, name in ipairs(redis.call('HMGET', tabs, unpack(live, i, math.min(i + 499, #live)))) do
     if name then out[#out + 1] = name end
   end
 end
 return out
 "#;
 
-/// `KEYS`: groups. `ARGV`: key prefix, channel, most groups. Drops the leases that ran out in the groups due, and
-/// tells each group whose names changed. The per-group keys are made from the prefix (one Redis, not a cluster).
+/// `ARGV`: prefix, channel, most leases. Drops the leases that ran out, oldest first, and tells each group whose
+/// names changed; answers how many it dropped.
 const SWEEP: &str = r#"
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
-local told = 0
-for _, group in ipairs(due) do
-  local tabs, leases = ARGV[1] .. 'here:' .. group, ARGV[1] .. 'here-leases:' .. group
-  local before = names(tabs)
-  drop_expired(tabs, leases)
-  refile(KEYS[1], leases, group)
-  told = told + tell(before, tabs, ARGV[2], group)
-end
-return told
+local dropped = sweep(tonumber(ARGV[3]))
+tell(ARGV[2])
+return dropped
 "#;
 
 pub struct RedisPresence {
@@ -124,19 +238,14 @@ pub struct RedisPresence {
 }
 
 impl RedisPresence {
-    /// `caps.total` bounds the groups with someone here (each holds at most `caps.per_group` tabs).
     pub fn new(link: Link, caps: Caps) -> Self {
         let script = |body: &str| Script::new(&format!("{COMMON}{body}"));
         Self { link, caps, beat: script(BEAT), leave: script(LEAVE), list: script(LIST), sweep: script(SWEEP) }
     }
 
-    fn keys(&self, group: &GroupId) -> [String; 3] {
-        let group = group.as_str();
-        [self.link.key(&format!("here:{group}")), self.link.key(&format!("here-leases:{group}")), self.groups()]
-    }
-
-    fn groups(&self) -> String {
-        self.link.key("here-groups")
+    /// What every script is given first: the prefix its keys start with.
+    fn prefix(&self) -> String {
+        self.link.key("")
     }
 
     /// The channel the bus receivers listen to (`bus::redis`).
@@ -154,52 +263,56 @@ impl Presence for RedisPresence {
     async fn beat(
         &self,
         group: &GroupId,
+        holder: &Holder,
         tab: &TabId,
         name: &Username,
         lease: Duration,
     ) -> Result<Changed, PresenceError> {
         let mut call = self.beat.prepare_invoke();
-        for key in self.keys(group) {
-            call.key(key);
-        }
-        call.arg(group.as_str())
+        call.arg(self.prefix())
+            .arg(group.as_str())
+            .arg(holder.ticket.hex())
             .arg(tab.as_str())
             .arg(name.as_str())
+            .arg(holder.network.to_string())
             .arg(lease.as_millis().max(1) as u64)
+            .arg(self.caps.per_ticket)
+            .arg(self.caps.per_network)
             .arg(self.caps.per_group)
             .arg(self.caps.total)
-            .arg(self.channel());
+            .arg(self.channel())
+            .arg(SWEEP_ON_BEAT);
         match self.link.invoke::<i64>(&call).await.map_err(unavailable)? {
-            -1 => Err(PresenceError::GroupFull(self.caps.per_group)),
-            -2 => Err(PresenceError::Full),
-            _ => Ok(false), // a change was published to every replica, this one included
+            -1 => Err(PresenceError::Full),
+            _ => Ok(Vec::new()), // any change was published to every replica, this one included
         }
     }
 
-    async fn leave(&self, group: &GroupId, tab: &TabId) -> Result<Changed, PresenceError> {
+    async fn leave(&self, group: &GroupId, ticket: &TicketTag, tab: &TabId) -> Result<Changed, PresenceError> {
         let mut call = self.leave.prepare_invoke();
-        for key in self.keys(group) {
-            call.key(key);
-        }
-        call.arg(group.as_str()).arg(tab.as_str()).arg(self.channel());
+        call.arg(self.prefix()).arg(group.as_str()).arg(ticket.hex()).arg(tab.as_str()).arg(self.channel());
         self.link.invoke::<i64>(&call).await.map_err(unavailable)?;
-        Ok(false)
+        Ok(Vec::new())
     }
 
     async fn list(&self, group: &GroupId) -> Result<Vec<String>, PresenceError> {
-        let [tabs, leases, _] = self.keys(group);
         let mut call = self.list.prepare_invoke();
-        call.key(tabs).key(leases);
+        call.arg(self.prefix()).arg(group.as_str());
         let mut names: Vec<String> = self.link.invoke(&call).await.map_err(unavailable)?;
         names.sort();
         names.dedup();
         Ok(names)
     }
 
-    async fn expire(&self) -> Result<Vec<GroupId>, PresenceError> {
-        let mut call = self.sweep.prepare_invoke();
-        call.key(self.groups()).arg(self.link.key("")).arg(self.channel()).arg(SWEEP_GROUPS);
-        self.link.invoke::<i64>(&call).await.map_err(unavailable)?;
+    async fn expire(&self) -> Result<Changed, PresenceError> {
+        for _ in 0..SWEEP_CALLS {
+            let mut call = self.sweep.prepare_invoke();
+            call.arg(self.prefix()).arg(self.channel()).arg(SWEEP_TABS);
+            let dropped: usize = self.link.invoke(&call).await.map_err(unavailable)?;
+            if dropped < SWEEP_TABS {
+                break;
+            }
+        }
         Ok(Vec::new()) // announced through Redis
     }
 }
@@ -207,7 +320,10 @@ impl Presence for RedisPresence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::replicas::{test_link, test_redis::TestRedis};
+    use crate::server::presence::Network;
+    use crate::server::replicas::test_link;
+    use crate::server::replicas::test_redis::{Reply, TestRedis};
+    use crate::server::ticket::TicketId;
 
     fn tab(id: &str) -> TabId {
         TabId::parse(id).unwrap()
@@ -217,28 +333,51 @@ mod tests {
         Username::parse(name).unwrap()
     }
 
+    /// The holder of ticket number `ticket` from the address `192.0.2.<network>`.
+    fn holder(ticket: u8, network: u8) -> Holder {
+        Holder {
+            ticket: TicketTag::of(&TicketId::from_mac([ticket; 32])),
+            network: Network::of([192, 0, 2, network].into()),
+        }
+    }
+
     fn presence(redis: &TestRedis, caps: Caps) -> RedisPresence {
         RedisPresence::new(test_link(redis), caps)
     }
 
     const LEASE: Duration = Duration::from_secs(30);
 
+    async fn beat(p: &RedisPresence, group: &GroupId, who: Holder, id: &str, as_name: &str) {
+        p.beat(group, &who, &tab(id), &name(as_name), LEASE).await.unwrap();
+    }
+
+    /// What the scripts published so far (PUBLISH inside a script counts as a call), counted by Redis itself.
+    fn published(redis: &TestRedis) -> u64 {
+        let info = redis.command(&["INFO", "commandstats"]);
+        let text = info.text().unwrap_or_default().to_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_publish:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    }
+
     #[tokio::test]
     async fn two_replicas_list_one_presence_each_name_once_and_groups_apart() {
         let redis = TestRedis::start();
         let (a, b) = (presence(&redis, Caps::default()), presence(&redis, Caps::default()));
         let (g, h) = (GroupId::new("g"), GroupId::new("h"));
-        a.beat(&g, &tab("t1"), &name("Ada"), LEASE).await.unwrap();
-        b.beat(&g, &tab("t2"), &name("Ada"), LEASE).await.unwrap();
-        b.beat(&g, &tab("t3"), &name("Linus"), LEASE).await.unwrap();
-        a.beat(&h, &tab("t4"), &name("Grace"), LEASE).await.unwrap();
+        beat(&a, &g, holder(1, 1), "t1", "Ada").await;
+        beat(&b, &g, holder(2, 1), "t2", "Ada").await;
+        beat(&b, &g, holder(3, 1), "t3", "Linus").await;
+        beat(&a, &h, holder(4, 1), "t4", "Grace").await;
         for replica in [&a, &b] {
             assert_eq!(replica.list(&g).await.unwrap(), ["Ada", "Linus"]);
             assert_eq!(replica.list(&h).await.unwrap(), ["Grace"]);
         }
-        b.leave(&g, &tab("t1")).await.unwrap();
+        b.leave(&g, &holder(1, 1).ticket, &tab("t1")).await.unwrap();
         assert_eq!(a.list(&g).await.unwrap(), ["Ada", "Linus"], "Ada is still here in another tab");
-        a.leave(&g, &tab("t2")).await.unwrap();
+        a.leave(&g, &holder(2, 1).ticket, &tab("t2")).await.unwrap();
         assert_eq!(b.list(&g).await.unwrap(), ["Linus"]);
         assert!(a.list(&GroupId::new("nobody")).await.unwrap().is_empty());
     }
@@ -248,35 +387,72 @@ mod tests {
         let redis = TestRedis::start();
         let (a, b) = (presence(&redis, Caps::default()), presence(&redis, Caps::default()));
         let g = GroupId::new("g");
-        a.beat(&g, &tab("gone"), &name("Ada"), Duration::from_millis(150)).await.unwrap();
-        b.beat(&g, &tab("stays"), &name("Linus"), LEASE).await.unwrap();
+        a.beat(&g, &holder(1, 1), &tab("gone"), &name("Ada"), Duration::from_millis(150)).await.unwrap();
+        beat(&b, &g, holder(2, 2), "stays", "Linus").await;
         assert_eq!(b.list(&g).await.unwrap(), ["Ada", "Linus"]);
         tokio::time::sleep(Duration::from_millis(250)).await;
         // Listed by nobody once the lease ran out, before any sweep ("a" may have been killed: no zombie).
         assert_eq!(b.list(&g).await.unwrap(), ["Linus"]);
         b.expire().await.unwrap();
         assert_eq!(redis.command(&["HLEN", "test:here:g"]).int(), Some(1));
-        b.leave(&g, &tab("stays")).await.unwrap();
+        assert_eq!(redis.command(&["ZCARD", "test:here-all"]).int(), Some(1));
+        assert_eq!(redis.command(&["EXISTS", "test:here-net:192.0.2.1"]).int(), Some(0));
+        b.leave(&g, &holder(2, 2).ticket, &tab("stays")).await.unwrap();
         b.expire().await.unwrap();
-        for key in ["test:here:g", "test:here-leases:g"] {
-            assert_eq!(redis.command(&["EXISTS", key]).int(), Some(0), "{key}");
-        }
-        assert_eq!(redis.command(&["ZCARD", "test:here-groups"]).int(), Some(0));
+        let keys = redis.command(&["KEYS", "test:here*"]);
+        assert_eq!(keys, Reply::Array(Vec::new()), "no presence key is left");
     }
 
+    /// Bob knows Ada's tab id: his leave and his beat of it are his own tab's, and Ada stays listed as Ada.
     #[tokio::test]
-    async fn tables_are_bounded_per_group_and_in_groups_and_listed_tabs_are_still_renewed() {
+    async fn a_tab_is_its_tickets_and_another_ticket_naming_its_id_changes_nothing_of_it() {
         let redis = TestRedis::start();
-        let p = presence(&redis, Caps { per_group: 2, total: 2 });
-        let (g, h, i) = (GroupId::new("g"), GroupId::new("h"), GroupId::new("i"));
-        p.beat(&g, &tab("1"), &name("A"), LEASE).await.unwrap();
-        p.beat(&g, &tab("2"), &name("B"), LEASE).await.unwrap();
-        assert_eq!(p.beat(&g, &tab("3"), &name("C"), LEASE).await, Err(PresenceError::GroupFull(2)));
-        p.beat(&g, &tab("2"), &name("B"), LEASE).await.unwrap();
-        p.beat(&h, &tab("4"), &name("D"), LEASE).await.unwrap();
-        assert_eq!(p.beat(&i, &tab("5"), &name("E"), LEASE).await, Err(PresenceError::Full));
-        assert_eq!(p.list(&g).await.unwrap(), ["A", "B"]);
-        assert!(p.list(&i).await.unwrap().is_empty());
+        let p = presence(&redis, Caps::default());
+        let g = GroupId::everyone();
+        let (ada, bob) = (holder(1, 1), holder(2, 2));
+        beat(&p, &g, ada, "ada-tab", "Ada").await;
+        p.leave(&g, &bob.ticket, &tab("ada-tab")).await.unwrap();
+        assert_eq!(p.list(&g).await.unwrap(), ["Ada"]);
+        beat(&p, &g, bob, "ada-tab", "Bob").await;
+        assert_eq!(p.list(&g).await.unwrap(), ["Ada", "Bob"]);
+        p.leave(&g, &bob.ticket, &tab("ada-tab")).await.unwrap();
+        assert_eq!(p.list(&g).await.unwrap(), ["Ada"]);
+    }
+
+    /// The caps count tabs (not groups), and a full list pushes out its biggest holder's oldest tab: one network
+    /// flooding fresh ids holds its share and no more, and the others are still listed.
+    #[tokio::test]
+    async fn full_lists_push_out_their_biggest_holders_oldest_and_never_refuse_the_newcomer() {
+        let redis = TestRedis::start();
+        let p = presence(&redis, Caps { per_ticket: 2, per_network: 5, per_group: 8, total: 10 });
+        let (g, h) = (GroupId::new("g"), GroupId::new("h"));
+        beat(&p, &g, holder(1, 1), "grace", "Grace").await;
+        for i in 0..10 {
+            beat(&p, &g, holder(2, 9), &format!("e{i}"), "Eve").await;
+        }
+        assert_eq!(redis.command(&["ZCARD", "test:here-all"]).int(), Some(3), "one ticket holds two tabs");
+        for t in 10..40 {
+            beat(&p, &g, holder(t, 9), "x", &format!("Eve{t}")).await;
+        }
+        assert_eq!(redis.command(&["ZCARD", "test:here-net:192.0.2.9"]).int(), Some(5), "the network's share");
+        assert_eq!(p.list(&g).await.unwrap(), ["Eve35", "Eve36", "Eve37", "Eve38", "Eve39", "Grace"]);
+        // the group (8) fills with two more networks; a newcomer pushes out network 9's oldest
+        beat(&p, &g, holder(50, 2), "y", "Linus").await;
+        beat(&p, &g, holder(51, 3), "z", "Ada").await;
+        beat(&p, &g, holder(52, 4), "w", "Barbara").await;
+        assert_eq!(redis.command(&["ZCARD", "test:here-born:g"]).int(), Some(8));
+        let listed = p.list(&g).await.unwrap();
+        assert!(!listed.contains(&"Eve35".to_owned()) && listed.contains(&"Barbara".to_owned()), "{listed:?}");
+        // the table (10) fills in another group; every newcomer is still listed, the biggest network pays
+        for (t, id) in [(60, "h1"), (61, "h2"), (62, "h3")] {
+            beat(&p, &h, holder(t, 6), id, &format!("H{t}")).await;
+        }
+        assert_eq!(redis.command(&["ZCARD", "test:here-all"]).int(), Some(10), "tabs, not groups, are counted");
+        assert_eq!(p.list(&h).await.unwrap(), ["H60", "H61", "H62"]);
+        let listed = p.list(&g).await.unwrap();
+        assert!(["Grace", "Linus", "Ada", "Barbara"].iter().all(|n| listed.contains(&n.to_string())), "{listed:?}");
+        let biggest = redis.command(&["ZSCORE", "test:here-by-net", "192.0.2.9"]);
+        assert_eq!(biggest.text(), Some("3"), "network 9 paid for the newcomer in h");
     }
 
     #[tokio::test]
@@ -284,24 +460,36 @@ mod tests {
         let redis = TestRedis::start();
         let p = presence(&redis, Caps::default());
         let g = GroupId::new("g");
-        // What the scripts publish, counted by Redis itself (PUBLISH inside a script counts as a call).
-        let calls = |redis: &TestRedis| {
-            let info = redis.command(&["INFO", "commandstats"]);
-            let text = info.text().unwrap_or_default().to_owned();
-            text.lines()
-                .find_map(|l| l.strip_prefix("cmdstat_publish:calls="))
-                .and_then(|rest| rest.split(',').next())
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        p.beat(&g, &tab("1"), &name("Ada"), LEASE).await.unwrap();
-        assert_eq!(calls(&redis), 1, "a new name is told");
-        p.beat(&g, &tab("1"), &name("Ada"), LEASE).await.unwrap();
-        p.beat(&g, &tab("2"), &name("Ada"), LEASE).await.unwrap();
-        assert_eq!(calls(&redis), 1, "a renewal, or the same name in another tab, is not");
-        p.leave(&g, &tab("1")).await.unwrap();
-        assert_eq!(calls(&redis), 1, "Ada is still here in tab 2");
-        p.leave(&g, &tab("2")).await.unwrap();
-        assert_eq!(calls(&redis), 2, "Ada left");
+        let (one, two) = (holder(1, 1), holder(2, 1));
+        beat(&p, &g, one, "1", "Ada").await;
+        assert_eq!(published(&redis), 1, "a new name is told");
+        beat(&p, &g, one, "1", "Ada").await;
+        beat(&p, &g, two, "2", "Ada").await;
+        assert_eq!(published(&redis), 1, "a renewal, or the same name in another tab, is not");
+        p.leave(&g, &one.ticket, &tab("1")).await.unwrap();
+        assert_eq!(published(&redis), 1, "Ada is still here in tab 2");
+        p.leave(&g, &two.ticket, &tab("2")).await.unwrap();
+        assert_eq!(published(&redis), 2, "Ada left");
+    }
+
+    /// A renewal reads two keys and writes the leases: it neither lists the group's names nor walks its tabs, so
+    /// its cost does not grow with the group (the script before listed every name of the group twice per beat).
+    #[tokio::test]
+    async fn a_renewal_touches_no_list_of_names() {
+        let redis = TestRedis::start();
+        let p = presence(&redis, Caps::default());
+        let g = GroupId::everyone();
+        for t in 0..200u8 {
+            beat(&p, &g, holder(t, t), "t", &format!("N{t}")).await;
+        }
+        redis.command(&["CONFIG", "RESETSTAT"]);
+        for t in 0..200u8 {
+            beat(&p, &g, holder(t, t), "t", &format!("N{t}")).await;
+        }
+        let info = redis.command(&["INFO", "commandstats"]);
+        let text = info.text().unwrap_or_default().to_owned();
+        for listing in ["cmdstat_hvals:", "cmdstat_hgetall:", "cmdstat_zrange:", "cmdstat_zrangebyscore:"] {
+            assert!(!text.contains(listing), "{listing} in {text}");
+        }
     }
 }
