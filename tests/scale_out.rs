@@ -513,7 +513,17 @@ async fn an_address_budget_is_one_budget_across_the_replicas() {
     const BURST: usize = 6;
     let redis = TestRedis::start();
     let burst = BURST.to_string();
-    let flags = ["--trusted-proxies", "127.0.0.1", "--address-rate", "1", "--address-burst", &burst];
+    // 10 tabs an address, beating every 10 s: the heartbeat budget is 1 a second, as the others.
+    let flags = [
+        "--trusted-proxies",
+        "127.0.0.1",
+        "--address-rate",
+        "1",
+        "--address-burst",
+        &burst,
+        "--max-tabs-per-address",
+        "10",
+    ];
     let (a, b) = (replica(&redis, &flags), replica(&redis, &flags));
     let (client, other) = ("203.0.113.7", "203.0.113.8");
     let tab = a.browser();
@@ -557,7 +567,17 @@ async fn an_address_budget_is_one_budget_across_the_replicas() {
 #[tokio::test]
 async fn heartbeats_from_one_address_past_its_budget_get_429_on_one_process() {
     use broadcasting::shared::wire::{JOIN_PATH, PRESENCE_PATH};
-    let server = Server::start(&["--trusted-proxies", "127.0.0.1", "--address-rate", "1", "--address-burst", "3"]);
+    let flags = [
+        "--trusted-proxies",
+        "127.0.0.1",
+        "--address-rate",
+        "1",
+        "--address-burst",
+        "3",
+        "--max-tabs-per-address",
+        "10",
+    ];
+    let server = Server::start(&flags);
     let tab = server.browser();
     let (_, joined) = post_for(&tab, "198.51.100.1", JOIN_PATH, &[("username", "ada")]).await;
     let ticket = joined["ticket"].as_str().unwrap().to_owned();

@@ -532,7 +532,10 @@ mod tests {
         assert_eq!((settings.site_root, settings.data_dir), (PathBuf::from("target/site"), PathBuf::from("data")));
         assert_eq!(settings.secret, None);
         assert_eq!(settings.presence_lease, Duration::from_secs(30));
-        assert_eq!((settings.max_tabs_per_ticket, settings.max_tabs_per_address, settings.max_tabs), (3, 1000, 100_000));
+        assert_eq!(
+            (settings.max_tabs_per_ticket, settings.max_tabs_per_address, settings.max_tabs),
+            (3, 1000, 100_000)
+        );
     }
 
     #[test]
