@@ -23,6 +23,7 @@ use axum::{Extension, Json, Router};
 
 use crate::server::group::GroupId;
 use crate::server::hub::Hub;
+use crate::server::observe;
 use crate::server::peer::Peer;
 use crate::server::presence::{Holder, Network, Presence, PresenceError, TabId, TicketTag, MAX_TAB_ID_BYTES};
 use crate::server::state::AppState;
@@ -155,7 +156,7 @@ fn refusal(err: PresenceError) -> ApiError {
             ApiError::new(ErrorKind::RateLimited, err.to_string())
         }
         PresenceError::Unavailable(_) => {
-            tracing::warn!(error = %err, "presence could not be read or written");
+            observe::backend_failed("presence", &err);
             ApiError::new(ErrorKind::Unavailable, "Who is here cannot be told right now; try again shortly.")
         }
     }
@@ -170,7 +171,7 @@ pub async fn sweep(presence: Arc<dyn Presence>, hub: Arc<Hub>, every: Duration) 
         tick.tick().await;
         match presence.expire().await {
             Ok(groups) => groups.iter().for_each(|group| hub.presence_changed(group)),
-            Err(err) => tracing::warn!(error = %err, "presence leases could not be swept"),
+            Err(err) => observe::backend_failed("presence", &err),
         }
     }
 }
