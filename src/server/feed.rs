@@ -384,8 +384,8 @@ mod tests {
         let ids = |page: &[Message]| page.iter().map(|m| m.id).collect::<Vec<_>>();
         let (page, settled) = range(read(4..=9), 3, 6, 1 << 20);
         assert_eq!((ids(&page), settled), (vec![4, 5, 6], true), "whole, and 9 is stored past the end");
-        assert_eq!(range(read(4..=6), 3, 6, 1 << 20).1, true, "reaches `until` exactly");
-        assert_eq!(range(Vec::new(), 3, 3, 1 << 20).1, false, "nothing stored past it: may still grow");
+        assert!(range(read(4..=6), 3, 6, 1 << 20).1, "reaches `until` exactly");
+        assert!(!range(Vec::new(), 3, 3, 1 << 20).1, "nothing stored past it: may still grow");
         let (page, settled) = range(read(4..=5), 3, 1000, 1 << 20);
         assert_eq!((ids(&page), settled), (vec![4, 5], false), "full (or at the top) short of `until`");
         let (page, settled) = range(read(6..=9), 3, 7, 1 << 20);
