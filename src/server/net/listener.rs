@@ -35,6 +35,11 @@ pub async fn serve<Q: Shortcut>(
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
+            // `shutdown` first: startup's signal handlers exist from its first poll, so they exist before the first
+            // request is accepted. In `select!`'s random order a connection already waiting could be answered
+            // first, and a SIGTERM just after that answer would kill the process instead of shutting it down.
+            biased;
+            () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
@@ -44,7 +49,6 @@ pub async fn serve<Q: Shortcut>(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
         };
         connection::spawn(&http, stream, peer, &app, &shortcut, deadlines, draining.subscribe());
     }
