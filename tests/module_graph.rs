@@ -1,6 +1,7 @@
 //! No import cycles between modules: every `crate::…` path in `src/` is an edge from the module that writes it to
 //! the module it names (`client` as one; `shared::X` and `server::X` each one, their submodules included), and the
-//! graph must have no cycle. `cargo test --features ssr --test module_graph -- --nocapture` prints the edges.
+//! graph must have no cycle. `cargo test --features ssr --test module_graph -- --nocapture` prints the edges. The
+//! HTTP server (`server::net`) is a layer below the handlers: it imports nothing of the server.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -116,4 +117,15 @@ fn the_client_never_imports_the_server() {
     let graph = edges();
     let client = graph.get("client").cloned().unwrap_or_default();
     assert!(client.iter().all(|to| !to.starts_with("server")), "client -> {client:?}");
+}
+
+/// The HTTP server knows the router and its shortcut hook only as axum's and hyper's types, never a handler, the
+/// state they share or a use case: a handler changes without the listener noticing, and the listener's tests need no
+/// app. (Handlers may import it: `events` marks its streams with `net::Detach`.)
+#[test]
+fn the_network_layer_imports_nothing_of_the_server() {
+    let graph = edges();
+    let net = graph.get("server::net").expect("the network layer is src/server/net/");
+    let upward: Vec<&String> = net.iter().filter(|to| to.starts_with("server") || *to == "client").collect();
+    assert!(upward.is_empty(), "server::net -> {upward:?}");
 }

@@ -19,9 +19,9 @@ use futures::{stream, Stream, StreamExt};
 use std::net::IpAddr;
 
 use crate::server::hub::Notice;
+use crate::server::net::Detach;
 use crate::server::peer::{Peer, StreamPlace};
 use crate::server::replicas::stream_leases::StreamLease;
-use crate::server::serve::Detach;
 use crate::server::state::AppState;
 use crate::server::{group::GroupId, observe};
 use crate::shared::error::{ApiError, ErrorKind};

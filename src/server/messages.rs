@@ -176,7 +176,8 @@ mod tests {
     }
 
     /// The shortcut answers a page that is made already exactly as the route does (status, every header, the
-    /// bytes), and leaves everything else to the route.
+    /// bytes), and leaves everything else to the route. (Against the whole app as the listener serves it, with every
+    /// coding and `If-None-Match`: `routes::tests`.)
     #[tokio::test]
     async fn the_shortcut_answers_a_made_page_as_the_route_does_and_leaves_the_rest() {
         let state = crate::server::state::for_tests(Arc::new(MemoryStore::new(100)), None);

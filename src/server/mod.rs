@@ -1,5 +1,7 @@
 //! Everything behind the HTTP contract. `startup` reads like a table of contents: settings, state, routes, serve.
-//! `state` is a leaf every handler may import; `routes` assembles each handler module's routes.
+//! `state` is a leaf every handler may import; `routes` assembles each handler module's routes; `net` is the HTTP
+//! server that serves them (listener, connections, deadlines), which knows the router and the shortcut hook but no
+//! handler.
 
 pub mod backend;
 pub mod budget;
@@ -13,6 +15,7 @@ pub mod heartbeat;
 pub mod hub;
 pub mod messages;
 pub mod migrate;
+pub mod net;
 pub mod observe;
 pub mod open_files;
 pub mod ops;
@@ -23,7 +26,6 @@ pub mod refusal;
 pub mod replicas;
 pub mod routes;
 pub mod security;
-pub mod serve;
 pub mod settings;
 pub mod startup;
 pub mod state;

@@ -4,7 +4,6 @@
 //! thing.
 
 use axum::http::{Request, StatusCode};
-use axum::response::Response;
 use axum::routing::get;
 use axum::{middleware, Router};
 use hyper::body::Incoming;
@@ -17,6 +16,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::client::shell;
+use crate::server::net::Shortcut;
 use crate::server::state::AppState;
 use crate::server::{events, group, heartbeat, messages, observe, ops, peer, refusal, security};
 
@@ -61,9 +61,222 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
     security::headers(router).merge(messages::routes().with_state(state))
 }
 
-/// What the listener answers before `app`'s router: a refetch whose page is made already (`messages::shortcut`).
-pub fn shortcut(
-    state: AppState,
-) -> impl Fn(&Request<Incoming>) -> Option<Response> + Clone + Send + Sync + Unpin + 'static {
-    move |request| messages::shortcut(&state, request)
+/// What the listener (`net`) answers before `app`'s router: a refetch whose page is made already
+/// (`messages::shortcut`).
+pub fn shortcut(state: AppState) -> impl Shortcut {
+    move |request: &Request<Incoming>| messages::shortcut(&state, request)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The shortcut against the whole app: two listeners on one state, one serving `app` alone and one asking
+    //! `shortcut` first as `startup` serves it, must answer every request alike (status, every header but `Date`,
+    //! the body's bytes on the wire).
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+    use leptos::config::LeptosOptions;
+    use reqwest::Method;
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::server::net::{serve, Deadlines};
+    use crate::server::state::{for_tests, Limiters, Limits};
+    use crate::server::store::MemoryStore;
+    use crate::server::{feed, group::GroupId};
+    use crate::shared::wire;
+
+    /// Serves `app(state)` on a free port, asking `shortcut` first; its address.
+    async fn listen(state: &AppState, shortcut: impl Shortcut) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let long = Duration::from_secs(10);
+        let deadlines = Deadlines { header: long, idle: long, write: long, shutdown_grace: Duration::ZERO };
+        let router = app(state.clone(), group::Scope::Everyone);
+        tokio::spawn(serve(listener, router, shortcut, deadlines, std::future::pending(), || {}));
+        address
+    }
+
+    /// An answer as a client reads it: status, headers (`Date` aside: the two listeners need not answer in the same
+    /// second), body bytes as sent (this client decodes no content coding).
+    #[derive(PartialEq)]
+    struct Answer {
+        status: u16,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        body: Vec<u8>,
+    }
+
+    /// The body as its length and start: a page is kilobytes, and compressed it is no text.
+    impl std::fmt::Debug for Answer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let start = String::from_utf8_lossy(&self.body[..self.body.len().min(60)]).into_owned();
+            f.debug_struct("Answer")
+                .field("status", &self.status)
+                .field("headers", &self.headers)
+                .field("body", &format_args!("{} bytes, {start:?}…", self.body.len()))
+                .finish()
+        }
+    }
+
+    impl Answer {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers.iter().find(|(n, _)| n == name).map(|(_, value)| value.to_str().unwrap())
+        }
+    }
+
+    async fn ask(client: &reqwest::Client, address: std::net::SocketAddr, request: &Asked) -> Answer {
+        let mut asked = client.request(request.method.clone(), format!("http://{address}{}", request.target));
+        for (name, value) in &request.headers {
+            asked = asked.header(name, value);
+        }
+        let answer = asked.send().await.unwrap();
+        let status = answer.status().as_u16();
+        let mut headers: Vec<_> = answer
+            .headers()
+            .iter()
+            .filter(|(name, _)| **name != header::DATE)
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        headers.sort_by(|a, b| (a.0.as_str(), a.1.as_bytes()).cmp(&(b.0.as_str(), b.1.as_bytes())));
+        Answer { status, headers, body: answer.bytes().await.unwrap().to_vec() }
+    }
+
+    struct Asked {
+        method: Method,
+        target: String,
+        headers: HeaderMap,
+    }
+
+    fn request(method: Method, target: &str, accept: Option<&str>, held: Option<&str>) -> Asked {
+        let mut headers = HeaderMap::new();
+        if let Some(accept) = accept {
+            headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(accept).unwrap());
+        }
+        if let Some(held) = held {
+            headers.insert(header::IF_NONE_MATCH, HeaderValue::from_str(held).unwrap());
+        }
+        Asked { method, target: target.into(), headers }
+    }
+
+    /// Every query shape the shortcut answers once its page is made (a settled range with its epoch, live pages
+    /// read already, in every `Accept-Encoding` and with or without a matching `If-None-Match`) is answered as the
+    /// app answers it; every request it leaves (a query that needs decoding or repeats a field, a page not yet
+    /// read, a bad query, `HEAD`, `POST`, another path) reaches the app.
+    #[tokio::test]
+    async fn the_listener_with_the_shortcut_answers_as_the_whole_app() {
+        let site = tempfile::tempdir().unwrap();
+        let base = for_tests(Arc::new(MemoryStore::new(100)), None);
+        // Pages of 10 messages of about 200 bytes: over `encoded::COMPRESS_FROM`, so the coding depends on the
+        // request's `Accept-Encoding` and the answer says `Vary`.
+        let state = AppState::new(
+            base.store.clone(),
+            base.hub.clone(),
+            base.bus.clone(),
+            base.tickets.clone(),
+            Limits { max_message_chars: 300, page_size: 10, ..base.limits },
+            Limiters::default(),
+            Default::default(),
+            LeptosOptions::builder().output_name("broadcasting").site_root(site.path().to_string_lossy()).build(),
+        );
+        let group = GroupId::everyone();
+        let ticket = feed::join(&state, &group, "ada").unwrap().ticket;
+        for n in 1..=14 {
+            let text = format!("message {n}: {}", "the same few words again and again, ".repeat(5));
+            feed::send(&state, &group, &ticket, &text, "").await.unwrap();
+        }
+        let epoch = state.store.epoch().await.unwrap();
+
+        let plain = listen(&state, |_: &Request<Incoming>| None).await;
+        let answered = Arc::new(AtomicUsize::new(0));
+        let short = listen(&state, {
+            let (hook, answered) = (shortcut(state.clone()), answered.clone());
+            move |request: &Request<Incoming>| {
+                let answer = hook(request);
+                answered.fetch_add(usize::from(answer.is_some()), Ordering::Relaxed);
+                answer
+            }
+        })
+        .await;
+        let client = reqwest::Client::new();
+        // Asks the listener with the shortcut, then the app alone; whether the shortcut answered.
+        let both = |request: Asked| {
+            let (client, answered) = (&client, &answered);
+            async move {
+                let before = answered.load(Ordering::Relaxed);
+                let through_shortcut = ask(client, short, &request).await;
+                let by_shortcut = answered.load(Ordering::Relaxed) > before;
+                let by_app = ask(client, plain, &request).await;
+                let what = format!("{} {} {:?}", request.method, request.target, request.headers);
+                assert_eq!(through_shortcut, by_app, "{what}: answered by the shortcut: {by_shortcut}");
+                (by_app, by_shortcut)
+            }
+        };
+
+        let accepted = [
+            format!("/api/messages?since=2&until=9&epoch={epoch}"),
+            format!("/api/messages?since=10&until=30&epoch={epoch}"),
+            "/api/messages".into(),
+            "/api/messages?since=2".into(),
+            format!("/api/messages?since=3&epoch={epoch}"),
+            "/api/messages?before=9".into(),
+            "/api/messages?since=&before=12&other=x".into(),
+        ];
+        let mut seen = Vec::new();
+        for target in &accepted {
+            let (first, by_shortcut) = both(request(Method::GET, target, None, None)).await;
+            assert!(!by_shortcut, "{target}: answered before its page was read");
+            assert_eq!(first.status, 200, "{target}: {first:?}");
+            let etag = first.header("etag").expect("an etag").to_owned();
+            for accept in [None, Some("gzip"), Some("br"), Some("gzip, deflate, br, zstd"), Some("identity")] {
+                for held in [None, Some(etag.clone()), Some(format!("\"other\", W/{etag}")), Some("\"other\"".into())] {
+                    let (answer, by_shortcut) = both(request(Method::GET, target, accept, held.as_deref())).await;
+                    assert!(by_shortcut, "{target} {accept:?} {held:?}: left to the app once its page was read");
+                    for name in ["cache-control", "etag", wire::EPOCH_HEADER, "x-content-type-options"] {
+                        assert!(answer.header(name).is_some(), "{target}: no {name}: {answer:?}");
+                    }
+                    for name in ["content-security-policy", "x-frame-options", "referrer-policy"] {
+                        assert!(answer.header(name).is_some(), "{target}: no {name}: {answer:?}");
+                    }
+                    seen.push((
+                        answer.status,
+                        answer.header("content-encoding").map(str::to_owned),
+                        answer.header("vary").is_some(),
+                        answer.header("cache-control").unwrap().to_owned(),
+                    ));
+                }
+            }
+        }
+        // The cases above reach every branch of the answer: both codings and none, `Vary`, `304`, and both kinds
+        // of caching.
+        for coding in [None, Some("gzip"), Some("br")] {
+            assert!(seen.iter().any(|s| s.0 == 200 && s.1.as_deref() == coding), "no 200 in {coding:?}: {seen:?}");
+        }
+        assert!(seen.iter().any(|s| s.2), "no Vary: {seen:?}");
+        assert!(seen.iter().any(|s| s.0 == 304), "no 304: {seen:?}");
+        assert!(seen.iter().any(|s| s.3.contains("immutable")), "no settled page: {seen:?}");
+        assert!(seen.iter().any(|s| s.3 == "no-cache"), "no live page: {seen:?}");
+
+        let made = "/api/messages?since=2";
+        let left = [
+            (request(Method::GET, "/api/messages?since=%32", Some("br"), None), 200),
+            (request(Method::GET, "/api/messages?since=2+", Some("br"), None), 200),
+            (request(Method::GET, "/api/messages?since=2&since=3", None, None), 400),
+            (request(Method::GET, "/api/messages?since=5", Some("gzip"), None), 200),
+            (request(Method::GET, "/api/messages?since=x", None, None), 400),
+            (request(Method::GET, "/api/messages?until=3", None, None), 400),
+            (request(Method::HEAD, made, Some("gzip"), None), 200),
+            (request(Method::POST, made, None, None), 405),
+            (request(Method::GET, "/api/messages/?since=2", None, None), 404),
+        ];
+        for (request, status) in left {
+            let what = format!("{} {}", request.method, request.target);
+            let (answer, by_shortcut) = both(request).await;
+            assert!(!by_shortcut, "{what}: the shortcut answered");
+            assert_eq!(answer.status, status, "{what}: {answer:?}");
+            assert!(answer.header("x-content-type-options").is_some(), "{what}: {answer:?}");
+        }
+    }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use leptos::config::LeptosOptions;
 
+use crate::server::net::{serve, Deadlines};
 use crate::server::peer::Peers;
 use crate::server::presence::redis::RedisPresence;
 use crate::server::presence::{Caps, MemoryPresence, Presence};
@@ -12,7 +13,6 @@ use crate::server::replicas::send_limit::{RedisBudget, RedisThrottle};
 use crate::server::replicas::stream_leases::{StreamLeases, LEASE, RENEW_EVERY};
 use crate::server::replicas::{replica_id, secret, Link};
 use crate::server::routes::{app, shortcut};
-use crate::server::serve::{serve, Deadlines};
 use crate::server::settings::{Settings, StoreKind};
 use crate::server::state::{AppState, Limiters, Limits, StreamCaps};
 use crate::server::store::retention;
