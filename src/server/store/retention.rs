@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::FeedStore;
+use crate::server::observe;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
@@ -62,6 +63,7 @@ pub async fn run(
             Ok(0) => {}
             Ok(count) => {
                 deleted();
+                observe::retention_deleted(count);
                 turn.pruned(count).await;
                 tracing::info!(deleted = count, "retention");
             }
