@@ -14,7 +14,9 @@
 //! of the old epoch are dropped and every local group is notified so its tabs reload. Every id delivered is told
 //! to the store (`RedisStore::saw`): that is how a head or an append notices a Redis that lost it. The same channel carries `presence <group>`
 //! (who is here changed, from `presence::redis`), handed to `Hub::presence_changed`, and `pruned <count> <replica>`
-//! (the replica whose turn it was deleted messages: [`pruned_notice`]), on which every process forgets its pages.
+//! (the replica whose turn it was deleted messages: [`pruned_notice`]), on which every process forgets its pages. A
+//! heal also compares the log's oldest id with the last it saw, so a pass whose notice was lost (or came from a
+//! replica of the version before, which announced none) costs at most one heal period of stale pages.
 //!
 //! The task never ends: a lost connection is retried with backoff, and a panic restarts it.
 
@@ -70,6 +72,9 @@ struct Cursor {
     sessions: u64,
     /// The last heal failed (said once per streak, not every heal period).
     failing: bool,
+    /// The log's oldest id at the last heal (`None`: not known, or a `pruned` notice since): when it moves up,
+    /// messages were deleted.
+    oldest: Option<u64>,
 }
 
 /// The receive side: pub/sub notices and healing into the local hub.
@@ -170,6 +175,8 @@ impl Receiver {
             // Settled pages outlive appends, not deletions: a page of deleted messages must not be served again.
             tracing::debug!(count, replica, "notices: the log was pruned; cached pages forgotten");
             self.hub.pages().forget();
+            // Forgotten already: the next heal takes the oldest id as it finds it, rather than forget again.
+            cursor.oldest = None;
             return;
         }
         let Some((epoch, id, group)) = parse_notice(payload) else {
@@ -238,6 +245,22 @@ impl Receiver {
             }
             Some(_) => {}
         }
+        self.notice_deletions(cursor).await
+    }
+
+    /// Forgets the pages if the log's oldest id moved up since the last heal: a retention pass (or an append's
+    /// trim) whose notice this process did not get. One `XRANGE … COUNT 1` per heal period.
+    async fn notice_deletions(&self, cursor: &mut Cursor) -> Result<(), StoreError> {
+        let oldest = self.store.sent_since(0, 1).await?.first().map(|sent| sent.id);
+        if cursor.oldest.is_some_and(|known| oldest.is_none_or(|now| now > known)) {
+            tracing::debug!(
+                from = cursor.oldest,
+                to = oldest,
+                "notices: the log's oldest messages went; pages forgotten"
+            );
+            self.hub.pages().forget();
+        }
+        cursor.oldest = oldest;
         Ok(())
     }
 
