@@ -55,8 +55,8 @@ fn leptos_options(settings: &Settings) -> LeptosOptions {
         .build()
 }
 
-/// The state the routes share, and who prunes the log (this process alone, or the replica holding the lease).
-pub async fn build_state(settings: &Settings) -> Result<(AppState, Arc<dyn Turn>), StartupError> {
+/// The state the routes share, and, when replicas share the log, whose turn it is to prune it.
+pub async fn build_state(settings: &Settings) -> Result<(AppState, Option<Arc<dyn Turn>>), StartupError> {
     // With scope `everyone` every visitor is one group: the per-browser stream cap and send budget do not apply.
     let per_browser = settings.scope == group::Scope::Browser;
     // Heartbeats and leaves: enough for every tab an address may list to beat as often as it is asked to.
@@ -67,15 +67,14 @@ pub async fn build_state(settings: &Settings) -> Result<(AppState, Arc<dyn Turn>
     let (tickets, throttle, stream_leases, presence, peers, turn) = if settings.store == StoreKind::Redis {
         let shared = shared_through_redis(settings, per_browser).await?;
         let peers = peers.shared_through(Arc::new(RedisBudget::new(shared.link)));
-        let turn: Arc<dyn Turn> = shared.retention;
+        let turn: Option<Arc<dyn Turn>> = Some(shared.retention);
         (TicketKeys::new(shared.secret), shared.throttle, shared.stream_leases, shared.presence, peers, turn)
     } else {
         let tickets = TicketKeys::load(settings.secret.as_deref(), &settings.data_dir)
             .map_err(|source| StartupError::Secret { dir: settings.data_dir.clone(), source })?;
         let throttle = LocalThrottle::new(settings.send_rate, settings.send_burst, per_browser);
         let presence: Arc<dyn Presence> = Arc::new(MemoryPresence::new(presence_caps(settings)));
-        let turn: Arc<dyn Turn> = Arc::new(retention::Alone);
-        (tickets, throttle.map(SendThrottle::Local), None, presence, peers, turn)
+        (tickets, throttle.map(SendThrottle::Local), None, presence, peers, None)
     };
     let backend::Parts { store, hub, bus } = backend::open(&settings.backend()).await?;
     let state = AppState::new(

@@ -72,18 +72,10 @@ impl RetentionLease {
         }
     }
 
-    /// Logs a change of what this replica knows (once per change, at info; a failure at warn).
-    fn now(&self, known: Known) {
+    /// Records what this replica knows now; answers whether that changed (changes are logged, rounds are not).
+    fn now(&self, known: Known) -> bool {
         let was = std::mem::replace(&mut *self.known.lock().unwrap_or_else(|poisoned| poisoned.into_inner()), known);
-        if was == known {
-            return;
-        }
-        let replica = self.replica.as_str();
-        match known {
-            Known::Holding => tracing::info!(replica, "retention: this replica holds the lease; it prunes"),
-            Known::Waiting => tracing::info!(replica, "retention: another replica holds the lease and prunes"),
-            Known::Failing | Known::Unknown => {}
-        }
+        was != known
     }
 }
 
@@ -92,17 +84,25 @@ impl Turn for RetentionLease {
     async fn mine(&self) -> bool {
         let mut call = self.hold.prepare_invoke();
         call.key(&self.key).arg(&self.replica).arg(millis(self.lease));
+        let replica = self.replica.as_str();
         match self.link.invoke::<i64>(&call).await {
-            Ok(held) => {
-                self.now(if held == 1 { Known::Holding } else { Known::Waiting });
-                held == 1
+            Ok(1) => {
+                if self.now(Known::Holding) {
+                    tracing::info!(replica, "retention: this replica holds the lease; it prunes");
+                }
+                true
+            }
+            Ok(_) => {
+                if self.now(Known::Waiting) {
+                    tracing::info!(replica, "retention: another replica holds the lease and prunes");
+                }
+                false
             }
             // The log is on the same Redis: no pass could run now anyway. Said once per outage.
             Err(err) => {
-                if *self.known.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) != Known::Failing {
+                if self.now(Known::Failing) {
                     tracing::warn!(error = %err, "retention: cannot reach the lease; no pass until Redis answers");
                 }
-                self.now(Known::Failing);
                 false
             }
         }

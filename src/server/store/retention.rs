@@ -1,9 +1,9 @@
 //! Retention belongs to the store: on its own clock (`prune-every`), never on a client's request, the log keeps
 //! the newest `keep` messages and, with `max_age`, only those younger than it.
 //!
-//! Who prunes is a [`Turn`]: the one process of a SQLite or memory store always does ([`Alone`]); replicas sharing
-//! a Redis log take turns through a lease (`replicas::retention_lease`), so one of them prunes at a time and tells
-//! the others, whose cached pages of the deleted messages are stale too.
+//! Who prunes: the one process of a SQLite or memory store always does; replicas sharing a Redis log take a
+//! [`Turn`] through a lease (`replicas::retention_lease`), so one of them prunes at a time and tells the others,
+//! whose cached pages of the deleted messages are stale too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +20,7 @@ pub struct Retention {
     pub every: Duration,
 }
 
-/// Whose turn it is to prune a log that several processes may share.
+/// Whose turn it is to prune a log that several processes share.
 #[async_trait]
 pub trait Turn: Send + Sync + 'static {
     /// Whether this process prunes this round (asked once per round, just before it would).
@@ -30,33 +30,23 @@ pub trait Turn: Send + Sync + 'static {
     async fn pruned(&self, count: u64);
 }
 
-/// One process (SQLite, memory): always its turn, and no one else to tell.
-pub struct Alone;
-
-#[async_trait]
-impl Turn for Alone {
-    async fn mine(&self) -> bool {
-        true
-    }
-
-    async fn pruned(&self, _count: u64) {}
-}
-
-/// Deletes what `policy` no longer keeps, every `policy.every` when it is this process's `turn`, for ever;
-/// `deleted` runs after a pass that deleted something (this process's cached pages are stale then), and the turn
-/// tells the other processes.
+/// Deletes what `policy` no longer keeps, every `policy.every`, for ever: at every tick if this process is alone on
+/// the log (`shared` is `None`), else at the ticks that are its turn. `deleted` runs after a pass that deleted
+/// something (this process's cached pages are stale then), and the turn tells the other processes.
 pub async fn run(
     store: Arc<dyn FeedStore>,
     policy: Retention,
-    turn: Arc<dyn Turn>,
+    shared: Option<Arc<dyn Turn>>,
     deleted: impl Fn() + Send + 'static,
 ) {
     let mut tick = tokio::time::interval(policy.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if !turn.mine().await {
-            continue;
+        if let Some(turn) = &shared {
+            if !turn.mine().await {
+                continue;
+            }
         }
         let cutoff = policy.max_age.map(|age| time::OffsetDateTime::now_utc() - age);
         match store.prune(policy.keep, cutoff).await {
@@ -64,7 +54,9 @@ pub async fn run(
             Ok(count) => {
                 deleted();
                 observe::retention_deleted(count);
-                turn.pruned(count).await;
+                if let Some(turn) = &shared {
+                    turn.pruned(count).await;
+                }
                 tracing::info!(deleted = count, "retention");
             }
             Err(err) => tracing::warn!(error = %err, "retention failed; retrying at the next tick"),
