@@ -670,3 +670,105 @@ async fn readyz_follows_whether_redis_takes_writes_and_refusals_are_503_without_
     let warnings = log.lines().filter(|line| line.contains("WARN")).count();
     assert!(warnings <= 12, "a few WARN lines on the transitions, not one per request ({warnings}):\n{log}");
 }
+
+/// Messages this replica's retention passes deleted, from its `/metrics` (the counter appears with its first pass
+/// that deleted something).
+async fn pruned_by(server: &Server) -> u64 {
+    let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+    let series = "broadcasting_retention_deleted_total ";
+    metrics.lines().find_map(|line| line.strip_prefix(series)?.trim().parse::<f64>().ok()).map_or(0, |n| n as u64)
+}
+
+/// The id of the log's oldest entry as Redis holds it (0: empty).
+fn oldest(redis: &TestRedis) -> u64 {
+    match redis.command(&["XRANGE", "broadcasting:log", "-", "+", "COUNT", "1"]) {
+        redis::Reply::Array(entries) => match entries.first() {
+            Some(redis::Reply::Array(entry)) => {
+                let id = entry[0].text().expect("an entry id");
+                id.trim_end_matches("-0").parse().expect("`<id>-0`")
+            }
+            _ => 0,
+        },
+        other => panic!("XRANGE answered {other:?}"),
+    }
+}
+
+/// Retention on Redis: only the replica holding the lease prunes while both run; the other replica never serves a
+/// cached (settled, immutable) page of messages a pass deleted; killed, the holder is replaced within the lease.
+#[tokio::test]
+async fn one_replica_prunes_at_a_time_the_others_forget_pruned_pages_and_a_dead_holders_turn_passes() {
+    const KEEP: u64 = 3;
+    const EVERY: Duration = Duration::from_millis(300);
+    const LEASE: Duration = Duration::from_millis(900); // three periods (`replicas::retention_lease::ROUNDS`)
+    const ROUNDS: u64 = 4;
+    let redis = TestRedis::start();
+    let flags = ["--scope", "everyone", "--max-messages", "3", "--prune-every", "300ms"];
+    let a = replica(&redis, &flags);
+    // a's first retention tick takes the free lease; b, started after, finds it held.
+    let lease = || redis.command(&["GET", "broadcasting:retention-lease"]).text().map(str::to_owned);
+    let until = Instant::now() + Duration::from_secs(5);
+    let holder_a = loop {
+        if let Some(holder) = lease() {
+            break holder;
+        }
+        assert!(Instant::now() < until, "a took the retention lease");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let b = replica(&redis, &flags);
+    let (tab_a, tab_b) = (a.browser(), b.browser());
+    let ticket = tab_a.join("ada").await;
+    let epoch = epoch(&redis);
+    // Each round sends three; b caches their settled page; the next round's three push them out of the log.
+    let mut cached: Option<(u64, String)> = None;
+    for round in 0..=ROUNDS {
+        let first = round * KEEP;
+        let sent: Vec<String> = (first + 1..=first + KEEP).map(|id| format!("m{id}")).collect();
+        for text in &sent {
+            tab_a.send(&ticket, text).await;
+        }
+        if let Some((previous, query)) = cached.take() {
+            let until = Instant::now() + Duration::from_secs(5);
+            while oldest(&redis) != first + 1 {
+                assert!(Instant::now() < until, "round {previous}: retention kept the newest {KEEP}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // Deleted: b's answer must change from the immutable page (pub/sub takes a moment).
+            let until = Instant::now() + Duration::from_secs(1);
+            loop {
+                let (status, cache, _, _, texts) = page_as_cached(&tab_b, &query).await;
+                if status == 200 && texts.is_empty() && !cache.contains("immutable") {
+                    break;
+                }
+                assert!(Instant::now() < until, "round {previous}: b serves deleted messages: {cache} {texts:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        if round < ROUNDS {
+            let query = format!("?since={first}&until={}&epoch={epoch}", first + KEEP);
+            let (status, cache, _, _, texts) = page_as_cached(&tab_b, &query).await;
+            assert_eq!((status, &texts), (200, &sent), "round {round}");
+            assert!(cache.contains("immutable"), "round {round}: settled: {cache}");
+            cached = Some((round, query));
+        }
+    }
+    // Only a pruned while both ran, and it still holds the lease.
+    assert_eq!(pruned_by(&b).await, 0, "b never pruned while a held the lease");
+    assert_eq!(pruned_by(&a).await, ROUNDS * KEEP, "a deleted everything retention took");
+    assert_eq!(lease().as_deref(), Some(holder_a.as_str()));
+
+    drop(a); // SIGKILL: its lease is never released; it runs out
+    let killed = Instant::now();
+    let last = (ROUNDS + 1) * KEEP;
+    for id in last + 1..=last + KEEP {
+        tab_b.send(&ticket, &format!("m{id}")).await;
+    }
+    while pruned_by(&b).await == 0 {
+        assert!(killed.elapsed() < LEASE * 4, "b took over retention");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = killed.elapsed();
+    println!("retention taken over {took:?} after the holder was killed (lease {LEASE:?}, every {EVERY:?})");
+    assert!(took <= LEASE + 2 * EVERY + Duration::from_millis(600), "within the lease and a tick: {took:?}");
+    assert_ne!(lease().as_deref(), Some(holder_a.as_str()), "b holds the lease now");
+    assert_eq!((pruned_by(&b).await, oldest(&redis)), (KEEP, last + 1));
+}

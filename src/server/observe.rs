@@ -22,6 +22,8 @@ pub const STREAMS_REFUSED: &str = "broadcasting_streams_refused_total";
 pub const FANOUT_SECONDS: &str = "broadcasting_fanout_seconds";
 /// Requests answered 503 because the message log or a limit shared through Redis failed, by `backend`.
 pub const BACKEND_FAILURES: &str = "broadcasting_backend_failures_total";
+/// Messages this process's retention passes deleted (on Redis only the replica holding the retention lease prunes).
+pub const RETENTION_DELETED: &str = "broadcasting_retention_deleted_total";
 
 /// While a backend fails, every request that needs it fails alike: the log says so at most this often.
 const OUTAGE_NOTE_EVERY: Duration = Duration::from_secs(10);
@@ -47,6 +49,7 @@ pub fn install() -> Result<(), String> {
     metrics::describe_counter!(STREAMS_REFUSED, "Event streams refused, by reason.");
     metrics::describe_histogram!(FANOUT_SECONDS, metrics::Unit::Seconds, "Append acknowledged to notification queued.");
     metrics::describe_counter!(BACKEND_FAILURES, "Requests answered 503 because a backend failed, by backend.");
+    metrics::describe_counter!(RETENTION_DELETED, "Messages deleted by this process's retention passes.");
     let _ = RECORDER.set(handle);
     Ok(())
 }
@@ -65,6 +68,10 @@ pub fn refused(reason: &'static str) {
 
 pub fn stream_refused(reason: &'static str) {
     metrics::counter!(STREAMS_REFUSED, "reason" => reason).increment(1);
+}
+
+pub fn retention_deleted(count: u64) {
+    metrics::counter!(RETENTION_DELETED).increment(count);
 }
 
 /// A request failed because `backend` did (unreachable, read-only, full): counted, and logged as a warning at

@@ -1,5 +1,5 @@
 //! Start-up, like a table of contents: settings → state → routes (`routes::app`) → listener, and the background
-//! passes: retention, idle budgets, presence leases.
+//! passes: retention (on Redis, by the replica holding its lease), idle budgets, presence leases.
 
 use std::sync::Arc;
 
@@ -9,13 +9,14 @@ use crate::server::net::{serve, Deadlines};
 use crate::server::peer::Peers;
 use crate::server::presence::redis::RedisPresence;
 use crate::server::presence::{Caps, MemoryPresence, Presence};
+use crate::server::replicas::retention_lease::RetentionLease;
 use crate::server::replicas::send_limit::{RedisBudget, RedisThrottle};
 use crate::server::replicas::stream_leases::{StreamLeases, LEASE, RENEW_EVERY};
 use crate::server::replicas::{replica_id, secret, Link};
 use crate::server::routes::{app, shortcut};
 use crate::server::settings::{Settings, StoreKind};
 use crate::server::state::{AppState, Limiters, Limits, StreamCaps};
-use crate::server::store::retention;
+use crate::server::store::retention::{self, Turn};
 use crate::server::throttle::{LocalThrottle, SendThrottle};
 use crate::server::ticket::TicketKeys;
 use crate::server::{backend, data_dir, group, heartbeat, observe, open_files};
@@ -54,7 +55,8 @@ fn leptos_options(settings: &Settings) -> LeptosOptions {
         .build()
 }
 
-pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
+/// The state the routes share, and, when replicas share the log, whose turn it is to prune it.
+pub async fn build_state(settings: &Settings) -> Result<(AppState, Option<Arc<dyn Turn>>), StartupError> {
     // With scope `everyone` every visitor is one group: the per-browser stream cap and send budget do not apply.
     let per_browser = settings.scope == group::Scope::Browser;
     // Heartbeats and leaves: enough for every tab an address may list to beat as often as it is asked to.
@@ -62,19 +64,20 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
     let peers = Peers::new(settings.trusted_proxies.clone(), settings.address_rate, settings.address_burst)
         .with_stream_cap(settings.max_streams_per_address)
         .with_presence_rate(beats.ceil().min(f64::from(u32::MAX)) as u32);
-    let (tickets, throttle, stream_leases, presence, peers) = if settings.store == StoreKind::Redis {
+    let (tickets, throttle, stream_leases, presence, peers, turn) = if settings.store == StoreKind::Redis {
         let shared = shared_through_redis(settings, per_browser).await?;
         let peers = peers.shared_through(Arc::new(RedisBudget::new(shared.link)));
-        (TicketKeys::new(shared.secret), shared.throttle, shared.stream_leases, shared.presence, peers)
+        let turn: Option<Arc<dyn Turn>> = Some(shared.retention);
+        (TicketKeys::new(shared.secret), shared.throttle, shared.stream_leases, shared.presence, peers, turn)
     } else {
         let tickets = TicketKeys::load(settings.secret.as_deref(), &settings.data_dir)
             .map_err(|source| StartupError::Secret { dir: settings.data_dir.clone(), source })?;
         let throttle = LocalThrottle::new(settings.send_rate, settings.send_burst, per_browser);
         let presence: Arc<dyn Presence> = Arc::new(MemoryPresence::new(presence_caps(settings)));
-        (tickets, throttle.map(SendThrottle::Local), None, presence, peers)
+        (tickets, throttle.map(SendThrottle::Local), None, presence, peers, None)
     };
     let backend::Parts { store, hub, bus } = backend::open(&settings.backend()).await?;
-    Ok(AppState::new(
+    let state = AppState::new(
         store,
         hub,
         bus,
@@ -102,7 +105,8 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
         // little (sends and stream places are the ones shared).
         LocalThrottle::new(settings.send_rate, settings.send_burst, per_browser)
             .map(|t| SendThrottle::Local(t.counting("heartbeats"))),
-    ))
+    );
+    Ok((state, turn))
 }
 
 /// How many tabs presence lists per ticket, per address, per group and in all.
@@ -123,10 +127,13 @@ struct SharedLimits {
     throttle: Option<SendThrottle>,
     stream_leases: Option<Arc<StreamLeases>>,
     presence: Arc<dyn Presence>,
+    /// One replica at a time prunes the shared log.
+    retention: Arc<RetentionLease>,
 }
 
 /// Agrees on the ticket secret with the other replicas (or refuses to start), and makes the send budgets and the
-/// per-browser stream leases that all replicas share; starts the tasks that keep the secret and the leases.
+/// per-browser stream leases that all replicas share, and the retention lease; starts the tasks that keep the secret
+/// and the stream leases.
 async fn shared_through_redis(settings: &Settings, per_browser: bool) -> Result<SharedLimits, StartupError> {
     let link = Link::open(&settings.redis_url, &settings.redis_prefix).map_err(StartupError::Redis)?;
     let agreed =
@@ -135,13 +142,16 @@ async fn shared_through_redis(settings: &Settings, per_browser: bool) -> Result<
     let throttle = RedisThrottle::new(link.clone(), settings.send_rate, settings.send_burst, per_browser);
     let presence: Arc<dyn Presence> = Arc::new(RedisPresence::new(link.clone(), presence_caps(settings)));
     let cap = if per_browser { settings.max_streams_per_browser } else { 0 };
+    // One name for this process in every lease it holds.
+    let replica = replica_id();
+    let retention = Arc::new(RetentionLease::new(link.clone(), replica.clone(), settings.prune_every));
     let stream_leases = (cap > 0).then(|| {
-        let (leases, keeper) = StreamLeases::new(link.clone(), replica_id(), cap, LEASE, RENEW_EVERY);
+        let (leases, keeper) = StreamLeases::new(link.clone(), replica, cap, LEASE, RENEW_EVERY);
         tokio::spawn(keeper.run());
         leases
     });
     let throttle = throttle.map(SendThrottle::Redis);
-    Ok(SharedLimits { link, secret: agreed.secret, throttle, stream_leases, presence })
+    Ok(SharedLimits { link, secret: agreed.secret, throttle, stream_leases, presence, retention })
 }
 
 /// Serves until SIGINT or SIGTERM; then open event streams end (tabs reconnect elsewhere or later).
@@ -151,7 +161,7 @@ pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
     let keeps_files =
         settings.store == StoreKind::Sqlite || (settings.secret.is_none() && settings.store != StoreKind::Redis);
     let _data_dir = if keeps_files { Some(data_dir::lock(&settings.data_dir)?) } else { None };
-    let state = build_state(&settings).await?;
+    let (state, turn) = build_state(&settings).await?;
     if let Err(err) = observe::install() {
         tracing::warn!(error = %err, "metrics are not recorded");
     }
@@ -163,7 +173,7 @@ pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
     println!("broadcasting listening on http://{addr}");
     tracing::info!(%addr, scope = ?settings.scope, "listening");
     let pages = state.pages.clone();
-    tokio::spawn(retention::run(state.store.clone(), settings.retention(), move || pages.forget()));
+    tokio::spawn(retention::run(state.store.clone(), settings.retention(), turn, move || pages.forget()));
     let throttles = [state.throttle.clone(), state.heartbeats.clone()];
     tokio::spawn(forget_idle_budgets(throttles, state.peers.clone(), settings.prune_every));
     tokio::spawn(heartbeat::sweep(state.presence.clone(), state.hub.clone(), heartbeat::SWEEP_EVERY));

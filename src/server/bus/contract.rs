@@ -230,3 +230,52 @@ async fn redis_new_epoch_notifies_every_group() {
     assert_eq!(appended.message.id, 1);
     assert_eq!(next_within(&mut on_h, Duration::from_secs(2)).await, Some(1));
 }
+
+/// A page of ids 1-3 the cache keeps across appends (settled), as a tab's request after a notice leaves it.
+async fn settled_page(hub: &Hub) {
+    use crate::server::pages::{Fresh, PageKey};
+    let key = PageKey::Range { since: 0, until: 3 };
+    let fresh = || async { Ok(Fresh { epoch: "e".into(), messages: Vec::new(), settled: true, expires: None }) };
+    hub.pages().get(key, Some("e"), fresh).await.unwrap();
+    assert_eq!(hub.pages().len(), 1);
+}
+
+/// Whether the page cache is emptied within `wait`.
+async fn forgotten_within(hub: &Hub, wait: Duration) -> bool {
+    let until = tokio::time::Instant::now() + wait;
+    while !hub.pages().is_empty() {
+        if tokio::time::Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
+
+/// The replica whose turn it was to prune says so on the channel: every receiver forgets its pages at once, and one
+/// that missed the notice (or a pass of a replica that sent none) forgets them at its next heal.
+#[tokio::test]
+async fn redis_receivers_forget_pages_on_a_pruned_notice_or_at_the_heal_after_a_silent_prune() {
+    let server = TestRedis::start();
+    let (store, hub) = redis_replica(&server, 64).await;
+    let (user, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
+    for _ in 0..3 {
+        store.append(Draft { group: "g", author: &user, text: &text, key: None }).await.unwrap();
+    }
+    // Let a heal see the log's oldest id (1).
+    tokio::time::sleep(HEAL_EVERY * 2).await;
+    settled_page(&hub).await;
+    let notice = redis::pruned_notice(1, "elsewhere");
+    assert!(server.command(&["PUBLISH", "bus:notices", &notice]).int().unwrap() >= 1);
+    // Only the notice can do it: no heal forgets pages while the oldest id stays.
+    assert!(forgotten_within(&hub, HEAL_EVERY).await, "forgotten on the notice");
+    // A prune that said nothing: the next heal finds the oldest id moved.
+    tokio::time::sleep(HEAL_EVERY * 2).await;
+    settled_page(&hub).await;
+    assert_eq!(server.command(&["XTRIM", "bus:log", "MAXLEN", "=", "1"]).int(), Some(2));
+    assert!(forgotten_within(&hub, HEAL_EVERY * 3).await, "forgotten by the heal");
+    // Nothing deleted since: the pages are kept.
+    settled_page(&hub).await;
+    tokio::time::sleep(HEAL_EVERY * 3).await;
+    assert_eq!(hub.pages().len(), 1, "kept while the log's oldest id stays");
+}

@@ -13,7 +13,10 @@
 //! came back empty, or lost acknowledged ids and the store ended the epoch: see `store::redis`), the settled pages
 //! of the old epoch are dropped and every local group is notified so its tabs reload. Every id delivered is told
 //! to the store (`RedisStore::saw`): that is how a head or an append notices a Redis that lost it. The same channel carries `presence <group>`
-//! (who is here changed, from `presence::redis`), handed to `Hub::presence_changed`.
+//! (who is here changed, from `presence::redis`), handed to `Hub::presence_changed`, and `pruned <count> <replica>`
+//! (the replica whose turn it was deleted messages: [`pruned_notice`]), on which every process forgets its pages. A
+//! heal also compares the log's oldest id with the last it saw, so a pass whose notice was lost (or came from a
+//! replica of the version before, which announced none) costs at most one heal period of stale pages.
 //!
 //! The task never ends: a lost connection is retried with backoff, and a panic restarts it.
 
@@ -69,6 +72,9 @@ struct Cursor {
     sessions: u64,
     /// The last heal failed (said once per streak, not every heal period).
     failing: bool,
+    /// The log's oldest id at the last heal (`None`: not known, or a `pruned` notice since): when it moves up,
+    /// messages were deleted.
+    oldest: Option<u64>,
 }
 
 /// The receive side: pub/sub notices and healing into the local hub.
@@ -165,6 +171,14 @@ impl Receiver {
             self.hub.presence_changed(&GroupId::new(group));
             return;
         }
+        if let Some((count, replica)) = parse_pruned(payload) {
+            // Settled pages outlive appends, not deletions: a page of deleted messages must not be served again.
+            tracing::debug!(count, replica, "notices: the log was pruned; cached pages forgotten");
+            self.hub.pages().forget();
+            // Forgotten already: the next heal takes the oldest id as it finds it, rather than forget again.
+            cursor.oldest = None;
+            return;
+        }
         let Some((epoch, id, group)) = parse_notice(payload) else {
             tracing::warn!(payload, "notices: malformed notice ignored");
             return;
@@ -231,6 +245,22 @@ impl Receiver {
             }
             Some(_) => {}
         }
+        self.notice_deletions(cursor).await
+    }
+
+    /// Forgets the pages if the log's oldest id moved up since the last heal: a retention pass (or an append's
+    /// trim) whose notice this process did not get. One `XRANGE … COUNT 1` per heal period.
+    async fn notice_deletions(&self, cursor: &mut Cursor) -> Result<(), StoreError> {
+        let oldest = self.store.sent_since(0, 1).await?.first().map(|sent| sent.id);
+        if cursor.oldest.is_some_and(|known| oldest.is_none_or(|now| now > known)) {
+            tracing::debug!(
+                from = cursor.oldest,
+                to = oldest,
+                "notices: the log's oldest messages went; pages forgotten"
+            );
+            self.hub.pages().forget();
+        }
+        cursor.oldest = oldest;
         Ok(())
     }
 
@@ -262,6 +292,22 @@ impl Receiver {
     }
 }
 
+/// What a retention notice starts with (an epoch is hex, so no append's notice does).
+const PRUNED: &str = "pruned";
+
+/// `pruned <count> <replica>`: the replica whose turn it was (`replicas::retention_lease`) deleted `count` messages.
+/// Shaped like an append's notice on purpose: a receiver of the version before, which does not know it, reads a
+/// notice of an unknown epoch `pruned`, compares with the log's head (nothing to do) and goes on, instead of logging a
+/// malformed notice at every pass.
+pub fn pruned_notice(count: u64, replica: &str) -> String {
+    format!("{PRUNED} {count} {replica}")
+}
+
+fn parse_pruned(payload: &str) -> Option<(u64, &str)> {
+    let (epoch, count, replica) = parse_notice(payload)?;
+    (epoch == PRUNED).then_some((count, replica))
+}
+
 /// `<epoch> <id> <group>` (a group has no spaces; the epoch is hex).
 fn parse_notice(payload: &str) -> Option<(&str, u64, &str)> {
     let mut parts = payload.splitn(3, ' ');
@@ -273,7 +319,7 @@ fn parse_notice(payload: &str) -> Option<(&str, u64, &str)> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_notice;
+    use super::{parse_notice, parse_pruned, pruned_notice};
 
     #[test]
     fn a_notice_names_epoch_id_and_group() {
@@ -281,5 +327,16 @@ mod tests {
         assert_eq!(parse_notice("ab12 x g"), None);
         assert_eq!(parse_notice("ab12 7"), None);
         assert_eq!(parse_notice("ab12 7 "), None);
+        assert_eq!(parse_pruned("ab12 7 everyone"), None, "an append's notice is no retention notice");
+    }
+
+    #[test]
+    fn a_retention_notice_reads_back_and_parses_as_a_notice_of_another_epoch() {
+        let notice = pruned_notice(3, "00ff");
+        assert_eq!(parse_pruned(&notice), Some((3, "00ff")));
+        // What a receiver of the version before makes of it: an epoch it does not know (so it reads the head).
+        assert_eq!(parse_notice(&notice), Some(("pruned", 3, "00ff")));
+        assert_eq!(parse_pruned("pruned x 00ff"), None);
+        assert_eq!(parse_pruned("presence g"), None);
     }
 }

@@ -1,14 +1,16 @@
 //! What replicas on one Redis share besides the log: the send budgets (`send_limit`), the per-browser stream cap
-//! (`stream_leases`) and the ticket secret (`secret`). Each is a Lua script run on Redis's clock (`TIME`), so
+//! (`stream_leases`), the ticket secret (`secret`) and whose turn it is to prune the log (`retention_lease`). Each is a Lua script run on Redis's clock (`TIME`), so
 //! replicas whose clocks disagree still enforce one rule, and each key lives under the deployment's `redis-prefix`.
 //!
-//! Every key here either expires by itself (budgets, leases) or is one per deployment (the secret), so what Redis
+//! Every key here either expires by itself (budgets, leases) or is one per deployment (the secret, the retention
+//! lease), so what Redis
 //! holds for these limits stays bounded however many tickets, browsers or replicas come and go.
 //!
 //! A Redis failure is [`LinkError`], answered 503 `unavailable`: a limit that cannot be checked refuses, it never
 //! lets a request through unchecked and never falls back to a per-process limit (which would multiply the budget by
 //! the number of replicas).
 
+pub mod retention_lease;
 pub mod secret;
 pub mod send_limit;
 pub mod stream_leases;
@@ -23,6 +25,7 @@ use redis::aio::ConnectionManager;
 use redis::{FromRedisValue, ScriptInvocation};
 
 use crate::server::observe;
+use crate::server::store::redis::Keys;
 use crate::shared::error::{ApiError, ErrorKind};
 
 /// Longest a limit check may wait for Redis (a reconnect attempt included) before the request is answered 503.
@@ -62,17 +65,37 @@ impl Link {
         format!("{}:{name}", self.prefix)
     }
 
+    /// The pub/sub channel every replica's receiver reads (`bus::redis`): the store's, by its own key naming.
+    pub fn notices(&self) -> String {
+        Keys::new(&self.prefix).notices()
+    }
+
     /// Runs a prepared script (EVALSHA, loading it again after a Redis restart), within [`COMMAND_TIMEOUT`].
     pub async fn invoke<T: FromRedisValue>(&self, call: &ScriptInvocation<'_>) -> Result<T, LinkError> {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(COMMAND_TIMEOUT, call.invoke_async(&mut conn)).await {
-            Ok(answer) => answer.map_err(|err| LinkError(err.to_string())),
-            Err(_) => Err(LinkError(format!("no answer within {COMMAND_TIMEOUT:?}"))),
-        }
+        within(call.invoke_async(&mut conn)).await
+    }
+
+    /// Publishes `payload` on `channel`, within [`COMMAND_TIMEOUT`]; answers how many connections heard it.
+    pub async fn publish(&self, channel: &str, payload: &str) -> Result<u64, LinkError> {
+        let mut conn = self.conn.clone();
+        within(redis::cmd("PUBLISH").arg(channel).arg(payload).query_async(&mut conn)).await
     }
 }
 
-/// 64 random bits, hex: names this process among the replicas (in stream leases).
+async fn within<T>(answer: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, LinkError> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, answer).await {
+        Ok(answer) => answer.map_err(|err| LinkError(err.to_string())),
+        Err(_) => Err(LinkError(format!("no answer within {COMMAND_TIMEOUT:?}"))),
+    }
+}
+
+/// A duration as a script's milliseconds: at least 1 (`PX 0` is an error), at most what fits.
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// 64 random bits, hex: names this process among the replicas (in stream leases and the retention lease).
 pub fn replica_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use redis::Script;
 use tokio::sync::mpsc;
 
-use super::{Link, LinkError};
+use super::{millis, Link, LinkError};
 use crate::server::group::GroupId;
 
 /// How long a lease lasts unless renewed.
@@ -199,10 +199,6 @@ impl Keeper {
             tracing::warn!(error = %err, leases = pending.len(), "released stream leases left to expire");
         }
     }
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 #[cfg(test)]
