@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use leptos::config::LeptosOptions;
 
-use crate::server::net::{serve, Deadlines};
+use crate::server::net::{listen, serve, Deadlines};
 use crate::server::peer::Peers;
 use crate::server::presence::redis::RedisPresence;
 use crate::server::presence::{Caps, MemoryPresence, Presence};
@@ -215,16 +215,6 @@ fn streams_under_the_file_limit(settings: &Settings) -> Result<usize, StartupErr
         tracing::info!(open_file_limit = limit, max_streams = chosen, "event streams fit the open-file limit");
     }
     Ok(chosen)
-}
-
-/// The listening socket. Accepted connections inherit its send buffer size, which also turns off the kernel's
-/// growing of it (up to 4 MiB a connection here): what a client that stopped reading can hold stays small.
-fn listen(addr: std::net::SocketAddr, send_buffer: u32) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-    socket.set_reuseaddr(true)?;
-    socket.set_send_buffer_size(send_buffer)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
 }
 
 /// Drops the send, heartbeat and address budgets of idle keys, on retention's clock.

@@ -1,4 +1,4 @@
-//! The accept loop and the shutdown: accept until the signal, then stop accepting, let in-flight requests finish,
+//! The listening socket, the accept loop and the shutdown: accept until the signal, then stop accepting, let in-flight requests finish,
 //! and return after a grace period whatever is still open.
 //!
 //! axum's own `serve` sets no header deadline and waits for every connection without limit, hence this loop
@@ -14,6 +14,16 @@ use tokio::sync::watch;
 use super::connection;
 use super::deadline::Deadlines;
 use super::Shortcut;
+
+/// The listening socket. Accepted connections inherit its send buffer size, which also turns off the kernel's
+/// growing of it (up to 4 MiB a connection here): what a client that stopped reading can hold stays small.
+pub fn listen(addr: std::net::SocketAddr, send_buffer: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.set_send_buffer_size(send_buffer)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
 
 /// Serves `app` on `listener` until `shutdown` resolves; then `on_shutdown` runs (it should end long-lived
 /// responses such as event streams) and open connections get `deadlines.shutdown_grace` to finish. Each request is

@@ -13,7 +13,7 @@ mod listener;
 
 pub use connection::Detach;
 pub use deadline::Deadlines;
-pub use listener::serve;
+pub use listener::{listen, serve};
 
 use axum::response::Response;
 use hyper::body::Incoming;
