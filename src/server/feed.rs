@@ -115,7 +115,8 @@ pub async fn list(state: &AppState, key: PageKey, epoch: Option<&str>) -> Result
     let (store, limit, max_bytes) = (&state.store, state.limits.page_size, state.limits.page_bytes);
     let horizon = state.limits.horizon;
     let result = state
-        .pages
+        .hub
+        .pages()
         .get(key, epoch, || async move {
             // The epoch first: a page is never labelled with an epoch older than its messages.
             let epoch = store.epoch().await?;
@@ -137,7 +138,7 @@ pub async fn list(state: &AppState, key: PageKey, epoch: Option<&str>) -> Result
 /// The page `list` would answer, if it is made already (nearly every refetch after a notice but the first): no read,
 /// no wait. `None`: ask `list`.
 pub fn ready(state: &AppState, key: PageKey, epoch: Option<&str>) -> Option<Arc<Page>> {
-    state.pages.ready(key, epoch)
+    state.hub.pages().ready(key, epoch)
 }
 
 /// The part of `read` (the messages after `since`, in id order) up to `until`, and whether that page is settled:

@@ -180,6 +180,7 @@ pub async fn sweep(presence: Arc<dyn Presence>, hub: Arc<Hub>, every: Duration) 
 mod tests {
     use super::*;
     use crate::server::presence::MemoryPresence;
+    use crate::server::state::{services_for_tests, Services};
     use crate::server::store::MemoryStore;
     use crate::server::throttle::{LocalThrottle, SendThrottle};
     use crate::server::ticket::TicketKeys;
@@ -188,11 +189,12 @@ mod tests {
     const LEASE: Duration = Duration::from_secs(30);
 
     fn state(heartbeats: Option<SendThrottle>) -> AppState {
-        crate::server::state::for_tests(Arc::new(MemoryStore::new(10)), None).with_presence(
-            Arc::new(MemoryPresence::default()),
-            LEASE,
-            heartbeats,
-        )
+        AppState::from(Services {
+            presence: Arc::new(MemoryPresence::default()),
+            lease: LEASE,
+            heartbeats: heartbeats.map(Arc::new),
+            ..services_for_tests(Arc::new(MemoryStore::new(10)), None)
+        })
     }
 
     fn form(ticket: &str, tab: &str) -> Result<Form<TabForm>, FormRejection> {
@@ -298,11 +300,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn one_network_holds_its_share_and_a_visitor_from_elsewhere_is_listed() {
         let caps = crate::server::presence::Caps { per_network: 10, ..Default::default() };
-        let state = crate::server::state::for_tests(Arc::new(MemoryStore::new(10)), None).with_presence(
-            Arc::new(MemoryPresence::new(caps)),
-            LEASE,
-            None,
-        );
+        let state = AppState::from(Services {
+            presence: Arc::new(MemoryPresence::new(caps)),
+            lease: LEASE,
+            ..services_for_tests(Arc::new(MemoryStore::new(10)), None)
+        });
         let group = GroupId::everyone();
         for i in 0..50 {
             let eve = ticket(&state, &group, &format!("Eve{i}"));

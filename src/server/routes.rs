@@ -84,7 +84,7 @@ mod tests {
 
     use super::*;
     use crate::server::net::{serve, Deadlines};
-    use crate::server::state::{for_tests, Limiters, Limits};
+    use crate::server::state::{services_for_tests, Limits, Services};
     use crate::server::store::MemoryStore;
     use crate::server::{feed, group::GroupId};
     use crate::shared::wire;
@@ -168,19 +168,17 @@ mod tests {
     #[tokio::test]
     async fn the_listener_with_the_shortcut_answers_as_the_whole_app() {
         let site = tempfile::tempdir().unwrap();
-        let base = for_tests(Arc::new(MemoryStore::new(100)), None);
+        let base = services_for_tests(Arc::new(MemoryStore::new(100)), None);
         // Pages of 10 messages of about 200 bytes: over `encoded::COMPRESS_FROM`, so the coding depends on the
         // request's `Accept-Encoding` and the answer says `Vary`.
-        let state = AppState::new(
-            base.store.clone(),
-            base.hub.clone(),
-            base.bus.clone(),
-            base.tickets.clone(),
-            Limits { max_message_chars: 300, page_size: 10, ..base.limits },
-            Limiters::default(),
-            Default::default(),
-            LeptosOptions::builder().output_name("broadcasting").site_root(site.path().to_string_lossy()).build(),
-        );
+        let state = AppState::from(Services {
+            limits: Limits { max_message_chars: 300, page_size: 10, ..base.limits },
+            leptos: LeptosOptions::builder()
+                .output_name("broadcasting")
+                .site_root(site.path().to_string_lossy())
+                .build(),
+            ..base
+        });
         let group = GroupId::everyone();
         let ticket = feed::join(&state, &group, "ada").unwrap().ticket;
         for n in 1..=14 {

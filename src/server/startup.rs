@@ -15,7 +15,7 @@ use crate::server::replicas::stream_leases::{StreamLeases, LEASE, RENEW_EVERY};
 use crate::server::replicas::{replica_id, secret, Link};
 use crate::server::routes::{app, shortcut};
 use crate::server::settings::{Settings, StoreKind};
-use crate::server::state::{AppState, Limiters, Limits, StreamCaps};
+use crate::server::state::{AppState, Limits, Services, StreamCaps};
 use crate::server::store::retention::{self, Turn};
 use crate::server::throttle::{LocalThrottle, SendThrottle};
 use crate::server::ticket::TicketKeys;
@@ -77,12 +77,19 @@ pub async fn build_state(settings: &Settings) -> Result<(AppState, Option<Arc<dy
         (tickets, throttle.map(SendThrottle::Local), None, presence, peers, None)
     };
     let backend::Parts { store, hub, bus } = backend::open(&settings.backend()).await?;
-    let state = AppState::new(
+    // Per process, also on Redis: a heartbeat only renews a bounded lease, so budgets split over replicas cost little
+    // (sends and stream places are the ones shared).
+    let heartbeats = LocalThrottle::new(settings.send_rate, settings.send_burst, per_browser)
+        .map(|t| SendThrottle::Local(t.counting("heartbeats")));
+    let state = AppState::from(Services {
         store,
         hub,
         bus,
-        tickets.with_lifetime(settings.ticket_lifetime),
-        Limits {
+        throttle: throttle.map(Arc::new),
+        stream_leases,
+        tickets: tickets.with_lifetime(settings.ticket_lifetime),
+        peers: Arc::new(peers),
+        limits: Limits {
             max_message_chars: settings.max_message_chars,
             page_size: settings.page_size,
             page_bytes: settings.page_bytes,
@@ -94,18 +101,11 @@ pub async fn build_state(settings: &Settings) -> Result<(AppState, Option<Arc<dy
             },
             horizon: settings.max_age,
         },
-        Limiters { throttle, stream_leases },
-        peers,
-        leptos_options(settings),
-    )
-    .with_presence(
+        leptos: leptos_options(settings),
         presence,
-        settings.presence_lease,
-        // Per process, also on Redis: a heartbeat only renews a bounded lease, so budgets split over replicas cost
-        // little (sends and stream places are the ones shared).
-        LocalThrottle::new(settings.send_rate, settings.send_burst, per_browser)
-            .map(|t| SendThrottle::Local(t.counting("heartbeats"))),
-    );
+        lease: settings.presence_lease,
+        heartbeats: heartbeats.map(Arc::new),
+    });
     Ok((state, turn))
 }
 
@@ -172,7 +172,7 @@ pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
     // Tests and scripts read this line to find the port.
     println!("broadcasting listening on http://{addr}");
     tracing::info!(%addr, scope = ?settings.scope, "listening");
-    let pages = state.pages.clone();
+    let pages = state.hub.pages().clone();
     tokio::spawn(retention::run(state.store.clone(), settings.retention(), turn, move || pages.forget()));
     let throttles = [state.throttle.clone(), state.heartbeats.clone()];
     tokio::spawn(forget_idle_budgets(throttles, state.peers.clone(), settings.prune_every));

@@ -1,4 +1,4 @@
-//! What every request handler shares: the store, the fan-out, the page cache, who is here, the budgets, the ticket
+//! What every request handler shares: the store, the fan-out and its page cache, who is here, the budgets, the ticket
 //! keys and the limits. A leaf: it imports the parts it holds and no handler, so any handler may import it.
 
 use std::sync::Arc;
@@ -8,9 +8,8 @@ use leptos::config::LeptosOptions;
 
 use crate::server::bus::Bus;
 use crate::server::hub::Hub;
-use crate::server::pages::PageCache;
 use crate::server::peer::Peers;
-use crate::server::presence::{MemoryPresence, Presence};
+use crate::server::presence::Presence;
 use crate::server::replicas::stream_leases::StreamLeases;
 use crate::server::store::FeedStore;
 use crate::server::throttle::SendThrottle;
@@ -36,27 +35,20 @@ pub struct StreamCaps {
     pub per_group: usize,
 }
 
-/// The send budgets and, across replicas, the per-browser stream leases (see `throttle`, `replicas`).
-#[derive(Default)]
-pub struct Limiters {
-    /// `None`: no send limit.
-    pub throttle: Option<SendThrottle>,
-    /// `None`: the per-browser stream cap is counted in this process's hub.
-    pub stream_leases: Option<Arc<StreamLeases>>,
-}
-
-/// Cloned for each request (axum's `State`), so it is one `Arc`.
+/// Cloned for each request (axum's `State`), so it is one `Arc`. Made from `Services`, every part named:
+/// `AppState::from(Services { .. })`.
 #[derive(Clone)]
 pub struct AppState(Arc<Services>);
 
-#[derive(Clone)]
+/// Everything a request may use. The composition root (`startup::build_state`) fills in every field; tests start
+/// from `services_for_tests` and change the fields they are about (`Services { lease, ..services_for_tests(..) }`).
+/// No `Default`: a store, a ticket secret and limits have no value that is right for every server.
 pub struct Services {
     pub store: Arc<dyn FeedStore>,
-    /// This process's subscribers; `bus` publishes into every process's hub.
+    /// This process's subscribers and their page cache (`hub.pages()`, forgotten on each delivery); `bus`
+    /// publishes into every process's hub.
     pub hub: Arc<Hub>,
     pub bus: Arc<dyn Bus>,
-    /// The hub's page cache (forgotten on each delivery).
-    pub pages: Arc<PageCache>,
     /// Send rate limits; `None`: no limit.
     pub throttle: Option<Arc<SendThrottle>>,
     /// The per-browser stream cap kept across replicas (Redis); `None`: counted in this process's hub.
@@ -74,9 +66,6 @@ pub struct Services {
     pub heartbeats: Option<Arc<SendThrottle>>,
 }
 
-/// Presence as `AppState::new` sets it up until `with_presence` says otherwise: in memory, 30 s leases, no budgets.
-const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
-
 impl std::ops::Deref for AppState {
     type Target = Services;
 
@@ -85,63 +74,27 @@ impl std::ops::Deref for AppState {
     }
 }
 
-impl AppState {
-    pub fn new(
-        store: Arc<dyn FeedStore>,
-        hub: Arc<Hub>,
-        bus: Arc<dyn Bus>,
-        tickets: TicketKeys,
-        limits: Limits,
-        limiters: Limiters,
-        peers: Peers,
-        leptos: LeptosOptions,
-    ) -> Self {
-        let pages = hub.pages().clone();
-        let Limiters { throttle, stream_leases } = limiters;
-        let throttle = throttle.map(Arc::new);
-        let peers = Arc::new(peers);
-        let presence: Arc<dyn Presence> = Arc::new(MemoryPresence::default());
-        Self(Arc::new(Services {
-            store,
-            hub,
-            bus,
-            pages,
-            throttle,
-            stream_leases,
-            tickets,
-            peers,
-            limits,
-            leptos,
-            presence,
-            lease: DEFAULT_LEASE,
-            heartbeats: None,
-        }))
-    }
-
-    /// The same state with this presence table, lease and heartbeat budgets.
-    pub fn with_presence(
-        self,
-        presence: Arc<dyn Presence>,
-        lease: std::time::Duration,
-        heartbeats: Option<SendThrottle>,
-    ) -> Self {
-        let mut services = Services::clone(&self.0);
-        (services.presence, services.lease, services.heartbeats) = (presence, lease, heartbeats.map(Arc::new));
+impl From<Services> for AppState {
+    fn from(services: Services) -> Self {
         Self(Arc::new(services))
     }
 }
 
 /// The state the use-case tests drive: `store`, an in-process bus, a test secret, messages of at most 10
-/// characters, pages of 3, no stream caps, and the send budgets `throttle`.
+/// characters, pages of 3, no stream caps, the send budgets `throttle`, presence in memory with 30 s leases and no
+/// heartbeat budgets.
 #[cfg(test)]
-pub fn for_tests(store: Arc<dyn FeedStore>, throttle: Option<SendThrottle>) -> AppState {
-    let hub = Arc::new(Hub::new(16, Arc::new(PageCache::new(64))));
-    AppState::new(
+pub fn services_for_tests(store: Arc<dyn FeedStore>, throttle: Option<SendThrottle>) -> Services {
+    let hub = Arc::new(Hub::new(16, Arc::new(crate::server::pages::PageCache::new(64))));
+    Services {
         store,
-        hub.clone(),
-        Arc::new(crate::server::bus::LocalBus::new(hub)),
-        TicketKeys::new(b"test secret, thirty-two bytes!!!".to_vec()),
-        Limits {
+        bus: Arc::new(crate::server::bus::LocalBus::new(hub.clone())),
+        hub,
+        throttle: throttle.map(Arc::new),
+        stream_leases: None,
+        tickets: TicketKeys::new(b"test secret, thirty-two bytes!!!".to_vec()),
+        peers: Arc::new(Peers::default()),
+        limits: Limits {
             max_message_chars: 10,
             page_size: 3,
             page_bytes: 262_144,
@@ -150,10 +103,17 @@ pub fn for_tests(store: Arc<dyn FeedStore>, throttle: Option<SendThrottle>) -> A
             streams: StreamCaps { total: 0, per_group: 0 },
             horizon: None,
         },
-        Limiters { throttle, stream_leases: None },
-        Peers::default(),
-        LeptosOptions::builder().output_name("broadcasting").build(),
-    )
+        leptos: LeptosOptions::builder().output_name("broadcasting").build(),
+        presence: Arc::new(crate::server::presence::MemoryPresence::default()),
+        lease: std::time::Duration::from_secs(30),
+        heartbeats: None,
+    }
+}
+
+/// `services_for_tests` as a state.
+#[cfg(test)]
+pub fn for_tests(store: Arc<dyn FeedStore>, throttle: Option<SendThrottle>) -> AppState {
+    AppState::from(services_for_tests(store, throttle))
 }
 
 impl FromRef<AppState> for LeptosOptions {
