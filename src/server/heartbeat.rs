@@ -84,3 +84,82 @@ async fn here(State(state): State<AppState>, Extension(group): Extension<GroupId
         Err(err) => err.into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The edge only: that each route reads its form, calls its use case and answers its result or refusal in the
+    //! API's JSON (the rules themselves are `roster`'s tests).
+
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{HeaderMap, Method, Request};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::server::store::MemoryStore;
+    use crate::server::throttle::{LocalThrottle, SendThrottle};
+    use crate::shared::domain::Username;
+
+    /// Asks the presence routes, as the session group `everyone`: status, headers, JSON body (`null` if none).
+    async fn ask(
+        state: &AppState,
+        method: Method,
+        path: &str,
+        form: Option<&str>,
+    ) -> (u16, HeaderMap, serde_json::Value) {
+        let router = routes().layer(Extension(GroupId::everyone())).with_state(state.clone());
+        let mut request = Request::builder().method(method).uri(path);
+        if form.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
+        let request = request.body(Body::from(form.unwrap_or_default().to_owned())).unwrap();
+        let (head, body) = router.oneshot(request).await.unwrap().into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        let json = if bytes.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        (head.status.as_u16(), head.headers, json)
+    }
+
+    #[tokio::test]
+    async fn each_route_answers_its_use_case_and_maps_refusals_to_the_apis_json() {
+        let heartbeats = LocalThrottle::new(1, 2, true).map(|t| SendThrottle::Local(t.counting("heartbeats")));
+        let state = crate::server::state::for_tests(Arc::new(MemoryStore::new(10)), None).with_presence(
+            Arc::new(crate::server::presence::MemoryPresence::default()),
+            std::time::Duration::from_secs(30),
+            heartbeats,
+        );
+        let ada = state.tickets.issue(&GroupId::everyone(), &Username::parse("Ada").unwrap());
+        let beat = format!("ticket={ada}&tab=t1");
+
+        let (status, _, body) = ask(&state, Method::POST, wire::PRESENCE_PATH, Some(&beat)).await;
+        assert_eq!((status, body), (200, serde_json::json!({ "every_ms": 10_000 })));
+        let (status, headers, body) = ask(&state, Method::GET, wire::PRESENCE_PATH, None).await;
+        assert_eq!((status, body), (200, serde_json::json!({ "names": ["Ada"] })));
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+
+        // A body that is no form, a forged ticket, a bad tab: the API's 4xx, and nobody else is listed.
+        let (status, _, body) = ask(&state, Method::POST, wire::PRESENCE_PATH, None).await;
+        assert_eq!((status, &body["kind"]), (400, &serde_json::json!("bad_request")), "{body}");
+        assert!(body["message"].as_str().unwrap().starts_with("Malformed request"), "{body}");
+        let (status, _, body) = ask(&state, Method::POST, wire::PRESENCE_LEAVE_PATH, Some("ticket=x&tab=t1")).await;
+        assert_eq!((status, &body["kind"]), (403, &serde_json::json!("bad_ticket")), "{body}");
+        let (status, _, body) = ask(&state, Method::POST, wire::PRESENCE_PATH, Some(&format!("ticket={ada}"))).await;
+        assert_eq!((status, &body["kind"]), (400, &serde_json::json!("bad_request")), "a missing tab is blank: {body}");
+        let (_, _, body) = ask(&state, Method::GET, wire::PRESENCE_PATH, None).await;
+        assert_eq!(body, serde_json::json!({ "names": ["Ada"] }));
+
+        // The second beat spent the burst of two; the third is a 429 with `Retry-After`.
+        assert_eq!(ask(&state, Method::POST, wire::PRESENCE_PATH, Some(&beat)).await.0, 200);
+        let (status, headers, body) = ask(&state, Method::POST, wire::PRESENCE_PATH, Some(&beat)).await;
+        assert_eq!((status, &body["kind"]), (429, &serde_json::json!("rate_limited")), "{body}");
+        assert!(headers.contains_key(header::RETRY_AFTER));
+
+        let fresh = crate::server::state::for_tests(Arc::new(MemoryStore::new(10)), None);
+        let ada = fresh.tickets.issue(&GroupId::everyone(), &Username::parse("Ada").unwrap());
+        let beat = format!("ticket={ada}&tab=t1");
+        assert_eq!(ask(&fresh, Method::POST, wire::PRESENCE_PATH, Some(&beat)).await.0, 200);
+        let (status, _, body) = ask(&fresh, Method::POST, wire::PRESENCE_LEAVE_PATH, Some(&beat)).await;
+        assert_eq!((status, body), (204, serde_json::Value::Null));
+        assert_eq!(ask(&fresh, Method::GET, wire::PRESENCE_PATH, None).await.2, serde_json::json!({ "names": [] }));
+    }
+}
