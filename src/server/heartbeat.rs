@@ -123,11 +123,7 @@ mod tests {
     #[tokio::test]
     async fn each_route_answers_its_use_case_and_maps_refusals_to_the_apis_json() {
         let heartbeats = LocalThrottle::new(1, 2, true).map(|t| SendThrottle::Local(t.counting("heartbeats")));
-        let state = crate::server::state::for_tests(Arc::new(MemoryStore::new(10)), None).with_presence(
-            Arc::new(crate::server::presence::MemoryPresence::default()),
-            std::time::Duration::from_secs(30),
-            heartbeats,
-        );
+        let state = roster::tests::state_with(Default::default(), heartbeats);
         let ada = state.tickets.issue(&GroupId::everyone(), &Username::parse("Ada").unwrap());
         let beat = format!("ticket={ada}&tab=t1");
 

@@ -118,7 +118,7 @@ pub async fn sweep(presence: Arc<dyn Presence>, hub: Arc<Hub>, every: Duration) 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::server::presence::MemoryPresence;
     use crate::server::store::MemoryStore;
@@ -128,12 +128,17 @@ mod tests {
 
     const LEASE: Duration = Duration::from_secs(30);
 
-    fn state(heartbeats: Option<SendThrottle>) -> AppState {
+    /// The test state with `presence`, 30 s leases and the heartbeat budgets `heartbeats` (also `heartbeat`'s).
+    pub(crate) fn state_with(presence: MemoryPresence, heartbeats: Option<SendThrottle>) -> AppState {
         crate::server::state::for_tests(Arc::new(MemoryStore::new(10)), None).with_presence(
-            Arc::new(MemoryPresence::default()),
+            Arc::new(presence),
             LEASE,
             heartbeats,
         )
+    }
+
+    fn state(heartbeats: Option<SendThrottle>) -> AppState {
+        state_with(MemoryPresence::default(), heartbeats)
     }
 
     fn ticket(state: &AppState, group: &GroupId, name: &str) -> String {
@@ -236,11 +241,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn one_network_holds_its_share_and_a_visitor_from_elsewhere_is_listed() {
         let caps = crate::server::presence::Caps { per_network: 10, ..Default::default() };
-        let state = crate::server::state::for_tests(Arc::new(MemoryStore::new(10)), None).with_presence(
-            Arc::new(MemoryPresence::new(caps)),
-            LEASE,
-            None,
-        );
+        let state = state_with(MemoryPresence::new(caps), None);
         let group = GroupId::everyone();
         for i in 0..50 {
             let eve = ticket(&state, &group, &format!("Eve{i}"));
