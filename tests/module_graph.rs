@@ -1,7 +1,8 @@
 //! No import cycles between modules: every `crate::…` path in `src/` is an edge from the module that writes it to
 //! the module it names (`client` as one; `shared::X` and `server::X` each one, their submodules included), and the
 //! graph must have no cycle. `cargo test --features ssr --test module_graph -- --nocapture` prints the edges. The
-//! HTTP server (`server::net`) is a layer below the handlers: it imports nothing of the server.
+//! HTTP server (`server::net`) is a layer below the handlers: it imports nothing of the server. The use cases
+//! (`server::feed`, `server::roster`, `server::follow`) sit between the edges and the store: no edge below them, no framework in them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -128,4 +129,58 @@ fn the_network_layer_imports_nothing_of_the_server() {
     let net = graph.get("server::net").expect("the network layer is src/server/net/");
     let upward: Vec<&String> = net.iter().filter(|to| to.starts_with("server") || *to == "client").collect();
     assert!(upward.is_empty(), "server::net -> {upward:?}");
+}
+
+/// The modules that hold the use cases: plain functions over domain types that every edge calls.
+const USE_CASES: [&str; 3] = ["feed", "roster", "follow"];
+
+/// The modules that speak HTTP or Leptos: the handlers, the layers, the router, the listener, the composition root
+/// and the server functions. Imports flow from these to the use cases, never back. (`peer` is not among them: it
+/// holds the per-address budgets, which the state holds and a use case asks, beside its `admit` layer.)
+const EDGES: [&str; 10] = [
+    "server::routes",
+    "server::heartbeat",
+    "server::messages",
+    "server::events",
+    "server::ops",
+    "server::cookie",
+    "server::refusal",
+    "server::net",
+    "server::startup",
+    "shared::api",
+];
+
+/// A module's code without its comments and its unit tests (which may drive an edge to compare with it).
+fn code_of(module: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/server").join(format!("{module}.rs"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    let code = text.split("#[cfg(test)]").next().unwrap();
+    code.lines().filter(|line| !line.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
+}
+
+/// A use case is callable without a request: no axum, hyper or leptos type in it, and no edge imported by it.
+#[test]
+fn the_use_cases_know_no_framework_and_import_no_edge() {
+    let graph = edges();
+    for module in USE_CASES {
+        let code = code_of(module);
+        for framework in ["axum", "hyper", "leptos", "http::", "tower"] {
+            assert!(!code.contains(framework), "server::{module} names {framework}");
+        }
+        let imports = graph.get(&format!("server::{module}")).cloned().unwrap_or_default();
+        let upward: Vec<&String> = imports.iter().filter(|to| EDGES.contains(&to.as_str())).collect();
+        assert!(upward.is_empty(), "server::{module} -> {upward:?}");
+    }
+}
+
+/// The session group is a domain type: it knows nothing of cookies or HTTP (that is `server::cookie`'s) and imports
+/// nothing of the server, so every layer may name it.
+#[test]
+fn the_group_id_is_a_domain_leaf() {
+    let code = code_of("group");
+    for http in ["axum", "cookie::", "Cookie", "Response", "Request"] {
+        assert!(!code.contains(http), "server::group names {http}");
+    }
+    let imports = edges().get("server::group").cloned().unwrap_or_default();
+    assert!(imports.iter().all(|to| !to.starts_with("server")), "server::group -> {imports:?}");
 }

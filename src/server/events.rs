@@ -1,5 +1,6 @@
-//! `GET /events`: the Server-Sent Events stream of the caller's session group. Each append is announced as
-//! `event: NewMessage` with `id:` and `data:` the newest message id; the tab then fetches what it has not seen.
+//! `GET /events`: the Server-Sent Events stream of the caller's session group, the HTTP edge of `follow` (which
+//! admits the stream and answers its notices). Each append is announced as `event: NewMessage` with `id:` and
+//! `data:` the newest message id; the tab then fetches what it has not seen.
 //!
 //! The body is plain bytes: the frames come pre-encoded from the fan-out (one encoding per message, shared by every
 //! subscriber), and an idle stream gets a comment every 15 s so proxies keep it open. The stream ends when the
@@ -18,13 +19,11 @@ use futures::{stream, Stream, StreamExt};
 
 use std::net::IpAddr;
 
-use crate::server::hub::Notice;
+use crate::server::follow;
+use crate::server::group::GroupId;
 use crate::server::net::Detach;
-use crate::server::peer::{Peer, StreamPlace};
-use crate::server::replicas::stream_leases::StreamLease;
+use crate::server::peer::Peer;
 use crate::server::state::AppState;
-use crate::server::{group::GroupId, observe};
-use crate::shared::error::{ApiError, ErrorKind};
 use crate::shared::wire;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -43,35 +42,16 @@ async fn stream(
     headers: HeaderMap,
 ) -> Response {
     let address = peer.map_or(IpAddr::from([0, 0, 0, 0]), |Extension(peer)| peer.address);
-    let place = match admit(&state, &group, address).await {
-        Ok(place) => place,
-        Err(refusal) => return refusal.into_response(),
-    };
-    // Subscribe before reading the latest id, so an append in between is announced rather than missed.
-    let subscription = state.hub.subscribe(&group);
     let last_seen = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<u64>().ok());
-    let catch_up = match last_seen {
-        Some(seen) => match state.store.last_id().await {
-            Ok(latest) if latest > seen => Some(Notice::new(latest).frame),
-            Ok(_) => None,
-            Err(err) => {
-                tracing::warn!(error = %err, "could not read the latest id for a reconnect");
-                None
-            }
-        },
-        None => None,
+    let notices = match follow::follow(&state, &group, address, last_seen).await {
+        Ok(notices) => notices,
+        Err(refusal) => return refusal.into_response(),
     };
-    let frames = stream::once(async { Bytes::from_static(RETRY) })
-        .chain(stream::iter(catch_up))
-        .chain(subscription.map(|notice| notice.frame));
-    // The stream holds its address's place and its browser's lease until it ends.
-    let body = keep_alive(frames, KEEP_ALIVE).map(move |frame| {
-        let _held = &place;
-        Ok::<_, Infallible>(frame)
-    });
+    let frames = stream::once(async { Bytes::from_static(RETRY) }).chain(notices.map(|notice| notice.frame));
+    let body = keep_alive(frames, KEEP_ALIVE).map(Ok::<_, Infallible>);
     let mut response = Response::new(Body::from_stream(body));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -80,52 +60,6 @@ async fn stream(
     // Nothing follows the stream on its connection: the connection can drop its HTTP state (`serve`).
     response.extensions_mut().insert(Detach);
     response
-}
-
-/// What an admitted stream holds until it ends: its address's place and, across replicas, its browser's lease.
-struct Held {
-    _place: Option<StreamPlace>,
-    _lease: Option<StreamLease>,
-}
-
-/// Refuses a stream beyond the caps: in total (503, the server is full), per session group and per client address
-/// (429); answers what the stream holds. The total cap is this process's; the group cap is counted in this
-/// process's hub, or across replicas by leases in Redis (503 when Redis cannot be asked). The total and the local
-/// group counts are read, then the stream subscribes, so concurrent openings may pass those caps by a few.
-async fn admit(state: &AppState, group: &GroupId, address: IpAddr) -> Result<Held, ApiError> {
-    let admitted = admit_counted(state, group, address).await;
-    if let Err(refusal) = &admitted {
-        observe::stream_refused(refusal.kind.code());
-    }
-    admitted
-}
-
-async fn admit_counted(state: &AppState, group: &GroupId, address: IpAddr) -> Result<Held, ApiError> {
-    let caps = state.limits.streams;
-    if caps.total > 0 && state.hub.subscribers() >= caps.total {
-        return Err(ApiError::new(
-            ErrorKind::Unavailable,
-            "This server holds as many live streams as it can; retrying shortly.",
-        ));
-    }
-    let lease = match &state.stream_leases {
-        Some(leases) => Some(leases.admit(group).await?.ok_or_else(|| browser_full(leases.cap()))?),
-        None if caps.per_group > 0 && state.hub.group_subscribers(group) >= caps.per_group => {
-            return Err(browser_full(caps.per_group));
-        }
-        None => None,
-    };
-    // A refusal here drops the lease just taken, which removes it.
-    let place = state.peers.open_stream(address)?;
-    Ok(Held { _place: place, _lease: lease })
-}
-
-/// 429 `too_many_streams`: the browser's cap, wherever it is counted.
-fn browser_full(cap: usize) -> ApiError {
-    ApiError::new(
-        ErrorKind::TooManyStreams,
-        format!("This browser already has {cap} live streams here; close a tab to go live in this one."),
-    )
 }
 
 /// `frames`, with a comment whenever nothing was sent for `every`. A frame only notes the time: the timer is moved

@@ -1,50 +1,30 @@
-//! The feed's use cases, shared by the server functions: join, send, list. They take the state and the caller's
-//! session group explicitly, so tests drive them without HTTP.
+//! The feed's use cases: join, send, read a page (`list`, or `ready` when it is made already), and the limits the
+//! page checks. Plain functions over the state and domain values (the caller's `GroupId`, the ticket, text and keys
+//! as the tab sent them, a `PageKey`), answering a domain value or an `ApiError`: no axum or leptos type comes in or
+//! goes out. Every edge calls them (the server functions in `shared::api`, the route and the shortcut in
+//! `messages`), and the tests below call them without HTTP. They import the store, the bus and the page cache,
+//! never a handler.
 
 use std::sync::Arc;
-
-use leptos::prelude::*;
-use leptos_axum::ResponseOptions;
 
 use crate::server::pages::{Fresh, Page, PageKey};
 use crate::server::state::AppState;
 use crate::server::store::{Appended, Draft};
 use crate::server::ticket::TicketId;
 use crate::server::{group::GroupId, observe};
-use crate::shared::domain::{Joined, Message, MessageText, SendKey, Username};
+use crate::shared::domain::{Joined, Message, MessageText, PageLimits, SendKey, Username};
 use crate::shared::error::{ApiError, ErrorKind};
 
-/// The application state the router provides to every server function.
-pub fn app_state() -> Result<AppState, ApiError> {
-    use_context::<AppState>().ok_or_else(|| ApiError::new(ErrorKind::Unavailable, "The server is not ready yet."))
-}
-
-/// The state and the caller's session group (set by the group middleware).
-pub async fn request_context() -> Result<(AppState, GroupId), ApiError> {
-    let state = app_state()?;
-    let axum::Extension(group) = leptos_axum::extract::<axum::Extension<GroupId>>()
-        .await
-        .map_err(|_| ApiError::new(ErrorKind::Unavailable, "No session group for this request."))?;
-    Ok((state, group))
-}
-
-/// Sets the HTTP status that goes with an error before the server function answers it.
-pub fn respond<T>(result: Result<T, ApiError>) -> Result<T, ApiError> {
-    if let Err(err) = &result {
-        if let Some(options) = use_context::<ResponseOptions>() {
-            options.set_status(err.http_status());
-            if let Some(retry_after) = err.retry_after() {
-                options.insert_header(axum::http::header::RETRY_AFTER, retry_after);
-            }
-        }
-    }
-    result
-}
-
+/// Accepts `raw_name` (trimmed and checked, `Username::parse`) and signs a ticket for it in `group`.
 pub fn join(state: &AppState, group: &GroupId, raw_name: &str) -> Result<Joined, ApiError> {
     let name = Username::parse(raw_name)?;
     let ticket = state.tickets.issue(group, &name);
     Ok(Joined { name: name.as_str().to_owned(), ticket })
+}
+
+/// What the page checks before sending, so it can count characters and refuse early.
+pub fn limits(state: &AppState) -> PageLimits {
+    PageLimits { max_message_chars: state.limits.max_message_chars }
 }
 
 /// Append, then publish: the store takes and releases its own lock inside `append`, so the bus never runs under

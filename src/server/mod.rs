@@ -1,15 +1,21 @@
 //! Everything behind the HTTP contract. `startup` reads like a table of contents: settings, state, routes, serve.
 //! `state` is a leaf every handler may import; `routes` assembles each handler module's routes; `net` is the HTTP
 //! server that serves them (listener, connections, deadlines), which knows the router and the shortcut hook but no
-//! handler.
+//! handler. The use cases (`feed`: join, send, read a page; `roster`: heartbeat, leave, who is here;
+//! `follow`: a tab's stream of notices) are plain
+//! functions over domain types (`group::GroupId`, tickets, `pages::PageKey`, …) that every edge calls: the handlers
+//! (`messages`, `heartbeat`), the shortcut and the server functions (`shared::api`) only extract, call and map the
+//! error. The HTTP layers (`peer`, `cookie`, `refusal`, `security`) sit in front of the handlers.
 
 pub mod backend;
 pub mod budget;
 pub mod bus;
+pub mod cookie;
 pub mod data_dir;
 pub mod encoded;
 pub mod events;
 pub mod feed;
+pub mod follow;
 pub mod group;
 pub mod heartbeat;
 pub mod hub;
@@ -24,6 +30,7 @@ pub mod peer;
 pub mod presence;
 pub mod refusal;
 pub mod replicas;
+pub mod roster;
 pub mod routes;
 pub mod security;
 pub mod settings;

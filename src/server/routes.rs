@@ -18,7 +18,7 @@ use tower_http::trace::TraceLayer;
 use crate::client::shell;
 use crate::server::net::Shortcut;
 use crate::server::state::AppState;
-use crate::server::{events, group, heartbeat, messages, observe, ops, peer, refusal, security};
+use crate::server::{cookie, events, group, heartbeat, messages, observe, ops, peer, refusal, security};
 
 pub fn app(state: AppState, scope: group::Scope) -> Router {
     // One page. `Async` renders it whole once the log is read, so the first HTML holds the log as plain markup
@@ -32,7 +32,7 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
         .not_found_service(get(|| async { (StatusCode::NOT_FOUND, "Not found") }));
     // The event stream stays outside the per-request layers below: it is never compressed (SSE must not be
     // buffered), and a long-lived stream should carry as little per-connection state as it can.
-    let events = events::routes().route_layer(middleware::from_fn_with_state(scope, group::assign));
+    let events = events::routes().route_layer(middleware::from_fn_with_state(scope, cookie::assign));
     let router = Router::new()
         .leptos_routes(&state, routes, {
             let options = state.leptos.clone();
@@ -44,7 +44,7 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
         })
         .merge(heartbeat::routes())
         .fallback_service(static_files)
-        .layer(middleware::from_fn_with_state(scope, group::assign))
+        .layer(middleware::from_fn_with_state(scope, cookie::assign))
         .layer(middleware::from_fn_with_state(state.limits.max_request_bytes, refusal::checked_forms))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.limits.request_timeout))
         .layer(RequestBodyLimitLayer::new(state.limits.max_request_bytes))

@@ -19,7 +19,7 @@ use crate::server::state::{AppState, Limits, Services, StreamCaps};
 use crate::server::store::retention::{self, Turn};
 use crate::server::throttle::{LocalThrottle, SendThrottle};
 use crate::server::ticket::TicketKeys;
-use crate::server::{backend, data_dir, group, heartbeat, observe, open_files};
+use crate::server::{backend, data_dir, group, observe, open_files, roster};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -60,7 +60,7 @@ pub async fn build_state(settings: &Settings) -> Result<(AppState, Option<Arc<dy
     // With scope `everyone` every visitor is one group: the per-browser stream cap and send budget do not apply.
     let per_browser = settings.scope == group::Scope::Browser;
     // Heartbeats and leaves: enough for every tab an address may list to beat as often as it is asked to.
-    let beats = settings.max_tabs_per_address as f64 / heartbeat::beat_every(settings.presence_lease).as_secs_f64();
+    let beats = settings.max_tabs_per_address as f64 / roster::beat_every(settings.presence_lease).as_secs_f64();
     let peers = Peers::new(settings.trusted_proxies.clone(), settings.address_rate, settings.address_burst)
         .with_stream_cap(settings.max_streams_per_address)
         .with_presence_rate(beats.ceil().min(f64::from(u32::MAX)) as u32);
@@ -176,7 +176,7 @@ pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
     tokio::spawn(retention::run(state.store.clone(), settings.retention(), turn, move || pages.forget()));
     let throttles = [state.throttle.clone(), state.heartbeats.clone()];
     tokio::spawn(forget_idle_budgets(throttles, state.peers.clone(), settings.prune_every));
-    tokio::spawn(heartbeat::sweep(state.presence.clone(), state.hub.clone(), heartbeat::SWEEP_EVERY));
+    tokio::spawn(roster::sweep(state.presence.clone(), state.hub.clone(), roster::SWEEP_EVERY));
     let shortcut = shortcut(state.clone());
     let router = app(state, settings.scope);
     let deadlines = Deadlines {

@@ -1,6 +1,7 @@
 //! The server functions: the public write API (`POST /api/join`, `POST /api/send`), the page's limits
 //! (`GET /api/limits`), and the log reader the page renders with (`GET /api/messages` is its HTTP edge,
-//! `server::messages`). Their bodies only run on the server and hand over to `server::feed`.
+//! `server::messages`). Their bodies only run on the server: each takes the state and the session group from the
+//! request (`ssr`), calls its use case in `server::feed`, and sets the status that goes with an error.
 //!
 //! Arguments arrive as strings with `#[server(default)]` so a missing or malformed field is answered by our own
 //! parser with a clear 4xx, never by a deserialization failure.
@@ -13,9 +14,8 @@ use crate::shared::error::ApiError;
 /// Join with a name; answers the accepted name and a ticket signed for this session group.
 #[server(prefix = "/api", endpoint = "join")]
 pub async fn join(#[server(default)] username: String) -> Result<Joined, ApiError> {
-    use crate::server::feed;
-    let (state, group) = feed::request_context().await?;
-    feed::respond(feed::join(&state, &group, &username))
+    let (state, group) = ssr::request_context().await?;
+    ssr::respond(crate::server::feed::join(&state, &group, &username))
 }
 
 /// Append a message to the shared log as the ticket's name, then notify the session group. `key` (optional, one per
@@ -26,16 +26,14 @@ pub async fn send_message(
     #[server(default)] text: String,
     #[server(default)] key: String,
 ) -> Result<Message, ApiError> {
-    use crate::server::feed;
-    let (state, group) = feed::request_context().await?;
-    feed::respond(feed::send(&state, &group, &ticket, &text, &key).await)
+    let (state, group) = ssr::request_context().await?;
+    ssr::respond(crate::server::feed::send(&state, &group, &ticket, &text, &key).await)
 }
 
 /// The limits the page checks before sending, so it can count characters and refuse early.
 #[server(prefix = "/api", endpoint = "limits", input = leptos::server_fn::codec::GetUrl)]
 pub async fn limits() -> Result<PageLimits, ApiError> {
-    let state = crate::server::feed::app_state()?;
-    Ok(PageLimits { max_message_chars: state.limits.max_message_chars })
+    Ok(crate::server::feed::limits(&ssr::app_state()?))
 }
 
 /// Where the log is read (`GET`, `server::messages`); the tab fetches it there.
@@ -48,18 +46,56 @@ pub async fn list_messages(since: Option<String>, before: Option<String>) -> Res
     {
         use crate::server::{feed, pages::PageKey};
         let read = async {
-            let state = feed::app_state()?;
+            let state = ssr::app_state()?;
             let key = PageKey::parse(since.as_deref(), before.as_deref(), None)?;
             feed::list(&state, key, None)
                 .await
                 .map(|page| LogPage { epoch: page.epoch.clone(), messages: page.messages.clone() })
         };
-        feed::respond(read.await)
+        ssr::respond(read.await)
     }
     #[cfg(not(feature = "ssr"))]
     {
         let _ = (since, before);
         Err(ApiError::new(crate::shared::error::ErrorKind::Unavailable, "The log is read over HTTP in the browser."))
+    }
+}
+
+/// What the server functions take from the request and give to its response; the use cases never see it.
+#[cfg(feature = "ssr")]
+mod ssr {
+    use leptos::prelude::*;
+    use leptos_axum::ResponseOptions;
+
+    use crate::server::group::GroupId;
+    use crate::server::state::AppState;
+    use crate::shared::error::{ApiError, ErrorKind};
+
+    /// The application state the router provides to every server function.
+    pub fn app_state() -> Result<AppState, ApiError> {
+        use_context::<AppState>().ok_or_else(|| ApiError::new(ErrorKind::Unavailable, "The server is not ready yet."))
+    }
+
+    /// The state and the caller's session group (set by the cookie middleware, `server::cookie`).
+    pub async fn request_context() -> Result<(AppState, GroupId), ApiError> {
+        let state = app_state()?;
+        let axum::Extension(group) = leptos_axum::extract::<axum::Extension<GroupId>>()
+            .await
+            .map_err(|_| ApiError::new(ErrorKind::Unavailable, "No session group for this request."))?;
+        Ok((state, group))
+    }
+
+    /// Sets the HTTP status that goes with an error before the server function answers it.
+    pub fn respond<T>(result: Result<T, ApiError>) -> Result<T, ApiError> {
+        if let Err(err) = &result {
+            if let Some(options) = use_context::<ResponseOptions>() {
+                options.set_status(err.http_status());
+                if let Some(retry_after) = err.retry_after() {
+                    options.insert_header(axum::http::header::RETRY_AFTER, retry_after);
+                }
+            }
+        }
+        result
     }
 }
 
