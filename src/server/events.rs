@@ -17,12 +17,10 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use futures::{stream, Stream, StreamExt};
 
-use std::net::IpAddr;
-
 use crate::server::follow;
 use crate::server::group::GroupId;
 use crate::server::net::Detach;
-use crate::server::peer::Peer;
+use crate::server::peer::{self, Peer};
 use crate::server::state::AppState;
 use crate::shared::wire;
 
@@ -41,7 +39,7 @@ async fn stream(
     peer: Option<Extension<Peer>>,
     headers: HeaderMap,
 ) -> Response {
-    let address = peer.map_or(IpAddr::from([0, 0, 0, 0]), |Extension(peer)| peer.address);
+    let address = peer::address_of(peer);
     let last_seen = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 
 use crate::server::group::GroupId;
-use crate::server::peer::Peer;
+use crate::server::peer::{self, Peer};
 use crate::server::roster;
 use crate::server::state::AppState;
 use crate::shared::error::{ApiError, ErrorKind};
@@ -36,12 +36,6 @@ fn read(form: Result<Form<TabForm>, FormRejection>) -> Result<TabForm, ApiError>
         .map_err(|rejection| ApiError::new(ErrorKind::BadRequest, format!("Malformed request: {rejection}")))
 }
 
-/// The caller's address, as `peer::admit` put it in the request (which it does for every request; without it,
-/// the unspecified address stands in, so such callers share one network's caps).
-fn address(peer: Option<Extension<Peer>>) -> std::net::IpAddr {
-    peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |Extension(peer)| peer.address)
-}
-
 async fn beat(
     State(state): State<AppState>,
     Extension(group): Extension<GroupId>,
@@ -49,7 +43,7 @@ async fn beat(
     form: Result<Form<TabForm>, FormRejection>,
 ) -> Response {
     let answer = match read(form) {
-        Ok(form) => roster::beat(&state, &group, &form.ticket, &form.tab, address(peer)).await,
+        Ok(form) => roster::beat(&state, &group, &form.ticket, &form.tab, peer::address_of(peer)).await,
         Err(err) => Err(err),
     };
     match answer {

@@ -15,7 +15,7 @@
 //! the server holds.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
@@ -28,6 +28,7 @@ use ipnet::IpNet;
 
 use crate::server::budget::{seconds_up, Budget, SharedBudgets, MAX_KEYS};
 use crate::server::observe;
+use crate::server::presence::Network;
 use crate::shared::error::{ApiError, ErrorKind};
 use crate::shared::wire;
 
@@ -272,12 +273,15 @@ fn canonical(address: IpAddr) -> IpAddr {
     }
 }
 
+/// The caller's address, as [`admit`] put it in the request (it does for every request); without one, the
+/// unspecified address stands in, so such callers share one address's budgets and caps.
+pub fn address_of(peer: Option<axum::Extension<Peer>>) -> IpAddr {
+    peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |axum::Extension(peer)| peer.address)
+}
+
 /// What one budget is kept for: the address, or for IPv6 its /64.
 fn budget_key(address: IpAddr) -> IpAddr {
-    match canonical(address) {
-        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !((1u128 << 64) - 1))),
-        v4 => v4,
-    }
+    Network::of(address).into()
 }
 
 fn action(request: &Request) -> Option<Action> {
@@ -295,7 +299,7 @@ fn action(request: &Request) -> Option<Action> {
 /// budget is in Redis and Redis does not answer).
 pub async fn admit(State(peers): State<Arc<Peers>>, mut request: Request, next: Next) -> Response {
     let connected = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-    let peer = peers.identify(connected.unwrap_or(IpAddr::from([0, 0, 0, 0])), request.headers());
+    let peer = peers.identify(connected.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), request.headers());
     if let Some(action) = action(&request) {
         if let Err(refusal) = peers.admit(peer.address, action).await {
             tracing::debug!(address = %peer.address, ?action, kind = refusal.kind.code(), "over the address budget");

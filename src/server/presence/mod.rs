@@ -88,8 +88,8 @@ impl TicketTag {
     }
 }
 
-/// What a client cannot vary for free: its address, or for IPv6 its /64 (the block one subscriber usually gets),
-/// as `peer` keys the address budgets.
+/// What a client cannot vary for free: its address, or for IPv6 its /64 (the block one subscriber usually gets).
+/// The address budgets (`peer`) are kept per the same key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Network(IpAddr);
 
@@ -103,6 +103,12 @@ impl Network {
             v4 => v4,
         };
         Self(address)
+    }
+}
+
+impl From<Network> for IpAddr {
+    fn from(network: Network) -> Self {
+        network.0
     }
 }
 
