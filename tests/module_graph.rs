@@ -184,3 +184,36 @@ fn the_group_id_is_a_domain_leaf() {
     let imports = edges().get("server::group").cloned().unwrap_or_default();
     assert!(imports.iter().all(|to| !to.starts_with("server")), "server::group -> {imports:?}");
 }
+
+/// The composition root (`startup`, which `main` calls) is imported by nothing of the server, and the backend
+/// factory (`backend`) by the composition root alone: no part reaches up to where the parts are chosen.
+#[test]
+fn nothing_reaches_up_to_the_composition_root_or_the_factory() {
+    let graph = edges();
+    for (from, to) in &graph {
+        assert!(!to.contains("server::startup"), "{from} -> server::startup");
+        if from != "server::startup" {
+            assert!(!to.contains("server::backend"), "{from} -> server::backend");
+        }
+    }
+}
+
+/// Which backend runs is asked in one place: the factory (`server/backend.rs`) matches on it, the settings make it;
+/// every other module holds the parts behind their traits. (Unit tests may name a backend to build one.)
+#[test]
+fn only_the_factory_and_the_settings_name_a_backend() {
+    let mut files = Vec::new();
+    sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    for file in files {
+        let relative = file.strip_prefix(Path::new(env!("CARGO_MANIFEST_DIR")).join("src")).unwrap().to_owned();
+        let name = relative.to_string_lossy();
+        if name == "server/backend.rs" || name.starts_with("server/settings") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        for asked in ["StoreKind::", "Backend::Redis", "Backend::Sqlite", "Backend::Memory"] {
+            assert!(!code.contains(asked), "{} asks which backend runs ({asked})", relative.display());
+        }
+    }
+}

@@ -2,14 +2,14 @@
 //! page checks. Plain functions over the state and domain values (the caller's `GroupId`, the ticket, text and keys
 //! as the tab sent them, a `PageKey`), answering a domain value or an `ApiError`: no axum or leptos type comes in or
 //! goes out. Every edge calls them (the server functions in `shared::api`, the route and the shortcut in
-//! `messages`), and the tests below call them without HTTP. They import the store, the bus and the page cache,
+//! `messages`), and the tests below call them without HTTP. They import the store, the broker and the page cache,
 //! never a handler.
 
 use std::sync::Arc;
 
 use crate::server::pages::{Fresh, Page, PageKey};
 use crate::server::state::AppState;
-use crate::server::store::{Appended, Draft};
+use crate::server::store::Draft;
 use crate::server::ticket::TicketId;
 use crate::server::{group::GroupId, observe};
 use crate::shared::domain::{Joined, Message, MessageText, PageLimits, SendKey, Username};
@@ -27,9 +27,8 @@ pub fn limits(state: &AppState) -> PageLimits {
     PageLimits { max_message_chars: state.limits.max_message_chars }
 }
 
-/// Append, then publish: the store takes and releases its own lock inside `append`, so the bus never runs under
-/// it, and nothing is published unless the append succeeded. The hub forgets the cached pages when the notice is
-/// delivered, before any tab hears of it.
+/// Appends and announces, as one step of the broker's: nothing is announced unless the append succeeded, and the
+/// hub forgets the cached pages when the notice is delivered, before any tab hears of it.
 ///
 /// `raw_key` is the tab's idempotency key (blank: none): a repeat by the same ticket answers the first message and
 /// publishes nothing; the same key from another ticket is another message (`bound_to`).
@@ -40,7 +39,7 @@ pub async fn send(
     raw_text: &str,
     raw_key: &str,
 ) -> Result<Message, ApiError> {
-    let sent = append_and_publish(state, group, ticket, raw_text, raw_key).await;
+    let sent = append(state, group, ticket, raw_text, raw_key).await;
     match &sent {
         Ok(_) => observe::appended(),
         Err(err) => observe::refused(err.kind.code()),
@@ -48,7 +47,7 @@ pub async fn send(
     sent
 }
 
-async fn append_and_publish(
+async fn append(
     state: &AppState,
     group: &GroupId,
     ticket: &str,
@@ -66,17 +65,7 @@ async fn append_and_publish(
     }
     let key = key.map(|key| bound_to(&ticket.id, &key));
     let draft = Draft { group: group.as_str(), author: &ticket.author, text: &text, key: key.as_ref() };
-    let Appended { message, fresh } = state.store.append(draft).await?;
-    if !fresh {
-        return Ok(message);
-    }
-    let started = std::time::Instant::now();
-    // The message is stored: a bus failure does not undo it (tabs catch up from the store when they reconnect).
-    if let Err(err) = state.bus.publish(group, message.id).await {
-        tracing::warn!(error = %err, id = message.id, "the append could not be announced");
-    }
-    observe::fanned_out(started.elapsed());
-    Ok(message)
+    Ok(state.broker.append(draft).await?.message)
 }
 
 /// `key` as the store remembers it: bound to the ticket that sent it (SHA-256 over the ticket's MAC, which only the
@@ -173,7 +162,7 @@ fn within_bytes(mut page: Vec<Message>, max_bytes: usize, newest: bool) -> Vec<M
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::store::{FeedStore, MemoryStore, StoreError};
+    use crate::server::store::{Appended, FeedStore, MemoryStore, StoreError};
     use futures::StreamExt;
 
     /// A store whose appends always fail, to prove that a failed send publishes nothing.
@@ -289,12 +278,12 @@ mod tests {
     /// Two replicas (two states, one Redis): a burst split over them is limited as one, with the same refusal.
     #[tokio::test]
     async fn a_burst_split_over_two_replicas_is_limited_as_one() {
-        use crate::server::replicas::{test_redis::TestRedis, Link};
+        use crate::server::link::{test_redis::TestRedis, Link, RedisTarget};
         use crate::server::throttle::{RedisThrottle, SendThrottle};
         let mut redis = TestRedis::start();
         let url = redis.url();
         let replica = || {
-            let link = Link::open(&url, "test").unwrap();
+            let link = Link::open(&RedisTarget { url: url.clone(), prefix: "test".into() }).unwrap();
             state_with(Arc::new(MemoryStore::new(100)), RedisThrottle::new(link, 1, 3, true).map(SendThrottle::Redis))
         };
         let (a, b) = (replica(), replica());

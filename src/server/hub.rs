@@ -1,6 +1,6 @@
 //! The local hub: the subscribers of this process, per session group, and what reaches them. Every backend shares
 //! it (as centrifuge's Hub, or Socket.IO's local rooms); only how a notice travels between processes differs, and
-//! that is the `Bus`'s job. Whatever bus runs, its receive side calls `Hub::deliver`.
+//! that is the `Broker`'s job. Whatever broker runs, it (or its receive loop) calls `Hub::deliver`.
 //!
 //! A notice carries only the newest message id: a subscriber that falls behind gets one notice for the latest id
 //! instead of a backlog, and never a broken stream. A presence notice (`PresenceChanged`: who is here changed, the
@@ -157,7 +157,7 @@ impl Hub {
         }
     }
 
-    /// Who is here may have changed in any group (a bus that may have lost presence notices reconnected).
+    /// Who is here may have changed in any group (a broker that may have lost presence notices reconnected).
     pub fn presence_changed_everywhere(&self) {
         let groups: Vec<GroupId> = lock(&self.channels).keys().cloned().collect();
         groups.iter().for_each(|group| self.presence_changed(group));
@@ -307,7 +307,7 @@ impl Drop for Member {
     }
 }
 
-/// Delivery to the right group, coalescing and close are proven through every bus in `bus::contract`.
+/// Delivery to the right group, coalescing and close are proven through every broker in `broker::contract`.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,7 +339,7 @@ mod tests {
         assert_eq!(hub.group_count(), 0);
     }
 
-    /// A notice from another process (the bus's receive side calls `deliver`; no append happened here) still
+    /// A notice from another process (the broker's receive loop calls `deliver`; no append happened here) still
     /// forgets the cached pages, before the subscriber hears of it: the page it then asks for holds the message.
     #[tokio::test]
     async fn a_delivery_from_the_bus_forgets_the_cached_pages_before_any_subscriber_hears_of_it() {

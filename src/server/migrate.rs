@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::server::data_dir;
-use crate::server::store::redis::{client, RedisStore};
+use crate::server::link::{Link, RedisTarget};
+use crate::server::store::RedisStore;
 use crate::server::store::{FeedStore, SqliteStore, StoreError};
 
 /// Messages read and written per step.
@@ -64,8 +65,9 @@ pub async fn run(cli: MigrateCli) -> Result<Report, MigrateError> {
     // The single server must be stopped: it holds its data directory's lock while it runs.
     let _free = data_dir::lock(path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
     let source = SqliteStore::open(path)?;
-    let target = RedisStore::new(client(&cli.to).map_err(MigrateError::Redis)?, &cli.prefix, usize::MAX)
-        .map_err(MigrateError::Redis)?;
+    let link =
+        Link::open(&RedisTarget { url: cli.to.clone(), prefix: cli.prefix.clone() }).map_err(MigrateError::Redis)?;
+    let target = RedisStore::new(link, usize::MAX);
     copy(&source, &target, &cli.prefix).await
 }
 

@@ -8,8 +8,8 @@
 //! error. The HTTP layers (`peer`, `cookie`, `refusal`, `security`) sit in front of the handlers.
 
 pub mod backend;
+pub mod broker;
 pub mod budget;
-pub mod bus;
 pub mod cookie;
 pub mod data_dir;
 pub mod encoded;
@@ -19,6 +19,7 @@ pub mod follow;
 pub mod group;
 pub mod heartbeat;
 pub mod hub;
+pub mod link;
 pub mod messages;
 pub mod migrate;
 pub mod net;
@@ -28,6 +29,7 @@ pub mod ops;
 pub mod pages;
 pub mod peer;
 pub mod presence;
+pub mod pruning;
 pub mod refusal;
 pub mod replicas;
 pub mod roster;

@@ -2,22 +2,22 @@
 //! ran out. Plain functions over the domain (a `GroupId`, the ticket and tab id as the tab sent them, the caller's
 //! address) that answer a domain result or an `ApiError`: the HTTP edge (`heartbeat`) extracts, calls and maps, and
 //! the tests below call them without HTTP. Apart from `presence`, the table itself, because a use case also checks
-//! the ticket and the budgets and tells the hub, which the table (a leaf under the state) must not import.
+//! the ticket and the budgets and tells the broker, which the table (a leaf under the state) must not import.
 //!
 //! A heartbeat or a leave must carry a ticket issued to this session group (else 403, and nothing changes) and a
 //! well-formed tab id (else 400); heartbeats come out of their own per-ticket and per-group budgets, as sends do
 //! (429 with `Retry-After`). The tab is the ticket's: a beat or leave names the tab `tab` of the ticket it carries,
 //! so knowing another tab's id gives no hold on it. A new tab is counted against the ticket and the caller's
 //! network (`presence::Caps`). Whenever who is here changes, the group's streams hear of it
-//! (`Hub::presence_changed`; on Redis the script publishes the change to every replica's hub), and each tab asks for
-//! the list again: the list itself never travels on the stream.
+//! (the table answers the groups whose names changed; `Broker::presence_changed` tells them in every process), and
+//! each tab asks for the list again: the list itself never travels on the stream.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::server::broker::Broker;
 use crate::server::group::GroupId;
-use crate::server::hub::Hub;
 use crate::server::observe;
 use crate::server::presence::{Holder, Network, Presence, PresenceError, TabId, TicketTag, MAX_TAB_ID_BYTES};
 use crate::server::state::AppState;
@@ -47,7 +47,7 @@ pub async fn beat(
     let (tab, ticket) = admitted(state, group, ticket, tab).await?;
     let holder = Holder { ticket: TicketTag::of(&ticket.id), network: Network::of(address) };
     let changed = state.presence.beat(group, &holder, &tab, &ticket.author, state.lease).await.map_err(refusal)?;
-    announce(&state.hub, &changed);
+    announce(state.broker.as_ref(), &changed).await;
     let every_ms = u64::try_from(beat_every(state.lease).as_millis()).unwrap_or(u64::MAX);
     Ok(Beat { every_ms })
 }
@@ -56,7 +56,7 @@ pub async fn beat(
 pub async fn leave(state: &AppState, group: &GroupId, ticket: &str, tab: &str) -> Result<(), ApiError> {
     let (tab, ticket) = admitted(state, group, ticket, tab).await?;
     let changed = state.presence.leave(group, &TicketTag::of(&ticket.id), &tab).await.map_err(refusal)?;
-    announce(&state.hub, &changed);
+    announce(state.broker.as_ref(), &changed).await;
     Ok(())
 }
 
@@ -85,8 +85,12 @@ async fn admitted(state: &AppState, group: &GroupId, ticket: &str, tab: &str) ->
     Ok((tab, ticket))
 }
 
-fn announce(hub: &Hub, groups: &[GroupId]) {
-    groups.iter().for_each(|group| hub.presence_changed(group));
+/// Tells `groups` that who is here changed. The change is made either way: a lost announcement costs the tabs of
+/// those groups a stale list until the next change (said in the log once per outage).
+async fn announce(broker: &dyn Broker, groups: &[GroupId]) {
+    if let Err(err) = broker.presence_changed(groups).await {
+        observe::backend_failed("presence notices", &err);
+    }
 }
 
 fn refusal(err: PresenceError) -> ApiError {
@@ -105,13 +109,13 @@ fn refusal(err: PresenceError) -> ApiError {
 
 /// Drops the leases that ran out, every `every`, and tells each group whose names changed. Runs for the process's
 /// lifetime.
-pub async fn sweep(presence: Arc<dyn Presence>, hub: Arc<Hub>, every: Duration) {
+pub async fn sweep(presence: Arc<dyn Presence>, broker: Arc<dyn Broker>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         match presence.expire().await {
-            Ok(groups) => groups.iter().for_each(|group| hub.presence_changed(group)),
+            Ok(groups) => announce(broker.as_ref(), &groups).await,
             Err(err) => observe::backend_failed("presence", &err),
         }
     }
@@ -265,7 +269,7 @@ pub(crate) mod tests {
         let mut stream = state.hub.subscribe(&group);
         beat(&state, &group, &ticket(&state, &group, "Ada"), "t", HOME).await.unwrap();
         assert!(told(&mut stream).await);
-        tokio::spawn(sweep(state.presence.clone(), state.hub.clone(), SWEEP_EVERY));
+        tokio::spawn(sweep(state.presence.clone(), state.broker.clone(), SWEEP_EVERY));
         tokio::time::sleep(LEASE - SWEEP_EVERY * 3).await;
         assert!(!told(&mut stream).await);
         assert!(tokio::time::timeout(SWEEP_EVERY * 4, stream.next()).await.unwrap().unwrap().presence);

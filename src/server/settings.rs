@@ -8,9 +8,8 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
-use crate::server::backend::Backend;
 use crate::server::group::Scope;
-use crate::server::store::redis::RedisTarget;
+use crate::server::link::RedisTarget;
 use crate::server::store::retention::Retention;
 
 const DEFAULT_CONFIG: &str = "Leptos.toml";
@@ -258,6 +257,18 @@ impl Settings {
     pub fn retention(&self) -> Retention {
         Retention { keep: self.max_messages, max_age: self.max_age, every: self.prune_every }
     }
+}
+
+/// Where the log lives and how appends are announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// In memory, one process: lost on restart; keeps at most `max_messages`.
+    Memory { max_messages: usize },
+    /// A durable SQLite file, one process.
+    Sqlite { path: PathBuf },
+    /// Redis, shared by every replica that names the same server and prefix; the stream is capped near
+    /// `max_messages` on each append, and notices lost on pub/sub are healed every `heal_every`.
+    Redis { target: RedisTarget, max_messages: usize, heal_every: Duration },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]

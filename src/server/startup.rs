@@ -1,5 +1,6 @@
-//! Start-up, like a table of contents: settings → state → routes (`routes::app`) → listener, and the background
-//! passes: retention (on Redis, by the replica holding its lease), idle budgets, presence leases.
+//! Start-up, like a table of contents: settings → backend (`backend::open`) → state → routes (`routes::app`) →
+//! listener, and the background passes: retention (`pruning`; on Redis, by the replica holding its lease), idle
+//! budgets, presence leases.
 
 use std::sync::Arc;
 
@@ -7,18 +8,11 @@ use leptos::config::LeptosOptions;
 
 use crate::server::net::{listen, serve, Deadlines};
 use crate::server::peer::Peers;
-use crate::server::presence::redis::RedisPresence;
-use crate::server::presence::{Caps, MemoryPresence, Presence};
-use crate::server::replicas::retention_lease::RetentionLease;
-use crate::server::replicas::send_limit::{RedisBudget, RedisThrottle};
-use crate::server::replicas::stream_leases::{StreamLeases, LEASE, RENEW_EVERY};
-use crate::server::replicas::{replica_id, secret, Link};
+use crate::server::pruning::{self, Turn};
 use crate::server::routes::{app, shortcut};
-use crate::server::settings::{Settings, StoreKind};
+use crate::server::settings::Settings;
 use crate::server::state::{AppState, Limits, Services, StreamCaps};
-use crate::server::store::retention::{self, Turn};
 use crate::server::throttle::{LocalThrottle, SendThrottle};
-use crate::server::ticket::TicketKeys;
 use crate::server::{backend, data_dir, group, observe, open_files, roster};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,12 +21,6 @@ pub enum StartupError {
     Backend(#[from] backend::BackendError),
     #[error(transparent)]
     DataDir(#[from] data_dir::LockError),
-    #[error("cannot load or create the ticket secret in {dir}: {source}")]
-    Secret { dir: std::path::PathBuf, source: std::io::Error },
-    #[error(transparent)]
-    SharedSecret(#[from] secret::SecretError),
-    #[error("cannot use Redis: {0}")]
-    Redis(String),
     #[error(
         "setting `max-streams` is {given}, but the open-file limit ({limit}) leaves room for {fit} event streams; \
          lower max-streams or raise the limit (ulimit -n, LimitNOFILE=)"
@@ -55,36 +43,29 @@ fn leptos_options(settings: &Settings) -> LeptosOptions {
         .build()
 }
 
-/// The state the routes share, and, when replicas share the log, whose turn it is to prune it.
+/// The state the routes share (its backend-specific parts from `backend::open`), and, when replicas share the
+/// log, whose turn it is to prune it.
 pub async fn build_state(settings: &Settings) -> Result<(AppState, Option<Arc<dyn Turn>>), StartupError> {
     // With scope `everyone` every visitor is one group: the per-browser stream cap and send budget do not apply.
     let per_browser = settings.scope == group::Scope::Browser;
+    let backend::Parts { store, hub, broker, presence, throttle, stream_leases, tickets, address_budgets, turn } =
+        backend::open(settings).await?;
     // Heartbeats and leaves: enough for every tab an address may list to beat as often as it is asked to.
     let beats = settings.max_tabs_per_address as f64 / roster::beat_every(settings.presence_lease).as_secs_f64();
-    let peers = Peers::new(settings.trusted_proxies.clone(), settings.address_rate, settings.address_burst)
+    let mut peers = Peers::new(settings.trusted_proxies.clone(), settings.address_rate, settings.address_burst)
         .with_stream_cap(settings.max_streams_per_address)
         .with_presence_rate(beats.ceil().min(f64::from(u32::MAX)) as u32);
-    let (tickets, throttle, stream_leases, presence, peers, turn) = if settings.store == StoreKind::Redis {
-        let shared = shared_through_redis(settings, per_browser).await?;
-        let peers = peers.shared_through(Arc::new(RedisBudget::new(shared.link)));
-        let turn: Option<Arc<dyn Turn>> = Some(shared.retention);
-        (TicketKeys::new(shared.secret), shared.throttle, shared.stream_leases, shared.presence, peers, turn)
-    } else {
-        let tickets = TicketKeys::load(settings.secret.as_deref(), &settings.data_dir)
-            .map_err(|source| StartupError::Secret { dir: settings.data_dir.clone(), source })?;
-        let throttle = LocalThrottle::new(settings.send_rate, settings.send_burst, per_browser);
-        let presence: Arc<dyn Presence> = Arc::new(MemoryPresence::new(presence_caps(settings)));
-        (tickets, throttle.map(SendThrottle::Local), None, presence, peers, None)
-    };
-    let backend::Parts { store, hub, bus } = backend::open(&settings.backend()).await?;
-    // Per process, also on Redis: a heartbeat only renews a bounded lease, so budgets split over replicas cost little
-    // (sends and stream places are the ones shared).
+    if let Some(budgets) = address_budgets {
+        peers = peers.shared_through(budgets);
+    }
+    // Per process on every backend: a heartbeat only renews a bounded lease, so budgets split over replicas cost
+    // little (sends and stream places are the ones shared).
     let heartbeats = LocalThrottle::new(settings.send_rate, settings.send_burst, per_browser)
         .map(|t| SendThrottle::Local(t.counting("heartbeats")));
     let state = AppState::from(Services {
         store,
         hub,
-        bus,
+        broker,
         throttle: throttle.map(Arc::new),
         stream_leases,
         tickets: tickets.with_lifetime(settings.ticket_lifetime),
@@ -109,58 +90,11 @@ pub async fn build_state(settings: &Settings) -> Result<(AppState, Option<Arc<dy
     Ok((state, turn))
 }
 
-/// How many tabs presence lists per ticket, per address, per group and in all.
-fn presence_caps(settings: &Settings) -> Caps {
-    Caps {
-        per_ticket: settings.max_tabs_per_ticket,
-        per_network: settings.max_tabs_per_address,
-        total: settings.max_tabs,
-        ..Caps::default()
-    }
-}
-
-/// What replicas on one Redis share besides the log (see `replicas`), and who is here.
-struct SharedLimits {
-    /// Where the per-address budgets are kept too.
-    link: Link,
-    secret: Vec<u8>,
-    throttle: Option<SendThrottle>,
-    stream_leases: Option<Arc<StreamLeases>>,
-    presence: Arc<dyn Presence>,
-    /// One replica at a time prunes the shared log.
-    retention: Arc<RetentionLease>,
-}
-
-/// Agrees on the ticket secret with the other replicas (or refuses to start), and makes the send budgets and the
-/// per-browser stream leases that all replicas share, and the retention lease; starts the tasks that keep the secret
-/// and the stream leases.
-async fn shared_through_redis(settings: &Settings, per_browser: bool) -> Result<SharedLimits, StartupError> {
-    let link = Link::open(&settings.redis_url, &settings.redis_prefix).map_err(StartupError::Redis)?;
-    let agreed =
-        secret::agree(link.clone(), settings.secret.as_deref(), secret::OFFER_EVERY, secret::REACH_WITHIN).await?;
-    tokio::spawn(agreed.guard.run());
-    let throttle = RedisThrottle::new(link.clone(), settings.send_rate, settings.send_burst, per_browser);
-    let presence: Arc<dyn Presence> = Arc::new(RedisPresence::new(link.clone(), presence_caps(settings)));
-    let cap = if per_browser { settings.max_streams_per_browser } else { 0 };
-    // One name for this process in every lease it holds.
-    let replica = replica_id();
-    let retention = Arc::new(RetentionLease::new(link.clone(), replica.clone(), settings.prune_every));
-    let stream_leases = (cap > 0).then(|| {
-        let (leases, keeper) = StreamLeases::new(link.clone(), replica, cap, LEASE, RENEW_EVERY);
-        tokio::spawn(keeper.run());
-        leases
-    });
-    let throttle = throttle.map(SendThrottle::Redis);
-    Ok(SharedLimits { link, secret: agreed.secret, throttle, stream_leases, presence, retention })
-}
-
 /// Serves until SIGINT or SIGTERM; then open event streams end (tabs reconnect elsewhere or later).
 pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
     settings.max_streams = streams_under_the_file_limit(&settings)?;
-    // One data directory, one server: held until the process exits. On Redis the secret is no file (`replicas`).
-    let keeps_files =
-        settings.store == StoreKind::Sqlite || (settings.secret.is_none() && settings.store != StoreKind::Redis);
-    let _data_dir = if keeps_files { Some(data_dir::lock(&settings.data_dir)?) } else { None };
+    // One data directory, one server: held until the process exits.
+    let _data_dir = if backend::keeps_files(&settings) { Some(data_dir::lock(&settings.data_dir)?) } else { None };
     let (state, turn) = build_state(&settings).await?;
     if let Err(err) = observe::install() {
         tracing::warn!(error = %err, "metrics are not recorded");
@@ -172,11 +106,10 @@ pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
     // Tests and scripts read this line to find the port.
     println!("broadcasting listening on http://{addr}");
     tracing::info!(%addr, scope = ?settings.scope, "listening");
-    let pages = state.hub.pages().clone();
-    tokio::spawn(retention::run(state.store.clone(), settings.retention(), turn, move || pages.forget()));
+    tokio::spawn(pruning::run(state.store.clone(), state.broker.clone(), settings.retention(), turn));
     let throttles = [state.throttle.clone(), state.heartbeats.clone()];
     tokio::spawn(forget_idle_budgets(throttles, state.peers.clone(), settings.prune_every));
-    tokio::spawn(roster::sweep(state.presence.clone(), state.hub.clone(), roster::SWEEP_EVERY));
+    tokio::spawn(roster::sweep(state.presence.clone(), state.broker.clone(), roster::SWEEP_EVERY));
     let shortcut = shortcut(state.clone());
     let router = app(state, settings.scope);
     let deadlines = Deadlines {

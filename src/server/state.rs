@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 
-use crate::server::bus::Bus;
+use crate::server::broker::Broker;
 use crate::server::hub::Hub;
 use crate::server::peer::Peers;
 use crate::server::presence::Presence;
@@ -45,10 +45,10 @@ pub struct AppState(Arc<Services>);
 /// No `Default`: a store, a ticket secret and limits have no value that is right for every server.
 pub struct Services {
     pub store: Arc<dyn FeedStore>,
-    /// This process's subscribers and their page cache (`hub.pages()`, forgotten on each delivery); `bus`
-    /// publishes into every process's hub.
+    /// This process's subscribers and their page cache (`hub.pages()`, forgotten on each delivery), fed by
+    /// `broker`, which appends to `store` and announces to every process's hub.
     pub hub: Arc<Hub>,
-    pub bus: Arc<dyn Bus>,
+    pub broker: Arc<dyn Broker>,
     /// Send rate limits; `None`: no limit.
     pub throttle: Option<Arc<SendThrottle>>,
     /// The per-browser stream cap kept across replicas (Redis); `None`: counted in this process's hub.
@@ -80,15 +80,15 @@ impl From<Services> for AppState {
     }
 }
 
-/// The state the use-case tests drive: `store`, an in-process bus, a test secret, messages of at most 10
+/// The state the use-case tests drive: `store`, an in-process broker, a test secret, messages of at most 10
 /// characters, pages of 3, no stream caps, the send budgets `throttle`, presence in memory with 30 s leases and no
 /// heartbeat budgets.
 #[cfg(test)]
 pub fn services_for_tests(store: Arc<dyn FeedStore>, throttle: Option<SendThrottle>) -> Services {
     let hub = Arc::new(Hub::new(16, Arc::new(crate::server::pages::PageCache::new(64))));
     Services {
+        broker: Arc::new(crate::server::broker::LocalBroker::new(store.clone(), hub.clone())),
         store,
-        bus: Arc::new(crate::server::bus::LocalBus::new(hub.clone())),
         hub,
         throttle: throttle.map(Arc::new),
         stream_leases: None,

@@ -12,11 +12,9 @@
 //! touches it, and the sweep keeps them in step well before that.
 //!
 //! Each change is one Lua script on Redis's clock (replicas' clocks may disagree): make room (a full list loses
-//! its biggest holder's oldest tab, as in `presence`), make the change, and publish `presence <group>` on the
-//! notice channel for each group whose names changed. Every replica's bus receiver turns that into
-//! `PresenceChanged` for its own tabs of the group (`bus::redis`), the replica that made the change included, so
-//! this implementation answers "nothing to tell" to its caller: the announcement is already on its way, once, to
-//! everyone. The per-group keys are made inside the scripts from the prefix (one Redis, not a cluster), as a full
+//! its biggest holder's oldest tab, as in `presence`), make the change, and answer the groups whose names changed,
+//! as the in-memory table does; the caller hands them to the broker, which tells every replica (`broker::redis`).
+//! Each change is answered to the one replica whose script made it, so it is announced once. The per-group keys are made inside the scripts from the prefix (one Redis, not a cluster), as a full
 //! list may push out a tab of any group.
 
 use std::time::Duration;
@@ -26,7 +24,7 @@ use redis::Script;
 
 use super::{Caps, Changed, Holder, Presence, PresenceError, TabId, TicketTag};
 use crate::server::group::GroupId;
-use crate::server::replicas::{Link, LinkError};
+use crate::server::link::{Link, LinkError};
 use crate::shared::domain::Username;
 
 /// Leases one sweep call drops at most; a sweep calls again while a call drops that many, up to
@@ -103,19 +101,21 @@ local function evictee(holders, n)
   end
   return first[best]
 end
-local function tell(channel)
-  for _, g in ipairs(changed) do redis.call('PUBLISH', channel, 'presence ' .. g) end
-  return #changed
+-- `{first, changed groups...}`: what a script answers, its own word first.
+local function answer(first)
+  local out = {tostring(first)}
+  for _, g in ipairs(changed) do out[#out + 1] = g end
+  return out
 end
 "#;
 
 /// `ARGV`: prefix, group, ticket tag, tab, name, network, lease ms, caps per ticket, per network, per group and in
-/// total, channel, leases to sweep first. Answers how many groups were told (0 for a renewal), or -1 if no room could be made.
+/// total, leases to sweep first. Answers `{"ok" | "full", groups whose names changed...}` (`full`: no room could be
+/// made; a renewal changes none).
 const BEAT: &str = r#"
 local g, tag, tab, name, net = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local lease = tonumber(ARGV[7])
 local per_ticket, per_net, per_group, total = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
-local channel = ARGV[12]
 local tk = tag .. '.' .. tab
 local tabs, leases, born, from, names = group_keys(g)
 local ends = now + lease
@@ -128,9 +128,9 @@ if held then
   redis.call('ZADD', leases, ends, tk)
   redis.call('ZADD', ALL, ends, held .. '\n' .. g .. '\n' .. tk)
   keep({tabs, leases, born, from, names, ticket_key(tag), net_key(held), ALL, BY_NET, SEQ})
-  return 0
+  return answer('ok')
 end
-sweep(tonumber(ARGV[13]))
+sweep(tonumber(ARGV[12]))
 local function split(m) return string.match(m, '^([^\n]*)\n(.*)$') end
 -- Pushes out one tab if a list the new tab joins is full; answers whether it did.
 local function make_room()
@@ -190,20 +190,19 @@ for _ = 1, 16 do
     redis.call('ZADD', ticket_key(tag), age, tk)
     if redis.call('HINCRBY', names, name, 1) == 1 then note(g) end
     keep({tabs, leases, born, from, names, ticket_key(tag), net_key(net), ALL, BY_NET, SEQ})
-    return tell(channel)
+    return answer('ok')
   end
 end
-tell(channel)
-return -1
+return answer('full')
 "#;
 
-/// `ARGV`: prefix, group, ticket tag, tab, channel. Answers how many groups were told.
+/// `ARGV`: prefix, group, ticket tag, tab. Answers `{"ok", groups whose names changed...}`.
 const LEAVE: &str = r#"
 local g, tk = ARGV[2], ARGV[3] .. '.' .. ARGV[4]
 local _, _, _, from = group_keys(g)
 local net = redis.call('HGET', from, tk)
 if net then drop(net, g, tk) end
-return tell(ARGV[5])
+return answer('ok')
 "#;
 
 /// `ARGV`: prefix, group. Answers the names of the live leases (a lease that ran out is never listed, swept or not).
@@ -220,12 +219,10 @@ end
 return out
 "#;
 
-/// `ARGV`: prefix, channel, most leases. Drops the leases that ran out, oldest first, and tells each group whose
-/// names changed; answers how many it dropped.
+/// `ARGV`: prefix, most leases. Drops the leases that ran out, oldest first; answers `{dropped, groups whose names
+/// changed...}`.
 const SWEEP: &str = r#"
-local dropped = sweep(tonumber(ARGV[3]))
-tell(ARGV[2])
-return dropped
+return answer(sweep(tonumber(ARGV[2])))
 "#;
 
 pub struct RedisPresence {
@@ -247,11 +244,12 @@ impl RedisPresence {
     fn prefix(&self) -> String {
         self.link.key("")
     }
+}
 
-    /// The channel the bus receivers listen to (`bus::redis`).
-    fn channel(&self) -> String {
-        self.link.key("notices")
-    }
+/// A script's answer: its own word, then the groups whose names changed.
+fn answered(mut reply: Vec<String>) -> (String, Changed) {
+    let word = if reply.is_empty() { String::new() } else { reply.remove(0) };
+    (word, reply.into_iter().map(GroupId::new).collect())
 }
 
 fn unavailable(err: LinkError) -> PresenceError {
@@ -280,19 +278,18 @@ impl Presence for RedisPresence {
             .arg(self.caps.per_network)
             .arg(self.caps.per_group)
             .arg(self.caps.total)
-            .arg(self.channel())
             .arg(SWEEP_ON_BEAT);
-        match self.link.invoke::<i64>(&call).await.map_err(unavailable)? {
-            -1 => Err(PresenceError::Full),
-            _ => Ok(Vec::new()), // any change was published to every replica, this one included
+        let (word, changed) = answered(self.link.invoke(&call).await.map_err(unavailable)?);
+        match word.as_str() {
+            "full" => Err(PresenceError::Full),
+            _ => Ok(changed),
         }
     }
 
     async fn leave(&self, group: &GroupId, ticket: &TicketTag, tab: &TabId) -> Result<Changed, PresenceError> {
         let mut call = self.leave.prepare_invoke();
-        call.arg(self.prefix()).arg(group.as_str()).arg(ticket.hex()).arg(tab.as_str()).arg(self.channel());
-        self.link.invoke::<i64>(&call).await.map_err(unavailable)?;
-        Ok(Vec::new())
+        call.arg(self.prefix()).arg(group.as_str()).arg(ticket.hex()).arg(tab.as_str());
+        Ok(answered(self.link.invoke(&call).await.map_err(unavailable)?).1)
     }
 
     async fn list(&self, group: &GroupId) -> Result<Vec<String>, PresenceError> {
@@ -305,15 +302,17 @@ impl Presence for RedisPresence {
     }
 
     async fn expire(&self) -> Result<Changed, PresenceError> {
+        let mut changed = Changed::new();
         for _ in 0..SWEEP_CALLS {
             let mut call = self.sweep.prepare_invoke();
-            call.arg(self.prefix()).arg(self.channel()).arg(SWEEP_TABS);
-            let dropped: usize = self.link.invoke(&call).await.map_err(unavailable)?;
-            if dropped < SWEEP_TABS {
+            call.arg(self.prefix()).arg(SWEEP_TABS);
+            let (dropped, groups) = answered(self.link.invoke(&call).await.map_err(unavailable)?);
+            changed.extend(groups.into_iter().filter(|group| !changed.contains(group)).collect::<Vec<_>>());
+            if dropped.parse::<usize>().unwrap_or(0) < SWEEP_TABS {
                 break;
             }
         }
-        Ok(Vec::new()) // announced through Redis
+        Ok(changed)
     }
 }
 
@@ -347,19 +346,8 @@ mod tests {
 
     const LEASE: Duration = Duration::from_secs(30);
 
-    async fn beat(p: &RedisPresence, group: &GroupId, who: Holder, id: &str, as_name: &str) {
-        p.beat(group, &who, &tab(id), &name(as_name), LEASE).await.unwrap();
-    }
-
-    /// What the scripts published so far (PUBLISH inside a script counts as a call), counted by Redis itself.
-    fn published(redis: &TestRedis) -> u64 {
-        let info = redis.command(&["INFO", "commandstats"]);
-        let text = info.text().unwrap_or_default().to_owned();
-        text.lines()
-            .find_map(|l| l.strip_prefix("cmdstat_publish:calls="))
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0)
+    async fn beat(p: &RedisPresence, group: &GroupId, who: Holder, id: &str, as_name: &str) -> Changed {
+        p.beat(group, &who, &tab(id), &name(as_name), LEASE).await.unwrap()
     }
 
     #[tokio::test]
@@ -393,7 +381,8 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(250)).await;
         // Listed by nobody once the lease ran out, before any sweep ("a" may have been killed: no zombie).
         assert_eq!(b.list(&g).await.unwrap(), ["Linus"]);
-        b.expire().await.unwrap();
+        assert_eq!(b.expire().await.unwrap(), vec![g.clone()], "the sweep answers the group whose names changed");
+        assert_eq!(a.expire().await.unwrap(), Changed::new(), "and only to the replica that swept");
         assert_eq!(redis.command(&["HLEN", "test:here:g"]).int(), Some(1));
         assert_eq!(redis.command(&["ZCARD", "test:here-all"]).int(), Some(1));
         assert_eq!(redis.command(&["EXISTS", "test:here-net:192.0.2.1"]).int(), Some(0));
@@ -455,21 +444,21 @@ mod tests {
         assert_eq!(biggest.text(), Some("3"), "network 9 paid for the newcomer in h");
     }
 
+    /// `Changed` means what it means in memory: the groups whose names changed, each once; the scripts publish
+    /// nothing themselves (the broker announces what the caller hands it).
     #[tokio::test]
-    async fn a_change_is_published_once_and_a_renewal_is_not() {
+    async fn a_change_is_answered_once_a_renewal_is_not_and_nothing_is_published() {
         let redis = TestRedis::start();
         let p = presence(&redis, Caps::default());
         let g = GroupId::new("g");
         let (one, two) = (holder(1, 1), holder(2, 1));
-        beat(&p, &g, one, "1", "Ada").await;
-        assert_eq!(published(&redis), 1, "a new name is told");
-        beat(&p, &g, one, "1", "Ada").await;
-        beat(&p, &g, two, "2", "Ada").await;
-        assert_eq!(published(&redis), 1, "a renewal, or the same name in another tab, is not");
-        p.leave(&g, &one.ticket, &tab("1")).await.unwrap();
-        assert_eq!(published(&redis), 1, "Ada is still here in tab 2");
-        p.leave(&g, &two.ticket, &tab("2")).await.unwrap();
-        assert_eq!(published(&redis), 2, "Ada left");
+        assert_eq!(beat(&p, &g, one, "1", "Ada").await, vec![g.clone()], "a new name is told");
+        assert_eq!(beat(&p, &g, one, "1", "Ada").await, Changed::new(), "a renewal is not");
+        assert_eq!(beat(&p, &g, two, "2", "Ada").await, Changed::new(), "nor the same name in another tab");
+        assert_eq!(p.leave(&g, &one.ticket, &tab("1")).await.unwrap(), Changed::new(), "Ada is still here in tab 2");
+        assert_eq!(p.leave(&g, &two.ticket, &tab("2")).await.unwrap(), vec![g.clone()], "Ada left");
+        let stats = redis.command(&["INFO", "commandstats"]);
+        assert!(!stats.text().unwrap_or_default().contains("cmdstat_publish"), "no script publishes");
     }
 
     /// A renewal reads two keys and writes the leases: it neither lists the group's names nor walks its tabs, so

@@ -4,8 +4,8 @@
 //! Every replica asks at each of its retention ticks, with one script ([`HOLD`]): the holder renews its lease (the
 //! value is compared first, so a replica whose lease ran out and was taken never renews another's), anyone takes a
 //! lease that is free (`SET NX PX`), everyone else waits. Only the holder prunes; after a pass that deleted
-//! something it publishes `pruned` on the notice channel (`bus::redis::pruned_notice`), on which every replica,
-//! itself included, forgets its cached pages.
+//! something its broker publishes `pruned` on the notice channel (`Broker::pruned`), on which every replica forgets
+//! its cached pages.
 //!
 //! The lease lasts [`ROUNDS`] retention periods. The holder renews at every tick, so one late or failed round
 //! (a slow Redis: a command may take seconds) does not hand the turn over; a holder that died (or lost Redis) is
@@ -21,9 +21,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::Script;
 
-use super::{millis, Link};
-use crate::server::bus::redis::pruned_notice;
-use crate::server::store::retention::Turn;
+use super::millis;
+use crate::server::link::Link;
+use crate::server::pruning::Turn;
 
 /// How many retention periods a lease lasts.
 pub const ROUNDS: u32 = 3;
@@ -105,14 +105,6 @@ impl Turn for RetentionLease {
                 }
                 false
             }
-        }
-    }
-
-    async fn pruned(&self, count: u64) {
-        // Lost, the other replicas would keep serving cached pages of deleted messages until their next change of
-        // the log; pub/sub is at-most-once anyway, so a failure is said and not retried.
-        if let Err(err) = self.link.publish(&self.link.notices(), &pruned_notice(count, &self.replica)).await {
-            tracing::warn!(error = %err, "retention: the other replicas were not told of this pass");
         }
     }
 }

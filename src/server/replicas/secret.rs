@@ -25,7 +25,7 @@ use rand::RngCore;
 use redis::Script;
 use sha2::Sha256;
 
-use super::{Link, LinkError};
+use crate::server::link::{Link, LinkError};
 
 /// How often a running replica offers its value again (see the module doc).
 pub const OFFER_EVERY: Duration = Duration::from_secs(5);

@@ -20,9 +20,9 @@ use async_trait::async_trait;
 use redis::Script;
 use sha2::{Digest, Sha256};
 
-use super::{Link, LinkError};
 use crate::server::budget::SharedBudgets;
 use crate::server::group::GroupId;
+use crate::server::link::{Link, LinkError};
 use crate::server::ticket::TicketId;
 use crate::shared::error::ApiError;
 

@@ -20,8 +20,9 @@ use std::time::Duration;
 use redis::Script;
 use tokio::sync::mpsc;
 
-use super::{millis, Link, LinkError};
+use super::millis;
 use crate::server::group::GroupId;
+use crate::server::link::{Link, LinkError};
 
 /// How long a lease lasts unless renewed.
 pub const LEASE: Duration = Duration::from_secs(30);

@@ -32,7 +32,7 @@ fn redis_store(cap: usize, prefix: &str) -> (RedisStore, TestRedis) {
 }
 
 fn redis_on(server: &TestRedis, cap: usize, prefix: &str) -> RedisStore {
-    RedisStore::new(redis::client(&server.url()).unwrap(), prefix, cap).unwrap()
+    RedisStore::new(crate::server::link::test_link(server, prefix), cap)
 }
 
 fn at(rfc3339: &str) -> time::OffsetDateTime {

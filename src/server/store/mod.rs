@@ -8,8 +8,7 @@ pub mod redis;
 pub mod retention;
 mod sqlite;
 #[cfg(test)]
-#[path = "../../../tests/support/redis.rs"]
-pub(crate) mod test_redis;
+pub(crate) use crate::server::link::test_redis;
 
 pub use memory::MemoryStore;
 pub use redis::RedisStore;

@@ -4,11 +4,11 @@
 //! - `PREFIX:log`: a stream, one entry per message, entry id `<id>-0`, fields `user`, `text`, `at`, `group`;
 //! - `PREFIX:meta`: a hash, `epoch` (made with the log) and `seq` (the newest id ever handed out);
 //! - `PREFIX:key:<group>:<key>`: a send key's first id, expiring after `KEY_MEMORY`;
-//! - `PREFIX:notices`: the pub/sub channel of appends, `<epoch> <id> <group>` (read by `bus::redis`).
+//! - `PREFIX:notices`: the pub/sub channel, where an append is announced (`link::notice`, read by `broker::redis`).
 //!
-//! One append is one Lua script ([`APPEND`]): answer a repeated send key, else make the epoch if the log has none,
-//! end it if Redis lost ids this replica saw acknowledged in it ([`ROTATE`]), take the next id, `XADD`, remember the
-//! key, `PUBLISH`. Redis runs a script alone, so id order is log order is notification order across replicas, and
+//! The connection and the key names are the deployment's [`Link`]. One append is one Lua script ([`APPEND`]):
+//! answer a repeated send key, else make the epoch if the log has none, end it if Redis lost ids this replica saw
+//! acknowledged in it ([`ROTATE`]), take the next id, `XADD`, remember the key, `PUBLISH` (the broker's append). Redis runs a script alone, so id order is log order is notification order across replicas, and
 //! every check comes before the first write, so a script never half-writes. A send is answered once the script has
 //! returned, which with `appendfsync always` means it is on disk.
 //!
@@ -30,14 +30,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script, Value};
 
 use super::{new_epoch, now_rfc3339, Appended, Draft, FeedStore, Readiness, StoreError, KEY_MEMORY};
+use crate::server::link::notice::APPENDED_LUA;
+use crate::server::link::Link;
 use crate::shared::domain::Message;
-
-/// Longest a command may take before the request is answered 503 (a reconnect attempt included).
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 /// Entries read per `XRANGE` while looking for the age cutoff or replaying missed notices.
 const SCAN_CHUNK: usize = 1_000;
 
@@ -86,7 +85,7 @@ local id = redis.call('HINCRBY', meta, 'seq', 1)
 redis.call('XADD', log, 'MAXLEN', '~', ARGV[2], id .. '-0',
   'user', ARGV[3], 'text', ARGV[4], 'at', ARGV[5], 'group', ARGV[6])
 if key then redis.call('SET', key, id, 'EX', ARGV[7]) end
-redis.call('PUBLISH', ARGV[8], epoch .. ' ' .. id .. ' ' .. ARGV[6])
+redis.call('PUBLISH', ARGV[8], appended_notice(epoch, id, ARGV[6]))
 return {1, id, epoch, lost}
 "#;
 
@@ -119,45 +118,15 @@ redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'seq', ARGV[2])
 return 1
 "#;
 
-/// Where a deployment's data lives in Redis.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisTarget {
-    /// `redis://host:port[/db]`.
-    pub url: String,
-    /// Key namespace: every key and the channel start with `PREFIX:`.
-    pub prefix: String,
-}
-
-/// The key names of one prefix.
-#[derive(Debug, Clone)]
-pub struct Keys {
-    prefix: String,
-}
-
-impl Keys {
-    pub fn new(prefix: &str) -> Self {
-        Self { prefix: prefix.to_owned() }
-    }
-
-    pub fn log(&self) -> String {
-        format!("{}:log", self.prefix)
-    }
-
-    pub fn meta(&self) -> String {
-        format!("{}:meta", self.prefix)
-    }
-
-    pub fn notices(&self) -> String {
-        format!("{}:notices", self.prefix)
-    }
-
-    pub fn send_key(&self, group: &str, key: &str) -> String {
-        format!("{}:key:{group}:{key}", self.prefix)
-    }
-
+/// The key names of the log, under the link's prefix.
+mod keys {
+    pub const LOG: &str = "log";
+    pub const META: &str = "meta";
     /// What the readiness probe writes (and lets expire).
-    pub fn ready(&self) -> String {
-        format!("{}:ready", self.prefix)
+    pub const READY: &str = "ready";
+
+    pub fn send_key(group: &str, key: &str) -> String {
+        format!("key:{group}:{key}")
     }
 }
 
@@ -176,8 +145,7 @@ pub struct Sent {
 }
 
 pub struct RedisStore {
-    conn: ConnectionManager,
-    keys: Keys,
+    link: Link,
     /// `XADD … MAXLEN ~ cap`: the stream never grows far past retention between two passes.
     cap: usize,
     append: Script,
@@ -192,36 +160,21 @@ pub(crate) fn unavailable(err: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("redis: {err}"))
 }
 
-/// The client for `url`; a URL that does not parse is a start-up error.
-pub fn client(url: &str) -> Result<redis::Client, String> {
-    redis::Client::open(url).map_err(|err| format!("setting `redis-url` ({url}): {err}"))
-}
-
-/// A managed connection that connects lazily (made while Redis is down, every command fails until Redis answers)
-/// and gives up on a command quickly, so a request waits at most a few seconds before it is answered 503. The
-/// store and the limits shared by replicas (`replicas::Link`) use the same.
-pub fn managed(client: redis::Client) -> Result<ConnectionManager, String> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(1)))
-        .set_response_timeout(Some(Duration::from_secs(2)))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(500));
-    ConnectionManager::new_lazy_with_config(client, config).map_err(|err| err.to_string())
-}
-
 impl RedisStore {
     /// A store that connects lazily: made while Redis is down, it answers 503 until Redis is reachable.
-    pub fn new(client: redis::Client, prefix: &str, cap: usize) -> Result<Self, String> {
-        let conn = managed(client)?;
-        Ok(Self {
-            conn,
-            keys: Keys::new(prefix),
+    pub fn new(link: Link, cap: usize) -> Self {
+        Self {
+            link,
             cap: cap.max(1),
-            append: Script::new(&format!("#!lua\n{ENSURE}{ROTATE}{APPEND}")),
+            append: Script::new(&format!("#!lua\n{ENSURE}{ROTATE}{APPENDED_LUA}{APPEND}")),
             head: Script::new(&format!("#!lua\n{ENSURE}{ROTATE}{HEAD}")),
             seen: std::sync::Mutex::new(Head { epoch: String::new(), seq: 0 }),
             readiness: Readiness::default(),
-        })
+        }
+    }
+
+    fn key(&self, name: &str) -> String {
+        self.link.key(name)
     }
 
     /// Ids up to `id` were acknowledged in `epoch`: remembered, so a Redis that loses them does not keep the
@@ -255,13 +208,9 @@ impl RedisStore {
         }
     }
 
-    pub fn keys(&self) -> &Keys {
-        &self.keys
-    }
-
     /// Whether this deployment's log holds nothing at all (no epoch, no entry): where a migration may write.
     pub async fn is_empty(&self) -> Result<bool, StoreError> {
-        let (meta, log) = (self.keys.meta(), self.keys.log());
+        let (meta, log) = (self.key(keys::META), self.key(keys::LOG));
         let found: u64 = self.run(|mut conn| async move { conn.exists(&[meta, log]).await }).await?;
         Ok(found == 0)
     }
@@ -271,7 +220,7 @@ impl RedisStore {
         let Some(first) = batch.first() else { return Ok(()) };
         let script = Script::new(IMPORT);
         let mut call = script.prepare_invoke();
-        call.key(self.keys.meta()).key(self.keys.log()).arg(first.id);
+        call.key(self.key(keys::META)).key(self.key(keys::LOG)).arg(first.id);
         for message in batch {
             call.arg(message.id).arg(&message.user).arg(&message.text).arg(&message.at);
         }
@@ -283,20 +232,17 @@ impl RedisStore {
     pub async fn seal(&self, epoch: &str, seq: u64) -> Result<(), StoreError> {
         let script = Script::new(SEAL);
         let mut call = script.prepare_invoke();
-        call.key(self.keys.meta()).arg(epoch).arg(seq);
+        call.key(self.key(keys::META)).arg(epoch).arg(seq);
         self.run(|mut conn| async move { call.invoke_async::<u64>(&mut conn).await }).await?;
         Ok(())
     }
 
-    /// Runs `query` on a clone of the managed connection, within `COMMAND_TIMEOUT`.
+    /// Runs `query` on the link's connection, within its timeout.
     async fn run<T, F>(&self, query: impl FnOnce(ConnectionManager) -> F) -> Result<T, StoreError>
     where
         F: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        match tokio::time::timeout(COMMAND_TIMEOUT, query(self.conn.clone())).await {
-            Ok(result) => result.map_err(unavailable),
-            Err(_) => Err(unavailable(format!("no answer within {COMMAND_TIMEOUT:?}"))),
-        }
+        self.link.run(query).await.map_err(|err| StoreError::Unavailable(err.to_string()))
     }
 
     /// PING: whether Redis answers now.
@@ -313,7 +259,11 @@ impl RedisStore {
         let (epoch, seq, lost): (String, u64, i64) = self
             .run(|mut conn| async move {
                 let mut call = self.head.prepare_invoke();
-                call.key(self.keys.meta()).key(self.keys.log()).arg(new_epoch()).arg(&seen_ref.epoch).arg(seen_ref.seq);
+                call.key(self.key(keys::META))
+                    .key(self.key(keys::LOG))
+                    .arg(new_epoch())
+                    .arg(&seen_ref.epoch)
+                    .arg(seen_ref.seq);
                 call.invoke_async(&mut conn).await
             })
             .await?;
@@ -338,7 +288,7 @@ impl RedisStore {
             u64::MAX => return Ok(Vec::new()),
             after => format!("({after}-0"),
         };
-        let log = self.keys.log();
+        let log = self.key(keys::LOG);
         self.run(|mut conn| async move { conn.xrange_count(log, start, "+", limit).await }).await
     }
 
@@ -427,9 +377,9 @@ impl FeedStore for RedisStore {
         let reply: Value = self
             .run(|mut conn| async move {
                 let mut call = self.append.prepare_invoke();
-                call.key(self.keys.meta()).key(self.keys.log());
+                call.key(self.key(keys::META)).key(self.key(keys::LOG));
                 if let Some(key) = draft.key {
-                    call.key(self.keys.send_key(draft.group, key.as_str()));
+                    call.key(self.key(&keys::send_key(draft.group, key.as_str())));
                 }
                 call.arg(new_epoch())
                     .arg(self.cap)
@@ -438,7 +388,7 @@ impl FeedStore for RedisStore {
                     .arg(stamp)
                     .arg(draft.group)
                     .arg(KEY_MEMORY.as_secs())
-                    .arg(self.keys.notices())
+                    .arg(self.link.notices())
                     .arg(&seen_ref.epoch)
                     .arg(seen_ref.seq);
                 call.invoke_async(&mut conn).await
@@ -460,7 +410,7 @@ impl FeedStore for RedisStore {
         if before <= 1 || limit == 0 {
             return Ok(Vec::new());
         }
-        let (log, end) = (self.keys.log(), format!("({before}-0"));
+        let (log, end) = (self.key(keys::LOG), format!("({before}-0"));
         let mut page: Vec<Entry> =
             self.run(|mut conn| async move { conn.xrevrange_count(log, end, "-", limit).await }).await?;
         page.reverse();
@@ -468,7 +418,7 @@ impl FeedStore for RedisStore {
     }
 
     async fn latest(&self, limit: usize) -> Result<Vec<Message>, StoreError> {
-        let log = self.keys.log();
+        let log = self.key(keys::LOG);
         let mut page: Vec<Entry> =
             self.run(|mut conn| async move { conn.xrevrange_count(log, "+", "-", limit).await }).await?;
         page.reverse();
@@ -476,7 +426,7 @@ impl FeedStore for RedisStore {
     }
 
     async fn epoch(&self) -> Result<String, StoreError> {
-        let meta = self.keys.meta();
+        let meta = self.key(keys::META);
         let known: Option<String> = self.run(|mut conn| async move { conn.hget(meta, "epoch").await }).await?;
         match known {
             Some(epoch) => Ok(epoch),
@@ -485,13 +435,13 @@ impl FeedStore for RedisStore {
     }
 
     async fn last_id(&self) -> Result<u64, StoreError> {
-        let meta = self.keys.meta();
+        let meta = self.key(keys::META);
         let seq: Option<u64> = self.run(|mut conn| async move { conn.hget(meta, "seq").await }).await?;
         Ok(seq.unwrap_or(0))
     }
 
     async fn prune(&self, keep: usize, cutoff: Option<time::OffsetDateTime>) -> Result<u64, StoreError> {
-        let log = self.keys.log();
+        let log = self.key(keys::LOG);
         let mut deleted: u64 = {
             let log = log.clone();
             self.run(|mut conn| async move {
@@ -531,7 +481,7 @@ impl RedisStore {
     /// accepts them would fork the log), and it takes a small write (a full Redis under `noeviction` refuses them).
     /// One round trip: `ROLE` and a `SET` with a TTL, pipelined.
     async fn probe(&self) -> Result<(), StoreError> {
-        let key = self.keys.ready();
+        let key = self.key(keys::READY);
         let (role,): (Vec<Value>,) = self
             .run(|mut conn| async move {
                 let mut pipe = redis::pipe();
@@ -582,7 +532,7 @@ impl RedisStore {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        tracing::info!(%url, prefix = %self.keys.prefix, "Redis answers");
+        tracing::info!(%url, prefix = %self.link.prefix(), "Redis answers");
         self.check_durability().await;
     }
 

@@ -1,22 +1,22 @@
-//! The Redis bus: how notices travel between replicas that share a `RedisStore`.
+//! `RedisBroker`: how notices travel between replicas that share a `RedisStore`, over the deployment's `Link`.
 //!
-//! Sending: the store's append script publishes the notice itself, in the same atomic step as the append, so
-//! notification order is id order on every replica and no notice can announce a message that is not stored.
-//! `RedisBus::publish` therefore does nothing.
+//! Appending: the store's append script publishes the notice itself (`link::notice::APPENDED_LUA`), in the same
+//! atomic step as the append, so notification order is id order on every replica and no notice can announce a
+//! message that is not stored. Presence changes and retention passes are published by this broker
+//! (`link::notice::Notice`), after the change they announce.
 //!
 //! Receiving: one supervised task per process (`Receiver`) holds a pub/sub connection to `PREFIX:notices` and hands
-//! each notice to `Hub::deliver`; the sender's replica hears its own notices back like every other (no local
-//! shortcut that could reorder them). Pub/sub is at-most-once, so the task also heals: after every (re)subscribe,
-//! whenever a notice skips ids, and every `heal-every`, it compares the log's head with the last id this process
-//! delivered and replays what it missed from the stream, per group (each entry names its group). A killed or
-//! silently stalled connection thus delays a notice by at most one heal period. When the log's epoch changes (Redis
-//! came back empty, or lost acknowledged ids and the store ended the epoch: see `store::redis`), the settled pages
-//! of the old epoch are dropped and every local group is notified so its tabs reload. Every id delivered is told
-//! to the store (`RedisStore::saw`): that is how a head or an append notices a Redis that lost it. The same channel carries `presence <group>`
-//! (who is here changed, from `presence::redis`), handed to `Hub::presence_changed`, and `pruned <count> <replica>`
-//! (the replica whose turn it was deleted messages: [`pruned_notice`]), on which every process forgets its pages. A
-//! heal also compares the log's oldest id with the last it saw, so a pass whose notice was lost (or came from a
-//! replica of the version before, which announced none) costs at most one heal period of stale pages.
+//! each notice to the hub; the sender's replica hears its own notices back like every other (no local shortcut
+//! that could reorder them). Pub/sub is at-most-once, so the task also heals: after every (re)subscribe, whenever
+//! a notice skips ids, and every `heal-every`, it compares the log's head with the last id this process delivered
+//! and replays what it missed from the stream, per group (each entry names its group). A killed or silently
+//! stalled connection thus delays a notice by at most one heal period. When the log's epoch changes (Redis came
+//! back empty, or lost acknowledged ids and the store ended the epoch: see `store::redis`), the settled pages of the
+//! old epoch are dropped and every local group is notified so its tabs reload. Every id delivered is told to the
+//! store (`RedisStore::saw`): that is how a head or an append notices a Redis that lost it. A presence notice is
+//! handed to `Hub::presence_changed` (after a resubscribe every group re-reads once, as presence notices carry no id
+//! to heal by); on a retention notice every process forgets its pages. A heal also compares the log's oldest id
+//! with the last it saw, so a pass whose notice was lost costs at most one heal period of stale pages.
 //!
 //! The task never ends: a lost connection is retried with backoff, and a panic restarts it.
 
@@ -28,26 +28,68 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use tokio::sync::Mutex;
 
-use super::{Bus, BusError};
+use super::{Broker, BrokerError};
 use crate::server::group::GroupId;
 use crate::server::hub::Hub;
+use crate::server::link::notice::Notice;
+use crate::server::link::Link;
 use crate::server::store::redis::{Head, RedisStore};
-use crate::server::store::StoreError;
+use crate::server::store::{Appended, Draft, FeedStore, StoreError};
 
 /// Missed notices read per `XRANGE` while healing.
 const HEAL_CHUNK: usize = 1_000;
-/// Longest wait for a pub/sub connection and its subscription.
-const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Reconnection backoff: from the first to the last delay, doubling.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
 
-/// Publishing is the append script's job (see the module documentation): this bus only satisfies the seam.
-pub struct RedisBus;
+/// Replicas on one Redis: appends through the store's script, announcements on the notice channel, and the
+/// receiver that feeds this process's hub.
+pub struct RedisBroker {
+    store: Arc<RedisStore>,
+    link: Link,
+    hub: Arc<Hub>,
+    /// Names this process in its retention notices.
+    replica: String,
+}
+
+impl RedisBroker {
+    /// The broker, its receiver started (see [`Receiver::start`]).
+    pub async fn start(
+        link: Link,
+        store: Arc<RedisStore>,
+        hub: Arc<Hub>,
+        heal_every: Duration,
+        replica: String,
+    ) -> Arc<Self> {
+        Receiver::start(link.clone(), store.clone(), hub.clone(), heal_every).await;
+        Arc::new(Self { store, link, hub, replica })
+    }
+
+    async fn publish(&self, notices: &[Notice<'_>]) -> Result<(), BrokerError> {
+        let payloads: Vec<String> = notices.iter().map(Notice::encode).collect();
+        self.link.publish(&payloads).await.map_err(|err| BrokerError::Unavailable(err.to_string()))
+    }
+}
 
 #[async_trait]
-impl Bus for RedisBus {
-    async fn publish(&self, _group: &GroupId, _id: u64) -> Result<(), BusError> {
-        Ok(())
+impl Broker for RedisBroker {
+    /// One script appends and publishes (see the module doc); this replica's receiver delivers it here too.
+    async fn append(&self, draft: Draft<'_>) -> Result<Appended, StoreError> {
+        self.store.append(draft).await
+    }
+
+    async fn presence_changed(&self, groups: &[GroupId]) -> Result<(), BrokerError> {
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let notices: Vec<Notice<'_>> = groups.iter().map(|group| Notice::Presence { group: group.as_str() }).collect();
+        self.publish(&notices).await
+    }
+
+    /// Lost, the other replicas would keep serving cached pages of deleted messages until their next heal (which
+    /// compares the log's oldest id): pub/sub is at-most-once anyway, so a failure is said, not retried.
+    async fn pruned(&self, count: u64) -> Result<(), BrokerError> {
+        self.hub.pages().forget();
+        self.publish(&[Notice::Pruned { count, replica: &self.replica }]).await
     }
 }
 
@@ -78,8 +120,8 @@ struct Cursor {
 }
 
 /// The receive side: pub/sub notices and healing into the local hub.
-pub struct Receiver {
-    client: redis::Client,
+struct Receiver {
+    link: Link,
     store: Arc<RedisStore>,
     hub: Arc<Hub>,
     heal_every: Duration,
@@ -90,13 +132,13 @@ pub struct Receiver {
 impl Receiver {
     /// Starts the supervised task. The log's head is read first (when Redis answers) so that whatever is appended
     /// from now on reaches this hub, even before the first subscription.
-    pub async fn start(client: redis::Client, store: Arc<RedisStore>, hub: Arc<Hub>, heal_every: Duration) {
+    async fn start(link: Link, store: Arc<RedisStore>, hub: Arc<Hub>, heal_every: Duration) {
         let mut cursor = Cursor::default();
         match store.head().await {
             Ok(Head { epoch, seq }) => (cursor.epoch, cursor.delivered) = (Some(epoch), seq),
             Err(err) => tracing::warn!(error = %err, "notices: cannot read the log's head yet; retrying"),
         }
-        let receiver = Arc::new(Receiver { client, store, hub, heal_every, cursor: Mutex::new(cursor) });
+        let receiver = Arc::new(Receiver { link, store, hub, heal_every, cursor: Mutex::new(cursor) });
         tokio::spawn(receiver.supervise());
     }
 
@@ -125,19 +167,10 @@ impl Receiver {
     /// why it ended.
     async fn session(self: Arc<Self>) -> Ended {
         let mut cursor = self.cursor.lock().await;
-        let channel = self.store.keys().notices();
-        let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, async {
-            let mut pubsub = self.client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        })
-        .await;
-        let pubsub = match subscribed {
-            Ok(Ok(pubsub)) => pubsub,
-            Ok(Err(err)) => return Ended::before_subscribing(format!("cannot subscribe to {channel}: {err}")),
-            Err(_) => {
-                return Ended::before_subscribing(format!("cannot subscribe to {channel} in {SUBSCRIBE_TIMEOUT:?}"))
-            }
+        let channel = self.link.notices();
+        let pubsub = match self.link.subscriber(&channel).await {
+            Ok(pubsub) => pubsub,
+            Err(err) => return Ended::before_subscribing(format!("cannot subscribe to {channel}: {err}")),
         };
         tracing::debug!(%channel, "notices: subscribed");
         self.heal_logged(&mut cursor).await;
@@ -164,24 +197,24 @@ impl Receiver {
         }
     }
 
-    /// A notice `<epoch> <id> <group>`: delivered unless already delivered; missed ids before it are healed first.
+    /// An append's notice is delivered unless already delivered (missed ids before it are healed first); a
+    /// presence notice tells the group; a retention notice makes every page go.
     async fn on_notice(&self, cursor: &mut Cursor, payload: &str) {
-        // `presence <group>`: who is here changed (`presence::redis` publishes it).
-        if let Some(group) = payload.strip_prefix("presence ") {
-            self.hub.presence_changed(&GroupId::new(group));
-            return;
-        }
-        if let Some((count, replica)) = parse_pruned(payload) {
-            // Settled pages outlive appends, not deletions: a page of deleted messages must not be served again.
-            tracing::debug!(count, replica, "notices: the log was pruned; cached pages forgotten");
-            self.hub.pages().forget();
-            // Forgotten already: the next heal takes the oldest id as it finds it, rather than forget again.
-            cursor.oldest = None;
-            return;
-        }
-        let Some((epoch, id, group)) = parse_notice(payload) else {
-            tracing::warn!(payload, "notices: malformed notice ignored");
-            return;
+        let (epoch, id, group) = match Notice::parse(payload) {
+            Some(Notice::Appended { epoch, id, group }) => (epoch, id, group),
+            Some(Notice::Presence { group }) => return self.hub.presence_changed(&GroupId::new(group)),
+            Some(Notice::Pruned { count, replica }) => {
+                // Settled pages outlive appends, not deletions: a page of deleted messages must not be served again.
+                tracing::debug!(count, replica, "notices: the log was pruned; cached pages forgotten");
+                self.hub.pages().forget();
+                // Forgotten already: the next heal takes the oldest id as it finds it, rather than forget again.
+                cursor.oldest = None;
+                return;
+            }
+            None => {
+                tracing::warn!(payload, "notices: malformed notice ignored");
+                return;
+            }
         };
         if cursor.epoch.as_deref() != Some(epoch) {
             // Another epoch (or the first one this process sees): the head decides what to do.
@@ -289,54 +322,5 @@ impl Receiver {
         }
         cursor.delivered = to;
         Ok(())
-    }
-}
-
-/// What a retention notice starts with (an epoch is hex, so no append's notice does).
-const PRUNED: &str = "pruned";
-
-/// `pruned <count> <replica>`: the replica whose turn it was (`replicas::retention_lease`) deleted `count` messages.
-/// Shaped like an append's notice on purpose: a receiver of the version before, which does not know it, reads a
-/// notice of an unknown epoch `pruned`, compares with the log's head (nothing to do) and goes on, instead of logging a
-/// malformed notice at every pass.
-pub fn pruned_notice(count: u64, replica: &str) -> String {
-    format!("{PRUNED} {count} {replica}")
-}
-
-fn parse_pruned(payload: &str) -> Option<(u64, &str)> {
-    let (epoch, count, replica) = parse_notice(payload)?;
-    (epoch == PRUNED).then_some((count, replica))
-}
-
-/// `<epoch> <id> <group>` (a group has no spaces; the epoch is hex).
-fn parse_notice(payload: &str) -> Option<(&str, u64, &str)> {
-    let mut parts = payload.splitn(3, ' ');
-    let epoch = parts.next()?;
-    let id = parts.next()?.parse().ok()?;
-    let group = parts.next().filter(|group| !group.is_empty())?;
-    Some((epoch, id, group))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{parse_notice, parse_pruned, pruned_notice};
-
-    #[test]
-    fn a_notice_names_epoch_id_and_group() {
-        assert_eq!(parse_notice("ab12 7 everyone"), Some(("ab12", 7, "everyone")));
-        assert_eq!(parse_notice("ab12 x g"), None);
-        assert_eq!(parse_notice("ab12 7"), None);
-        assert_eq!(parse_notice("ab12 7 "), None);
-        assert_eq!(parse_pruned("ab12 7 everyone"), None, "an append's notice is no retention notice");
-    }
-
-    #[test]
-    fn a_retention_notice_reads_back_and_parses_as_a_notice_of_another_epoch() {
-        let notice = pruned_notice(3, "00ff");
-        assert_eq!(parse_pruned(&notice), Some((3, "00ff")));
-        // What a receiver of the version before makes of it: an epoch it does not know (so it reads the head).
-        assert_eq!(parse_notice(&notice), Some(("pruned", 3, "00ff")));
-        assert_eq!(parse_pruned("pruned x 00ff"), None);
-        assert_eq!(parse_pruned("presence g"), None);
     }
 }

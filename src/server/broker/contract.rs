@@ -1,6 +1,6 @@
-//! One suite, every bus: each test runs against every `Bus` with the hubs it feeds: `LocalBus`, and the Redis bus
-//! (its receiver on a `redis-server` of its own). A notice is announced the way `feed::send` does it: append to
-//! the subject's store, then `publish` (for Redis the append script publishes; `publish` does nothing).
+//! One suite, every broker: each test runs against every `Broker` with the hub it feeds: `LocalBroker`, and
+//! `RedisBroker` (its receiver on a `redis-server` of its own). A message is announced the way `feed::send` does
+//! it: `Broker::append`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,19 +8,22 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use super::*;
+use crate::server::group::GroupId;
+use crate::server::hub::Hub;
 use crate::server::hub::Subscription;
+use crate::server::link::notice::Notice;
+use crate::server::link::test_link;
+use crate::server::link::test_redis::{Reply, TestRedis};
 use crate::server::pages::PageCache;
-use crate::server::store::redis::{client, RedisStore};
-use crate::server::store::test_redis::TestRedis;
-use crate::server::store::{Draft, FeedStore, MemoryStore};
+use crate::server::store::{Draft, FeedStore, MemoryStore, RedisStore};
 use crate::shared::domain::{MessageText, Username};
 
-/// Heal period of the Redis buses under test.
+/// Heal period of the Redis brokers under test.
 const HEAL_EVERY: Duration = Duration::from_millis(300);
 
-/// A bus under test, the hub its receive side feeds and the store appends go to.
+/// A broker under test, the hub its receive side feeds and the store it appends to.
 struct Subject {
-    bus: Arc<dyn Bus>,
+    broker: Arc<dyn Broker>,
     hub: Arc<Hub>,
     store: Arc<dyn FeedStore>,
     _redis: Option<TestRedis>,
@@ -30,49 +33,51 @@ fn hub(capacity: usize) -> Arc<Hub> {
     Arc::new(Hub::new(capacity, Arc::new(PageCache::new(8))))
 }
 
-async fn buses(capacity: usize) -> Vec<(&'static str, Subject)> {
+async fn brokers(capacity: usize) -> Vec<(&'static str, Subject)> {
     let local = hub(capacity);
+    let memory: Arc<dyn FeedStore> = Arc::new(MemoryStore::new(10_000));
     let server = TestRedis::start();
-    let (store, remote) = redis_replica(&server, capacity).await;
+    let (store, broker, remote) = redis_replica(&server, capacity, "a").await;
     vec![
         (
             "local",
             Subject {
-                bus: Arc::new(LocalBus::new(local.clone())),
+                broker: Arc::new(LocalBroker::new(memory.clone(), local.clone())),
                 hub: local,
-                store: Arc::new(MemoryStore::new(10_000)),
+                store: memory,
                 _redis: None,
             },
         ),
-        ("redis", Subject { bus: Arc::new(redis::RedisBus), hub: remote, store, _redis: Some(server) }),
+        ("redis", Subject { broker, hub: remote, store, _redis: Some(server) }),
     ]
 }
 
-/// One "replica" on `server`: its store and the hub its receiver feeds.
-async fn redis_replica(server: &TestRedis, capacity: usize) -> (Arc<dyn FeedStore>, Arc<Hub>) {
-    let client = client(&server.url()).unwrap();
-    let store = Arc::new(RedisStore::new(client.clone(), "bus", 10_000).unwrap());
+/// One "replica" on `server`: its store, its broker and the hub its receiver feeds.
+async fn redis_replica(
+    server: &TestRedis,
+    capacity: usize,
+    name: &str,
+) -> (Arc<dyn FeedStore>, Arc<dyn Broker>, Arc<Hub>) {
+    let link = test_link(server, "bus");
+    let store = Arc::new(RedisStore::new(link.clone(), 10_000));
     let hub = hub(capacity);
-    redis::Receiver::start(client, store.clone(), hub.clone(), HEAL_EVERY).await;
-    (store, hub)
+    let broker = RedisBroker::start(link, store.clone(), hub.clone(), HEAL_EVERY, name.into()).await;
+    (store, broker, hub)
 }
 
-/// Appends a message in `group` and publishes it, as `feed::send` does: its id.
+/// Appends a message in `group` as `feed::send` does: its id.
 async fn announce(s: &Subject, group: &GroupId) -> u64 {
     let (user, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
     let draft = Draft { group: group.as_str(), author: &user, text: &text, key: None };
-    let id = s.store.append(draft).await.unwrap().message.id;
-    s.bus.publish(group, id).await.unwrap();
-    id
+    s.broker.append(draft).await.unwrap().message.id
 }
 
-/// The next notice's id if one arrives soon; a bus that crosses processes gets the time it needs.
-/// The next message notice within 300 ms.
+/// The next message notice within 300 ms (a broker that crosses processes gets the time it needs).
 async fn next_soon(sub: &mut Subscription) -> Option<u64> {
     next_within(sub, Duration::from_millis(300)).await
 }
 
-/// The next message notice within `wait` (presence notices, which a bus may also carry, are not this suite's).
+/// The next message notice within `wait` (presence notices are skipped: `presence_changed_reaches_…` reads them).
 async fn next_within(sub: &mut Subscription, wait: Duration) -> Option<u64> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
@@ -85,7 +90,7 @@ async fn next_within(sub: &mut Subscription, wait: Duration) -> Option<u64> {
 
 #[tokio::test]
 async fn a_publish_reaches_the_subscribers_of_its_group_only() {
-    for (name, s) in buses(8).await {
+    for (name, s) in brokers(8).await {
         let (a, b) = (GroupId::new("a"), GroupId::new("b"));
         let (mut a1, mut a2, mut b1) = (s.hub.subscribe(&a), s.hub.subscribe(&a), s.hub.subscribe(&b));
         assert_eq!(announce(&s, &a).await, 1, "{name}");
@@ -100,7 +105,7 @@ async fn a_publish_reaches_the_subscribers_of_its_group_only() {
 
 #[tokio::test]
 async fn a_slow_subscriber_gets_the_latest_id_once() {
-    for (name, s) in buses(4).await {
+    for (name, s) in brokers(4).await {
         let group = GroupId::new("g");
         let mut slow = s.hub.subscribe(&group);
         for _ in 1..=20 {
@@ -116,7 +121,7 @@ async fn a_slow_subscriber_gets_the_latest_id_once() {
 
 #[tokio::test]
 async fn notices_follow_appends_in_order_and_announce_readable_messages() {
-    for (name, s) in buses(64).await {
+    for (name, s) in brokers(64).await {
         let store = &s.store;
         let group = GroupId::new("g");
         let mut tab = s.hub.subscribe(&group);
@@ -135,7 +140,7 @@ async fn notices_follow_appends_in_order_and_announce_readable_messages() {
 
 #[tokio::test]
 async fn closing_the_hub_ends_subscriptions_and_later_publishes_are_harmless() {
-    for (name, s) in buses(8).await {
+    for (name, s) in brokers(8).await {
         let group = GroupId::new("g");
         let mut open = s.hub.subscribe(&group);
         s.hub.close();
@@ -153,14 +158,14 @@ async fn closing_the_hub_ends_subscriptions_and_later_publishes_are_harmless() {
 #[tokio::test]
 async fn redis_notices_reach_every_replica_in_id_order() {
     let server = TestRedis::start();
-    let (store_a, hub_a) = redis_replica(&server, 64).await;
-    let (store_b, hub_b) = redis_replica(&server, 64).await;
+    let (_, broker_a, hub_a) = redis_replica(&server, 64, "a").await;
+    let (_, broker_b, hub_b) = redis_replica(&server, 64, "b").await;
     let group = GroupId::new("g");
     let (mut on_a, mut on_b) = (hub_a.subscribe(&group), hub_b.subscribe(&group));
     let (user, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
-    for (i, store) in [&store_a, &store_b, &store_a].into_iter().enumerate() {
+    for (i, broker) in [&broker_a, &broker_b, &broker_a].into_iter().enumerate() {
         let draft = Draft { group: "g", author: &user, text: &text, key: None };
-        assert_eq!(store.append(draft).await.unwrap().message.id, i as u64 + 1);
+        assert_eq!(broker.append(draft).await.unwrap().message.id, i as u64 + 1);
         assert_eq!(next_soon(&mut on_a).await, Some(i as u64 + 1));
         assert_eq!(next_soon(&mut on_b).await, Some(i as u64 + 1));
     }
@@ -171,7 +176,7 @@ async fn redis_notices_reach_every_replica_in_id_order() {
 #[tokio::test]
 async fn redis_heals_lost_notices_within_the_heal_period() {
     let server = TestRedis::start();
-    let (store, hub) = redis_replica(&server, 64).await;
+    let (_, store, hub) = redis_replica(&server, 64, "a").await;
     let (g, h) = (GroupId::new("g"), GroupId::new("h"));
     let (mut on_g, mut on_h) = (hub.subscribe(&g), hub.subscribe(&h));
     let (user, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
@@ -203,7 +208,7 @@ async fn redis_heals_lost_notices_within_the_heal_period() {
 #[tokio::test]
 async fn redis_new_epoch_notifies_every_group() {
     let mut server = TestRedis::start();
-    let (store, hub) = redis_replica(&server, 64).await;
+    let (_, store, hub) = redis_replica(&server, 64, "a").await;
     let (g, h) = (GroupId::new("g"), GroupId::new("h"));
     let (mut on_g, mut on_h) = (hub.subscribe(&g), hub.subscribe(&h));
     let (user, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
@@ -257,7 +262,7 @@ async fn forgotten_within(hub: &Hub, wait: Duration) -> bool {
 #[tokio::test]
 async fn redis_receivers_forget_pages_on_a_pruned_notice_or_at_the_heal_after_a_silent_prune() {
     let server = TestRedis::start();
-    let (store, hub) = redis_replica(&server, 64).await;
+    let (_, store, hub) = redis_replica(&server, 64, "a").await;
     let (user, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
     for _ in 0..3 {
         store.append(Draft { group: "g", author: &user, text: &text, key: None }).await.unwrap();
@@ -265,7 +270,7 @@ async fn redis_receivers_forget_pages_on_a_pruned_notice_or_at_the_heal_after_a_
     // Let a heal see the log's oldest id (1).
     tokio::time::sleep(HEAL_EVERY * 2).await;
     settled_page(&hub).await;
-    let notice = redis::pruned_notice(1, "elsewhere");
+    let notice = Notice::Pruned { count: 1, replica: "elsewhere" }.encode();
     assert!(server.command(&["PUBLISH", "bus:notices", &notice]).int().unwrap() >= 1);
     // Only the notice can do it: no heal forgets pages while the oldest id stays.
     assert!(forgotten_within(&hub, HEAL_EVERY).await, "forgotten on the notice");
@@ -278,4 +283,60 @@ async fn redis_receivers_forget_pages_on_a_pruned_notice_or_at_the_heal_after_a_
     settled_page(&hub).await;
     tokio::time::sleep(HEAL_EVERY * 3).await;
     assert_eq!(hub.pages().len(), 1, "kept while the log's oldest id stays");
+}
+
+/// A broker, and the hub of every process it announces to: the local one's, and two replicas' on `server`.
+type Everywhere = (&'static str, Arc<dyn Broker>, Vec<Arc<Hub>>);
+
+async fn with_every_process(server: &TestRedis) -> [Everywhere; 2] {
+    let (_, broker_a, hub_a) = redis_replica(server, 8, "a").await;
+    let (_, _, hub_b) = redis_replica(server, 8, "b").await;
+    let local = hub(8);
+    let memory: Arc<dyn FeedStore> = Arc::new(MemoryStore::new(10));
+    // Pub/sub keeps no backlog: both receivers listen before anything is published.
+    let listening = || server.command(&["PUBSUB", "NUMSUB", "bus:notices"]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !matches!(listening(), Reply::Array(ref reply) if reply.get(1) == Some(&Reply::Int(2))) {
+        assert!(tokio::time::Instant::now() < deadline, "receivers subscribed: {:?}", listening());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    [("local", Arc::new(LocalBroker::new(memory, local.clone())), vec![local]), ("redis", broker_a, vec![hub_a, hub_b])]
+}
+
+/// Who is here changed: the subscribers of that group hear `PresenceChanged` in every process (on Redis, through
+/// the channel: the replica that made the change too), and no other group does.
+#[tokio::test]
+async fn presence_changed_reaches_the_groups_subscribers_in_every_process() {
+    let server = TestRedis::start();
+    for (name, broker, hubs) in with_every_process(&server).await {
+        let (g, h) = (GroupId::new("g"), GroupId::new("h"));
+        let mut on_g: Vec<Subscription> = hubs.iter().map(|hub| hub.subscribe(&g)).collect();
+        let mut on_h: Vec<Subscription> = hubs.iter().map(|hub| hub.subscribe(&h)).collect();
+        broker.presence_changed(std::slice::from_ref(&g)).await.unwrap();
+        for sub in &mut on_g {
+            let notice = tokio::time::timeout(Duration::from_secs(1), sub.next()).await.ok().flatten();
+            assert_eq!(notice.map(|n| n.presence), Some(true), "{name}: told");
+        }
+        for sub in &mut on_h {
+            let notice = tokio::time::timeout(Duration::from_millis(200), sub.next()).await.ok().flatten();
+            assert!(notice.is_none(), "{name}: another group is not told: {notice:?}");
+        }
+        broker.presence_changed(&[]).await.unwrap();
+    }
+}
+
+/// A retention pass: every process forgets its cached pages, the one that pruned at once.
+#[tokio::test]
+async fn pruned_makes_every_process_forget_its_pages() {
+    let server = TestRedis::start();
+    for (name, broker, hubs) in with_every_process(&server).await {
+        for hub in &hubs {
+            settled_page(hub).await;
+        }
+        broker.pruned(2).await.unwrap();
+        assert!(hubs[0].pages().is_empty(), "{name}: the pruning process forgets at once");
+        for hub in &hubs {
+            assert!(forgotten_within(hub, Duration::from_secs(1)).await, "{name}: every process forgets");
+        }
+    }
 }

@@ -1,0 +1,47 @@
+//! `LocalBroker`: one process (a SQLite or memory store). The append commits, then its notice goes straight into
+//! the hub; there is nothing to receive from elsewhere, so no receive loop.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{Broker, BrokerError};
+use crate::server::group::GroupId;
+use crate::server::hub::Hub;
+use crate::server::observe;
+use crate::server::store::{Appended, Draft, FeedStore, StoreError};
+
+pub struct LocalBroker {
+    store: Arc<dyn FeedStore>,
+    hub: Arc<Hub>,
+}
+
+impl LocalBroker {
+    pub fn new(store: Arc<dyn FeedStore>, hub: Arc<Hub>) -> Self {
+        Self { store, hub }
+    }
+}
+
+#[async_trait]
+impl Broker for LocalBroker {
+    /// The store takes and releases its own lock inside `append`, so delivery never runs under it.
+    async fn append(&self, draft: Draft<'_>) -> Result<Appended, StoreError> {
+        let appended = self.store.append(draft).await?;
+        if appended.fresh {
+            let started = std::time::Instant::now();
+            self.hub.deliver(&GroupId::new(draft.group), appended.message.id);
+            observe::fanned_out(started.elapsed());
+        }
+        Ok(appended)
+    }
+
+    async fn presence_changed(&self, groups: &[GroupId]) -> Result<(), BrokerError> {
+        groups.iter().for_each(|group| self.hub.presence_changed(group));
+        Ok(())
+    }
+
+    async fn pruned(&self, _count: u64) -> Result<(), BrokerError> {
+        self.hub.pages().forget();
+        Ok(())
+    }
+}
