@@ -57,7 +57,7 @@ pub(super) fn read(path: &Path, must_exist: bool, command: &Command) -> Result<V
     let keys = keys(command);
     let tables: BTreeSet<&str> = keys.values().map(|key| key.table.as_str()).collect();
 
-    // (key, table it was written in, value), flat ones first.
+    // (key, the table it was written in, value).
     let mut written: Vec<(&str, String, &toml::Value)> = Vec::new();
     for (name, value) in ours {
         match value {
