@@ -33,17 +33,18 @@ fn malloc_arena_per_core() {
 
 #[cfg(feature = "ssr")]
 async fn serve() -> std::process::ExitCode {
-    use broadcasting::server::settings::{Cli, Settings};
-    use clap::Parser;
+    use broadcasting::server::settings::{Settings, SettingsError};
 
-    let settings = match Settings::from_cli(Cli::parse()) {
+    let settings = match Settings::load() {
         Ok(settings) => settings,
+        // clap's own: --help and --version on standard output (exit 0), a refused flag with the usage (exit 2).
+        Err(SettingsError::Cli(err)) => err.exit(),
         Err(err) => {
             eprintln!("broadcasting: {err}");
             return std::process::ExitCode::from(2);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.server.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: a log file or a pipe gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -70,7 +70,7 @@ pub struct Parts {
 pub fn keeps_files(settings: &Settings) -> bool {
     match settings.backend() {
         Backend::Sqlite { .. } => true,
-        Backend::Memory { .. } => settings.secret.is_none(),
+        Backend::Memory { .. } => settings.tickets.secret.is_none(),
         Backend::Redis { .. } => false,
     }
 }
@@ -80,7 +80,7 @@ pub fn keeps_files(settings: &Settings) -> bool {
 pub async fn open(settings: &Settings) -> Result<Parts, BackendError> {
     let hub = Arc::new(Hub::new(FANOUT_CAPACITY, Arc::new(PageCache::new(SHARED_PAGES))));
     // With scope `everyone` every visitor is one group: the per-browser budgets and stream cap do not apply.
-    let per_browser = settings.scope == crate::server::group::Scope::Browser;
+    let per_browser = settings.feed.scope == crate::server::group::Scope::Browser;
     let caps = presence_caps(settings);
     let store: Arc<dyn FeedStore> = match settings.backend() {
         Backend::Memory { max_messages } => Arc::new(MemoryStore::new(max_messages)),
@@ -89,14 +89,15 @@ pub async fn open(settings: &Settings) -> Result<Parts, BackendError> {
             return open_redis(settings, hub, &target, max_messages, heal_every, per_browser, caps).await
         }
     };
-    let tickets = TicketKeys::load(settings.secret.as_deref(), &settings.data_dir)
-        .map_err(|source| BackendError::Secret { dir: settings.data_dir.clone(), source })?;
+    let tickets = TicketKeys::load(settings.tickets.secret.as_deref(), &settings.store.data_dir)
+        .map_err(|source| BackendError::Secret { dir: settings.store.data_dir.clone(), source })?;
     Ok(Parts {
         broker: Arc::new(LocalBroker::new(store.clone(), hub.clone())),
         store,
         hub,
         presence: Arc::new(MemoryPresence::new(caps)),
-        throttle: LocalThrottle::new(settings.send_rate, settings.send_burst, per_browser).map(SendThrottle::Local),
+        throttle: LocalThrottle::new(settings.limits.send_rate, settings.limits.send_burst, per_browser)
+            .map(SendThrottle::Local),
         stream_leases: None,
         tickets,
         address_budgets: None,
@@ -122,15 +123,16 @@ async fn open_redis(
     let replica = replica_id();
     let broker = RedisBroker::start(link.clone(), store.clone(), hub.clone(), heal_every, replica.clone()).await;
     let agreed =
-        secret::agree(link.clone(), settings.secret.as_deref(), secret::OFFER_EVERY, secret::REACH_WITHIN).await?;
+        secret::agree(link.clone(), settings.tickets.secret.as_deref(), secret::OFFER_EVERY, secret::REACH_WITHIN)
+            .await?;
     tokio::spawn(agreed.guard.run());
-    let cap = if per_browser { settings.max_streams_per_browser } else { 0 };
+    let cap = if per_browser { settings.limits.max_streams_per_browser } else { 0 };
     let stream_leases = (cap > 0).then(|| {
         let (leases, keeper) = StreamLeases::new(link.clone(), replica.clone(), cap, LEASE, RENEW_EVERY);
         tokio::spawn(keeper.run());
         leases
     });
-    let throttle = RedisThrottle::new(link.clone(), settings.send_rate, settings.send_burst, per_browser);
+    let throttle = RedisThrottle::new(link.clone(), settings.limits.send_rate, settings.limits.send_burst, per_browser);
     Ok(Parts {
         store,
         hub,
@@ -140,16 +142,16 @@ async fn open_redis(
         stream_leases,
         tickets: TicketKeys::new(agreed.secret),
         address_budgets: Some(Arc::new(RedisBudget::new(link.clone()))),
-        turn: Some(Arc::new(RetentionLease::new(link, replica, settings.prune_every))),
+        turn: Some(Arc::new(RetentionLease::new(link, replica, settings.feed.prune_every))),
     })
 }
 
 /// How many tabs presence lists per ticket, per address, per group and in all.
 fn presence_caps(settings: &Settings) -> Caps {
     Caps {
-        per_ticket: settings.max_tabs_per_ticket,
-        per_network: settings.max_tabs_per_address,
-        total: settings.max_tabs,
+        per_ticket: settings.presence.max_tabs_per_ticket,
+        per_network: settings.presence.max_tabs_per_address,
+        total: settings.presence.max_tabs,
         ..Caps::default()
     }
 }

@@ -36,9 +36,9 @@ fn leptos_options(settings: &Settings) -> LeptosOptions {
     let env_or = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
     LeptosOptions::builder()
         .output_name(env_or("LEPTOS_OUTPUT_NAME", "broadcasting"))
-        .site_root(settings.site_root.to_string_lossy().into_owned())
+        .site_root(settings.server.site_root.to_string_lossy().into_owned())
         .site_pkg_dir(env_or("LEPTOS_SITE_PKG_DIR", "pkg"))
-        .site_addr(settings.addr)
+        .site_addr(settings.server.addr)
         .reload_port(env_or("LEPTOS_RELOAD_PORT", "3001").parse::<u32>().unwrap_or(3001))
         .build()
 }
@@ -47,20 +47,25 @@ fn leptos_options(settings: &Settings) -> LeptosOptions {
 /// log, whose turn it is to prune it.
 pub async fn build_state(settings: &Settings) -> Result<(AppState, Option<Arc<dyn Turn>>), StartupError> {
     // With scope `everyone` every visitor is one group: the per-browser stream cap and send budget do not apply.
-    let per_browser = settings.scope == group::Scope::Browser;
+    let per_browser = settings.feed.scope == group::Scope::Browser;
     let backend::Parts { store, hub, broker, presence, throttle, stream_leases, tickets, address_budgets, turn } =
         backend::open(settings).await?;
     // Heartbeats and leaves: enough for every tab an address may list to beat as often as it is asked to.
-    let beats = settings.max_tabs_per_address as f64 / roster::beat_every(settings.presence_lease).as_secs_f64();
-    let mut peers = Peers::new(settings.trusted_proxies.clone(), settings.address_rate, settings.address_burst)
-        .with_stream_cap(settings.max_streams_per_address)
-        .with_presence_rate(beats.ceil().min(f64::from(u32::MAX)) as u32);
+    let beats = settings.presence.max_tabs_per_address as f64
+        / roster::beat_every(settings.presence.presence_lease).as_secs_f64();
+    let mut peers = Peers::new(
+        settings.connections.trusted_proxies.clone(),
+        settings.limits.address_rate,
+        settings.limits.address_burst,
+    )
+    .with_stream_cap(settings.limits.max_streams_per_address)
+    .with_presence_rate(beats.ceil().min(f64::from(u32::MAX)) as u32);
     if let Some(budgets) = address_budgets {
         peers = peers.shared_through(budgets);
     }
     // Per process on every backend: a heartbeat only renews a bounded lease, so budgets split over replicas cost
     // little (sends and stream places are the ones shared).
-    let heartbeats = LocalThrottle::new(settings.send_rate, settings.send_burst, per_browser)
+    let heartbeats = LocalThrottle::new(settings.limits.send_rate, settings.limits.send_burst, per_browser)
         .map(|t| SendThrottle::Local(t.counting("heartbeats")));
     let state = AppState::from(Services {
         store,
@@ -68,23 +73,23 @@ pub async fn build_state(settings: &Settings) -> Result<(AppState, Option<Arc<dy
         broker,
         throttle: throttle.map(Arc::new),
         stream_leases,
-        tickets: tickets.with_lifetime(settings.ticket_lifetime),
+        tickets: tickets.with_lifetime(settings.tickets.ticket_lifetime),
         peers: Arc::new(peers),
         limits: Limits {
-            max_message_chars: settings.max_message_chars,
-            page_size: settings.page_size,
-            page_bytes: settings.page_bytes,
-            max_request_bytes: settings.max_request_bytes,
-            request_timeout: settings.request_timeout,
+            max_message_chars: settings.feed.max_message_chars,
+            page_size: settings.feed.page_size,
+            page_bytes: settings.feed.page_bytes,
+            max_request_bytes: settings.connections.max_request_bytes,
+            request_timeout: settings.connections.request_timeout,
             streams: StreamCaps {
-                total: settings.max_streams,
-                per_group: if per_browser { settings.max_streams_per_browser } else { 0 },
+                total: settings.limits.max_streams,
+                per_group: if per_browser { settings.limits.max_streams_per_browser } else { 0 },
             },
-            horizon: settings.max_age,
+            horizon: settings.feed.max_age,
         },
         leptos: leptos_options(settings),
         presence,
-        lease: settings.presence_lease,
+        lease: settings.presence.presence_lease,
         heartbeats: heartbeats.map(Arc::new),
     });
     Ok((state, turn))
@@ -92,31 +97,32 @@ pub async fn build_state(settings: &Settings) -> Result<(AppState, Option<Arc<dy
 
 /// Serves until SIGINT or SIGTERM; then open event streams end (tabs reconnect elsewhere or later).
 pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
-    settings.max_streams = streams_under_the_file_limit(&settings)?;
+    settings.limits.max_streams = streams_under_the_file_limit(&settings)?;
     // One data directory, one server: held until the process exits.
-    let _data_dir = if backend::keeps_files(&settings) { Some(data_dir::lock(&settings.data_dir)?) } else { None };
+    let _data_dir =
+        if backend::keeps_files(&settings) { Some(data_dir::lock(&settings.store.data_dir)?) } else { None };
     let (state, turn) = build_state(&settings).await?;
     if let Err(err) = observe::install() {
         tracing::warn!(error = %err, "metrics are not recorded");
     }
     let hub = state.hub.clone();
-    let listener = listen(settings.addr, settings.send_buffer_bytes)
-        .map_err(|source| StartupError::Bind { addr: settings.addr, source })?;
+    let listener = listen(settings.server.addr, settings.connections.send_buffer_bytes)
+        .map_err(|source| StartupError::Bind { addr: settings.server.addr, source })?;
     let addr = listener.local_addr().map_err(StartupError::Serve)?;
     // Tests and scripts read this line to find the port.
     println!("broadcasting listening on http://{addr}");
-    tracing::info!(%addr, scope = ?settings.scope, "listening");
+    tracing::info!(%addr, scope = ?settings.feed.scope, "listening");
     tokio::spawn(pruning::run(state.store.clone(), state.broker.clone(), settings.retention(), turn));
     let throttles = [state.throttle.clone(), state.heartbeats.clone()];
-    tokio::spawn(forget_idle_budgets(throttles, state.peers.clone(), settings.prune_every));
+    tokio::spawn(forget_idle_budgets(throttles, state.peers.clone(), settings.feed.prune_every));
     tokio::spawn(roster::sweep(state.presence.clone(), state.broker.clone(), roster::SWEEP_EVERY));
     let shortcut = shortcut(state.clone());
-    let router = app(state, settings.scope);
+    let router = app(state, settings.feed.scope);
     let deadlines = Deadlines {
-        header: settings.header_timeout,
-        idle: settings.idle_timeout,
-        write: settings.write_timeout,
-        shutdown_grace: settings.shutdown_grace,
+        header: settings.connections.header_timeout,
+        idle: settings.connections.idle_timeout,
+        write: settings.connections.write_timeout,
+        shutdown_grace: settings.server.shutdown_grace,
     };
     let signal = async {
         wait_for_signal().await;
@@ -133,12 +139,12 @@ fn streams_under_the_file_limit(settings: &Settings) -> Result<usize, StartupErr
         Ok(limit) => limit,
         Err(err) => {
             tracing::warn!(error = %err, "cannot read the open-file limit; max-streams left as set");
-            return Ok(settings.max_streams);
+            return Ok(settings.limits.max_streams);
         }
     };
-    let fit = open_files::fit_streams(settings.max_streams, settings.max_streams_given, limit);
-    let chosen = fit.map_err(|fit| StartupError::TooManyStreams { given: settings.max_streams, fit, limit })?;
-    if chosen < settings.max_streams || settings.max_streams == 0 {
+    let fit = open_files::fit_streams(settings.limits.max_streams, settings.limits.max_streams_given, limit);
+    let chosen = fit.map_err(|fit| StartupError::TooManyStreams { given: settings.limits.max_streams, fit, limit })?;
+    if chosen < settings.limits.max_streams || settings.limits.max_streams == 0 {
         tracing::warn!(
             open_file_limit = limit,
             max_streams = chosen,

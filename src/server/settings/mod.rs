@@ -1,0 +1,142 @@
+//! Settings: each defined once, in `concerns.rs`, as a field of a clap `Args` struct per concern (its flag,
+//! environment variable, default, parser and `--help`). Layering is clap's: flags, then environment variables,
+//! then the `[broadcasting]` table of the settings file (Leptos.toml, or `--config`), then the stated default;
+//! the earlier wins. The file's values reach clap as defaults (`file.rs`), so one parser reads every layer.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
+
+use crate::server::link::RedisTarget;
+use crate::server::store::retention::Retention;
+
+mod concerns;
+mod file;
+mod values;
+
+pub use concerns::{Connections, Feed, Limits, Presence, Server, Store, Tickets};
+
+/// The settings in force, by concern.
+// `group(skip)`: the concerns are the command's only groups, so each group is one table of the file.
+#[derive(Debug, Clone, PartialEq, clap::Parser)]
+#[command(name = "broadcasting", version, about = "Broadcasting: a realtime shared feed over Server-Sent Events.")]
+#[group(skip)]
+pub struct Settings {
+    /// Settings file whose [broadcasting] table (and its tables by concern: [broadcasting.server], …) is read at
+    /// start-up; the default file may be missing.
+    #[arg(long, env = "BROADCASTING_CONFIG", default_value = "Leptos.toml")]
+    pub config: PathBuf,
+    #[command(flatten)]
+    pub server: Server,
+    #[command(flatten)]
+    pub connections: Connections,
+    #[command(flatten)]
+    pub feed: Feed,
+    #[command(flatten)]
+    pub store: Store,
+    #[command(flatten)]
+    pub limits: Limits,
+    #[command(flatten)]
+    pub presence: Presence,
+    #[command(flatten)]
+    pub tickets: Tickets,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A flag or an environment variable clap refused, or `--help`/`--version` (`clap::Error::exit` prints
+    /// either as clap means it: help on standard output, an error with the usage on standard error).
+    #[error(transparent)]
+    Cli(#[from] clap::Error),
+    #[error("cannot read settings file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("settings file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("setting `secret` must be at least 16 characters")]
+    WeakSecret,
+}
+
+impl Settings {
+    /// The settings from this process's arguments, environment and settings file.
+    pub fn load() -> Result<Self, SettingsError> {
+        Self::load_from(std::env::args_os())
+    }
+
+    /// The settings from `args` (the program name first), the environment and the settings file.
+    pub fn load_from<I, T>(args: I) -> Result<Self, SettingsError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        // First without the file: it answers --help and --version (before a broken file could stop them), refuses
+        // a bad flag or variable, and says which file to read.
+        let bare = Self::command().try_get_matches_from(&args)?;
+        let path = bare.get_one::<PathBuf>("config").expect("config has a default").clone();
+        let named = bare.value_source("config") != Some(ValueSource::DefaultValue);
+
+        let mut command = Self::command();
+        let given = file::read(&path, named, &command)?;
+        for file::Given { id, value } in &given {
+            command = command.mut_arg(id, |arg| arg.default_value(value.clone()));
+        }
+        let matches = command.try_get_matches_from(&args)?;
+        let mut settings = Self::from_arg_matches(&matches)?;
+
+        // Given by flag or environment (not a default), or by the file (a default only to clap).
+        let streams = "max_streams";
+        settings.limits.max_streams_given = matches.value_source(streams) != Some(ValueSource::DefaultValue)
+            || given.iter().any(|given| given.id == streams);
+        if settings.tickets.secret.as_deref().is_some_and(|secret| secret.chars().count() < 16) {
+            return Err(SettingsError::WeakSecret);
+        }
+        Ok(settings)
+    }
+
+    /// The backend the `store` setting names (`sqlite`: `DATA_DIR/feed.db`).
+    pub fn backend(&self) -> Backend {
+        let store = &self.store;
+        match store.kind {
+            StoreKind::Sqlite => Backend::Sqlite { path: store.data_dir.join("feed.db") },
+            StoreKind::Memory => Backend::Memory { max_messages: self.feed.max_messages },
+            StoreKind::Redis => Backend::Redis {
+                target: RedisTarget { url: store.redis_url.clone(), prefix: store.redis_prefix.clone() },
+                max_messages: self.feed.max_messages,
+                heal_every: store.heal_every,
+            },
+        }
+    }
+
+    /// What the store keeps, and how often it deletes the rest.
+    pub fn retention(&self) -> Retention {
+        Retention { keep: self.feed.max_messages, max_age: self.feed.max_age, every: self.feed.prune_every }
+    }
+}
+
+/// Where the log lives and how appends are announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// In memory, one process: lost on restart; keeps at most `max_messages`.
+    Memory { max_messages: usize },
+    /// A durable SQLite file, one process.
+    Sqlite { path: PathBuf },
+    /// Redis, shared by every replica that names the same server and prefix; the stream is capped near
+    /// `max_messages` on each append, and notices lost on pub/sub are healed every `heal_every`.
+    Redis { target: RedisTarget, max_messages: usize, heal_every: Duration },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// SQLite in the data directory: survives restarts.
+    Sqlite,
+    /// In memory: lost on restart.
+    Memory,
+    /// In Redis: shared by replicas.
+    Redis,
+}
+
+#[cfg(test)]
+mod tests;
