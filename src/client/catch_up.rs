@@ -27,6 +27,7 @@ struct CatchState {
     target: u64,
 }
 
+/// The tab's catch-up of `feed`: whether a fetch runs, whether another is due after it, and up to which id.
 #[derive(Clone, Copy)]
 pub struct CatchUp {
     feed: Feed,

@@ -35,8 +35,8 @@ impl Value {
     }
 
     /// The items of an array.
-    pub fn items(&self) -> Option<Vec<Value>> {
-        Array::is_array(&self.0).then(|| Array::from(&self.0).iter().map(Value).collect())
+    pub fn items(&self) -> Option<impl Iterator<Item = Value>> {
+        Array::is_array(&self.0).then(|| Array::from(&self.0).into_iter().map(Value))
     }
 }
 
@@ -44,4 +44,13 @@ impl Value {
 pub fn push_string(out: &mut String, text: &str) {
     let quoted = JSON::stringify(&JsValue::from_str(text));
     out.push_str(&quoted.map(String::from).unwrap_or_default());
+}
+
+/// A form body, written by the browser's `URLSearchParams`.
+pub fn form(fields: &[(&str, &str)]) -> String {
+    let Ok(params) = web_sys::UrlSearchParams::new() else { return String::new() };
+    for (name, value) in fields {
+        params.append(name, value);
+    }
+    params.to_string().into()
 }

@@ -3,10 +3,11 @@
 //! other over the relay's channel, the form bodies and page URLs the tab asks with, and the stream's notice ids.
 //!
 //! The rules (which fields an answer must have, what a whole number is, how a relayed line is cut) are written once
-//! here for both targets; only the JSON parser differs by target, chosen at the `mod` line below: in the browser
-//! the browser's own `JSON.parse` (serde_json's readers were the largest part of the wasm the page could do without,
-//! BENCHMARKS.md), on the server and in the unit tests serde_json, which the server links anyway. Writing is by hand
-//! on both, with each target's string quoting, and gives serde_json's bytes (a test holds the two together).
+//! here for both targets; only the JSON parser (and the form serializer) differs by target, chosen at the `mod` line
+//! below: in the browser its own `JSON.parse` (serde_json's readers were the largest part of the wasm the page could
+//! do without, BENCHMARKS.md), on the server and in the unit tests serde_json, which the server links anyway. JSON is
+//! written by hand on both, with each target's string quoting, and gives serde_json's bytes (a test holds the two
+//! together).
 #![cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 
 #[cfg(feature = "hydrate")]
@@ -36,7 +37,7 @@ pub fn object<T: FromJson>(text: &str) -> Option<T> {
 
 /// `text` as a JSON array of messages (a page of `GET /api/messages`, or a relayed page).
 pub fn messages(text: &str) -> Option<Vec<Message>> {
-    json::parse(text)?.items()?.iter().map(Message::from_json).collect()
+    json::parse(text)?.items()?.map(|m| Message::from_json(&m)).collect()
 }
 
 /// Appends `messages` as a JSON array, as `messages` reads it and as the server writes it.
@@ -96,7 +97,7 @@ impl FromJson for PageLimits {
 
 impl FromJson for Here {
     fn from_json(o: &json::Value) -> Option<Self> {
-        let names = o.field("names")?.items()?.iter().map(json::Value::string).collect::<Option<_>>()?;
+        let names = o.field("names")?.items()?.map(|name| name.string()).collect::<Option<_>>()?;
         Some(Here { names })
     }
 }
@@ -107,10 +108,11 @@ impl FromJson for Beat {
     }
 }
 
-/// A form body (`application/x-www-form-urlencoded`), byte for byte what the browser's `URLSearchParams` writes:
-/// both follow the URL standard's serializer (space as `+`, all but `*-._` and ASCII letters and digits escaped).
+/// A form body (`application/x-www-form-urlencoded`) as the URL standard's serializer writes it (space as `+`, all
+/// but `*-._` and ASCII letters and digits escaped): in the browser by its own `URLSearchParams` (form_urlencoded,
+/// the same algorithm in Rust, cost 600 B of brotli wasm), elsewhere by form_urlencoded.
 pub fn form(fields: &[(&str, &str)]) -> String {
-    form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish()
+    json::form(fields)
 }
 
 /// One page of the log: above `since`, or below `before`, or (neither) the latest.

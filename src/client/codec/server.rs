@@ -28,8 +28,8 @@ impl Value {
     }
 
     /// The items of an array.
-    pub fn items(&self) -> Option<Vec<Value>> {
-        Some(self.0.as_array()?.iter().cloned().map(Value).collect())
+    pub fn items(&self) -> Option<impl Iterator<Item = Value> + '_> {
+        Some(self.0.as_array()?.iter().cloned().map(Value))
     }
 }
 
@@ -37,4 +37,9 @@ impl Value {
 pub fn push_string(out: &mut String, text: &str) {
     // Writing a `str` cannot fail.
     out.push_str(&serde_json::to_string(text).unwrap_or_default());
+}
+
+/// A form body, written by rust-url's serializer (the URL standard's, as `URLSearchParams` is).
+pub fn form(fields: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish()
 }
