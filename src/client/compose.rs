@@ -5,8 +5,9 @@ use leptos::ev::SubmitEvent;
 use leptos::html::Input;
 use leptos::prelude::*;
 
+use crate::client::log::Feed;
 use crate::client::presence::Presence;
-use crate::client::{remote, Feed};
+use crate::client::remote;
 use crate::shared::domain::{Joined, Message};
 use crate::shared::error::{ApiError, ErrorKind};
 

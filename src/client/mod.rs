@@ -1,19 +1,26 @@
 //! The page: `shell` is the HTML document the server renders, `App` the part that hydrates in the browser.
 //! The tab's identity (name and ticket) lives only in this tab's memory: a reload asks again.
+//!
+//! One module per concern: the log's state (`log`) and its view (`feed`); the form (`compose`); who is here
+//! (`presence`); the stream as this tab sees it (`live`), the catch-up it drives (`catch_up`) and the browser's one
+//! stream shared between tabs (`relay`); the API calls (`remote`) and every encoding they and the relay use
+//! (`codec`); times in the reader's zone (`clock`). Code for one target only sits in its own file, chosen on a `mod`
+//! line (`browser.rs` in the tab, `server.rs` while the server renders).
 
+mod catch_up;
 mod clock;
+mod codec;
 mod compose;
 mod feed;
-#[cfg(feature = "hydrate")]
-mod json;
 mod live;
+mod log;
 mod presence;
 mod relay;
 mod remote;
 
 use leptos::prelude::*;
 
-pub use feed::Feed;
+use log::Feed;
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     let css = format!("/{}/{}.css", options.site_pkg_dir, options.output_name);

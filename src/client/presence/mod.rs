@@ -1,0 +1,102 @@
+//! Who is here: the names of the joined tabs of this session group, shown above the log ("3 here: Ada, Linus,
+//! Grace"; a longer list folds into a `<details>` that opens on the whole list).
+//!
+//! Once joined, the tab beats for itself (`POST /api/presence`, as often as the server answers, a third of the
+//! lease) with a plain request: no connection of its own, and the browser's one event stream stays shared
+//! (`relay`). It says it leaves with a beacon on `pagehide`; a tab that cannot (crashed, frozen, offline) drops out
+//! when its lease runs out. It beats again at once when the stream reopens (the server may have restarted with an
+//! empty list) and when it wakes from being frozen or cached.
+//!
+//! The list is read (`GET /api/presence`) when the stream opens and on each `PresenceChanged` the stream carries,
+//! one read at a time and at most one per [`READ_GAP`]: notices that come faster (the server paces them per group
+//! to about one a second; a stream that reconnects adds its own) fold into the next read, so a crowd of tabs
+//! joining and leaving never makes every tab re-read the list as fast as it changes. The server renders no list (it knows no one's lease until the tabs beat), so the page shows
+//! it once hydrated and live.
+//!
+//! The calls themselves run in the browser only (`browser`); on the server, which renders the page once with no list,
+//! they do nothing (`server`).
+#![cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+
+#[cfg(feature = "hydrate")]
+mod browser;
+#[cfg(feature = "hydrate")]
+use browser as target;
+#[cfg(not(feature = "hydrate"))]
+mod server;
+#[cfg(not(feature = "hydrate"))]
+use server as target;
+
+use leptos::either::Either;
+use leptos::prelude::*;
+
+/// Names shown inline; a longer list shows the first `INLINE - 1` and "and N others".
+const INLINE: usize = 3;
+
+/// The shortest time between two reads of the list, in milliseconds.
+const READ_GAP: f64 = 1_000.0;
+
+#[derive(Clone, Copy)]
+pub struct Presence {
+    /// `None` until first read.
+    names: RwSignal<Option<Vec<String>>>,
+    /// A read is under way, and whether another is due after it.
+    reading: StoredValue<(bool, bool)>,
+    /// When the last read started (`Date.now()`), to space the next one.
+    last_read: StoredValue<f64>,
+    /// This tab's ticket and id once joined; the ticket never leaves the tab.
+    me: StoredValue<Option<(String, String)>>,
+    /// Bumped by each heartbeat: a timer set for an earlier one does nothing.
+    round: StoredValue<u32>,
+}
+
+impl Presence {
+    pub fn new() -> Self {
+        Self {
+            names: RwSignal::new(None),
+            reading: StoredValue::new((false, false)),
+            last_read: StoredValue::new(f64::NEG_INFINITY),
+            me: StoredValue::new(None),
+            round: StoredValue::new(0),
+        }
+    }
+
+    /// Who is here may have changed: read it again (after the read under way, if any).
+    pub fn refresh(self) {
+        target::refresh(self);
+    }
+
+    /// This tab joined with `ticket`: it is here from now on, until it goes.
+    pub fn joined(self, ticket: String) {
+        target::joined(self, ticket);
+    }
+
+    /// Renews this tab's lease now (if joined), and from then on at the server's pace.
+    pub fn beat(self) {
+        target::beat(self);
+    }
+}
+
+/// "3 here: Ada, Linus, Grace", or "14 here: Ada, Linus and 12 others".
+fn summary(names: &[String]) -> String {
+    match names.len() {
+        0 => "No one has joined yet.".to_owned(),
+        n if n <= INLINE => format!("{n} here: {}", names.join(", ")),
+        n => format!("{n} here: {} and {} others", names[..INLINE - 1].join(", "), n - (INLINE - 1)),
+    }
+}
+
+#[component]
+pub fn WhoIsHere(presence: Presence) -> impl IntoView {
+    let list = move || {
+        presence.names.get().map(|names| {
+            let line = summary(&names);
+            if names.len() <= INLINE {
+                Either::Left(view! { <p>{line}</p> })
+            } else {
+                let items = names.into_iter().map(|name| view! { <li><bdi>{name}</bdi></li> }).collect_view();
+                Either::Right(view! { <details><summary>{line}</summary><ul>{items}</ul></details> })
+            }
+        })
+    };
+    view! { <section class="presence" aria-label="Who is here">{list}</section> }
+}

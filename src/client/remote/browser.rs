@@ -1,0 +1,154 @@
+//! The API's calls from the tab: `fetch` requests with form bodies and JSON answers, read by `codec`. Each answer
+//! that lacks what its type needs is unreadable, with the HTTP status in words; a refusal carries the API's own
+//! error (`{"kind": ..., "message": ...}`).
+
+use std::future::Future;
+
+use leptos::prelude::window;
+use send_wrapper::SendWrapper;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{Headers, RequestInit, Response};
+
+use crate::client::codec::{self, FromJson};
+use crate::shared::domain::{Joined, LogPage, Message, PageLimits};
+use crate::shared::error::{ApiError, ErrorKind};
+use crate::shared::wire;
+
+pub fn messages(
+    since: Option<u64>,
+    before: Option<u64>,
+) -> impl Future<Output = Result<LogPage, ApiError>> + Send + 'static {
+    get_page(codec::page_url(since, before))
+}
+
+pub fn catch_up(
+    since: u64,
+    until: Option<u64>,
+    epoch: &str,
+) -> impl Future<Output = Result<LogPage, ApiError>> + Send + 'static {
+    get_page(codec::catch_up_url(since, until, epoch))
+}
+
+pub fn limits() -> impl Future<Output = Result<PageLimits, ApiError>> + Send + 'static {
+    SendWrapper::new(answer(wire::LIMITS_PATH, None))
+}
+
+pub async fn join(username: String) -> Result<Joined, ApiError> {
+    answer(wire::JOIN_PATH, Some(&[("username", &username)])).await
+}
+
+pub async fn send_message(ticket: String, text: String, key: String) -> Result<Message, ApiError> {
+    answer(wire::SEND_PATH, Some(&[("ticket", &ticket), ("text", &text), ("key", &key)])).await
+}
+
+pub fn new_send_key() -> String {
+    let mut bytes = [0u8; 16];
+    let filled = window().crypto().and_then(|crypto| crypto.get_random_values_with_u8_array(&mut bytes));
+    if filled.is_err() {
+        // Every browser that runs this page has it; were it missing, the time and a count still tell this tab's
+        // keys apart (the server keeps keys per ticket).
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        bytes[..8].copy_from_slice(&(js_sys::Date::now() as u64).to_be_bytes());
+        let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        bytes[8..].copy_from_slice(&made.to_be_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Presence: who is here, this tab's heartbeat, and its leaving.
+pub mod presence {
+    use crate::client::codec;
+    use crate::shared::domain::{Beat, Here};
+    use crate::shared::error::ApiError;
+    use crate::shared::wire;
+
+    pub async fn here() -> Result<Here, ApiError> {
+        super::answer(wire::PRESENCE_PATH, None).await
+    }
+
+    pub async fn beat(ticket: String, tab: String) -> Result<Beat, ApiError> {
+        super::answer(wire::PRESENCE_PATH, Some(&[("ticket", &ticket), ("tab", &tab)])).await
+    }
+
+    /// Queued by the browser, which sends it even as the page goes away (`navigator.sendBeacon`). Given as
+    /// `URLSearchParams` (the body `codec::form` writes) so that the browser labels it a form, as the server expects.
+    pub fn leave(ticket: &str, tab: &str) {
+        let Ok(form) = web_sys::UrlSearchParams::new_with_str(&codec::form(&[("ticket", ticket), ("tab", tab)])) else {
+            return;
+        };
+        let navigator = leptos::prelude::window().navigator();
+        let _ = navigator.send_beacon_with_opt_url_search_params(wire::PRESENCE_LEAVE_PATH, Some(&form));
+    }
+}
+
+/// A page of the log: the JSON body, and the epoch from its header. `Send` (the tab has one thread) so that a
+/// resource can hold it.
+fn get_page(url: String) -> impl Future<Output = Result<LogPage, ApiError>> + Send {
+    SendWrapper::new(async move {
+        let (response, body) = exchange(&url, None).await?;
+        let messages = codec::messages(&body).ok_or_else(|| unreadable(response.status()))?;
+        let epoch = response.headers().get(wire::EPOCH_HEADER).ok().flatten().unwrap_or_default();
+        Ok(LogPage { epoch, messages })
+    })
+}
+
+/// The JSON object `url` answers (to a form POST with `form`, or a GET without), as `T`.
+async fn answer<T: FromJson>(url: &str, form: Option<&[(&str, &str)]>) -> Result<T, ApiError> {
+    let (response, body) = exchange(url, form).await?;
+    codec::object(&body).ok_or_else(|| unreadable(response.status()))
+}
+
+fn unreachable(_: JsValue) -> ApiError {
+    ApiError::new(ErrorKind::Network, "Could not reach the server; check the connection and try again.")
+}
+
+fn unreadable(status: u16) -> ApiError {
+    let mut message = "Unexpected answer from the server (HTTP ".to_owned();
+    message.push_str(&status.to_string());
+    message.push_str(").");
+    ApiError::new(ErrorKind::Network, message)
+}
+
+/// Sends `init` to `url`, asking for JSON (and saying the body's `content_type`, if any): the answer, whatever its
+/// status. For other requests of the tab's too (the relay's probe of a refused stream).
+pub async fn request(url: &str, init: RequestInit, content_type: Option<&str>) -> Result<Response, ApiError> {
+    let headers = Headers::new().map_err(unreachable)?;
+    headers.set("Accept", "application/json").map_err(unreachable)?;
+    if let Some(content_type) = content_type {
+        headers.set("Content-Type", content_type).map_err(unreachable)?;
+    }
+    init.set_headers(&headers);
+    Ok(JsFuture::from(window().fetch_with_str_and_init(url, &init)).await.map_err(unreachable)?.unchecked_into())
+}
+
+async fn body(response: &Response) -> Result<String, ApiError> {
+    let text = JsFuture::from(response.text().map_err(unreachable)?).await.map_err(unreachable)?;
+    Ok(text.as_string().unwrap_or_default())
+}
+
+/// The API error a refusal (an answer that is not OK) carries, or a sentence saying it carries none.
+pub async fn error_of(response: &Response) -> ApiError {
+    match body(response).await {
+        Ok(body) => codec::object(&body).unwrap_or_else(|| unreadable(response.status())),
+        Err(err) => err,
+    }
+}
+
+/// One request (a form POST with `form`, or a GET without): the response and its body, or the API error a refusal
+/// carries.
+async fn exchange(url: &str, form: Option<&[(&str, &str)]>) -> Result<(Response, String), ApiError> {
+    let init = RequestInit::new();
+    let mut content_type = None;
+    if let Some(form) = form {
+        init.set_method("POST");
+        init.set_body(&JsValue::from(codec::form(form)));
+        content_type = Some("application/x-www-form-urlencoded");
+    }
+    let response = request(url, init, content_type).await?;
+    if !response.ok() {
+        return Err(error_of(&response).await);
+    }
+    let body = body(&response).await?;
+    Ok((response, body))
+}
