@@ -18,6 +18,7 @@ use axum::{Extension, Router};
 use futures::{stream, Stream, StreamExt};
 
 use crate::server::follow;
+use crate::server::group::Audience;
 use crate::server::group::GroupId;
 use crate::server::net::Detach;
 use crate::server::peer::{self, Peer};
@@ -44,7 +45,7 @@ async fn stream(
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<u64>().ok());
-    let notices = match follow::follow(&state, &group, address, last_seen).await {
+    let notices = match follow::follow(&state, &Audience::main(group), address, last_seen).await {
         Ok(notices) => notices,
         Err(refusal) => return refusal.into_response(),
     };

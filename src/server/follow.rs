@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use futures::{stream, Stream, StreamExt};
 
-use crate::server::group::GroupId;
+use crate::server::group::Audience;
 use crate::server::hub::Notice;
 use crate::server::observe;
 use crate::server::peer::StreamPlace;
@@ -21,15 +21,15 @@ use crate::shared::error::{ApiError, ErrorKind};
 /// is dropped.
 pub async fn follow(
     state: &AppState,
-    group: &GroupId,
+    audience: &Audience,
     address: IpAddr,
     last_seen: Option<u64>,
 ) -> Result<impl Stream<Item = Notice> + Send + 'static, ApiError> {
-    let held = admit(state, group, address).await?;
+    let held = admit(state, audience, address).await?;
     // Subscribe before reading the latest id, so an append in between is announced rather than missed.
-    let subscription = state.hub.subscribe(group);
+    let subscription = state.hub.subscribe(audience);
     let catch_up = match last_seen {
-        Some(seen) => match state.store.last_id().await {
+        Some(seen) => match state.store.last_id(&audience.feed).await {
             Ok(latest) if latest > seen => Some(Notice::new(latest)),
             Ok(_) => None,
             Err(err) => {
@@ -56,7 +56,7 @@ struct Held {
 /// (429); answers what the stream holds. The total cap is this process's; the group cap is counted in this
 /// process's hub, or across replicas by leases in Redis (503 when Redis cannot be asked). The total and the local
 /// group counts are read, then the stream subscribes, so concurrent openings may pass those caps by a few.
-async fn admit(state: &AppState, group: &GroupId, address: IpAddr) -> Result<Held, ApiError> {
+async fn admit(state: &AppState, group: &Audience, address: IpAddr) -> Result<Held, ApiError> {
     let admitted = admit_counted(state, group, address).await;
     if let Err(refusal) = &admitted {
         observe::stream_refused(refusal.kind.code());
@@ -64,7 +64,7 @@ async fn admit(state: &AppState, group: &GroupId, address: IpAddr) -> Result<Hel
     admitted
 }
 
-async fn admit_counted(state: &AppState, group: &GroupId, address: IpAddr) -> Result<Held, ApiError> {
+async fn admit_counted(state: &AppState, group: &Audience, address: IpAddr) -> Result<Held, ApiError> {
     let caps = state.limits.streams;
     if caps.total > 0 && state.hub.subscribers() >= caps.total {
         return Err(ApiError::new(
@@ -73,7 +73,7 @@ async fn admit_counted(state: &AppState, group: &GroupId, address: IpAddr) -> Re
         ));
     }
     let lease = match &state.stream_leases {
-        Some(leases) => Some(leases.admit(group).await?.ok_or_else(|| browser_full(leases.cap()))?),
+        Some(leases) => Some(leases.admit(&group.group).await?.ok_or_else(|| browser_full(leases.cap()))?),
         None if caps.per_group > 0 && state.hub.group_subscribers(group) >= caps.per_group => {
             return Err(browser_full(caps.per_group));
         }
@@ -95,7 +95,9 @@ fn browser_full(cap: usize) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::group::GroupId;
     use crate::server::store::MemoryStore;
+    use crate::shared::domain::FeedName;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -113,20 +115,20 @@ mod tests {
         let group = GroupId::new("g");
         let ticket = crate::server::feed::join(&state, &group, "ada").unwrap().ticket;
         for text in ["one", "two"] {
-            crate::server::feed::send(&state, &group, &ticket, text, "").await.unwrap();
+            crate::server::feed::send(&state, &FeedName::main(), &group, &ticket, text, "").await.unwrap();
         }
-        let mut behind = Box::pin(follow(&state, &group, HOME, Some(1)).await.unwrap());
-        let mut current = Box::pin(follow(&state, &group, HOME, Some(2)).await.unwrap());
-        let mut fresh = Box::pin(follow(&state, &group, HOME, None).await.unwrap());
+        let mut behind = Box::pin(follow(&state, &Audience::main(group.clone()), HOME, Some(1)).await.unwrap());
+        let mut current = Box::pin(follow(&state, &Audience::main(group.clone()), HOME, Some(2)).await.unwrap());
+        let mut fresh = Box::pin(follow(&state, &Audience::main(group.clone()), HOME, None).await.unwrap());
         assert_eq!(next_now(&mut behind).await, Some(2));
         assert_eq!(next_now(&mut current).await, None);
         assert_eq!(next_now(&mut fresh).await, None);
-        assert_eq!(state.hub.group_subscribers(&group), 3);
-        crate::server::feed::send(&state, &group, &ticket, "three", "").await.unwrap();
+        assert_eq!(state.hub.group_subscribers(&Audience::main(group.clone())), 3);
+        crate::server::feed::send(&state, &FeedName::main(), &group, &ticket, "three", "").await.unwrap();
         for notices in [&mut behind, &mut current, &mut fresh] {
             assert_eq!(next_now(notices).await, Some(3));
         }
         drop((behind, current, fresh));
-        assert_eq!(state.hub.group_subscribers(&group), 0);
+        assert_eq!(state.hub.group_subscribers(&Audience::main(group.clone())), 0);
     }
 }

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 
+use crate::server::group::Audience;
 use crate::server::group::GroupId;
 use crate::server::peer::{self, Peer};
 use crate::server::roster;
@@ -43,7 +44,7 @@ async fn beat(
     form: Result<Form<TabForm>, FormRejection>,
 ) -> Response {
     let answer = match read(form) {
-        Ok(form) => roster::beat(&state, &group, &form.ticket, &form.tab, peer::address_of(peer)).await,
+        Ok(form) => roster::beat(&state, &Audience::main(group), &form.ticket, &form.tab, peer::address_of(peer)).await,
         Err(err) => Err(err),
     };
     match answer {
@@ -58,7 +59,7 @@ async fn leave(
     form: Result<Form<TabForm>, FormRejection>,
 ) -> Response {
     let answer = match read(form) {
-        Ok(form) => roster::leave(&state, &group, &form.ticket, &form.tab).await,
+        Ok(form) => roster::leave(&state, &Audience::main(group), &form.ticket, &form.tab).await,
         Err(err) => Err(err),
     };
     match answer {
@@ -68,7 +69,7 @@ async fn leave(
 }
 
 async fn here(State(state): State<AppState>, Extension(group): Extension<GroupId>) -> Response {
-    match roster::here(&state, &group).await {
+    match roster::here(&state, &Audience::main(group)).await {
         Ok(here) => {
             let mut response = Json(here).into_response();
             // This group's list: no cache may hand it to another.

@@ -20,10 +20,12 @@ use std::time::Duration;
 use axum::body::Bytes;
 use futures::stream::{self, BoxStream};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::server::group::GroupId;
+use crate::server::group::Audience;
 use crate::server::pages::PageCache;
+use crate::shared::domain::FeedName;
 
 /// At most one presence notice per group this often (the first of a quiet spell at once).
 pub const PRESENCE_EVERY: Duration = Duration::from_secs(1);
@@ -59,7 +61,7 @@ impl Notice {
 /// A subscription: yields the newest notice each time the group is notified; ends when the hub closes.
 pub type Subscription = BoxStream<'static, Notice>;
 
-type Channels = Arc<Mutex<HashMap<GroupId, Channel>>>;
+type Channels = Arc<Mutex<HashMap<Audience, Channel>>>;
 
 /// A group's broadcast channel, and the pace of its presence notices.
 struct Channel {
@@ -95,6 +97,10 @@ pub struct Hub {
     /// Presence changes so far, in any group: a subscriber that lagged (and may have lost a presence notice with
     /// the message notices) is told again only if this moved since it last heard.
     presence_changes: Arc<AtomicU64>,
+    /// Woken when an audience gets its first subscriber here or loses its last, or a feed its first cached page
+    /// or its last (the page cache's own, shared): `feeds` may answer otherwise, which a cross-process broker
+    /// follows.
+    feeds_changed: Arc<Notify>,
 }
 
 impl Hub {
@@ -105,9 +111,15 @@ impl Hub {
             presence_every: PRESENCE_EVERY,
             channels: Arc::default(),
             closed: AtomicBool::new(false),
-            pages,
             presence_changes: Arc::default(),
+            feeds_changed: pages.feeds_changed(),
+            pages,
         }
+    }
+
+    /// Notified (one stored wake-up, however many changes) when `feeds` may answer otherwise.
+    pub fn feeds_changed(&self) -> Arc<Notify> {
+        self.feeds_changed.clone()
     }
 
     /// The same hub, with presence notices at most once per `every` per group (tests).
@@ -125,10 +137,10 @@ impl Hub {
         lock(&self.channels).len()
     }
 
-    /// Messages up to `id` exist in `group` (appended here or in another process): forgets the shared pages, then
-    /// notifies every local subscriber of `group`.
-    pub fn deliver(&self, group: &GroupId, id: u64) {
-        self.pages.invalidate();
+    /// Messages up to `id` exist in `group`'s feed (appended here or in another process): forgets the feed's shared
+    /// pages, then notifies every local subscriber of `group`.
+    pub fn deliver(&self, group: &Audience, id: u64) {
+        self.pages.invalidate(&group.feed);
         // Clone the sender and release the registry lock before sending.
         let sender = lock(&self.channels).get(group).map(|channel| channel.sender.clone());
         if let Some(sender) = sender {
@@ -139,7 +151,7 @@ impl Hub {
     /// Who is here in `group` changed (a tab joined, left or its lease ran out): notifies its local subscribers,
     /// at once if the group heard of no change within the last `presence_every`, else once at the end of it
     /// (however many changes come meanwhile). The page cache is untouched: the log did not change.
-    pub fn presence_changed(&self, group: &GroupId) {
+    pub fn presence_changed(&self, group: &Audience) {
         self.presence_changes.fetch_add(1, Ordering::SeqCst);
         let mut channels = lock(&self.channels);
         let Some(channel) = channels.get_mut(group) else { return };
@@ -159,17 +171,23 @@ impl Hub {
 
     /// Who is here may have changed in any group (a broker that may have lost presence notices reconnected).
     pub fn presence_changed_everywhere(&self) {
-        let groups: Vec<GroupId> = lock(&self.channels).keys().cloned().collect();
+        let groups: Vec<Audience> = lock(&self.channels).keys().cloned().collect();
         groups.iter().for_each(|group| self.presence_changed(group));
     }
 
     /// Subscribes to `group`; dropping the stream unsubscribes.
-    pub fn subscribe(&self, group: &GroupId) -> Subscription {
+    pub fn subscribe(&self, group: &Audience) -> Subscription {
         if self.closed.load(Ordering::SeqCst) {
             return Box::pin(stream::empty());
         }
-        let receiver =
-            lock(&self.channels).entry(group.clone()).or_insert_with(|| Channel::new(self.capacity)).sender.subscribe();
+        let receiver = {
+            let mut channels = lock(&self.channels);
+            let channel = channels.entry(group.clone()).or_insert_with(|| {
+                self.feeds_changed.notify_one();
+                Channel::new(self.capacity)
+            });
+            channel.sender.subscribe()
+        };
         let member = Member {
             receiver: Some(receiver),
             group: group.clone(),
@@ -177,6 +195,7 @@ impl Hub {
             presence_due: false,
             presence_changes: self.presence_changes.clone(),
             presence_heard: self.presence_changes.load(Ordering::SeqCst),
+            feeds_changed: self.feeds_changed.clone(),
         };
         Box::pin(stream::unfold(member, |mut member| async move {
             let notice = member.next_latest().await?;
@@ -195,30 +214,41 @@ impl Hub {
         lock(&self.channels).values().map(|channel| channel.sender.receiver_count()).sum()
     }
 
-    /// Subscriptions open now in `group`.
-    pub fn group_subscribers(&self, group: &GroupId) -> usize {
+    /// Subscriptions open now of `group` (an audience: a group on one feed).
+    pub fn group_subscribers(&self, group: &Audience) -> usize {
         lock(&self.channels).get(group).map_or(0, |channel| channel.sender.receiver_count())
     }
 
-    /// Messages up to `id` exist in every group (the log was made anew, or notices were lost with their groups):
-    /// every local subscriber is notified, so every tab refetches.
-    pub fn deliver_everywhere(&self, id: u64) {
-        self.pages.invalidate();
-        let groups: Vec<GroupId> = lock(&self.channels).keys().cloned().collect();
-        for group in groups {
-            self.deliver(&group, id);
+    /// Messages up to `id` exist in `feed` for every group (its log was made anew, or notices were lost with their
+    /// groups): every local subscriber of the feed is notified, so every tab of it refetches.
+    pub fn deliver_to_feed(&self, feed: &FeedName, id: u64) {
+        self.pages.invalidate(feed);
+        let audiences: Vec<Audience> =
+            lock(&self.channels).keys().filter(|audience| audience.feed == *feed).cloned().collect();
+        for audience in audiences {
+            self.deliver(&audience, id);
         }
+    }
+
+    /// The feeds this process has subscribers or cached pages of now, each once: what a cross-process broker must
+    /// hear of (to notify the subscribers, and to forget the pages when the feed changes).
+    pub fn feeds(&self) -> Vec<FeedName> {
+        let mut feeds: Vec<FeedName> = lock(&self.channels).keys().map(|audience| audience.feed.clone()).collect();
+        feeds.extend(self.pages.feeds());
+        feeds.sort_unstable();
+        feeds.dedup();
+        feeds
     }
 }
 
-fn lock(channels: &Channels) -> std::sync::MutexGuard<'_, HashMap<GroupId, Channel>> {
+fn lock(channels: &Channels) -> std::sync::MutexGuard<'_, HashMap<Audience, Channel>> {
     channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Tells `group` of the presence changes folded since its last notice, at `at`, if that notice is still the one
 /// due: not if a change told at once meanwhile (that notice carried them, and a later timer may wait for newer
 /// ones), nor if the channel went (a new one's subscribers read the list when their streams open).
-async fn tell_presence_at(channels: Channels, group: GroupId, at: Instant) {
+async fn tell_presence_at(channels: Channels, group: Audience, at: Instant) {
     tokio::time::sleep_until(at).await;
     if let Some(channel) = lock(&channels).get_mut(&group).filter(|channel| channel.presence_due == Some(at)) {
         channel.tell_presence();
@@ -228,13 +258,14 @@ async fn tell_presence_at(channels: Channels, group: GroupId, at: Instant) {
 /// One subscriber's receiver; on drop it removes its group's channel if it was the last one.
 struct Member {
     receiver: Option<broadcast::Receiver<Notice>>,
-    group: GroupId,
+    group: Audience,
     channels: Channels,
     /// A presence notice drained along with a message notice, answered next.
     presence_due: bool,
     /// The hub's count of presence changes, and its value when this subscriber last heard of one.
     presence_changes: Arc<AtomicU64>,
     presence_heard: u64,
+    feeds_changed: Arc<Notify>,
 }
 
 impl Member {
@@ -303,6 +334,7 @@ impl Drop for Member {
         let mut channels = lock(&self.channels);
         if channels.get(&self.group).is_some_and(|channel| channel.sender.receiver_count() == 0) {
             channels.remove(&self.group);
+            self.feeds_changed.notify_one();
         }
     }
 }
@@ -311,6 +343,7 @@ impl Drop for Member {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::group::GroupId;
     use futures::StreamExt;
     use std::time::Duration;
 
@@ -327,7 +360,7 @@ mod tests {
     #[tokio::test]
     async fn delivering_to_a_group_without_subscribers_is_a_no_op_and_channels_are_pruned() {
         let hub = hub(4);
-        let group = GroupId::new("g");
+        let group = Audience::main(GroupId::new("g"));
         hub.deliver(&group, 1);
         assert_eq!(hub.group_count(), 0);
         let one = hub.subscribe(&group);
@@ -349,16 +382,21 @@ mod tests {
             |id: u64| Message { id, user: "ada".into(), text: format!("m{id}"), at: "2026-11-24T00:00:00Z".into() };
         let pages = Arc::new(PageCache::new(8));
         let hub = Hub::new(8, pages.clone());
-        let group = GroupId::new("g");
+        let group = Audience::main(GroupId::new("g"));
         let mut tab = hub.subscribe(&group);
         // the tab has read the page after 4 while the log ended at 4
-        let stale = pages.get(PageKey::Since(4), None, || async { Ok(("e".to_owned(), vec![])) }).await.unwrap();
+        let stale = pages
+            .get(&FeedName::main(), PageKey::Since(4), None, || async { Ok(("e".to_owned(), vec![])) })
+            .await
+            .unwrap();
         assert!(stale.messages.is_empty());
         assert_eq!(pages.len(), 1);
         hub.deliver(&group, 5);
         assert_eq!(next_now(&mut tab).await, Some(5));
-        let after =
-            pages.get(PageKey::Since(4), None, || async { Ok(("e".to_owned(), vec![message(5)])) }).await.unwrap();
+        let after = pages
+            .get(&FeedName::main(), PageKey::Since(4), None, || async { Ok(("e".to_owned(), vec![message(5)])) })
+            .await
+            .unwrap();
         assert_eq!(after.messages, vec![message(5)], "the page after 4 is read again, not served from before");
     }
 
@@ -367,7 +405,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn presence_notices_neither_swallow_nor_are_swallowed_by_message_notices() {
         let hub = hub(16);
-        let group = GroupId::new("g");
+        let group = Audience::main(GroupId::new("g"));
         let mut tab = hub.subscribe(&group);
         hub.presence_changed(&group);
         hub.deliver(&group, 3);
@@ -381,7 +419,7 @@ mod tests {
         hub.deliver(&group, 5);
         assert_eq!(next_now(&mut tab).await, Some(5));
         // another group hears of neither
-        let mut other = hub.subscribe(&GroupId::new("h"));
+        let mut other = hub.subscribe(&Audience::main(GroupId::new("h")));
         hub.presence_changed(&group);
         assert_eq!(next_now(&mut other).await, None);
     }
@@ -392,7 +430,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn presence_notices_are_paced_per_group_and_the_last_change_is_told() {
         let hub = hub(16);
-        let (group, other) = (GroupId::new("g"), GroupId::new("h"));
+        let (group, other) = (Audience::main(GroupId::new("g")), Audience::main(GroupId::new("h")));
         let mut tab = hub.subscribe(&group);
         let mut elsewhere = hub.subscribe(&other);
         let started = tokio::time::Instant::now();
@@ -427,7 +465,7 @@ mod tests {
     #[tokio::test]
     async fn a_lagging_subscriber_is_told_presence_may_have_changed() {
         let hub = hub(2);
-        let group = GroupId::new("g");
+        let group = Audience::main(GroupId::new("g"));
         let mut tab = hub.subscribe(&group);
         hub.presence_changed(&group);
         for id in 1..=5 {

@@ -22,6 +22,7 @@ use axum::Router;
 use crate::server::pages::{Page, PageKey};
 use crate::server::state::AppState;
 use crate::server::{feed, observe, refusal, security};
+use crate::shared::domain::FeedName;
 use crate::shared::error::{ApiError, ErrorKind};
 use crate::shared::wire;
 
@@ -63,7 +64,7 @@ pub fn shortcut<B>(state: &AppState, request: &axum::http::Request<B>) -> Option
     }
     let query: ListQuery<&str> = serde_urlencoded::from_str(request.uri().query().unwrap_or_default()).ok()?;
     let key = PageKey::parse(query.since, query.before, query.until).ok()?;
-    let page = feed::ready(state, key, query.epoch)?;
+    let page = feed::ready(state, &FeedName::main(), key, query.epoch)?;
     observe::page_requested();
     let mut response = answer(&page, request.headers(), query.epoch);
     security::not_a_document(response.headers_mut());
@@ -75,7 +76,7 @@ async fn list(State(state): State<AppState>, request: Request) -> Response {
     let mut response = match Query::<ListQuery<String>>::try_from_uri(request.uri()) {
         Ok(Query(query)) => {
             match PageKey::parse(query.since.as_deref(), query.before.as_deref(), query.until.as_deref()) {
-                Ok(key) => match feed::list(&state, key, query.epoch.as_deref()).await {
+                Ok(key) => match feed::list(&state, &FeedName::main(), key, query.epoch.as_deref()).await {
                     Ok(page) => answer(&page, request.headers(), query.epoch.as_deref()),
                     Err(err) => err.into_response(),
                 },
@@ -184,9 +185,9 @@ mod tests {
         let group = GroupId::everyone();
         let ticket = feed::join(&state, &group, "ada").unwrap().ticket;
         for text in ["one", "two", "three"] {
-            feed::send(&state, &group, &ticket, text, "").await.unwrap();
+            feed::send(&state, &FeedName::main(), &group, &ticket, text, "").await.unwrap();
         }
-        let epoch = state.store.epoch().await.unwrap();
+        let epoch = state.store.epoch(&FeedName::main()).await.unwrap();
         let route = routes().with_state(state.clone());
         for uri in [format!("/api/messages?since=1&until=3&epoch={epoch}"), "/api/messages?since=1".into()] {
             assert!(shortcut(&state, &get(&uri)).is_none(), "{uri}: not read yet, so the route's");

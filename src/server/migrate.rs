@@ -10,6 +10,7 @@ use crate::server::data_dir;
 use crate::server::link::{Link, RedisTarget};
 use crate::server::store::RedisStore;
 use crate::server::store::{FeedStore, SqliteStore, StoreError};
+use crate::shared::domain::FeedName;
 
 /// Messages read and written per step.
 const BATCH: usize = 500;
@@ -76,10 +77,10 @@ pub async fn copy(source: &dyn FeedStore, target: &RedisStore, prefix: &str) -> 
     if !target.is_empty().await? {
         return Err(MigrateError::NotEmpty(prefix.to_owned()));
     }
-    let (epoch, seq) = (source.epoch().await?, source.last_id().await?);
+    let (epoch, seq) = (source.epoch(&FeedName::main()).await?, source.last_id(&FeedName::main()).await?);
     let (mut after, mut messages) = (0, 0);
     loop {
-        let batch = source.since(after, BATCH).await?;
+        let batch = source.since(&FeedName::main(), after, BATCH).await?;
         let Some(last) = batch.last() else { break };
         after = last.id;
         target.import(&batch).await?;

@@ -87,6 +87,7 @@ mod tests {
     use crate::server::state::{services_for_tests, Limits, Services};
     use crate::server::store::MemoryStore;
     use crate::server::{feed, group::GroupId};
+    use crate::shared::domain::FeedName;
     use crate::shared::wire;
 
     /// Serves `app(state)` on a free port, asking `shortcut` first; its address.
@@ -183,9 +184,9 @@ mod tests {
         let ticket = feed::join(&state, &group, "ada").unwrap().ticket;
         for n in 1..=14 {
             let text = format!("message {n}: {}", "the same few words again and again, ".repeat(5));
-            feed::send(&state, &group, &ticket, &text, "").await.unwrap();
+            feed::send(&state, &FeedName::main(), &group, &ticket, &text, "").await.unwrap();
         }
-        let epoch = state.store.epoch().await.unwrap();
+        let epoch = state.store.epoch(&FeedName::main()).await.unwrap();
 
         let plain = listen(&state, |_: &Request<Incoming>| None).await;
         let answered = Arc::new(AtomicUsize::new(0));

@@ -27,7 +27,9 @@ pub async fn send_message(
     #[server(default)] key: String,
 ) -> Result<Message, ApiError> {
     let (state, group) = ssr::request_context().await?;
-    ssr::respond(crate::server::feed::send(&state, &group, &ticket, &text, &key).await)
+    ssr::respond(
+        crate::server::feed::send(&state, &crate::shared::domain::FeedName::main(), &group, &ticket, &text, &key).await,
+    )
 }
 
 /// The limits the page checks before sending, so it can count characters and refuse early.
@@ -48,7 +50,7 @@ pub async fn list_messages(since: Option<String>, before: Option<String>) -> Res
         let read = async {
             let state = ssr::app_state()?;
             let key = PageKey::parse(since.as_deref(), before.as_deref(), None)?;
-            feed::list(&state, key, None)
+            feed::list(&state, &crate::shared::domain::FeedName::main(), key, None)
                 .await
                 .map(|page| LogPage { epoch: page.epoch.clone(), messages: page.messages.clone() })
         };

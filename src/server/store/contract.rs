@@ -47,7 +47,10 @@ fn ids(page: &[Message]) -> Vec<u64> {
 async fn put(store: &dyn FeedStore, author: &str, text: &str, key: Option<&str>) -> Appended {
     let (author, text) = (Username::parse(author).unwrap(), MessageText::parse(text, 100).unwrap());
     let key = key.map(|key| SendKey::parse(key).unwrap().unwrap());
-    store.append(Draft { group: "g", author: &author, text: &text, key: key.as_ref() }).await.unwrap()
+    store
+        .append(Draft { feed: &FeedName::main(), group: "g", author: &author, text: &text, key: key.as_ref() })
+        .await
+        .unwrap()
 }
 
 async fn fill(store: &dyn FeedStore, n: usize) {
@@ -60,11 +63,11 @@ async fn fill(store: &dyn FeedStore, n: usize) {
 async fn appends_get_increasing_ids_and_keep_text() {
     for (name, s) in stores(100) {
         fill(&*s.store, 3).await;
-        let all = s.store.since(0, 100).await.unwrap();
+        let all = s.store.since(&FeedName::main(), 0, 100).await.unwrap();
         assert_eq!(ids(&all), vec![1, 2, 3], "{name}");
         assert_eq!((all[2].text.as_str(), all[2].user.as_str()), ("m2", "ada"), "{name}");
         assert!(time::OffsetDateTime::parse(&all[2].at, &Rfc3339).is_ok(), "{name}");
-        assert_eq!(s.store.last_id().await.unwrap(), 3, "{name}");
+        assert_eq!(s.store.last_id(&FeedName::main()).await.unwrap(), 3, "{name}");
     }
 }
 
@@ -72,17 +75,17 @@ async fn appends_get_increasing_ids_and_keep_text() {
 async fn since_before_and_latest_pages() {
     for (name, s) in stores(100) {
         let store = &*s.store;
-        assert!(store.latest(5).await.unwrap().is_empty(), "{name}");
+        assert!(store.latest(&FeedName::main(), 5).await.unwrap().is_empty(), "{name}");
         fill(store, 6).await;
-        assert_eq!(ids(&store.since(2, 2).await.unwrap()), vec![3, 4], "{name}");
-        assert_eq!(ids(&store.since(6, 2).await.unwrap()), Vec::<u64>::new(), "{name}");
-        assert_eq!(ids(&store.since(60, 2).await.unwrap()), Vec::<u64>::new(), "{name}");
-        assert_eq!(ids(&store.latest(4).await.unwrap()), vec![3, 4, 5, 6], "{name}");
-        assert_eq!(ids(&store.latest(40).await.unwrap()), vec![1, 2, 3, 4, 5, 6], "{name}");
-        assert_eq!(ids(&store.before(5, 2).await.unwrap()), vec![3, 4], "{name}");
-        assert_eq!(ids(&store.before(3, 10).await.unwrap()), vec![1, 2], "{name}");
-        assert_eq!(ids(&store.before(1, 10).await.unwrap()), Vec::<u64>::new(), "{name}");
-        assert_eq!(ids(&store.before(100, 2).await.unwrap()), vec![5, 6], "{name}");
+        assert_eq!(ids(&store.since(&FeedName::main(), 2, 2).await.unwrap()), vec![3, 4], "{name}");
+        assert_eq!(ids(&store.since(&FeedName::main(), 6, 2).await.unwrap()), Vec::<u64>::new(), "{name}");
+        assert_eq!(ids(&store.since(&FeedName::main(), 60, 2).await.unwrap()), Vec::<u64>::new(), "{name}");
+        assert_eq!(ids(&store.latest(&FeedName::main(), 4).await.unwrap()), vec![3, 4, 5, 6], "{name}");
+        assert_eq!(ids(&store.latest(&FeedName::main(), 40).await.unwrap()), vec![1, 2, 3, 4, 5, 6], "{name}");
+        assert_eq!(ids(&store.before(&FeedName::main(), 5, 2).await.unwrap()), vec![3, 4], "{name}");
+        assert_eq!(ids(&store.before(&FeedName::main(), 3, 10).await.unwrap()), vec![1, 2], "{name}");
+        assert_eq!(ids(&store.before(&FeedName::main(), 1, 10).await.unwrap()), Vec::<u64>::new(), "{name}");
+        assert_eq!(ids(&store.before(&FeedName::main(), 100, 2).await.unwrap()), vec![5, 6], "{name}");
     }
 }
 
@@ -91,17 +94,17 @@ async fn retention_keeps_the_newest_and_ids_are_never_reused() {
     for (name, s) in stores(100) {
         let store = &*s.store;
         fill(store, 10).await;
-        assert_eq!(store.prune(4, None).await.unwrap(), 6, "{name}");
-        assert_eq!(ids(&store.latest(100).await.unwrap()), vec![7, 8, 9, 10], "{name}");
-        assert_eq!(ids(&store.since(1, 100).await.unwrap()), vec![7, 8, 9, 10], "{name}");
-        assert_eq!(store.prune(4, None).await.unwrap(), 0, "{name}");
+        assert_eq!(store.prune(&FeedName::main(), 4, None).await.unwrap(), 6, "{name}");
+        assert_eq!(ids(&store.latest(&FeedName::main(), 100).await.unwrap()), vec![7, 8, 9, 10], "{name}");
+        assert_eq!(ids(&store.since(&FeedName::main(), 1, 100).await.unwrap()), vec![7, 8, 9, 10], "{name}");
+        assert_eq!(store.prune(&FeedName::main(), 4, None).await.unwrap(), 0, "{name}");
         // an age cutoff in the future takes everything; the next id still counts on
-        assert_eq!(store.prune(100, Some(at("9999-01-01T00:00:00Z"))).await.unwrap(), 4, "{name}");
-        assert_eq!(store.last_id().await.unwrap(), 10, "{name}");
+        assert_eq!(store.prune(&FeedName::main(), 100, Some(at("9999-01-01T00:00:00Z"))).await.unwrap(), 4, "{name}");
+        assert_eq!(store.last_id(&FeedName::main()).await.unwrap(), 10, "{name}");
         fill(store, 1).await;
-        assert_eq!(ids(&store.latest(100).await.unwrap()), vec![11], "{name}");
+        assert_eq!(ids(&store.latest(&FeedName::main(), 100).await.unwrap()), vec![11], "{name}");
         // a cutoff in the past takes nothing
-        assert_eq!(store.prune(100, Some(at("2000-01-01T00:00:00Z"))).await.unwrap(), 0, "{name}");
+        assert_eq!(store.prune(&FeedName::main(), 100, Some(at("2000-01-01T00:00:00Z"))).await.unwrap(), 0, "{name}");
     }
 }
 
@@ -124,7 +127,7 @@ async fn concurrent_appends_are_gap_free() {
         for task in tasks {
             acknowledged.extend(task.await.unwrap());
         }
-        let all = s.store.since(0, 10_000).await.unwrap();
+        let all = s.store.since(&FeedName::main(), 0, 10_000).await.unwrap();
         assert_eq!(ids(&all), (1..=1600).collect::<Vec<_>>(), "{name}");
         for message in acknowledged {
             assert_eq!(all[message.id as usize - 1], message, "{name}: what was acknowledged is what is stored");
@@ -136,9 +139,9 @@ async fn concurrent_appends_are_gap_free() {
 async fn memory_cap_drops_oldest_and_ids_keep_counting() {
     let store = MemoryStore::new(3);
     fill(&store, 7).await;
-    assert_eq!(ids(&store.latest(10).await.unwrap()), vec![5, 6, 7]);
-    assert_eq!(ids(&store.since(1, 10).await.unwrap()), vec![5, 6, 7]);
-    assert_eq!(store.last_id().await.unwrap(), 7);
+    assert_eq!(ids(&store.latest(&FeedName::main(), 10).await.unwrap()), vec![5, 6, 7]);
+    assert_eq!(ids(&store.since(&FeedName::main(), 1, 10).await.unwrap()), vec![5, 6, 7]);
+    assert_eq!(store.last_id(&FeedName::main()).await.unwrap(), 7);
 }
 
 #[tokio::test]
@@ -148,12 +151,12 @@ async fn sqlite_survives_reopening_and_refuses_a_corrupt_file() {
     {
         let store = SqliteStore::open(&path).unwrap();
         fill(&store, 3).await;
-        store.prune(1, None).await.unwrap();
+        store.prune(&FeedName::main(), 1, None).await.unwrap();
     }
     let reopened = SqliteStore::open(&path).unwrap();
-    assert_eq!(ids(&reopened.latest(10).await.unwrap()), vec![3]);
+    assert_eq!(ids(&reopened.latest(&FeedName::main(), 10).await.unwrap()), vec![3]);
     fill(&reopened, 1).await;
-    assert_eq!(reopened.last_id().await.unwrap(), 4);
+    assert_eq!(reopened.last_id(&FeedName::main()).await.unwrap(), 4);
 
     let junk = dir.path().join("junk.db");
     std::fs::write(&junk, vec![0x5a; 8192]).unwrap();
@@ -176,10 +179,13 @@ async fn a_repeated_key_answers_the_first_message_and_appends_nothing() {
         assert!(put(store, "ada", "hello", None).await.fresh, "{name}");
         let (author, text) = (Username::parse("ada").unwrap(), MessageText::parse("hello", 100).unwrap());
         let key = SendKey::parse("k1").unwrap();
-        let other = store.append(Draft { group: "h", author: &author, text: &text, key: key.as_ref() }).await.unwrap();
+        let other = store
+            .append(Draft { feed: &FeedName::main(), group: "h", author: &author, text: &text, key: key.as_ref() })
+            .await
+            .unwrap();
         assert!(other.fresh, "{name}");
-        assert_eq!(ids(&store.since(0, 100).await.unwrap()), vec![1, 2, 3, 4], "{name}");
-        assert_eq!(store.last_id().await.unwrap(), 4, "{name}");
+        assert_eq!(ids(&store.since(&FeedName::main(), 0, 100).await.unwrap()), vec![1, 2, 3, 4], "{name}");
+        assert_eq!(store.last_id(&FeedName::main()).await.unwrap(), 4, "{name}");
     }
 }
 
@@ -195,21 +201,21 @@ async fn concurrent_repeats_of_one_key_store_it_once() {
         let answers: Vec<Appended> = futures::future::join_all(tasks).await.into_iter().map(Result::unwrap).collect();
         assert_eq!(answers.iter().filter(|a| a.fresh).count(), 1, "{name}");
         assert!(answers.iter().all(|a| a.message.id == 1 && a.message.text == "once"), "{name}");
-        assert_eq!(ids(&s.store.since(0, 100).await.unwrap()), vec![1], "{name}");
+        assert_eq!(ids(&s.store.since(&FeedName::main(), 0, 100).await.unwrap()), vec![1], "{name}");
     }
 }
 
 #[tokio::test]
 async fn the_epoch_is_made_with_the_log_and_kept() {
     for (name, s) in stores(100) {
-        let epoch = s.store.epoch().await.unwrap();
+        let epoch = s.store.epoch(&FeedName::main()).await.unwrap();
         assert!(!epoch.is_empty(), "{name}");
         fill(&*s.store, 2).await;
-        assert_eq!(s.store.epoch().await.unwrap(), epoch, "{name}");
+        assert_eq!(s.store.epoch(&FeedName::main()).await.unwrap(), epoch, "{name}");
     }
     // Two logs, two epochs.
     let (a, b) = (MemoryStore::new(1), MemoryStore::new(1));
-    assert_ne!(a.epoch().await.unwrap(), b.epoch().await.unwrap());
+    assert_ne!(a.epoch(&FeedName::main()).await.unwrap(), b.epoch(&FeedName::main()).await.unwrap());
 }
 
 /// Two deployments on one Redis: each prefix has its own ids, log and epoch.
@@ -219,9 +225,9 @@ async fn redis_prefixes_keep_deployments_apart() {
     let green = redis_on(&server, 100, "green");
     fill(&blue, 3).await;
     fill(&green, 1).await;
-    assert_eq!(ids(&blue.since(0, 10).await.unwrap()), vec![1, 2, 3]);
-    assert_eq!(ids(&green.since(0, 10).await.unwrap()), vec![1]);
-    assert_ne!(blue.epoch().await.unwrap(), green.epoch().await.unwrap());
+    assert_eq!(ids(&blue.since(&FeedName::main(), 0, 10).await.unwrap()), vec![1, 2, 3]);
+    assert_eq!(ids(&green.since(&FeedName::main(), 0, 10).await.unwrap()), vec![1]);
+    assert_ne!(blue.epoch(&FeedName::main()).await.unwrap(), green.epoch(&FeedName::main()).await.unwrap());
     let keys = server.command(&["KEYS", "*"]);
     let test_redis::Reply::Array(keys) = keys else { panic!("{keys:?}") };
     assert!(keys.iter().all(|k| k.text().is_some_and(|k| k.starts_with("blue:") || k.starts_with("green:"))));
@@ -233,18 +239,19 @@ async fn redis_prefixes_keep_deployments_apart() {
 async fn redis_keeps_acknowledged_messages_across_a_kill_and_starts_a_new_epoch_when_emptied() {
     let (store, mut server) = redis_store(100, "p");
     fill(&store, 5).await;
-    let epoch = store.epoch().await.unwrap();
+    let epoch = store.epoch(&FeedName::main()).await.unwrap();
     server.restart();
-    let after = wait_for(|| store.since(0, 100)).await;
+    let main = FeedName::main();
+    let after = wait_for(|| store.since(&main, 0, 100)).await;
     assert_eq!(texts(&after), ["m0", "m1", "m2", "m3", "m4"]);
-    assert_eq!(store.epoch().await.unwrap(), epoch);
+    assert_eq!(store.epoch(&FeedName::main()).await.unwrap(), epoch);
     assert_eq!(put(&store, "ada", "next", None).await.message.id, 6);
 
     server.restart_empty();
-    let fresh = wait_for(|| store.epoch()).await;
+    let fresh = wait_for(|| store.epoch(&main)).await;
     assert_ne!(fresh, epoch, "an emptied Redis is a new epoch");
     assert_eq!(put(&store, "ada", "again", None).await.message.id, 1);
-    assert_eq!(store.epoch().await.unwrap(), fresh);
+    assert_eq!(store.epoch(&FeedName::main()).await.unwrap(), fresh);
 }
 
 /// Redis down: every call is `Unavailable`, soon (no hang, no panic); back up, the store serves again.
@@ -255,14 +262,14 @@ async fn redis_down_is_unavailable_and_recovers() {
     server.kill9();
     let started = std::time::Instant::now();
     let (author, text) = (Username::parse("ada").unwrap(), MessageText::parse("x", 100).unwrap());
-    let draft = Draft { group: "g", author: &author, text: &text, key: None };
+    let draft = Draft { feed: &FeedName::main(), group: "g", author: &author, text: &text, key: None };
     assert!(matches!(store.append(draft).await, Err(StoreError::Unavailable(_))));
-    assert!(matches!(store.since(0, 10).await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(store.since(&FeedName::main(), 0, 10).await, Err(StoreError::Unavailable(_))));
     assert!(store.ready().await.is_err());
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
     server.restart();
     wait_for(|| store.ready()).await;
-    assert_eq!(ids(&store.since(0, 10).await.unwrap()), vec![1]);
+    assert_eq!(ids(&store.since(&FeedName::main(), 0, 10).await.unwrap()), vec![1]);
 }
 
 /// A log whose `meta` alone was lost (evicted) goes on above its newest entry, in a new epoch: no id is reused.
@@ -270,10 +277,10 @@ async fn redis_down_is_unavailable_and_recovers() {
 async fn redis_lost_sequence_never_reuses_an_id() {
     let (store, server) = redis_store(100, "p");
     fill(&store, 3).await;
-    let epoch = store.epoch().await.unwrap();
+    let epoch = store.epoch(&FeedName::main()).await.unwrap();
     assert_eq!(server.command(&["DEL", "p:meta"]).int(), Some(1));
     assert_eq!(put(&store, "ada", "after", None).await.message.id, 4);
-    assert_ne!(store.epoch().await.unwrap(), epoch);
+    assert_ne!(store.epoch(&FeedName::main()).await.unwrap(), epoch);
 }
 
 /// Redis lost acknowledged ids (it came back with an older `meta`: the same epoch, a lower `seq`): a store that saw
@@ -283,27 +290,31 @@ async fn redis_lost_sequence_never_reuses_an_id() {
 async fn redis_that_lost_acknowledged_ids_ends_the_epoch() {
     let (store, server) = redis_store(100, "p");
     fill(&store, 6).await;
-    let old = store.epoch().await.unwrap();
+    let old = store.epoch(&FeedName::main()).await.unwrap();
     let roll_back = |seq: &str, lost: &[&str]| {
         server.command(&["HSET", "p:meta", "seq", seq]);
         server.command(&[&["XDEL", "p:log"][..], lost].concat());
     };
     roll_back("3", &["4-0", "5-0", "6-0"]);
     let late = redis_on(&server, 100, "p");
-    let head = late.head().await.unwrap();
+    let head = late.head(&FeedName::main()).await.unwrap();
     assert_eq!((head.epoch.as_str(), head.seq), (old.as_str(), 3), "started after the loss: nothing to tell");
 
     let after = put(&store, "ada", "after", None).await;
     assert_eq!(after.message.id, 7, "above every id it saw acknowledged");
-    let new = store.epoch().await.unwrap();
+    let new = store.epoch(&FeedName::main()).await.unwrap();
     assert_ne!(new, old, "a new epoch, in the same step");
-    assert_eq!(ids(&store.since(0, 10).await.unwrap()), vec![1, 2, 3, 7]);
+    assert_eq!(ids(&store.since(&FeedName::main(), 0, 10).await.unwrap()), vec![1, 2, 3, 7]);
     assert_eq!(put(&late, "bob", "late", None).await.message.id, 8, "the late store goes on in the new epoch");
-    assert_eq!(store.epoch().await.unwrap(), new, "and does not end it: it never saw it lose anything");
+    assert_eq!(
+        store.epoch(&FeedName::main()).await.unwrap(),
+        new,
+        "and does not end it: it never saw it lose anything"
+    );
 
-    assert_eq!(store.head().await.unwrap().seq, 8, "a head it reads is what it saw, too");
+    assert_eq!(store.head(&FeedName::main()).await.unwrap().seq, 8, "a head it reads is what it saw, too");
     roll_back("7", &["8-0"]);
-    let head = store.head().await.unwrap();
+    let head = store.head(&FeedName::main()).await.unwrap();
     assert_ne!(head.epoch, new, "a head ends the epoch too");
     assert_eq!(head.seq, 8);
     assert_eq!(server.command(&["HGET", "p:meta", "epoch"]).text(), Some(head.epoch.as_str()));

@@ -8,7 +8,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::{new_epoch, now_rfc3339, Appended, Draft, FeedStore, StoreError, KEY_MEMORY};
-use crate::shared::domain::Message;
+use crate::shared::domain::{FeedName, Message};
 
 /// Most send keys remembered at once; past it the oldest are forgotten first.
 const MAX_KEYS: usize = 100_000;
@@ -93,33 +93,44 @@ impl FeedStore for MemoryStore {
         Ok(Appended { message, fresh: true })
     }
 
-    async fn epoch(&self) -> Result<String, StoreError> {
+    async fn epoch(&self, _feed: &FeedName) -> Result<String, StoreError> {
         Ok(self.epoch.clone())
     }
 
-    async fn since(&self, after: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
+    async fn since(&self, _feed: &FeedName, after: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
         let log = self.log();
         let start = log.first_after(after);
         Ok(log.messages.range(start..).take(limit).cloned().collect())
     }
 
-    async fn before(&self, before: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
+    async fn before(&self, _feed: &FeedName, before: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
         let log = self.log();
         let end = log.first_after(before.saturating_sub(1));
         Ok(log.messages.range(end.saturating_sub(limit)..end).cloned().collect())
     }
 
-    async fn latest(&self, limit: usize) -> Result<Vec<Message>, StoreError> {
+    async fn latest(&self, _feed: &FeedName, limit: usize) -> Result<Vec<Message>, StoreError> {
         let log = self.log();
         let start = log.messages.len().saturating_sub(limit);
         Ok(log.messages.range(start..).cloned().collect())
     }
 
-    async fn last_id(&self) -> Result<u64, StoreError> {
+    async fn last_id(&self, _feed: &FeedName) -> Result<u64, StoreError> {
         Ok(self.log().last_id)
     }
 
-    async fn prune(&self, keep: usize, cutoff: Option<time::OffsetDateTime>) -> Result<u64, StoreError> {
+    async fn feeds(&self, after: Option<&FeedName>, limit: usize) -> Result<Vec<FeedName>, StoreError> {
+        let main = FeedName::main();
+        let appended = self.last_id(&main).await? > 0;
+        Ok((appended && limit > 0 && after.is_none_or(|after| *after < main)).then_some(main).into_iter().collect())
+    }
+
+    async fn prune(
+        &self,
+        _feed: &FeedName,
+        keep: usize,
+        cutoff: Option<time::OffsetDateTime>,
+    ) -> Result<u64, StoreError> {
         let older = |message: &Message| {
             let at = time::OffsetDateTime::parse(&message.at, &time::format_description::well_known::Rfc3339);
             cutoff.is_some_and(|cutoff| at.is_ok_and(|at| at < cutoff))

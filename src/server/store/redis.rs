@@ -36,7 +36,7 @@ use redis::{AsyncCommands, Script, Value};
 use super::{new_epoch, now_rfc3339, Appended, Draft, FeedStore, Readiness, StoreError, KEY_MEMORY};
 use crate::server::link::notice::APPENDED_LUA;
 use crate::server::link::Link;
-use crate::shared::domain::Message;
+use crate::shared::domain::{FeedName, Message};
 /// Entries read per `XRANGE` while looking for the age cutoff or replaying missed notices.
 const SCAN_CHUNK: usize = 1_000;
 
@@ -181,7 +181,7 @@ impl RedisStore {
     /// epoch (see the module doc). Another epoch than the one remembered replaces it: answers arrive on several
     /// connections, so one may be older than the last, which at worst delays a rotation, never makes a wrong one
     /// (a script rotates only when Redis holds the very epoch named, below an id Redis itself handed out in it).
-    pub fn saw(&self, epoch: &str, id: u64) {
+    pub fn saw(&self, _feed: &FeedName, epoch: &str, id: u64) {
         let mut seen = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if seen.epoch == epoch {
             seen.seq = seen.seq.max(id);
@@ -253,7 +253,7 @@ impl RedisStore {
 
     /// The epoch and the newest id, in one step (the epoch is made if the log has none).
     /// Ends the epoch first if Redis lost ids this replica saw acknowledged in it (see the module doc).
-    pub async fn head(&self) -> Result<Head, StoreError> {
+    pub async fn head(&self, feed: &FeedName) -> Result<Head, StoreError> {
         let seen = self.seen();
         let seen_ref = &seen;
         let (epoch, seq, lost): (String, u64, i64) = self
@@ -268,12 +268,12 @@ impl RedisStore {
             })
             .await?;
         self.report_rotation(&seen, lost, &epoch);
-        self.saw(&epoch, seq);
+        self.saw(feed, &epoch, seq);
         Ok(Head { epoch, seq })
     }
 
     /// Ids and groups of the messages with id > `after`, oldest first, at most `limit` (missed notices).
-    pub async fn sent_since(&self, after: u64, limit: usize) -> Result<Vec<Sent>, StoreError> {
+    pub async fn sent_since(&self, _feed: &FeedName, after: u64, limit: usize) -> Result<Vec<Sent>, StoreError> {
         let entries = self.range_after(after, limit).await?;
         Ok(entries
             .into_iter()
@@ -388,7 +388,7 @@ impl FeedStore for RedisStore {
                     .arg(stamp)
                     .arg(draft.group)
                     .arg(KEY_MEMORY.as_secs())
-                    .arg(self.link.notices())
+                    .arg(self.link.notices(draft.feed))
                     .arg(&seen_ref.epoch)
                     .arg(seen_ref.seq);
                 call.invoke_async(&mut conn).await
@@ -397,16 +397,16 @@ impl FeedStore for RedisStore {
         let (appended, appended_in) = parse_appended(reply, &draft, at)?;
         if let Some((epoch, lost)) = appended_in {
             self.report_rotation(&seen, lost, &epoch);
-            self.saw(&epoch, appended.message.id);
+            self.saw(draft.feed, &epoch, appended.message.id);
         }
         Ok(appended)
     }
 
-    async fn since(&self, after: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
+    async fn since(&self, _feed: &FeedName, after: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
         Ok(messages(self.range_after(after, limit).await?))
     }
 
-    async fn before(&self, before: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
+    async fn before(&self, _feed: &FeedName, before: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
         if before <= 1 || limit == 0 {
             return Ok(Vec::new());
         }
@@ -417,7 +417,7 @@ impl FeedStore for RedisStore {
         Ok(messages(page))
     }
 
-    async fn latest(&self, limit: usize) -> Result<Vec<Message>, StoreError> {
+    async fn latest(&self, _feed: &FeedName, limit: usize) -> Result<Vec<Message>, StoreError> {
         let log = self.key(keys::LOG);
         let mut page: Vec<Entry> =
             self.run(|mut conn| async move { conn.xrevrange_count(log, "+", "-", limit).await }).await?;
@@ -425,22 +425,33 @@ impl FeedStore for RedisStore {
         Ok(messages(page))
     }
 
-    async fn epoch(&self) -> Result<String, StoreError> {
+    async fn epoch(&self, _feed: &FeedName) -> Result<String, StoreError> {
         let meta = self.key(keys::META);
         let known: Option<String> = self.run(|mut conn| async move { conn.hget(meta, "epoch").await }).await?;
         match known {
             Some(epoch) => Ok(epoch),
-            None => Ok(self.head().await?.epoch),
+            None => Ok(self.head(_feed).await?.epoch),
         }
     }
 
-    async fn last_id(&self) -> Result<u64, StoreError> {
+    async fn last_id(&self, _feed: &FeedName) -> Result<u64, StoreError> {
         let meta = self.key(keys::META);
         let seq: Option<u64> = self.run(|mut conn| async move { conn.hget(meta, "seq").await }).await?;
         Ok(seq.unwrap_or(0))
     }
 
-    async fn prune(&self, keep: usize, cutoff: Option<time::OffsetDateTime>) -> Result<u64, StoreError> {
+    async fn feeds(&self, after: Option<&FeedName>, limit: usize) -> Result<Vec<FeedName>, StoreError> {
+        let main = FeedName::main();
+        let appended = self.last_id(&main).await? > 0;
+        Ok((appended && limit > 0 && after.is_none_or(|after| *after < main)).then_some(main).into_iter().collect())
+    }
+
+    async fn prune(
+        &self,
+        _feed: &FeedName,
+        keep: usize,
+        cutoff: Option<time::OffsetDateTime>,
+    ) -> Result<u64, StoreError> {
         let log = self.key(keys::LOG);
         let mut deleted: u64 = {
             let log = log.clone();

@@ -15,7 +15,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::{new_epoch, now_rfc3339, Appended, Draft, FeedStore, StoreError, KEY_MEMORY};
-use crate::shared::domain::Message;
+use crate::shared::domain::{FeedName, Message};
 
 /// Most appends committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -349,11 +349,11 @@ impl FeedStore for SqliteStore {
         self.ask(|reply| Job::Append(Pending { user, text, key, reply })).await
     }
 
-    async fn epoch(&self) -> Result<String, StoreError> {
+    async fn epoch(&self, _feed: &FeedName) -> Result<String, StoreError> {
         self.read(|conn| conn.query_row("SELECT value FROM meta WHERE name = 'epoch'", [], |row| row.get(0))).await
     }
 
-    async fn since(&self, after: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
+    async fn since(&self, _feed: &FeedName, after: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
         let after = clamp(after);
         self.read(move |conn| {
             collect(conn, "SELECT id, user, text, at FROM messages WHERE id > ?1 ORDER BY id LIMIT ?2", after, limit)
@@ -361,7 +361,7 @@ impl FeedStore for SqliteStore {
         .await
     }
 
-    async fn before(&self, before: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
+    async fn before(&self, _feed: &FeedName, before: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
         let before = clamp(before);
         self.read(move |conn| {
             let mut page = collect(
@@ -376,11 +376,11 @@ impl FeedStore for SqliteStore {
         .await
     }
 
-    async fn latest(&self, limit: usize) -> Result<Vec<Message>, StoreError> {
-        self.before(u64::MAX, limit).await
+    async fn latest(&self, _feed: &FeedName, limit: usize) -> Result<Vec<Message>, StoreError> {
+        self.before(&FeedName::main(), u64::MAX, limit).await
     }
 
-    async fn last_id(&self) -> Result<u64, StoreError> {
+    async fn last_id(&self, _feed: &FeedName) -> Result<u64, StoreError> {
         self.read(|conn| {
             let seq: Option<i64> = conn
                 .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'messages'", [], |row| row.get(0))
@@ -390,7 +390,18 @@ impl FeedStore for SqliteStore {
         .await
     }
 
-    async fn prune(&self, keep: usize, cutoff: Option<time::OffsetDateTime>) -> Result<u64, StoreError> {
+    async fn feeds(&self, after: Option<&FeedName>, limit: usize) -> Result<Vec<FeedName>, StoreError> {
+        let main = FeedName::main();
+        let appended = self.last_id(&main).await? > 0;
+        Ok((appended && limit > 0 && after.is_none_or(|after| *after < main)).then_some(main).into_iter().collect())
+    }
+
+    async fn prune(
+        &self,
+        _feed: &FeedName,
+        keep: usize,
+        cutoff: Option<time::OffsetDateTime>,
+    ) -> Result<u64, StoreError> {
         self.ask(|reply| Job::Prune { keep, cutoff, reply }).await
     }
 
@@ -422,7 +433,7 @@ mod tests {
         let exec = |sql: &'static str| store.ask(|reply| Job::Exec(sql.to_owned(), reply));
         exec("PRAGMA query_only = 1").await.unwrap();
         let (author, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
-        let draft = Draft { group: "g", author: &author, text: &text, key: None };
+        let draft = Draft { feed: &FeedName::main(), group: "g", author: &author, text: &text, key: None };
         assert!(store.append(draft).await.is_err(), "the database takes no writes");
         tokio::time::sleep(crate::server::store::READY_FOR).await;
         let not_ready = store.ready().await.unwrap_err().to_string();
