@@ -8,46 +8,52 @@ use std::net::IpAddr;
 
 use futures::{stream, Stream, StreamExt};
 
-use crate::server::group::Audience;
-use crate::server::hub::Notice;
+use crate::server::group::{Audience, GroupId};
+use crate::server::hub::{Notice, StreamCount, Subscription};
 use crate::server::observe;
 use crate::server::peer::StreamPlace;
 use crate::server::replicas::stream_leases::StreamLease;
 use crate::server::state::AppState;
+use crate::shared::domain::FeedName;
 use crate::shared::error::{ApiError, ErrorKind};
 
-/// The group's notices from now on, preceded by one for the latest id when `last_seen` is behind it;
-/// or the refusal of a stream beyond a cap. The stream holds its address's place and its browser's lease until it
+/// The notices of `group` on each of `feeds` from now on, merged into one stream (each names its feed), preceded,
+/// when `last_seen` is behind the latest id of the first feed, by one for that id (a reconnecting stream of one
+/// feed: `Last-Event-ID`); or the refusal of a stream beyond a cap. The stream holds its place in the caps until it
 /// is dropped.
 pub async fn follow(
     state: &AppState,
-    audience: &Audience,
+    group: &GroupId,
+    feeds: &[FeedName],
     address: IpAddr,
     last_seen: Option<u64>,
 ) -> Result<impl Stream<Item = Notice> + Send + 'static, ApiError> {
-    let held = admit(state, audience, address).await?;
+    let held = admit(state, group, address).await?;
     // Subscribe before reading the latest id, so an append in between is announced rather than missed.
-    let subscription = state.hub.subscribe(audience);
-    let catch_up = match last_seen {
-        Some(seen) => match state.store.last_id(&audience.feed).await {
-            Ok(latest) if latest > seen => Some(Notice::new(latest)),
+    let subscriptions: Vec<Subscription> =
+        feeds.iter().map(|feed| state.hub.subscribe(&Audience::new(feed.clone(), group.clone()))).collect();
+    let catch_up = match (last_seen, feeds.first()) {
+        (Some(seen), Some(feed)) => match state.store.last_id(feed).await {
+            Ok(latest) if latest > seen => Some(Notice::new(feed, latest)),
             Ok(_) => None,
             Err(err) => {
                 tracing::warn!(error = %err, "could not read the latest id for a reconnect");
                 None
             }
         },
-        None => None,
+        _ => None,
     };
-    let notices = stream::iter(catch_up).chain(subscription);
+    let notices = stream::iter(catch_up).chain(stream::select_all(subscriptions));
     Ok(notices.map(move |notice| {
         let _held = &held;
         notice
     }))
 }
 
-/// What an admitted stream holds until it ends: its address's place and, across replicas, its browser's lease.
+/// What an admitted stream holds until it ends: its count in the hub, its address's place and, across replicas, its
+/// browser's lease.
 struct Held {
+    _count: StreamCount,
     _place: Option<StreamPlace>,
     _lease: Option<StreamLease>,
 }
@@ -56,7 +62,7 @@ struct Held {
 /// (429); answers what the stream holds. The total cap is this process's; the group cap is counted in this
 /// process's hub, or across replicas by leases in Redis (503 when Redis cannot be asked). The total and the local
 /// group counts are read, then the stream subscribes, so concurrent openings may pass those caps by a few.
-async fn admit(state: &AppState, group: &Audience, address: IpAddr) -> Result<Held, ApiError> {
+async fn admit(state: &AppState, group: &GroupId, address: IpAddr) -> Result<Held, ApiError> {
     let admitted = admit_counted(state, group, address).await;
     if let Err(refusal) = &admitted {
         observe::stream_refused(refusal.kind.code());
@@ -64,24 +70,25 @@ async fn admit(state: &AppState, group: &Audience, address: IpAddr) -> Result<He
     admitted
 }
 
-async fn admit_counted(state: &AppState, group: &Audience, address: IpAddr) -> Result<Held, ApiError> {
+async fn admit_counted(state: &AppState, group: &GroupId, address: IpAddr) -> Result<Held, ApiError> {
     let caps = state.limits.streams;
-    if caps.total > 0 && state.hub.subscribers() >= caps.total {
+    let (of_group, in_all) = state.hub.streams(group);
+    if caps.total > 0 && in_all >= caps.total {
         return Err(ApiError::new(
             ErrorKind::Unavailable,
             "This server holds as many live streams as it can; retrying shortly.",
         ));
     }
     let lease = match &state.stream_leases {
-        Some(leases) => Some(leases.admit(&group.group).await?.ok_or_else(|| browser_full(leases.cap()))?),
-        None if caps.per_group > 0 && state.hub.group_subscribers(group) >= caps.per_group => {
+        Some(leases) => Some(leases.admit(group).await?.ok_or_else(|| browser_full(leases.cap()))?),
+        None if caps.per_group > 0 && of_group >= caps.per_group => {
             return Err(browser_full(caps.per_group));
         }
         None => None,
     };
     // A refusal here drops the lease just taken, which removes it.
     let place = state.peers.open_stream(address)?;
-    Ok(Held { _place: place, _lease: lease })
+    Ok(Held { _count: state.hub.open_stream(group), _place: place, _lease: lease })
 }
 
 /// 429 `too_many_streams`: the browser's cap, wherever it is counted.
@@ -97,7 +104,6 @@ mod tests {
     use super::*;
     use crate::server::group::GroupId;
     use crate::server::store::MemoryStore;
-    use crate::shared::domain::FeedName;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -117,18 +123,18 @@ mod tests {
         for text in ["one", "two"] {
             crate::server::feed::send(&state, &FeedName::main(), &group, &ticket, text, "").await.unwrap();
         }
-        let mut behind = Box::pin(follow(&state, &Audience::main(group.clone()), HOME, Some(1)).await.unwrap());
-        let mut current = Box::pin(follow(&state, &Audience::main(group.clone()), HOME, Some(2)).await.unwrap());
-        let mut fresh = Box::pin(follow(&state, &Audience::main(group.clone()), HOME, None).await.unwrap());
+        let mut behind = Box::pin(follow(&state, &group, &[FeedName::main()], HOME, Some(1)).await.unwrap());
+        let mut current = Box::pin(follow(&state, &group, &[FeedName::main()], HOME, Some(2)).await.unwrap());
+        let mut fresh = Box::pin(follow(&state, &group, &[FeedName::main()], HOME, None).await.unwrap());
         assert_eq!(next_now(&mut behind).await, Some(2));
         assert_eq!(next_now(&mut current).await, None);
         assert_eq!(next_now(&mut fresh).await, None);
-        assert_eq!(state.hub.group_subscribers(&Audience::main(group.clone())), 3);
+        assert_eq!(state.hub.streams(&group).0, 3);
         crate::server::feed::send(&state, &FeedName::main(), &group, &ticket, "three", "").await.unwrap();
         for notices in [&mut behind, &mut current, &mut fresh] {
             assert_eq!(next_now(notices).await, Some(3));
         }
         drop((behind, current, fresh));
-        assert_eq!(state.hub.group_subscribers(&Audience::main(group.clone())), 0);
+        assert_eq!(state.hub.streams(&group).0, 0);
     }
 }

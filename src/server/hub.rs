@@ -23,9 +23,10 @@ use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::server::group::Audience;
+use crate::server::group::{Audience, GroupId};
 use crate::server::pages::PageCache;
 use crate::shared::domain::FeedName;
+use crate::shared::wire;
 
 /// At most one presence notice per group this often (the first of a quiet spell at once).
 pub const PRESENCE_EVERY: Duration = Duration::from_secs(1);
@@ -37,24 +38,34 @@ pub const EVENT_NAME: &str = crate::shared::wire::NEW_MESSAGE;
 /// reconnect sends back); a `data:` line because a browser drops an event without data.
 const PRESENCE_FRAME: &[u8] = b"event: PresenceChanged\ndata: presence\n\n";
 
-/// "Messages up to `id` exist" (or, `presence`, "who is here changed"), with its Server-Sent Events frame.
+/// "Messages up to `id` exist" (or, `presence`, "who is here changed") in a feed, with its Server-Sent Events
+/// frames, each encoded once for every subscriber: `frame` for a stream that names no feed (`main` only, as before
+/// feeds), `named` for one that names its feeds (the data says which: `wire::feed_notice_data`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
     /// The newest message id; 0 for a presence notice.
     pub id: u64,
     pub frame: Bytes,
+    pub named: Bytes,
     pub presence: bool,
 }
 
 impl Notice {
-    pub fn new(id: u64) -> Self {
+    pub fn new(feed: &FeedName, id: u64) -> Self {
         let frame = Bytes::from(format!("event: {EVENT_NAME}\nid: {id}\ndata: {id}\n\n"));
-        Self { id, frame, presence: false }
+        let named =
+            Bytes::from(format!("event: {EVENT_NAME}\ndata: {}\n\n", wire::feed_notice_data(feed.as_str(), id)));
+        Self { id, frame, named, presence: false }
     }
 
-    /// "Who is here in this group changed".
-    pub fn presence() -> Self {
-        Self { id: 0, frame: Bytes::from_static(PRESENCE_FRAME), presence: true }
+    /// "Who is here in this group changed" in `feed`.
+    pub fn presence(feed: &FeedName) -> Self {
+        let named = Bytes::from(format!(
+            "event: {}\ndata: {}\n\n",
+            wire::PRESENCE_CHANGED,
+            wire::feed_presence_data(feed.as_str())
+        ));
+        Self { id: 0, frame: Bytes::from_static(PRESENCE_FRAME), named, presence: true }
     }
 }
 
@@ -65,6 +76,7 @@ type Channels = Arc<Mutex<HashMap<Audience, Channel>>>;
 
 /// A group's broadcast channel, and the pace of its presence notices.
 struct Channel {
+    feed: FeedName,
     sender: broadcast::Sender<Notice>,
     /// When the last presence notice went out.
     presence_told: Option<Instant>,
@@ -73,15 +85,15 @@ struct Channel {
 }
 
 impl Channel {
-    fn new(capacity: usize) -> Self {
-        Self { sender: broadcast::channel(capacity).0, presence_told: None, presence_due: None }
+    fn new(capacity: usize, feed: FeedName) -> Self {
+        Self { feed, sender: broadcast::channel(capacity).0, presence_told: None, presence_due: None }
     }
 
     /// Tells now; a notice that was due is told by this one (its timer then finds nothing due).
     fn tell_presence(&mut self) {
         self.presence_told = Some(Instant::now());
         self.presence_due = None;
-        let _ = self.sender.send(Notice::presence()); // Err means no subscribers: nothing to do.
+        let _ = self.sender.send(Notice::presence(&self.feed)); // Err means no subscribers: nothing to do.
     }
 }
 
@@ -101,6 +113,26 @@ pub struct Hub {
     /// or its last (the page cache's own, shared): `feeds` may answer otherwise, which a cross-process broker
     /// follows.
     feeds_changed: Arc<Notify>,
+    /// Event streams open now, per session group (one stream may follow several feeds, each an audience).
+    streams: Arc<Mutex<HashMap<GroupId, usize>>>,
+}
+
+/// One open event stream, counted against its group until dropped.
+pub struct StreamCount {
+    streams: Arc<Mutex<HashMap<GroupId, usize>>>,
+    group: GroupId,
+}
+
+impl Drop for StreamCount {
+    fn drop(&mut self) {
+        let mut streams = self.streams.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = streams.get_mut(&self.group) {
+            *count -= 1;
+            if *count == 0 {
+                streams.remove(&self.group);
+            }
+        }
+    }
 }
 
 impl Hub {
@@ -114,7 +146,25 @@ impl Hub {
             presence_changes: Arc::default(),
             feeds_changed: pages.feeds_changed(),
             pages,
+            streams: Arc::default(),
         }
+    }
+
+    /// Counts an event stream of `group` until the answer is dropped (the stream caps count streams, not the
+    /// audiences each follows).
+    pub fn open_stream(&self, group: &GroupId) -> StreamCount {
+        *self.lock_streams().entry(group.clone()).or_default() += 1;
+        StreamCount { streams: self.streams.clone(), group: group.clone() }
+    }
+
+    /// Event streams open now: of `group`, and in all.
+    pub fn streams(&self, group: &GroupId) -> (usize, usize) {
+        let streams = self.lock_streams();
+        (streams.get(group).copied().unwrap_or(0), streams.values().sum())
+    }
+
+    fn lock_streams(&self) -> std::sync::MutexGuard<'_, HashMap<GroupId, usize>> {
+        self.streams.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Notified (one stored wake-up, however many changes) when `feeds` may answer otherwise.
@@ -144,7 +194,7 @@ impl Hub {
         // Clone the sender and release the registry lock before sending.
         let sender = lock(&self.channels).get(group).map(|channel| channel.sender.clone());
         if let Some(sender) = sender {
-            let _ = sender.send(Notice::new(id)); // Err means no subscribers: nothing to do.
+            let _ = sender.send(Notice::new(&group.feed, id)); // Err means no subscribers: nothing to do.
         }
     }
 
@@ -184,7 +234,7 @@ impl Hub {
             let mut channels = lock(&self.channels);
             let channel = channels.entry(group.clone()).or_insert_with(|| {
                 self.feeds_changed.notify_one();
-                Channel::new(self.capacity)
+                Channel::new(self.capacity, group.feed.clone())
             });
             channel.sender.subscribe()
         };
@@ -307,7 +357,7 @@ impl Member {
 
     fn heard_presence(&mut self) -> Notice {
         self.presence_heard = self.presence_changes.load(Ordering::SeqCst);
-        Notice::presence()
+        Notice::presence(&self.group.feed)
     }
 }
 
@@ -343,7 +393,6 @@ impl Drop for Member {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::group::GroupId;
     use futures::StreamExt;
     use std::time::Duration;
 
@@ -353,7 +402,7 @@ mod tests {
 
     async fn next_now(sub: &mut Subscription) -> Option<u64> {
         let notice = tokio::time::timeout(Duration::from_millis(50), sub.next()).await.ok().flatten()?;
-        assert_eq!(notice, Notice::new(notice.id), "the frame announces the notice's id");
+        assert_eq!(notice, Notice::new(&FeedName::main(), notice.id), "the frame announces the notice's id");
         Some(notice.id)
     }
 
@@ -411,11 +460,15 @@ mod tests {
         hub.deliver(&group, 3);
         hub.presence_changed(&group);
         hub.deliver(&group, 4);
-        assert_eq!(tab.next().await, Some(Notice::new(4)));
-        assert_eq!(tab.next().await, Some(Notice::presence()));
+        assert_eq!(tab.next().await, Some(Notice::new(&FeedName::main(), 4)));
+        assert_eq!(tab.next().await, Some(Notice::presence(&FeedName::main())));
         assert_eq!(next_now(&mut tab).await, None, "one presence notice for the two (the second is paced)");
         hub.presence_changed(&group);
-        assert_eq!(tab.next().await, Some(Notice::presence()), "the paced notice, for both later changes");
+        assert_eq!(
+            tab.next().await,
+            Some(Notice::presence(&FeedName::main())),
+            "the paced notice, for both later changes"
+        );
         hub.deliver(&group, 5);
         assert_eq!(next_now(&mut tab).await, Some(5));
         // another group hears of neither
@@ -458,7 +511,7 @@ mod tests {
         tokio::time::sleep(PRESENCE_EVERY).await;
         hub.presence_changed(&group);
         let prompt = tokio::time::timeout(Duration::from_millis(1), tab.next()).await;
-        assert_eq!(prompt.ok().flatten(), Some(Notice::presence()), "after a quiet spell, at once");
+        assert_eq!(prompt.ok().flatten(), Some(Notice::presence(&FeedName::main())), "after a quiet spell, at once");
     }
 
     /// A subscriber that fell behind may have lost a presence notice with the message notices: it is told again.
@@ -471,14 +524,17 @@ mod tests {
         for id in 1..=5 {
             hub.deliver(&group, id);
         }
-        assert_eq!(tab.next().await, Some(Notice::new(5)));
-        assert_eq!(tab.next().await, Some(Notice::presence()));
+        assert_eq!(tab.next().await, Some(Notice::new(&FeedName::main(), 5)));
+        assert_eq!(tab.next().await, Some(Notice::presence(&FeedName::main())));
     }
 
     #[test]
     fn a_notice_is_one_server_sent_event() {
         let presence = format!("event: {}\ndata: presence\n\n", crate::shared::wire::PRESENCE_CHANGED);
-        assert_eq!(Notice::presence().frame, Bytes::from(presence));
-        assert_eq!(Notice::new(42).frame, Bytes::from_static(b"event: NewMessage\nid: 42\ndata: 42\n\n"));
+        assert_eq!(Notice::presence(&FeedName::main()).frame, Bytes::from(presence));
+        assert_eq!(
+            Notice::new(&FeedName::main(), 42).frame,
+            Bytes::from_static(b"event: NewMessage\nid: 42\ndata: 42\n\n")
+        );
     }
 }

@@ -84,6 +84,7 @@ pub async fn build_state(settings: &Settings) -> Result<(AppState, Option<Arc<dy
             streams: StreamCaps {
                 total: settings.limits.max_streams,
                 per_group: if per_browser { settings.limits.max_streams_per_browser } else { 0 },
+                feeds: settings.limits.max_feeds_per_stream,
             },
             horizon: settings.feed.max_age,
         },

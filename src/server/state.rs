@@ -33,6 +33,8 @@ pub struct Limits {
 pub struct StreamCaps {
     pub total: usize,
     pub per_group: usize,
+    /// Feeds one stream may follow.
+    pub feeds: usize,
 }
 
 /// Cloned for each request (axum's `State`), so it is one `Arc`. Made from `Services`, every part named:
@@ -100,7 +102,7 @@ pub fn services_for_tests(store: Arc<dyn FeedStore>, throttle: Option<SendThrott
             page_bytes: 262_144,
             max_request_bytes: 65_536,
             request_timeout: std::time::Duration::from_secs(10),
-            streams: StreamCaps { total: 0, per_group: 0 },
+            streams: StreamCaps { total: 0, per_group: 0, feeds: crate::shared::wire::MAX_FEEDS_PER_STREAM },
             horizon: None,
         },
         leptos: LeptosOptions::builder().output_name("broadcasting").build(),

@@ -24,8 +24,8 @@ pub const PRESENCE_LEAVE_PATH: &str = "/api/presence/leave";
 
 /// Feeds (`FeedName`): the page of feed `name` is `FEED_PAGE_PREFIX` + name; `/` is the feed `main`.
 pub const FEED_PAGE_PREFIX: &str = "/f/";
-/// The API of one feed: `FEEDS_API_PREFIX` + name + `FEED_MESSAGES` (pages, as `MESSAGES_PATH` answers them),
-/// + `FEED_PRESENCE` (who is here and the heartbeat, as `PRESENCE_PATH`), + `FEED_PRESENCE_LEAVE`.
+/// The API of one feed is `FEEDS_API_PREFIX` + name + one of: `FEED_MESSAGES` (pages, as `MESSAGES_PATH` answers
+/// them), `FEED_PRESENCE` (who is here and the heartbeat, as `PRESENCE_PATH`), `FEED_PRESENCE_LEAVE`. The paths
 /// `MESSAGES_PATH`, `PRESENCE_PATH` and `PRESENCE_LEAVE_PATH` stay the feed `main`'s.
 pub const FEEDS_API_PREFIX: &str = "/api/feeds/";
 pub const FEED_MESSAGES: &str = "/messages";

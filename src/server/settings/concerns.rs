@@ -168,6 +168,11 @@ pub struct Limits {
     /// Most event streams open at once per browser (scope `browser` only); beyond it 429; 0: no cap.
     #[arg(long, env = "BROADCASTING_MAX_STREAMS_PER_BROWSER", default_value = "50")]
     pub max_streams_per_browser: usize,
+    /// Most feeds one event stream carries (`/events?feed=a&feed=b…`: a browser's one stream serves every feed its
+    /// tabs show); beyond it 400.
+    #[arg(long, env = "BROADCASTING_MAX_FEEDS_PER_STREAM", default_value = "64",
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub max_feeds_per_stream: usize,
 }
 
 /// Who is listed as here, for how long, and how many.

@@ -34,6 +34,7 @@ const OLD: &[(&str, &str, &str, &str)] = &[
     ("--trusted-proxies", "BROADCASTING_TRUSTED_PROXIES", "connections", "127.0.0.1, 10.0.0.0/8"),
     ("--max-streams", "BROADCASTING_MAX_STREAMS", "limits", "500"),
     ("--max-streams-per-browser", "BROADCASTING_MAX_STREAMS_PER_BROWSER", "limits", "49"),
+    ("--max-feeds-per-stream", "BROADCASTING_MAX_FEEDS_PER_STREAM", "limits", "8"),
     ("--header-timeout", "BROADCASTING_HEADER_TIMEOUT", "connections", "11s"),
     ("--idle-timeout", "BROADCASTING_IDLE_TIMEOUT", "connections", "61s"),
     ("--request-timeout", "BROADCASTING_REQUEST_TIMEOUT", "connections", "12s"),
