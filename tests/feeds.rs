@@ -81,7 +81,8 @@ async fn one_stream_carries_every_feed_it_names_and_only_those() {
     let send = |feed: &'static str, text: &'static str| {
         let (browser, ticket) = (&browser, ticket.clone());
         async move {
-            let sent: Value = browser.post(SEND_PATH, &[("ticket", &ticket), ("text", text), ("feed", feed)]).await.ok();
+            let sent: Value =
+                browser.post(SEND_PATH, &[("ticket", &ticket), ("text", text), ("feed", feed)]).await.ok();
             sent["id"].as_u64().unwrap()
         }
     };
@@ -93,7 +94,11 @@ async fn one_stream_carries_every_feed_it_names_and_only_those() {
     assert_eq!(send("other", "o1").await, 1);
     assert_eq!(send("main", "m1").await, 1);
     let main_event = old.next().await;
-    assert_eq!((main_event.data.as_str(), main_event.id.as_str()), ("1", "1"), "a stream naming no feed: main's, as before");
+    assert_eq!(
+        (main_event.data.as_str(), main_event.id.as_str()),
+        ("1", "1"),
+        "a stream naming no feed: main's, as before"
+    );
     both.assert_quiet().await; // neither other's nor main's notices reach a stream that did not name them
     old.assert_quiet().await;
 

@@ -50,6 +50,9 @@ async fn stream(
         Ok(named) => named,
         Err(refusal) => return refusal.into_response(),
     };
+    if let Some(absent) = named.iter().flatten().find(|feed| !state.limits.feeds.may_exist(feed)) {
+        return crate::server::feed::no_such_feed(absent).into_response();
+    }
     // A stream that names its feeds catches each up itself when it opens; one that does not is main's, as before.
     let last_seen = headers
         .get("last-event-id")

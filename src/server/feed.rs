@@ -5,6 +5,7 @@
 //! `messages`), and the tests below call them without HTTP. They import the store, the broker and the page cache,
 //! never a handler.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::server::pages::{Fresh, Page, PageKey};
@@ -33,15 +34,19 @@ pub fn limits(state: &AppState) -> PageLimits {
 ///
 /// `raw_key` is the tab's idempotency key (blank: none): a repeat by the same ticket answers the first message and
 /// publishes nothing; the same key from another ticket is another message (`bound_to`).
+///
+/// A send to a feed that holds nothing yet creates it: only a feed that may exist (`feeds = listed`), while fewer
+/// than `max-feeds` hold messages, within the caller's address's budget of new feeds (`address`).
 pub async fn send(
     state: &AppState,
     feed: &FeedName,
     group: &GroupId,
+    address: IpAddr,
     ticket: &str,
     raw_text: &str,
     raw_key: &str,
 ) -> Result<Message, ApiError> {
-    let sent = append(state, feed, group, ticket, raw_text, raw_key).await;
+    let sent = append(state, feed, group, address, ticket, raw_text, raw_key).await;
     match &sent {
         Ok(_) => observe::appended(),
         Err(err) => observe::refused(err.kind.code()),
@@ -53,6 +58,7 @@ async fn append(
     state: &AppState,
     feed: &FeedName,
     group: &GroupId,
+    address: IpAddr,
     ticket: &str,
     raw_text: &str,
     raw_key: &str,
@@ -66,9 +72,55 @@ async fn append(
     if let Some(throttle) = &state.throttle {
         throttle.check(group, &ticket.id).await?;
     }
+    admit_feed(state, feed, address).await?;
     let key = key.map(|key| bound_to(&ticket.id, &key));
     let draft = Draft { feed, group: group.as_str(), author: &ticket.author, text: &text, key: key.as_ref() };
-    Ok(state.broker.append(draft).await?.message)
+    let message = state.broker.append(draft).await?.message;
+    state.limits.feeds.remember(feed);
+    Ok(message)
+}
+
+/// A feed that may take this send: one known to hold messages, or one that may exist and, if it holds nothing yet
+/// (this send creates it), while fewer than `max-feeds` hold messages and within the address's new-feed budget.
+async fn admit_feed(state: &AppState, feed: &FeedName, address: IpAddr) -> Result<(), ApiError> {
+    let gate = &state.limits.feeds;
+    if gate.known(feed) {
+        return Ok(());
+    }
+    if !gate.may_exist(feed) {
+        return Err(no_such_feed(feed));
+    }
+    if state.store.last_id(feed).await? > 0 {
+        gate.remember(feed);
+        return Ok(());
+    }
+    if feeds_holding_messages(state, gate.max).await? >= gate.max {
+        return Err(ApiError::new(
+            ErrorKind::Unavailable,
+            format!("This server holds as many feeds as it may ({}); post in an existing one.", gate.max),
+        ));
+    }
+    state.peers.take_new_feed(address).await
+}
+
+/// 404: this deployment has no such feed (`feeds = listed`).
+pub fn no_such_feed(feed: &FeedName) -> ApiError {
+    ApiError::new(ErrorKind::NotFound, format!("There is no feed named {feed} here."))
+}
+
+/// How many feeds hold messages, counted up to `most` (a page of names at a time).
+async fn feeds_holding_messages(state: &AppState, most: usize) -> Result<usize, ApiError> {
+    const PAGE: usize = 1_000;
+    let (mut count, mut after) = (0, None::<FeedName>);
+    while count < most {
+        let page = state.store.feeds(after.as_ref(), PAGE).await?;
+        count += page.len();
+        if page.len() < PAGE {
+            break;
+        }
+        after = page.last().cloned();
+    }
+    Ok(count)
 }
 
 /// `key` as the store remembers it: bound to the ticket that sent it (SHA-256 over the ticket's MAC, which only the
@@ -171,6 +223,8 @@ fn within_bytes(mut page: Vec<Message>, max_bytes: usize, newest: bool) -> Vec<M
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
     use crate::server::group::Audience;
     use crate::server::store::{Appended, FeedStore, MemoryStore, StoreError};
     use futures::StreamExt;
@@ -231,7 +285,7 @@ mod tests {
         let mut sub = state.hub.subscribe(&Audience::main(group.clone()));
         let joined = join(&state, &group, " ada ").unwrap();
         assert_eq!(joined.name, "ada");
-        let msg = send(&state, &FeedName::main(), &group, &joined.ticket, " hello ", "").await.unwrap();
+        let msg = send(&state, &FeedName::main(), &group, HOME, &joined.ticket, " hello ", "").await.unwrap();
         assert_eq!((msg.id, msg.user.as_str(), msg.text.as_str()), (1, "ada", "hello"));
         assert_eq!(next_now(&mut sub).await, Some(1));
     }
@@ -244,11 +298,11 @@ mod tests {
         let mut sub = ok_state.hub.subscribe(&Audience::main(group.clone()));
         let ticket = join(&ok_state, &group, "ada").unwrap().ticket;
 
-        let too_long = send(&ok_state, &FeedName::main(), &group, &ticket, "12345678901", "").await.unwrap_err();
+        let too_long = send(&ok_state, &FeedName::main(), &group, HOME, &ticket, "12345678901", "").await.unwrap_err();
         assert_eq!(too_long.kind, ErrorKind::InvalidInput);
-        let blank = send(&ok_state, &FeedName::main(), &group, &ticket, "   ", "").await.unwrap_err();
+        let blank = send(&ok_state, &FeedName::main(), &group, HOME, &ticket, "   ", "").await.unwrap_err();
         assert_eq!(blank.kind, ErrorKind::InvalidInput);
-        let forged = send(&ok_state, &FeedName::main(), &group, "not-a-ticket", "hi", "").await.unwrap_err();
+        let forged = send(&ok_state, &FeedName::main(), &group, HOME, "not-a-ticket", "hi", "").await.unwrap_err();
         assert_eq!(forged.kind, ErrorKind::BadTicket);
         assert_eq!(memory.last_id(&FeedName::main()).await.unwrap(), 0);
         assert_eq!(next_now(&mut sub).await, None);
@@ -256,7 +310,7 @@ mod tests {
         let broken = state(Arc::new(BrokenStore));
         let mut broken_sub = broken.hub.subscribe(&Audience::main(group.clone()));
         let ticket = join(&broken, &group, "ada").unwrap().ticket;
-        let err = send(&broken, &FeedName::main(), &group, &ticket, "hi", "").await.unwrap_err();
+        let err = send(&broken, &FeedName::main(), &group, HOME, &ticket, "hi", "").await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::Unavailable);
         assert_eq!(next_now(&mut broken_sub).await, None);
     }
@@ -271,12 +325,12 @@ mod tests {
         let mut sub = state.hub.subscribe(&Audience::main(group.clone()));
         let ada = join(&state, &group, "ada").unwrap().ticket;
         let bob = join(&state, &group, "bob").unwrap().ticket;
-        let first = send(&state, &FeedName::main(), &group, &ada, "hello", "k-1").await.unwrap();
+        let first = send(&state, &FeedName::main(), &group, HOME, &ada, "hello", "k-1").await.unwrap();
         assert_eq!(next_now(&mut sub).await, Some(first.id));
-        let bobs = send(&state, &FeedName::main(), &group, &bob, "mine", "k-1").await.unwrap();
+        let bobs = send(&state, &FeedName::main(), &group, HOME, &bob, "mine", "k-1").await.unwrap();
         assert_eq!((bobs.id, bobs.user.as_str(), bobs.text.as_str()), (2, "bob", "mine"));
         assert_eq!(next_now(&mut sub).await, Some(2), "Bob's message is announced");
-        let again = send(&state, &FeedName::main(), &group, &ada, "hello", "k-1").await.unwrap();
+        let again = send(&state, &FeedName::main(), &group, HOME, &ada, "hello", "k-1").await.unwrap();
         assert_eq!(again, first, "Ada's retry is still answered her first message");
         let texts: Vec<String> =
             memory.since(&FeedName::main(), 0, 10).await.unwrap().into_iter().map(|m| m.text).collect();
@@ -304,15 +358,15 @@ mod tests {
         let group = GroupId::new("g");
         let ticket = join(&a, &group, "ada").unwrap().ticket;
         for (i, replica) in [&a, &b, &a].into_iter().enumerate() {
-            send(replica, &FeedName::main(), &group, &ticket, &format!("m{i}"), "").await.unwrap();
+            send(replica, &FeedName::main(), &group, HOME, &ticket, &format!("m{i}"), "").await.unwrap();
         }
-        let refused = send(&b, &FeedName::main(), &group, &ticket, "too many", "").await.unwrap_err();
+        let refused = send(&b, &FeedName::main(), &group, HOME, &ticket, "too many", "").await.unwrap_err();
         assert_eq!((refused.kind, refused.status()), (ErrorKind::RateLimited, 429));
         assert!(refused.message.contains("at most 1 messages a second (3 at once)"), "{}", refused.message);
         assert_eq!(refused.retry_after().unwrap(), "1");
         assert_eq!(b.store.last_id(&FeedName::main()).await.unwrap(), 1, "the refused send stored nothing");
         redis.kill9();
-        let down = send(&a, &FeedName::main(), &group, &ticket, "down", "").await.unwrap_err();
+        let down = send(&a, &FeedName::main(), &group, HOME, &ticket, "down", "").await.unwrap_err();
         assert_eq!((down.kind, down.status()), (ErrorKind::Unavailable, 503), "never a pass, never a 500");
         assert_eq!(a.store.last_id(&FeedName::main()).await.unwrap(), 2, "nothing stored without the check");
     }
@@ -323,7 +377,7 @@ mod tests {
         let group = GroupId::everyone();
         let ticket = join(&state, &group, "ada").unwrap().ticket;
         for i in 0..5 {
-            send(&state, &FeedName::main(), &group, &ticket, &format!("m{i}"), "").await.unwrap();
+            send(&state, &FeedName::main(), &group, HOME, &ticket, &format!("m{i}"), "").await.unwrap();
         }
         let ids = |page: Arc<Page>| page.messages.iter().map(|m| m.id).collect::<Vec<_>>();
         assert_eq!(ids(list_raw(&state, None, None).await.unwrap()), vec![3, 4, 5]);
@@ -343,7 +397,7 @@ mod tests {
         let group = GroupId::everyone();
         let ticket = join(&state, &group, "ada").unwrap().ticket;
         for text in ["aaaaaaaaaa", "bbbbbbbbbb", "cccccccccc", "dddddddddd"] {
-            send(&state, &FeedName::main(), &group, &ticket, text, "").await.unwrap();
+            send(&state, &FeedName::main(), &group, HOME, &ticket, text, "").await.unwrap();
         }
         let all = state.store.since(&FeedName::main(), 0, 10).await.unwrap();
         let one = serde_json::to_vec(&all[0]).unwrap().len();
@@ -429,7 +483,7 @@ mod tests {
                             raw_ticket.clone()
                         }
                     };
-                    match send(&state, &FeedName::main(), &group, &ticket, &body, "").await {
+                    match send(&state, &FeedName::main(), &group, HOME, &ticket, &body, "").await {
                         Ok(message) => {
                             prop_assert_eq!(message.id, 1);
                             let expected: String = unicode_normalization::UnicodeNormalization::nfc(body.trim()).collect();
@@ -472,5 +526,54 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A state whose feeds follow `gate` and whose addresses may start `new_feeds` feeds an hour.
+    fn gated(gate: crate::server::state::FeedGate, new_feeds: u32) -> AppState {
+        use crate::server::state::{services_for_tests, Limits, Services};
+        let base = services_for_tests(Arc::new(MemoryStore::new(100)), None);
+        AppState::from(Services {
+            limits: Limits { feeds: Arc::new(gate), ..base.limits.clone() },
+            peers: Arc::new(crate::server::peer::Peers::default().with_new_feeds(new_feeds)),
+            ..base
+        })
+    }
+
+    fn named(name: &str) -> FeedName {
+        FeedName::parse(name).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_listed_deployment_takes_sends_to_its_feeds_only() {
+        let listed = [named("team")].into_iter().collect();
+        let state = gated(crate::server::state::FeedGate::new(Some(listed), 100), 100);
+        let group = GroupId::everyone();
+        let ticket = join(&state, &group, "ada").unwrap().ticket;
+        send(&state, &FeedName::main(), &group, HOME, &ticket, "to main", "").await.unwrap();
+        send(&state, &named("team"), &group, HOME, &ticket, "to team", "").await.unwrap();
+        let refused = send(&state, &named("other"), &group, HOME, &ticket, "to other", "").await.unwrap_err();
+        assert_eq!((refused.kind, refused.status()), (ErrorKind::NotFound, 404));
+        assert!(refused.message.contains("other"), "{}", refused.message);
+        assert_eq!(state.store.last_id(&named("other")).await.unwrap(), 0, "nothing stored");
+    }
+
+    #[tokio::test]
+    async fn new_feeds_are_bounded_in_all_and_per_address_and_known_ones_are_free() {
+        let state = gated(crate::server::state::FeedGate::open(3), 2);
+        let group = GroupId::everyone();
+        let ticket = join(&state, &group, "ada").unwrap().ticket;
+        let there: IpAddr = "192.0.2.7".parse().unwrap();
+        send(&state, &FeedName::main(), &group, HOME, &ticket, "main", "").await.unwrap();
+        send(&state, &named("a"), &group, HOME, &ticket, "a", "").await.unwrap();
+        send(&state, &named("b"), &group, HOME, &ticket, "b", "").await.unwrap();
+        let budget = send(&state, &named("c"), &group, HOME, &ticket, "c", "").await.unwrap_err();
+        assert_eq!((budget.kind, budget.status()), (ErrorKind::RateLimited, 429), "{}", budget.message);
+        assert!(budget.message.contains("2 new feeds"), "{}", budget.message);
+        assert!(budget.retry_after().is_some(), "a new feed's place comes back in a while");
+        send(&state, &named("a"), &group, HOME, &ticket, "a again", "").await.expect("a known feed costs nothing");
+        let full = send(&state, &named("c"), &group, there, &ticket, "c", "").await.unwrap_err();
+        assert_eq!((full.kind, full.status()), (ErrorKind::Unavailable, 503), "main, a and b: max-feeds is 3");
+        assert!(full.message.contains("as many feeds"), "{}", full.message);
+        assert_eq!(state.store.last_id(&named("c")).await.unwrap(), 0, "nothing stored for c");
     }
 }

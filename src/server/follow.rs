@@ -121,7 +121,17 @@ mod tests {
         let group = GroupId::new("g");
         let ticket = crate::server::feed::join(&state, &group, "ada").unwrap().ticket;
         for text in ["one", "two"] {
-            crate::server::feed::send(&state, &FeedName::main(), &group, &ticket, text, "").await.unwrap();
+            crate::server::feed::send(
+                &state,
+                &FeedName::main(),
+                &group,
+                std::net::Ipv4Addr::LOCALHOST.into(),
+                &ticket,
+                text,
+                "",
+            )
+            .await
+            .unwrap();
         }
         let mut behind = Box::pin(follow(&state, &group, &[FeedName::main()], HOME, Some(1)).await.unwrap());
         let mut current = Box::pin(follow(&state, &group, &[FeedName::main()], HOME, Some(2)).await.unwrap());
@@ -130,7 +140,17 @@ mod tests {
         assert_eq!(next_now(&mut current).await, None);
         assert_eq!(next_now(&mut fresh).await, None);
         assert_eq!(state.hub.streams(&group).0, 3);
-        crate::server::feed::send(&state, &FeedName::main(), &group, &ticket, "three", "").await.unwrap();
+        crate::server::feed::send(
+            &state,
+            &FeedName::main(),
+            &group,
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            &ticket,
+            "three",
+            "",
+        )
+        .await
+        .unwrap();
         for notices in [&mut behind, &mut current, &mut fresh] {
             assert_eq!(next_now(notices).await, Some(3));
         }

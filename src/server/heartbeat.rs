@@ -29,11 +29,16 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The feed a presence path names: `{feed}` of `/api/feeds/{feed}/…`, or `main` for the paths without one.
-fn feed_of(path: Option<Path<String>>) -> Result<FeedName, ApiError> {
-    match path {
-        None => Ok(FeedName::main()),
+fn feed_of(state: &AppState, path: Option<Path<String>>) -> Result<FeedName, ApiError> {
+    let feed = match path {
+        None => return Ok(FeedName::main()),
         Some(Path(name)) => FeedName::parse(&name)
-            .ok_or_else(|| ApiError::new(ErrorKind::NotFound, crate::shared::domain::FEED_NAME_RULE)),
+            .ok_or_else(|| ApiError::new(ErrorKind::NotFound, crate::shared::domain::FEED_NAME_RULE))?,
+    };
+    if state.limits.feeds.may_exist(&feed) {
+        Ok(feed)
+    } else {
+        Err(crate::server::feed::no_such_feed(&feed))
     }
 }
 
@@ -59,7 +64,7 @@ async fn beat(
     path: Option<Path<String>>,
     form: Result<Form<TabForm>, FormRejection>,
 ) -> Response {
-    let answer = match (feed_of(path), read(form)) {
+    let answer = match (feed_of(&state, path), read(form)) {
         (Ok(feed), Ok(form)) => {
             let audience = Audience::new(feed, group);
             roster::beat(&state, &audience, &form.ticket, &form.tab, peer::address_of(peer)).await
@@ -78,7 +83,7 @@ async fn leave(
     path: Option<Path<String>>,
     form: Result<Form<TabForm>, FormRejection>,
 ) -> Response {
-    let answer = match (feed_of(path), read(form)) {
+    let answer = match (feed_of(&state, path), read(form)) {
         (Ok(feed), Ok(form)) => roster::leave(&state, &Audience::new(feed, group), &form.ticket, &form.tab).await,
         (Err(err), _) | (_, Err(err)) => Err(err),
     };
@@ -93,7 +98,7 @@ async fn here(
     Extension(group): Extension<GroupId>,
     path: Option<Path<String>>,
 ) -> Response {
-    let here = match feed_of(path) {
+    let here = match feed_of(&state, path) {
         Ok(feed) => roster::here(&state, &Audience::new(feed, group)).await,
         Err(err) => Err(err),
     };

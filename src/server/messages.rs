@@ -80,7 +80,7 @@ pub fn shortcut<B>(state: &AppState, request: &axum::http::Request<B>) -> Option
     if request.method() != Method::GET {
         return None;
     }
-    let feed = feed_of(request.uri().path())?.ok()?;
+    let feed = feed_of(request.uri().path())?.ok().filter(|feed| state.limits.feeds.may_exist(feed))?;
     let query: ListQuery<&str> = serde_urlencoded::from_str(request.uri().query().unwrap_or_default()).ok()?;
     let key = PageKey::parse(query.since, query.before, query.until).ok()?;
     let page = feed::ready(state, &feed, key, query.epoch)?;
@@ -92,7 +92,13 @@ pub fn shortcut<B>(state: &AppState, request: &axum::http::Request<B>) -> Option
 
 async fn list(State(state): State<AppState>, request: Request) -> Response {
     observe::page_requested();
-    let feed = feed_of(request.uri().path()).unwrap_or_else(|| Ok(FeedName::main()));
+    let feed = feed_of(request.uri().path()).unwrap_or_else(|| Ok(FeedName::main())).and_then(|feed| {
+        if state.limits.feeds.may_exist(&feed) {
+            Ok(feed)
+        } else {
+            Err(feed::no_such_feed(&feed))
+        }
+    });
     let mut response = match (feed, Query::<ListQuery<String>>::try_from_uri(request.uri())) {
         (Err(err), _) => err.into_response(),
         (Ok(feed), Ok(Query(query))) => {
@@ -206,7 +212,9 @@ mod tests {
         let group = GroupId::everyone();
         let ticket = feed::join(&state, &group, "ada").unwrap().ticket;
         for text in ["one", "two", "three"] {
-            feed::send(&state, &FeedName::main(), &group, &ticket, text, "").await.unwrap();
+            feed::send(&state, &FeedName::main(), &group, std::net::Ipv4Addr::LOCALHOST.into(), &ticket, text, "")
+                .await
+                .unwrap();
         }
         let epoch = state.store.epoch(&FeedName::main()).await.unwrap();
         let route = routes().with_state(state.clone());

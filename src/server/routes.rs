@@ -184,7 +184,9 @@ mod tests {
         let ticket = feed::join(&state, &group, "ada").unwrap().ticket;
         for n in 1..=14 {
             let text = format!("message {n}: {}", "the same few words again and again, ".repeat(5));
-            feed::send(&state, &FeedName::main(), &group, &ticket, &text, "").await.unwrap();
+            feed::send(&state, &FeedName::main(), &group, std::net::Ipv4Addr::LOCALHOST.into(), &ticket, &text, "")
+                .await
+                .unwrap();
         }
         let epoch = state.store.epoch(&FeedName::main()).await.unwrap();
 

@@ -27,9 +27,9 @@ pub async fn send_message(
     #[server(default)] key: String,
 ) -> Result<Message, ApiError> {
     let (state, group) = ssr::request_context().await?;
-    ssr::respond(
-        crate::server::feed::send(&state, &crate::shared::domain::FeedName::main(), &group, &ticket, &text, &key).await,
-    )
+    let address = ssr::caller_address().await;
+    let feed = crate::shared::domain::FeedName::main();
+    ssr::respond(crate::server::feed::send(&state, &feed, &group, address, &ticket, &text, &key).await)
 }
 
 /// The limits the page checks before sending, so it can count characters and refuse early.
@@ -85,6 +85,12 @@ mod ssr {
             .await
             .map_err(|_| ApiError::new(ErrorKind::Unavailable, "No session group for this request."))?;
         Ok((state, group))
+    }
+
+    /// The caller's address, as the peer layer found it (`server::peer`: behind a trusted proxy, the client's).
+    pub async fn caller_address() -> std::net::IpAddr {
+        let peer = leptos_axum::extract::<Option<axum::Extension<crate::server::peer::Peer>>>().await.ok().flatten();
+        crate::server::peer::address_of(peer)
     }
 
     /// Sets the HTTP status that goes with an error before the server function answers it.

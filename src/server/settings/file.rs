@@ -135,11 +135,16 @@ fn read_named_feeds(feeds: &toml::Table) -> Result<BTreeMap<FeedName, NamedFeed>
                 }
                 ("max-messages", _) => return Err(format!("`max-messages` in {here} must be 1 to 1000000000")),
                 ("max-age", toml::Value::String(text)) => {
-                    entry.max_age = Some(values::duration_or_off(text).map_err(|why| format!("`max-age` in {here}: {why}"))?)
+                    entry.max_age =
+                        Some(values::duration_or_off(text).map_err(|why| format!("`max-age` in {here}: {why}"))?)
                 }
-                ("max-age", _) => return Err(format!("`max-age` in {here} must be a duration such as \"7d\", or \"off\"")),
+                ("max-age", _) => {
+                    return Err(format!("`max-age` in {here} must be a duration such as \"7d\", or \"off\""))
+                }
                 (other, _) => {
-                    return Err(format!("unknown setting `{other}` in {here} (a named feed takes max-messages and max-age)"))
+                    return Err(format!(
+                        "unknown setting `{other}` in {here} (a named feed takes max-messages and max-age)"
+                    ))
                 }
             }
         }
