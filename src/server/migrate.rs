@@ -1,7 +1,8 @@
-//! `broadcasting migrate --from sqlite:PATH --to redis://HOST:PORT [--prefix P]`: copies a SQLite log into an empty
-//! Redis deployment with its ids, texts, times and epoch, and the sequence where it stood, so a single-process
-//! deployment grows into replicas without losing history, and its open tabs (which hold ids and the epoch of this
-//! very log) go on without reloading. Stop the single server first (its data directory must be free) and start the
+//! `broadcasting migrate --from sqlite:PATH --to redis://HOST:PORT [--prefix P]`: copies every feed of a SQLite store
+//! into an empty Redis deployment, each with its ids, texts, times and epoch, and the sequence where it stood, so a
+//! single-process deployment grows into replicas without losing history, and its open tabs (which hold ids and the
+//! epoch of these very logs) go on without reloading. Feeds are read a page of names at a time, so a store with
+//! many feeds is copied in bounded memory. Stop the single server first (its data directory must be free) and start the
 //! replicas after; a Redis log that is not empty is refused, and so is anything writing to it meanwhile.
 
 use std::path::{Path, PathBuf};
@@ -14,6 +15,8 @@ use crate::shared::domain::FeedName;
 
 /// Messages read and written per step.
 const BATCH: usize = 500;
+/// Feed names read per step.
+const FEEDS_PER_PAGE: usize = 500;
 
 /// The `migrate` command's arguments.
 #[derive(Debug, clap::Parser)]
@@ -51,9 +54,19 @@ pub enum MigrateError {
 /// What was copied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
+    /// Messages copied, over all feeds.
+    pub messages: usize,
+    /// Every feed copied, in name order.
+    pub feeds: Vec<Copied>,
+}
+
+/// One feed as it was copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    pub feed: FeedName,
     pub messages: usize,
     pub epoch: String,
-    /// The newest id ever handed out; the next send gets the one after it.
+    /// The newest id ever handed out in the feed; its next send gets the one after it.
     pub seq: u64,
 }
 
@@ -72,20 +85,47 @@ pub async fn run(cli: MigrateCli) -> Result<Report, MigrateError> {
     copy(&source, &target, &cli.prefix).await
 }
 
-/// Copies `source` into the empty `target`, then gives it `source`'s epoch and sequence.
+/// Copies every feed of `source` into the empty `target`, each then given its epoch and sequence in `source`.
 pub async fn copy(source: &dyn FeedStore, target: &RedisStore, prefix: &str) -> Result<Report, MigrateError> {
+    copy_paged(source, target, prefix, FEEDS_PER_PAGE).await
+}
+
+async fn copy_paged(
+    source: &dyn FeedStore,
+    target: &RedisStore,
+    prefix: &str,
+    feeds_per_page: usize,
+) -> Result<Report, MigrateError> {
     if !target.is_empty().await? {
         return Err(MigrateError::NotEmpty(prefix.to_owned()));
     }
-    let (epoch, seq) = (source.epoch(&FeedName::main()).await?, source.last_id(&FeedName::main()).await?);
+    let mut report = Report { messages: 0, feeds: Vec::new() };
+    let mut after_feed: Option<FeedName> = None;
+    loop {
+        let feeds = source.feeds(after_feed.as_ref(), feeds_per_page).await?;
+        for feed in &feeds {
+            let copied = copy_feed(source, target, feed).await?;
+            report.messages += copied.messages;
+            report.feeds.push(copied);
+        }
+        if feeds.len() < feeds_per_page {
+            return Ok(report);
+        }
+        after_feed = feeds.last().cloned();
+    }
+}
+
+/// One feed: its messages a batch at a time, then its epoch and sequence.
+async fn copy_feed(source: &dyn FeedStore, target: &RedisStore, feed: &FeedName) -> Result<Copied, MigrateError> {
+    let (epoch, seq) = (source.epoch(feed).await?, source.last_id(feed).await?);
     let (mut after, mut messages) = (0, 0);
     loop {
-        let batch = source.since(&FeedName::main(), after, BATCH).await?;
+        let batch = source.since(feed, after, BATCH).await?;
         let Some(last) = batch.last() else { break };
         after = last.id;
-        target.import(&batch).await?;
+        target.import(feed, &batch).await?;
         messages += batch.len();
     }
-    target.seal(&epoch, seq).await?;
-    Ok(Report { messages, epoch, seq })
+    target.seal(feed, &epoch, seq).await?;
+    Ok(Copied { feed: feed.clone(), messages, epoch, seq })
 }
