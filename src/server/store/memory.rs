@@ -81,11 +81,11 @@ impl MemoryStore {
         self.inner().feeds.get(feed).map_or(empty, read)
     }
 
-    /// What the store holds: (feeds, send keys). Tests check that reading a feed adds nothing.
+    /// What the store holds: its feeds, and how many send keys. Tests check that reading a feed adds nothing.
     #[cfg(test)]
-    pub(crate) fn held(&self) -> (usize, usize) {
+    pub(crate) fn held(&self) -> (Vec<FeedName>, usize) {
         let inner = self.inner();
-        (inner.feeds.len(), inner.key_order.len())
+        (inner.feeds.keys().cloned().collect(), inner.keys.len().max(inner.key_order.len()))
     }
 }
 
