@@ -129,3 +129,53 @@ async fn copy_feed(source: &dyn FeedStore, target: &RedisStore, feed: &FeedName)
     target.seal(feed, &epoch, seq).await?;
     Ok(Copied { feed: feed.clone(), messages, epoch, seq })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::store::test_redis::TestRedis;
+    use crate::server::store::Draft;
+    use crate::shared::domain::{MessageText, Username};
+
+    async fn put(store: &dyn FeedStore, feed: &FeedName, text: &str) -> u64 {
+        let (author, text) = (Username::parse("ada").unwrap(), MessageText::parse(text, 100).unwrap());
+        let draft = Draft { feed, group: "g", author: &author, text: &text, key: None };
+        store.append(draft).await.unwrap().message.id
+    }
+
+    /// Every feed moves (read a page of names at a time, pages smaller than the feeds here), each with its kept
+    /// messages, its epoch and its sequence, also a feed retention emptied; sends go on above each one's sequence.
+    #[tokio::test]
+    async fn every_feed_moves_with_its_ids_epoch_and_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = SqliteStore::open(&dir.path().join("feed.db")).unwrap();
+        let (main, team, zeta) = (FeedName::main(), FeedName::parse("team").unwrap(), FeedName::parse("zeta").unwrap());
+        for (feed, n) in [(&main, 3), (&team, 2), (&zeta, 1)] {
+            for i in 0..n {
+                put(&source, feed, &format!("{feed} {i}")).await;
+            }
+        }
+        source.prune(&main, 2, None).await.unwrap();
+        source.prune(&zeta, 0, None).await.unwrap();
+
+        let server = TestRedis::start();
+        let target = RedisStore::new(crate::server::link::test_link(&server, "p"), usize::MAX);
+        let report = copy_paged(&source, &target, "p", 2).await.unwrap();
+        assert_eq!(report.messages, 4);
+        let copied: Vec<(&str, usize, u64)> =
+            report.feeds.iter().map(|c| (c.feed.as_str(), c.messages, c.seq)).collect();
+        assert_eq!(copied, [("main", 2, 3), ("team", 2, 2), ("zeta", 0, 1)]);
+        assert_eq!(target.feeds(None, 10).await.unwrap(), vec![main.clone(), team.clone(), zeta.clone()]);
+        for (feed, next) in [(&main, 4), (&team, 3), (&zeta, 2)] {
+            let epoch = source.epoch(feed).await.unwrap();
+            assert!(!epoch.is_empty());
+            assert_eq!(target.epoch(feed).await.unwrap(), epoch, "{feed}");
+            assert_eq!(report.feeds.iter().find(|c| &c.feed == feed).unwrap().epoch, epoch);
+            assert_eq!(target.last_id(feed).await.unwrap(), next - 1, "{feed}");
+            assert_eq!(target.since(feed, 0, 10).await.unwrap(), source.since(feed, 0, 10).await.unwrap());
+            assert_eq!(put(&target, feed, "after").await, next, "{feed}");
+        }
+        let again = copy_paged(&source, &target, "p", 2).await;
+        assert!(matches!(again, Err(MigrateError::NotEmpty(_))), "{again:?}");
+    }
+}

@@ -215,7 +215,8 @@ impl RedisStore {
     pub fn new(link: Link, cap: usize) -> Self {
         Self {
             link,
-            cap: cap.max(1),
+            // Redis takes a MAXLEN up to i64::MAX (`migrate` asks for no bound at all).
+            cap: cap.clamp(1, i64::MAX as usize),
             append: Script::new(&format!("#!lua\n{ENSURE}{ROTATE}{APPENDED_LUA}{APPEND}")),
             head: Script::new(&format!("#!lua\n{ENSURE}{ROTATE}{HEAD}")),
             seen: std::sync::Mutex::new(LruCache::new(SEEN_FEEDS)),

@@ -552,4 +552,101 @@ mod tests {
         store.ready().await.unwrap();
         assert_eq!(store.append(draft).await.unwrap().message.id, 1);
     }
+
+    /// A database written by the schema of before feeds (version 2, its DDL as it was): `messages` with
+    /// `AUTOINCREMENT` ids, `send_keys` by group, the epoch in `meta`.
+    fn version_2_database(path: &Path, appended: &[&str], deleted_newest: usize) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE messages (
+                 id   INTEGER PRIMARY KEY AUTOINCREMENT,
+                 user TEXT NOT NULL,
+                 text TEXT NOT NULL,
+                 at   TEXT NOT NULL
+             );
+             CREATE INDEX messages_at ON messages(at);
+             CREATE TABLE send_keys (
+                 grp  TEXT NOT NULL,
+                 key  TEXT NOT NULL,
+                 id   INTEGER NOT NULL,
+                 made INTEGER NOT NULL,
+                 PRIMARY KEY (grp, key)
+             );
+             CREATE INDEX send_keys_made ON send_keys(made);
+             CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO meta (name, value) VALUES ('epoch', 'e-old');
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        for text in appended {
+            conn.execute("INSERT INTO messages (user, text, at) VALUES ('ada', ?1, '2026-01-01T00:00:00Z')", [text])
+                .unwrap();
+        }
+        conn.execute("INSERT INTO send_keys (grp, key, id, made) VALUES ('g', 'k1', 2, ?1)", [unix_now()]).unwrap();
+        // Retention took the newest rows: the sequence stays above every kept id.
+        conn.execute("DELETE FROM messages WHERE id > ?1", [(appended.len() - deleted_newest) as i64]).unwrap();
+    }
+
+    fn draft_in<'a>(feed: &'a FeedName, author: &'a Username, text: &'a MessageText) -> Draft<'a> {
+        Draft { feed, group: "g", author, text, key: None }
+    }
+
+    /// An upgrade keeps the log: every row of a version-2 database is feed `main`'s with its id, the epoch is
+    /// main's (open tabs do not reload), ids go on above the old sequence, send keys still answer.
+    #[tokio::test]
+    async fn a_version_2_database_becomes_feed_main_with_its_ids_and_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feed.db");
+        version_2_database(&path, &["one", "two", "three", "four"], 1);
+        let store = SqliteStore::open(&path).unwrap();
+        let main = FeedName::main();
+        let page = store.since(&main, 0, 10).await.unwrap();
+        let kept: Vec<(u64, &str)> = page.iter().map(|m| (m.id, m.text.as_str())).collect();
+        assert_eq!(kept, [(1, "one"), (2, "two"), (3, "three")]);
+        assert_eq!(store.epoch(&main).await.unwrap(), "e-old");
+        assert_eq!(store.last_id(&main).await.unwrap(), 4);
+        assert_eq!(store.feeds(None, 10).await.unwrap(), vec![main.clone()]);
+        let (author, text) = (Username::parse("bob").unwrap(), MessageText::parse("again", 100).unwrap());
+        let key = crate::shared::domain::SendKey::parse("k1").unwrap();
+        let repeat = store.append(Draft { key: key.as_ref(), ..draft_in(&main, &author, &text) }).await.unwrap();
+        assert_eq!((repeat.fresh, repeat.message.id, repeat.message.text.as_str()), (false, 2, "two"));
+        assert_eq!(store.append(draft_in(&main, &author, &text)).await.unwrap().message.id, 5);
+        let other = FeedName::parse("other").unwrap();
+        assert_eq!(store.append(draft_in(&other, &author, &text)).await.unwrap().message.id, 1);
+        assert_eq!(store.epoch(&main).await.unwrap(), "e-old");
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let epochs: i64 = conn.query_row("SELECT COUNT(*) FROM meta WHERE name = 'epoch'", [], |r| r.get(0)).unwrap();
+        assert_eq!(epochs, 0, "the epoch lives with its feed now");
+    }
+
+    /// A version-2 log never appended to becomes no feed at all: nothing is stored for it.
+    #[tokio::test]
+    async fn a_version_2_database_never_appended_to_becomes_no_feed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feed.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, user TEXT NOT NULL, text TEXT NOT NULL,
+                 at TEXT NOT NULL);
+             CREATE TABLE send_keys (grp TEXT NOT NULL, key TEXT NOT NULL, id INTEGER NOT NULL,
+                 made INTEGER NOT NULL, PRIMARY KEY (grp, key));
+             CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO meta (name, value) VALUES ('epoch', 'e-old');
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        drop(conn);
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.epoch(&FeedName::main()).await.unwrap(), "");
+        assert!(store.feeds(None, 10).await.unwrap().is_empty());
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let rows: i64 = conn
+            .query_row("SELECT (SELECT COUNT(*) FROM feeds) + (SELECT COUNT(*) FROM meta)", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, 0);
+    }
 }
