@@ -17,28 +17,29 @@
 //! A feed never appended to has no key at all: reading it, its epoch (`""`) or its head writes nothing.
 //!
 //! The connection and the key names are the deployment's [`Link`]. One append is one Lua script ([`APPEND`]) on the
-//! feed's keys: answer a repeated send key, else make the epoch if the log has none, end it if Redis lost ids this replica saw
-//! acknowledged in it ([`ROTATE`]), take the next id, `XADD`, remember the key, `PUBLISH` (the broker's append). Redis runs a script alone, so id order is log order is notification order across replicas, and
-//! every check comes before the first write, so a script never half-writes. A send is answered once the script has
-//! returned, which with `appendfsync always` means it is on disk.
+//! feed's keys: answer a repeated send key, else make the epoch if the log has none, end it if Redis lost ids this
+//! replica saw acknowledged in it ([`ROTATE`]), take the next id, `XADD`, remember the key, `PUBLISH` (the broker's
+//! append). Redis runs a script alone, so id order is log order is notification order across replicas, and every check
+//! comes before the first write, so a script never half-writes. A send is answered once the script has returned, which
+//! with `appendfsync always` means it is on disk.
 //!
 //! A Redis that loses acknowledged writes (snapshots only, `everysec` after a crash, a failover to a replica that
-//! lagged) comes back with an older `meta` of a feed: the same epoch and a lower `seq`. Redis cannot tell, since whatever it
-//! kept to remember the lost ids went back with them; the replicas can: each remembers, per feed, the newest id it
-//! saw acknowledged in the feed's epoch (its appends' answers, the notices its receiver delivered, the heads it read), and hands
-//! it to every append and head script. A script that finds the epoch the replica names but `seq` below what it saw
-//! starts a new epoch in the same step, with `seq` at what the replica saw, so the lost ids are never handed out
-//! again (not even in the new epoch: no id names two messages, whatever a cache keyed it by). The receivers then
-//! see the new epoch, drop their settled pages and tell every tab to reload, as after a Redis that came back empty.
-//! A replica started after the loss saw nothing and detects nothing; with several replicas, any one that saw the
-//! lost ids ends the epoch at its next append or heal. What a replica saw is kept for the [`SEEN_FEEDS`] feeds it
-//! used last: a feed it forgot is one it detects nothing in, as if started after the loss.
+//! lagged) comes back with an older `meta` of a feed: the same epoch and a lower `seq`. Redis cannot tell, since
+//! whatever it kept to remember the lost ids went back with them; the replicas can: each remembers, per feed, the
+//! newest id it saw acknowledged in the feed's epoch (its appends' answers, the notices its receiver delivered, the
+//! heads it read), and hands it to every append and head script. A script that finds the epoch the replica names but
+//! `seq` below what it saw starts a new epoch in the same step, with `seq` at what the replica saw, so the lost ids are
+//! never handed out again (not even in the new epoch: no id names two messages, whatever a cache keyed it by). The
+//! receivers then see the new epoch, drop their settled pages and tell every tab to reload, as after a Redis that came
+//! back empty. A replica started after the loss saw nothing and detects nothing; with several replicas, any one that
+//! saw the lost ids ends the epoch at its next append or heal. What a replica saw is kept for the [`SEEN_FEEDS`] feeds
+//! it used last: a feed it forgot is one it detects nothing in, as if started after the loss.
 //!
-//! Deployments of before feeds kept one log at `PREFIX:log` and `PREFIX:meta`. The first use of the store moves them
-//! to feed `main`'s keys, in one script ([`MOVE_LEGACY`]), and leaves a plain string at `PREFIX:log`: a replica of
-//! the version before, still running, then fails every append and read with `WRONGTYPE` (a 503 its clients retry)
-//! instead of acknowledging messages in a log nobody reads. Its send keys (`PREFIX:key:…`) are not moved: they
-//! expire within `KEY_MEMORY`, and a retry across the upgrade may store its message twice.
+//! Deployments of before feeds kept one log at `PREFIX:log` and `PREFIX:meta`. The first use of the store moves them to
+//! feed `main`'s keys, in one script ([`MOVE_LEGACY`]), and leaves a plain string at `PREFIX:log`: a replica of the
+//! version before, still running, then fails every append and read with `WRONGTYPE` (a 503 its clients retry) instead
+//! of acknowledging messages in a log nobody reads. Its send keys (`PREFIX:key:…`) are not moved: they expire within
+//! `KEY_MEMORY`, and a retry across the upgrade may store its message twice.
 //!
 //! Any Redis failure is `StoreError::Unavailable` (503 with `Retry-After`); there is no local fallback, which would
 //! fork the ids.
