@@ -60,7 +60,7 @@ async fn catch_up(browser: &Browser) -> Vec<Value> {
 
 /// The log's epoch as Redis holds it.
 fn epoch(redis: &TestRedis) -> String {
-    redis.command(&["HGET", "broadcasting:meta", "epoch"]).text().expect("the log has an epoch").to_owned()
+    redis.command(&["HGET", "broadcasting:{main}:meta", "epoch"]).text().expect("the log has an epoch").to_owned()
 }
 
 #[tokio::test]
@@ -465,7 +465,7 @@ async fn a_redis_that_lost_acknowledged_ids_gets_a_new_epoch_and_tabs_reload() {
     redis.kill9();
     redis.restart();
     assert_eq!(epoch(&redis), old, "Redis came back with the old epoch");
-    assert_eq!(redis.command(&["HGET", "broadcasting:meta", "seq"]).text(), Some("3"), "and without 4-6");
+    assert_eq!(redis.command(&["HGET", "broadcasting:{main}:meta", "seq"]).text(), Some("3"), "and without 4-6");
 
     let sent = loop {
         let (status, _, body) = try_send(&on_b, &ticket, "after", "").await;
@@ -682,7 +682,7 @@ async fn pruned_by(server: &Server) -> u64 {
 
 /// The id of the log's oldest entry as Redis holds it (0: empty).
 fn oldest(redis: &TestRedis) -> u64 {
-    match redis.command(&["XRANGE", "broadcasting:log", "-", "+", "COUNT", "1"]) {
+    match redis.command(&["XRANGE", "broadcasting:{main}:log", "-", "+", "COUNT", "1"]) {
         redis::Reply::Array(entries) => match entries.first() {
             Some(redis::Reply::Array(entry)) => {
                 let id = entry[0].text().expect("an entry id");
@@ -718,15 +718,18 @@ async fn one_replica_prunes_at_a_time_the_others_forget_pruned_pages_and_a_dead_
     let b = replica(&redis, &flags);
     let (tab_a, tab_b) = (a.browser(), b.browser());
     let ticket = tab_a.join("ada").await;
-    let epoch = epoch(&redis);
     // Each round sends three; b caches their settled page; the next round's three push them out of the log.
     let mut cached: Option<(u64, String)> = None;
+    let mut made: Option<String> = None;
     for round in 0..=ROUNDS {
         let first = round * KEEP;
         let sent: Vec<String> = (first + 1..=first + KEEP).map(|id| format!("m{id}")).collect();
         for text in &sent {
             tab_a.send(&ticket, text).await;
         }
+        // The feed's epoch is made with its first message, and kept.
+        let epoch = made.get_or_insert_with(|| epoch(&redis)).clone();
+        assert_eq!(epoch, self::epoch(&redis), "round {round}");
         if let Some((previous, query)) = cached.take() {
             let until = Instant::now() + Duration::from_secs(5);
             while oldest(&redis) != first + 1 {

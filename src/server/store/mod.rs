@@ -1,7 +1,9 @@
-//! The message store: one shared, ordered log for the whole server. `FeedStore` is the seam the UI and the
+//! The message store: one ordered log per feed, shared by the whole server. `FeedStore` is the seam the UI and the
 //! server functions use; `SqliteStore` (durable, the default), `MemoryStore` (tests, throwaway runs) and `RedisStore`
-//! (several replicas sharing one log) sit behind it.
-//! Ids are assigned by the store, strictly increasing, and never reused, even after retention deletes messages.
+//! (several replicas sharing the logs) sit behind it.
+//! Ids are assigned by the store per feed, from 1, strictly increasing, and never reused, even after retention
+//! deletes messages. A feed is made by its first append: until then it holds nothing, in any backend, however often
+//! it is read, so visiting names costs no storage.
 
 mod memory;
 pub mod redis;
