@@ -559,7 +559,7 @@ mod tests {
 
     #[tokio::test]
     async fn new_feeds_are_bounded_in_all_and_per_address_and_known_ones_are_free() {
-        let state = gated(crate::server::state::FeedGate::open(3), 2);
+        let state = gated(crate::server::state::FeedGate::open(4), 2);
         let group = GroupId::everyone();
         let ticket = join(&state, &group, "ada").unwrap().ticket;
         let there: IpAddr = "192.0.2.7".parse().unwrap();
@@ -569,11 +569,17 @@ mod tests {
         let budget = send(&state, &named("c"), &group, HOME, &ticket, "c", "").await.unwrap_err();
         assert_eq!((budget.kind, budget.status()), (ErrorKind::RateLimited, 429), "{}", budget.message);
         assert!(budget.message.contains("2 new feeds"), "{}", budget.message);
-        assert!(budget.retry_after().is_some(), "a new feed's place comes back in a while");
+        assert_eq!(budget.retry_after().unwrap(), "1800", "a new feed's place comes back in half an hour");
         send(&state, &named("a"), &group, HOME, &ticket, "a again", "").await.expect("a known feed costs nothing");
-        let full = send(&state, &named("c"), &group, there, &ticket, "c", "").await.unwrap_err();
-        assert_eq!((full.kind, full.status()), (ErrorKind::Unavailable, 503), "main, a and b: max-feeds is 3");
+        send(&state, &named("c"), &group, there, &ticket, "c", "").await.expect("another address has its own budget");
+        let full = send(&state, &named("d"), &group, there, &ticket, "d", "").await.unwrap_err();
+        assert_eq!((full.kind, full.status()), (ErrorKind::Unavailable, 503), "main, a, b and c: max-feeds is 4");
         assert!(full.message.contains("as many feeds"), "{}", full.message);
-        assert_eq!(state.store.last_id(&named("c")).await.unwrap(), 0, "nothing stored for c");
+        assert_eq!(state.store.last_id(&named("d")).await.unwrap(), 0, "nothing stored for d");
+        let (a_ids, b_ids) = (
+            state.store.since(&named("a"), 0, 10).await.unwrap(),
+            state.store.since(&named("b"), 0, 10).await.unwrap(),
+        );
+        assert_eq!((a_ids.iter().map(|m| m.id).collect::<Vec<_>>(), b_ids.len()), (vec![1, 2], 1), "ids per feed");
     }
 }

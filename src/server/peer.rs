@@ -223,7 +223,8 @@ impl Peers {
         let Some(NewFeeds { per_hour, here, shared }) = &self.new_feeds else { return Ok(()) };
         let key = budget_key(address);
         let wait = match shared {
-            None => (!here.take(&key)).then_some(None),
+            // At most this long until a place comes back (governor's table does not say how long exactly).
+            None => (!here.take(&key)).then_some(Some(new_feed_every(*per_hour))),
             Some(shared) => {
                 let name = format!("address:new-feeds:{key}");
                 shared.take(&name, new_feed_every(*per_hour), *per_hour).await?.map(Some)

@@ -211,10 +211,10 @@ async fn redis_heals_lost_notices_within_the_heal_period() {
     assert_eq!(next_soon(&mut on_g).await, Some(1));
     // Appended behind pub/sub's back: no PUBLISH.
     for (id, group) in [(2, "h"), (3, "g"), (4, "h")] {
-        assert_eq!(server.command(&["HINCRBY", "bus:meta", "seq", "1"]).int(), Some(id));
+        assert_eq!(server.command(&["HINCRBY", "bus:{main}:meta", "seq", "1"]).int(), Some(id));
         let entry = format!("{id}-0");
         let fields = ["user", "ada", "text", "quiet", "at", "2026-01-01T00:00:00Z", "group", group];
-        server.command(&[&["XADD", "bus:log", &entry][..], &fields[..]].concat());
+        server.command(&[&["XADD", "bus:{main}:log", &entry][..], &fields[..]].concat());
     }
     let started = tokio::time::Instant::now();
     let healed = tokio::time::timeout(HEAL_EVERY * 3, async {
@@ -316,7 +316,7 @@ async fn redis_receivers_forget_pages_on_a_pruned_notice_or_at_the_heal_after_a_
     // A prune that said nothing: the next heal finds the oldest id moved.
     tokio::time::sleep(HEAL_EVERY * 2).await;
     settled_page(&hub).await;
-    assert_eq!(server.command(&["XTRIM", "bus:log", "MAXLEN", "=", "1"]).int(), Some(2));
+    assert_eq!(server.command(&["XTRIM", "bus:{main}:log", "MAXLEN", "=", "1"]).int(), Some(2));
     assert!(forgotten_within(&hub, HEAL_EVERY * 3).await, "forgotten by the heal");
     // Nothing deleted since: the pages are kept.
     settled_page(&hub).await;

@@ -243,8 +243,16 @@ impl Receiver {
             }
             subscribed.insert(feed.clone());
             let cursor = listening.cursors.entry(feed.clone()).or_default();
+            if cursor.epoch.is_none() {
+                // A feed this replica appended to or heard of before: it starts from there, so the heal below tells
+                // its tabs of whatever came since, a new log (Redis came back empty) included.
+                let seen = self.store.seen(&feed);
+                if !seen.epoch.is_empty() {
+                    (cursor.epoch, cursor.delivered) = (Some(seen.epoch), seen.seq);
+                }
+            }
             if cursor.epoch.is_some() {
-                // Listened to before this session: what it missed meanwhile is healed from where it was.
+                // Listened to before this session, or seen: what it missed meanwhile is healed from where it was.
                 self.heal_logged(&feed, cursor).await;
                 continue;
             }
@@ -343,6 +351,11 @@ impl Receiver {
         let head = self.store.head(feed).await?;
         match cursor.epoch.as_deref() {
             None => (cursor.epoch, cursor.delivered) = (Some(head.epoch), head.seq),
+            // The feed held nothing (no epoch yet): its first epoch is no new log; its ids are caught up as missed ones.
+            Some("") => {
+                cursor.epoch = Some(head.epoch);
+                self.catch_up(feed, cursor, head.seq).await?;
+            }
             Some(known) if known != head.epoch => {
                 tracing::warn!(
                     from = known,

@@ -301,7 +301,8 @@ impl RedisStore {
     }
 
     /// What this replica saw of `feed` (nothing: no epoch, id 0).
-    fn seen(&self, feed: &FeedName) -> Head {
+    /// The newest id this replica saw acknowledged in `feed`, and its epoch (`""` and 0: none).
+    pub fn seen(&self, feed: &FeedName) -> Head {
         let mut seen = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         seen.get(feed).cloned().unwrap_or(Head { epoch: String::new(), seq: 0 })
     }
