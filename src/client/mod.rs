@@ -35,7 +35,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light dark"/>
                 <meta name="description" content="A realtime shared feed: messages appear in every open tab at once."/>
-                <title>{title}</title>
+                // As markup, not a text child: a text child gets a hydration marker (`<!>`), which inside `<title>` is
+                // text the tab would show. Safe: a feed name is only a-z, 0-9 and '-'.
+                <title inner_html=title></title>
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
                 <link rel="stylesheet" href=css/>
                 <AutoReload options=options.clone()/>
@@ -61,7 +63,8 @@ pub fn App() -> impl IntoView {
     view! {
         <main class="page" data-hydrated=move || hydrated.get().then_some("true")>
             <header class="masthead">
-                <h1>{heading}</h1>
+                // As markup for the same reason, so `/` renders `<h1>Broadcasting</h1>` byte for byte as before feeds.
+                <h1 inner_html=heading></h1>
                 <live::StatusBadge live/>
             </header>
             <live::StreamProblem live/>
