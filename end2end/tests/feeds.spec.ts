@@ -49,7 +49,8 @@ const feedsOf = (request: Request) => new URL(request.url()).searchParams.getAll
 
 test("tabs on three feeds hold one stream, each tab sees exactly its feed's messages, a second browser sees its feed's", async ({ browser }) => {
   test.setTimeout(120_000);
-  server = await startServer();
+  // One session group for all visitors, so the second browser is told of the first one's messages too.
+  server = await startServer({ args: ["--scope", "everyone"] });
   const [alpha, beta, gamma] = [unique("alpha"), unique("beta"), unique("gamma")];
   const first = await newBrowser(browser);
   const a1 = await openFeed(first.context, alpha);
