@@ -259,9 +259,10 @@ pub enum Relay {
     Roll,
     /// The leader's stream.
     Stream { open: bool, problem: Option<String> },
-    /// The leader's stream (re)opened: every tab catches its feed up from its watermark (notices sent meanwhile, or
-    /// for a feed the stream did not carry yet, were not heard).
-    Opened,
+    /// The leader's stream (re)opened: `feed` may have had messages meanwhile that no notice announced (the stream
+    /// was down, or did not carry the feed yet). `fetcher` catches it up from its watermark and shares the page, as
+    /// for a notice; the feed's other tabs take that page (empty: no tab is known to show it, so each fetches).
+    CatchUp { feed: FeedName, fetcher: String },
     /// `NewMessage` of `feed` from the stream; `fetcher` is the tab that fetches it now and shares the page (one
     /// fetch per browser), the others wait for that page (empty: everyone waits, then fetches if nothing came).
     Notice { feed: FeedName, id: u64, fetcher: String },
@@ -284,7 +285,7 @@ impl Relay {
         match self {
             Relay::Hello => line("h", &[]),
             Relay::Roll => line("r", &[]),
-            Relay::Opened => line("o", &[]),
+            Relay::CatchUp { feed, fetcher } => line("c", &[feed.as_str(), fetcher]),
             Relay::Showing { tab, feed } => line("t", &[tab, feed.as_str()]),
             Relay::Gone { tab } => line("x", &[tab]),
             Relay::Stream { open, problem } => {
@@ -317,7 +318,10 @@ impl Relay {
         Some(match kind {
             "h" if rest.is_empty() => Relay::Hello,
             "r" if rest.is_empty() => Relay::Roll,
-            "o" if rest.is_empty() => Relay::Opened,
+            "c" => match fields(2)?[..] {
+                [name, fetcher] => Relay::CatchUp { feed: feed(name)?, fetcher: fetcher.to_owned() },
+                _ => return None,
+            },
             "t" => match fields(2)?[..] {
                 [tab, name] => Relay::Showing { tab: tab.to_owned(), feed: feed(name)? },
                 _ => return None,

@@ -113,7 +113,8 @@ fn relayed_lines_name_their_feed_and_read_back() {
     let samples = [
         (Relay::Hello, "h".to_owned()),
         (Relay::Roll, "r".to_owned()),
-        (Relay::Opened, "o".to_owned()),
+        (Relay::CatchUp { feed: feed("ops"), fetcher: "ab12".into() }, "c\nops\nab12".to_owned()),
+        (Relay::CatchUp { feed: feed("ops"), fetcher: String::new() }, "c\nops\n".to_owned()),
         (Relay::Showing { tab: "ab12".into(), feed: feed("team-news") }, "t\nab12\nteam-news".to_owned()),
         (Relay::Gone { tab: "ab12".into() }, "x\nab12".to_owned()),
         (Relay::Presence { feed: feed("ops") }, "p\nops".to_owned()),
@@ -146,6 +147,8 @@ fn relayed_lines_name_their_feed_and_read_back() {
         "t\nab12",
         "t\nab12\n-x",
         "x",
+        "c\nops",
+        "c\nBad\nab12",
         "s",
         "s\n2",
         "h\nextra",

@@ -5,8 +5,8 @@
 //! Each tab shows one feed and says which (`Relay::Showing`, at start, every `roster::SHOW_EVERY_MS` and when a new
 //! leader asks); the leader's stream carries the feeds of every tab it knows of (`roster`). When that set changes
 //! the leader opens a stream for the new set and closes the old one only once the new one is open (`stream::open`:
-//! make-before-break), and every tab then catches its feed up from its watermark (`Relay::Opened`), so nothing sent
-//! meanwhile is missed. A notice is relayed with its feed; each tab takes only its own feed's.
+//! make-before-break), and each feed is then caught up from its watermark by one tab, which shares the page
+//! (`Relay::CatchUp`), so nothing sent meanwhile is missed and a reopen costs one fetch per feed per browser. A notice is relayed with its feed; each tab takes only its own feed's.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
@@ -201,7 +201,11 @@ fn listen(channel: &BroadcastChannel) {
             }
             Relay::Roll => show(),
             Relay::Stream { open, problem } if !leading => tab.stream_state(open, problem),
-            Relay::Opened if !leading => tab.opened(),
+            Relay::CatchUp { feed, fetcher }
+                if !leading && mine(&feed) && (fetcher.is_empty() || fetcher == shared.me) =>
+            {
+                tab.opened()
+            }
             Relay::Notice { feed, id, fetcher } if !leading && mine(&feed) => tab.announced(id, fetcher == shared.me),
             Relay::Presence { feed } if !leading && mine(&feed) => tab.presence_changed(),
             Relay::Page { feed, since, epoch, messages } if mine(&feed) => tab.page(since, epoch, messages),
@@ -263,7 +267,13 @@ impl stream::Listener for Leader {
 
     fn opened(&self) {
         set_state(true, None);
-        post(&Relay::Opened);
+        if let Some(shared) = current() {
+            let roster = shared.roster.borrow();
+            for feed in shared.carried.borrow().iter().filter(|feed| **feed != shared.feed) {
+                post(&Relay::CatchUp { feed: feed.clone(), fetcher: roster.fetcher(feed, &shared.me, &shared.feed) });
+            }
+        }
+        // This tab's own feed: it fetches and shares the page, as it does for a notice.
         with_tab(|tab| tab.opened());
     }
 
