@@ -20,16 +20,23 @@ test.afterEach(async () => {
 });
 
 /** A browser (its own cookie jar, Web Locks and BroadcastChannel) whose `/events` requests are recorded. */
-async function newBrowser(browser: Browser): Promise<{ context: BrowserContext; streams: Request[]; open: () => Request[] }> {
+async function newBrowser(
+  browser: Browser,
+): Promise<{ context: BrowserContext; streams: Request[]; open: () => Request[]; most: () => number }> {
   const context = await browser.newContext({ baseURL: server.base });
   const streams: Request[] = [];
   const ended = new Set<Request>();
+  const open = () => streams.filter((request) => !ended.has(request));
+  // The most `/events` requests open at once: make-before-break allows two for a moment, never more.
+  let most = 0;
   context.on("request", (request) => {
-    if (new URL(request.url()).pathname === "/events") streams.push(request);
+    if (new URL(request.url()).pathname !== "/events") return;
+    streams.push(request);
+    most = Math.max(most, open().length);
   });
   context.on("requestfinished", (request) => ended.add(request));
   context.on("requestfailed", (request) => ended.add(request));
-  return { context, streams, open: () => streams.filter((request) => !ended.has(request)) };
+  return { context, streams, open, most: () => most };
 }
 
 /** Opens feed `feed`'s page (`main`: `/`) and waits until it is hydrated and live. */
@@ -83,6 +90,12 @@ test("tabs on three feeds hold one stream, each tab sees exactly its feed's mess
   await join(g, cy);
   await join(other, dee);
 
+  // Who is here is per feed too.
+  await expect(b.getByRole("region", { name: "Who is here" })).toHaveText(new RegExp(`^2 here: (${bob}, ${dee}|${dee}, ${bob})$`));
+  await expect(other.getByRole("region", { name: "Who is here" })).toContainText("2 here");
+  await expect(a2.getByRole("region", { name: "Who is here" })).toHaveText(`1 here: ${ada}`);
+  await expect(g.getByRole("region", { name: "Who is here" })).toHaveText(`1 here: ${cy}`);
+
   const toAlpha = unique("to alpha");
   await send(a1, toAlpha);
   const toBeta = unique("to beta");
@@ -127,6 +140,9 @@ test("tabs on three feeds hold one stream, each tab sees exactly its feed's mess
   await streamsSettleAt(2);
   await expect.poll(() => first.open().length, { message: "/events requests open in the browser" }).toBe(1);
   expect(await rows(d)).toEqual([`${eve}: ${toDelta}`]);
+  expect(first.most(), "streams open at once while the feeds changed").toBeLessThanOrEqual(2);
+  // {alpha}, +beta, +gamma, -gamma, +delta: one stream per change of the set, none for a tab on a feed already carried.
+  expect(first.streams.length, "a new stream only when the set of feeds changed").toBeLessThanOrEqual(5);
   await first.context.close();
   await second.context.close();
 });
