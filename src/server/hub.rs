@@ -157,6 +157,11 @@ impl Hub {
         StreamCount { streams: self.streams.clone(), group: group.clone() }
     }
 
+    /// Event streams open now, in all (`broadcasting_open_streams`): a stream that follows several feeds is one.
+    pub fn streams_open(&self) -> usize {
+        self.lock_streams().values().sum()
+    }
+
     /// Event streams open now: of `group`, and in all.
     pub fn streams(&self, group: &GroupId) -> (usize, usize) {
         let streams = self.lock_streams();
