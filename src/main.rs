@@ -67,12 +67,10 @@ async fn migrate() -> std::process::ExitCode {
     let (from, to) = (cli.from.clone(), cli.to.clone());
     match run(cli).await {
         Ok(report) => {
-            println!(
-                "copied {} messages from {from} to {to}: epoch {}, next id {}",
-                report.messages,
-                report.epoch,
-                report.seq + 1
-            );
+            println!("copied {} messages in {} feeds from {from} to {to}", report.messages, report.feeds.len());
+            for feed in &report.feeds {
+                println!("  {}: {} messages, epoch {}, next id {}", feed.feed, feed.messages, feed.epoch, feed.seq + 1);
+            }
             std::process::ExitCode::SUCCESS
         }
         Err(err) => {

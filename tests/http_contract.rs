@@ -308,10 +308,14 @@ async fn a_send_repeated_with_its_key_is_stored_once_and_answered_the_same() {
 async fn pages_name_the_epoch_of_the_log_which_a_new_log_changes() {
     let server = Server::start(&[]);
     let browser = server.browser();
-    let epoch = browser.epoch().await;
-    assert!(!epoch.is_empty());
+    // Nothing is stored for a feed until its first message, its epoch included: none yet (the tab takes the first
+    // one it sees as its log's, with no reload).
+    assert_eq!(browser.epoch().await, "");
     let ticket = browser.join("ada").await;
     browser.send(&ticket, "hi").await;
+    let epoch = browser.epoch().await;
+    assert!(!epoch.is_empty(), "the first message makes the log, and its epoch");
+    browser.send(&ticket, "again").await;
     assert_eq!(browser.epoch().await, epoch);
     // The durable log keeps its epoch across a restart.
     let server = server.restart();
@@ -319,9 +323,20 @@ async fn pages_name_the_epoch_of_the_log_which_a_new_log_changes() {
     assert_eq!(browser.epoch().await, epoch);
     // A memory log is new at each start: a new epoch.
     let memory = Server::start(&["--store", "memory"]);
-    let first = memory.browser().epoch().await;
+    let (tab, ticket) = {
+        let tab = memory.browser();
+        let ticket = tab.join("ada").await;
+        (tab, ticket)
+    };
+    tab.send(&ticket, "hi").await;
+    let first = tab.epoch().await;
     let memory = memory.restart();
-    assert_ne!(memory.browser().epoch().await, first);
+    let tab = memory.browser();
+    assert_eq!(tab.epoch().await, "", "the log went with the process");
+    let ticket = tab.join("ada").await;
+    tab.send(&ticket, "hi").await;
+    let second = tab.epoch().await;
+    assert!(!second.is_empty() && second != first, "{first} then {second}");
 }
 
 /// The refetch a tab makes after a notice: `since=A&until=B&epoch=E` answers the same bytes forever once B is stored,

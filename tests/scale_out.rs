@@ -60,7 +60,7 @@ async fn catch_up(browser: &Browser) -> Vec<Value> {
 
 /// The log's epoch as Redis holds it.
 fn epoch(redis: &TestRedis) -> String {
-    redis.command(&["HGET", "broadcasting:meta", "epoch"]).text().expect("the log has an epoch").to_owned()
+    redis.command(&["HGET", "broadcasting:{main}:meta", "epoch"]).text().expect("the log has an epoch").to_owned()
 }
 
 #[tokio::test]
@@ -322,19 +322,20 @@ async fn weak_redis_durability_settings_are_warned_about_and_readyz_follows_the_
 #[tokio::test]
 async fn migrate_copies_a_sqlite_log_with_its_ids_times_and_epoch_and_sends_go_on_from_it() {
     use broadcasting::server::store::{Draft, FeedStore, SqliteStore};
-    use broadcasting::shared::domain::{MessageText, Username};
+    use broadcasting::shared::domain::{FeedName, MessageText, Username};
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("feed.db");
     let (epoch_before, original) = {
         let sqlite = SqliteStore::open(&path).unwrap();
         let author = Username::parse("ada").unwrap();
+        let main = FeedName::main();
         for i in 0..1_000 {
             let text = MessageText::parse(&format!("message {i} ✓"), 100).unwrap();
-            sqlite.append(Draft { group: "g", author: &author, text: &text, key: None }).await.unwrap();
+            sqlite.append(Draft { feed: &main, group: "g", author: &author, text: &text, key: None }).await.unwrap();
         }
-        sqlite.prune(990, None).await.unwrap(); // retention took the oldest ten: the sequence still says 1,000
-        (sqlite.epoch().await.unwrap(), sqlite.since(0, 2_000).await.unwrap())
+        sqlite.prune(&main, 990, None).await.unwrap(); // retention took the oldest ten: the sequence still says 1,000
+        (sqlite.epoch(&main).await.unwrap(), sqlite.since(&main, 0, 2_000).await.unwrap())
     };
     assert_eq!(original.len(), 990);
 
@@ -464,7 +465,7 @@ async fn a_redis_that_lost_acknowledged_ids_gets_a_new_epoch_and_tabs_reload() {
     redis.kill9();
     redis.restart();
     assert_eq!(epoch(&redis), old, "Redis came back with the old epoch");
-    assert_eq!(redis.command(&["HGET", "broadcasting:meta", "seq"]).text(), Some("3"), "and without 4-6");
+    assert_eq!(redis.command(&["HGET", "broadcasting:{main}:meta", "seq"]).text(), Some("3"), "and without 4-6");
 
     let sent = loop {
         let (status, _, body) = try_send(&on_b, &ticket, "after", "").await;
@@ -681,7 +682,7 @@ async fn pruned_by(server: &Server) -> u64 {
 
 /// The id of the log's oldest entry as Redis holds it (0: empty).
 fn oldest(redis: &TestRedis) -> u64 {
-    match redis.command(&["XRANGE", "broadcasting:log", "-", "+", "COUNT", "1"]) {
+    match redis.command(&["XRANGE", "broadcasting:{main}:log", "-", "+", "COUNT", "1"]) {
         redis::Reply::Array(entries) => match entries.first() {
             Some(redis::Reply::Array(entry)) => {
                 let id = entry[0].text().expect("an entry id");
@@ -717,15 +718,18 @@ async fn one_replica_prunes_at_a_time_the_others_forget_pruned_pages_and_a_dead_
     let b = replica(&redis, &flags);
     let (tab_a, tab_b) = (a.browser(), b.browser());
     let ticket = tab_a.join("ada").await;
-    let epoch = epoch(&redis);
     // Each round sends three; b caches their settled page; the next round's three push them out of the log.
     let mut cached: Option<(u64, String)> = None;
+    let mut made: Option<String> = None;
     for round in 0..=ROUNDS {
         let first = round * KEEP;
         let sent: Vec<String> = (first + 1..=first + KEEP).map(|id| format!("m{id}")).collect();
         for text in &sent {
             tab_a.send(&ticket, text).await;
         }
+        // The feed's epoch is made with its first message, and kept.
+        let epoch = made.get_or_insert_with(|| epoch(&redis)).clone();
+        assert_eq!(epoch, self::epoch(&redis), "round {round}");
         if let Some((previous, query)) = cached.take() {
             let until = Instant::now() + Duration::from_secs(5);
             while oldest(&redis) != first + 1 {

@@ -93,7 +93,7 @@ impl CatchUp {
             // Up to the announced id, so every tab at the same place asks the same cacheable URL; not past the end
             // of a log just made anew (target u64::MAX), nor for a notice at or below the watermark (see above).
             let until = target.filter(|target| *target != u64::MAX && *target > since);
-            let progressed = match remote::catch_up(since, until, &self.feed.epoch()).await {
+            let progressed = match remote::catch_up(&self.feed.name(), since, until, &self.feed.epoch()).await {
                 Ok(page) if self.feed.renew_epoch(&page.epoch) => {
                     // A new log: read it from its start, to its end.
                     self.state.update_value(|state| state.target = u64::MAX);

@@ -36,7 +36,7 @@ fn error_of<T>(outcome: Option<Result<T, ApiError>>) -> Option<String> {
 
 #[component]
 pub fn Composer(feed: Feed, here: Presence) -> impl IntoView {
-    let join: JoinAction = Action::new_local(|name: &String| remote::join(name.clone()));
+    let join: JoinAction = Action::new_local(move |name: &String| remote::join(feed.name(), name.clone()));
     let joined = Memo::new(move |_| join.value().get().and_then(Result::ok));
     move || match joined.get() {
         Some(joined) => view! { <SendForm feed here joined/> }.into_any(),
@@ -93,7 +93,7 @@ fn SendForm(feed: Feed, here: Presence, joined: Joined) -> impl IntoView {
         async move {
             match too_long {
                 Some(refusal) => Err(refusal),
-                None => remote::send_message(ticket, text, key).await,
+                None => remote::send_message(feed.name(), ticket, text, key).await,
             }
         }
     });

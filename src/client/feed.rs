@@ -34,7 +34,8 @@ fn author_class(name: &str) -> String {
 #[component]
 pub fn FeedLog(feed: Feed, hydrated: Signal<bool>) -> impl IntoView {
     // Rendered on the server into the first HTML; the browser reuses the serialized page.
-    let first_page = OnceResource::new_str_blocking(async { FirstPage(remote::messages(None, None).await) });
+    let first = remote::messages(&feed.name(), None, None);
+    let first_page = OnceResource::new_str_blocking(async move { FirstPage(first.await) });
     let log = NodeRef::<Div>::new();
     let sticky = StoredValue::new(true);
     // Whether older messages may exist above the oldest shown (ids start at 1).
@@ -60,7 +61,7 @@ pub fn FeedLog(feed: Feed, hydrated: Signal<bool>) -> impl IntoView {
         let Some(oldest) = feed.oldest_id() else { return };
         loading_older.set(true);
         leptos::task::spawn_local(async move {
-            match remote::messages(None, Some(oldest)).await {
+            match remote::messages(&feed.name(), None, Some(oldest)).await {
                 Ok(page) => {
                     older_error.set(None);
                     feed.renew_epoch(&page.epoch);

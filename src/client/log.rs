@@ -8,7 +8,7 @@
 
 use leptos::prelude::*;
 
-use crate::shared::domain::Message;
+use crate::shared::domain::{FeedName, Message};
 
 /// The log's state and its rules.
 #[derive(Debug, Default)]
@@ -119,29 +119,30 @@ fn merge_into(rows: &mut Vec<Message>, page: Vec<Message>) -> bool {
     rows.len() != before
 }
 
-/// The log as the page's parts share it: its state, a trigger the view tracks (notified only when the rows change),
-/// and the latest announcement.
+/// The log as the page's parts share it: the feed it is the log of, its state, a trigger the view tracks (notified
+/// only when the rows change), and the latest announcement.
 #[derive(Clone, Copy)]
 pub struct Feed {
+    name: StoredValue<FeedName>,
     log: StoredValue<Log>,
     rows_changed: Trigger,
     /// Announced to screen readers: the newest message that arrived live from another tab or person.
     announcement: RwSignal<String>,
 }
 
-impl Default for Feed {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Feed {
-    pub fn new() -> Self {
+    pub fn new(name: FeedName) -> Self {
         Self {
+            name: StoredValue::new(name),
             log: StoredValue::new(Log::default()),
             rows_changed: Trigger::new(),
             announcement: RwSignal::new(String::new()),
         }
+    }
+
+    /// The feed this is the log of.
+    pub fn name(&self) -> FeedName {
+        self.name.get_value()
     }
 
     /// The rows, tracked: a view or effect that reads them runs again when they change.

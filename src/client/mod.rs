@@ -1,5 +1,6 @@
 //! The page: `shell` is the HTML document the server renders, `App` the part that hydrates in the browser.
-//! The tab's identity (name and ticket) lives only in this tab's memory: a reload asks again.
+//! The tab's identity (name and ticket) lives only in this tab's memory: a reload asks again. The page shows one
+//! feed, the one its path names (`place`): `/` is `main`, `/f/{name}` the feed `name`.
 //!
 //! One module per concern: the log's state (`log`) and its view (`feed`); the form (`compose`); who is here
 //! (`presence`); the stream as this tab sees it (`live`), the catch-up it drives (`catch_up`) and the browser's one
@@ -14,6 +15,7 @@ mod compose;
 mod feed;
 mod live;
 mod log;
+mod place;
 mod presence;
 mod relay;
 mod remote;
@@ -24,6 +26,7 @@ use log::Feed;
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     let css = format!("/{}/{}.css", options.site_pkg_dir, options.output_name);
+    let title = place::title(&place::feed());
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -32,7 +35,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light dark"/>
                 <meta name="description" content="A realtime shared feed: messages appear in every open tab at once."/>
-                <title>"Broadcasting"</title>
+                // As markup, not a text child: a text child gets a hydration marker (`<!>`), which inside `<title>` is
+                // text the tab would show. Safe: a feed name is only a-z, 0-9 and '-'.
+                <title inner_html=title></title>
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
                 <link rel="stylesheet" href=css/>
                 <AutoReload options=options.clone()/>
@@ -47,8 +52,10 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 
 #[component]
 pub fn App() -> impl IntoView {
-    let feed = Feed::new();
-    let here = presence::Presence::new();
+    let name = place::feed();
+    let heading = place::heading(&name);
+    let feed = Feed::new(name.clone());
+    let here = presence::Presence::new(name);
     let live = live::connect(feed, here);
     // Set once the page is interactive; tests and styles key on it.
     let hydrated = RwSignal::new(false);
@@ -56,7 +63,8 @@ pub fn App() -> impl IntoView {
     view! {
         <main class="page" data-hydrated=move || hydrated.get().then_some("true")>
             <header class="masthead">
-                <h1>"Broadcasting"</h1>
+                // As markup for the same reason, so `/` renders `<h1>Broadcasting</h1>` byte for byte as before feeds.
+                <h1 inner_html=heading></h1>
                 <live::StatusBadge live/>
             </header>
             <live::StreamProblem live/>

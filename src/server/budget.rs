@@ -22,10 +22,15 @@ use crate::shared::error::ApiError;
 /// until it is full again, so the keeper holds no more than the budgets in use.
 #[async_trait]
 pub trait SharedBudgets: Send + Sync + 'static {
-    /// Takes one from the budget `name` that allows `rate` a second and `burst` at once: `None` when taken, else
-    /// how long until it would be (nothing taken). `Err` (503 `unavailable`) when the keeper cannot be asked: a
-    /// budget that cannot be checked refuses.
-    async fn take(&self, name: &str, rate: u32, burst: u32) -> Result<Option<Duration>, ApiError>;
+    /// Takes one from the budget `name` that allows one every `every` and `burst` at once: `None` when taken,
+    /// else how long until it would be (nothing taken). `Err` (503 `unavailable`) when the keeper cannot be asked:
+    /// a budget that cannot be checked refuses.
+    async fn take(&self, name: &str, every: Duration, burst: u32) -> Result<Option<Duration>, ApiError>;
+}
+
+/// The time between two takes at `rate` a second.
+pub fn every_at(rate: u32) -> Duration {
+    Duration::from_secs(1) / rate.max(1)
 }
 
 /// Whole seconds to wait, rounded up, at least 1 (`Retry-After` has no fractions).

@@ -1,6 +1,9 @@
 //! `GET /events`: the Server-Sent Events stream of the caller's session group, the HTTP edge of `follow` (which
-//! admits the stream and answers its notices). Each append is announced as `event: NewMessage` with `id:` and
-//! `data:` the newest message id; the tab then fetches what it has not seen.
+//! admits the stream and answers its notices). A browser holds one stream for every feed its tabs show:
+//! `/events?feed=a&feed=b` announces each append as `event: NewMessage` with `data: <feed> <id>`, and a change of who
+//! is here as `event: PresenceChanged` with `data: <feed>`. `/events` alone is the stream of the version before
+//! feeds: main's, with `id:` and `data:` the newest id (and `Last-Event-ID` honoured). The tab then fetches what it
+//! has not seen.
 //!
 //! The body is plain bytes: the frames come pre-encoded from the fan-out (one encoding per message, shared by every
 //! subscriber), and an idle stream gets a comment every 15 s so proxies keep it open. The stream ends when the
@@ -11,7 +14,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
@@ -22,6 +25,8 @@ use crate::server::group::GroupId;
 use crate::server::net::Detach;
 use crate::server::peer::{self, Peer};
 use crate::server::state::AppState;
+use crate::shared::domain::{FeedName, FEED_NAME_RULE};
+use crate::shared::error::{ApiError, ErrorKind};
 use crate::shared::wire;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -38,17 +43,35 @@ async fn stream(
     Extension(group): Extension<GroupId>,
     peer: Option<Extension<Peer>>,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Response {
     let address = peer::address_of(peer);
+    let named = match feeds_asked(uri.query(), state.limits.streams.feeds) {
+        Ok(named) => named,
+        Err(refusal) => return refusal.into_response(),
+    };
+    if let Some(absent) = named.iter().flatten().find(|feed| !state.limits.feeds.may_exist(feed)) {
+        return crate::server::feed::no_such_feed(absent).into_response();
+    }
+    // A stream that names its feeds catches each up itself when it opens; one that does not is main's, as before.
     let last_seen = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok());
-    let notices = match follow::follow(&state, &group, address, last_seen).await {
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .filter(|_| named.is_none());
+    let feeds = named.clone().unwrap_or_else(|| vec![FeedName::main()]);
+    let notices = match follow::follow(&state, &group, &feeds, address, last_seen).await {
         Ok(notices) => notices,
         Err(refusal) => return refusal.into_response(),
     };
-    let frames = stream::once(async { Bytes::from_static(RETRY) }).chain(notices.map(|notice| notice.frame));
+    let named = named.is_some();
+    let frames = stream::once(async { Bytes::from_static(RETRY) }).chain(notices.map(move |notice| {
+        if named {
+            notice.named
+        } else {
+            notice.frame
+        }
+    }));
     let body = keep_alive(frames, KEEP_ALIVE).map(Ok::<_, Infallible>);
     let mut response = Response::new(Body::from_stream(body));
     let headers = response.headers_mut();
@@ -58,6 +81,29 @@ async fn stream(
     // Nothing follows the stream on its connection: the connection can drop its HTTP state (`serve`).
     response.extensions_mut().insert(Detach);
     response
+}
+
+/// The feeds a stream's query names (`feed=a&feed=b`, each once, in order), `None` when it names none (a tab of the
+/// version before feeds: main's stream); a malformed name, or more than `most`, is a 400.
+fn feeds_asked(query: Option<&str>, most: usize) -> Result<Option<Vec<FeedName>>, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
+        .map_err(|err| ApiError::new(ErrorKind::BadRequest, format!("Malformed request: {err}")))?;
+    let mut feeds: Vec<FeedName> = Vec::new();
+    for (_, raw) in pairs.iter().filter(|(name, _)| name == wire::FEED_FIELD) {
+        let feed = FeedName::parse(raw).ok_or_else(|| {
+            ApiError::new(ErrorKind::BadRequest, format!("Not a feed name: {raw:?}. {FEED_NAME_RULE}"))
+        })?;
+        if !feeds.contains(&feed) {
+            feeds.push(feed);
+        }
+        if feeds.len() > most {
+            return Err(ApiError::new(
+                ErrorKind::BadRequest,
+                format!("One stream carries at most {most} feeds; this one asks for more."),
+            ));
+        }
+    }
+    Ok((!feeds.is_empty()).then_some(feeds))
 }
 
 /// `frames`, with a comment whenever nothing was sent for `every`. A frame only notes the time: the timer is moved
@@ -91,6 +137,21 @@ fn keep_alive(frames: impl Stream<Item = Bytes> + Send + 'static, every: Duratio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_names_its_feeds_once_each_within_the_cap() {
+        let names = |feeds: Option<Vec<FeedName>>| feeds.map(|f| f.iter().map(ToString::to_string).collect::<Vec<_>>());
+        assert_eq!(names(feeds_asked(None, 3).unwrap()), None, "no feed: main's stream, as before feeds");
+        assert_eq!(names(feeds_asked(Some("x=1"), 3).unwrap()), None);
+        let asked = feeds_asked(Some("feed=b&feed=a&feed=b"), 3).unwrap();
+        assert_eq!(names(asked), Some(vec!["b".to_owned(), "a".to_owned()]));
+        let bad = feeds_asked(Some("feed=Team"), 3).unwrap_err();
+        assert_eq!(bad.kind, ErrorKind::BadRequest);
+        assert!(bad.message.contains("Team") && bad.message.contains("a-z"), "{}", bad.message);
+        let many = feeds_asked(Some("feed=a&feed=b&feed=c&feed=d"), 3).unwrap_err();
+        assert!(many.message.contains("at most 3 feeds"), "{}", many.message);
+        assert!(feeds_asked(Some("feed=a&feed=a&feed=a&feed=a"), 1).is_ok(), "repeats count once");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn an_idle_stream_gets_a_comment_each_interval_and_frames_pass_through() {

@@ -5,6 +5,7 @@
 //! `messages`), and the tests below call them without HTTP. They import the store, the broker and the page cache,
 //! never a handler.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::server::pages::{Fresh, Page, PageKey};
@@ -12,6 +13,7 @@ use crate::server::state::AppState;
 use crate::server::store::Draft;
 use crate::server::ticket::TicketId;
 use crate::server::{group::GroupId, observe};
+use crate::shared::domain::FeedName;
 use crate::shared::domain::{Joined, Message, MessageText, PageLimits, SendKey, Username};
 use crate::shared::error::{ApiError, ErrorKind};
 
@@ -32,14 +34,19 @@ pub fn limits(state: &AppState) -> PageLimits {
 ///
 /// `raw_key` is the tab's idempotency key (blank: none): a repeat by the same ticket answers the first message and
 /// publishes nothing; the same key from another ticket is another message (`bound_to`).
+///
+/// A send to a feed that holds nothing yet creates it: only a feed that may exist (`feeds = listed`), while fewer
+/// than `max-feeds` hold messages, within the caller's address's budget of new feeds (`address`).
 pub async fn send(
     state: &AppState,
+    feed: &FeedName,
     group: &GroupId,
+    address: IpAddr,
     ticket: &str,
     raw_text: &str,
     raw_key: &str,
 ) -> Result<Message, ApiError> {
-    let sent = append(state, group, ticket, raw_text, raw_key).await;
+    let sent = append(state, feed, group, address, ticket, raw_text, raw_key).await;
     match &sent {
         Ok(_) => observe::appended(),
         Err(err) => observe::refused(err.kind.code()),
@@ -49,7 +56,9 @@ pub async fn send(
 
 async fn append(
     state: &AppState,
+    feed: &FeedName,
     group: &GroupId,
+    address: IpAddr,
     ticket: &str,
     raw_text: &str,
     raw_key: &str,
@@ -63,9 +72,55 @@ async fn append(
     if let Some(throttle) = &state.throttle {
         throttle.check(group, &ticket.id).await?;
     }
+    admit_feed(state, feed, address).await?;
     let key = key.map(|key| bound_to(&ticket.id, &key));
-    let draft = Draft { group: group.as_str(), author: &ticket.author, text: &text, key: key.as_ref() };
-    Ok(state.broker.append(draft).await?.message)
+    let draft = Draft { feed, group: group.as_str(), author: &ticket.author, text: &text, key: key.as_ref() };
+    let message = state.broker.append(draft).await?.message;
+    state.limits.feeds.remember(feed);
+    Ok(message)
+}
+
+/// A feed that may take this send: one known to hold messages, or one that may exist and, if it holds nothing yet
+/// (this send creates it), while fewer than `max-feeds` hold messages and within the address's new-feed budget.
+async fn admit_feed(state: &AppState, feed: &FeedName, address: IpAddr) -> Result<(), ApiError> {
+    let gate = &state.limits.feeds;
+    if gate.known(feed) {
+        return Ok(());
+    }
+    if !gate.may_exist(feed) {
+        return Err(no_such_feed(feed));
+    }
+    if state.store.last_id(feed).await? > 0 {
+        gate.remember(feed);
+        return Ok(());
+    }
+    if feeds_holding_messages(state, gate.max).await? >= gate.max {
+        return Err(ApiError::new(
+            ErrorKind::Unavailable,
+            format!("This server holds as many feeds as it may ({}); post in an existing one.", gate.max),
+        ));
+    }
+    state.peers.take_new_feed(address).await
+}
+
+/// 404: this deployment has no such feed (`feeds = listed`).
+pub fn no_such_feed(feed: &FeedName) -> ApiError {
+    ApiError::new(ErrorKind::NotFound, format!("There is no feed named {feed} here."))
+}
+
+/// How many feeds hold messages, counted up to `most` (a page of names at a time).
+async fn feeds_holding_messages(state: &AppState, most: usize) -> Result<usize, ApiError> {
+    const PAGE: usize = 1_000;
+    let (mut count, mut after) = (0, None::<FeedName>);
+    while count < most {
+        let page = state.store.feeds(after.as_ref(), PAGE).await?;
+        count += page.len();
+        if page.len() < PAGE {
+            break;
+        }
+        after = page.last().cloned();
+    }
+    Ok(count)
 }
 
 /// `key` as the store remembers it: bound to the ticket that sent it (SHA-256 over the ticket's MAC, which only the
@@ -80,22 +135,28 @@ fn bound_to(ticket: &TicketId, key: &SendKey) -> SendKey {
 
 /// One page of the log (`key`), of the log's current epoch. Identical concurrent requests share one store read
 /// (`PageCache`); a settled page is shared with every later request that names `epoch` too.
-pub async fn list(state: &AppState, key: PageKey, epoch: Option<&str>) -> Result<Arc<Page>, ApiError> {
+pub async fn list(state: &AppState, feed: &FeedName, key: PageKey, epoch: Option<&str>) -> Result<Arc<Page>, ApiError> {
     let (store, limit, max_bytes) = (&state.store, state.limits.page_size, state.limits.page_bytes);
     let horizon = state.limits.horizon;
     let result = state
         .hub
         .pages()
-        .get(key, epoch, || async move {
+        .get(feed, key, epoch, || async move {
             // The epoch first: a page is never labelled with an epoch older than its messages.
-            let epoch = store.epoch().await?;
+            let epoch = store.epoch(feed).await?;
             // A page read forward keeps its oldest messages (the tab asks again from its last id); one read backward
             // keeps its newest, next to what the tab shows (it asks for older ones from its first id).
             let (messages, settled) = match key {
-                PageKey::Since(after) => (within_bytes(store.since(after, limit).await?, max_bytes, false), false),
-                PageKey::Range { since, until } => range(store.since(since, limit).await?, since, until, max_bytes),
-                PageKey::Before(before) => (within_bytes(store.before(before, limit).await?, max_bytes, true), false),
-                PageKey::Latest => (within_bytes(store.latest(limit).await?, max_bytes, true), false),
+                PageKey::Since(after) => {
+                    (within_bytes(store.since(feed, after, limit).await?, max_bytes, false), false)
+                }
+                PageKey::Range { since, until } => {
+                    range(store.since(feed, since, limit).await?, since, until, max_bytes)
+                }
+                PageKey::Before(before) => {
+                    (within_bytes(store.before(feed, before, limit).await?, max_bytes, true), false)
+                }
+                PageKey::Latest => (within_bytes(store.latest(feed, limit).await?, max_bytes, true), false),
             };
             let expires = settled.then(|| expires(&messages, horizon)).flatten();
             Ok(Fresh { epoch, messages, settled, expires })
@@ -106,8 +167,8 @@ pub async fn list(state: &AppState, key: PageKey, epoch: Option<&str>) -> Result
 
 /// The page `list` would answer, if it is made already (nearly every refetch after a notice but the first): no read,
 /// no wait. `None`: ask `list`.
-pub fn ready(state: &AppState, key: PageKey, epoch: Option<&str>) -> Option<Arc<Page>> {
-    state.hub.pages().ready(key, epoch)
+pub fn ready(state: &AppState, feed: &FeedName, key: PageKey, epoch: Option<&str>) -> Option<Arc<Page>> {
+    state.hub.pages().ready(feed, key, epoch)
 }
 
 /// The part of `read` (the messages after `since`, in id order) up to `until`, and whether that page is settled:
@@ -162,6 +223,9 @@ fn within_bytes(mut page: Vec<Message>, max_bytes: usize, newest: bool) -> Vec<M
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    use crate::server::group::Audience;
     use crate::server::store::{Appended, FeedStore, MemoryStore, StoreError};
     use futures::StreamExt;
 
@@ -173,23 +237,26 @@ mod tests {
         async fn append(&self, _: Draft<'_>) -> Result<Appended, StoreError> {
             Err(StoreError::Unavailable("disk on fire".into()))
         }
-        async fn epoch(&self) -> Result<String, StoreError> {
+        async fn epoch(&self, _: &FeedName) -> Result<String, StoreError> {
             Ok("e".into())
         }
-        async fn since(&self, _: u64, _: usize) -> Result<Vec<Message>, StoreError> {
+        async fn since(&self, _: &FeedName, _: u64, _: usize) -> Result<Vec<Message>, StoreError> {
             Ok(vec![])
         }
-        async fn before(&self, _: u64, _: usize) -> Result<Vec<Message>, StoreError> {
+        async fn before(&self, _: &FeedName, _: u64, _: usize) -> Result<Vec<Message>, StoreError> {
             Ok(vec![])
         }
-        async fn latest(&self, _: usize) -> Result<Vec<Message>, StoreError> {
+        async fn latest(&self, _: &FeedName, _: usize) -> Result<Vec<Message>, StoreError> {
             Ok(vec![])
         }
-        async fn prune(&self, _: usize, _: Option<time::OffsetDateTime>) -> Result<u64, StoreError> {
+        async fn prune(&self, _: &FeedName, _: usize, _: Option<time::OffsetDateTime>) -> Result<u64, StoreError> {
             Ok(0)
         }
-        async fn last_id(&self) -> Result<u64, StoreError> {
+        async fn last_id(&self, _: &FeedName) -> Result<u64, StoreError> {
             Ok(0)
+        }
+        async fn feeds(&self, _: Option<&FeedName>, _: usize) -> Result<Vec<FeedName>, StoreError> {
+            Ok(vec![])
         }
     }
 
@@ -203,7 +270,7 @@ mod tests {
 
     /// A page named as a request's query names it.
     async fn list_raw(state: &AppState, since: Option<&str>, before: Option<&str>) -> Result<Arc<Page>, ApiError> {
-        list(state, PageKey::parse(since, before, None)?, None).await
+        list(state, &FeedName::main(), PageKey::parse(since, before, None)?, None).await
     }
 
     async fn next_now(sub: &mut crate::server::hub::Subscription) -> Option<u64> {
@@ -215,10 +282,10 @@ mod tests {
     async fn send_stores_as_the_ticket_name_and_publishes_after() {
         let state = state(Arc::new(MemoryStore::new(100)));
         let group = GroupId::everyone();
-        let mut sub = state.hub.subscribe(&group);
+        let mut sub = state.hub.subscribe(&Audience::main(group.clone()));
         let joined = join(&state, &group, " ada ").unwrap();
         assert_eq!(joined.name, "ada");
-        let msg = send(&state, &group, &joined.ticket, " hello ", "").await.unwrap();
+        let msg = send(&state, &FeedName::main(), &group, HOME, &joined.ticket, " hello ", "").await.unwrap();
         assert_eq!((msg.id, msg.user.as_str(), msg.text.as_str()), (1, "ada", "hello"));
         assert_eq!(next_now(&mut sub).await, Some(1));
     }
@@ -228,22 +295,22 @@ mod tests {
         let memory = Arc::new(MemoryStore::new(100));
         let ok_state = state(memory.clone());
         let group = GroupId::everyone();
-        let mut sub = ok_state.hub.subscribe(&group);
+        let mut sub = ok_state.hub.subscribe(&Audience::main(group.clone()));
         let ticket = join(&ok_state, &group, "ada").unwrap().ticket;
 
-        let too_long = send(&ok_state, &group, &ticket, "12345678901", "").await.unwrap_err();
+        let too_long = send(&ok_state, &FeedName::main(), &group, HOME, &ticket, "12345678901", "").await.unwrap_err();
         assert_eq!(too_long.kind, ErrorKind::InvalidInput);
-        let blank = send(&ok_state, &group, &ticket, "   ", "").await.unwrap_err();
+        let blank = send(&ok_state, &FeedName::main(), &group, HOME, &ticket, "   ", "").await.unwrap_err();
         assert_eq!(blank.kind, ErrorKind::InvalidInput);
-        let forged = send(&ok_state, &group, "not-a-ticket", "hi", "").await.unwrap_err();
+        let forged = send(&ok_state, &FeedName::main(), &group, HOME, "not-a-ticket", "hi", "").await.unwrap_err();
         assert_eq!(forged.kind, ErrorKind::BadTicket);
-        assert_eq!(memory.last_id().await.unwrap(), 0);
+        assert_eq!(memory.last_id(&FeedName::main()).await.unwrap(), 0);
         assert_eq!(next_now(&mut sub).await, None);
 
         let broken = state(Arc::new(BrokenStore));
-        let mut broken_sub = broken.hub.subscribe(&group);
+        let mut broken_sub = broken.hub.subscribe(&Audience::main(group.clone()));
         let ticket = join(&broken, &group, "ada").unwrap().ticket;
-        let err = send(&broken, &group, &ticket, "hi", "").await.unwrap_err();
+        let err = send(&broken, &FeedName::main(), &group, HOME, &ticket, "hi", "").await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::Unavailable);
         assert_eq!(next_now(&mut broken_sub).await, None);
     }
@@ -255,17 +322,18 @@ mod tests {
         let memory = Arc::new(MemoryStore::new(100));
         let state = state(memory.clone());
         let group = GroupId::everyone();
-        let mut sub = state.hub.subscribe(&group);
+        let mut sub = state.hub.subscribe(&Audience::main(group.clone()));
         let ada = join(&state, &group, "ada").unwrap().ticket;
         let bob = join(&state, &group, "bob").unwrap().ticket;
-        let first = send(&state, &group, &ada, "hello", "k-1").await.unwrap();
+        let first = send(&state, &FeedName::main(), &group, HOME, &ada, "hello", "k-1").await.unwrap();
         assert_eq!(next_now(&mut sub).await, Some(first.id));
-        let bobs = send(&state, &group, &bob, "mine", "k-1").await.unwrap();
+        let bobs = send(&state, &FeedName::main(), &group, HOME, &bob, "mine", "k-1").await.unwrap();
         assert_eq!((bobs.id, bobs.user.as_str(), bobs.text.as_str()), (2, "bob", "mine"));
         assert_eq!(next_now(&mut sub).await, Some(2), "Bob's message is announced");
-        let again = send(&state, &group, &ada, "hello", "k-1").await.unwrap();
+        let again = send(&state, &FeedName::main(), &group, HOME, &ada, "hello", "k-1").await.unwrap();
         assert_eq!(again, first, "Ada's retry is still answered her first message");
-        let texts: Vec<String> = memory.since(0, 10).await.unwrap().into_iter().map(|m| m.text).collect();
+        let texts: Vec<String> =
+            memory.since(&FeedName::main(), 0, 10).await.unwrap().into_iter().map(|m| m.text).collect();
         assert_eq!(texts, ["hello", "mine"]);
         // a bound key is a well-formed key of its own, the same for the same ticket and key
         let id = state.tickets.authenticate(&group, &ada).unwrap().id;
@@ -290,17 +358,17 @@ mod tests {
         let group = GroupId::new("g");
         let ticket = join(&a, &group, "ada").unwrap().ticket;
         for (i, replica) in [&a, &b, &a].into_iter().enumerate() {
-            send(replica, &group, &ticket, &format!("m{i}"), "").await.unwrap();
+            send(replica, &FeedName::main(), &group, HOME, &ticket, &format!("m{i}"), "").await.unwrap();
         }
-        let refused = send(&b, &group, &ticket, "too many", "").await.unwrap_err();
+        let refused = send(&b, &FeedName::main(), &group, HOME, &ticket, "too many", "").await.unwrap_err();
         assert_eq!((refused.kind, refused.status()), (ErrorKind::RateLimited, 429));
         assert!(refused.message.contains("at most 1 messages a second (3 at once)"), "{}", refused.message);
         assert_eq!(refused.retry_after().unwrap(), "1");
-        assert_eq!(b.store.last_id().await.unwrap(), 1, "the refused send stored nothing");
+        assert_eq!(b.store.last_id(&FeedName::main()).await.unwrap(), 1, "the refused send stored nothing");
         redis.kill9();
-        let down = send(&a, &group, &ticket, "down", "").await.unwrap_err();
+        let down = send(&a, &FeedName::main(), &group, HOME, &ticket, "down", "").await.unwrap_err();
         assert_eq!((down.kind, down.status()), (ErrorKind::Unavailable, 503), "never a pass, never a 500");
-        assert_eq!(a.store.last_id().await.unwrap(), 2, "nothing stored without the check");
+        assert_eq!(a.store.last_id(&FeedName::main()).await.unwrap(), 2, "nothing stored without the check");
     }
 
     #[tokio::test]
@@ -309,7 +377,7 @@ mod tests {
         let group = GroupId::everyone();
         let ticket = join(&state, &group, "ada").unwrap().ticket;
         for i in 0..5 {
-            send(&state, &group, &ticket, &format!("m{i}"), "").await.unwrap();
+            send(&state, &FeedName::main(), &group, HOME, &ticket, &format!("m{i}"), "").await.unwrap();
         }
         let ids = |page: Arc<Page>| page.messages.iter().map(|m| m.id).collect::<Vec<_>>();
         assert_eq!(ids(list_raw(&state, None, None).await.unwrap()), vec![3, 4, 5]);
@@ -329,9 +397,9 @@ mod tests {
         let group = GroupId::everyone();
         let ticket = join(&state, &group, "ada").unwrap().ticket;
         for text in ["aaaaaaaaaa", "bbbbbbbbbb", "cccccccccc", "dddddddddd"] {
-            send(&state, &group, &ticket, text, "").await.unwrap();
+            send(&state, &FeedName::main(), &group, HOME, &ticket, text, "").await.unwrap();
         }
-        let all = state.store.since(0, 10).await.unwrap();
+        let all = state.store.since(&FeedName::main(), 0, 10).await.unwrap();
         let one = serde_json::to_vec(&all[0]).unwrap().len();
         let texts = |page: Vec<Message>| page.into_iter().map(|m| m.text).collect::<Vec<_>>();
         // room for two and a half messages: two, from the end the tab reads on from
@@ -403,7 +471,7 @@ mod tests {
                     let memory = Arc::new(MemoryStore::new(100));
                     let state = state(memory.clone());
                     let group = GroupId::new("g");
-                    let mut sub = state.hub.subscribe(&group);
+                    let mut sub = state.hub.subscribe(&Audience::main(group.clone()));
                     let ticket = match join(&state, &group, &name) {
                         Ok(joined) => {
                             prop_assert!((1..=32).contains(&joined.name.chars().count()));
@@ -415,7 +483,7 @@ mod tests {
                             raw_ticket.clone()
                         }
                     };
-                    match send(&state, &group, &ticket, &body, "").await {
+                    match send(&state, &FeedName::main(), &group, HOME, &ticket, &body, "").await {
                         Ok(message) => {
                             prop_assert_eq!(message.id, 1);
                             let expected: String = unicode_normalization::UnicodeNormalization::nfc(body.trim()).collect();
@@ -424,7 +492,7 @@ mod tests {
                         }
                         Err(err) => {
                             prop_assert!(err.status() < 500, "{:?}", err);
-                            prop_assert_eq!(memory.last_id().await.unwrap(), 0);
+                            prop_assert_eq!(memory.last_id(&FeedName::main()).await.unwrap(), 0);
                             prop_assert_eq!(next_now(&mut sub).await, None);
                         }
                     }
@@ -458,5 +526,60 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A state whose feeds follow `gate` and whose addresses may start `new_feeds` feeds an hour.
+    fn gated(gate: crate::server::state::FeedGate, new_feeds: u32) -> AppState {
+        use crate::server::state::{services_for_tests, Limits, Services};
+        let base = services_for_tests(Arc::new(MemoryStore::new(100)), None);
+        AppState::from(Services {
+            limits: Limits { feeds: Arc::new(gate), ..base.limits.clone() },
+            peers: Arc::new(crate::server::peer::Peers::default().with_new_feeds(new_feeds)),
+            ..base
+        })
+    }
+
+    fn named(name: &str) -> FeedName {
+        FeedName::parse(name).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_listed_deployment_takes_sends_to_its_feeds_only() {
+        let listed = [named("team")].into_iter().collect();
+        let state = gated(crate::server::state::FeedGate::new(Some(listed), 100), 100);
+        let group = GroupId::everyone();
+        let ticket = join(&state, &group, "ada").unwrap().ticket;
+        send(&state, &FeedName::main(), &group, HOME, &ticket, "to main", "").await.unwrap();
+        send(&state, &named("team"), &group, HOME, &ticket, "to team", "").await.unwrap();
+        let refused = send(&state, &named("other"), &group, HOME, &ticket, "to other", "").await.unwrap_err();
+        assert_eq!((refused.kind, refused.status()), (ErrorKind::NotFound, 404));
+        assert!(refused.message.contains("other"), "{}", refused.message);
+        assert_eq!(state.store.last_id(&named("other")).await.unwrap(), 0, "nothing stored");
+    }
+
+    #[tokio::test]
+    async fn new_feeds_are_bounded_in_all_and_per_address_and_known_ones_are_free() {
+        let state = gated(crate::server::state::FeedGate::open(4), 2);
+        let group = GroupId::everyone();
+        let ticket = join(&state, &group, "ada").unwrap().ticket;
+        let there: IpAddr = "192.0.2.7".parse().unwrap();
+        send(&state, &FeedName::main(), &group, HOME, &ticket, "main", "").await.unwrap();
+        send(&state, &named("a"), &group, HOME, &ticket, "a", "").await.unwrap();
+        send(&state, &named("b"), &group, HOME, &ticket, "b", "").await.unwrap();
+        let budget = send(&state, &named("c"), &group, HOME, &ticket, "c", "").await.unwrap_err();
+        assert_eq!((budget.kind, budget.status()), (ErrorKind::RateLimited, 429), "{}", budget.message);
+        assert!(budget.message.contains("2 new feeds"), "{}", budget.message);
+        assert_eq!(budget.retry_after().unwrap(), "1800", "a new feed's place comes back in half an hour");
+        send(&state, &named("a"), &group, HOME, &ticket, "a again", "").await.expect("a known feed costs nothing");
+        send(&state, &named("c"), &group, there, &ticket, "c", "").await.expect("another address has its own budget");
+        let full = send(&state, &named("d"), &group, there, &ticket, "d", "").await.unwrap_err();
+        assert_eq!((full.kind, full.status()), (ErrorKind::Unavailable, 503), "main, a, b and c: max-feeds is 4");
+        assert!(full.message.contains("as many feeds"), "{}", full.message);
+        assert_eq!(state.store.last_id(&named("d")).await.unwrap(), 0, "nothing stored for d");
+        let (a_ids, b_ids) = (
+            state.store.since(&named("a"), 0, 10).await.unwrap(),
+            state.store.since(&named("b"), 0, 10).await.unwrap(),
+        );
+        assert_eq!((a_ids.iter().map(|m| m.id).collect::<Vec<_>>(), b_ids.len()), (vec![1, 2], 1), "ids per feed");
     }
 }

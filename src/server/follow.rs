@@ -8,46 +8,52 @@ use std::net::IpAddr;
 
 use futures::{stream, Stream, StreamExt};
 
-use crate::server::group::GroupId;
-use crate::server::hub::Notice;
+use crate::server::group::{Audience, GroupId};
+use crate::server::hub::{Notice, StreamCount, Subscription};
 use crate::server::observe;
 use crate::server::peer::StreamPlace;
 use crate::server::replicas::stream_leases::StreamLease;
 use crate::server::state::AppState;
+use crate::shared::domain::FeedName;
 use crate::shared::error::{ApiError, ErrorKind};
 
-/// The group's notices from now on, preceded by one for the latest id when `last_seen` is behind it;
-/// or the refusal of a stream beyond a cap. The stream holds its address's place and its browser's lease until it
+/// The notices of `group` on each of `feeds` from now on, merged into one stream (each names its feed), preceded,
+/// when `last_seen` is behind the latest id of the first feed, by one for that id (a reconnecting stream of one
+/// feed: `Last-Event-ID`); or the refusal of a stream beyond a cap. The stream holds its place in the caps until it
 /// is dropped.
 pub async fn follow(
     state: &AppState,
     group: &GroupId,
+    feeds: &[FeedName],
     address: IpAddr,
     last_seen: Option<u64>,
 ) -> Result<impl Stream<Item = Notice> + Send + 'static, ApiError> {
     let held = admit(state, group, address).await?;
     // Subscribe before reading the latest id, so an append in between is announced rather than missed.
-    let subscription = state.hub.subscribe(group);
-    let catch_up = match last_seen {
-        Some(seen) => match state.store.last_id().await {
-            Ok(latest) if latest > seen => Some(Notice::new(latest)),
+    let subscriptions: Vec<Subscription> =
+        feeds.iter().map(|feed| state.hub.subscribe(&Audience::new(feed.clone(), group.clone()))).collect();
+    let catch_up = match (last_seen, feeds.first()) {
+        (Some(seen), Some(feed)) => match state.store.last_id(feed).await {
+            Ok(latest) if latest > seen => Some(Notice::new(feed, latest)),
             Ok(_) => None,
             Err(err) => {
                 tracing::warn!(error = %err, "could not read the latest id for a reconnect");
                 None
             }
         },
-        None => None,
+        _ => None,
     };
-    let notices = stream::iter(catch_up).chain(subscription);
+    let notices = stream::iter(catch_up).chain(stream::select_all(subscriptions));
     Ok(notices.map(move |notice| {
         let _held = &held;
         notice
     }))
 }
 
-/// What an admitted stream holds until it ends: its address's place and, across replicas, its browser's lease.
+/// What an admitted stream holds until it ends: its count in the hub, its address's place and, across replicas, its
+/// browser's lease.
 struct Held {
+    _count: StreamCount,
     _place: Option<StreamPlace>,
     _lease: Option<StreamLease>,
 }
@@ -66,7 +72,8 @@ async fn admit(state: &AppState, group: &GroupId, address: IpAddr) -> Result<Hel
 
 async fn admit_counted(state: &AppState, group: &GroupId, address: IpAddr) -> Result<Held, ApiError> {
     let caps = state.limits.streams;
-    if caps.total > 0 && state.hub.subscribers() >= caps.total {
+    let (of_group, in_all) = state.hub.streams(group);
+    if caps.total > 0 && in_all >= caps.total {
         return Err(ApiError::new(
             ErrorKind::Unavailable,
             "This server holds as many live streams as it can; retrying shortly.",
@@ -74,14 +81,14 @@ async fn admit_counted(state: &AppState, group: &GroupId, address: IpAddr) -> Re
     }
     let lease = match &state.stream_leases {
         Some(leases) => Some(leases.admit(group).await?.ok_or_else(|| browser_full(leases.cap()))?),
-        None if caps.per_group > 0 && state.hub.group_subscribers(group) >= caps.per_group => {
+        None if caps.per_group > 0 && of_group >= caps.per_group => {
             return Err(browser_full(caps.per_group));
         }
         None => None,
     };
     // A refusal here drops the lease just taken, which removes it.
     let place = state.peers.open_stream(address)?;
-    Ok(Held { _place: place, _lease: lease })
+    Ok(Held { _count: state.hub.open_stream(group), _place: place, _lease: lease })
 }
 
 /// 429 `too_many_streams`: the browser's cap, wherever it is counted.
@@ -95,6 +102,7 @@ fn browser_full(cap: usize) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::group::GroupId;
     use crate::server::store::MemoryStore;
     use std::sync::Arc;
     use std::time::Duration;
@@ -113,20 +121,40 @@ mod tests {
         let group = GroupId::new("g");
         let ticket = crate::server::feed::join(&state, &group, "ada").unwrap().ticket;
         for text in ["one", "two"] {
-            crate::server::feed::send(&state, &group, &ticket, text, "").await.unwrap();
+            crate::server::feed::send(
+                &state,
+                &FeedName::main(),
+                &group,
+                std::net::Ipv4Addr::LOCALHOST.into(),
+                &ticket,
+                text,
+                "",
+            )
+            .await
+            .unwrap();
         }
-        let mut behind = Box::pin(follow(&state, &group, HOME, Some(1)).await.unwrap());
-        let mut current = Box::pin(follow(&state, &group, HOME, Some(2)).await.unwrap());
-        let mut fresh = Box::pin(follow(&state, &group, HOME, None).await.unwrap());
+        let mut behind = Box::pin(follow(&state, &group, &[FeedName::main()], HOME, Some(1)).await.unwrap());
+        let mut current = Box::pin(follow(&state, &group, &[FeedName::main()], HOME, Some(2)).await.unwrap());
+        let mut fresh = Box::pin(follow(&state, &group, &[FeedName::main()], HOME, None).await.unwrap());
         assert_eq!(next_now(&mut behind).await, Some(2));
         assert_eq!(next_now(&mut current).await, None);
         assert_eq!(next_now(&mut fresh).await, None);
-        assert_eq!(state.hub.group_subscribers(&group), 3);
-        crate::server::feed::send(&state, &group, &ticket, "three", "").await.unwrap();
+        assert_eq!(state.hub.streams(&group).0, 3);
+        crate::server::feed::send(
+            &state,
+            &FeedName::main(),
+            &group,
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            &ticket,
+            "three",
+            "",
+        )
+        .await
+        .unwrap();
         for notices in [&mut behind, &mut current, &mut fresh] {
             assert_eq!(next_now(notices).await, Some(3));
         }
         drop((behind, current, fresh));
-        assert_eq!(state.hub.group_subscribers(&group), 0);
+        assert_eq!(state.hub.streams(&group).0, 0);
     }
 }

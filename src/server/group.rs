@@ -1,11 +1,13 @@
 //! Session groups, a domain type: who gets pushed a notification, and whose tickets are valid together. By default
 //! a group is one browser, named by an anonymous random id (which `cookie` carries); with scope `everyone`, every
 //! visitor shares one group. Nothing here knows HTTP: the use cases take a `GroupId`, and the middleware that finds
-//! the caller's (`server::cookie`) makes one with `random` or `issued`.
+//! the caller's (`server::cookie`) makes one with `random` or `issued`. An `Audience` is a group on one feed.
 
 use std::sync::Arc;
 
 use rand::RngCore;
+
+use crate::shared::domain::FeedName;
 
 /// 128 random bits, hex-encoded.
 const GROUP_HEX_LEN: usize = 32;
@@ -43,6 +45,36 @@ impl GroupId {
     }
 }
 
+/// Who a notice is for: the tabs of one session group that show one feed. Notices, presence and the hub's
+/// subscriptions are all kept per audience; a browser's stream may serve several (one per feed its tabs show).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Audience {
+    pub feed: FeedName,
+    pub group: GroupId,
+}
+
+impl Audience {
+    pub fn new(feed: FeedName, group: GroupId) -> Self {
+        Self { feed, group }
+    }
+
+    /// The group's audience on the feed of `/`.
+    pub fn main(group: GroupId) -> Self {
+        Self::new(FeedName::main(), group)
+    }
+
+    /// `feed/group`: one string for shared tables (neither a feed name nor a group id holds a `/`).
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.feed, self.group.as_str())
+    }
+
+    /// What `key` made.
+    pub fn from_key(key: &str) -> Option<Self> {
+        let (feed, group) = key.split_once('/')?;
+        Some(Self::new(FeedName::parse(feed)?, GroupId::new(group)))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
@@ -62,6 +94,14 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(GroupId::issued(a.as_str()), Some(a.clone()));
         assert_eq!(a.as_str().len(), 32);
+    }
+
+    #[test]
+    fn an_audience_key_reads_back() {
+        let audience = Audience::new(FeedName::parse("team-news").unwrap(), GroupId::random());
+        assert_eq!(Audience::from_key(&audience.key()), Some(audience));
+        assert_eq!(Audience::from_key("Bad/g"), None);
+        assert_eq!(Audience::from_key("main"), None);
     }
 
     #[test]

@@ -4,21 +4,42 @@
 //! answer or `ApiError` to a response; a form that cannot be read is a 400 here, before any use case runs.
 
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, State};
+use axum::extract::{Form, Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 
+use crate::server::group::Audience;
 use crate::server::group::GroupId;
 use crate::server::peer::{self, Peer};
 use crate::server::roster;
 use crate::server::state::AppState;
+use crate::shared::domain::FeedName;
 use crate::shared::error::{ApiError, ErrorKind};
 use crate::shared::wire;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route(wire::PRESENCE_PATH, get(here).post(beat)).route(wire::PRESENCE_LEAVE_PATH, post(leave))
+    let feed = |rest: &str| format!("{}{{feed}}{rest}", wire::FEEDS_API_PREFIX);
+    Router::new()
+        .route(wire::PRESENCE_PATH, get(here).post(beat))
+        .route(wire::PRESENCE_LEAVE_PATH, post(leave))
+        .route(&feed(wire::FEED_PRESENCE), get(here).post(beat))
+        .route(&feed(wire::FEED_PRESENCE_LEAVE), post(leave))
+}
+
+/// The feed a presence path names: `{feed}` of `/api/feeds/{feed}/…`, or `main` for the paths without one.
+fn feed_of(state: &AppState, path: Option<Path<String>>) -> Result<FeedName, ApiError> {
+    let feed = match path {
+        None => return Ok(FeedName::main()),
+        Some(Path(name)) => FeedName::parse(&name)
+            .ok_or_else(|| ApiError::new(ErrorKind::NotFound, crate::shared::domain::FEED_NAME_RULE))?,
+    };
+    if state.limits.feeds.may_exist(&feed) {
+        Ok(feed)
+    } else {
+        Err(crate::server::feed::no_such_feed(&feed))
+    }
 }
 
 /// The form of a heartbeat or a leave; a missing field counts as blank, and is refused as such.
@@ -40,11 +61,15 @@ async fn beat(
     State(state): State<AppState>,
     Extension(group): Extension<GroupId>,
     peer: Option<Extension<Peer>>,
+    path: Option<Path<String>>,
     form: Result<Form<TabForm>, FormRejection>,
 ) -> Response {
-    let answer = match read(form) {
-        Ok(form) => roster::beat(&state, &group, &form.ticket, &form.tab, peer::address_of(peer)).await,
-        Err(err) => Err(err),
+    let answer = match (feed_of(&state, path), read(form)) {
+        (Ok(feed), Ok(form)) => {
+            let audience = Audience::new(feed, group);
+            roster::beat(&state, &audience, &form.ticket, &form.tab, peer::address_of(peer)).await
+        }
+        (Err(err), _) | (_, Err(err)) => Err(err),
     };
     match answer {
         Ok(beat) => Json(beat).into_response(),
@@ -55,11 +80,12 @@ async fn beat(
 async fn leave(
     State(state): State<AppState>,
     Extension(group): Extension<GroupId>,
+    path: Option<Path<String>>,
     form: Result<Form<TabForm>, FormRejection>,
 ) -> Response {
-    let answer = match read(form) {
-        Ok(form) => roster::leave(&state, &group, &form.ticket, &form.tab).await,
-        Err(err) => Err(err),
+    let answer = match (feed_of(&state, path), read(form)) {
+        (Ok(feed), Ok(form)) => roster::leave(&state, &Audience::new(feed, group), &form.ticket, &form.tab).await,
+        (Err(err), _) | (_, Err(err)) => Err(err),
     };
     match answer {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
@@ -67,8 +93,16 @@ async fn leave(
     }
 }
 
-async fn here(State(state): State<AppState>, Extension(group): Extension<GroupId>) -> Response {
-    match roster::here(&state, &group).await {
+async fn here(
+    State(state): State<AppState>,
+    Extension(group): Extension<GroupId>,
+    path: Option<Path<String>>,
+) -> Response {
+    let here = match feed_of(&state, path) {
+        Ok(feed) => roster::here(&state, &Audience::new(feed, group)).await,
+        Err(err) => Err(err),
+    };
+    match here {
         Ok(here) => {
             let mut response = Json(here).into_response();
             // This group's list: no cache may hand it to another.

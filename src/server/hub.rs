@@ -20,10 +20,13 @@ use std::time::Duration;
 use axum::body::Bytes;
 use futures::stream::{self, BoxStream};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::server::group::GroupId;
+use crate::server::group::{Audience, GroupId};
 use crate::server::pages::PageCache;
+use crate::shared::domain::FeedName;
+use crate::shared::wire;
 
 /// At most one presence notice per group this often (the first of a quiet spell at once).
 pub const PRESENCE_EVERY: Duration = Duration::from_secs(1);
@@ -35,34 +38,45 @@ pub const EVENT_NAME: &str = crate::shared::wire::NEW_MESSAGE;
 /// reconnect sends back); a `data:` line because a browser drops an event without data.
 const PRESENCE_FRAME: &[u8] = b"event: PresenceChanged\ndata: presence\n\n";
 
-/// "Messages up to `id` exist" (or, `presence`, "who is here changed"), with its Server-Sent Events frame.
+/// "Messages up to `id` exist" (or, `presence`, "who is here changed") in a feed, with its Server-Sent Events
+/// frames, each encoded once for every subscriber: `frame` for a stream that names no feed (`main` only, as before
+/// feeds), `named` for one that names its feeds (the data says which: `wire::feed_notice_data`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
     /// The newest message id; 0 for a presence notice.
     pub id: u64,
     pub frame: Bytes,
+    pub named: Bytes,
     pub presence: bool,
 }
 
 impl Notice {
-    pub fn new(id: u64) -> Self {
+    pub fn new(feed: &FeedName, id: u64) -> Self {
         let frame = Bytes::from(format!("event: {EVENT_NAME}\nid: {id}\ndata: {id}\n\n"));
-        Self { id, frame, presence: false }
+        let named =
+            Bytes::from(format!("event: {EVENT_NAME}\ndata: {}\n\n", wire::feed_notice_data(feed.as_str(), id)));
+        Self { id, frame, named, presence: false }
     }
 
-    /// "Who is here in this group changed".
-    pub fn presence() -> Self {
-        Self { id: 0, frame: Bytes::from_static(PRESENCE_FRAME), presence: true }
+    /// "Who is here in this group changed" in `feed`.
+    pub fn presence(feed: &FeedName) -> Self {
+        let named = Bytes::from(format!(
+            "event: {}\ndata: {}\n\n",
+            wire::PRESENCE_CHANGED,
+            wire::feed_presence_data(feed.as_str())
+        ));
+        Self { id: 0, frame: Bytes::from_static(PRESENCE_FRAME), named, presence: true }
     }
 }
 
 /// A subscription: yields the newest notice each time the group is notified; ends when the hub closes.
 pub type Subscription = BoxStream<'static, Notice>;
 
-type Channels = Arc<Mutex<HashMap<GroupId, Channel>>>;
+type Channels = Arc<Mutex<HashMap<Audience, Channel>>>;
 
 /// A group's broadcast channel, and the pace of its presence notices.
 struct Channel {
+    feed: FeedName,
     sender: broadcast::Sender<Notice>,
     /// When the last presence notice went out.
     presence_told: Option<Instant>,
@@ -71,15 +85,15 @@ struct Channel {
 }
 
 impl Channel {
-    fn new(capacity: usize) -> Self {
-        Self { sender: broadcast::channel(capacity).0, presence_told: None, presence_due: None }
+    fn new(capacity: usize, feed: FeedName) -> Self {
+        Self { feed, sender: broadcast::channel(capacity).0, presence_told: None, presence_due: None }
     }
 
     /// Tells now; a notice that was due is told by this one (its timer then finds nothing due).
     fn tell_presence(&mut self) {
         self.presence_told = Some(Instant::now());
         self.presence_due = None;
-        let _ = self.sender.send(Notice::presence()); // Err means no subscribers: nothing to do.
+        let _ = self.sender.send(Notice::presence(&self.feed)); // Err means no subscribers: nothing to do.
     }
 }
 
@@ -95,6 +109,30 @@ pub struct Hub {
     /// Presence changes so far, in any group: a subscriber that lagged (and may have lost a presence notice with
     /// the message notices) is told again only if this moved since it last heard.
     presence_changes: Arc<AtomicU64>,
+    /// Woken when an audience gets its first subscriber here or loses its last, or a feed its first cached page
+    /// or its last (the page cache's own, shared): `feeds` may answer otherwise, which a cross-process broker
+    /// follows.
+    feeds_changed: Arc<Notify>,
+    /// Event streams open now, per session group (one stream may follow several feeds, each an audience).
+    streams: Arc<Mutex<HashMap<GroupId, usize>>>,
+}
+
+/// One open event stream, counted against its group until dropped.
+pub struct StreamCount {
+    streams: Arc<Mutex<HashMap<GroupId, usize>>>,
+    group: GroupId,
+}
+
+impl Drop for StreamCount {
+    fn drop(&mut self) {
+        let mut streams = self.streams.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = streams.get_mut(&self.group) {
+            *count -= 1;
+            if *count == 0 {
+                streams.remove(&self.group);
+            }
+        }
+    }
 }
 
 impl Hub {
@@ -105,9 +143,38 @@ impl Hub {
             presence_every: PRESENCE_EVERY,
             channels: Arc::default(),
             closed: AtomicBool::new(false),
-            pages,
             presence_changes: Arc::default(),
+            feeds_changed: pages.feeds_changed(),
+            pages,
+            streams: Arc::default(),
         }
+    }
+
+    /// Counts an event stream of `group` until the answer is dropped (the stream caps count streams, not the
+    /// audiences each follows).
+    pub fn open_stream(&self, group: &GroupId) -> StreamCount {
+        *self.lock_streams().entry(group.clone()).or_default() += 1;
+        StreamCount { streams: self.streams.clone(), group: group.clone() }
+    }
+
+    /// Event streams open now, in all (`broadcasting_open_streams`): a stream that follows several feeds is one.
+    pub fn streams_open(&self) -> usize {
+        self.lock_streams().values().sum()
+    }
+
+    /// Event streams open now: of `group`, and in all.
+    pub fn streams(&self, group: &GroupId) -> (usize, usize) {
+        let streams = self.lock_streams();
+        (streams.get(group).copied().unwrap_or(0), streams.values().sum())
+    }
+
+    fn lock_streams(&self) -> std::sync::MutexGuard<'_, HashMap<GroupId, usize>> {
+        self.streams.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Notified (one stored wake-up, however many changes) when `feeds` may answer otherwise.
+    pub fn feeds_changed(&self) -> Arc<Notify> {
+        self.feeds_changed.clone()
     }
 
     /// The same hub, with presence notices at most once per `every` per group (tests).
@@ -125,21 +192,21 @@ impl Hub {
         lock(&self.channels).len()
     }
 
-    /// Messages up to `id` exist in `group` (appended here or in another process): forgets the shared pages, then
-    /// notifies every local subscriber of `group`.
-    pub fn deliver(&self, group: &GroupId, id: u64) {
-        self.pages.invalidate();
+    /// Messages up to `id` exist in `group`'s feed (appended here or in another process): forgets the feed's shared
+    /// pages, then notifies every local subscriber of `group`.
+    pub fn deliver(&self, group: &Audience, id: u64) {
+        self.pages.invalidate(&group.feed);
         // Clone the sender and release the registry lock before sending.
         let sender = lock(&self.channels).get(group).map(|channel| channel.sender.clone());
         if let Some(sender) = sender {
-            let _ = sender.send(Notice::new(id)); // Err means no subscribers: nothing to do.
+            let _ = sender.send(Notice::new(&group.feed, id)); // Err means no subscribers: nothing to do.
         }
     }
 
     /// Who is here in `group` changed (a tab joined, left or its lease ran out): notifies its local subscribers,
     /// at once if the group heard of no change within the last `presence_every`, else once at the end of it
     /// (however many changes come meanwhile). The page cache is untouched: the log did not change.
-    pub fn presence_changed(&self, group: &GroupId) {
+    pub fn presence_changed(&self, group: &Audience) {
         self.presence_changes.fetch_add(1, Ordering::SeqCst);
         let mut channels = lock(&self.channels);
         let Some(channel) = channels.get_mut(group) else { return };
@@ -159,17 +226,23 @@ impl Hub {
 
     /// Who is here may have changed in any group (a broker that may have lost presence notices reconnected).
     pub fn presence_changed_everywhere(&self) {
-        let groups: Vec<GroupId> = lock(&self.channels).keys().cloned().collect();
+        let groups: Vec<Audience> = lock(&self.channels).keys().cloned().collect();
         groups.iter().for_each(|group| self.presence_changed(group));
     }
 
     /// Subscribes to `group`; dropping the stream unsubscribes.
-    pub fn subscribe(&self, group: &GroupId) -> Subscription {
+    pub fn subscribe(&self, group: &Audience) -> Subscription {
         if self.closed.load(Ordering::SeqCst) {
             return Box::pin(stream::empty());
         }
-        let receiver =
-            lock(&self.channels).entry(group.clone()).or_insert_with(|| Channel::new(self.capacity)).sender.subscribe();
+        let receiver = {
+            let mut channels = lock(&self.channels);
+            let channel = channels.entry(group.clone()).or_insert_with(|| {
+                self.feeds_changed.notify_one();
+                Channel::new(self.capacity, group.feed.clone())
+            });
+            channel.sender.subscribe()
+        };
         let member = Member {
             receiver: Some(receiver),
             group: group.clone(),
@@ -177,6 +250,7 @@ impl Hub {
             presence_due: false,
             presence_changes: self.presence_changes.clone(),
             presence_heard: self.presence_changes.load(Ordering::SeqCst),
+            feeds_changed: self.feeds_changed.clone(),
         };
         Box::pin(stream::unfold(member, |mut member| async move {
             let notice = member.next_latest().await?;
@@ -195,30 +269,41 @@ impl Hub {
         lock(&self.channels).values().map(|channel| channel.sender.receiver_count()).sum()
     }
 
-    /// Subscriptions open now in `group`.
-    pub fn group_subscribers(&self, group: &GroupId) -> usize {
+    /// Subscriptions open now of `group` (an audience: a group on one feed).
+    pub fn group_subscribers(&self, group: &Audience) -> usize {
         lock(&self.channels).get(group).map_or(0, |channel| channel.sender.receiver_count())
     }
 
-    /// Messages up to `id` exist in every group (the log was made anew, or notices were lost with their groups):
-    /// every local subscriber is notified, so every tab refetches.
-    pub fn deliver_everywhere(&self, id: u64) {
-        self.pages.invalidate();
-        let groups: Vec<GroupId> = lock(&self.channels).keys().cloned().collect();
-        for group in groups {
-            self.deliver(&group, id);
+    /// Messages up to `id` exist in `feed` for every group (its log was made anew, or notices were lost with their
+    /// groups): every local subscriber of the feed is notified, so every tab of it refetches.
+    pub fn deliver_to_feed(&self, feed: &FeedName, id: u64) {
+        self.pages.invalidate(feed);
+        let audiences: Vec<Audience> =
+            lock(&self.channels).keys().filter(|audience| audience.feed == *feed).cloned().collect();
+        for audience in audiences {
+            self.deliver(&audience, id);
         }
+    }
+
+    /// The feeds this process has subscribers or cached pages of now, each once: what a cross-process broker must
+    /// hear of (to notify the subscribers, and to forget the pages when the feed changes).
+    pub fn feeds(&self) -> Vec<FeedName> {
+        let mut feeds: Vec<FeedName> = lock(&self.channels).keys().map(|audience| audience.feed.clone()).collect();
+        feeds.extend(self.pages.feeds());
+        feeds.sort_unstable();
+        feeds.dedup();
+        feeds
     }
 }
 
-fn lock(channels: &Channels) -> std::sync::MutexGuard<'_, HashMap<GroupId, Channel>> {
+fn lock(channels: &Channels) -> std::sync::MutexGuard<'_, HashMap<Audience, Channel>> {
     channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Tells `group` of the presence changes folded since its last notice, at `at`, if that notice is still the one
 /// due: not if a change told at once meanwhile (that notice carried them, and a later timer may wait for newer
 /// ones), nor if the channel went (a new one's subscribers read the list when their streams open).
-async fn tell_presence_at(channels: Channels, group: GroupId, at: Instant) {
+async fn tell_presence_at(channels: Channels, group: Audience, at: Instant) {
     tokio::time::sleep_until(at).await;
     if let Some(channel) = lock(&channels).get_mut(&group).filter(|channel| channel.presence_due == Some(at)) {
         channel.tell_presence();
@@ -228,13 +313,14 @@ async fn tell_presence_at(channels: Channels, group: GroupId, at: Instant) {
 /// One subscriber's receiver; on drop it removes its group's channel if it was the last one.
 struct Member {
     receiver: Option<broadcast::Receiver<Notice>>,
-    group: GroupId,
+    group: Audience,
     channels: Channels,
     /// A presence notice drained along with a message notice, answered next.
     presence_due: bool,
     /// The hub's count of presence changes, and its value when this subscriber last heard of one.
     presence_changes: Arc<AtomicU64>,
     presence_heard: u64,
+    feeds_changed: Arc<Notify>,
 }
 
 impl Member {
@@ -276,7 +362,7 @@ impl Member {
 
     fn heard_presence(&mut self) -> Notice {
         self.presence_heard = self.presence_changes.load(Ordering::SeqCst);
-        Notice::presence()
+        Notice::presence(&self.group.feed)
     }
 }
 
@@ -303,6 +389,7 @@ impl Drop for Member {
         let mut channels = lock(&self.channels);
         if channels.get(&self.group).is_some_and(|channel| channel.sender.receiver_count() == 0) {
             channels.remove(&self.group);
+            self.feeds_changed.notify_one();
         }
     }
 }
@@ -320,14 +407,14 @@ mod tests {
 
     async fn next_now(sub: &mut Subscription) -> Option<u64> {
         let notice = tokio::time::timeout(Duration::from_millis(50), sub.next()).await.ok().flatten()?;
-        assert_eq!(notice, Notice::new(notice.id), "the frame announces the notice's id");
+        assert_eq!(notice, Notice::new(&FeedName::main(), notice.id), "the frame announces the notice's id");
         Some(notice.id)
     }
 
     #[tokio::test]
     async fn delivering_to_a_group_without_subscribers_is_a_no_op_and_channels_are_pruned() {
         let hub = hub(4);
-        let group = GroupId::new("g");
+        let group = Audience::main(GroupId::new("g"));
         hub.deliver(&group, 1);
         assert_eq!(hub.group_count(), 0);
         let one = hub.subscribe(&group);
@@ -349,16 +436,21 @@ mod tests {
             |id: u64| Message { id, user: "ada".into(), text: format!("m{id}"), at: "2026-11-24T00:00:00Z".into() };
         let pages = Arc::new(PageCache::new(8));
         let hub = Hub::new(8, pages.clone());
-        let group = GroupId::new("g");
+        let group = Audience::main(GroupId::new("g"));
         let mut tab = hub.subscribe(&group);
         // the tab has read the page after 4 while the log ended at 4
-        let stale = pages.get(PageKey::Since(4), None, || async { Ok(("e".to_owned(), vec![])) }).await.unwrap();
+        let stale = pages
+            .get(&FeedName::main(), PageKey::Since(4), None, || async { Ok(("e".to_owned(), vec![])) })
+            .await
+            .unwrap();
         assert!(stale.messages.is_empty());
         assert_eq!(pages.len(), 1);
         hub.deliver(&group, 5);
         assert_eq!(next_now(&mut tab).await, Some(5));
-        let after =
-            pages.get(PageKey::Since(4), None, || async { Ok(("e".to_owned(), vec![message(5)])) }).await.unwrap();
+        let after = pages
+            .get(&FeedName::main(), PageKey::Since(4), None, || async { Ok(("e".to_owned(), vec![message(5)])) })
+            .await
+            .unwrap();
         assert_eq!(after.messages, vec![message(5)], "the page after 4 is read again, not served from before");
     }
 
@@ -367,21 +459,25 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn presence_notices_neither_swallow_nor_are_swallowed_by_message_notices() {
         let hub = hub(16);
-        let group = GroupId::new("g");
+        let group = Audience::main(GroupId::new("g"));
         let mut tab = hub.subscribe(&group);
         hub.presence_changed(&group);
         hub.deliver(&group, 3);
         hub.presence_changed(&group);
         hub.deliver(&group, 4);
-        assert_eq!(tab.next().await, Some(Notice::new(4)));
-        assert_eq!(tab.next().await, Some(Notice::presence()));
+        assert_eq!(tab.next().await, Some(Notice::new(&FeedName::main(), 4)));
+        assert_eq!(tab.next().await, Some(Notice::presence(&FeedName::main())));
         assert_eq!(next_now(&mut tab).await, None, "one presence notice for the two (the second is paced)");
         hub.presence_changed(&group);
-        assert_eq!(tab.next().await, Some(Notice::presence()), "the paced notice, for both later changes");
+        assert_eq!(
+            tab.next().await,
+            Some(Notice::presence(&FeedName::main())),
+            "the paced notice, for both later changes"
+        );
         hub.deliver(&group, 5);
         assert_eq!(next_now(&mut tab).await, Some(5));
         // another group hears of neither
-        let mut other = hub.subscribe(&GroupId::new("h"));
+        let mut other = hub.subscribe(&Audience::main(GroupId::new("h")));
         hub.presence_changed(&group);
         assert_eq!(next_now(&mut other).await, None);
     }
@@ -392,7 +488,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn presence_notices_are_paced_per_group_and_the_last_change_is_told() {
         let hub = hub(16);
-        let (group, other) = (GroupId::new("g"), GroupId::new("h"));
+        let (group, other) = (Audience::main(GroupId::new("g")), Audience::main(GroupId::new("h")));
         let mut tab = hub.subscribe(&group);
         let mut elsewhere = hub.subscribe(&other);
         let started = tokio::time::Instant::now();
@@ -420,27 +516,30 @@ mod tests {
         tokio::time::sleep(PRESENCE_EVERY).await;
         hub.presence_changed(&group);
         let prompt = tokio::time::timeout(Duration::from_millis(1), tab.next()).await;
-        assert_eq!(prompt.ok().flatten(), Some(Notice::presence()), "after a quiet spell, at once");
+        assert_eq!(prompt.ok().flatten(), Some(Notice::presence(&FeedName::main())), "after a quiet spell, at once");
     }
 
     /// A subscriber that fell behind may have lost a presence notice with the message notices: it is told again.
     #[tokio::test]
     async fn a_lagging_subscriber_is_told_presence_may_have_changed() {
         let hub = hub(2);
-        let group = GroupId::new("g");
+        let group = Audience::main(GroupId::new("g"));
         let mut tab = hub.subscribe(&group);
         hub.presence_changed(&group);
         for id in 1..=5 {
             hub.deliver(&group, id);
         }
-        assert_eq!(tab.next().await, Some(Notice::new(5)));
-        assert_eq!(tab.next().await, Some(Notice::presence()));
+        assert_eq!(tab.next().await, Some(Notice::new(&FeedName::main(), 5)));
+        assert_eq!(tab.next().await, Some(Notice::presence(&FeedName::main())));
     }
 
     #[test]
     fn a_notice_is_one_server_sent_event() {
         let presence = format!("event: {}\ndata: presence\n\n", crate::shared::wire::PRESENCE_CHANGED);
-        assert_eq!(Notice::presence().frame, Bytes::from(presence));
-        assert_eq!(Notice::new(42).frame, Bytes::from_static(b"event: NewMessage\nid: 42\ndata: 42\n\n"));
+        assert_eq!(Notice::presence(&FeedName::main()).frame, Bytes::from(presence));
+        assert_eq!(
+            Notice::new(&FeedName::main(), 42).frame,
+            Bytes::from_static(b"event: NewMessage\nid: 42\ndata: 42\n\n")
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! `GET /api/messages`: one page of the log, answered from the shared page bytes (`pages`). The query is parsed here,
+//! `GET /api/messages` (the feed `main`) and `GET /api/feeds/{name}/messages`: one page of a feed's log, answered from the shared page bytes (`pages`). The query is parsed here,
 //! at the edge, into a `PageKey`; the use case (`feed::list`) never sees the raw strings.
 //!
 //! This is the hot path: every tab asks here after every notice, so the route sits outside the layers the rest of
@@ -22,6 +22,7 @@ use axum::Router;
 use crate::server::pages::{Page, PageKey};
 use crate::server::state::AppState;
 use crate::server::{feed, observe, refusal, security};
+use crate::shared::domain::FeedName;
 use crate::shared::error::{ApiError, ErrorKind};
 use crate::shared::wire;
 
@@ -33,7 +34,25 @@ const SETTLED_SECS: u64 = 31_536_000;
 const REVALIDATE: &str = "no-cache";
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route(wire::MESSAGES_PATH, get(list).fallback(other_method))
+    let feed_messages = format!("{}{{feed}}{}", wire::FEEDS_API_PREFIX, wire::FEED_MESSAGES);
+    Router::new()
+        .route(wire::MESSAGES_PATH, get(list).fallback(other_method))
+        .route(&feed_messages, get(list).fallback(other_method))
+}
+
+/// The feed a pages path names: `main` for `MESSAGES_PATH`, `name` for `/api/feeds/{name}/messages`; `Some(Err)` for
+/// a path of that shape with a name no feed may have; `None` for any other path.
+pub fn feed_of(path: &str) -> Option<Result<FeedName, ApiError>> {
+    if path == wire::MESSAGES_PATH {
+        return Some(Ok(FeedName::main()));
+    }
+    let name = path.strip_prefix(wire::FEEDS_API_PREFIX)?.strip_suffix(wire::FEED_MESSAGES)?;
+    Some(FeedName::parse(name).ok_or_else(no_such_feed))
+}
+
+/// 404 for a name no feed may have (the page itself answers capitals with a redirect; the API does not guess).
+pub fn no_such_feed() -> ApiError {
+    ApiError::new(ErrorKind::NotFound, crate::shared::domain::FEED_NAME_RULE)
 }
 
 /// Any method but `GET` and `HEAD`: 405 in the API's JSON, as the layers this route skips would answer it.
@@ -58,12 +77,13 @@ struct ListQuery<S> {
 /// `GET /api/messages` answered before the router when its page is made already (`feed::ready`); `None` for
 /// anything else, which the router then answers (`list`).
 pub fn shortcut<B>(state: &AppState, request: &axum::http::Request<B>) -> Option<Response> {
-    if request.method() != Method::GET || request.uri().path() != wire::MESSAGES_PATH {
+    if request.method() != Method::GET {
         return None;
     }
+    let feed = feed_of(request.uri().path())?.ok().filter(|feed| state.limits.feeds.may_exist(feed))?;
     let query: ListQuery<&str> = serde_urlencoded::from_str(request.uri().query().unwrap_or_default()).ok()?;
     let key = PageKey::parse(query.since, query.before, query.until).ok()?;
-    let page = feed::ready(state, key, query.epoch)?;
+    let page = feed::ready(state, &feed, key, query.epoch)?;
     observe::page_requested();
     let mut response = answer(&page, request.headers(), query.epoch);
     security::not_a_document(response.headers_mut());
@@ -72,17 +92,25 @@ pub fn shortcut<B>(state: &AppState, request: &axum::http::Request<B>) -> Option
 
 async fn list(State(state): State<AppState>, request: Request) -> Response {
     observe::page_requested();
-    let mut response = match Query::<ListQuery<String>>::try_from_uri(request.uri()) {
-        Ok(Query(query)) => {
+    let feed = feed_of(request.uri().path()).unwrap_or_else(|| Ok(FeedName::main())).and_then(|feed| {
+        if state.limits.feeds.may_exist(&feed) {
+            Ok(feed)
+        } else {
+            Err(feed::no_such_feed(&feed))
+        }
+    });
+    let mut response = match (feed, Query::<ListQuery<String>>::try_from_uri(request.uri())) {
+        (Err(err), _) => err.into_response(),
+        (Ok(feed), Ok(Query(query))) => {
             match PageKey::parse(query.since.as_deref(), query.before.as_deref(), query.until.as_deref()) {
-                Ok(key) => match feed::list(&state, key, query.epoch.as_deref()).await {
+                Ok(key) => match feed::list(&state, &feed, key, query.epoch.as_deref()).await {
                     Ok(page) => answer(&page, request.headers(), query.epoch.as_deref()),
                     Err(err) => err.into_response(),
                 },
                 Err(err) => err.into_response(),
             }
         }
-        Err(rejection) => {
+        (Ok(_), Err(rejection)) => {
             ApiError::new(ErrorKind::BadRequest, format!("Malformed request: {rejection}")).into_response()
         }
     };
@@ -184,9 +212,11 @@ mod tests {
         let group = GroupId::everyone();
         let ticket = feed::join(&state, &group, "ada").unwrap().ticket;
         for text in ["one", "two", "three"] {
-            feed::send(&state, &group, &ticket, text, "").await.unwrap();
+            feed::send(&state, &FeedName::main(), &group, std::net::Ipv4Addr::LOCALHOST.into(), &ticket, text, "")
+                .await
+                .unwrap();
         }
-        let epoch = state.store.epoch().await.unwrap();
+        let epoch = state.store.epoch(&FeedName::main()).await.unwrap();
         let route = routes().with_state(state.clone());
         for uri in [format!("/api/messages?since=1&until=3&epoch={epoch}"), "/api/messages?since=1".into()] {
             assert!(shortcut(&state, &get(&uri)).is_none(), "{uri}: not read yet, so the route's");

@@ -3,8 +3,8 @@
 //! serializes the page once; the others wait for it and share the same bytes, and the same compressed bytes
 //! (`encoded`), made once per page rather than once per request.
 //!
-//! A page that can still change (the latest, everything after an id) is forgotten whenever the log changes (an
-//! append or a retention pass), before the change is announced, so it is never served staler than the request. A page
+//! Pages are per feed, and the bound is over every feed together. A page that can still change (the latest,
+//! everything after an id) is forgotten whenever its feed's log changes (an append or a retention pass), before the change is announced, so it is never served staler than the request. A page
 //! that names both ends (`since=A&until=B`) is *settled* once it holds every message from A's successor to B: its
 //! bytes can never change, so it is kept across appends (up to a bound) and its HTTP answer may be cached by anyone
 //! (`messages`) until retention's `max-age`, when one is set, deletes its oldest message.
@@ -18,11 +18,11 @@ use std::time::SystemTime;
 
 use axum::body::Bytes;
 use axum::http::HeaderValue;
-use tokio::sync::OnceCell;
+use tokio::sync::{Notify, OnceCell};
 
 use crate::server::encoded::Encoded;
 use crate::server::store::StoreError;
-use crate::shared::domain::Message;
+use crate::shared::domain::{FeedName, Message};
 use crate::shared::error::{ApiError, ErrorKind};
 
 /// Which page of the log.
@@ -124,69 +124,136 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
 
 type Slot = Arc<OnceCell<Arc<Page>>>;
 
+/// One feed's pages.
 #[derive(Default)]
 struct Pages {
-    /// Pages that may change, shared between two changes of the log.
+    /// Pages that may change, shared between two changes of the feed's log.
     live: HashMap<PageKey, Slot>,
     /// Settled pages by (until, since), so the oldest go first when the bound is reached; all of one epoch.
     settled: BTreeMap<(u64, u64), Arc<Page>>,
 }
 
+impl Pages {
+    fn len(&self) -> usize {
+        self.live.len() + self.settled.len()
+    }
+}
+
+/// Every feed's pages, bounded in all: at most `capacity` pages over every feed together, so many feeds cost no
+/// more than one busy one. A feed holding no page holds no entry.
+#[derive(Default)]
+struct Feeds {
+    by_feed: HashMap<FeedName, Pages>,
+    /// Pages held over every feed.
+    count: usize,
+}
+
+impl Feeds {
+    /// Answers whether the feed went from the map (its last page went).
+    fn clear(&mut self, feed: &FeedName, settled_too: bool) -> bool {
+        let Some(pages) = self.by_feed.get_mut(feed) else { return false };
+        let before = pages.len();
+        pages.live.clear();
+        if settled_too {
+            pages.settled.clear();
+        }
+        self.count -= before - pages.len();
+        let empty = pages.len() == 0;
+        if empty {
+            self.by_feed.remove(feed);
+        }
+        empty
+    }
+}
+
 pub struct PageCache {
-    pages: Mutex<Pages>,
-    /// Distinct pages kept between two changes of the log, and settled pages kept at most; requests beyond it
-    /// read the store themselves.
+    feeds: Mutex<Feeds>,
+    /// Woken when a feed gets its first cached page or loses its last (see `Hub::feeds`).
+    feeds_changed: Arc<Notify>,
+    /// Distinct pages kept between two changes of a log, and settled pages kept at most, over every feed; requests
+    /// beyond it read the store themselves.
     capacity: usize,
 }
 
 impl PageCache {
     pub fn new(capacity: usize) -> Self {
-        Self { pages: Mutex::default(), capacity }
+        Self { feeds: Mutex::default(), feeds_changed: Arc::default(), capacity }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Pages> {
-        self.pages.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Notified when `feeds` may answer otherwise.
+    pub fn feeds_changed(&self) -> Arc<Notify> {
+        self.feeds_changed.clone()
     }
 
-    /// Messages were added: forget every page that may change. Call after the change and before announcing it.
-    pub fn invalidate(&self) {
-        self.lock().live.clear();
+    /// The feeds that have pages here now: a cross-process broker must hear of their changes to forget them.
+    pub fn feeds(&self) -> Vec<FeedName> {
+        self.lock().by_feed.keys().cloned().collect()
     }
 
-    /// Messages were removed (a retention pass): forget every page.
-    pub fn forget(&self) {
-        let mut pages = self.lock();
-        pages.live.clear();
-        pages.settled.clear();
+    fn lock(&self) -> std::sync::MutexGuard<'_, Feeds> {
+        self.feeds.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Number of pages held now (for tests).
+    /// Messages were added to `feed`: forget every page of it that may change. Call after the change and before
+    /// announcing it.
+    pub fn invalidate(&self, feed: &FeedName) {
+        if self.lock().clear(feed, false) {
+            self.feeds_changed.notify_one();
+        }
+    }
+
+    /// Messages were removed from `feed` (a retention pass), or its log was made anew: forget every page of it.
+    pub fn forget(&self, feed: &FeedName) {
+        if self.lock().clear(feed, true) {
+            self.feeds_changed.notify_one();
+        }
+    }
+
+    /// Forget every page of every feed (a broker that cannot tell which feeds changed).
+    pub fn forget_all(&self) {
+        *self.lock() = Feeds::default();
+        self.feeds_changed.notify_one();
+    }
+
+    /// Number of pages held now, over every feed (for tests).
     pub fn len(&self) -> usize {
-        let pages = self.lock();
-        pages.live.len() + pages.settled.len()
+        self.lock().count
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The page for `key`: read once by `read` and shared by every request for it until the log changes (or, once
-    /// settled, for as long as it is among the newest settled pages of `epoch`, the epoch the request names). A
-    /// failed read is not kept; the next request tries again.
-    pub async fn get<F, Fut, R>(&self, key: PageKey, epoch: Option<&str>, read: F) -> Result<Arc<Page>, StoreError>
+    /// The page `key` of `feed`: read once by `read` and shared by every request for it until the feed's log
+    /// changes (or, once settled, for as long as it is among the newest settled pages of `epoch`, the epoch the
+    /// request names). A failed read is not kept; the next request tries again.
+    pub async fn get<F, Fut, R>(
+        &self,
+        feed: &FeedName,
+        key: PageKey,
+        epoch: Option<&str>,
+        read: F,
+    ) -> Result<Arc<Page>, StoreError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<R, StoreError>>,
         R: Into<Fresh>,
     {
-        if let Some(page) = self.ready(key, epoch) {
+        if let Some(page) = self.ready(feed, key, epoch) {
             return Ok(page);
         }
         let slot = {
-            let mut pages = self.lock();
-            match pages.live.get(&key) {
-                Some(slot) => Some(slot.clone()),
-                None if pages.live.len() < self.capacity => Some(pages.live.entry(key).or_default().clone()),
+            let mut feeds = self.lock();
+            let known = feeds.by_feed.get(feed).and_then(|pages| pages.live.get(&key)).cloned();
+            match known {
+                Some(slot) => Some(slot),
+                None if feeds.count < self.capacity => {
+                    feeds.count += 1;
+                    if !feeds.by_feed.contains_key(feed) {
+                        self.feeds_changed.notify_one();
+                    }
+                    Some(feeds.by_feed.entry(feed.clone()).or_default().live.entry(key).or_default().clone())
+                }
                 None => None,
             }
         };
@@ -197,14 +264,15 @@ impl PageCache {
             None => Arc::new(Page::new(read().await?.into())),
         };
         if page.settled {
-            self.keep_settled(key, &page);
+            self.keep_settled(feed, key, &page);
         }
         Ok(page)
     }
 
-    /// The page for `key` if it is made already (settled, or live and read): answered without waiting.
-    pub fn ready(&self, key: PageKey, epoch: Option<&str>) -> Option<Arc<Page>> {
-        let pages = self.lock();
+    /// The page `key` of `feed` if it is made already (settled, or live and read): answered without waiting.
+    pub fn ready(&self, feed: &FeedName, key: PageKey, epoch: Option<&str>) -> Option<Arc<Page>> {
+        let feeds = self.lock();
+        let pages = feeds.by_feed.get(feed)?;
         if let (PageKey::Range { since, until }, Some(epoch)) = (key, epoch) {
             if let Some(page) = pages.settled.get(&(until, since)).filter(|page| page.epoch == epoch) {
                 return Some(page.clone());
@@ -214,28 +282,47 @@ impl PageCache {
     }
 
     /// Moves a settled page from the live ones to the settled; a page of another epoch than those kept means the
-    /// log was made anew: they go.
-    fn keep_settled(&self, key: PageKey, page: &Arc<Page>) {
+    /// feed's log was made anew: they go.
+    fn keep_settled(&self, feed: &FeedName, key: PageKey, page: &Arc<Page>) {
         let PageKey::Range { since, until } = key else { return };
         let at = (until, since);
-        let mut pages = self.lock();
-        pages.live.remove(&key);
+        let mut feeds = self.lock();
+        let Feeds { by_feed, count } = &mut *feeds;
+        if !by_feed.contains_key(feed) {
+            self.feeds_changed.notify_one();
+        }
+        let pages = by_feed.entry(feed.clone()).or_default();
+        if pages.live.remove(&key).is_some() {
+            *count -= 1;
+        }
         if pages.settled.values().next().is_some_and(|kept| kept.epoch != page.epoch) {
+            *count -= pages.settled.len();
             pages.settled.clear();
         }
-        if pages.settled.contains_key(&at) || self.capacity == 0 {
-            return;
+        if !pages.settled.contains_key(&at) && self.capacity > 0 {
+            // Full: this feed's oldest settled page makes room; a feed with none waits for the others' to change.
+            while *count >= self.capacity && pages.settled.pop_first().is_some() {
+                *count -= 1;
+            }
+            if *count < self.capacity {
+                pages.settled.insert(at, page.clone());
+                *count += 1;
+            }
         }
-        while pages.settled.len() >= self.capacity {
-            pages.settled.pop_first();
+        if pages.len() == 0 {
+            by_feed.remove(feed);
+            self.feeds_changed.notify_one();
         }
-        pages.settled.insert(at, page.clone());
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn main() -> FeedName {
+        FeedName::main()
+    }
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn message(id: u64) -> Message {
@@ -260,9 +347,11 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             Ok(("e".to_owned(), vec![message(id)]))
         };
-        let pages =
-            futures::future::join_all((0..50).map(|_| cache.get(PageKey::Since(4), None, || read(reads.clone(), 5))))
-                .await;
+        let feed = main();
+        let pages = futures::future::join_all(
+            (0..50).map(|_| cache.get(&feed, PageKey::Since(4), None, || read(reads.clone(), 5))),
+        )
+        .await;
         assert_eq!(reads.load(Ordering::SeqCst), 1);
         for page in &pages {
             let page = page.as_ref().unwrap();
@@ -270,9 +359,9 @@ mod tests {
             assert_eq!(page.body.for_accept(None).0, Bytes::from(serde_json::to_vec(&vec![message(5)]).unwrap()));
             assert!(!page.settled);
         }
-        cache.invalidate();
+        cache.invalidate(&main());
         assert!(cache.is_empty());
-        let fresh = cache.get(PageKey::Since(4), None, || read(reads.clone(), 6)).await.unwrap();
+        let fresh = cache.get(&main(), PageKey::Since(4), None, || read(reads.clone(), 6)).await.unwrap();
         assert_eq!((reads.load(Ordering::SeqCst), fresh.messages[0].id), (2, 6));
         assert_ne!(fresh.etag, pages[0].as_ref().unwrap().etag, "other bytes, another ETag");
     }
@@ -281,14 +370,19 @@ mod tests {
     async fn failed_reads_are_not_kept_and_the_cache_is_bounded() {
         let cache = PageCache::new(2);
         let failed = cache
-            .get(PageKey::Latest, None, || async { Err::<Fresh, _>(StoreError::Unavailable("down".into())) })
+            .get(&main(), PageKey::Latest, None, || async { Err::<Fresh, _>(StoreError::Unavailable("down".into())) })
             .await;
         assert!(failed.is_err());
-        let ok = cache.get(PageKey::Latest, None, || async { Ok(("e".to_owned(), vec![message(1)])) }).await.unwrap();
+        let ok = cache
+            .get(&main(), PageKey::Latest, None, || async { Ok(("e".to_owned(), vec![message(1)])) })
+            .await
+            .unwrap();
         assert_eq!(ok.messages, vec![message(1)]);
         for before in 10..20 {
             let page = cache
-                .get(PageKey::Before(before), None, || async move { Ok(("e".to_owned(), vec![message(before - 1)])) })
+                .get(&main(), PageKey::Before(before), None, || async move {
+                    Ok(("e".to_owned(), vec![message(before - 1)]))
+                })
                 .await;
             assert_eq!(page.unwrap().messages, vec![message(before - 1)]);
         }
@@ -306,28 +400,31 @@ mod tests {
             async move { Ok(settled(epoch, ids)) }
         };
         let range = PageKey::Range { since: 4, until: 5 };
-        let first = cache.get(range, Some("e"), || read("e", &[5])).await.unwrap();
-        cache.invalidate();
-        let again = cache.get(range, Some("e"), || read("e", &[5])).await.unwrap();
+        let first = cache.get(&main(), range, Some("e"), || read("e", &[5])).await.unwrap();
+        cache.invalidate(&main());
+        let again = cache.get(&main(), range, Some("e"), || read("e", &[5])).await.unwrap();
         assert!(Arc::ptr_eq(&first, &again), "served from the settled pages after an append");
         assert_eq!(reads.load(Ordering::SeqCst), 1);
         // A request naming another epoch never gets it.
-        let other = cache.get(range, Some("f"), || read("e", &[5])).await.unwrap();
+        let other = cache.get(&main(), range, Some("f"), || read("e", &[5])).await.unwrap();
         assert!(!Arc::ptr_eq(&first, &other));
         assert_eq!(reads.load(Ordering::SeqCst), 2);
         // Newer ranges push the oldest out.
-        cache.invalidate();
+        cache.invalidate(&main());
         for until in 6..8 {
-            cache.get(PageKey::Range { since: until - 1, until }, Some("e"), || read("e", &[6])).await.unwrap();
+            cache
+                .get(&main(), PageKey::Range { since: until - 1, until }, Some("e"), || read("e", &[6]))
+                .await
+                .unwrap();
         }
-        cache.invalidate();
-        cache.get(range, Some("e"), || read("e", &[5])).await.unwrap();
+        cache.invalidate(&main());
+        cache.get(&main(), range, Some("e"), || read("e", &[5])).await.unwrap();
         assert_eq!(reads.load(Ordering::SeqCst), 5, "the oldest range was read again");
         // A page of a new epoch clears the old epoch's.
-        cache.invalidate();
-        cache.get(PageKey::Range { since: 0, until: 1 }, Some("g"), || read("g", &[1])).await.unwrap();
+        cache.invalidate(&main());
+        cache.get(&main(), PageKey::Range { since: 0, until: 1 }, Some("g"), || read("g", &[1])).await.unwrap();
         assert_eq!(cache.len(), 1);
-        cache.forget();
+        cache.forget(&main());
         assert!(cache.is_empty());
     }
 
@@ -343,5 +440,34 @@ mod tests {
             assert_eq!(err.kind, ErrorKind::BadRequest, "{since:?} {before:?} {until:?}");
         }
         assert!(PageKey::parse(Some("1"), None, Some("x")).unwrap_err().message.contains("`until`"));
+    }
+
+    /// Feeds keep their pages apart: an append to one forgets none of another's, a retention pass of one only its
+    /// own, and the bound holds over every feed together.
+    #[tokio::test]
+    async fn each_feed_has_its_pages_and_the_bound_is_over_all_of_them() {
+        let cache = PageCache::new(3);
+        let (a, b, c) = (main(), FeedName::parse("b").unwrap(), FeedName::parse("c").unwrap());
+        let page = |epoch: &'static str, id: u64| async move { Ok((epoch.to_owned(), vec![message(id)])) };
+        cache.get(&a, PageKey::Latest, None, || page("ea", 1)).await.unwrap();
+        cache.get(&b, PageKey::Latest, None, || page("eb", 2)).await.unwrap();
+        assert_eq!(cache.ready(&a, PageKey::Latest, None).unwrap().epoch, "ea");
+        assert_eq!(cache.ready(&b, PageKey::Latest, None).unwrap().epoch, "eb");
+        cache.invalidate(&a);
+        assert!(cache.ready(&a, PageKey::Latest, None).is_none(), "a's append forgets a's page");
+        assert!(cache.ready(&b, PageKey::Latest, None).is_some(), "and not b's");
+        let range = PageKey::Range { since: 1, until: 2 };
+        let settled =
+            || async { Ok(Fresh { epoch: "eb".into(), messages: vec![message(2)], settled: true, expires: None }) };
+        cache.get(&b, range, Some("eb"), settled).await.unwrap();
+        cache.get(&c, PageKey::Latest, None, || page("ec", 3)).await.unwrap();
+        assert_eq!(cache.len(), 3, "b's latest and settled page, c's latest");
+        let read_through = cache.get(&a, PageKey::Latest, None, || page("ea", 4)).await.unwrap();
+        assert_eq!((read_through.epoch.as_str(), cache.len()), ("ea", 3), "full: read, answered, not kept");
+        cache.forget(&b);
+        assert_eq!(cache.len(), 1, "b's retention pass forgets b's pages only");
+        assert!(cache.ready(&c, PageKey::Latest, None).is_some());
+        cache.forget_all();
+        assert!(cache.is_empty());
     }
 }

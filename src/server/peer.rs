@@ -26,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use governor::Quota;
 use ipnet::IpNet;
 
-use crate::server::budget::{seconds_up, Budget, SharedBudgets, MAX_KEYS};
+use crate::server::budget::{every_at, seconds_up, Budget, SharedBudgets, MAX_KEYS};
 use crate::server::observe;
 use crate::server::presence::Network;
 use crate::shared::error::{ApiError, ErrorKind};
@@ -49,6 +49,16 @@ pub struct Peers {
     max_streams: usize,
     /// Event streams open now, per address that has any (so at most one entry per open stream).
     streams: Mutex<HashMap<IpAddr, usize>>,
+    /// New feeds per address per hour (`None`: no budget).
+    new_feeds: Option<NewFeeds>,
+}
+
+/// The budget of new feeds: `per_hour` per address, all at once if it likes; kept here or where every replica
+/// counts.
+struct NewFeeds {
+    per_hour: u32,
+    here: Budget<IpAddr>,
+    shared: Option<Arc<dyn SharedBudgets>>,
 }
 
 /// One event stream counted against its address while it is open; dropping it (the stream ended) frees the place.
@@ -188,10 +198,47 @@ impl Peers {
 
     /// The budgets kept in `shared`, one per address for all the replicas that share it.
     pub fn shared_through(mut self, shared: Arc<dyn SharedBudgets>) -> Self {
+        if let Some(new_feeds) = &mut self.new_feeds {
+            new_feeds.shared = Some(shared.clone());
+        }
         if let Some(budgets) = &mut self.budgets {
             budgets.kept = Kept::Shared(shared);
         }
         self
+    }
+
+    /// At most `per_hour` new feeds per address an hour (0: no budget). Before `shared_through`.
+    pub fn with_new_feeds(mut self, per_hour: u32) -> Self {
+        self.new_feeds = NonZeroU32::new(per_hour).map(|n| NewFeeds {
+            per_hour,
+            here: Budget::new(Quota::with_period(new_feed_every(per_hour)).expect("a period").allow_burst(n), MAX_KEYS),
+            shared: None,
+        });
+        self
+    }
+
+    /// Takes one new feed from the address's budget: 429 `rate_limited` (with `Retry-After`) when it is empty, 503
+    /// when it is kept in Redis and Redis cannot be asked.
+    pub async fn take_new_feed(&self, address: IpAddr) -> Result<(), ApiError> {
+        let Some(NewFeeds { per_hour, here, shared }) = &self.new_feeds else { return Ok(()) };
+        let key = budget_key(address);
+        let wait = match shared {
+            // At most this long until a place comes back (governor's table does not say how long exactly).
+            None => (!here.take(&key)).then_some(Some(new_feed_every(*per_hour))),
+            Some(shared) => {
+                let name = format!("address:new-feeds:{key}");
+                shared.take(&name, new_feed_every(*per_hour), *per_hour).await?.map(Some)
+            }
+        };
+        let Some(wait) = wait else { return Ok(()) };
+        let refusal = ApiError::new(
+            ErrorKind::RateLimited,
+            format!("Your network started {per_hour} new feeds within the hour, as many as allowed; post in one of them, or wait."),
+        );
+        Err(match wait {
+            Some(wait) => refusal.with_retry_after(seconds_up(wait)),
+            None => refusal,
+        })
     }
 
     fn trusts(&self, address: IpAddr) -> bool {
@@ -239,7 +286,8 @@ impl Peers {
         let wait = match &budgets.kept {
             Kept::Here(tables) => (!tables[action.index()].take(&key)).then_some(None),
             Kept::Shared(shared) => {
-                shared.take(&format!("address:{}:{key}", action.key()), rate, budgets.burst).await?.map(Some)
+                let name = format!("address:{}:{key}", action.key());
+                shared.take(&name, every_at(rate), budgets.burst).await?.map(Some)
             }
         };
         let Some(wait) = wait else { return Ok(()) };
@@ -259,6 +307,9 @@ impl Peers {
 
     /// Drops the budgets of idle addresses kept here (Redis's expire by themselves).
     pub fn forget_idle(&self) {
+        if let Some(new_feeds) = &self.new_feeds {
+            new_feeds.here.forget_idle();
+        }
         if let Some(AddressBudgets { kept: Kept::Here(tables), .. }) = &self.budgets {
             tables.iter().for_each(Budget::forget_idle);
         }
@@ -313,6 +364,11 @@ pub async fn admit(State(peers): State<Arc<Peers>>, mut request: Request, next: 
     }
     request.extensions_mut().insert(peer);
     next.run(request).await
+}
+
+/// The time in which one new feed's place comes back: an hour over the budget.
+fn new_feed_every(per_hour: u32) -> std::time::Duration {
+    std::time::Duration::from_secs(3600) / per_hour.max(1)
 }
 
 #[cfg(test)]
@@ -388,7 +444,12 @@ mod tests {
 
     #[async_trait::async_trait]
     impl SharedBudgets for Keeper {
-        async fn take(&self, name: &str, _rate: u32, burst: u32) -> Result<Option<std::time::Duration>, ApiError> {
+        async fn take(
+            &self,
+            name: &str,
+            _every: std::time::Duration,
+            burst: u32,
+        ) -> Result<Option<std::time::Duration>, ApiError> {
             if self.down {
                 return Err(ApiError::new(ErrorKind::Unavailable, "down"));
             }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::server::broker::Broker;
-use crate::server::group::GroupId;
+use crate::server::group::Audience;
 use crate::server::observe;
 use crate::server::presence::{Holder, Network, Presence, PresenceError, TabId, TicketTag, MAX_TAB_ID_BYTES};
 use crate::server::state::AppState;
@@ -39,7 +39,7 @@ pub fn beat_every(lease: Duration) -> Duration {
 /// to beat again.
 pub async fn beat(
     state: &AppState,
-    group: &GroupId,
+    group: &Audience,
     ticket: &str,
     tab: &str,
     address: IpAddr,
@@ -53,7 +53,7 @@ pub async fn beat(
 }
 
 /// Drops the ticket's tab `tab` at once; tells the group if a name went with it.
-pub async fn leave(state: &AppState, group: &GroupId, ticket: &str, tab: &str) -> Result<(), ApiError> {
+pub async fn leave(state: &AppState, group: &Audience, ticket: &str, tab: &str) -> Result<(), ApiError> {
     let (tab, ticket) = admitted(state, group, ticket, tab).await?;
     let changed = state.presence.leave(group, &TicketTag::of(&ticket.id), &tab).await.map_err(refusal)?;
     announce(state.broker.as_ref(), &changed).await;
@@ -61,14 +61,14 @@ pub async fn leave(state: &AppState, group: &GroupId, ticket: &str, tab: &str) -
 }
 
 /// The names listed in `group`, in order.
-pub async fn here(state: &AppState, group: &GroupId) -> Result<Here, ApiError> {
+pub async fn here(state: &AppState, group: &Audience) -> Result<Here, ApiError> {
     let names = state.presence.list(group).await.map_err(refusal)?;
     Ok(Here { names })
 }
 
 /// The tab and the ticket of a well-formed request whose ticket this group was issued, within its budget: the tab
 /// is checked first, so a malformed one is a 400 whatever the ticket.
-async fn admitted(state: &AppState, group: &GroupId, ticket: &str, tab: &str) -> Result<(TabId, Verified), ApiError> {
+async fn admitted(state: &AppState, group: &Audience, ticket: &str, tab: &str) -> Result<(TabId, Verified), ApiError> {
     let tab = TabId::parse(tab).ok_or_else(|| {
         ApiError::new(
             ErrorKind::BadRequest,
@@ -77,17 +77,17 @@ async fn admitted(state: &AppState, group: &GroupId, ticket: &str, tab: &str) ->
     })?;
     let ticket = state
         .tickets
-        .authenticate(group, ticket)
+        .authenticate(&group.group, ticket)
         .map_err(|err| ApiError::new(ErrorKind::BadTicket, err.to_string()))?;
     if let Some(throttle) = &state.heartbeats {
-        throttle.check(group, &ticket.id).await?;
+        throttle.check(&group.group, &ticket.id).await?;
     }
     Ok((tab, ticket))
 }
 
 /// Tells `groups` that who is here changed. The change is made either way: a lost announcement costs the tabs of
 /// those groups a stale list until the next change (said in the log once per outage).
-async fn announce(broker: &dyn Broker, groups: &[GroupId]) {
+async fn announce(broker: &dyn Broker, groups: &[Audience]) {
     if let Err(err) = broker.presence_changed(groups).await {
         observe::backend_failed("presence notices", &err);
     }
@@ -124,6 +124,7 @@ pub async fn sweep(presence: Arc<dyn Presence>, broker: Arc<dyn Broker>, every: 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::server::group::GroupId;
     use crate::server::presence::MemoryPresence;
     use crate::server::store::MemoryStore;
     use crate::server::throttle::{LocalThrottle, SendThrottle};
@@ -165,26 +166,26 @@ pub(crate) mod tests {
     async fn a_heartbeat_lists_the_tickets_name_and_tells_the_group_once() {
         let state = state(None);
         let group = GroupId::new("g");
-        let mut stream = state.hub.subscribe(&group);
+        let mut stream = state.hub.subscribe(&Audience::main(group.clone()));
         let ada = ticket(&state, &group, "Ada");
-        let answer = beat(&state, &group, &ada, "tab-1", HOME).await.unwrap();
+        let answer = beat(&state, &Audience::main(group.clone()), &ada, "tab-1", HOME).await.unwrap();
         assert_eq!(answer.every_ms, 10_000, "a third of the lease");
         assert!(told(&mut stream).await);
-        beat(&state, &group, &ada, "tab-1", HOME).await.unwrap();
+        beat(&state, &Audience::main(group.clone()), &ada, "tab-1", HOME).await.unwrap();
         assert!(!told(&mut stream).await, "a renewal is not news");
-        assert_eq!(here(&state, &group).await.unwrap().names, ["Ada"]);
-        leave(&state, &group, &ada, "tab-1").await.unwrap();
+        assert_eq!(here(&state, &Audience::main(group.clone())).await.unwrap().names, ["Ada"]);
+        leave(&state, &Audience::main(group.clone()), &ada, "tab-1").await.unwrap();
         assert!(told(&mut stream).await);
-        assert!(here(&state, &group).await.unwrap().names.is_empty());
+        assert!(here(&state, &Audience::main(group.clone())).await.unwrap().names.is_empty());
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_forged_or_other_groups_ticket_is_refused_and_changes_nothing() {
         let state = state(None);
         let (ours, theirs) = (GroupId::new("ours"), GroupId::new("theirs"));
-        let mut stream = state.hub.subscribe(&ours);
+        let mut stream = state.hub.subscribe(&Audience::main(ours.clone()));
         let ada = ticket(&state, &ours, "Ada");
-        beat(&state, &ours, &ada, "tab-1", HOME).await.unwrap();
+        beat(&state, &Audience::main(ours.clone()), &ada, "tab-1", HOME).await.unwrap();
         assert!(told(&mut stream).await);
         let eve = ticket(&state, &theirs, "Eve");
         let forged = ticket(&state, &ours, "Ada").replace("v1.", "v1.x");
@@ -192,14 +193,18 @@ pub(crate) mod tests {
             .issue(&ours, &crate::shared::domain::Username::parse("Mallory").unwrap());
         for bad in [eve.as_str(), forged.as_str(), foreign.as_str(), "", "not-a-ticket"] {
             for tab in ["tab-1", "tab-2"] {
-                let refused = beat(&state, &ours, bad, tab, HOME).await.unwrap_err();
+                let refused = beat(&state, &Audience::main(ours.clone()), bad, tab, HOME).await.unwrap_err();
                 assert_eq!((refused.kind, refused.status()), (ErrorKind::BadTicket, 403), "{bad:?}");
-                let refused = leave(&state, &ours, bad, tab).await.unwrap_err();
+                let refused = leave(&state, &Audience::main(ours.clone()), bad, tab).await.unwrap_err();
                 assert_eq!(refused.kind, ErrorKind::BadTicket, "{bad:?}");
             }
         }
-        assert_eq!(here(&state, &ours).await.unwrap().names, ["Ada"], "Ada is still here, and only Ada");
-        assert!(here(&state, &theirs).await.unwrap().names.is_empty());
+        assert_eq!(
+            here(&state, &Audience::main(ours.clone())).await.unwrap().names,
+            ["Ada"],
+            "Ada is still here, and only Ada"
+        );
+        assert!(here(&state, &Audience::main(theirs.clone())).await.unwrap().names.is_empty());
         assert!(!told(&mut stream).await, "the group heard nothing");
     }
 
@@ -209,13 +214,13 @@ pub(crate) mod tests {
         let group = GroupId::new("g");
         let ada = ticket(&state, &group, "Ada");
         for tab in ["", "a b", "é", &"x".repeat(41)] {
-            let refused = beat(&state, &group, &ada, tab, HOME).await.unwrap_err();
+            let refused = beat(&state, &Audience::main(group.clone()), &ada, tab, HOME).await.unwrap_err();
             assert_eq!((refused.kind, refused.status()), (ErrorKind::BadRequest, 400), "{tab:?}");
             assert!(refused.message.contains("\"tab\""), "{}", refused.message);
         }
-        beat(&state, &group, &ada, "t", HOME).await.unwrap();
-        beat(&state, &group, &ada, "t", HOME).await.unwrap();
-        let refused = beat(&state, &group, &ada, "t", HOME).await.unwrap_err();
+        beat(&state, &Audience::main(group.clone()), &ada, "t", HOME).await.unwrap();
+        beat(&state, &Audience::main(group.clone()), &ada, "t", HOME).await.unwrap();
+        let refused = beat(&state, &Audience::main(group.clone()), &ada, "t", HOME).await.unwrap_err();
         assert_eq!((refused.kind, refused.status()), (ErrorKind::RateLimited, 429));
         assert!(refused.message.contains("heartbeats a second"), "{}", refused.message);
         assert!(refused.retry_after().is_some(), "the edge answers it with Retry-After (`ApiError::into_response`)");
@@ -227,19 +232,26 @@ pub(crate) mod tests {
     async fn another_ticket_can_neither_unlist_nor_rename_a_tab_whose_id_it_knows() {
         let state = state(None);
         let group = GroupId::everyone();
-        let mut stream = state.hub.subscribe(&group);
+        let mut stream = state.hub.subscribe(&Audience::main(group.clone()));
         let (ada, bob) = (ticket(&state, &group, "Ada"), ticket(&state, &group, "Bob"));
-        beat(&state, &group, &ada, "ada-tab", HOME).await.unwrap();
+        beat(&state, &Audience::main(group.clone()), &ada, "ada-tab", HOME).await.unwrap();
         assert!(told(&mut stream).await);
-        leave(&state, &group, &bob, "ada-tab").await.unwrap();
-        assert_eq!(here(&state, &group).await.unwrap().names, ["Ada"]);
+        leave(&state, &Audience::main(group.clone()), &bob, "ada-tab").await.unwrap();
+        assert_eq!(here(&state, &Audience::main(group.clone())).await.unwrap().names, ["Ada"]);
         assert!(!told(&mut stream).await, "nothing changed");
-        beat(&state, &group, &bob, "ada-tab", HOME).await.unwrap();
-        assert_eq!(here(&state, &group).await.unwrap().names, ["Ada", "Bob"]);
-        leave(&state, &group, &bob, "ada-tab").await.unwrap();
-        assert_eq!(here(&state, &group).await.unwrap().names, ["Ada"], "Bob's leave took only Bob's tab");
-        leave(&state, &group, &ada, "ada-tab").await.unwrap();
-        assert!(here(&state, &group).await.unwrap().names.is_empty(), "the owner's leave still works");
+        beat(&state, &Audience::main(group.clone()), &bob, "ada-tab", HOME).await.unwrap();
+        assert_eq!(here(&state, &Audience::main(group.clone())).await.unwrap().names, ["Ada", "Bob"]);
+        leave(&state, &Audience::main(group.clone()), &bob, "ada-tab").await.unwrap();
+        assert_eq!(
+            here(&state, &Audience::main(group.clone())).await.unwrap().names,
+            ["Ada"],
+            "Bob's leave took only Bob's tab"
+        );
+        leave(&state, &Audience::main(group.clone()), &ada, "ada-tab").await.unwrap();
+        assert!(
+            here(&state, &Audience::main(group.clone())).await.unwrap().names.is_empty(),
+            "the owner's leave still works"
+        );
     }
 
     /// One address beating fresh tab ids from many tickets holds the per-network cap and no more, and a visitor
@@ -254,26 +266,26 @@ pub(crate) mod tests {
             for t in 0..10 {
                 // a /64 is one network, whatever address in it
                 let from = std::net::IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, i, t));
-                beat(&state, &group, &eve, &format!("t{t}"), from).await.unwrap();
+                beat(&state, &Audience::main(group.clone()), &eve, &format!("t{t}"), from).await.unwrap();
             }
         }
-        assert!(here(&state, &group).await.unwrap().names.len() <= 10);
-        beat(&state, &group, &ticket(&state, &group, "Ada"), "mine", HOME).await.unwrap();
-        assert!(here(&state, &group).await.unwrap().names.contains(&"Ada".to_owned()));
+        assert!(here(&state, &Audience::main(group.clone())).await.unwrap().names.len() <= 10);
+        beat(&state, &Audience::main(group.clone()), &ticket(&state, &group, "Ada"), "mine", HOME).await.unwrap();
+        assert!(here(&state, &Audience::main(group.clone())).await.unwrap().names.contains(&"Ada".to_owned()));
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_sweep_tells_the_group_whose_lease_ran_out() {
         let state = state(None);
         let group = GroupId::new("g");
-        let mut stream = state.hub.subscribe(&group);
-        beat(&state, &group, &ticket(&state, &group, "Ada"), "t", HOME).await.unwrap();
+        let mut stream = state.hub.subscribe(&Audience::main(group.clone()));
+        beat(&state, &Audience::main(group.clone()), &ticket(&state, &group, "Ada"), "t", HOME).await.unwrap();
         assert!(told(&mut stream).await);
         tokio::spawn(sweep(state.presence.clone(), state.broker.clone(), SWEEP_EVERY));
         tokio::time::sleep(LEASE - SWEEP_EVERY * 3).await;
         assert!(!told(&mut stream).await);
         assert!(tokio::time::timeout(SWEEP_EVERY * 4, stream.next()).await.unwrap().unwrap().presence);
-        assert!(here(&state, &group).await.unwrap().names.is_empty());
+        assert!(here(&state, &Audience::main(group.clone())).await.unwrap().names.is_empty());
     }
 
     #[test]

@@ -1,9 +1,14 @@
 //! The whole router: each handler module exposes its routes (`messages`, `heartbeat`, `events`, `ops`; the page and the server
-//! functions come from Leptos), and `app` assembles them under the layers every request passes, except the hot
+//! functions come from Leptos; the page is `/` and each feed's `/f/{name}`, whose name `feed_pages` checks before it
+//! is rendered), and `app` assembles them under the layers every request passes, except the hot
 //! read of the log (`messages`), which answers prepared bytes with its own headers. Tests and `main` serve the same
 //! thing.
 
+use axum::body::Body;
+use axum::http::header::LOCATION;
 use axum::http::{Request, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Router};
 use hyper::body::Incoming;
@@ -19,11 +24,18 @@ use crate::client::shell;
 use crate::server::net::Shortcut;
 use crate::server::state::AppState;
 use crate::server::{cookie, events, group, heartbeat, messages, observe, ops, peer, refusal, security};
+use crate::shared::domain::{FeedLookup, FeedName, FEED_NAME_RULE};
+use crate::shared::wire;
 
 pub fn app(state: AppState, scope: group::Scope) -> Router {
-    // One page. `Async` renders it whole once the log is read, so the first HTML holds the log as plain markup
-    // (streamed out-of-order it could arrive as a template that needs JavaScript to show).
-    let routes = vec![AxumRouteListing::new("/".into(), SsrMode::Async, [Method::Get], vec![])];
+    // One page, for `main` at `/` and for each feed at `/f/{name}`. `Async` renders it whole once the log is read,
+    // so the first HTML holds the log as plain markup (streamed out-of-order it could arrive as a template that
+    // needs JavaScript to show).
+    let feed_page = format!("{}{{name}}", wire::FEED_PAGE_PREFIX);
+    let routes = ["/".to_owned(), feed_page]
+        .into_iter()
+        .map(|path| AxumRouteListing::new(path, SsrMode::Async, [Method::Get], vec![]))
+        .collect();
     // A release build is precompressed (`cargo leptos build --release --precompress`): serve the `.br`/`.gz` files
     // next to each asset when the browser takes them; otherwise the compression layer below compresses on the fly.
     let static_files = ServeDir::new(state.leptos.site_root.as_ref())
@@ -44,6 +56,7 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
         })
         .merge(heartbeat::routes())
         .fallback_service(static_files)
+        .layer(middleware::from_fn(feed_pages))
         .layer(middleware::from_fn_with_state(scope, cookie::assign))
         .layer(middleware::from_fn_with_state(state.limits.max_request_bytes, refusal::checked_forms))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.limits.request_timeout))
@@ -59,6 +72,37 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
     // The refetch every tab makes after every notice passes none of the layers above: it needs no session group,
     // peer budget, body limit, compression or span, and sets its own headers (see `messages`).
     security::headers(router).merge(messages::routes().with_state(state))
+}
+
+/// Paths under `/f/` before the page renders: a name with capitals is redirected (308, the query kept) to its
+/// lowercase form, so a feed has one URL; anything else that is no feed name gets a 404 page that says what a feed
+/// name may be (the name itself is not echoed: it is whatever the client wrote). Checked here rather than while
+/// rendering, so a bad name costs no render and reads no log.
+async fn feed_pages(request: Request<Body>, next: Next) -> Response {
+    let Some(raw) = request.uri().path().strip_prefix(wire::FEED_PAGE_PREFIX) else {
+        return next.run(request).await;
+    };
+    match FeedName::lookup(raw) {
+        FeedLookup::Name(_) => next.run(request).await,
+        FeedLookup::Lowercase(name) => {
+            let mut to = format!("{}{name}", wire::FEED_PAGE_PREFIX);
+            if let Some(query) = request.uri().query() {
+                to.push('?');
+                to.push_str(query);
+            }
+            (StatusCode::PERMANENT_REDIRECT, [(LOCATION, to)]).into_response()
+        }
+        FeedLookup::Invalid => (StatusCode::NOT_FOUND, Html(no_such_feed_page())).into_response(),
+    }
+}
+
+/// The 404 page of a path under `/f/` that names no feed.
+fn no_such_feed_page() -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>No such feed · Broadcasting</title>\
+         </head><body><main><h1>No such feed</h1><p>{FEED_NAME_RULE}</p><p><a href=\"/\">Broadcasting</a></p>\
+         </main></body></html>\n"
+    )
 }
 
 /// What the listener (`net`) answers before `app`'s router: a refetch whose page is made already
@@ -87,7 +131,39 @@ mod tests {
     use crate::server::state::{services_for_tests, Limits, Services};
     use crate::server::store::MemoryStore;
     use crate::server::{feed, group::GroupId};
+    use crate::shared::domain::FeedName;
     use crate::shared::wire;
+
+    #[tokio::test]
+    async fn a_feed_page_with_capitals_redirects_to_its_lowercase_name_and_a_bad_name_is_a_404_that_says_the_rule() {
+        use tower::ServiceExt;
+        let router = Router::new()
+            .route("/f/{name}", get(|| async { "the page" }))
+            .route("/", get(|| async { "the root" }))
+            .fallback(|| async { (StatusCode::NOT_FOUND, "Not found") })
+            .layer(middleware::from_fn(feed_pages));
+        let ask = |target: &'static str| {
+            let router = router.clone();
+            async move {
+                let answer = router.oneshot(Request::get(target).body(Body::empty()).unwrap()).await.unwrap();
+                let status = answer.status();
+                let location = answer.headers().get(LOCATION).map(|l| l.to_str().unwrap().to_owned());
+                let body = http_body_util::BodyExt::collect(answer.into_body()).await.unwrap().to_bytes();
+                (status, location, String::from_utf8(body.to_vec()).unwrap())
+            }
+        };
+        assert_eq!(ask("/f/team-news").await, (StatusCode::OK, None, "the page".into()));
+        assert_eq!(ask("/").await, (StatusCode::OK, None, "the root".into()));
+        assert_eq!(ask("/f/Team").await.0, StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(ask("/f/Team").await.1.as_deref(), Some("/f/team"));
+        assert_eq!(ask("/f/Team-News?x=1").await.1.as_deref(), Some("/f/team-news?x=1"));
+        for bad in ["/f/bad_name", "/f/", "/f/-x", "/f/a/b", "/f/%41", "/f/%3Cscript%3E"] {
+            let (status, location, body) = ask(bad).await;
+            assert_eq!((status, location), (StatusCode::NOT_FOUND, None), "{bad}");
+            assert!(body.contains(FEED_NAME_RULE), "{bad}: {body}");
+            assert!(!body.contains("script"), "{bad}: the name is not echoed");
+        }
+    }
 
     /// Serves `app(state)` on a free port, asking `shortcut` first; its address.
     async fn listen(state: &AppState, shortcut: impl Shortcut) -> std::net::SocketAddr {
@@ -183,9 +259,11 @@ mod tests {
         let ticket = feed::join(&state, &group, "ada").unwrap().ticket;
         for n in 1..=14 {
             let text = format!("message {n}: {}", "the same few words again and again, ".repeat(5));
-            feed::send(&state, &group, &ticket, &text, "").await.unwrap();
+            feed::send(&state, &FeedName::main(), &group, std::net::Ipv4Addr::LOCALHOST.into(), &ticket, &text, "")
+                .await
+                .unwrap();
         }
-        let epoch = state.store.epoch().await.unwrap();
+        let epoch = state.store.epoch(&FeedName::main()).await.unwrap();
 
         let plain = listen(&state, |_: &Request<Incoming>| None).await;
         let answered = Arc::new(AtomicUsize::new(0));

@@ -10,8 +10,8 @@ use crate::server::net::{listen, serve, Deadlines};
 use crate::server::peer::Peers;
 use crate::server::pruning::{self, Turn};
 use crate::server::routes::{app, shortcut};
-use crate::server::settings::Settings;
-use crate::server::state::{AppState, Limits, Services, StreamCaps};
+use crate::server::settings::{FeedsMode, Settings};
+use crate::server::state::{AppState, FeedGate, Limits, Services, StreamCaps};
 use crate::server::throttle::{LocalThrottle, SendThrottle};
 use crate::server::{backend, data_dir, group, observe, open_files, roster};
 
@@ -59,6 +59,7 @@ pub async fn build_state(settings: &Settings) -> Result<(AppState, Option<Arc<dy
         settings.limits.address_burst,
     )
     .with_stream_cap(settings.limits.max_streams_per_address)
+    .with_new_feeds(settings.limits.new_feeds_per_hour)
     .with_presence_rate(beats.ceil().min(f64::from(u32::MAX)) as u32);
     if let Some(budgets) = address_budgets {
         peers = peers.shared_through(budgets);
@@ -84,8 +85,19 @@ pub async fn build_state(settings: &Settings) -> Result<(AppState, Option<Arc<dy
             streams: StreamCaps {
                 total: settings.limits.max_streams,
                 per_group: if per_browser { settings.limits.max_streams_per_browser } else { 0 },
+                feeds: settings.limits.max_feeds_per_stream,
             },
-            horizon: settings.feed.max_age,
+            horizon: settings.named_feeds.keys().fold(settings.feed.max_age, |horizon, feed| {
+                // The shortest age any feed keeps: a cached page must outlive none of them.
+                match (horizon, settings.retention_of(feed).max_age) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }),
+            feeds: Arc::new(FeedGate::new(
+                (settings.feed.feeds == FeedsMode::Listed).then(|| settings.named_feeds.keys().cloned().collect()),
+                settings.feed.max_feeds,
+            )),
         },
         leptos: leptos_options(settings),
         presence,

@@ -1,7 +1,8 @@
 //! What every request handler shares: the store, the fan-out and its page cache, who is here, the budgets, the ticket
 //! keys and the limits. A leaf: it imports the parts it holds and no handler, so any handler may import it.
 
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
 
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
@@ -14,8 +15,9 @@ use crate::server::replicas::stream_leases::StreamLeases;
 use crate::server::store::FeedStore;
 use crate::server::throttle::SendThrottle;
 use crate::server::ticket::TicketKeys;
+use crate::shared::domain::FeedName;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     pub max_message_chars: usize,
     pub page_size: usize,
@@ -26,6 +28,52 @@ pub struct Limits {
     pub streams: StreamCaps,
     /// Retention's `max-age`, if set: a cached page must not outlive the deletion of its oldest message.
     pub horizon: Option<std::time::Duration>,
+    /// Which feeds may exist, how many, and which are known to.
+    pub feeds: Arc<FeedGate>,
+}
+
+/// Which feeds may exist (`feeds = listed`: `main` and the named ones only), how many may hold messages, and a
+/// bounded memory of those known to hold some, so a send to a known feed costs no store read.
+#[derive(Debug)]
+pub struct FeedGate {
+    listed: Option<BTreeSet<FeedName>>,
+    pub max: usize,
+    known: Mutex<HashSet<FeedName>>,
+}
+
+/// Feeds remembered as holding messages at most; when full, the memory starts again.
+const KNOWN_FEEDS: usize = 10_000;
+
+impl FeedGate {
+    /// `listed`: `Some` for `feeds = listed`.
+    pub fn new(listed: Option<BTreeSet<FeedName>>, max: usize) -> Self {
+        Self { listed, max, known: Mutex::default() }
+    }
+
+    /// Any valid name may exist; at most `max` hold messages.
+    pub fn open(max: usize) -> Self {
+        Self::new(None, max)
+    }
+
+    pub fn may_exist(&self, feed: &FeedName) -> bool {
+        feed.is_main() || self.listed.as_ref().is_none_or(|listed| listed.contains(feed))
+    }
+
+    pub fn known(&self, feed: &FeedName) -> bool {
+        feed.is_main() || self.lock().contains(feed)
+    }
+
+    pub fn remember(&self, feed: &FeedName) {
+        let mut known = self.lock();
+        if known.len() >= KNOWN_FEEDS {
+            known.clear();
+        }
+        known.insert(feed.clone());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<FeedName>> {
+        self.known.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// Most event streams open at once; 0: no cap.
@@ -33,6 +81,8 @@ pub struct Limits {
 pub struct StreamCaps {
     pub total: usize,
     pub per_group: usize,
+    /// Feeds one stream may follow.
+    pub feeds: usize,
 }
 
 /// Cloned for each request (axum's `State`), so it is one `Arc`. Made from `Services`, every part named:
@@ -100,8 +150,9 @@ pub fn services_for_tests(store: Arc<dyn FeedStore>, throttle: Option<SendThrott
             page_bytes: 262_144,
             max_request_bytes: 65_536,
             request_timeout: std::time::Duration::from_secs(10),
-            streams: StreamCaps { total: 0, per_group: 0 },
+            streams: StreamCaps { total: 0, per_group: 0, feeds: crate::shared::wire::MAX_FEEDS_PER_STREAM },
             horizon: None,
+            feeds: Arc::new(FeedGate::open(100_000)),
         },
         leptos: LeptosOptions::builder().output_name("broadcasting").build(),
         presence: Arc::new(crate::server::presence::MemoryPresence::default()),

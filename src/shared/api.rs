@@ -4,16 +4,29 @@
 //! request (`ssr`), calls its use case in `server::feed`, and sets the status that goes with an error.
 //!
 //! Arguments arrive as strings with `#[server(default)]` so a missing or malformed field is answered by our own
-//! parser with a clear 4xx, never by a deserialization failure.
+//! parser with a clear 4xx, never by a deserialization failure. Join and send name their feed in the `feed` field
+//! (`wire::FEED_FIELD`): missing (or empty) is `main`, anything that is no feed name a 400 that says what one is.
 
 use leptos::prelude::*;
 
-use crate::shared::domain::{Joined, LogPage, Message, PageLimits};
-use crate::shared::error::ApiError;
+use crate::shared::domain::{FeedName, Joined, LogPage, Message, PageLimits, FEED_NAME_RULE};
+use crate::shared::error::{ApiError, ErrorKind};
 
-/// Join with a name; answers the accepted name and a ticket signed for this session group.
+/// The feed a `feed` field names: none (or empty) is `main`.
+pub fn feed_of_field(field: &str) -> Result<FeedName, ApiError> {
+    if field.is_empty() {
+        return Ok(FeedName::main());
+    }
+    FeedName::parse(field).ok_or_else(|| ApiError::new(ErrorKind::BadRequest, FEED_NAME_RULE))
+}
+
+/// Join with a name; answers the accepted name and a ticket signed for this session group. A ticket is per tab and
+/// group, not per feed, so the feed is only checked (a bad one is refused like any bad field).
 #[server(prefix = "/api", endpoint = "join")]
-pub async fn join(#[server(default)] username: String) -> Result<Joined, ApiError> {
+pub async fn join(#[server(default)] feed: String, #[server(default)] username: String) -> Result<Joined, ApiError> {
+    if let Err(err) = feed_of_field(&feed) {
+        return ssr::respond(Err(err));
+    }
     let (state, group) = ssr::request_context().await?;
     ssr::respond(crate::server::feed::join(&state, &group, &username))
 }
@@ -22,12 +35,18 @@ pub async fn join(#[server(default)] username: String) -> Result<Joined, ApiErro
 /// message the tab sends): a repeat with a key already used in this session group answers the first message.
 #[server(prefix = "/api", endpoint = "send")]
 pub async fn send_message(
+    #[server(default)] feed: String,
     #[server(default)] ticket: String,
     #[server(default)] text: String,
     #[server(default)] key: String,
 ) -> Result<Message, ApiError> {
+    let feed = match feed_of_field(&feed) {
+        Ok(feed) => feed,
+        Err(err) => return ssr::respond(Err(err)),
+    };
     let (state, group) = ssr::request_context().await?;
-    ssr::respond(crate::server::feed::send(&state, &group, &ticket, &text, &key).await)
+    let address = ssr::caller_address().await;
+    ssr::respond(crate::server::feed::send(&state, &feed, &group, address, &ticket, &text, &key).await)
 }
 
 /// The limits the page checks before sending, so it can count characters and refuse early.
@@ -39,16 +58,16 @@ pub async fn limits() -> Result<PageLimits, ApiError> {
 /// Where the log is read (`GET`, `server::messages`); the tab fetches it there.
 pub const LIST_MESSAGES_PATH: &str = crate::shared::wire::MESSAGES_PATH;
 
-/// At most one page of messages in id order: those above `since`, or the newest below `before`, or (neither) the
-/// latest. The page rendered on the server reads it here, through the use case, not over HTTP.
-pub async fn list_messages(since: Option<String>, before: Option<String>) -> Result<LogPage, ApiError> {
+/// At most one page of `feed`'s messages in id order: those above `since`, or the newest below `before`, or
+/// (neither) the latest. The page rendered on the server reads it here, through the use case, not over HTTP.
+pub async fn list_messages(feed: FeedName, since: Option<String>, before: Option<String>) -> Result<LogPage, ApiError> {
     #[cfg(feature = "ssr")]
     {
         use crate::server::{feed, pages::PageKey};
         let read = async {
             let state = ssr::app_state()?;
             let key = PageKey::parse(since.as_deref(), before.as_deref(), None)?;
-            feed::list(&state, key, None)
+            feed::list(&state, &feed, key, None)
                 .await
                 .map(|page| LogPage { epoch: page.epoch.clone(), messages: page.messages.clone() })
         };
@@ -56,8 +75,8 @@ pub async fn list_messages(since: Option<String>, before: Option<String>) -> Res
     }
     #[cfg(not(feature = "ssr"))]
     {
-        let _ = (since, before);
-        Err(ApiError::new(crate::shared::error::ErrorKind::Unavailable, "The log is read over HTTP in the browser."))
+        let _ = (feed, since, before);
+        Err(ApiError::new(ErrorKind::Unavailable, "The log is read over HTTP in the browser."))
     }
 }
 
@@ -85,6 +104,12 @@ mod ssr {
         Ok((state, group))
     }
 
+    /// The caller's address, as the peer layer found it (`server::peer`: behind a trusted proxy, the client's).
+    pub async fn caller_address() -> std::net::IpAddr {
+        let peer = leptos_axum::extract::<Option<axum::Extension<crate::server::peer::Peer>>>().await.ok().flatten();
+        crate::server::peer::address_of(peer)
+    }
+
     /// Sets the HTTP status that goes with an error before the server function answers it.
     pub fn respond<T>(result: Result<T, ApiError>) -> Result<T, ApiError> {
         if let Err(err) = &result {
@@ -109,5 +134,20 @@ mod tests {
         assert_eq!(<super::SendMessage as ServerFn>::PATH, wire::SEND_PATH);
         assert_eq!(<super::Limits as ServerFn>::PATH, wire::LIMITS_PATH);
         assert_eq!(super::LIST_MESSAGES_PATH, wire::MESSAGES_PATH);
+    }
+
+    #[test]
+    fn the_feed_field_names_main_when_left_out_and_a_bad_name_is_a_400_that_says_what_a_name_is() {
+        use crate::shared::domain::{FeedName, FEED_NAME_RULE};
+        use crate::shared::error::ErrorKind;
+        assert_eq!(super::feed_of_field("").unwrap(), FeedName::main());
+        assert_eq!(super::feed_of_field("team-news").unwrap(), FeedName::parse("team-news").unwrap());
+        for bad in ["Team", "-x", "a b", "bad_name", &"a".repeat(65)] {
+            let err = super::feed_of_field(bad).unwrap_err();
+            assert_eq!(
+                (err.kind, err.http_status().as_u16(), err.message.as_str()),
+                (ErrorKind::BadRequest, 400, FEED_NAME_RULE)
+            );
+        }
     }
 }

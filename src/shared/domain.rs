@@ -397,3 +397,114 @@ mod tests {
         assert!(MessageText::parse("<img src=x onerror=alert(1)>", 100).is_ok());
     }
 }
+
+/// Longest feed name, in characters (all ASCII, so bytes too).
+pub const MAX_FEED_CHARS: usize = 64;
+
+/// What a feed name may be, as the 404 page and the API error say it.
+pub const FEED_NAME_RULE: &str =
+    "A feed name is 1 to 64 characters of a-z, 0-9 and '-', and does not start with '-' (for example: team-news).";
+
+/// How a requested feed name reads: a name, a name to redirect to (its lowercase form), or no name at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedLookup {
+    Name(FeedName),
+    /// The name with capitals: the feed is the lowercase one, at its own URL.
+    Lowercase(FeedName),
+    Invalid,
+}
+
+/// A feed's name: 1 to [`MAX_FEED_CHARS`] of `a-z`, `0-9` and `-`, not starting with `-`. Safe in a URL path, a
+/// Redis key (between `{}` as a cluster hash tag), a notice line and a file name as it is, so it is never escaped.
+/// [`FeedName::main`] is the feed `/` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FeedName(std::sync::Arc<str>);
+
+impl FeedName {
+    /// The feed of `/`, of `/api/messages` and of a stream that names no feed: every deployment's first.
+    pub const MAIN: &'static str = "main";
+
+    pub fn main() -> Self {
+        Self(Self::MAIN.into())
+    }
+
+    /// The name as written, or `None`.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let plain = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
+        let fine = (1..=MAX_FEED_CHARS).contains(&raw.len()) && !raw.starts_with('-') && raw.bytes().all(plain);
+        fine.then(|| Self(raw.into()))
+    }
+
+    /// A name from a URL: as written, or (with capitals) its lowercase form to redirect to, or none.
+    pub fn lookup(raw: &str) -> FeedLookup {
+        match Self::parse(raw) {
+            Some(name) => FeedLookup::Name(name),
+            None => match Self::parse(&raw.to_ascii_lowercase()) {
+                Some(lower) if raw.is_ascii() => FeedLookup::Lowercase(lower),
+                _ => FeedLookup::Invalid,
+            },
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_main(&self) -> bool {
+        &*self.0 == Self::MAIN
+    }
+}
+
+impl std::fmt::Display for FeedName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for FeedName {
+    type Error = &'static str;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw).ok_or(FEED_NAME_RULE)
+    }
+}
+
+impl From<FeedName> for String {
+    fn from(name: FeedName) -> Self {
+        name.0.to_string()
+    }
+}
+
+#[cfg(test)]
+mod feed_name_tests {
+    use super::{FeedLookup, FeedName, MAX_FEED_CHARS};
+
+    #[test]
+    fn a_feed_name_is_lowercase_ascii_digits_and_dashes_not_leading() {
+        for good in ["main", "a", "team-news", "0", "a-", "x".repeat(MAX_FEED_CHARS).as_str()] {
+            assert_eq!(FeedName::parse(good).map(|n| n.to_string()), Some(good.to_owned()), "{good:?}");
+        }
+        let long = "x".repeat(MAX_FEED_CHARS + 1);
+        for bad in ["", "-a", "a b", "a_b", "a/b", "a.b", "ä", "a%20", "{a}", long.as_str(), "Team"] {
+            assert_eq!(FeedName::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn capitals_redirect_to_the_lowercase_name_and_anything_else_is_no_name() {
+        assert_eq!(FeedName::lookup("team"), FeedLookup::Name(FeedName::parse("team").unwrap()));
+        assert_eq!(FeedName::lookup("Team-News"), FeedLookup::Lowercase(FeedName::parse("team-news").unwrap()));
+        for bad in ["Team News", "-Team", "TEAM_1", "Ünïcode", ""] {
+            assert_eq!(FeedName::lookup(bad), FeedLookup::Invalid, "{bad:?}");
+        }
+        assert!(FeedName::main().is_main() && !FeedName::parse("mainly").unwrap().is_main());
+    }
+
+    #[test]
+    fn a_feed_name_travels_as_its_string_and_a_bad_one_is_refused() {
+        let name: FeedName = serde_json::from_str("\"team-news\"").unwrap();
+        assert_eq!(serde_json::to_string(&name).unwrap(), "\"team-news\"");
+        assert!(serde_json::from_str::<FeedName>("\"Team\"").is_err());
+    }
+}

@@ -21,3 +21,41 @@ pub const PRESENCE_CHANGED: &str = "PresenceChanged";
 pub const PRESENCE_PATH: &str = "/api/presence";
 /// A tab leaving at once (`POST`, sent with `navigator.sendBeacon` as the page goes away).
 pub const PRESENCE_LEAVE_PATH: &str = "/api/presence/leave";
+
+/// Feeds (`FeedName`): the page of feed `name` is `FEED_PAGE_PREFIX` + name; `/` is the feed `main`.
+pub const FEED_PAGE_PREFIX: &str = "/f/";
+/// The API of one feed is `FEEDS_API_PREFIX` + name + one of: `FEED_MESSAGES` (pages, as `MESSAGES_PATH` answers
+/// them), `FEED_PRESENCE` (who is here and the heartbeat, as `PRESENCE_PATH`), `FEED_PRESENCE_LEAVE`. The paths
+/// `MESSAGES_PATH`, `PRESENCE_PATH` and `PRESENCE_LEAVE_PATH` stay the feed `main`'s.
+pub const FEEDS_API_PREFIX: &str = "/api/feeds/";
+pub const FEED_MESSAGES: &str = "/messages";
+pub const FEED_PRESENCE: &str = "/presence";
+pub const FEED_PRESENCE_LEAVE: &str = "/presence/leave";
+/// The form field (join, send) and the `EVENTS_PATH` query parameter (repeated, one per feed) that name a feed; a
+/// request without it is about `main`.
+pub const FEED_FIELD: &str = "feed";
+/// Most feeds one event stream carries by default (the `max-feeds-per-stream` setting).
+pub const MAX_FEEDS_PER_STREAM: usize = 64;
+
+/// `FEEDS_API_PREFIX` + feed + `rest` (`rest` is one of the `FEED_*` suffixes).
+pub fn feed_api(feed: &str, rest: &str) -> String {
+    format!("{FEEDS_API_PREFIX}{feed}{rest}")
+}
+
+/// The data of a `NEW_MESSAGE` event on a stream opened with `feed` parameters: `<feed> <id>`. A stream opened
+/// without any (an old tab) gets `<id>` alone, and only `main`'s notices, as before.
+pub fn feed_notice_data(feed: &str, id: u64) -> String {
+    format!("{feed} {id}")
+}
+
+/// The data of a `PRESENCE_CHANGED` event on a stream opened with `feed` parameters: the feed's name (without them:
+/// `presence`, as before).
+pub fn feed_presence_data(feed: &str) -> String {
+    feed.to_owned()
+}
+
+/// What `feed_notice_data` wrote: the feed and the id.
+pub fn parse_feed_notice(data: &str) -> Option<(&str, u64)> {
+    let (feed, id) = data.split_once(' ')?;
+    Some((feed, id.parse().ok()?))
+}

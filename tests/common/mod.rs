@@ -284,7 +284,12 @@ impl Browser {
     }
 
     pub async fn events_with(&self, headers: &[(&str, &str)]) -> Events {
-        let mut request = self.http.get(format!("{}{EVENTS_PATH}", self.base));
+        self.events_at(EVENTS_PATH, headers).await
+    }
+
+    /// The stream at `path` (`/events?feed=a&feed=b`, …), which must open.
+    pub async fn events_at(&self, path: &str, headers: &[(&str, &str)]) -> Events {
+        let mut request = self.http.get(format!("{}{path}", self.base));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

@@ -21,7 +21,7 @@ use server as json;
 
 use std::time::Duration;
 
-use crate::shared::domain::{Beat, Here, Joined, LogPage, Message, PageLimits};
+use crate::shared::domain::{Beat, FeedName, Here, Joined, LogPage, Message, PageLimits};
 use crate::shared::error::{ApiError, ErrorKind};
 use crate::shared::wire;
 
@@ -115,20 +115,40 @@ pub fn form(fields: &[(&str, &str)]) -> String {
     json::form(fields)
 }
 
-/// One page of the log: above `since`, or below `before`, or (neither) the latest.
-pub fn page_url(since: Option<u64>, before: Option<u64>) -> String {
+/// Where a feed's pages are read: `main`'s at `MESSAGES_PATH`, as before feeds (so `/` asks exactly what it asked),
+/// any other's under `FEEDS_API_PREFIX`.
+pub fn messages_path(feed: &FeedName) -> String {
+    if feed.is_main() {
+        wire::MESSAGES_PATH.to_owned()
+    } else {
+        wire::feed_api(feed.as_str(), wire::FEED_MESSAGES)
+    }
+}
+
+/// Where a feed's presence is read and beaten (`leave`: where a tab says it goes), `main`'s as before feeds.
+pub fn presence_path(feed: &FeedName, leave: bool) -> String {
+    match (feed.is_main(), leave) {
+        (true, false) => wire::PRESENCE_PATH.to_owned(),
+        (true, true) => wire::PRESENCE_LEAVE_PATH.to_owned(),
+        (false, false) => wire::feed_api(feed.as_str(), wire::FEED_PRESENCE),
+        (false, true) => wire::feed_api(feed.as_str(), wire::FEED_PRESENCE_LEAVE),
+    }
+}
+
+/// One page of `feed`'s log: above `since`, or below `before`, or (neither) the latest.
+pub fn page_url(feed: &FeedName, since: Option<u64>, before: Option<u64>) -> String {
     let query = match (since, before) {
         (Some(since), _) => format!("?since={since}"),
         (None, Some(before)) => format!("?before={before}"),
         (None, None) => String::new(),
     };
-    format!("{}{query}", wire::MESSAGES_PATH)
+    format!("{}{query}", messages_path(feed))
 }
 
 /// The messages after `since` up to `until` in the log of `epoch`, a URL whose answer never changes once `until` is
 /// stored (so caches may serve it); without `until`, everything after `since`.
-pub fn catch_up_url(since: u64, until: Option<u64>, epoch: &str) -> String {
-    let mut url = format!("{}?since={since}", wire::MESSAGES_PATH);
+pub fn catch_up_url(feed: &FeedName, since: u64, until: Option<u64>, epoch: &str) -> String {
+    let mut url = format!("{}?since={since}", messages_path(feed));
     if let Some(until) = until {
         url.push_str(&format!("&until={until}"));
         // Epochs are hex; anything else is left out rather than spliced into the URL.
@@ -140,7 +160,40 @@ pub fn catch_up_url(since: u64, until: Option<u64>, epoch: &str) -> String {
     url
 }
 
-/// The id a `NewMessage` event carries (its `data`).
+/// The browser's one stream for the feeds its tabs show: sorted and without repeats, so every leader asks the same
+/// URL for the same set. `main` alone is today's plain `EVENTS_PATH`: a browser on `/` only opens exactly what it
+/// opened before feeds, and its notices read as they did (`stream_notice`).
+pub fn events_url<'a>(feeds: impl IntoIterator<Item = &'a FeedName>) -> String {
+    let feeds: std::collections::BTreeSet<&str> = feeds.into_iter().map(FeedName::as_str).collect();
+    if feeds.is_empty() || (feeds.len() == 1 && feeds.contains(FeedName::MAIN)) {
+        return wire::EVENTS_PATH.to_owned();
+    }
+    let fields: Vec<(&str, &str)> = feeds.into_iter().map(|feed| (wire::FEED_FIELD, feed)).collect();
+    format!("{}?{}", wire::EVENTS_PATH, form(&fields))
+}
+
+/// The feed and id of a `NewMessage` event's `data`: on a stream opened with feed parameters (`named`) it is
+/// `<feed> <id>`; on a plain one, `<id>` of `main`.
+pub fn stream_notice(named: bool, data: &str) -> Option<(FeedName, u64)> {
+    if named {
+        let (feed, id) = wire::parse_feed_notice(data.trim())?;
+        Some((FeedName::parse(feed)?, id))
+    } else {
+        Some((FeedName::main(), notice_id(data)?))
+    }
+}
+
+/// The feed a `PresenceChanged` event's `data` names: on a plain stream always `main` (its data says `presence`,
+/// which is also a valid feed name, so only how the stream was opened tells them apart).
+pub fn stream_presence(named: bool, data: &str) -> Option<FeedName> {
+    if named {
+        FeedName::parse(data.trim())
+    } else {
+        Some(FeedName::main())
+    }
+}
+
+/// The id a `NewMessage` event carries (its `data`) on a plain stream.
 pub fn notice_id(data: &str) -> Option<u64> {
     data.trim().parse().ok()
 }
@@ -192,72 +245,113 @@ impl std::str::FromStr for FirstPage {
 
 /// What tabs tell each other over the relay's channel, sent as a few lines of text (`encode`): a kind letter, then
 /// the fields, the last of which may hold anything (a problem in words, a page's JSON). A derived serde format cost
-/// more wasm.
+/// more wasm. Every line about a log names its feed: each tab takes only its own feed's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Relay {
-    /// A tab started: the leader answers with `Stream`.
+    /// A tab started: the leader answers with `Stream` (and the newest ids it has heard, as `Notice`s).
     Hello,
-    /// The leader's stream, and the newest id it has announced.
-    Stream { open: bool, problem: Option<String>, latest: Option<u64> },
-    /// `NewMessage` from the stream.
-    Notice { id: u64 },
-    /// `PresenceChanged` from the stream.
-    Presence,
-    /// A page some tab fetched: the messages above `since`, in id order.
-    Page { since: u64, epoch: String, messages: Vec<Message> },
+    /// Tab `tab` shows `feed`; said as it starts, again every little while, and when asked (`Roll`), so that the
+    /// leader (or the next one) knows the feeds its stream must carry.
+    Showing { tab: String, feed: FeedName },
+    /// Tab `tab` goes away: its feed leaves the stream unless another tab shows it.
+    Gone { tab: String },
+    /// A new leader asks every tab to say what it shows.
+    Roll,
+    /// The leader's stream.
+    Stream { open: bool, problem: Option<String> },
+    /// The leader's stream (re)opened: `feed` may have had messages meanwhile that no notice announced (the stream
+    /// was down, or did not carry the feed yet). `fetcher` catches it up from its watermark and shares the page, as
+    /// for a notice; the feed's other tabs take that page (empty: no tab is known to show it, so each fetches).
+    CatchUp { feed: FeedName, fetcher: String },
+    /// `NewMessage` of `feed` from the stream; `fetcher` is the tab that fetches it now and shares the page (one
+    /// fetch per browser), the others wait for that page (empty: everyone waits, then fetches if nothing came).
+    Notice { feed: FeedName, id: u64, fetcher: String },
+    /// `PresenceChanged` of `feed` from the stream.
+    Presence { feed: FeedName },
+    /// A page of `feed` some tab fetched: the messages above `since`, in id order.
+    Page { feed: FeedName, since: u64, epoch: String, messages: Vec<Message> },
 }
 
 impl Relay {
     pub fn encode(&self) -> String {
         let mut out = String::new();
+        let mut line = |kind: &str, fields: &[&str]| {
+            out.push_str(kind);
+            for field in fields {
+                out.push('\n');
+                out.push_str(field);
+            }
+        };
         match self {
-            Relay::Hello => out.push('h'),
-            Relay::Stream { open, problem, latest } => {
-                out.push_str(if *open { "s\n1\n" } else { "s\n0\n" });
-                if let Some(latest) = latest {
-                    out.push_str(&latest.to_string());
-                }
-                if let Some(problem) = problem {
-                    out.push('\n');
-                    out.push_str(problem);
+            Relay::Hello => line("h", &[]),
+            Relay::Roll => line("r", &[]),
+            Relay::CatchUp { feed, fetcher } => line("c", &[feed.as_str(), fetcher]),
+            Relay::Showing { tab, feed } => line("t", &[tab, feed.as_str()]),
+            Relay::Gone { tab } => line("x", &[tab]),
+            Relay::Stream { open, problem } => {
+                let open = if *open { "1" } else { "0" };
+                match problem {
+                    Some(problem) => line("s", &[open, problem]),
+                    None => line("s", &[open]),
                 }
             }
-            Relay::Notice { id } => {
-                out.push_str("n\n");
-                out.push_str(&id.to_string());
-            }
-            Relay::Presence => out.push('p'),
-            Relay::Page { since, epoch, messages } => {
-                out.push_str("g\n");
-                out.push_str(&since.to_string());
-                out.push('\n');
-                out.push_str(epoch);
-                out.push('\n');
-                push_messages(&mut out, messages);
+            Relay::Notice { feed, id, fetcher } => line("n", &[feed.as_str(), &id.to_string(), fetcher]),
+            Relay::Presence { feed } => line("p", &[feed.as_str()]),
+            Relay::Page { feed, since, epoch, messages } => {
+                let mut json = String::new();
+                push_messages(&mut json, messages);
+                line("g", &[feed.as_str(), &since.to_string(), epoch, &json]);
             }
         }
         out
     }
 
     pub fn decode(text: &str) -> Option<Relay> {
-        let mut parts = text.splitn(4, '\n');
-        let kind = parts.next()?;
-        let mut field = || parts.next();
-        let number = |field: Option<&str>| field.and_then(|n| n.parse::<u64>().ok());
+        let (kind, rest) = text.split_once('\n').unwrap_or((text, ""));
+        // The fields before the last one never hold a line break; the last one may.
+        let fields = |n: usize| {
+            let fields: Vec<&str> = rest.splitn(n, '\n').collect();
+            (fields.len() == n).then_some(fields)
+        };
+        let feed = |name: &str| FeedName::parse(name);
+        let number = |n: &str| n.parse::<u64>().ok();
         Some(match kind {
-            "h" => Relay::Hello,
-            "p" => Relay::Presence,
-            "n" => Relay::Notice { id: number(field())? },
+            "h" if rest.is_empty() => Relay::Hello,
+            "r" if rest.is_empty() => Relay::Roll,
+            "c" => match fields(2)?[..] {
+                [name, fetcher] => Relay::CatchUp { feed: feed(name)?, fetcher: fetcher.to_owned() },
+                _ => return None,
+            },
+            "t" => match fields(2)?[..] {
+                [tab, name] => Relay::Showing { tab: tab.to_owned(), feed: feed(name)? },
+                _ => return None,
+            },
+            "x" if !rest.is_empty() => Relay::Gone { tab: rest.to_owned() },
             "s" => {
-                let open = field()? == "1";
-                let latest = number(field());
-                Relay::Stream { open, latest, problem: field().map(str::to_owned) }
+                let (open, problem) = rest.split_once('\n').map_or((rest, None), |(o, p)| (o, Some(p.to_owned())));
+                let open = match open {
+                    "1" => true,
+                    "0" => false,
+                    _ => return None,
+                };
+                Relay::Stream { open, problem }
             }
-            "g" => {
-                let since = number(field())?;
-                let epoch = field()?.to_owned();
-                Relay::Page { since, epoch, messages: messages(field()?)? }
-            }
+            "n" => match fields(3)?[..] {
+                [name, id, fetcher] => {
+                    Relay::Notice { feed: feed(name)?, id: number(id)?, fetcher: fetcher.to_owned() }
+                }
+                _ => return None,
+            },
+            "p" => Relay::Presence { feed: feed(rest)? },
+            "g" => match fields(4)?[..] {
+                [name, since, epoch, json] => Relay::Page {
+                    feed: feed(name)?,
+                    since: number(since)?,
+                    epoch: epoch.to_owned(),
+                    messages: messages(json)?,
+                },
+                _ => return None,
+            },
             _ => return None,
         })
     }

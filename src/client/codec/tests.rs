@@ -104,28 +104,59 @@ fn the_first_page_is_written_as_before_and_read_back() {
     }
 }
 
+fn feed(name: &str) -> FeedName {
+    FeedName::parse(name).unwrap()
+}
+
 #[test]
-fn relayed_lines_keep_their_format_and_read_back() {
+fn relayed_lines_name_their_feed_and_read_back() {
     let samples = [
         (Relay::Hello, "h".to_owned()),
-        (Relay::Presence, "p".to_owned()),
-        (Relay::Notice { id: 42 }, "n\n42".to_owned()),
-        (Relay::Stream { open: true, problem: None, latest: Some(7) }, "s\n1\n7".to_owned()),
-        (Relay::Stream { open: false, problem: None, latest: None }, "s\n0\n".to_owned()),
+        (Relay::Roll, "r".to_owned()),
+        (Relay::CatchUp { feed: feed("ops"), fetcher: "ab12".into() }, "c\nops\nab12".to_owned()),
+        (Relay::CatchUp { feed: feed("ops"), fetcher: String::new() }, "c\nops\n".to_owned()),
+        (Relay::Showing { tab: "ab12".into(), feed: feed("team-news") }, "t\nab12\nteam-news".to_owned()),
+        (Relay::Gone { tab: "ab12".into() }, "x\nab12".to_owned()),
+        (Relay::Presence { feed: feed("ops") }, "p\nops".to_owned()),
+        (Relay::Notice { feed: feed("main"), id: 42, fetcher: "ab12".into() }, "n\nmain\n42\nab12".to_owned()),
+        (Relay::Notice { feed: feed("ops"), id: 7, fetcher: String::new() }, "n\nops\n7\n".to_owned()),
+        (Relay::Stream { open: true, problem: None }, "s\n1".to_owned()),
+        (Relay::Stream { open: false, problem: None }, "s\n0".to_owned()),
         (
-            Relay::Stream { open: false, problem: Some("Too many streams.\nClose a tab.".into()), latest: None },
-            "s\n0\n\nToo many streams.\nClose a tab.".to_owned(),
+            Relay::Stream { open: false, problem: Some("Too many feeds.\nClose a tab.".into()) },
+            "s\n0\nToo many feeds.\nClose a tab.".to_owned(),
         ),
         (
-            Relay::Page { since: 3, epoch: "9f3a".into(), messages: awkward() },
-            format!("g\n3\n9f3a\n{}", serde_json::to_string(&awkward()).unwrap()),
+            Relay::Page { feed: feed("team"), since: 3, epoch: "9f3a".into(), messages: awkward() },
+            format!("g\nteam\n3\n9f3a\n{}", serde_json::to_string(&awkward()).unwrap()),
         ),
     ];
     for (relay, line) in samples {
         assert_eq!(relay.encode(), line);
         assert_eq!(Relay::decode(&line), Some(relay));
     }
-    for bad in ["", "x", "n", "n\nlots", "s", "g\n3\n9f3a", "g\nx\n9f3a\n[]", "g\n3\n9f3a\n[1]"] {
+    for bad in [
+        "",
+        "q",
+        "n",
+        "n\nmain\nlots\n",
+        "n\nmain\n42", // no fetcher field
+        "n\nMain\n42\n",
+        "p",
+        "p\nbad_name",
+        "t\nab12",
+        "t\nab12\n-x",
+        "x",
+        "c\nops",
+        "c\nBad\nab12",
+        "s",
+        "s\n2",
+        "h\nextra",
+        "g\nteam\n3\n9f3a",
+        "g\nteam\nx\n9f3a\n[]",
+        "g\nteam\n3\n9f3a\n[1]",
+        "g\n3\n9f3a\n[]", // a page of no feed (the line before feeds)
+    ] {
         assert_eq!(Relay::decode(bad), None, "{bad:?}");
     }
 }
@@ -141,14 +172,45 @@ fn form_bodies_are_what_url_search_params_writes() {
 }
 
 #[test]
-fn page_urls_name_their_ends_and_leave_out_an_epoch_that_is_not_hex() {
-    assert_eq!(page_url(None, None), "/api/messages");
-    assert_eq!(page_url(Some(5), Some(9)), "/api/messages?since=5");
-    assert_eq!(page_url(None, Some(9)), "/api/messages?before=9");
-    assert_eq!(catch_up_url(5, None, "9f3a"), "/api/messages?since=5");
-    assert_eq!(catch_up_url(5, Some(8), "9f3a"), "/api/messages?since=5&until=8&epoch=9f3a");
-    assert_eq!(catch_up_url(5, Some(8), ""), "/api/messages?since=5&until=8");
-    assert_eq!(catch_up_url(5, Some(8), "9f&x=1"), "/api/messages?since=5&until=8");
+fn page_urls_name_their_feed_and_ends_and_leave_out_an_epoch_that_is_not_hex() {
+    let main = FeedName::main();
+    assert_eq!(page_url(&main, None, None), "/api/messages");
+    assert_eq!(page_url(&main, Some(5), Some(9)), "/api/messages?since=5");
+    assert_eq!(page_url(&main, None, Some(9)), "/api/messages?before=9");
+    assert_eq!(catch_up_url(&main, 5, None, "9f3a"), "/api/messages?since=5");
+    assert_eq!(catch_up_url(&main, 5, Some(8), "9f3a"), "/api/messages?since=5&until=8&epoch=9f3a");
+    assert_eq!(catch_up_url(&main, 5, Some(8), ""), "/api/messages?since=5&until=8");
+    assert_eq!(catch_up_url(&main, 5, Some(8), "9f&x=1"), "/api/messages?since=5&until=8");
+    let team = feed("team-news");
+    assert_eq!(page_url(&team, None, Some(9)), "/api/feeds/team-news/messages?before=9");
+    assert_eq!(catch_up_url(&team, 5, Some(8), "9f3a"), "/api/feeds/team-news/messages?since=5&until=8&epoch=9f3a");
+    assert_eq!(presence_path(&main, false), wire::PRESENCE_PATH);
+    assert_eq!(presence_path(&main, true), wire::PRESENCE_LEAVE_PATH);
+    assert_eq!(presence_path(&team, false), "/api/feeds/team-news/presence");
+    assert_eq!(presence_path(&team, true), "/api/feeds/team-news/presence/leave");
+}
+
+#[test]
+fn the_stream_names_each_feed_once_sorted_and_main_alone_is_the_plain_stream() {
+    assert_eq!(events_url([&FeedName::main()]), "/events");
+    assert_eq!(events_url([]), "/events");
+    let feeds = [feed("zeta"), feed("main"), feed("alpha"), feed("zeta")];
+    assert_eq!(events_url(&feeds), "/events?feed=alpha&feed=main&feed=zeta");
+    assert_eq!(events_url([&feed("team")]), "/events?feed=team");
+}
+
+#[test]
+fn stream_events_read_as_the_stream_was_opened() {
+    // Named: `<feed> <id>` and the feed's name, as wire writes them.
+    assert_eq!(stream_notice(true, &wire::feed_notice_data("team", 42)), Some((feed("team"), 42)));
+    assert_eq!(stream_presence(true, &wire::feed_presence_data("team")), Some(feed("team")));
+    assert_eq!(stream_notice(true, "42"), None);
+    assert_eq!(stream_notice(true, "Team 42"), None);
+    assert_eq!(stream_presence(true, "bad_name"), None);
+    // Plain: `<id>` of main, and `presence` means main's (not a feed named "presence").
+    assert_eq!(stream_notice(false, "42"), Some((FeedName::main(), 42)));
+    assert_eq!(stream_notice(false, "team 42"), None);
+    assert_eq!(stream_presence(false, "presence"), Some(FeedName::main()));
 }
 
 #[test]

@@ -32,7 +32,7 @@ async fn read(presence: Presence) {
             sleep(wait).await;
         }
         presence.last_read.set_value(js_sys::Date::now());
-        match api::here().await {
+        match api::here(&presence.feed.get_value()).await {
             Ok(here) => presence.names.set(Some(here.names)),
             Err(err) => leptos::logging::warn!("who is here could not be read: {err}"),
         }
@@ -59,7 +59,7 @@ pub fn joined(presence: Presence, ticket: String) {
     presence.me.set_value(Some((ticket, remote::new_send_key())));
     let on_hide = Closure::<dyn Fn()>::new(move || {
         if let Some((ticket, tab)) = presence.me.get_value() {
-            api::leave(&ticket, &tab);
+            api::leave(&presence.feed.get_value(), &ticket, &tab);
         }
     });
     let _ = window().add_event_listener_with_callback("pagehide", on_hide.as_ref().unchecked_ref());
@@ -74,7 +74,7 @@ pub fn beat(presence: Presence) {
         *round
     });
     leptos::task::spawn_local(async move {
-        let wait = match api::beat(ticket, tab).await {
+        let wait = match api::beat(&presence.feed.get_value(), ticket, tab).await {
             Ok(beat) => Duration::from_millis(beat.every_ms.max(250)),
             // Expired or no longer valid here: this tab is not listed again until it joins again.
             Err(err) if err.kind == ErrorKind::BadTicket => return presence.me.set_value(None),

@@ -7,7 +7,7 @@
 //! when its lease runs out. It beats again at once when the stream reopens (the server may have restarted with an
 //! empty list) and when it wakes from being frozen or cached.
 //!
-//! The list is read (`GET /api/presence`) when the stream opens and on each `PresenceChanged` the stream carries,
+//! Presence is per feed (`main`'s at `/api/presence`, another's under `/api/feeds/`). The list is read (`GET /api/presence`) when the stream opens and on each `PresenceChanged` the stream carries,
 //! one read at a time and at most one per [`READ_GAP`]: notices that come faster (the server paces them per group
 //! to about one a second; a stream that reconnects adds its own) fold into the next read, so a crowd of tabs
 //! joining and leaving never makes every tab re-read the list as fast as it changes. The server renders no list (it knows no one's lease until the tabs beat), so the page shows
@@ -29,6 +29,8 @@ use server as target;
 use leptos::either::Either;
 use leptos::prelude::*;
 
+use crate::shared::domain::FeedName;
+
 /// Names shown inline; a longer list shows the first `INLINE - 1` and "and N others".
 const INLINE: usize = 3;
 
@@ -37,6 +39,8 @@ const READ_GAP: f64 = 1_000.0;
 
 #[derive(Clone, Copy)]
 pub struct Presence {
+    /// The feed whose presence this is.
+    feed: StoredValue<FeedName>,
     /// `None` until first read.
     names: RwSignal<Option<Vec<String>>>,
     /// A read is under way, and whether another is due after it.
@@ -50,8 +54,9 @@ pub struct Presence {
 }
 
 impl Presence {
-    pub fn new() -> Self {
+    pub fn new(feed: FeedName) -> Self {
         Self {
+            feed: StoredValue::new(feed),
             names: RwSignal::new(None),
             reading: StoredValue::new((false, false)),
             last_read: StoredValue::new(f64::NEG_INFINITY),

@@ -1,34 +1,53 @@
 //! Which tab leads, and the channel between tabs. Every tab asks for the Web Lock `LOCK`; the browser grants it to
 //! one tab at a time, which opens the stream (`stream`) and relays what it hears over the `BroadcastChannel`
 //! `CHANNEL`; the others follow what the channel tells them. Where the browser lacks either, the tab leads alone.
+//!
+//! Each tab shows one feed and says which (`Relay::Showing`, at start, every `roster::SHOW_EVERY_MS` and when a new
+//! leader asks); the leader's stream carries the feeds of every tab it knows of (`roster`). When that set changes
+//! the leader opens a stream for the new set and closes the old one only once the new one is open (`stream::open`:
+//! make-before-break), and each feed is then caught up from its watermark by one tab, which shares the page
+//! (`Relay::CatchUp`), so nothing sent meanwhile is missed and a reopen costs one fetch per feed per browser. A notice is relayed with its feed; each tab takes only its own feed's.
 
 use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
+use std::time::Duration;
 
 use js_sys::{Function, Promise, Reflect};
-use leptos::prelude::window;
+use leptos::prelude::{set_interval, window};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{BroadcastChannel, MessageEvent};
 
+use super::roster::{Roster, SHOW_EVERY_MS};
 use super::{stream, Tab};
-use crate::client::codec::Relay;
-use crate::shared::domain::Message;
+use crate::client::codec::{self, Relay};
+use crate::client::remote;
+use crate::shared::domain::{FeedName, Message};
 
-const CHANNEL: &str = "broadcasting";
-const LOCK: &str = "broadcasting-events";
+// Named apart from the lines of pages before feeds (which named no feed): a tab of an older page still open in the
+// browser keeps to its own leader instead of misreading these lines.
+const CHANNEL: &str = "broadcasting-feeds";
+const LOCK: &str = "broadcasting-feeds-events";
 
 /// The tab's part in the browser's stream. One per tab: the page has one thread.
-#[derive(Default)]
 struct Shared {
     channel: Option<BroadcastChannel>,
-    tab: Option<Rc<dyn Tab>>,
+    tab: Rc<dyn Tab>,
+    /// This tab's id on the channel (random, per page load) and the feed it shows.
+    me: String,
+    feed: FeedName,
     leading: Cell<bool>,
     /// What the stream this tab holds (leader, or a tab on its own) last reported.
     open: Cell<bool>,
     problem: RefCell<Option<String>>,
-    latest: Cell<Option<u64>>,
+    /// The tabs heard of, and the feeds they show (kept by every tab, so that the next leader knows them).
+    roster: RefCell<Roster>,
+    /// The feeds of the stream the leader opened last.
+    carried: RefCell<BTreeSet<FeedName>>,
+    /// The newest id announced per carried feed, told to a tab that starts.
+    latest: RefCell<BTreeMap<FeedName, u64>>,
 }
 
 thread_local! {
@@ -39,27 +58,59 @@ fn current() -> Option<Rc<Shared>> {
     SHARED.with(|shared| shared.borrow().clone())
 }
 
-/// Joins the browser's stream: leads it when elected, follows it meanwhile; alone where the browser cannot share.
-pub fn start(tab: Rc<dyn Tab>) {
+/// Joins the browser's stream for `feed`: leads it when elected, follows it meanwhile; alone where the browser
+/// cannot share.
+pub fn start(tab: Rc<dyn Tab>, feed: FeedName) {
     let locks = lock_manager();
     let channel = locks.as_ref().and_then(|_| BroadcastChannel::new(CHANNEL).ok());
-    let shared = Rc::new(Shared { channel, tab: Some(tab), ..Shared::default() });
+    let shared = Rc::new(Shared {
+        channel,
+        tab,
+        me: remote::new_send_key(),
+        feed,
+        leading: Cell::new(false),
+        open: Cell::new(false),
+        problem: RefCell::new(None),
+        roster: RefCell::new(Roster::default()),
+        carried: RefCell::new(BTreeSet::new()),
+        latest: RefCell::new(BTreeMap::new()),
+    });
     SHARED.with(|slot| *slot.borrow_mut() = Some(shared.clone()));
     on_window_event("pageshow", |event| {
         if Reflect::get(&event, &"persisted".into()).ok().and_then(|p| p.as_bool()) == Some(true) {
+            show();
             with_tab(|tab| tab.resumed());
         }
     });
-    on_window_event("resume", |_| with_tab(|tab| tab.resumed()));
+    on_window_event("resume", |_| {
+        show();
+        with_tab(|tab| tab.resumed());
+    });
     match (locks, &shared.channel) {
         (Some((locks, request)), Some(channel)) => {
             listen(channel);
             post(&Relay::Hello);
-            // Leaving: the other tabs show the stream as down until the next leader has it open.
+            show();
+            // Said again now and then: a leader elected later learns the feed, and one that stops hearing it (the
+            // tab crashed) lets it go. The leader forgets silent tabs on the same beat.
+            set_interval(
+                || {
+                    show();
+                    if let Some(shared) = current().filter(|s| s.leading.get()) {
+                        shared.roster.borrow_mut().sweep(js_sys::Date::now());
+                        carry(&shared);
+                    }
+                },
+                Duration::from_millis(SHOW_EVERY_MS.into()),
+            );
+            // Leaving: the other tabs show the stream as down until the next leader has it open, and this tab's
+            // feed leaves the stream unless another tab shows it.
             on_window_event("pagehide", |_| {
-                if let Some(shared) = current().filter(|s| s.leading.get()) {
-                    post(&Relay::Stream { open: false, problem: None, latest: shared.latest.get() });
+                let Some(shared) = current() else { return };
+                if shared.leading.get() {
+                    post(&Relay::Stream { open: false, problem: None });
                 }
+                post(&Relay::Gone { tab: shared.me.clone() });
             });
             request_lock(&locks, &request);
         }
@@ -67,16 +118,24 @@ pub fn start(tab: Rc<dyn Tab>) {
     }
 }
 
-/// Offers a page this tab fetched to the other tabs.
+/// Offers a page of this tab's feed that it fetched to the other tabs.
 pub fn share(since: u64, epoch: &str, messages: &[Message]) {
+    let Some(shared) = current() else { return };
     if !messages.is_empty() {
-        post(&Relay::Page { since, epoch: epoch.to_owned(), messages: messages.to_vec() });
+        post(&Relay::Page { feed: shared.feed.clone(), since, epoch: epoch.to_owned(), messages: messages.to_vec() });
+    }
+}
+
+/// Tells the leader which feed this tab shows.
+fn show() {
+    if let Some(shared) = current() {
+        post(&Relay::Showing { tab: shared.me.clone(), feed: shared.feed.clone() });
     }
 }
 
 fn with_tab(f: impl FnOnce(&dyn Tab)) {
-    if let Some(tab) = current().and_then(|shared| shared.tab.clone()) {
-        f(tab.as_ref());
+    if let Some(shared) = current() {
+        f(shared.tab.as_ref());
     }
 }
 
@@ -123,19 +182,33 @@ fn listen(channel: &BroadcastChannel) {
             return;
         };
         let Some(shared) = current() else { return };
-        let Some(tab) = shared.tab.clone() else { return };
+        let tab = shared.tab.clone();
         let leading = shared.leading.get();
+        let mine = |feed: &FeedName| *feed == shared.feed;
         match relay {
             Relay::Hello if leading => report(&shared),
-            Relay::Stream { open, problem, latest } if !leading => {
-                tab.stream_state(open, problem);
-                if let Some(id) = latest {
-                    tab.announced(id, false);
+            Relay::Showing { tab, feed } => {
+                shared.roster.borrow_mut().heard(&tab, feed, js_sys::Date::now());
+                if leading {
+                    carry(&shared);
                 }
             }
-            Relay::Notice { id } if !leading => tab.announced(id, false),
-            Relay::Presence if !leading => tab.presence_changed(),
-            Relay::Page { since, epoch, messages } => tab.page(since, epoch, messages),
+            Relay::Gone { tab } => {
+                shared.roster.borrow_mut().gone(&tab);
+                if leading {
+                    carry(&shared);
+                }
+            }
+            Relay::Roll => show(),
+            Relay::Stream { open, problem } if !leading => tab.stream_state(open, problem),
+            Relay::CatchUp { feed, fetcher }
+                if !leading && mine(&feed) && (fetcher.is_empty() || fetcher == shared.me) =>
+            {
+                tab.opened()
+            }
+            Relay::Notice { feed, id, fetcher } if !leading && mine(&feed) => tab.announced(id, fetcher == shared.me),
+            Relay::Presence { feed } if !leading && mine(&feed) => tab.presence_changed(),
+            Relay::Page { feed, since, epoch, messages } if mine(&feed) => tab.page(since, epoch, messages),
             _ => {}
         }
     });
@@ -149,6 +222,20 @@ fn lead() {
     shared.leading.set(true);
     with_tab(|tab| tab.leads());
     set_state(false, None);
+    // The tabs this one heard of while it followed are known; the rest answer this at once.
+    post(&Relay::Roll);
+    carry(&shared);
+}
+
+/// Opens a stream for the feeds the tabs show now, if they are not those of the stream open (or opening): the new
+/// stream replaces the old once open (`stream::open`).
+fn carry(shared: &Shared) {
+    let feeds = shared.roster.borrow().feeds(&shared.feed);
+    if *shared.carried.borrow() == feeds {
+        return;
+    }
+    shared.latest.borrow_mut().retain(|feed, _| feeds.contains(feed));
+    *shared.carried.borrow_mut() = feeds;
     stream::open(Rc::new(Leader));
 }
 
@@ -161,20 +248,32 @@ fn set_state(open: bool, problem: Option<String>) {
     report(&shared);
 }
 
+/// The stream's state, and the newest id of each feed heard so far (a tab that starts fetches up to it if it is
+/// behind; no one is asked to fetch it at once).
 fn report(shared: &Shared) {
-    post(&Relay::Stream {
-        open: shared.open.get(),
-        problem: shared.problem.borrow().clone(),
-        latest: shared.latest.get(),
-    });
+    post(&Relay::Stream { open: shared.open.get(), problem: shared.problem.borrow().clone() });
+    for (feed, id) in shared.latest.borrow().iter() {
+        post(&Relay::Notice { feed: feed.clone(), id: *id, fetcher: String::new() });
+    }
 }
 
 /// What the leading tab does with what its stream reports: show it here and relay it to the other tabs.
 struct Leader;
 
 impl stream::Listener for Leader {
+    fn url(&self) -> String {
+        current().map_or_else(|| codec::events_url([]), |shared| codec::events_url(shared.carried.borrow().iter()))
+    }
+
     fn opened(&self) {
         set_state(true, None);
+        if let Some(shared) = current() {
+            let roster = shared.roster.borrow();
+            for feed in shared.carried.borrow().iter().filter(|feed| **feed != shared.feed) {
+                post(&Relay::CatchUp { feed: feed.clone(), fetcher: roster.fetcher(feed, &shared.me, &shared.feed) });
+            }
+        }
+        // This tab's own feed: it fetches and shares the page, as it does for a notice.
         with_tab(|tab| tab.opened());
     }
 
@@ -187,16 +286,26 @@ impl stream::Listener for Leader {
         set_state(false, problem);
     }
 
-    fn notice(&self, id: u64) {
-        if let Some(shared) = current() {
-            shared.latest.set(Some(shared.latest.get().map_or(id, |latest| latest.max(id))));
+    fn notice(&self, feed: FeedName, id: u64) {
+        let Some(shared) = current() else { return };
+        // Kept for the carried feeds only (a notice of the stream being replaced may name one no longer carried).
+        if shared.carried.borrow().contains(&feed) {
+            shared.latest.borrow_mut().entry(feed.clone()).and_modify(|latest| *latest = id.max(*latest)).or_insert(id);
         }
-        post(&Relay::Notice { id });
-        with_tab(|tab| tab.announced(id, true));
+        let fetcher = shared.roster.borrow().fetcher(&feed, &shared.me, &shared.feed);
+        let own = feed == shared.feed;
+        post(&Relay::Notice { feed, id, fetcher });
+        if own {
+            with_tab(|tab| tab.announced(id, true));
+        }
     }
 
-    fn presence_changed(&self) {
-        post(&Relay::Presence);
-        with_tab(|tab| tab.presence_changed());
+    fn presence_changed(&self, feed: FeedName) {
+        let Some(shared) = current() else { return };
+        let own = feed == shared.feed;
+        post(&Relay::Presence { feed });
+        if own {
+            with_tab(|tab| tab.presence_changed());
+        }
     }
 }

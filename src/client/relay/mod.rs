@@ -17,8 +17,11 @@
 //! Only stream state, announced ids, presence notices and pages of the public log travel between tabs; a tab's name
 //! and ticket never do.
 //!
-//! `leader` holds the election and the channel between tabs, `stream` the one `EventSource` the leading tab opens;
-//! the lines on the channel are `codec::Relay`. On the server the page is rendered once, with no stream (`server`).
+//! Feeds: the stream carries every feed a tab of the browser shows (`/events?feed=a&feed=b`), each notice naming
+//! its feed; each tab takes its own feed's notices, presence and pages only. Which feeds that is, `roster` keeps.
+//!
+//! `leader` holds the election and the channel between tabs, `stream` the one `EventSource` the leading tab opens
+//! (two for a moment while the feeds change); the lines on the channel are `codec::Relay`. On the server the page is rendered once, with no stream (`server`).
 
 use crate::shared::domain::Message;
 
@@ -45,6 +48,7 @@ pub trait Tab {
 
 #[cfg(feature = "hydrate")]
 mod leader;
+mod roster;
 #[cfg(feature = "hydrate")]
 mod stream;
 #[cfg(feature = "hydrate")]

@@ -5,8 +5,8 @@
 use std::rc::Rc;
 
 use super::Tab;
-use crate::shared::domain::Message;
+use crate::shared::domain::{FeedName, Message};
 
-pub fn start(_tab: Rc<dyn Tab>) {}
+pub fn start(_tab: Rc<dyn Tab>, _feed: FeedName) {}
 
 pub fn share(_since: u64, _epoch: &str, _messages: &[Message]) {}

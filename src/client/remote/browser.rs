@@ -11,35 +11,46 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{Headers, RequestInit, Response};
 
 use crate::client::codec::{self, FromJson};
-use crate::shared::domain::{Joined, LogPage, Message, PageLimits};
+use crate::shared::domain::{FeedName, Joined, LogPage, Message, PageLimits};
 use crate::shared::error::{ApiError, ErrorKind};
 use crate::shared::wire;
 
 pub fn messages(
+    feed: &FeedName,
     since: Option<u64>,
     before: Option<u64>,
 ) -> impl Future<Output = Result<LogPage, ApiError>> + Send + 'static {
-    get_page(codec::page_url(since, before))
+    get_page(codec::page_url(feed, since, before))
 }
 
 pub fn catch_up(
+    feed: &FeedName,
     since: u64,
     until: Option<u64>,
     epoch: &str,
 ) -> impl Future<Output = Result<LogPage, ApiError>> + Send + 'static {
-    get_page(codec::catch_up_url(since, until, epoch))
+    get_page(codec::catch_up_url(feed, since, until, epoch))
 }
 
 pub fn limits() -> impl Future<Output = Result<PageLimits, ApiError>> + Send + 'static {
     SendWrapper::new(answer(wire::LIMITS_PATH, None))
 }
 
-pub async fn join(username: String) -> Result<Joined, ApiError> {
-    answer(wire::JOIN_PATH, Some(&[("username", &username)])).await
+pub async fn join(feed: FeedName, username: String) -> Result<Joined, ApiError> {
+    answer(wire::JOIN_PATH, Some(&with_feed(&feed, vec![("username", &username)]))).await
 }
 
-pub async fn send_message(ticket: String, text: String, key: String) -> Result<Message, ApiError> {
-    answer(wire::SEND_PATH, Some(&[("ticket", &ticket), ("text", &text), ("key", &key)])).await
+pub async fn send_message(feed: FeedName, ticket: String, text: String, key: String) -> Result<Message, ApiError> {
+    answer(wire::SEND_PATH, Some(&with_feed(&feed, vec![("ticket", &ticket), ("text", &text), ("key", &key)]))).await
+}
+
+/// The form's fields and, for a feed other than `main`, the feed's (left out for `main`, so `/` sends exactly what
+/// it sent before feeds).
+fn with_feed<'a>(feed: &'a FeedName, mut fields: Vec<(&'a str, &'a str)>) -> Vec<(&'a str, &'a str)> {
+    if !feed.is_main() {
+        fields.push((wire::FEED_FIELD, feed.as_str()));
+    }
+    fields
 }
 
 pub fn new_send_key() -> String {
@@ -59,26 +70,25 @@ pub fn new_send_key() -> String {
 /// Presence: who is here, this tab's heartbeat, and its leaving.
 pub mod presence {
     use crate::client::codec;
-    use crate::shared::domain::{Beat, Here};
+    use crate::shared::domain::{Beat, FeedName, Here};
     use crate::shared::error::ApiError;
-    use crate::shared::wire;
 
-    pub async fn here() -> Result<Here, ApiError> {
-        super::answer(wire::PRESENCE_PATH, None).await
+    pub async fn here(feed: &FeedName) -> Result<Here, ApiError> {
+        super::answer(&codec::presence_path(feed, false), None).await
     }
 
-    pub async fn beat(ticket: String, tab: String) -> Result<Beat, ApiError> {
-        super::answer(wire::PRESENCE_PATH, Some(&[("ticket", &ticket), ("tab", &tab)])).await
+    pub async fn beat(feed: &FeedName, ticket: String, tab: String) -> Result<Beat, ApiError> {
+        super::answer(&codec::presence_path(feed, false), Some(&[("ticket", &ticket), ("tab", &tab)])).await
     }
 
     /// Queued by the browser, which sends it even as the page goes away (`navigator.sendBeacon`). Given as
     /// `URLSearchParams` (the body `codec::form` writes) so that the browser labels it a form, as the server expects.
-    pub fn leave(ticket: &str, tab: &str) {
+    pub fn leave(feed: &FeedName, ticket: &str, tab: &str) {
         let Ok(form) = web_sys::UrlSearchParams::new_with_str(&codec::form(&[("ticket", ticket), ("tab", tab)])) else {
             return;
         };
         let navigator = leptos::prelude::window().navigator();
-        let _ = navigator.send_beacon_with_opt_url_search_params(wire::PRESENCE_LEAVE_PATH, Some(&form));
+        let _ = navigator.send_beacon_with_opt_url_search_params(&codec::presence_path(feed, true), Some(&form));
     }
 }
 

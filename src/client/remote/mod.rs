@@ -21,27 +21,29 @@ pub use browser::{error_of, presence, request};
 
 use std::future::Future;
 
-use crate::shared::domain::{Joined, LogPage, Message, PageLimits};
+use crate::shared::domain::{FeedName, Joined, LogPage, Message, PageLimits};
 use crate::shared::error::ApiError;
 
-/// One page of the log, with its epoch: above `since`, or below `before`, or (neither) the latest. `Send` so that a
-/// resource can hold it on the server.
+/// One page of `feed`'s log, with its epoch: above `since`, or below `before`, or (neither) the latest. `Send` so
+/// that a resource can hold it on the server.
 pub fn messages(
+    feed: &FeedName,
     since: Option<u64>,
     before: Option<u64>,
 ) -> impl Future<Output = Result<LogPage, ApiError>> + Send + 'static {
-    target::messages(since, before)
+    target::messages(feed, since, before)
 }
 
 /// The messages after `since` up to `until` (a notice's id) in the log of `epoch`: the URL names both ends and the
 /// log, so its answer never changes once `until` is stored, and the browser's cache or any proxy may serve it
 /// (`server::messages`). Without `until` (catching up to an unknown end): everything after `since`, as `messages`.
 pub fn catch_up(
+    feed: &FeedName,
     since: u64,
     until: Option<u64>,
     epoch: &str,
 ) -> impl Future<Output = Result<LogPage, ApiError>> + Send + 'static {
-    target::catch_up(since, until, epoch)
+    target::catch_up(feed, since, until, epoch)
 }
 
 /// The server's limits, read once while the page renders on the server; the tab gets them with the page.
@@ -49,14 +51,14 @@ pub fn limits() -> impl Future<Output = Result<PageLimits, ApiError>> + Send + '
     target::limits()
 }
 
-/// Joins as `username`: the accepted name and the ticket this tab sends with.
-pub async fn join(username: String) -> Result<Joined, ApiError> {
-    target::join(username).await
+/// Joins `feed`'s page as `username`: the accepted name and the ticket this tab sends with.
+pub async fn join(feed: FeedName, username: String) -> Result<Joined, ApiError> {
+    target::join(feed, username).await
 }
 
-/// `key`: this message's idempotency key; sending again with it never stores the message twice.
-pub async fn send_message(ticket: String, text: String, key: String) -> Result<Message, ApiError> {
-    target::send_message(ticket, text, key).await
+/// Sends to `feed`. `key`: this message's idempotency key; sending again with it never stores the message twice.
+pub async fn send_message(feed: FeedName, ticket: String, text: String, key: String) -> Result<Message, ApiError> {
+    target::send_message(feed, ticket, text, key).await
 }
 
 /// A new idempotency key for one message (or id for one tab): 128 bits from the browser's cryptographic generator

@@ -5,35 +5,46 @@
 use std::future::Future;
 
 use crate::shared::api;
-use crate::shared::domain::{Joined, LogPage, Message, PageLimits};
+use crate::shared::domain::{FeedName, Joined, LogPage, Message, PageLimits};
 use crate::shared::error::ApiError;
 
 pub fn messages(
+    feed: &FeedName,
     since: Option<u64>,
     before: Option<u64>,
 ) -> impl Future<Output = Result<LogPage, ApiError>> + Send + 'static {
-    api::list_messages(since.map(|id| id.to_string()), before.map(|id| id.to_string()))
+    api::list_messages(feed.clone(), since.map(|id| id.to_string()), before.map(|id| id.to_string()))
 }
 
 /// Caching is the browser's concern: on the server this is a plain page after `since`.
 pub fn catch_up(
+    feed: &FeedName,
     since: u64,
     _until: Option<u64>,
     _epoch: &str,
 ) -> impl Future<Output = Result<LogPage, ApiError>> + Send + 'static {
-    messages(Some(since), None)
+    messages(feed, Some(since), None)
 }
 
 pub fn limits() -> impl Future<Output = Result<PageLimits, ApiError>> + Send + 'static {
     api::limits()
 }
 
-pub async fn join(username: String) -> Result<Joined, ApiError> {
-    api::join(username).await
+pub async fn join(feed: FeedName, username: String) -> Result<Joined, ApiError> {
+    api::join(feed_field(&feed), username).await
 }
 
-pub async fn send_message(ticket: String, text: String, key: String) -> Result<Message, ApiError> {
-    api::send_message(ticket, text, key).await
+pub async fn send_message(feed: FeedName, ticket: String, text: String, key: String) -> Result<Message, ApiError> {
+    api::send_message(feed_field(&feed), ticket, text, key).await
+}
+
+/// The `feed` field as the browser sends it: left out (empty) for `main`.
+fn feed_field(feed: &FeedName) -> String {
+    if feed.is_main() {
+        String::new()
+    } else {
+        feed.to_string()
+    }
 }
 
 pub fn new_send_key() -> String {

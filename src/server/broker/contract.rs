@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use super::*;
-use crate::server::group::GroupId;
+use crate::server::group::{Audience, GroupId};
 use crate::server::hub::Hub;
 use crate::server::hub::Subscription;
 use crate::server::link::notice::Notice;
@@ -16,6 +16,7 @@ use crate::server::link::test_link;
 use crate::server::link::test_redis::{Reply, TestRedis};
 use crate::server::pages::PageCache;
 use crate::server::store::{Draft, FeedStore, MemoryStore, RedisStore};
+use crate::shared::domain::FeedName;
 use crate::shared::domain::{MessageText, Username};
 
 /// Heal period of the Redis brokers under test.
@@ -26,7 +27,28 @@ struct Subject {
     broker: Arc<dyn Broker>,
     hub: Arc<Hub>,
     store: Arc<dyn FeedStore>,
-    _redis: Option<TestRedis>,
+    redis: Option<TestRedis>,
+}
+
+impl Subject {
+    /// Returns once the broker hears of the main feed (a Redis receiver subscribes when its hub gets the first
+    /// subscriber of a feed); a local broker always does.
+    async fn listening(&self) {
+        if let Some(server) = &self.redis {
+            wait_listening(server, 1).await;
+        }
+    }
+}
+
+/// Returns once `replicas` receivers listen to the main feed's notice channel.
+async fn wait_listening(server: &TestRedis, replicas: i64) {
+    let channel = "bus:{main}:notices";
+    let listening = || server.command(&["PUBSUB", "NUMSUB", channel]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !matches!(listening(), Reply::Array(ref reply) if reply.get(1) == Some(&Reply::Int(replicas))) {
+        assert!(tokio::time::Instant::now() < deadline, "receivers subscribed: {:?}", listening());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn hub(capacity: usize) -> Arc<Hub> {
@@ -45,10 +67,10 @@ async fn brokers(capacity: usize) -> Vec<(&'static str, Subject)> {
                 broker: Arc::new(LocalBroker::new(memory.clone(), local.clone())),
                 hub: local,
                 store: memory,
-                _redis: None,
+                redis: None,
             },
         ),
-        ("redis", Subject { broker, hub: remote, store, _redis: Some(server) }),
+        ("redis", Subject { broker, hub: remote, store, redis: Some(server) }),
     ]
 }
 
@@ -66,9 +88,9 @@ async fn redis_replica(
 }
 
 /// Appends a message in `group` as `feed::send` does: its id.
-async fn announce(s: &Subject, group: &GroupId) -> u64 {
+async fn announce(s: &Subject, group: &Audience) -> u64 {
     let (user, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
-    let draft = Draft { group: group.as_str(), author: &user, text: &text, key: None };
+    let draft = Draft { feed: &group.feed, group: group.group.as_str(), author: &user, text: &text, key: None };
     s.broker.append(draft).await.unwrap().message.id
 }
 
@@ -91,8 +113,9 @@ async fn next_within(sub: &mut Subscription, wait: Duration) -> Option<u64> {
 #[tokio::test]
 async fn a_publish_reaches_the_subscribers_of_its_group_only() {
     for (name, s) in brokers(8).await {
-        let (a, b) = (GroupId::new("a"), GroupId::new("b"));
+        let (a, b) = (Audience::main(GroupId::new("a")), Audience::main(GroupId::new("b")));
         let (mut a1, mut a2, mut b1) = (s.hub.subscribe(&a), s.hub.subscribe(&a), s.hub.subscribe(&b));
+        s.listening().await;
         assert_eq!(announce(&s, &a).await, 1, "{name}");
         assert_eq!(next_soon(&mut a1).await, Some(1), "{name}");
         assert_eq!(next_soon(&mut a2).await, Some(1), "{name}");
@@ -106,8 +129,9 @@ async fn a_publish_reaches_the_subscribers_of_its_group_only() {
 #[tokio::test]
 async fn a_slow_subscriber_gets_the_latest_id_once() {
     for (name, s) in brokers(4).await {
-        let group = GroupId::new("g");
+        let group = Audience::main(GroupId::new("g"));
         let mut slow = s.hub.subscribe(&group);
+        s.listening().await;
         for _ in 1..=20 {
             announce(&s, &group).await;
         }
@@ -123,14 +147,15 @@ async fn a_slow_subscriber_gets_the_latest_id_once() {
 async fn notices_follow_appends_in_order_and_announce_readable_messages() {
     for (name, s) in brokers(64).await {
         let store = &s.store;
-        let group = GroupId::new("g");
+        let group = Audience::main(GroupId::new("g"));
         let mut tab = s.hub.subscribe(&group);
+        s.listening().await;
         let mut seen = 0;
         for _ in 0..10 {
             announce(&s, &group).await;
             let id = next_soon(&mut tab).await.expect("a notice per append");
             assert!(id > seen, "{name}: {id} after {seen}");
-            let page = store.since(id - 1, 10).await.unwrap();
+            let page = store.since(&FeedName::main(), id - 1, 10).await.unwrap();
             assert_eq!(page.first().map(|m| m.id), Some(id), "{name}: the announced message is readable");
             seen = id;
         }
@@ -141,7 +166,7 @@ async fn notices_follow_appends_in_order_and_announce_readable_messages() {
 #[tokio::test]
 async fn closing_the_hub_ends_subscriptions_and_later_publishes_are_harmless() {
     for (name, s) in brokers(8).await {
-        let group = GroupId::new("g");
+        let group = Audience::main(GroupId::new("g"));
         let mut open = s.hub.subscribe(&group);
         s.hub.close();
         let ended = tokio::time::timeout(Duration::from_millis(200), open.next()).await;
@@ -160,11 +185,12 @@ async fn redis_notices_reach_every_replica_in_id_order() {
     let server = TestRedis::start();
     let (_, broker_a, hub_a) = redis_replica(&server, 64, "a").await;
     let (_, broker_b, hub_b) = redis_replica(&server, 64, "b").await;
-    let group = GroupId::new("g");
+    let group = Audience::main(GroupId::new("g"));
     let (mut on_a, mut on_b) = (hub_a.subscribe(&group), hub_b.subscribe(&group));
+    wait_listening(&server, 2).await;
     let (user, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
     for (i, broker) in [&broker_a, &broker_b, &broker_a].into_iter().enumerate() {
-        let draft = Draft { group: "g", author: &user, text: &text, key: None };
+        let draft = Draft { feed: &FeedName::main(), group: "g", author: &user, text: &text, key: None };
         assert_eq!(broker.append(draft).await.unwrap().message.id, i as u64 + 1);
         assert_eq!(next_soon(&mut on_a).await, Some(i as u64 + 1));
         assert_eq!(next_soon(&mut on_b).await, Some(i as u64 + 1));
@@ -177,17 +203,18 @@ async fn redis_notices_reach_every_replica_in_id_order() {
 async fn redis_heals_lost_notices_within_the_heal_period() {
     let server = TestRedis::start();
     let (_, store, hub) = redis_replica(&server, 64, "a").await;
-    let (g, h) = (GroupId::new("g"), GroupId::new("h"));
+    let (g, h) = (Audience::main(GroupId::new("g")), Audience::main(GroupId::new("h")));
     let (mut on_g, mut on_h) = (hub.subscribe(&g), hub.subscribe(&h));
+    wait_listening(&server, 1).await;
     let (user, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
-    store.append(Draft { group: "g", author: &user, text: &text, key: None }).await.unwrap();
+    store.append(Draft { feed: &FeedName::main(), group: "g", author: &user, text: &text, key: None }).await.unwrap();
     assert_eq!(next_soon(&mut on_g).await, Some(1));
     // Appended behind pub/sub's back: no PUBLISH.
     for (id, group) in [(2, "h"), (3, "g"), (4, "h")] {
-        assert_eq!(server.command(&["HINCRBY", "bus:meta", "seq", "1"]).int(), Some(id));
+        assert_eq!(server.command(&["HINCRBY", "bus:{main}:meta", "seq", "1"]).int(), Some(id));
         let entry = format!("{id}-0");
         let fields = ["user", "ada", "text", "quiet", "at", "2026-01-01T00:00:00Z", "group", group];
-        server.command(&[&["XADD", "bus:log", &entry][..], &fields[..]].concat());
+        server.command(&[&["XADD", "bus:{main}:log", &entry][..], &fields[..]].concat());
     }
     let started = tokio::time::Instant::now();
     let healed = tokio::time::timeout(HEAL_EVERY * 3, async {
@@ -198,7 +225,10 @@ async fn redis_heals_lost_notices_within_the_heal_period() {
 
     for round in 0..5u64 {
         assert!(server.command(&["CLIENT", "KILL", "TYPE", "pubsub"]).int().unwrap_or(0) >= 1, "round {round}");
-        store.append(Draft { group: "g", author: &user, text: &text, key: None }).await.unwrap();
+        store
+            .append(Draft { feed: &FeedName::main(), group: "g", author: &user, text: &text, key: None })
+            .await
+            .unwrap();
         let id = next_within(&mut on_g, HEAL_EVERY * 3).await;
         assert_eq!(id, Some(5 + round), "round {round}");
     }
@@ -209,11 +239,15 @@ async fn redis_heals_lost_notices_within_the_heal_period() {
 async fn redis_new_epoch_notifies_every_group() {
     let mut server = TestRedis::start();
     let (_, store, hub) = redis_replica(&server, 64, "a").await;
-    let (g, h) = (GroupId::new("g"), GroupId::new("h"));
+    let (g, h) = (Audience::main(GroupId::new("g")), Audience::main(GroupId::new("h")));
     let (mut on_g, mut on_h) = (hub.subscribe(&g), hub.subscribe(&h));
+    wait_listening(&server, 1).await;
     let (user, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
     for _ in 0..3 {
-        store.append(Draft { group: "g", author: &user, text: &text, key: None }).await.unwrap();
+        store
+            .append(Draft { feed: &FeedName::main(), group: "g", author: &user, text: &text, key: None })
+            .await
+            .unwrap();
     }
     // Notices 1 and 2 may come on their own or folded into 3, as they reach the subscriber; 3 comes, in order.
     let mut heard = Vec::new();
@@ -227,7 +261,7 @@ async fn redis_new_epoch_notifies_every_group() {
         tokio::time::timeout(wait, async { (next_within(&mut on_g, wait).await, next_within(&mut on_h, wait).await) });
     assert_eq!(told.await.ok(), Some((Some(0), Some(0))), "both groups hear of the new (empty) log");
     let appended = loop {
-        match store.append(Draft { group: "h", author: &user, text: &text, key: None }).await {
+        match store.append(Draft { feed: &FeedName::main(), group: "h", author: &user, text: &text, key: None }).await {
             Ok(appended) => break appended,
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
@@ -241,7 +275,7 @@ async fn settled_page(hub: &Hub) {
     use crate::server::pages::{Fresh, PageKey};
     let key = PageKey::Range { since: 0, until: 3 };
     let fresh = || async { Ok(Fresh { epoch: "e".into(), messages: Vec::new(), settled: true, expires: None }) };
-    hub.pages().get(key, Some("e"), fresh).await.unwrap();
+    hub.pages().get(&FeedName::main(), key, Some("e"), fresh).await.unwrap();
     assert_eq!(hub.pages().len(), 1);
 }
 
@@ -263,21 +297,26 @@ async fn forgotten_within(hub: &Hub, wait: Duration) -> bool {
 async fn redis_receivers_forget_pages_on_a_pruned_notice_or_at_the_heal_after_a_silent_prune() {
     let server = TestRedis::start();
     let (_, store, hub) = redis_replica(&server, 64, "a").await;
+    let _tab = hub.subscribe(&Audience::main(GroupId::new("g")));
+    wait_listening(&server, 1).await;
     let (user, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
     for _ in 0..3 {
-        store.append(Draft { group: "g", author: &user, text: &text, key: None }).await.unwrap();
+        store
+            .append(Draft { feed: &FeedName::main(), group: "g", author: &user, text: &text, key: None })
+            .await
+            .unwrap();
     }
     // Let a heal see the log's oldest id (1).
     tokio::time::sleep(HEAL_EVERY * 2).await;
     settled_page(&hub).await;
     let notice = Notice::Pruned { count: 1, replica: "elsewhere" }.encode();
-    assert!(server.command(&["PUBLISH", "bus:notices", &notice]).int().unwrap() >= 1);
+    assert!(server.command(&["PUBLISH", "bus:{main}:notices", &notice]).int().unwrap() >= 1);
     // Only the notice can do it: no heal forgets pages while the oldest id stays.
     assert!(forgotten_within(&hub, HEAL_EVERY).await, "forgotten on the notice");
     // A prune that said nothing: the next heal finds the oldest id moved.
     tokio::time::sleep(HEAL_EVERY * 2).await;
     settled_page(&hub).await;
-    assert_eq!(server.command(&["XTRIM", "bus:log", "MAXLEN", "=", "1"]).int(), Some(2));
+    assert_eq!(server.command(&["XTRIM", "bus:{main}:log", "MAXLEN", "=", "1"]).int(), Some(2));
     assert!(forgotten_within(&hub, HEAL_EVERY * 3).await, "forgotten by the heal");
     // Nothing deleted since: the pages are kept.
     settled_page(&hub).await;
@@ -293,13 +332,6 @@ async fn with_every_process(server: &TestRedis) -> [Everywhere; 2] {
     let (_, _, hub_b) = redis_replica(server, 8, "b").await;
     let local = hub(8);
     let memory: Arc<dyn FeedStore> = Arc::new(MemoryStore::new(10));
-    // Pub/sub keeps no backlog: both receivers listen before anything is published.
-    let listening = || server.command(&["PUBSUB", "NUMSUB", "bus:notices"]);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !matches!(listening(), Reply::Array(ref reply) if reply.get(1) == Some(&Reply::Int(2))) {
-        assert!(tokio::time::Instant::now() < deadline, "receivers subscribed: {:?}", listening());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     [("local", Arc::new(LocalBroker::new(memory, local.clone())), vec![local]), ("redis", broker_a, vec![hub_a, hub_b])]
 }
 
@@ -309,9 +341,12 @@ async fn with_every_process(server: &TestRedis) -> [Everywhere; 2] {
 async fn presence_changed_reaches_the_groups_subscribers_in_every_process() {
     let server = TestRedis::start();
     for (name, broker, hubs) in with_every_process(&server).await {
-        let (g, h) = (GroupId::new("g"), GroupId::new("h"));
+        let (g, h) = (Audience::main(GroupId::new("g")), Audience::main(GroupId::new("h")));
         let mut on_g: Vec<Subscription> = hubs.iter().map(|hub| hub.subscribe(&g)).collect();
         let mut on_h: Vec<Subscription> = hubs.iter().map(|hub| hub.subscribe(&h)).collect();
+        if name == "redis" {
+            wait_listening(&server, 2).await;
+        }
         broker.presence_changed(std::slice::from_ref(&g)).await.unwrap();
         for sub in &mut on_g {
             let notice = tokio::time::timeout(Duration::from_secs(1), sub.next()).await.ok().flatten();
@@ -330,10 +365,19 @@ async fn presence_changed_reaches_the_groups_subscribers_in_every_process() {
 async fn pruned_makes_every_process_forget_its_pages() {
     let server = TestRedis::start();
     for (name, broker, hubs) in with_every_process(&server).await {
+        // A log that holds something: a replica that starts listening to a feed then forgets only its live pages.
+        let (user, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
+        let draft = Draft { feed: &FeedName::main(), group: "g", author: &user, text: &text, key: None };
+        broker.append(draft).await.unwrap();
         for hub in &hubs {
             settled_page(hub).await;
         }
-        broker.pruned(2).await.unwrap();
+        if name == "redis" {
+            wait_listening(&server, 2).await; // the pages alone make each replica listen to the feed
+            tokio::time::sleep(HEAL_EVERY).await;
+        }
+        assert!(hubs.iter().all(|hub| hub.pages().len() == 1), "{name}: settled pages outlive listening");
+        broker.pruned(&FeedName::main(), 2).await.unwrap();
         assert!(hubs[0].pages().is_empty(), "{name}: the pruning process forgets at once");
         for hub in &hubs {
             assert!(forgotten_within(hub, Duration::from_secs(1)).await, "{name}: every process forgets");

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{Broker, BrokerError};
-use crate::server::group::GroupId;
+use crate::server::group::{Audience, GroupId};
 use crate::server::hub::Hub;
 use crate::server::observe;
 use crate::server::store::{Appended, Draft, FeedStore, StoreError};
+use crate::shared::domain::FeedName;
 
 pub struct LocalBroker {
     store: Arc<dyn FeedStore>,
@@ -29,19 +30,20 @@ impl Broker for LocalBroker {
         let appended = self.store.append(draft).await?;
         if appended.fresh {
             let started = std::time::Instant::now();
-            self.hub.deliver(&GroupId::new(draft.group), appended.message.id);
+            let audience = Audience::new(draft.feed.clone(), GroupId::new(draft.group));
+            self.hub.deliver(&audience, appended.message.id);
             observe::fanned_out(started.elapsed());
         }
         Ok(appended)
     }
 
-    async fn presence_changed(&self, groups: &[GroupId]) -> Result<(), BrokerError> {
-        groups.iter().for_each(|group| self.hub.presence_changed(group));
+    async fn presence_changed(&self, audiences: &[Audience]) -> Result<(), BrokerError> {
+        audiences.iter().for_each(|audience| self.hub.presence_changed(audience));
         Ok(())
     }
 
-    async fn pruned(&self, _count: u64) -> Result<(), BrokerError> {
-        self.hub.pages().forget();
+    async fn pruned(&self, feed: &FeedName, _count: u64) -> Result<(), BrokerError> {
+        self.hub.pages().forget(feed);
         Ok(())
     }
 }

@@ -19,8 +19,9 @@ pub use redis::RedisBroker;
 
 use async_trait::async_trait;
 
-use crate::server::group::GroupId;
+use crate::server::group::Audience;
 use crate::server::store::{Appended, Draft, StoreError};
+use crate::shared::domain::FeedName;
 
 /// An announcement that could not be made (the message it would announce is stored either way).
 #[derive(Debug, thiserror::Error)]
@@ -34,11 +35,11 @@ pub trait Broker: Send + Sync + 'static {
     /// Appends `draft` to the log and announces it to the subscribers of its group in every process, as one step:
     /// the announcement follows the commit, in id order. A repeated send key appends and announces nothing.
     async fn append(&self, draft: Draft<'_>) -> Result<Appended, StoreError>;
-    /// Who is here changed in `groups`: their subscribers in every process hear of it.
-    async fn presence_changed(&self, groups: &[GroupId]) -> Result<(), BrokerError>;
-    /// This process deleted `count` messages from the log (retention): every process forgets its cached pages,
-    /// this one first.
-    async fn pruned(&self, count: u64) -> Result<(), BrokerError>;
+    /// Who is here changed for `audiences` (a group on a feed): their subscribers in every process hear of it.
+    async fn presence_changed(&self, audiences: &[Audience]) -> Result<(), BrokerError>;
+    /// This process deleted `count` messages from `feed`'s log (retention): every process forgets its cached pages
+    /// of the feed, this one first.
+    async fn pruned(&self, feed: &FeedName, count: u64) -> Result<(), BrokerError>;
 }
 
 #[cfg(test)]

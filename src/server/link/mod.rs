@@ -17,6 +17,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, ScriptInvocation};
 
 use crate::server::observe;
+use crate::shared::domain::FeedName;
 use crate::shared::error::{ApiError, ErrorKind};
 
 /// Longest a command may wait for Redis (a reconnect attempt included) before the request is answered 503.
@@ -77,9 +78,26 @@ impl Link {
         &self.prefix
     }
 
-    /// The pub/sub channel every replica's receiver reads.
-    pub fn notices(&self) -> String {
-        self.key(notice::CHANNEL)
+    /// `PREFIX:{feed}:name`: a key of one feed. The feed is a Redis Cluster hash tag, so every key of a feed (and
+    /// its notice channel) lives on one slot, and a cluster spreads feeds over its shards.
+    pub fn feed_key(&self, feed: &FeedName, name: &str) -> String {
+        format!("{}:{{{feed}}}:{name}", self.prefix)
+    }
+
+    /// The pub/sub channel of `feed`'s notices, which a replica reads while it has subscribers of the feed.
+    pub fn notices(&self, feed: &FeedName) -> String {
+        self.feed_key(feed, notice::CHANNEL)
+    }
+
+    /// The feed whose notice channel `channel` is (what `notices` made), or `None`.
+    pub fn feed_of(&self, channel: &str) -> Option<FeedName> {
+        let inner = channel.strip_prefix(&self.prefix)?.strip_prefix(":{")?;
+        FeedName::parse(inner.strip_suffix(&format!("}}:{}", notice::CHANNEL))?)
+    }
+
+    /// A pub/sub connection of its own, subscribed to nothing yet, within [`COMMAND_TIMEOUT`].
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, LinkError> {
+        within(self.client.get_async_pubsub()).await
     }
 
     /// A pub/sub connection of its own (a subscribed connection can do nothing else), within [`COMMAND_TIMEOUT`].
@@ -106,12 +124,12 @@ impl Link {
         within(call.invoke_async(&mut conn)).await
     }
 
-    /// Publishes each payload on the notice channel, in order, in one round trip, within [`COMMAND_TIMEOUT`].
-    pub async fn publish(&self, payloads: &[String]) -> Result<(), LinkError> {
+    /// Publishes each payload on its feed's notice channel, in order, in one round trip, within
+    /// [`COMMAND_TIMEOUT`].
+    pub async fn publish(&self, payloads: &[(FeedName, String)]) -> Result<(), LinkError> {
         let mut pipe = redis::pipe();
-        let channel = self.notices();
-        for payload in payloads {
-            pipe.cmd("PUBLISH").arg(&channel).arg(payload).ignore();
+        for (feed, payload) in payloads {
+            pipe.cmd("PUBLISH").arg(self.notices(feed)).arg(payload).ignore();
         }
         let mut conn = self.conn.clone();
         within(pipe.query_async::<()>(&mut conn)).await
@@ -129,4 +147,21 @@ async fn within<T>(answer: impl std::future::Future<Output = redis::RedisResult<
 #[cfg(test)]
 pub(crate) fn test_link(redis: &test_redis::TestRedis, prefix: &str) -> Link {
     Link::open(&RedisTarget { url: redis.url(), prefix: prefix.to_owned() }).expect("a redis URL")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_feed_reads_back_from_its_channel() {
+        let link = Link::open(&RedisTarget { url: "redis://127.0.0.1:1".into(), prefix: "blue".into() });
+        let Ok(link) = link else { panic!("a valid URL") };
+        let feed = FeedName::parse("team-news").unwrap();
+        assert_eq!(link.notices(&feed), "blue:{team-news}:notices");
+        assert_eq!(link.feed_of(&link.notices(&feed)), Some(feed));
+        for other in ["blue:{Team}:notices", "green:{a}:notices", "blue:{a}:log", "blue:notices"] {
+            assert_eq!(link.feed_of(other), None, "{other}");
+        }
+    }
 }

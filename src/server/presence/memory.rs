@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::{evictee, Caps, Changed, Holder, Network, Presence, PresenceError, TabId, TicketTag};
-use crate::server::group::GroupId;
+use crate::server::group::Audience;
 use crate::shared::domain::Username;
 
 struct Lease {
@@ -25,7 +25,7 @@ struct Lease {
 /// A tab within its group: the ticket that made it and its id.
 type TabKey = (TicketTag, TabId);
 /// A tab anywhere.
-type Place = (GroupId, TabKey);
+type Place = (Audience, TabKey);
 
 #[derive(Default)]
 struct Group {
@@ -36,7 +36,7 @@ struct Group {
 
 #[derive(Default)]
 struct Table {
-    groups: HashMap<GroupId, Group>,
+    groups: HashMap<Audience, Group>,
     /// Each ticket's tabs, and each network's, oldest first.
     tickets: HashMap<TicketTag, BTreeMap<u64, Place>>,
     networks: HashMap<Network, BTreeMap<u64, Place>>,
@@ -49,7 +49,7 @@ struct Table {
 
 impl Table {
     /// Lists a new tab; answers whether its name is new in its group.
-    fn insert(&mut self, group: &GroupId, key: TabKey, name: &str, network: Network, until: Instant) -> bool {
+    fn insert(&mut self, group: &Audience, key: TabKey, name: &str, network: Network, until: Instant) -> bool {
         let born = self.next_born;
         self.next_born += 1;
         let place = (group.clone(), key.clone());
@@ -66,7 +66,7 @@ impl Table {
     }
 
     /// Unlists a tab; answers whether its name went with it (`None`: it was not listed).
-    fn remove(&mut self, group: &GroupId, key: &TabKey) -> Option<bool> {
+    fn remove(&mut self, group: &Audience, key: &TabKey) -> Option<bool> {
         let listed = self.groups.get_mut(group)?;
         let lease = listed.tabs.remove(key)?;
         let went = match listed.names.get_mut(&lease.name) {
@@ -110,7 +110,7 @@ impl Table {
     /// The tab to push out so that a new tab of `holder` fits in `group`, if a list it joins is full: the ticket's
     /// oldest; the oldest of the ticket holding most of the network's; the oldest of the network holding most of
     /// the group's, or of the whole table's.
-    fn evictee(&self, caps: &Caps, group: &GroupId, holder: &Holder) -> Option<Place> {
+    fn evictee(&self, caps: &Caps, group: &Audience, holder: &Holder) -> Option<Place> {
         if let Some(tabs) = self.tickets.get(&holder.ticket).filter(|tabs| tabs.len() >= caps.per_ticket) {
             return tabs.values().next().cloned();
         }
@@ -150,7 +150,7 @@ impl MemoryPresence {
     }
 }
 
-fn note(changed: &mut Changed, group: &GroupId) {
+fn note(changed: &mut Changed, group: &Audience) {
     if !changed.contains(group) {
         changed.push(group.clone());
     }
@@ -160,7 +160,7 @@ fn note(changed: &mut Changed, group: &GroupId) {
 impl Presence for MemoryPresence {
     async fn beat(
         &self,
-        group: &GroupId,
+        group: &Audience,
         holder: &Holder,
         tab: &TabId,
         name: &Username,
@@ -193,12 +193,12 @@ impl Presence for MemoryPresence {
         Ok(changed)
     }
 
-    async fn leave(&self, group: &GroupId, ticket: &TicketTag, tab: &TabId) -> Result<Changed, PresenceError> {
+    async fn leave(&self, group: &Audience, ticket: &TicketTag, tab: &TabId) -> Result<Changed, PresenceError> {
         let went = self.table().remove(group, &(*ticket, tab.clone()));
         Ok(if went == Some(true) { vec![group.clone()] } else { Vec::new() })
     }
 
-    async fn list(&self, group: &GroupId) -> Result<Vec<String>, PresenceError> {
+    async fn list(&self, group: &Audience) -> Result<Vec<String>, PresenceError> {
         let now = Instant::now();
         let table = self.table();
         let Some(listed) = table.groups.get(group) else { return Ok(Vec::new()) };
@@ -232,6 +232,7 @@ impl Presence for MemoryPresence {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::group::GroupId;
     use crate::server::ticket::TicketId;
 
     const LEASE: Duration = Duration::from_secs(30);
@@ -252,14 +253,14 @@ mod tests {
         }
     }
 
-    async fn beat(p: &MemoryPresence, group: &GroupId, who: Holder, id: &str, as_name: &str) -> Changed {
+    async fn beat(p: &MemoryPresence, group: &Audience, who: Holder, id: &str, as_name: &str) -> Changed {
         p.beat(group, &who, &tab(id), &name(as_name), LEASE).await.unwrap()
     }
 
     #[tokio::test(start_paused = true)]
     async fn leases_run_out_unless_renewed_and_the_sweep_names_the_groups_that_changed() {
         let presence = MemoryPresence::default();
-        let group = GroupId::new("g");
+        let group = Audience::main(GroupId::new("g"));
         assert_eq!(beat(&presence, &group, holder(1, 1), "a", "Ada").await, vec![group.clone()]);
         assert_eq!(beat(&presence, &group, holder(2, 1), "b", "Linus").await, vec![group.clone()]);
         tokio::time::advance(Duration::from_secs(20)).await;
@@ -281,7 +282,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn two_tabs_with_one_name_count_once_and_the_name_stays_until_both_are_gone() {
         let presence = MemoryPresence::default();
-        let group = GroupId::new("g");
+        let group = Audience::main(GroupId::new("g"));
         let (ada, ada_again) = (holder(1, 1), holder(2, 1));
         assert!(!beat(&presence, &group, ada, "one", "Ada").await.is_empty());
         assert!(beat(&presence, &group, ada_again, "two", "Ada").await.is_empty(), "Ada was here already");
@@ -298,7 +299,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn one_groups_presence_never_shows_in_another() {
         let presence = MemoryPresence::default();
-        let (ours, theirs) = (GroupId::new("ours"), GroupId::new("theirs"));
+        let (ours, theirs) = (Audience::main(GroupId::new("ours")), Audience::main(GroupId::new("theirs")));
         beat(&presence, &ours, holder(1, 1), "t", "Ada").await;
         // the same tab id in another group is another tab
         beat(&presence, &theirs, holder(2, 2), "t", "Eve").await;
@@ -316,7 +317,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_tab_is_its_tickets_and_another_ticket_naming_its_id_changes_nothing_of_it() {
         let presence = MemoryPresence::default();
-        let group = GroupId::everyone();
+        let group = Audience::main(GroupId::everyone());
         let (ada, bob) = (holder(1, 1), holder(2, 2));
         beat(&presence, &group, ada, "ada-tab", "Ada").await;
         assert!(presence.leave(&group, &bob.ticket, &tab("ada-tab")).await.unwrap().is_empty());
@@ -336,7 +337,7 @@ mod tests {
     async fn a_full_ticket_or_network_pushes_out_its_own_oldest_and_never_refuses_the_newcomer() {
         let caps = Caps { per_ticket: 2, per_network: 5, per_group: 100, total: 100 };
         let presence = MemoryPresence::new(caps);
-        let group = GroupId::everyone();
+        let group = Audience::main(GroupId::everyone());
         let eve = holder(1, 9);
         for i in 0..10 {
             beat(&presence, &group, eve, &format!("e{i}"), "Eve").await;
@@ -362,7 +363,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_full_group_or_table_pushes_out_the_biggest_networks_oldest_tab() {
         let presence = MemoryPresence::new(Caps { per_ticket: 3, per_network: 100, per_group: 6, total: 8 });
-        let (g, h) = (GroupId::new("g"), GroupId::new("h"));
+        let (g, h) = (Audience::main(GroupId::new("g")), Audience::main(GroupId::new("h")));
         // network 1 holds 4 of g's tabs (two tickets), network 2 holds 1
         for (ticket, id) in [(1, "a"), (1, "b"), (2, "c"), (2, "d")] {
             beat(&presence, &g, holder(ticket, 1), id, &format!("N{ticket}")).await;

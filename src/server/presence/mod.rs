@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 
 pub use memory::MemoryPresence;
 
-use crate::server::group::GroupId;
+use crate::server::group::Audience;
 use crate::server::ticket::TicketId;
 use crate::shared::domain::Username;
 
@@ -149,9 +149,9 @@ pub enum PresenceError {
     Unavailable(String),
 }
 
-/// The groups whose names changed (a name appeared or went, here or in a tab pushed out to make room), so they
+/// The audiences (a group on a feed) whose names changed (a name appeared or went, here or in a tab pushed out to make room), so they
 /// should be told; empty when the implementation told them itself.
-pub type Changed = Vec<GroupId>;
+pub type Changed = Vec<Audience>;
 
 #[async_trait]
 pub trait Presence: Send + Sync + 'static {
@@ -159,16 +159,16 @@ pub trait Presence: Send + Sync + 'static {
     /// renewed one). A new tab makes room in full lists by pushing out their biggest holder's oldest tab.
     async fn beat(
         &self,
-        group: &GroupId,
+        group: &Audience,
         holder: &Holder,
         tab: &TabId,
         name: &Username,
         lease: Duration,
     ) -> Result<Changed, PresenceError>;
     /// The tab `tab` of `ticket` in `group` left (another ticket's tab of that id is another tab, and stays).
-    async fn leave(&self, group: &GroupId, ticket: &TicketTag, tab: &TabId) -> Result<Changed, PresenceError>;
+    async fn leave(&self, group: &Audience, ticket: &TicketTag, tab: &TabId) -> Result<Changed, PresenceError>;
     /// The names here in `group`, each once, in alphabetical order.
-    async fn list(&self, group: &GroupId) -> Result<Vec<String>, PresenceError>;
+    async fn list(&self, group: &Audience) -> Result<Vec<String>, PresenceError>;
     /// Drops the leases that ran out; answers the groups whose names changed.
     async fn expire(&self) -> Result<Changed, PresenceError>;
 }

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use redis::Script;
 
 use super::{Caps, Changed, Holder, Presence, PresenceError, TabId, TicketTag};
-use crate::server::group::GroupId;
+use crate::server::group::Audience;
 use crate::server::link::{Link, LinkError};
 use crate::shared::domain::Username;
 
@@ -249,7 +249,7 @@ impl RedisPresence {
 /// A script's answer: its own word, then the groups whose names changed.
 fn answered(mut reply: Vec<String>) -> (String, Changed) {
     let word = if reply.is_empty() { String::new() } else { reply.remove(0) };
-    (word, reply.into_iter().map(GroupId::new).collect())
+    (word, reply.iter().filter_map(|key| Audience::from_key(key)).collect())
 }
 
 fn unavailable(err: LinkError) -> PresenceError {
@@ -260,7 +260,7 @@ fn unavailable(err: LinkError) -> PresenceError {
 impl Presence for RedisPresence {
     async fn beat(
         &self,
-        group: &GroupId,
+        group: &Audience,
         holder: &Holder,
         tab: &TabId,
         name: &Username,
@@ -268,7 +268,7 @@ impl Presence for RedisPresence {
     ) -> Result<Changed, PresenceError> {
         let mut call = self.beat.prepare_invoke();
         call.arg(self.prefix())
-            .arg(group.as_str())
+            .arg(group.key())
             .arg(holder.ticket.hex())
             .arg(tab.as_str())
             .arg(name.as_str())
@@ -286,15 +286,15 @@ impl Presence for RedisPresence {
         }
     }
 
-    async fn leave(&self, group: &GroupId, ticket: &TicketTag, tab: &TabId) -> Result<Changed, PresenceError> {
+    async fn leave(&self, group: &Audience, ticket: &TicketTag, tab: &TabId) -> Result<Changed, PresenceError> {
         let mut call = self.leave.prepare_invoke();
-        call.arg(self.prefix()).arg(group.as_str()).arg(ticket.hex()).arg(tab.as_str());
+        call.arg(self.prefix()).arg(group.key()).arg(ticket.hex()).arg(tab.as_str());
         Ok(answered(self.link.invoke(&call).await.map_err(unavailable)?).1)
     }
 
-    async fn list(&self, group: &GroupId) -> Result<Vec<String>, PresenceError> {
+    async fn list(&self, group: &Audience) -> Result<Vec<String>, PresenceError> {
         let mut call = self.list.prepare_invoke();
-        call.arg(self.prefix()).arg(group.as_str());
+        call.arg(self.prefix()).arg(group.key());
         let mut names: Vec<String> = self.link.invoke(&call).await.map_err(unavailable)?;
         names.sort();
         names.dedup();
@@ -319,6 +319,7 @@ impl Presence for RedisPresence {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::group::GroupId;
     use crate::server::presence::Network;
     use crate::server::replicas::test_link;
     use crate::server::replicas::test_redis::{Reply, TestRedis};
@@ -346,7 +347,7 @@ mod tests {
 
     const LEASE: Duration = Duration::from_secs(30);
 
-    async fn beat(p: &RedisPresence, group: &GroupId, who: Holder, id: &str, as_name: &str) -> Changed {
+    async fn beat(p: &RedisPresence, group: &Audience, who: Holder, id: &str, as_name: &str) -> Changed {
         p.beat(group, &who, &tab(id), &name(as_name), LEASE).await.unwrap()
     }
 
@@ -354,7 +355,7 @@ mod tests {
     async fn two_replicas_list_one_presence_each_name_once_and_groups_apart() {
         let redis = TestRedis::start();
         let (a, b) = (presence(&redis, Caps::default()), presence(&redis, Caps::default()));
-        let (g, h) = (GroupId::new("g"), GroupId::new("h"));
+        let (g, h) = (Audience::main(GroupId::new("g")), Audience::main(GroupId::new("h")));
         beat(&a, &g, holder(1, 1), "t1", "Ada").await;
         beat(&b, &g, holder(2, 1), "t2", "Ada").await;
         beat(&b, &g, holder(3, 1), "t3", "Linus").await;
@@ -367,14 +368,14 @@ mod tests {
         assert_eq!(a.list(&g).await.unwrap(), ["Ada", "Linus"], "Ada is still here in another tab");
         a.leave(&g, &holder(2, 1).ticket, &tab("t2")).await.unwrap();
         assert_eq!(b.list(&g).await.unwrap(), ["Linus"]);
-        assert!(a.list(&GroupId::new("nobody")).await.unwrap().is_empty());
+        assert!(a.list(&Audience::main(GroupId::new("nobody"))).await.unwrap().is_empty());
     }
 
     #[tokio::test]
     async fn leases_run_out_for_every_replica_and_the_sweep_leaves_no_key_behind() {
         let redis = TestRedis::start();
         let (a, b) = (presence(&redis, Caps::default()), presence(&redis, Caps::default()));
-        let g = GroupId::new("g");
+        let g = Audience::main(GroupId::new("g"));
         a.beat(&g, &holder(1, 1), &tab("gone"), &name("Ada"), Duration::from_millis(150)).await.unwrap();
         beat(&b, &g, holder(2, 2), "stays", "Linus").await;
         assert_eq!(b.list(&g).await.unwrap(), ["Ada", "Linus"]);
@@ -383,7 +384,7 @@ mod tests {
         assert_eq!(b.list(&g).await.unwrap(), ["Linus"]);
         assert_eq!(b.expire().await.unwrap(), vec![g.clone()], "the sweep answers the group whose names changed");
         assert_eq!(a.expire().await.unwrap(), Changed::new(), "and only to the replica that swept");
-        assert_eq!(redis.command(&["HLEN", "test:here:g"]).int(), Some(1));
+        assert_eq!(redis.command(&["HLEN", "test:here:main/g"]).int(), Some(1));
         assert_eq!(redis.command(&["ZCARD", "test:here-all"]).int(), Some(1));
         assert_eq!(redis.command(&["EXISTS", "test:here-net:192.0.2.1"]).int(), Some(0));
         b.leave(&g, &holder(2, 2).ticket, &tab("stays")).await.unwrap();
@@ -397,7 +398,7 @@ mod tests {
     async fn a_tab_is_its_tickets_and_another_ticket_naming_its_id_changes_nothing_of_it() {
         let redis = TestRedis::start();
         let p = presence(&redis, Caps::default());
-        let g = GroupId::everyone();
+        let g = Audience::main(GroupId::everyone());
         let (ada, bob) = (holder(1, 1), holder(2, 2));
         beat(&p, &g, ada, "ada-tab", "Ada").await;
         p.leave(&g, &bob.ticket, &tab("ada-tab")).await.unwrap();
@@ -414,7 +415,7 @@ mod tests {
     async fn full_lists_push_out_their_biggest_holders_oldest_and_never_refuse_the_newcomer() {
         let redis = TestRedis::start();
         let p = presence(&redis, Caps { per_ticket: 2, per_network: 5, per_group: 8, total: 10 });
-        let (g, h) = (GroupId::new("g"), GroupId::new("h"));
+        let (g, h) = (Audience::main(GroupId::new("g")), Audience::main(GroupId::new("h")));
         beat(&p, &g, holder(1, 1), "grace", "Grace").await;
         for i in 0..10 {
             beat(&p, &g, holder(2, 9), &format!("e{i}"), "Eve").await;
@@ -429,7 +430,7 @@ mod tests {
         beat(&p, &g, holder(50, 2), "y", "Linus").await;
         beat(&p, &g, holder(51, 3), "z", "Ada").await;
         beat(&p, &g, holder(52, 4), "w", "Barbara").await;
-        assert_eq!(redis.command(&["ZCARD", "test:here-born:g"]).int(), Some(8));
+        assert_eq!(redis.command(&["ZCARD", "test:here-born:main/g"]).int(), Some(8));
         let listed = p.list(&g).await.unwrap();
         assert!(!listed.contains(&"Eve35".to_owned()) && listed.contains(&"Barbara".to_owned()), "{listed:?}");
         // the table (10) fills in another group; every newcomer is still listed, the biggest network pays
@@ -450,7 +451,7 @@ mod tests {
     async fn a_change_is_answered_once_a_renewal_is_not_and_nothing_is_published() {
         let redis = TestRedis::start();
         let p = presence(&redis, Caps::default());
-        let g = GroupId::new("g");
+        let g = Audience::main(GroupId::new("g"));
         let (one, two) = (holder(1, 1), holder(2, 1));
         assert_eq!(beat(&p, &g, one, "1", "Ada").await, vec![g.clone()], "a new name is told");
         assert_eq!(beat(&p, &g, one, "1", "Ada").await, Changed::new(), "a renewal is not");
@@ -467,7 +468,7 @@ mod tests {
     async fn a_renewal_touches_no_list_of_names() {
         let redis = TestRedis::start();
         let p = presence(&redis, Caps::default());
-        let g = GroupId::everyone();
+        let g = Audience::main(GroupId::everyone());
         for t in 0..200u8 {
             beat(&p, &g, holder(t, t), "t", &format!("N{t}")).await;
         }

@@ -83,8 +83,9 @@ impl RedisBudget {
 
 #[async_trait]
 impl SharedBudgets for RedisBudget {
-    async fn take(&self, name: &str, rate: u32, burst: u32) -> Result<Option<Duration>, ApiError> {
-        Ok(RedisBudget::take(self, &[self.key(name)], interval_us(rate), burst).await?)
+    async fn take(&self, name: &str, every: Duration, burst: u32) -> Result<Option<Duration>, ApiError> {
+        let interval_us = u64::try_from(every.as_micros()).unwrap_or(u64::MAX).max(1);
+        Ok(RedisBudget::take(self, &[self.key(name)], interval_us, burst).await?)
     }
 }
 
@@ -220,15 +221,16 @@ mod tests {
         let (a, b) = (RedisBudget::new(test_link(&redis)), RedisBudget::new(test_link(&redis)));
         let shared: [&dyn SharedBudgets; 2] = [&a, &b];
         let name = "address:sends:192.0.2.1";
-        let allowed = futures::future::join_all((0..6).map(|i| shared[i % 2].take(name, 2, 3))).await;
+        let allowed =
+            futures::future::join_all((0..6).map(|i| shared[i % 2].take(name, Duration::from_millis(500), 3))).await;
         let allowed = allowed.into_iter().filter(|taken| taken.as_ref().unwrap().is_none()).count();
         assert_eq!(allowed, 3, "a burst of 3 over both");
-        let wait = shared[0].take(name, 2, 3).await.unwrap().expect("refused");
+        let wait = shared[0].take(name, Duration::from_millis(500), 3).await.unwrap().expect("refused");
         assert!(wait <= Duration::from_millis(500), "{wait:?}");
         let ttl = redis.command(&["PTTL", "test:address:sends:192.0.2.1"]).int().unwrap();
         assert!((1..=1_500).contains(&ttl), "gone once full again (3 at 2 a second): {ttl} ms");
         redis.kill9();
-        let down = shared[1].take(name, 2, 3).await.unwrap_err();
+        let down = shared[1].take(name, Duration::from_millis(500), 3).await.unwrap_err();
         assert_eq!((down.kind, down.status()), (crate::shared::error::ErrorKind::Unavailable, 503));
     }
 

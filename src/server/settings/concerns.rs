@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::builder::RangedU64ValueParser;
 
 use super::values::{duration, duration_or_off, proxies, redis_prefix};
-use super::StoreKind;
+use super::{FeedsMode, StoreKind};
 use crate::server::group::Scope;
 
 /// The process: where it listens, what it serves, what it logs, how it stops.
@@ -98,6 +98,14 @@ pub struct Feed {
     /// How often retention runs (e.g. `1m`, `500ms`).
     #[arg(long, env = "BROADCASTING_PRUNE_EVERY", default_value = "1m", value_parser = duration)]
     pub prune_every: Duration,
+    /// Which feeds exist: `open` (any valid name, from its first message) or `listed` (only `main` and the names
+    /// of the settings file's `[broadcasting.named-feeds.NAME]` tables; others are 404).
+    #[arg(long, env = "BROADCASTING_FEEDS", value_enum, default_value = "open")]
+    pub feeds: FeedsMode,
+    /// Most feeds holding messages; past it a send to a new feed is refused (503, as a full server).
+    #[arg(long, env = "BROADCASTING_MAX_FEEDS", default_value = "100000",
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000_000))]
+    pub max_feeds: usize,
 }
 
 /// Where the log lives, and the server's own files.
@@ -168,6 +176,15 @@ pub struct Limits {
     /// Most event streams open at once per browser (scope `browser` only); beyond it 429; 0: no cap.
     #[arg(long, env = "BROADCASTING_MAX_STREAMS_PER_BROWSER", default_value = "50")]
     pub max_streams_per_browser: usize,
+    /// Most feeds one event stream carries (`/events?feed=a&feed=b…`: a browser's one stream serves every feed its
+    /// tabs show); beyond it 400.
+    #[arg(long, env = "BROADCASTING_MAX_FEEDS_PER_STREAM", default_value = "64",
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub max_feeds_per_stream: usize,
+    /// New feeds (a first message to a name that held none) per client address per hour (IPv6: per /64; shared by
+    /// replicas on Redis); 0: no budget.
+    #[arg(long, env = "BROADCASTING_NEW_FEEDS_PER_HOUR", default_value = "10")]
+    pub new_feeds_per_hour: u32,
 }
 
 /// Who is listed as here, for how long, and how many.

@@ -11,9 +11,20 @@ use std::path::{Path, PathBuf};
 use clap::error::{ContextKind, ContextValue};
 use clap::{Arg, Command};
 
-use super::SettingsError;
+use super::{values, NamedFeed, SettingsError};
+use crate::shared::domain::FeedName;
 
 const TABLE: &str = "broadcasting";
+
+/// The table of feeds the file names (`[broadcasting.named-feeds.NAME]`, each with an optional `max-messages` and
+/// `max-age`): no flag stands for it.
+const NAMED_FEEDS: &str = "named-feeds";
+
+/// What the file gives: settings for clap, and the named feeds.
+pub(super) struct Read {
+    pub given: Vec<Given>,
+    pub named_feeds: BTreeMap<FeedName, NamedFeed>,
+}
 
 /// One setting the file gives: the clap id of its argument and the text clap parses, as a flag's value would be.
 #[derive(Debug)]
@@ -44,23 +55,26 @@ fn keys(command: &Command) -> BTreeMap<String, Key<'_>> {
 
 /// The settings `path` gives, each checked with its flag's own parser. A missing file is an error only if it was
 /// named (`must_exist`): the default Leptos.toml may be absent.
-pub(super) fn read(path: &Path, must_exist: bool, command: &Command) -> Result<Vec<Given>, SettingsError> {
+pub(super) fn read(path: &Path, must_exist: bool, command: &Command) -> Result<Read, SettingsError> {
+    let nothing = || Read { given: Vec::new(), named_feeds: BTreeMap::new() };
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(err) if !must_exist && err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) if !must_exist && err.kind() == std::io::ErrorKind::NotFound => return Ok(nothing()),
         Err(source) => return Err(SettingsError::Read { path: path.into(), source }),
     };
     let fail = |message: String| SettingsError::File { path: PathBuf::from(path), message };
     let file: toml::Table = toml::from_str(&text).map_err(|err| fail(err.to_string()))?;
-    let Some(ours) = file.get(TABLE) else { return Ok(Vec::new()) };
+    let Some(ours) = file.get(TABLE) else { return Ok(nothing()) };
     let ours = ours.as_table().ok_or_else(|| fail(format!("`{TABLE}` must be a table")))?;
     let keys = keys(command);
     let tables: BTreeSet<&str> = keys.values().map(|key| key.table.as_str()).collect();
 
     // (key, the table it was written in, value).
     let mut written: Vec<(&str, String, &toml::Value)> = Vec::new();
+    let mut named_feeds = BTreeMap::new();
     for (name, value) in ours {
         match value {
+            toml::Value::Table(feeds) if name == NAMED_FEEDS => named_feeds = read_named_feeds(feeds).map_err(fail)?,
             // `store` is both a table and a setting: a table is the concern, anything else the setting.
             toml::Value::Table(nested) if tables.contains(&name.as_str()) => {
                 let table = format!("{TABLE}.{name}");
@@ -102,7 +116,41 @@ pub(super) fn read(path: &Path, must_exist: bool, command: &Command) -> Result<V
         })?;
         given.insert(key, (table, Given { id: arg.get_id().to_string(), value }));
     }
-    Ok(given.into_values().map(|(_, given)| given).collect())
+    Ok(Read { given: given.into_values().map(|(_, given)| given).collect(), named_feeds })
+}
+
+/// `[broadcasting.named-feeds.NAME]` tables: each name a feed name, each table empty or with `max-messages` (an
+/// integer, 1 to 1,000,000,000) and `max-age` (a duration, or `off`).
+fn read_named_feeds(feeds: &toml::Table) -> Result<BTreeMap<FeedName, NamedFeed>, String> {
+    let mut named = BTreeMap::new();
+    for (name, table) in feeds {
+        let here = format!("[{TABLE}.{NAMED_FEEDS}.{name}]");
+        let feed = FeedName::parse(name).ok_or_else(|| format!("{here}: {}", crate::shared::domain::FEED_NAME_RULE))?;
+        let table = table.as_table().ok_or_else(|| format!("{here} must be a table"))?;
+        let mut entry = NamedFeed::default();
+        for (key, value) in table {
+            match (key.as_str(), value) {
+                ("max-messages", toml::Value::Integer(n)) if (1..=1_000_000_000).contains(n) => {
+                    entry.max_messages = Some(*n as usize)
+                }
+                ("max-messages", _) => return Err(format!("`max-messages` in {here} must be 1 to 1000000000")),
+                ("max-age", toml::Value::String(text)) => {
+                    entry.max_age =
+                        Some(values::duration_or_off(text).map_err(|why| format!("`max-age` in {here}: {why}"))?)
+                }
+                ("max-age", _) => {
+                    return Err(format!("`max-age` in {here} must be a duration such as \"7d\", or \"off\""))
+                }
+                (other, _) => {
+                    return Err(format!(
+                        "unknown setting `{other}` in {here} (a named feed takes max-messages and max-age)"
+                    ))
+                }
+            }
+        }
+        named.insert(feed, entry);
+    }
+    Ok(named)
 }
 
 /// Parses `value` as the flag would, with the flag's own parser, alone (no environment, no default): a value the

@@ -3,6 +3,7 @@
 //! then the `[broadcasting]` table of the settings file (Leptos.toml, or `--config`), then the stated default;
 //! the earlier wins. The file's values reach clap as defaults (`file.rs`), so one parser reads every layer.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use clap::{CommandFactory, FromArgMatches};
 
 use crate::server::link::RedisTarget;
 use crate::server::store::retention::Retention;
+use crate::shared::domain::FeedName;
 
 mod concerns;
 mod file;
@@ -43,6 +45,10 @@ pub struct Settings {
     pub presence: Presence,
     #[command(flatten)]
     pub tickets: Tickets,
+    /// The feeds the settings file names, each with its retention (the file's `[broadcasting.named-feeds.NAME]`
+    /// tables; no flag or variable: a list of feeds belongs in a file).
+    #[arg(skip)]
+    pub named_feeds: BTreeMap<FeedName, NamedFeed>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,12 +85,13 @@ impl Settings {
         let named = bare.value_source("config") != Some(ValueSource::DefaultValue);
 
         let mut command = Self::command();
-        let given = file::read(&path, named, &command)?;
+        let file::Read { given, named_feeds } = file::read(&path, named, &command)?;
         for file::Given { id, value } in &given {
             command = command.mut_arg(id, |arg| arg.default_value(value.clone()));
         }
         let matches = command.try_get_matches_from(&args)?;
         let mut settings = Self::from_arg_matches(&matches)?;
+        settings.named_feeds = named_feeds;
 
         // Given by flag or environment (not a default), or by the file (a default only to clap).
         let streams = "max_streams";
@@ -114,6 +121,24 @@ impl Settings {
     pub fn retention(&self) -> Retention {
         Retention { keep: self.feed.max_messages, max_age: self.feed.max_age, every: self.feed.prune_every }
     }
+
+    /// What the store keeps of `feed`: its own retention where the settings file gives one, else the default.
+    pub fn retention_of(&self, feed: &FeedName) -> Retention {
+        let default = self.retention();
+        match self.named_feeds.get(feed) {
+            Some(named) => Retention {
+                keep: named.max_messages.unwrap_or(default.keep),
+                max_age: named.max_age.unwrap_or(default.max_age),
+                every: default.every,
+            },
+            None => default,
+        }
+    }
+
+    /// Whether `feed` may exist (`feeds = listed`: only `main` and the named ones).
+    pub fn feed_exists(&self, feed: &FeedName) -> bool {
+        self.feed.feeds == FeedsMode::Open || feed.is_main() || self.named_feeds.contains_key(feed)
+    }
 }
 
 /// Where the log lives and how appends are announced.
@@ -126,6 +151,24 @@ pub enum Backend {
     /// Redis, shared by every replica that names the same server and prefix; the stream is capped near
     /// `max_messages` on each append, and notices lost on pub/sub are healed every `heal_every`.
     Redis { target: RedisTarget, max_messages: usize, heal_every: Duration },
+}
+
+/// Which feeds exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FeedsMode {
+    /// Any valid name, from its first message.
+    Open,
+    /// Only `main` and the names the settings file lists.
+    Listed,
+}
+
+/// A feed the settings file names (`[broadcasting.named-feeds.NAME]`), with its own retention where given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamedFeed {
+    /// Messages kept, instead of `max-messages`.
+    pub max_messages: Option<usize>,
+    /// Age limit, instead of `max-age` (`Some(None)`: `off`).
+    pub max_age: Option<Option<Duration>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -34,6 +34,10 @@ const OLD: &[(&str, &str, &str, &str)] = &[
     ("--trusted-proxies", "BROADCASTING_TRUSTED_PROXIES", "connections", "127.0.0.1, 10.0.0.0/8"),
     ("--max-streams", "BROADCASTING_MAX_STREAMS", "limits", "500"),
     ("--max-streams-per-browser", "BROADCASTING_MAX_STREAMS_PER_BROWSER", "limits", "49"),
+    ("--max-feeds-per-stream", "BROADCASTING_MAX_FEEDS_PER_STREAM", "limits", "8"),
+    ("--new-feeds-per-hour", "BROADCASTING_NEW_FEEDS_PER_HOUR", "limits", "3"),
+    ("--feeds", "BROADCASTING_FEEDS", "feed", "listed"),
+    ("--max-feeds", "BROADCASTING_MAX_FEEDS", "feed", "500"),
     ("--header-timeout", "BROADCASTING_HEADER_TIMEOUT", "connections", "11s"),
     ("--idle-timeout", "BROADCASTING_IDLE_TIMEOUT", "connections", "61s"),
     ("--request-timeout", "BROADCASTING_REQUEST_TIMEOUT", "connections", "12s"),
@@ -361,7 +365,7 @@ fn bad_settings_are_clear_errors() {
     assert!(!err.to_string().contains("short\""), "{err}");
     let named = Settings::load_from(["broadcasting", "--config", "/nonexistent/Leptos.toml"]).unwrap_err();
     assert!(matches!(named, SettingsError::Read { .. }) && named.to_string().contains("/nonexistent"), "{named}");
-    assert!(file::read(Path::new("/nonexistent/Leptos.toml"), false, &Settings::command()).unwrap().is_empty());
+    assert!(file::read(Path::new("/nonexistent/Leptos.toml"), false, &Settings::command()).unwrap().given.is_empty());
     let age = |raw: &str| flags(&["--max-age", raw]);
     assert_eq!(age("30d").unwrap().feed.max_age, Some(Duration::from_secs(30 * 86_400)));
     assert_eq!(age("off").unwrap().feed.max_age, None);
@@ -399,4 +403,33 @@ fn trusted_proxies_are_addresses_or_blocks() {
     assert_eq!(strings, ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]);
     let err = trusted("10.0.0.0/8, proxy.example").unwrap_err().to_string();
     assert!(err.contains("proxy.example") && err.contains("trusted-proxies"), "{err}");
+}
+
+/// Named feeds come from the file only: each a feed name, with its own retention or the default's.
+#[test]
+fn named_feeds_are_read_from_the_file_with_their_retention() {
+    let file = File::new(
+        "[broadcasting]\nfeeds = \"listed\"\n[broadcasting.named-feeds.team-news]\nmax-messages = 50\nmax-age = \"7d\"\n\
+         [broadcasting.named-feeds.ops]\n",
+    );
+    let settings = file.load(&[]).unwrap();
+    let (team, ops, other) =
+        (FeedName::parse("team-news").unwrap(), FeedName::parse("ops").unwrap(), FeedName::parse("x").unwrap());
+    assert_eq!(settings.named_feeds.len(), 2);
+    assert_eq!(settings.retention_of(&team).keep, 50);
+    assert_eq!(settings.retention_of(&team).max_age, Some(Duration::from_secs(7 * 86_400)));
+    assert_eq!(settings.retention_of(&ops), settings.retention(), "no override: the default");
+    assert!(settings.feed_exists(&team) && settings.feed_exists(&FeedName::main()) && !settings.feed_exists(&other));
+    let open = File::new("").load(&[]).unwrap();
+    assert!(open.feed_exists(&other), "open: any name");
+    for (bad, says) in [
+        ("[broadcasting.named-feeds.Team]\n", "a-z"),
+        ("[broadcasting.named-feeds.a]\nmax-messages = 0\n", "max-messages"),
+        ("[broadcasting.named-feeds.a]\nmax-age = \"soon\"\n", "max-age"),
+        ("[broadcasting.named-feeds.a]\nmax-mesages = 5\n", "max-mesages"),
+        ("[broadcasting.named-feeds]\na = 5\n", "must be a table"),
+    ] {
+        let err = File::new(bad).load(&[]).unwrap_err().to_string();
+        assert!(err.contains(says), "{bad}: {err}");
+    }
 }

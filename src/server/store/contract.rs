@@ -1,28 +1,75 @@
 //! One suite, every store: each test runs against `MemoryStore`, `SqliteStore` and `RedisStore` (on a
-//! `redis-server` of its own, see `test_redis`).
+//! `redis-server` of its own, see `test_redis`). Most use feed `main` alone; the feed tests at the end use several,
+//! and look into each backend to check that a feed never appended to holds nothing.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::*;
 use crate::server::store::test_redis::TestRedis;
 use crate::server::store::{MemoryStore, RedisStore, SqliteStore};
 
-/// A store under test and what keeps it alive (the SQLite file's folder, the Redis server).
+/// A store under test, the backend behind it (to look into), and what keeps it alive (the SQLite file's folder).
 struct Subject {
     store: Arc<dyn FeedStore>,
+    backend: Backend,
     _dir: Option<tempfile::TempDir>,
-    _redis: Option<TestRedis>,
+}
+
+enum Backend {
+    Memory(Arc<MemoryStore>),
+    Sqlite(PathBuf),
+    Redis(Arc<RedisStore>, TestRedis),
 }
 
 fn stores(cap: usize) -> Vec<(&'static str, Subject)> {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = SqliteStore::open(&dir.path().join("feed.db")).unwrap();
+    let path = dir.path().join("feed.db");
+    let sqlite = Arc::new(SqliteStore::open(&path).unwrap());
     let (redis, server) = redis_store(cap, "test");
+    let (memory, redis) = (Arc::new(MemoryStore::new(cap)), Arc::new(redis));
     vec![
-        ("memory", Subject { store: Arc::new(MemoryStore::new(cap)), _dir: None, _redis: None }),
-        ("sqlite", Subject { store: Arc::new(sqlite), _dir: Some(dir), _redis: None }),
-        ("redis", Subject { store: Arc::new(redis), _dir: None, _redis: Some(server) }),
+        ("memory", Subject { store: memory.clone(), backend: Backend::Memory(memory), _dir: None }),
+        ("sqlite", Subject { store: sqlite, backend: Backend::Sqlite(path), _dir: Some(dir) }),
+        ("redis", Subject { store: redis.clone(), backend: Backend::Redis(redis, server), _dir: None }),
     ]
+}
+
+impl Subject {
+    /// Everything the backend holds, one line per thing: memory's feeds and send keys; SQLite's rows of every
+    /// table; Redis's keys and the feeds its store remembers a head of.
+    fn holdings(&self) -> Vec<String> {
+        let mut held = match &self.backend {
+            Backend::Memory(memory) => {
+                let (feeds, keys) = memory.held();
+                let feeds = feeds.iter().map(|feed| format!("feed {feed}"));
+                feeds.chain((0..keys).map(|n| format!("send key {n}"))).collect()
+            }
+            Backend::Sqlite(path) => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                let mut rows = Vec::new();
+                for (table, columns) in [
+                    ("feeds", "name"),
+                    ("messages", "feed || ':' || id"),
+                    ("send_keys", "feed || ':' || grp || ':' || key"),
+                    ("meta", "name"),
+                ] {
+                    let mut stmt = conn.prepare(&format!("SELECT {columns} FROM {table}")).unwrap();
+                    let found = stmt.query_map([], |row| row.get::<_, String>(0)).unwrap();
+                    rows.extend(found.map(|row| format!("{table} {}", row.unwrap())));
+                }
+                rows
+            }
+            Backend::Redis(store, server) => {
+                let test_redis::Reply::Array(keys) = server.command(&["KEYS", "*"]) else { panic!("KEYS") };
+                let keys = keys.iter().map(|key| format!("key {}", key.text().unwrap()));
+                keys.chain((0..store.seen_feeds()).map(|n| format!("seen head {n}"))).collect()
+            }
+        };
+        held.sort();
+        held
+    }
 }
 
 /// A `RedisStore` under `prefix` on a fresh `redis-server`.
@@ -43,11 +90,31 @@ fn ids(page: &[Message]) -> Vec<u64> {
     page.iter().map(|m| m.id).collect()
 }
 
-/// Appends `text` as `author` in group "g", with `key` if given.
+/// Appends `text` as `author` in group "g" of feed `main`, with `key` if given.
 async fn put(store: &dyn FeedStore, author: &str, text: &str, key: Option<&str>) -> Appended {
+    append_as(store, &FeedName::main(), "g", author, text, key).await
+}
+
+/// Appends `text` as "ada" to `feed`, in `group`, with `key` if given.
+async fn put_in(store: &dyn FeedStore, feed: &FeedName, group: &str, text: &str, key: Option<&str>) -> Appended {
+    append_as(store, feed, group, "ada", text, key).await
+}
+
+async fn append_as(
+    store: &dyn FeedStore,
+    feed: &FeedName,
+    group: &str,
+    author: &str,
+    text: &str,
+    key: Option<&str>,
+) -> Appended {
     let (author, text) = (Username::parse(author).unwrap(), MessageText::parse(text, 100).unwrap());
     let key = key.map(|key| SendKey::parse(key).unwrap().unwrap());
-    store.append(Draft { group: "g", author: &author, text: &text, key: key.as_ref() }).await.unwrap()
+    store.append(Draft { feed, group, author: &author, text: &text, key: key.as_ref() }).await.unwrap()
+}
+
+fn feed(name: &str) -> FeedName {
+    FeedName::parse(name).unwrap()
 }
 
 async fn fill(store: &dyn FeedStore, n: usize) {
@@ -60,11 +127,11 @@ async fn fill(store: &dyn FeedStore, n: usize) {
 async fn appends_get_increasing_ids_and_keep_text() {
     for (name, s) in stores(100) {
         fill(&*s.store, 3).await;
-        let all = s.store.since(0, 100).await.unwrap();
+        let all = s.store.since(&FeedName::main(), 0, 100).await.unwrap();
         assert_eq!(ids(&all), vec![1, 2, 3], "{name}");
         assert_eq!((all[2].text.as_str(), all[2].user.as_str()), ("m2", "ada"), "{name}");
         assert!(time::OffsetDateTime::parse(&all[2].at, &Rfc3339).is_ok(), "{name}");
-        assert_eq!(s.store.last_id().await.unwrap(), 3, "{name}");
+        assert_eq!(s.store.last_id(&FeedName::main()).await.unwrap(), 3, "{name}");
     }
 }
 
@@ -72,17 +139,17 @@ async fn appends_get_increasing_ids_and_keep_text() {
 async fn since_before_and_latest_pages() {
     for (name, s) in stores(100) {
         let store = &*s.store;
-        assert!(store.latest(5).await.unwrap().is_empty(), "{name}");
+        assert!(store.latest(&FeedName::main(), 5).await.unwrap().is_empty(), "{name}");
         fill(store, 6).await;
-        assert_eq!(ids(&store.since(2, 2).await.unwrap()), vec![3, 4], "{name}");
-        assert_eq!(ids(&store.since(6, 2).await.unwrap()), Vec::<u64>::new(), "{name}");
-        assert_eq!(ids(&store.since(60, 2).await.unwrap()), Vec::<u64>::new(), "{name}");
-        assert_eq!(ids(&store.latest(4).await.unwrap()), vec![3, 4, 5, 6], "{name}");
-        assert_eq!(ids(&store.latest(40).await.unwrap()), vec![1, 2, 3, 4, 5, 6], "{name}");
-        assert_eq!(ids(&store.before(5, 2).await.unwrap()), vec![3, 4], "{name}");
-        assert_eq!(ids(&store.before(3, 10).await.unwrap()), vec![1, 2], "{name}");
-        assert_eq!(ids(&store.before(1, 10).await.unwrap()), Vec::<u64>::new(), "{name}");
-        assert_eq!(ids(&store.before(100, 2).await.unwrap()), vec![5, 6], "{name}");
+        assert_eq!(ids(&store.since(&FeedName::main(), 2, 2).await.unwrap()), vec![3, 4], "{name}");
+        assert_eq!(ids(&store.since(&FeedName::main(), 6, 2).await.unwrap()), Vec::<u64>::new(), "{name}");
+        assert_eq!(ids(&store.since(&FeedName::main(), 60, 2).await.unwrap()), Vec::<u64>::new(), "{name}");
+        assert_eq!(ids(&store.latest(&FeedName::main(), 4).await.unwrap()), vec![3, 4, 5, 6], "{name}");
+        assert_eq!(ids(&store.latest(&FeedName::main(), 40).await.unwrap()), vec![1, 2, 3, 4, 5, 6], "{name}");
+        assert_eq!(ids(&store.before(&FeedName::main(), 5, 2).await.unwrap()), vec![3, 4], "{name}");
+        assert_eq!(ids(&store.before(&FeedName::main(), 3, 10).await.unwrap()), vec![1, 2], "{name}");
+        assert_eq!(ids(&store.before(&FeedName::main(), 1, 10).await.unwrap()), Vec::<u64>::new(), "{name}");
+        assert_eq!(ids(&store.before(&FeedName::main(), 100, 2).await.unwrap()), vec![5, 6], "{name}");
     }
 }
 
@@ -91,17 +158,17 @@ async fn retention_keeps_the_newest_and_ids_are_never_reused() {
     for (name, s) in stores(100) {
         let store = &*s.store;
         fill(store, 10).await;
-        assert_eq!(store.prune(4, None).await.unwrap(), 6, "{name}");
-        assert_eq!(ids(&store.latest(100).await.unwrap()), vec![7, 8, 9, 10], "{name}");
-        assert_eq!(ids(&store.since(1, 100).await.unwrap()), vec![7, 8, 9, 10], "{name}");
-        assert_eq!(store.prune(4, None).await.unwrap(), 0, "{name}");
+        assert_eq!(store.prune(&FeedName::main(), 4, None).await.unwrap(), 6, "{name}");
+        assert_eq!(ids(&store.latest(&FeedName::main(), 100).await.unwrap()), vec![7, 8, 9, 10], "{name}");
+        assert_eq!(ids(&store.since(&FeedName::main(), 1, 100).await.unwrap()), vec![7, 8, 9, 10], "{name}");
+        assert_eq!(store.prune(&FeedName::main(), 4, None).await.unwrap(), 0, "{name}");
         // an age cutoff in the future takes everything; the next id still counts on
-        assert_eq!(store.prune(100, Some(at("9999-01-01T00:00:00Z"))).await.unwrap(), 4, "{name}");
-        assert_eq!(store.last_id().await.unwrap(), 10, "{name}");
+        assert_eq!(store.prune(&FeedName::main(), 100, Some(at("9999-01-01T00:00:00Z"))).await.unwrap(), 4, "{name}");
+        assert_eq!(store.last_id(&FeedName::main()).await.unwrap(), 10, "{name}");
         fill(store, 1).await;
-        assert_eq!(ids(&store.latest(100).await.unwrap()), vec![11], "{name}");
+        assert_eq!(ids(&store.latest(&FeedName::main(), 100).await.unwrap()), vec![11], "{name}");
         // a cutoff in the past takes nothing
-        assert_eq!(store.prune(100, Some(at("2000-01-01T00:00:00Z"))).await.unwrap(), 0, "{name}");
+        assert_eq!(store.prune(&FeedName::main(), 100, Some(at("2000-01-01T00:00:00Z"))).await.unwrap(), 0, "{name}");
     }
 }
 
@@ -124,7 +191,7 @@ async fn concurrent_appends_are_gap_free() {
         for task in tasks {
             acknowledged.extend(task.await.unwrap());
         }
-        let all = s.store.since(0, 10_000).await.unwrap();
+        let all = s.store.since(&FeedName::main(), 0, 10_000).await.unwrap();
         assert_eq!(ids(&all), (1..=1600).collect::<Vec<_>>(), "{name}");
         for message in acknowledged {
             assert_eq!(all[message.id as usize - 1], message, "{name}: what was acknowledged is what is stored");
@@ -136,9 +203,9 @@ async fn concurrent_appends_are_gap_free() {
 async fn memory_cap_drops_oldest_and_ids_keep_counting() {
     let store = MemoryStore::new(3);
     fill(&store, 7).await;
-    assert_eq!(ids(&store.latest(10).await.unwrap()), vec![5, 6, 7]);
-    assert_eq!(ids(&store.since(1, 10).await.unwrap()), vec![5, 6, 7]);
-    assert_eq!(store.last_id().await.unwrap(), 7);
+    assert_eq!(ids(&store.latest(&FeedName::main(), 10).await.unwrap()), vec![5, 6, 7]);
+    assert_eq!(ids(&store.since(&FeedName::main(), 1, 10).await.unwrap()), vec![5, 6, 7]);
+    assert_eq!(store.last_id(&FeedName::main()).await.unwrap(), 7);
 }
 
 #[tokio::test]
@@ -148,12 +215,12 @@ async fn sqlite_survives_reopening_and_refuses_a_corrupt_file() {
     {
         let store = SqliteStore::open(&path).unwrap();
         fill(&store, 3).await;
-        store.prune(1, None).await.unwrap();
+        store.prune(&FeedName::main(), 1, None).await.unwrap();
     }
     let reopened = SqliteStore::open(&path).unwrap();
-    assert_eq!(ids(&reopened.latest(10).await.unwrap()), vec![3]);
+    assert_eq!(ids(&reopened.latest(&FeedName::main(), 10).await.unwrap()), vec![3]);
     fill(&reopened, 1).await;
-    assert_eq!(reopened.last_id().await.unwrap(), 4);
+    assert_eq!(reopened.last_id(&FeedName::main()).await.unwrap(), 4);
 
     let junk = dir.path().join("junk.db");
     std::fs::write(&junk, vec![0x5a; 8192]).unwrap();
@@ -176,10 +243,13 @@ async fn a_repeated_key_answers_the_first_message_and_appends_nothing() {
         assert!(put(store, "ada", "hello", None).await.fresh, "{name}");
         let (author, text) = (Username::parse("ada").unwrap(), MessageText::parse("hello", 100).unwrap());
         let key = SendKey::parse("k1").unwrap();
-        let other = store.append(Draft { group: "h", author: &author, text: &text, key: key.as_ref() }).await.unwrap();
+        let other = store
+            .append(Draft { feed: &FeedName::main(), group: "h", author: &author, text: &text, key: key.as_ref() })
+            .await
+            .unwrap();
         assert!(other.fresh, "{name}");
-        assert_eq!(ids(&store.since(0, 100).await.unwrap()), vec![1, 2, 3, 4], "{name}");
-        assert_eq!(store.last_id().await.unwrap(), 4, "{name}");
+        assert_eq!(ids(&store.since(&FeedName::main(), 0, 100).await.unwrap()), vec![1, 2, 3, 4], "{name}");
+        assert_eq!(store.last_id(&FeedName::main()).await.unwrap(), 4, "{name}");
     }
 }
 
@@ -195,21 +265,27 @@ async fn concurrent_repeats_of_one_key_store_it_once() {
         let answers: Vec<Appended> = futures::future::join_all(tasks).await.into_iter().map(Result::unwrap).collect();
         assert_eq!(answers.iter().filter(|a| a.fresh).count(), 1, "{name}");
         assert!(answers.iter().all(|a| a.message.id == 1 && a.message.text == "once"), "{name}");
-        assert_eq!(ids(&s.store.since(0, 100).await.unwrap()), vec![1], "{name}");
+        assert_eq!(ids(&s.store.since(&FeedName::main(), 0, 100).await.unwrap()), vec![1], "{name}");
     }
 }
 
+/// No epoch (`""`) until the first append makes it; then it is kept.
 #[tokio::test]
 async fn the_epoch_is_made_with_the_log_and_kept() {
     for (name, s) in stores(100) {
-        let epoch = s.store.epoch().await.unwrap();
+        assert_eq!(s.store.epoch(&FeedName::main()).await.unwrap(), "", "{name}: nothing stored, no epoch");
+        fill(&*s.store, 1).await;
+        let epoch = s.store.epoch(&FeedName::main()).await.unwrap();
         assert!(!epoch.is_empty(), "{name}");
         fill(&*s.store, 2).await;
-        assert_eq!(s.store.epoch().await.unwrap(), epoch, "{name}");
+        s.store.prune(&FeedName::main(), 0, None).await.unwrap();
+        assert_eq!(s.store.epoch(&FeedName::main()).await.unwrap(), epoch, "{name}: kept, also when emptied");
     }
     // Two logs, two epochs.
     let (a, b) = (MemoryStore::new(1), MemoryStore::new(1));
-    assert_ne!(a.epoch().await.unwrap(), b.epoch().await.unwrap());
+    fill(&a, 1).await;
+    fill(&b, 1).await;
+    assert_ne!(a.epoch(&FeedName::main()).await.unwrap(), b.epoch(&FeedName::main()).await.unwrap());
 }
 
 /// Two deployments on one Redis: each prefix has its own ids, log and epoch.
@@ -219,9 +295,9 @@ async fn redis_prefixes_keep_deployments_apart() {
     let green = redis_on(&server, 100, "green");
     fill(&blue, 3).await;
     fill(&green, 1).await;
-    assert_eq!(ids(&blue.since(0, 10).await.unwrap()), vec![1, 2, 3]);
-    assert_eq!(ids(&green.since(0, 10).await.unwrap()), vec![1]);
-    assert_ne!(blue.epoch().await.unwrap(), green.epoch().await.unwrap());
+    assert_eq!(ids(&blue.since(&FeedName::main(), 0, 10).await.unwrap()), vec![1, 2, 3]);
+    assert_eq!(ids(&green.since(&FeedName::main(), 0, 10).await.unwrap()), vec![1]);
+    assert_ne!(blue.epoch(&FeedName::main()).await.unwrap(), green.epoch(&FeedName::main()).await.unwrap());
     let keys = server.command(&["KEYS", "*"]);
     let test_redis::Reply::Array(keys) = keys else { panic!("{keys:?}") };
     assert!(keys.iter().all(|k| k.text().is_some_and(|k| k.starts_with("blue:") || k.starts_with("green:"))));
@@ -233,18 +309,19 @@ async fn redis_prefixes_keep_deployments_apart() {
 async fn redis_keeps_acknowledged_messages_across_a_kill_and_starts_a_new_epoch_when_emptied() {
     let (store, mut server) = redis_store(100, "p");
     fill(&store, 5).await;
-    let epoch = store.epoch().await.unwrap();
+    let epoch = store.epoch(&FeedName::main()).await.unwrap();
     server.restart();
-    let after = wait_for(|| store.since(0, 100)).await;
+    let main = FeedName::main();
+    let after = wait_for(|| store.since(&main, 0, 100)).await;
     assert_eq!(texts(&after), ["m0", "m1", "m2", "m3", "m4"]);
-    assert_eq!(store.epoch().await.unwrap(), epoch);
+    assert_eq!(store.epoch(&FeedName::main()).await.unwrap(), epoch);
     assert_eq!(put(&store, "ada", "next", None).await.message.id, 6);
 
     server.restart_empty();
-    let fresh = wait_for(|| store.epoch()).await;
-    assert_ne!(fresh, epoch, "an emptied Redis is a new epoch");
+    assert_eq!(wait_for(|| store.epoch(&main)).await, "", "an emptied Redis holds no feed");
     assert_eq!(put(&store, "ada", "again", None).await.message.id, 1);
-    assert_eq!(store.epoch().await.unwrap(), fresh);
+    let fresh = store.epoch(&FeedName::main()).await.unwrap();
+    assert!(!fresh.is_empty() && fresh != epoch, "a new epoch, made with the new log: {fresh}");
 }
 
 /// Redis down: every call is `Unavailable`, soon (no hang, no panic); back up, the store serves again.
@@ -255,14 +332,14 @@ async fn redis_down_is_unavailable_and_recovers() {
     server.kill9();
     let started = std::time::Instant::now();
     let (author, text) = (Username::parse("ada").unwrap(), MessageText::parse("x", 100).unwrap());
-    let draft = Draft { group: "g", author: &author, text: &text, key: None };
+    let draft = Draft { feed: &FeedName::main(), group: "g", author: &author, text: &text, key: None };
     assert!(matches!(store.append(draft).await, Err(StoreError::Unavailable(_))));
-    assert!(matches!(store.since(0, 10).await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(store.since(&FeedName::main(), 0, 10).await, Err(StoreError::Unavailable(_))));
     assert!(store.ready().await.is_err());
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
     server.restart();
     wait_for(|| store.ready()).await;
-    assert_eq!(ids(&store.since(0, 10).await.unwrap()), vec![1]);
+    assert_eq!(ids(&store.since(&FeedName::main(), 0, 10).await.unwrap()), vec![1]);
 }
 
 /// A log whose `meta` alone was lost (evicted) goes on above its newest entry, in a new epoch: no id is reused.
@@ -270,10 +347,10 @@ async fn redis_down_is_unavailable_and_recovers() {
 async fn redis_lost_sequence_never_reuses_an_id() {
     let (store, server) = redis_store(100, "p");
     fill(&store, 3).await;
-    let epoch = store.epoch().await.unwrap();
-    assert_eq!(server.command(&["DEL", "p:meta"]).int(), Some(1));
+    let epoch = store.epoch(&FeedName::main()).await.unwrap();
+    assert_eq!(server.command(&["DEL", "p:{main}:meta"]).int(), Some(1));
     assert_eq!(put(&store, "ada", "after", None).await.message.id, 4);
-    assert_ne!(store.epoch().await.unwrap(), epoch);
+    assert_ne!(store.epoch(&FeedName::main()).await.unwrap(), epoch);
 }
 
 /// Redis lost acknowledged ids (it came back with an older `meta`: the same epoch, a lower `seq`): a store that saw
@@ -283,30 +360,34 @@ async fn redis_lost_sequence_never_reuses_an_id() {
 async fn redis_that_lost_acknowledged_ids_ends_the_epoch() {
     let (store, server) = redis_store(100, "p");
     fill(&store, 6).await;
-    let old = store.epoch().await.unwrap();
+    let old = store.epoch(&FeedName::main()).await.unwrap();
     let roll_back = |seq: &str, lost: &[&str]| {
-        server.command(&["HSET", "p:meta", "seq", seq]);
-        server.command(&[&["XDEL", "p:log"][..], lost].concat());
+        server.command(&["HSET", "p:{main}:meta", "seq", seq]);
+        server.command(&[&["XDEL", "p:{main}:log"][..], lost].concat());
     };
     roll_back("3", &["4-0", "5-0", "6-0"]);
     let late = redis_on(&server, 100, "p");
-    let head = late.head().await.unwrap();
+    let head = late.head(&FeedName::main()).await.unwrap();
     assert_eq!((head.epoch.as_str(), head.seq), (old.as_str(), 3), "started after the loss: nothing to tell");
 
     let after = put(&store, "ada", "after", None).await;
     assert_eq!(after.message.id, 7, "above every id it saw acknowledged");
-    let new = store.epoch().await.unwrap();
+    let new = store.epoch(&FeedName::main()).await.unwrap();
     assert_ne!(new, old, "a new epoch, in the same step");
-    assert_eq!(ids(&store.since(0, 10).await.unwrap()), vec![1, 2, 3, 7]);
+    assert_eq!(ids(&store.since(&FeedName::main(), 0, 10).await.unwrap()), vec![1, 2, 3, 7]);
     assert_eq!(put(&late, "bob", "late", None).await.message.id, 8, "the late store goes on in the new epoch");
-    assert_eq!(store.epoch().await.unwrap(), new, "and does not end it: it never saw it lose anything");
+    assert_eq!(
+        store.epoch(&FeedName::main()).await.unwrap(),
+        new,
+        "and does not end it: it never saw it lose anything"
+    );
 
-    assert_eq!(store.head().await.unwrap().seq, 8, "a head it reads is what it saw, too");
+    assert_eq!(store.head(&FeedName::main()).await.unwrap().seq, 8, "a head it reads is what it saw, too");
     roll_back("7", &["8-0"]);
-    let head = store.head().await.unwrap();
+    let head = store.head(&FeedName::main()).await.unwrap();
     assert_ne!(head.epoch, new, "a head ends the epoch too");
     assert_eq!(head.seq, 8);
-    assert_eq!(server.command(&["HGET", "p:meta", "epoch"]).text(), Some(head.epoch.as_str()));
+    assert_eq!(server.command(&["HGET", "p:{main}:meta", "epoch"]).text(), Some(head.epoch.as_str()));
     let repeat = put(&store, "ada", "keyed", Some("k1")).await;
     assert_eq!((repeat.message.id, put(&store, "ada", "keyed", Some("k1")).await.fresh), (9, false));
 }
@@ -324,4 +405,221 @@ async fn wait_for<T, F: std::future::Future<Output = Result<T, StoreError>>>(cal
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("the store did not recover within 10 s");
+}
+
+/// Feeds interleaved: each counts its ids from 1, has its own epoch, remembers its own send keys, and retention of
+/// one touches no other.
+#[tokio::test]
+async fn feeds_keep_their_own_ids_epochs_keys_and_retention() {
+    let (a, b, c) = (feed("a"), feed("b"), FeedName::main());
+    for (name, s) in stores(100) {
+        let store = &*s.store;
+        for (feed, text, key) in
+            [(&a, "a1", None), (&b, "b1", None), (&a, "a2", Some("k")), (&c, "c1", Some("k")), (&b, "b2", Some("k"))]
+        {
+            assert!(put_in(store, feed, "g", text, key).await.fresh, "{name}: {text}");
+        }
+        // The key used in a, b and c: a repeat in each answers that feed's own first message.
+        for (feed, first) in [(&a, (2, "a2")), (&b, (2, "b2")), (&c, (1, "c1"))] {
+            let again = put_in(store, feed, "g", "again", Some("k")).await;
+            assert_eq!((again.fresh, again.message.id, again.message.text.as_str()), (false, first.0, first.1));
+        }
+        put_in(store, &a, "g", "a3", None).await;
+        let texts_of = |page: Vec<Message>| page.into_iter().map(|m| (m.id, m.text)).collect::<Vec<_>>();
+        let owned = |pairs: &[(u64, &str)]| pairs.iter().map(|(id, t)| (*id, t.to_string())).collect::<Vec<_>>();
+        assert_eq!(texts_of(store.since(&a, 0, 10).await.unwrap()), owned(&[(1, "a1"), (2, "a2"), (3, "a3")]));
+        assert_eq!(texts_of(store.since(&b, 0, 10).await.unwrap()), owned(&[(1, "b1"), (2, "b2")]), "{name}");
+        assert_eq!(texts_of(store.latest(&c, 10).await.unwrap()), owned(&[(1, "c1")]), "{name}");
+        assert_eq!(texts_of(store.before(&a, 3, 10).await.unwrap()), owned(&[(1, "a1"), (2, "a2")]), "{name}");
+        let last =
+            [store.last_id(&a).await.unwrap(), store.last_id(&b).await.unwrap(), store.last_id(&c).await.unwrap()];
+        assert_eq!(last, [3, 2, 1], "{name}");
+        let epochs = [store.epoch(&a).await.unwrap(), store.epoch(&b).await.unwrap(), store.epoch(&c).await.unwrap()];
+        assert!(epochs.iter().all(|e| !e.is_empty()), "{name}: {epochs:?}");
+        assert!(epochs[0] != epochs[1] && epochs[1] != epochs[2] && epochs[0] != epochs[2], "{name}: {epochs:?}");
+
+        // Retention of a takes a's oldest only; of b by age, all of b; ids of both go on, c is untouched.
+        assert_eq!(store.prune(&a, 1, None).await.unwrap(), 2, "{name}");
+        assert_eq!(store.prune(&b, 100, Some(at("9999-01-01T00:00:00Z"))).await.unwrap(), 2, "{name}");
+        assert_eq!(ids(&store.since(&a, 0, 10).await.unwrap()), vec![3], "{name}");
+        assert!(store.since(&b, 0, 10).await.unwrap().is_empty(), "{name}");
+        assert_eq!(ids(&store.since(&c, 0, 10).await.unwrap()), vec![1], "{name}");
+        assert_eq!(put_in(store, &b, "g", "b3", None).await.message.id, 3, "{name}: b's ids are never reused");
+        assert_eq!(put_in(store, &a, "g", "a4", None).await.message.id, 4, "{name}");
+        assert_eq!(put_in(store, &c, "g", "c2", None).await.message.id, 2, "{name}");
+        let now = [store.epoch(&a).await.unwrap(), store.epoch(&b).await.unwrap(), store.epoch(&c).await.unwrap()];
+        assert_eq!(now, epochs, "{name}: retention keeps every epoch");
+    }
+}
+
+/// A feed never appended to holds nothing, however it is read: no row, no key, no map entry, no remembered head.
+#[tokio::test]
+async fn a_feed_never_appended_to_stores_nothing() {
+    let (ghost, real) = (feed("ghost"), feed("real"));
+    let read_all = |store: Arc<dyn FeedStore>, feed: FeedName| async move {
+        assert!(store.since(&feed, 0, 10).await.unwrap().is_empty());
+        assert!(store.before(&feed, 10, 10).await.unwrap().is_empty());
+        assert!(store.latest(&feed, 10).await.unwrap().is_empty());
+        assert_eq!(store.epoch(&feed).await.unwrap(), "");
+        assert_eq!(store.last_id(&feed).await.unwrap(), 0);
+        assert_eq!(store.prune(&feed, 0, Some(at("9999-01-01T00:00:00Z"))).await.unwrap(), 0);
+    };
+    for (name, s) in stores(100) {
+        for feed in [&ghost, &FeedName::main()] {
+            read_all(s.store.clone(), feed.clone()).await;
+        }
+        assert!(s.store.feeds(None, 10).await.unwrap().is_empty(), "{name}");
+        if let Backend::Redis(redis, _) = &s.backend {
+            let head = redis.head(&ghost).await.unwrap();
+            assert_eq!((head.epoch.as_str(), head.seq), ("", 0), "{name}");
+            assert!(redis.sent_since(&ghost, 0, 10).await.unwrap().is_empty(), "{name}");
+        }
+        assert_eq!(s.holdings(), Vec::<String>::new(), "{name}: a fresh store read all over holds nothing");
+
+        put_in(&*s.store, &real, "g", "hi", Some("k")).await;
+        let after_append = s.holdings();
+        assert!(!after_append.is_empty(), "{name}: the check sees what a feed holds");
+        read_all(s.store.clone(), ghost.clone()).await;
+        if let Backend::Redis(redis, _) = &s.backend {
+            assert_eq!(redis.head(&ghost).await.unwrap().seq, 0, "{name}");
+        }
+        assert_eq!(s.holdings(), after_append, "{name}: reading another feed adds nothing");
+        assert!(after_append.iter().all(|held| !held.contains("ghost")), "{name}: {after_append:?}");
+        assert_eq!(s.store.feeds(None, 10).await.unwrap(), vec![real.clone()], "{name}");
+    }
+}
+
+/// `feeds` lists the feeds appended to, each once, in name order, a page at a time.
+#[tokio::test]
+async fn feeds_page_in_name_order() {
+    let names = ["m", "a-1", "b", "main", "a", "zz", "a0", "9", "b", "a"];
+    let mut sorted: Vec<FeedName> = names.iter().map(|n| feed(n)).collect();
+    sorted.sort();
+    sorted.dedup();
+    for (name, s) in stores(100) {
+        let store = &*s.store;
+        for n in names {
+            put_in(store, &feed(n), "g", n, None).await;
+        }
+        assert_eq!(store.feeds(None, 100).await.unwrap(), sorted, "{name}");
+        assert!(store.feeds(None, 0).await.unwrap().is_empty(), "{name}");
+        let (mut paged, mut after) = (Vec::new(), None::<FeedName>);
+        loop {
+            let page = store.feeds(after.as_ref(), 3).await.unwrap();
+            assert!(page.len() <= 3, "{name}");
+            paged.extend(page.iter().cloned());
+            if page.len() < 3 {
+                break;
+            }
+            after = page.last().cloned();
+        }
+        assert_eq!(paged, sorted, "{name}");
+        // After a name that is not a feed: the feeds above it.
+        assert_eq!(store.feeds(Some(&feed("aa")), 2).await.unwrap(), vec![feed("b"), feed("m")], "{name}");
+        assert!(store.feeds(Some(&feed("zz")), 10).await.unwrap().is_empty(), "{name}");
+    }
+}
+
+/// Random appends (some with keys, some repeated) over random feeds, on every store: each feed holds ids 1..n of
+/// its own fresh messages, in order, and never a message of another feed; a repeated key answers its feed's first.
+#[test]
+fn random_appends_over_random_feeds_keep_ids_per_feed() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    const FEEDS: [&str; 4] = ["a", "b", "main", "z-9"];
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let server = TestRedis::start();
+    let case = std::sync::atomic::AtomicUsize::new(0);
+    let mut runner = TestRunner::new(Config { cases: 24, failure_persistence: None, ..Config::default() });
+    let ops = proptest::collection::vec((0..FEEDS.len(), proptest::option::of(0..3u8)), 1..40);
+    runner
+        .run(&ops, |ops| {
+            let case = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            runtime.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let subjects: Vec<(&str, Arc<dyn FeedStore>)> = vec![
+                    ("memory", Arc::new(MemoryStore::new(1_000))),
+                    ("sqlite", Arc::new(SqliteStore::open(&dir.path().join("feed.db")).unwrap())),
+                    ("redis", Arc::new(redis_on(&server, 1_000, &format!("case{case}")))),
+                ];
+                for (name, store) in subjects {
+                    // The model: per feed, its texts in id order and the id each key got.
+                    let mut texts: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+                    let mut keys: HashMap<(&str, u8), u64> = HashMap::new();
+                    for (n, (f, key)) in ops.iter().enumerate() {
+                        let feed_name = FEEDS[*f];
+                        let text = format!("{feed_name}/{n}");
+                        let key_text = key.map(|k| format!("k{k}"));
+                        let answer = put_in(&*store, &feed(feed_name), "g", &text, key_text.as_deref()).await;
+                        let log = texts.entry(feed_name).or_default();
+                        match key.and_then(|k| keys.get(&(feed_name, k))) {
+                            Some(first) => {
+                                prop_assert!(!answer.fresh, "{}", name);
+                                prop_assert_eq!(answer.message.id, *first, "{}", name);
+                            }
+                            None => {
+                                log.push(text);
+                                prop_assert!(answer.fresh, "{}", name);
+                                prop_assert_eq!(answer.message.id, log.len() as u64, "{}", name);
+                                if let Some(k) = key {
+                                    keys.insert((feed_name, *k), answer.message.id);
+                                }
+                            }
+                        }
+                    }
+                    for feed_name in FEEDS {
+                        let stored = store.since(&feed(feed_name), 0, 1_000).await.unwrap();
+                        let expected = texts.get(feed_name).cloned().unwrap_or_default();
+                        prop_assert_eq!(ids(&stored), (1..=expected.len() as u64).collect::<Vec<_>>(), "{}", name);
+                        prop_assert_eq!(texts_owned(&stored), expected.clone(), "{}", name);
+                        prop_assert_eq!(store.last_id(&feed(feed_name)).await.unwrap(), expected.len() as u64);
+                    }
+                    let listed: Vec<FeedName> = texts.keys().map(|n| feed(n)).collect();
+                    prop_assert_eq!(store.feeds(None, 10).await.unwrap(), listed, "{}", name);
+                }
+                Ok(())
+            })
+        })
+        .unwrap();
+}
+
+fn texts_owned(page: &[Message]) -> Vec<String> {
+    page.iter().map(|m| m.text.clone()).collect()
+}
+
+/// A deployment of before feeds kept one log at `PREFIX:log`/`PREFIX:meta`: the first use moves it to feed `main`
+/// with its ids, epoch and sequence, and leaves `PREFIX:log` a string, so a replica of the version before fails its
+/// appends and reads (WRONGTYPE, a 503) instead of writing a log nobody reads.
+#[tokio::test]
+async fn redis_moves_the_log_of_before_feeds_to_main_once() {
+    let server = TestRedis::start();
+    for id in ["1-0", "2-0", "3-0"] {
+        let fields = ["user", "ada", "text", id, "at", "2026-01-01T00:00:00Z", "group", "g"];
+        server.command(&[&["XADD", "p:log", id][..], &fields[..]].concat());
+    }
+    server.command(&["HSET", "p:meta", "epoch", "e-old", "seq", "4"]);
+    let main = FeedName::main();
+    let store = redis_on(&server, 100, "p");
+    assert_eq!(ids(&store.since(&main, 0, 10).await.unwrap()), vec![1, 2, 3]);
+    assert_eq!(texts(&store.latest(&main, 10).await.unwrap()), ["1-0", "2-0", "3-0"]);
+    assert_eq!(store.epoch(&main).await.unwrap(), "e-old", "open tabs keep their epoch");
+    assert_eq!(store.last_id(&main).await.unwrap(), 4);
+    assert_eq!(store.feeds(None, 10).await.unwrap(), vec![main.clone()]);
+    assert_eq!(put(&store, "bob", "after", None).await.message.id, 5, "ids go on above the old sequence");
+    assert_eq!(store.epoch(&main).await.unwrap(), "e-old");
+
+    assert_eq!(server.command(&["TYPE", "p:log"]), test_redis::Reply::Status("string".into()));
+    assert_eq!(server.command(&["EXISTS", "p:meta"]).int(), Some(0));
+    // What a replica of the version before does first, on append and on read: refused.
+    let old_append = server.command(&["XADD", "p:log", "*", "user", "x", "text", "lost", "at", "t", "group", "g"]);
+    let old_read = server.command(&["XREVRANGE", "p:log", "+", "-", "COUNT", "1"]);
+    for refused in [old_append, old_read] {
+        let test_redis::Reply::Error(why) = &refused else { panic!("{refused:?}") };
+        assert!(why.starts_with("WRONGTYPE"), "{why}");
+    }
+    // Another new replica (a process of its own) finds it moved and moves nothing again.
+    let other = redis_on(&server, 100, "p");
+    assert_eq!(ids(&other.since(&main, 0, 10).await.unwrap()), vec![1, 2, 3, 5]);
+    assert_eq!(put(&other, "bob", "again", None).await.message.id, 6);
 }

@@ -1,35 +1,48 @@
-//! `MemoryStore`: the newest `cap` messages in memory, lost on restart. Ids stay contiguous in the ring (retention
-//! only ever drops the oldest), so `since` and `before` are index computations, not searches.
+//! `MemoryStore`: each feed's newest `cap` messages in memory, lost on restart. A feed is an entry of one ordered
+//! map, made by its first append (reads of a feed never written add nothing), so `feeds` pages in name order. Ids
+//! stay contiguous in a feed's ring (retention only ever drops the oldest), so `since` and `before` are index
+//! computations, not searches. Send keys are one table for every feed, with one bound, so many feeds cannot
+//! multiply what they cost.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Bound;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use async_trait::async_trait;
 
 use super::{new_epoch, now_rfc3339, Appended, Draft, FeedStore, StoreError, KEY_MEMORY};
-use crate::shared::domain::Message;
+use crate::shared::domain::{FeedName, Message};
 
-/// Most send keys remembered at once; past it the oldest are forgotten first.
+/// Most send keys remembered at once, over all feeds; past it the oldest are forgotten first.
 const MAX_KEYS: usize = 100_000;
+
+/// A send key's name: (feed, group, key).
+type KeyName = (FeedName, String, String);
 
 pub struct MemoryStore {
     cap: usize,
-    epoch: String,
-    log: Mutex<Log>,
+    inner: Mutex<Inner>,
 }
 
 #[derive(Default)]
-struct Log {
-    last_id: u64,
-    messages: VecDeque<Message>,
-    /// (group, key) → the message first stored with it.
-    keys: HashMap<(String, String), Message>,
+struct Inner {
+    /// Only feeds that were appended to.
+    feeds: BTreeMap<FeedName, Log>,
+    /// (feed, group, key) → the message first stored with it.
+    keys: HashMap<KeyName, Message>,
     /// The keys in the order they were made, with when, to forget them after `KEY_MEMORY`.
-    key_order: VecDeque<(Instant, (String, String))>,
+    key_order: VecDeque<(Instant, KeyName)>,
 }
 
-impl Log {
+/// One feed's log.
+struct Log {
+    epoch: String,
+    last_id: u64,
+    messages: VecDeque<Message>,
+}
+
+impl Inner {
     fn forget_old_keys(&mut self, now: Instant) {
         while let Some((made, _)) = self.key_order.front() {
             if now.duration_since(*made) < KEY_MEMORY && self.key_order.len() < MAX_KEYS {
@@ -54,13 +67,25 @@ impl Log {
 
 impl MemoryStore {
     pub fn new(cap: usize) -> Self {
-        Self { cap: cap.max(1), epoch: new_epoch(), log: Mutex::new(Log::default()) }
+        Self { cap: cap.max(1), inner: Mutex::new(Inner::default()) }
     }
 
-    fn log(&self) -> std::sync::MutexGuard<'_, Log> {
-        // Each mutation is one push or pop, so a panic elsewhere cannot leave the log half-written: a poisoned
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Each mutation is one push or pop, so a panic elsewhere cannot leave a log half-written: a poisoned
         // lock is still safe to use.
-        self.log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `read` of `feed`'s log, or `empty` if the feed holds nothing (nothing is made for it).
+    fn read<T>(&self, feed: &FeedName, empty: T, read: impl FnOnce(&Log) -> T) -> T {
+        self.inner().feeds.get(feed).map_or(empty, read)
+    }
+
+    /// What the store holds: its feeds, and how many send keys. Tests check that reading a feed adds nothing.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> (Vec<FeedName>, usize) {
+        let inner = self.inner();
+        (inner.feeds.keys().cloned().collect(), inner.keys.len().max(inner.key_order.len()))
     }
 }
 
@@ -69,12 +94,17 @@ impl FeedStore for MemoryStore {
     async fn append(&self, draft: Draft<'_>) -> Result<Appended, StoreError> {
         let at = now_rfc3339();
         let now = Instant::now();
-        let mut log = self.log();
-        log.forget_old_keys(now);
-        let name = draft.key.map(|key| (draft.group.to_owned(), key.as_str().to_owned()));
-        if let Some(first) = name.as_ref().and_then(|name| log.keys.get(name)) {
+        let mut inner = self.inner();
+        inner.forget_old_keys(now);
+        let name = draft.key.map(|key| (draft.feed.clone(), draft.group.to_owned(), key.as_str().to_owned()));
+        if let Some(first) = name.as_ref().and_then(|name| inner.keys.get(name)) {
             return Ok(Appended { message: first.clone(), fresh: false });
         }
+        let log = inner.feeds.entry(draft.feed.clone()).or_insert_with(|| Log {
+            epoch: new_epoch(),
+            last_id: 0,
+            messages: VecDeque::new(),
+        });
         log.last_id += 1;
         let message = Message {
             id: log.last_id,
@@ -87,44 +117,56 @@ impl FeedStore for MemoryStore {
         }
         log.messages.push_back(message.clone());
         if let Some(name) = name {
-            log.keys.insert(name.clone(), message.clone());
-            log.key_order.push_back((now, name));
+            inner.keys.insert(name.clone(), message.clone());
+            inner.key_order.push_back((now, name));
         }
         Ok(Appended { message, fresh: true })
     }
 
-    async fn epoch(&self) -> Result<String, StoreError> {
-        Ok(self.epoch.clone())
+    async fn epoch(&self, feed: &FeedName) -> Result<String, StoreError> {
+        Ok(self.read(feed, String::new(), |log| log.epoch.clone()))
     }
 
-    async fn since(&self, after: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
-        let log = self.log();
-        let start = log.first_after(after);
-        Ok(log.messages.range(start..).take(limit).cloned().collect())
+    async fn since(&self, feed: &FeedName, after: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
+        Ok(self
+            .read(feed, Vec::new(), |log| log.messages.range(log.first_after(after)..).take(limit).cloned().collect()))
     }
 
-    async fn before(&self, before: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
-        let log = self.log();
-        let end = log.first_after(before.saturating_sub(1));
-        Ok(log.messages.range(end.saturating_sub(limit)..end).cloned().collect())
+    async fn before(&self, feed: &FeedName, before: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
+        Ok(self.read(feed, Vec::new(), |log| {
+            let end = log.first_after(before.saturating_sub(1));
+            log.messages.range(end.saturating_sub(limit)..end).cloned().collect()
+        }))
     }
 
-    async fn latest(&self, limit: usize) -> Result<Vec<Message>, StoreError> {
-        let log = self.log();
-        let start = log.messages.len().saturating_sub(limit);
-        Ok(log.messages.range(start..).cloned().collect())
+    async fn latest(&self, feed: &FeedName, limit: usize) -> Result<Vec<Message>, StoreError> {
+        Ok(self.read(feed, Vec::new(), |log| {
+            log.messages.range(log.messages.len().saturating_sub(limit)..).cloned().collect()
+        }))
     }
 
-    async fn last_id(&self) -> Result<u64, StoreError> {
-        Ok(self.log().last_id)
+    async fn last_id(&self, feed: &FeedName) -> Result<u64, StoreError> {
+        Ok(self.read(feed, 0, |log| log.last_id))
     }
 
-    async fn prune(&self, keep: usize, cutoff: Option<time::OffsetDateTime>) -> Result<u64, StoreError> {
+    async fn feeds(&self, after: Option<&FeedName>, limit: usize) -> Result<Vec<FeedName>, StoreError> {
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(self.inner().feeds.range((from, Bound::Unbounded)).take(limit).map(|(name, _)| name.clone()).collect())
+    }
+
+    async fn prune(
+        &self,
+        feed: &FeedName,
+        keep: usize,
+        cutoff: Option<time::OffsetDateTime>,
+    ) -> Result<u64, StoreError> {
         let older = |message: &Message| {
             let at = time::OffsetDateTime::parse(&message.at, &time::format_description::well_known::Rfc3339);
             cutoff.is_some_and(|cutoff| at.is_ok_and(|at| at < cutoff))
         };
-        let mut log = self.log();
+        let mut inner = self.inner();
+        // A feed emptied by retention stays: its epoch and last id are what keep its ids from being handed out again.
+        let Some(log) = inner.feeds.get_mut(feed) else { return Ok(0) };
         let before = log.messages.len();
         while log.messages.len() > keep || log.messages.front().is_some_and(older) {
             log.messages.pop_front();

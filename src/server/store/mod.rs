@@ -1,7 +1,9 @@
-//! The message store: one shared, ordered log for the whole server. `FeedStore` is the seam the UI and the
+//! The message store: one ordered log per feed, shared by the whole server. `FeedStore` is the seam the UI and the
 //! server functions use; `SqliteStore` (durable, the default), `MemoryStore` (tests, throwaway runs) and `RedisStore`
-//! (several replicas sharing one log) sit behind it.
-//! Ids are assigned by the store, strictly increasing, and never reused, even after retention deletes messages.
+//! (several replicas sharing the logs) sit behind it.
+//! Ids are assigned by the store per feed, from 1, strictly increasing, and never reused, even after retention
+//! deletes messages. A feed is made by its first append: until then it holds nothing, in any backend, however often
+//! it is read, so visiting names costs no storage.
 
 mod memory;
 pub mod redis;
@@ -20,7 +22,7 @@ use async_trait::async_trait;
 use time::format_description::well_known::Rfc3339;
 
 use crate::server::observe;
-use crate::shared::domain::{Message, MessageText, SendKey, Username};
+use crate::shared::domain::{FeedName, Message, MessageText, SendKey, Username};
 use crate::shared::error::{ApiError, ErrorKind};
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +81,7 @@ pub const KEY_MEMORY: std::time::Duration = std::time::Duration::from_secs(15 * 
 /// One send, validated, as the store records it.
 #[derive(Debug, Clone, Copy)]
 pub struct Draft<'a> {
+    pub feed: &'a FeedName,
     /// The session group it was sent in: a `key` is remembered within it (and a store that announces its own
     /// appends announces to it).
     pub group: &'a str,
@@ -96,25 +99,38 @@ pub struct Appended {
     pub fresh: bool,
 }
 
+/// Every log is one feed's (`FeedName`): ids, epochs, send keys and retention are per feed, and a call about one
+/// feed never reads or changes another. A feed that was never appended to holds nothing: it reads as empty, with
+/// no epoch (`""`) and last id 0, and reading it stores nothing.
 #[async_trait]
 pub trait FeedStore: Send + Sync + 'static {
-    /// Appends and returns the stored message, once it is durable (for stores that are); its id is above every
-    /// id handed out before. With a key already used in the draft's group, answers the first message instead.
+    /// Appends to the draft's feed and returns the stored message, once it is durable (for stores that are); its id
+    /// is above every id the feed handed out before. With a key already used in the draft's feed and group, answers
+    /// the first message instead.
     async fn append(&self, draft: Draft<'_>) -> Result<Appended, StoreError>;
-    /// Messages with id > `after`, oldest first, at most `limit`.
-    async fn since(&self, after: u64, limit: usize) -> Result<Vec<Message>, StoreError>;
-    /// The newest `limit` messages with id < `before`, oldest first.
-    async fn before(&self, before: u64, limit: usize) -> Result<Vec<Message>, StoreError>;
-    /// The newest `limit` messages, oldest first.
-    async fn latest(&self, limit: usize) -> Result<Vec<Message>, StoreError>;
-    /// The log's epoch: made with the log, and new whenever ids start again from 1 (a log lost and made anew), so a
-    /// tab that holds ids of another epoch knows to reload instead of waiting for them.
-    async fn epoch(&self) -> Result<String, StoreError>;
-    /// The id of the newest message ever appended (0 for none), whether or not it is still kept.
-    async fn last_id(&self) -> Result<u64, StoreError>;
-    /// Retention: deletes all but the newest `keep` messages, and those stored before `cutoff`. Answers how many
-    /// were deleted.
-    async fn prune(&self, keep: usize, cutoff: Option<time::OffsetDateTime>) -> Result<u64, StoreError>;
+    /// Messages of `feed` with id > `after`, oldest first, at most `limit`.
+    async fn since(&self, feed: &FeedName, after: u64, limit: usize) -> Result<Vec<Message>, StoreError>;
+    /// The newest `limit` messages of `feed` with id < `before`, oldest first.
+    async fn before(&self, feed: &FeedName, before: u64, limit: usize) -> Result<Vec<Message>, StoreError>;
+    /// The newest `limit` messages of `feed`, oldest first.
+    async fn latest(&self, feed: &FeedName, limit: usize) -> Result<Vec<Message>, StoreError>;
+    /// The feed's epoch: made with its log (at its first append), and new whenever its ids start again from 1 (a
+    /// log lost and made anew), so a tab that holds ids of another epoch knows to reload instead of waiting for
+    /// them. `""` for a feed that holds nothing yet.
+    async fn epoch(&self, feed: &FeedName) -> Result<String, StoreError>;
+    /// The id of the newest message ever appended to `feed` (0 for none), whether or not it is still kept.
+    async fn last_id(&self, feed: &FeedName) -> Result<u64, StoreError>;
+    /// Retention of `feed`: deletes all but its newest `keep` messages, and those stored before `cutoff`. Answers
+    /// how many were deleted.
+    async fn prune(
+        &self,
+        feed: &FeedName,
+        keep: usize,
+        cutoff: Option<time::OffsetDateTime>,
+    ) -> Result<u64, StoreError>;
+    /// The feeds that were appended to, in name order, the first `limit` after `after` (a page of them: there may
+    /// be many).
+    async fn feeds(&self, after: Option<&FeedName>, limit: usize) -> Result<Vec<FeedName>, StoreError>;
     /// Whether this store can take a send now (`/readyz`): it answers and it takes writes (a Redis that became a
     /// replica or is full refuses them while still answering reads). Cheap enough to be asked often: a store
     /// that probes reuses its answer for [`READY_FOR`].

@@ -1,27 +1,45 @@
-//! `RedisStore`: the log in Redis, shared by every replica of one deployment. Keys live under `redis-prefix`, so two
-//! deployments can share a Redis:
+//! `RedisStore`: the logs in Redis, shared by every replica of one deployment. Keys live under `redis-prefix`, so two
+//! deployments can share a Redis, and every key of a feed carries the feed as a Redis Cluster hash tag
+//! (`Link::feed_key`), so a feed's keys (and its notice channel) share one slot and one script may use them all:
 //!
-//! - `PREFIX:log`: a stream, one entry per message, entry id `<id>-0`, fields `user`, `text`, `at`, `group`;
-//! - `PREFIX:meta`: a hash, `epoch` (made with the log) and `seq` (the newest id ever handed out);
-//! - `PREFIX:key:<group>:<key>`: a send key's first id, expiring after `KEY_MEMORY`;
-//! - `PREFIX:notices`: the pub/sub channel, where an append is announced (`link::notice`, read by `broker::redis`).
+//! - `PREFIX:{feed}:log`: a stream, one entry per message, entry id `<id>-0`, fields `user`, `text`, `at`, `group`;
+//! - `PREFIX:{feed}:meta`: a hash, `epoch` (made with the feed's log, at its first append) and `seq` (the newest id
+//!   ever handed out in the feed);
+//! - `PREFIX:{feed}:key:<group>:<key>`: a send key's first id, expiring after `KEY_MEMORY`;
+//! - `PREFIX:{feed}:notices`: the pub/sub channel, where an append is announced (`link::notice`, read by
+//!   `broker::redis`);
+//! - `PREFIX:feeds`: a sorted set of the feed names appended to (all score 0, so `ZRANGEBYLEX` pages them in name
+//!   order), for retention and `migrate`. It lives on another slot than the feeds, so an append adds its feed with
+//!   its own `ZADD NX`, sent just before the append script (pipelined: no extra round trip). An append that fails
+//!   after it leaves its name listed with no log: a feed that reads as empty and that retention finds nothing in,
+//!   one entry per such name (names a client may send are bounded by the feed budgets before the store).
 //!
-//! The connection and the key names are the deployment's [`Link`]. One append is one Lua script ([`APPEND`]):
-//! answer a repeated send key, else make the epoch if the log has none, end it if Redis lost ids this replica saw
-//! acknowledged in it ([`ROTATE`]), take the next id, `XADD`, remember the key, `PUBLISH` (the broker's append). Redis runs a script alone, so id order is log order is notification order across replicas, and
-//! every check comes before the first write, so a script never half-writes. A send is answered once the script has
-//! returned, which with `appendfsync always` means it is on disk.
+//! A feed never appended to has no key at all: reading it, its epoch (`""`) or its head writes nothing.
+//!
+//! The connection and the key names are the deployment's [`Link`]. One append is one Lua script ([`APPEND`]) on the
+//! feed's keys: answer a repeated send key, else make the epoch if the log has none, end it if Redis lost ids this
+//! replica saw acknowledged in it ([`ROTATE`]), take the next id, `XADD`, remember the key, `PUBLISH` (the broker's
+//! append). Redis runs a script alone, so id order is log order is notification order across replicas, and every check
+//! comes before the first write, so a script never half-writes. A send is answered once the script has returned, which
+//! with `appendfsync always` means it is on disk.
 //!
 //! A Redis that loses acknowledged writes (snapshots only, `everysec` after a crash, a failover to a replica that
-//! lagged) comes back with an older `meta`: the same epoch and a lower `seq`. Redis cannot tell, since whatever it
-//! kept to remember the lost ids went back with them; the replicas can: each remembers the newest id it saw
-//! acknowledged in the epoch (its appends' answers, the notices its receiver delivered, the heads it read), and hands
-//! it to every append and head script. A script that finds the epoch the replica names but `seq` below what it saw
-//! starts a new epoch in the same step, with `seq` at what the replica saw, so the lost ids are never handed out
-//! again (not even in the new epoch: no id names two messages, whatever a cache keyed it by). The receivers then
-//! see the new epoch, drop their settled pages and tell every tab to reload, as after a Redis that came back empty.
-//! A replica started after the loss saw nothing and detects nothing; with several replicas, any one that saw the
-//! lost ids ends the epoch at its next append or heal.
+//! lagged) comes back with an older `meta` of a feed: the same epoch and a lower `seq`. Redis cannot tell, since
+//! whatever it kept to remember the lost ids went back with them; the replicas can: each remembers, per feed, the
+//! newest id it saw acknowledged in the feed's epoch (its appends' answers, the notices its receiver delivered, the
+//! heads it read), and hands it to every append and head script. A script that finds the epoch the replica names but
+//! `seq` below what it saw starts a new epoch in the same step, with `seq` at what the replica saw, so the lost ids are
+//! never handed out again (not even in the new epoch: no id names two messages, whatever a cache keyed it by). The
+//! receivers then see the new epoch, drop their settled pages and tell every tab to reload, as after a Redis that came
+//! back empty. A replica started after the loss saw nothing and detects nothing; with several replicas, any one that
+//! saw the lost ids ends the epoch at its next append or heal. What a replica saw is kept for the [`SEEN_FEEDS`] feeds
+//! it used last: a feed it forgot is one it detects nothing in, as if started after the loss.
+//!
+//! Deployments of before feeds kept one log at `PREFIX:log` and `PREFIX:meta`. The first use of the store moves them to
+//! feed `main`'s keys, in one script ([`MOVE_LEGACY`]), and leaves a plain string at `PREFIX:log`: a replica of the
+//! version before, still running, then fails every append and read with `WRONGTYPE` (a 503 its clients retry) instead
+//! of acknowledging messages in a log nobody reads. Its send keys (`PREFIX:key:…`) are not moved: they expire within
+//! `KEY_MEMORY`, and a retry across the upgrade may store its message twice.
 //!
 //! Any Redis failure is `StoreError::Unavailable` (503 with `Retry-After`); there is no local fallback, which would
 //! fork the ids.
@@ -33,10 +51,13 @@ use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script, Value};
 
+use hashlink::LruCache;
+use tokio::sync::OnceCell;
+
 use super::{new_epoch, now_rfc3339, Appended, Draft, FeedStore, Readiness, StoreError, KEY_MEMORY};
 use crate::server::link::notice::APPENDED_LUA;
 use crate::server::link::Link;
-use crate::shared::domain::Message;
+use crate::shared::domain::{FeedName, Message};
 /// Entries read per `XRANGE` while looking for the age cutoff or replaying missed notices.
 const SCAN_CHUNK: usize = 1_000;
 
@@ -90,8 +111,10 @@ return {1, id, epoch, lost}
 "#;
 
 /// `KEYS`: meta, log. `ARGV`: a fresh epoch, then the epoch and newest id this replica saw. Answers
-/// `{epoch, seq, lost}`, making the epoch if the log has none and ending it if it lost ids (see `ROTATE`).
+/// `{epoch, seq, lost}`, making the epoch if the log has none and ending it if it lost ids (see `ROTATE`). A feed
+/// with neither key holds nothing: `{"", 0, -1}`, and nothing is written.
 const HEAD: &str = r#"
+if redis.call('EXISTS', KEYS[1], KEYS[2]) == 0 then return {'', 0, -1} end
 local epoch, lost = rotate(KEYS[1], ensure(KEYS[1], KEYS[2], ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[1])
 return {epoch, redis.call('HGET', KEYS[1], 'seq') or '0', lost}
 "#;
@@ -118,10 +141,29 @@ redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'seq', ARGV[2])
 return 1
 "#;
 
-/// The key names of the log, under the link's prefix.
+/// `KEYS`: the old log, the old meta, feed `main`'s log and meta, the feed set. `ARGV`: `main`, what the old log
+/// becomes. Moves a log of before feeds to feed `main` (see the module doc), once: answers `moved`, `done` (moved
+/// before), `none` (nothing to move) or `both` (the old and the new keys both exist: nothing is touched).
+const MOVE_LEGACY: &str = r#"
+local old_log, old_meta, log, meta, feeds = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local kind = redis.call('TYPE', old_log)['ok']
+if kind == 'string' then return 'done' end
+local had_meta = redis.call('EXISTS', old_meta) == 1
+if kind == 'none' and not had_meta then return 'none' end
+if redis.call('EXISTS', log, meta) > 0 then return 'both' end
+if kind ~= 'none' then redis.call('RENAME', old_log, log) end
+if had_meta then redis.call('RENAME', old_meta, meta) end
+redis.call('ZADD', feeds, 'NX', 0, ARGV[1])
+redis.call('SET', old_log, ARGV[2])
+return 'moved'
+"#;
+
+/// The key names, under the link's prefix (a feed's with its hash tag: `Link::feed_key`).
 mod keys {
     pub const LOG: &str = "log";
     pub const META: &str = "meta";
+    /// The sorted set of feeds appended to (deployment-wide).
+    pub const FEEDS: &str = "feeds";
     /// What the readiness probe writes (and lets expire).
     pub const READY: &str = "ready";
 
@@ -129,6 +171,12 @@ mod keys {
         format!("key:{group}:{key}")
     }
 }
+
+/// Most feeds whose last seen head a replica remembers (see the module doc): about 100 bytes each.
+pub const SEEN_FEEDS: usize = 65_536;
+
+/// What `PREFIX:log` holds once its log moved to feed `main` (see the module doc).
+const MOVED: &str = "moved to the feed `main` (keys PREFIX:{main}:log and PREFIX:{main}:meta) by a newer version";
 
 /// Where the log stands: its epoch and the newest id handed out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,8 +198,11 @@ pub struct RedisStore {
     cap: usize,
     append: Script,
     head: Script,
-    /// The newest id this replica saw acknowledged, and its epoch (see the module doc).
-    seen: std::sync::Mutex<Head>,
+    /// Per feed, the newest id this replica saw acknowledged, and its epoch (see the module doc); the feeds used
+    /// last, at most [`SEEN_FEEDS`].
+    seen: std::sync::Mutex<LruCache<FeedName, Head>>,
+    /// Set once the log of before feeds is known to be moved (or absent): see [`MOVE_LEGACY`].
+    legacy_moved: OnceCell<()>,
     /// `/readyz`'s last probe, reused for a moment.
     readiness: Readiness,
 }
@@ -165,10 +216,12 @@ impl RedisStore {
     pub fn new(link: Link, cap: usize) -> Self {
         Self {
             link,
-            cap: cap.max(1),
+            // Redis takes a MAXLEN up to i64::MAX (`migrate` asks for no bound at all).
+            cap: cap.clamp(1, i64::MAX as usize),
             append: Script::new(&format!("#!lua\n{ENSURE}{ROTATE}{APPENDED_LUA}{APPEND}")),
             head: Script::new(&format!("#!lua\n{ENSURE}{ROTATE}{HEAD}")),
-            seen: std::sync::Mutex::new(Head { epoch: String::new(), seq: 0 }),
+            seen: std::sync::Mutex::new(LruCache::new(SEEN_FEEDS)),
+            legacy_moved: OnceCell::new(),
             readiness: Readiness::default(),
         }
     }
@@ -177,21 +230,87 @@ impl RedisStore {
         self.link.key(name)
     }
 
+    fn feed_key(&self, feed: &FeedName, name: &str) -> String {
+        self.link.feed_key(feed, name)
+    }
+
+    /// Before the first use of feed `main` (or of the feed set): the log of before feeds is moved to it, if there
+    /// is one. One round trip per process when there is nothing to move; a Redis that does not answer is asked
+    /// again at the next use.
+    async fn legacy_moved(&self, feed: Option<&FeedName>) -> Result<(), StoreError> {
+        if feed.is_some_and(|feed| !feed.is_main()) {
+            return Ok(());
+        }
+        self.legacy_moved.get_or_try_init(|| self.move_legacy()).await.map(|_| ())
+    }
+
+    async fn move_legacy(&self) -> Result<(), StoreError> {
+        let (old_log, old_meta) = (self.key(keys::LOG), self.key(keys::META));
+        // Asked apart (the old keys are on two slots of a cluster, where no deployment of before ran), so a
+        // deployment that never had them never runs the script.
+        let (kind, had_meta): (String, bool) = {
+            let (old_log, old_meta) = (old_log.clone(), old_meta.clone());
+            self.run(|mut conn| async move {
+                redis::pipe().cmd("TYPE").arg(old_log).cmd("EXISTS").arg(old_meta).query_async(&mut conn).await
+            })
+            .await?
+        };
+        if (kind == "none" || kind == "string") && !had_meta {
+            return Ok(());
+        }
+        let main = FeedName::main();
+        let script = Script::new(MOVE_LEGACY);
+        let mut call = script.prepare_invoke();
+        call.key(old_log)
+            .key(old_meta)
+            .key(self.feed_key(&main, keys::LOG))
+            .key(self.feed_key(&main, keys::META))
+            .key(self.key(keys::FEEDS))
+            .arg(FeedName::MAIN)
+            .arg(MOVED.replace("PREFIX", self.link.prefix()));
+        let outcome: String = self.run(|mut conn| async move { call.invoke_async(&mut conn).await }).await?;
+        match outcome.as_str() {
+            "moved" => tracing::info!(prefix = %self.link.prefix(), "the log of before feeds is now feed `main`'s"),
+            "both" => tracing::error!(
+                prefix = %self.link.prefix(),
+                "both the log of before feeds (PREFIX:log, PREFIX:meta) and feed `main`'s exist: nothing moved; a \
+                 replica of the version before may still be writing to the old log (stop it, then move or delete \
+                 the old keys by hand)"
+            ),
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// Ids up to `id` were acknowledged in `epoch`: remembered, so a Redis that loses them does not keep the
     /// epoch (see the module doc). Another epoch than the one remembered replaces it: answers arrive on several
     /// connections, so one may be older than the last, which at worst delays a rotation, never makes a wrong one
     /// (a script rotates only when Redis holds the very epoch named, below an id Redis itself handed out in it).
-    pub fn saw(&self, epoch: &str, id: u64) {
+    /// A feed with no epoch (`""`: it holds nothing) is not remembered.
+    pub fn saw(&self, feed: &FeedName, epoch: &str, id: u64) {
+        if epoch.is_empty() {
+            return;
+        }
         let mut seen = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if seen.epoch == epoch {
-            seen.seq = seen.seq.max(id);
-        } else {
-            *seen = Head { epoch: epoch.to_owned(), seq: id };
+        match seen.get_mut(feed) {
+            Some(head) if head.epoch == epoch => head.seq = head.seq.max(id),
+            _ => {
+                seen.insert(feed.clone(), Head { epoch: epoch.to_owned(), seq: id });
+            }
         }
     }
 
-    fn seen(&self) -> Head {
-        self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    /// What this replica saw of `feed` (nothing: no epoch, id 0).
+    /// The newest id this replica saw acknowledged in `feed`, and its epoch (`""` and 0: none).
+    pub fn seen(&self, feed: &FeedName) -> Head {
+        let mut seen = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        seen.get(feed).cloned().unwrap_or(Head { epoch: String::new(), seq: 0 })
+    }
+
+    /// How many feeds this replica remembers a head of (tests: reading a feed that holds nothing adds none).
+    #[cfg(test)]
+    pub(crate) fn seen_feeds(&self) -> usize {
+        self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
     }
 
     /// A script ended the epoch (`lost` ≥ 0 is the `seq` Redis held): said once, loudly; it lost messages.
@@ -208,19 +327,23 @@ impl RedisStore {
         }
     }
 
-    /// Whether this deployment's log holds nothing at all (no epoch, no entry): where a migration may write.
+    /// Whether this deployment holds no feed at all (none listed, and no log of before feeds): where a migration
+    /// may write. (A feed's own keys are checked again by each import.)
     pub async fn is_empty(&self) -> Result<bool, StoreError> {
-        let (meta, log) = (self.key(keys::META), self.key(keys::LOG));
-        let found: u64 = self.run(|mut conn| async move { conn.exists(&[meta, log]).await }).await?;
+        self.legacy_moved(None).await?;
+        let feeds = self.key(keys::FEEDS);
+        let found: u64 = self.run(|mut conn| async move { conn.exists(feeds).await }).await?;
         Ok(found == 0)
     }
 
-    /// A migration's step: appends `batch` (in id order, above everything imported so far) with its own ids.
-    pub async fn import(&self, batch: &[Message]) -> Result<(), StoreError> {
+    /// A migration's step: appends `batch` (in id order, above everything imported so far) to `feed` with its own
+    /// ids, and lists the feed.
+    pub async fn import(&self, feed: &FeedName, batch: &[Message]) -> Result<(), StoreError> {
         let Some(first) = batch.first() else { return Ok(()) };
+        self.list_feed(feed).await?;
         let script = Script::new(IMPORT);
         let mut call = script.prepare_invoke();
-        call.key(self.key(keys::META)).key(self.key(keys::LOG)).arg(first.id);
+        call.key(self.feed_key(feed, keys::META)).key(self.feed_key(feed, keys::LOG)).arg(first.id);
         for message in batch {
             call.arg(message.id).arg(&message.user).arg(&message.text).arg(&message.at);
         }
@@ -228,13 +351,23 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Ends a migration: from now on the log is the one of `epoch`, and the next id is `seq + 1`.
-    pub async fn seal(&self, epoch: &str, seq: u64) -> Result<(), StoreError> {
+    /// Ends a feed's migration: from now on its log is the one of `epoch`, and its next id is `seq + 1`.
+    pub async fn seal(&self, feed: &FeedName, epoch: &str, seq: u64) -> Result<(), StoreError> {
+        self.list_feed(feed).await?;
         let script = Script::new(SEAL);
         let mut call = script.prepare_invoke();
-        call.key(self.key(keys::META)).arg(epoch).arg(seq);
+        call.key(self.feed_key(feed, keys::META)).arg(epoch).arg(seq);
         self.run(|mut conn| async move { call.invoke_async::<u64>(&mut conn).await }).await?;
         Ok(())
+    }
+
+    /// `ZADD NX` of `feed` to the feed set.
+    async fn list_feed(&self, feed: &FeedName) -> Result<(), StoreError> {
+        let (feeds, name) = (self.key(keys::FEEDS), feed.as_str().to_owned());
+        self.run(|mut conn| async move {
+            redis::cmd("ZADD").arg(feeds).arg("NX").arg(0).arg(name).query_async::<()>(&mut conn).await
+        })
+        .await
     }
 
     /// Runs `query` on the link's connection, within its timeout.
@@ -251,16 +384,18 @@ impl RedisStore {
         Ok(())
     }
 
-    /// The epoch and the newest id, in one step (the epoch is made if the log has none).
+    /// `feed`'s epoch and newest id, in one step (the epoch is made if its log has entries but lost its `meta`; a
+    /// feed that holds nothing answers `""` and 0, and nothing is written).
     /// Ends the epoch first if Redis lost ids this replica saw acknowledged in it (see the module doc).
-    pub async fn head(&self) -> Result<Head, StoreError> {
-        let seen = self.seen();
+    pub async fn head(&self, feed: &FeedName) -> Result<Head, StoreError> {
+        self.legacy_moved(Some(feed)).await?;
+        let seen = self.seen(feed);
         let seen_ref = &seen;
         let (epoch, seq, lost): (String, u64, i64) = self
             .run(|mut conn| async move {
                 let mut call = self.head.prepare_invoke();
-                call.key(self.key(keys::META))
-                    .key(self.key(keys::LOG))
+                call.key(self.feed_key(feed, keys::META))
+                    .key(self.feed_key(feed, keys::LOG))
                     .arg(new_epoch())
                     .arg(&seen_ref.epoch)
                     .arg(seen_ref.seq);
@@ -268,36 +403,41 @@ impl RedisStore {
             })
             .await?;
         self.report_rotation(&seen, lost, &epoch);
-        self.saw(&epoch, seq);
+        self.saw(feed, &epoch, seq);
         Ok(Head { epoch, seq })
     }
 
-    /// Ids and groups of the messages with id > `after`, oldest first, at most `limit` (missed notices).
-    pub async fn sent_since(&self, after: u64, limit: usize) -> Result<Vec<Sent>, StoreError> {
-        let entries = self.range_after(after, limit).await?;
+    /// Ids and groups of `feed`'s messages with id > `after`, oldest first, at most `limit` (missed notices).
+    pub async fn sent_since(&self, feed: &FeedName, after: u64, limit: usize) -> Result<Vec<Sent>, StoreError> {
+        let entries = self.range_after(feed, after, limit).await?;
         Ok(entries
             .into_iter()
             .filter_map(|(id, mut fields)| Some(Sent { id: entry_id(&id)?, group: fields.remove("group")? }))
             .collect())
     }
 
-    /// Entries with id > `after` (an exclusive `(` bound), oldest first, at most `limit`.
-    async fn range_after(&self, after: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
+    /// `feed`'s entries with id > `after` (an exclusive `(` bound), oldest first, at most `limit`.
+    async fn range_after(&self, feed: &FeedName, after: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        self.legacy_moved(Some(feed)).await?;
         let start = match after {
             0 => "-".to_owned(),
             u64::MAX => return Ok(Vec::new()),
             after => format!("({after}-0"),
         };
-        let log = self.key(keys::LOG);
+        let log = self.feed_key(feed, keys::LOG);
         self.run(|mut conn| async move { conn.xrange_count(log, start, "+", limit).await }).await
     }
 
     /// Everything the age cutoff takes: the id of the first entry stored at or after `cutoff`, or one past the
     /// newest read when all are older.
-    async fn first_at_or_after(&self, cutoff: time::OffsetDateTime) -> Result<Option<u64>, StoreError> {
+    async fn first_at_or_after(
+        &self,
+        feed: &FeedName,
+        cutoff: time::OffsetDateTime,
+    ) -> Result<Option<u64>, StoreError> {
         let mut after = 0;
         loop {
-            let chunk = self.range_after(after, SCAN_CHUNK).await?;
+            let chunk = self.range_after(feed, after, SCAN_CHUNK).await?;
             let Some(last) = chunk.last().and_then(|(id, _)| entry_id(id)) else {
                 return Ok((after > 0).then_some(after + 1));
             };
@@ -370,78 +510,127 @@ fn parse_appended(reply: Value, draft: &Draft<'_>, at: String) -> Result<(Append
 #[async_trait]
 impl FeedStore for RedisStore {
     async fn append(&self, draft: Draft<'_>) -> Result<Appended, StoreError> {
+        self.legacy_moved(Some(draft.feed)).await?;
         let at = now_rfc3339();
         let stamp = at.as_str();
-        let seen = self.seen();
+        let seen = self.seen(draft.feed);
         let seen_ref = &seen;
+        let mut call = self.append.prepare_invoke();
+        call.key(self.feed_key(draft.feed, keys::META)).key(self.feed_key(draft.feed, keys::LOG));
+        if let Some(key) = draft.key {
+            call.key(self.feed_key(draft.feed, &keys::send_key(draft.group, key.as_str())));
+        }
+        call.arg(new_epoch())
+            .arg(self.cap)
+            .arg(draft.author.as_str())
+            .arg(draft.text.as_str())
+            .arg(stamp)
+            .arg(draft.group)
+            .arg(KEY_MEMORY.as_secs())
+            .arg(self.link.notices(draft.feed))
+            .arg(&seen_ref.epoch)
+            .arg(seen_ref.seq);
+        let call = &call;
+        let (feeds, name) = (self.key(keys::FEEDS), draft.feed.as_str());
         let reply: Value = self
             .run(|mut conn| async move {
-                let mut call = self.append.prepare_invoke();
-                call.key(self.key(keys::META)).key(self.key(keys::LOG));
-                if let Some(key) = draft.key {
-                    call.key(self.key(&keys::send_key(draft.group, key.as_str())));
+                // The feed is listed first, in the same round trip (see the module doc).
+                let mut pipe = redis::pipe();
+                pipe.cmd("ZADD").arg(&feeds).arg("NX").arg(0).arg(name).ignore().invoke_script(call);
+                match pipe.query_async::<(Value,)>(&mut conn).await {
+                    Ok((reply,)) => Ok(reply),
+                    // A Redis that does not hold the script yet (restarted, or new): loaded, then run again.
+                    Err(err) if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                        call.invoke_async(&mut conn).await
+                    }
+                    Err(err) => Err(err),
                 }
-                call.arg(new_epoch())
-                    .arg(self.cap)
-                    .arg(draft.author.as_str())
-                    .arg(draft.text.as_str())
-                    .arg(stamp)
-                    .arg(draft.group)
-                    .arg(KEY_MEMORY.as_secs())
-                    .arg(self.link.notices())
-                    .arg(&seen_ref.epoch)
-                    .arg(seen_ref.seq);
-                call.invoke_async(&mut conn).await
             })
             .await?;
         let (appended, appended_in) = parse_appended(reply, &draft, at)?;
         if let Some((epoch, lost)) = appended_in {
             self.report_rotation(&seen, lost, &epoch);
-            self.saw(&epoch, appended.message.id);
+            self.saw(draft.feed, &epoch, appended.message.id);
         }
         Ok(appended)
     }
 
-    async fn since(&self, after: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
-        Ok(messages(self.range_after(after, limit).await?))
+    async fn since(&self, feed: &FeedName, after: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
+        Ok(messages(self.range_after(feed, after, limit).await?))
     }
 
-    async fn before(&self, before: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
+    async fn before(&self, feed: &FeedName, before: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
         if before <= 1 || limit == 0 {
             return Ok(Vec::new());
         }
-        let (log, end) = (self.key(keys::LOG), format!("({before}-0"));
+        self.legacy_moved(Some(feed)).await?;
+        let (log, end) = (self.feed_key(feed, keys::LOG), format!("({before}-0"));
         let mut page: Vec<Entry> =
             self.run(|mut conn| async move { conn.xrevrange_count(log, end, "-", limit).await }).await?;
         page.reverse();
         Ok(messages(page))
     }
 
-    async fn latest(&self, limit: usize) -> Result<Vec<Message>, StoreError> {
-        let log = self.key(keys::LOG);
+    async fn latest(&self, feed: &FeedName, limit: usize) -> Result<Vec<Message>, StoreError> {
+        self.legacy_moved(Some(feed)).await?;
+        let log = self.feed_key(feed, keys::LOG);
         let mut page: Vec<Entry> =
             self.run(|mut conn| async move { conn.xrevrange_count(log, "+", "-", limit).await }).await?;
         page.reverse();
         Ok(messages(page))
     }
 
-    async fn epoch(&self) -> Result<String, StoreError> {
-        let meta = self.key(keys::META);
+    async fn epoch(&self, feed: &FeedName) -> Result<String, StoreError> {
+        self.legacy_moved(Some(feed)).await?;
+        let meta = self.feed_key(feed, keys::META);
         let known: Option<String> = self.run(|mut conn| async move { conn.hget(meta, "epoch").await }).await?;
         match known {
             Some(epoch) => Ok(epoch),
-            None => Ok(self.head().await?.epoch),
+            // No `meta`: a feed that holds nothing (`""`, nothing written), or a log whose `meta` was lost, which
+            // the head gives a new epoch.
+            None => Ok(self.head(feed).await?.epoch),
         }
     }
 
-    async fn last_id(&self) -> Result<u64, StoreError> {
-        let meta = self.key(keys::META);
+    async fn last_id(&self, feed: &FeedName) -> Result<u64, StoreError> {
+        self.legacy_moved(Some(feed)).await?;
+        let meta = self.feed_key(feed, keys::META);
         let seq: Option<u64> = self.run(|mut conn| async move { conn.hget(meta, "seq").await }).await?;
         Ok(seq.unwrap_or(0))
     }
 
-    async fn prune(&self, keep: usize, cutoff: Option<time::OffsetDateTime>) -> Result<u64, StoreError> {
-        let log = self.key(keys::LOG);
+    async fn feeds(&self, after: Option<&FeedName>, limit: usize) -> Result<Vec<FeedName>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.legacy_moved(None).await?;
+        let feeds = self.key(keys::FEEDS);
+        let min = after.map_or_else(|| "-".to_owned(), |after| format!("({after}"));
+        let names: Vec<String> = self
+            .run(|mut conn| async move {
+                redis::cmd("ZRANGEBYLEX")
+                    .arg(feeds)
+                    .arg(min)
+                    .arg("+")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        // Only appends list names, of parsed feeds: one that does not parse was written by hand; skip it.
+        Ok(names.iter().filter_map(|name| FeedName::parse(name)).collect())
+    }
+
+    async fn prune(
+        &self,
+        feed: &FeedName,
+        keep: usize,
+        cutoff: Option<time::OffsetDateTime>,
+    ) -> Result<u64, StoreError> {
+        self.legacy_moved(Some(feed)).await?;
+        let log = self.feed_key(feed, keys::LOG);
         let mut deleted: u64 = {
             let log = log.clone();
             self.run(|mut conn| async move {
@@ -450,7 +639,7 @@ impl FeedStore for RedisStore {
             .await?
         };
         let first_kept = match cutoff {
-            Some(cutoff) => self.first_at_or_after(cutoff).await?,
+            Some(cutoff) => self.first_at_or_after(feed, cutoff).await?,
             None => None,
         };
         if let Some(first_kept) = first_kept {

@@ -2,7 +2,14 @@
 //! connection and commits whatever appends are waiting as one transaction, so concurrent sends share a commit; a
 //! send is answered only after its transaction committed. Reads use their own connection, off the async runtime.
 //!
-//! `AUTOINCREMENT` keeps ids strictly increasing and never reused, even after retention deletes the newest rows.
+//! Each feed is a row of `feeds` (name, epoch, `seq`: the newest id it handed out), made by the feed's first append
+//! in the append's own transaction, and its messages are the rows of `messages` keyed `(feed, id)`. An append takes
+//! `seq + 1`; `seq` is never lowered, so ids stay strictly increasing and are never reused, even after retention
+//! deletes the newest rows. Reading a feed that has no row writes nothing.
+//!
+//! The schema has a version (`PRAGMA user_version`) and one step per version; a database of a newer version than
+//! this server knows is refused. Version 3 made the log per feed: a database of version 2 keeps its messages, ids
+//! and epoch as feed `main`'s, so an upgrade does not make open tabs reload.
 //!
 //! Readiness (`/readyz`) asks the writer thread itself: it answers only if it runs and is not stuck, and it says
 //! not ready while its last commit failed (a full disk, a read-only file), until a small write commits again.
@@ -15,20 +22,21 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::{new_epoch, now_rfc3339, Appended, Draft, FeedStore, StoreError, KEY_MEMORY};
-use crate::shared::domain::Message;
+use crate::shared::domain::{FeedName, Message};
 
 /// Most appends committed in one transaction.
 const MAX_BATCH: usize = 512;
 /// Most rows one retention pass deletes per transaction, so a large cleanup never holds the writer for long.
 const PRUNE_CHUNK: i64 = 2_000;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Most expired send keys one commit forgets (so forgetting never holds the writer for long).
 const FORGET_KEYS_CHUNK: i64 = 256;
 
 /// One append waiting for the writer.
 struct Pending {
+    feed: FeedName,
     user: String,
     text: String,
     /// (group, key), when the send has a key.
@@ -39,6 +47,7 @@ struct Pending {
 enum Job {
     Append(Pending),
     Prune {
+        feed: FeedName,
         keep: usize,
         cutoff: Option<time::OffsetDateTime>,
         reply: oneshot::Sender<Result<u64, StoreError>>,
@@ -170,7 +179,59 @@ fn prepare(conn: &Connection) -> rusqlite::Result<()> {
         tx.execute_batch("PRAGMA user_version = 2;")?;
         tx.commit()?;
     }
+    if version < 3 {
+        per_feed_schema(conn)?;
+    }
     Ok(())
+}
+
+/// Version 3: one log per feed. The single log of version 2 becomes feed `main` with its messages, its ids, its
+/// send keys, its sequence (`sqlite_sequence`, which may be above every kept id) and its epoch. A log never appended
+/// to becomes no feed at all (a feed that holds nothing has no row); the tabs that showed it showed nothing, so the
+/// new epoch of its first message empties nothing.
+fn per_feed_schema(conn: &Connection) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    tx.execute_batch(
+        "CREATE TABLE feeds (
+             name  TEXT PRIMARY KEY,
+             epoch TEXT NOT NULL,
+             seq   INTEGER NOT NULL
+         ) WITHOUT ROWID;
+         CREATE TABLE feed_messages (
+             feed TEXT NOT NULL,
+             id   INTEGER NOT NULL,
+             user TEXT NOT NULL,
+             text TEXT NOT NULL,
+             at   TEXT NOT NULL,
+             PRIMARY KEY (feed, id)
+         );
+         CREATE TABLE feed_send_keys (
+             feed TEXT NOT NULL,
+             grp  TEXT NOT NULL,
+             key  TEXT NOT NULL,
+             id   INTEGER NOT NULL,
+             made INTEGER NOT NULL,
+             PRIMARY KEY (feed, grp, key)
+         );",
+    )?;
+    tx.execute(
+        "INSERT INTO feeds (name, epoch, seq)
+         SELECT ?1, COALESCE((SELECT value FROM meta WHERE name = 'epoch'), ?2), seq
+         FROM sqlite_sequence WHERE name = 'messages' AND seq > 0",
+        params![FeedName::MAIN, new_epoch()],
+    )?;
+    tx.execute("INSERT INTO feed_messages SELECT ?1, id, user, text, at FROM messages", [FeedName::MAIN])?;
+    tx.execute("INSERT INTO feed_send_keys SELECT ?1, grp, key, id, made FROM send_keys", [FeedName::MAIN])?;
+    tx.execute_batch(
+        "DROP TABLE messages;
+         ALTER TABLE feed_messages RENAME TO messages;
+         DROP TABLE send_keys;
+         ALTER TABLE feed_send_keys RENAME TO send_keys;
+         CREATE INDEX send_keys_made ON send_keys(made);
+         DELETE FROM meta WHERE name = 'epoch';
+         PRAGMA user_version = 3;",
+    )?;
+    tx.commit()
 }
 
 fn write_loop(mut conn: Connection, queue: mpsc::Receiver<Job>) {
@@ -182,10 +243,10 @@ fn write_loop(mut conn: Connection, queue: mpsc::Receiver<Job>) {
         while let Some(job) = pending.take() {
             match job {
                 Job::Append(pending) => appends.push(pending),
-                Job::Prune { keep, cutoff, reply } => {
+                Job::Prune { feed, keep, cutoff, reply } => {
                     // Commit what queued before it first, so retention sees those rows.
                     commit_appends(&mut conn, std::mem::take(&mut appends), &mut failing);
-                    let pruned = prune(&mut conn, keep, cutoff).map_err(unavailable);
+                    let pruned = prune(&mut conn, &feed, keep, cutoff).map_err(unavailable);
                     failing = pruned.is_err();
                     let _ = reply.send(pruned);
                 }
@@ -222,8 +283,9 @@ fn unix_now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// Commits every waiting append as one transaction. A send whose key was used in its group within `KEY_MEMORY`
-/// (earlier, or earlier in this batch) is answered the first message and appends nothing.
+/// Commits every waiting append as one transaction. A send whose key was used in its feed and group within
+/// `KEY_MEMORY` (earlier, or earlier in this batch) is answered the first message and appends nothing. A feed's first
+/// append makes its row (and epoch) in the same transaction, so a feed has a row exactly when it has an id.
 fn commit_appends(conn: &mut Connection, appends: Vec<Pending>, failing: &mut bool) {
     if appends.is_empty() {
         return;
@@ -235,18 +297,25 @@ fn commit_appends(conn: &mut Connection, appends: Vec<Pending>, failing: &mut bo
         let tx = conn.transaction()?;
         let mut answers = Vec::with_capacity(appends.len());
         {
-            let mut insert =
-                tx.prepare_cached("INSERT INTO messages (user, text, at) VALUES (?1, ?2, ?3) RETURNING id")?;
-            let mut find_key = tx.prepare_cached(
-                "SELECT k.id, m.user, m.text, m.at FROM send_keys k LEFT JOIN messages m ON m.id = k.id
-                 WHERE k.grp = ?1 AND k.key = ?2 AND k.made >= ?3",
+            let mut next_id = tx.prepare_cached(
+                "INSERT INTO feeds (name, epoch, seq) VALUES (?1, ?2, 1)
+                 ON CONFLICT (name) DO UPDATE SET seq = seq + 1 RETURNING seq",
             )?;
-            let mut remember =
-                tx.prepare_cached("INSERT OR REPLACE INTO send_keys (grp, key, id, made) VALUES (?1, ?2, ?3, ?4)")?;
+            let mut insert =
+                tx.prepare_cached("INSERT INTO messages (feed, id, user, text, at) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+            let mut find_key = tx.prepare_cached(
+                "SELECT k.id, m.user, m.text, m.at FROM send_keys k
+                 LEFT JOIN messages m ON m.feed = k.feed AND m.id = k.id
+                 WHERE k.feed = ?1 AND k.grp = ?2 AND k.key = ?3 AND k.made >= ?4",
+            )?;
+            let mut remember = tx.prepare_cached(
+                "INSERT OR REPLACE INTO send_keys (feed, grp, key, id, made) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
             for pending in &appends {
+                let feed = pending.feed.as_str();
                 if let Some((group, key)) = &pending.key {
                     let first = find_key
-                        .query_row(params![group, key, remembered_since], |row| {
+                        .query_row(params![feed, group, key, remembered_since], |row| {
                             let id = row.get::<_, i64>(0)? as u64;
                             // Retention may have deleted the first message since: answer it as it was sent.
                             Ok(Message {
@@ -262,9 +331,10 @@ fn commit_appends(conn: &mut Connection, appends: Vec<Pending>, failing: &mut bo
                         continue;
                     }
                 }
-                let id = insert.query_row(params![pending.user, pending.text, at], |row| row.get::<_, i64>(0))?;
+                let id = next_id.query_row(params![feed, new_epoch()], |row| row.get::<_, i64>(0))?;
+                insert.execute(params![feed, id, pending.user, pending.text, at])?;
                 if let Some((group, key)) = &pending.key {
-                    remember.execute(params![group, key, id, now])?;
+                    remember.execute(params![feed, group, key, id, now])?;
                 }
                 let message =
                     Message { id: id as u64, user: pending.user.clone(), text: pending.text.clone(), at: at.clone() };
@@ -294,19 +364,31 @@ fn commit_appends(conn: &mut Connection, appends: Vec<Pending>, failing: &mut bo
     }
 }
 
-fn prune(conn: &mut Connection, keep: usize, cutoff: Option<time::OffsetDateTime>) -> rusqlite::Result<u64> {
-    let newest: Option<i64> = conn.query_row("SELECT MAX(id) FROM messages", [], |row| row.get(0))?;
+/// Retention of one feed; its `seq` stays, so the deleted ids are never handed out again.
+fn prune(
+    conn: &mut Connection,
+    feed: &FeedName,
+    keep: usize,
+    cutoff: Option<time::OffsetDateTime>,
+) -> rusqlite::Result<u64> {
+    let feed = feed.as_str();
+    let newest: Option<i64> =
+        conn.query_row("SELECT MAX(id) FROM messages WHERE feed = ?1", [feed], |row| row.get(0))?;
     let Some(newest) = newest else { return Ok(0) };
     // Everything at or below `floor` goes: the count limit, then the age limit.
     let mut floor: i64 = conn
-        .query_row("SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?1", [keep as i64], |row| row.get(0))
+        .query_row(
+            "SELECT id FROM messages WHERE feed = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2",
+            params![feed, keep as i64],
+            |row| row.get(0),
+        )
         .optional()?
         .unwrap_or(0);
     if let Some(cutoff) = cutoff {
         // Compared as times (seconds since the epoch), whatever offset a stored `at` was written with.
         let aged: Option<i64> = conn.query_row(
-            "SELECT MAX(id) FROM messages WHERE unixepoch(at) < ?1",
-            [cutoff.unix_timestamp()],
+            "SELECT MAX(id) FROM messages WHERE feed = ?1 AND unixepoch(at) < ?2",
+            params![feed, cutoff.unix_timestamp()],
             |row| row.get(0),
         )?;
         floor = floor.max(aged.unwrap_or(0));
@@ -316,8 +398,9 @@ fn prune(conn: &mut Connection, keep: usize, cutoff: Option<time::OffsetDateTime
     loop {
         let tx = conn.transaction()?;
         let n = tx.execute(
-            "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE id <= ?1 ORDER BY id LIMIT ?2)",
-            params![floor, PRUNE_CHUNK],
+            "DELETE FROM messages WHERE rowid IN
+             (SELECT rowid FROM messages WHERE feed = ?1 AND id <= ?2 ORDER BY id LIMIT ?3)",
+            params![feed, floor, PRUNE_CHUNK],
         )?;
         tx.commit()?;
         deleted += n as u64;
@@ -331,9 +414,9 @@ fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message { id: row.get::<_, i64>(0)? as u64, user: row.get(1)?, text: row.get(2)?, at: row.get(3)? })
 }
 
-fn collect(conn: &Connection, sql: &str, a: i64, limit: usize) -> rusqlite::Result<Vec<Message>> {
+fn collect(conn: &Connection, sql: &str, feed: &str, a: i64, limit: usize) -> rusqlite::Result<Vec<Message>> {
     let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(params![a, limit as i64], row_to_message)?;
+    let rows = stmt.query_map(params![feed, a, limit as i64], row_to_message)?;
     rows.collect()
 }
 
@@ -346,27 +429,43 @@ impl FeedStore for SqliteStore {
     async fn append(&self, draft: Draft<'_>) -> Result<Appended, StoreError> {
         let (user, text) = (draft.author.as_str().to_owned(), draft.text.as_str().to_owned());
         let key = draft.key.map(|key| (draft.group.to_owned(), key.as_str().to_owned()));
-        self.ask(|reply| Job::Append(Pending { user, text, key, reply })).await
+        let feed = draft.feed.clone();
+        self.ask(|reply| Job::Append(Pending { feed, user, text, key, reply })).await
     }
 
-    async fn epoch(&self) -> Result<String, StoreError> {
-        self.read(|conn| conn.query_row("SELECT value FROM meta WHERE name = 'epoch'", [], |row| row.get(0))).await
-    }
-
-    async fn since(&self, after: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
-        let after = clamp(after);
+    async fn epoch(&self, feed: &FeedName) -> Result<String, StoreError> {
+        let feed = feed.clone();
         self.read(move |conn| {
-            collect(conn, "SELECT id, user, text, at FROM messages WHERE id > ?1 ORDER BY id LIMIT ?2", after, limit)
+            let epoch = conn
+                .prepare_cached("SELECT epoch FROM feeds WHERE name = ?1")?
+                .query_row([feed.as_str()], |row| row.get(0))
+                .optional()?;
+            Ok(epoch.unwrap_or_default())
         })
         .await
     }
 
-    async fn before(&self, before: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
-        let before = clamp(before);
+    async fn since(&self, feed: &FeedName, after: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
+        let (feed, after) = (feed.clone(), clamp(after));
+        self.read(move |conn| {
+            collect(
+                conn,
+                "SELECT id, user, text, at FROM messages WHERE feed = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                feed.as_str(),
+                after,
+                limit,
+            )
+        })
+        .await
+    }
+
+    async fn before(&self, feed: &FeedName, before: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
+        let (feed, before) = (feed.clone(), clamp(before));
         self.read(move |conn| {
             let mut page = collect(
                 conn,
-                "SELECT id, user, text, at FROM messages WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+                "SELECT id, user, text, at FROM messages WHERE feed = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                feed.as_str(),
                 before,
                 limit,
             )?;
@@ -376,22 +475,43 @@ impl FeedStore for SqliteStore {
         .await
     }
 
-    async fn latest(&self, limit: usize) -> Result<Vec<Message>, StoreError> {
-        self.before(u64::MAX, limit).await
+    async fn latest(&self, feed: &FeedName, limit: usize) -> Result<Vec<Message>, StoreError> {
+        self.before(feed, u64::MAX, limit).await
     }
 
-    async fn last_id(&self) -> Result<u64, StoreError> {
-        self.read(|conn| {
+    async fn last_id(&self, feed: &FeedName) -> Result<u64, StoreError> {
+        let feed = feed.clone();
+        self.read(move |conn| {
             let seq: Option<i64> = conn
-                .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'messages'", [], |row| row.get(0))
+                .prepare_cached("SELECT seq FROM feeds WHERE name = ?1")?
+                .query_row([feed.as_str()], |row| row.get(0))
                 .optional()?;
             Ok(seq.unwrap_or(0) as u64)
         })
         .await
     }
 
-    async fn prune(&self, keep: usize, cutoff: Option<time::OffsetDateTime>) -> Result<u64, StoreError> {
-        self.ask(|reply| Job::Prune { keep, cutoff, reply }).await
+    async fn feeds(&self, after: Option<&FeedName>, limit: usize) -> Result<Vec<FeedName>, StoreError> {
+        // Every name sorts after "", so no `after` is a page from the first.
+        let after = after.map(|after| after.as_str().to_owned()).unwrap_or_default();
+        let limit = limit.min(i64::MAX as usize) as i64;
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached("SELECT name FROM feeds WHERE name > ?1 ORDER BY name LIMIT ?2")?;
+            let names = stmt.query_map(params![after, limit], |row| row.get::<_, String>(0))?;
+            // Only the writer makes rows, of parsed names: a name that does not parse was written by hand; skip it.
+            names.filter_map(|name| name.map(|name| FeedName::parse(&name)).transpose()).collect()
+        })
+        .await
+    }
+
+    async fn prune(
+        &self,
+        feed: &FeedName,
+        keep: usize,
+        cutoff: Option<time::OffsetDateTime>,
+    ) -> Result<u64, StoreError> {
+        let feed = feed.clone();
+        self.ask(|reply| Job::Prune { feed, keep, cutoff, reply }).await
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
@@ -422,7 +542,7 @@ mod tests {
         let exec = |sql: &'static str| store.ask(|reply| Job::Exec(sql.to_owned(), reply));
         exec("PRAGMA query_only = 1").await.unwrap();
         let (author, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
-        let draft = Draft { group: "g", author: &author, text: &text, key: None };
+        let draft = Draft { feed: &FeedName::main(), group: "g", author: &author, text: &text, key: None };
         assert!(store.append(draft).await.is_err(), "the database takes no writes");
         tokio::time::sleep(crate::server::store::READY_FOR).await;
         let not_ready = store.ready().await.unwrap_err().to_string();
@@ -431,5 +551,102 @@ mod tests {
         tokio::time::sleep(crate::server::store::READY_FOR).await;
         store.ready().await.unwrap();
         assert_eq!(store.append(draft).await.unwrap().message.id, 1);
+    }
+
+    /// A database written by the schema of before feeds (version 2, its DDL as it was): `messages` with
+    /// `AUTOINCREMENT` ids, `send_keys` by group, the epoch in `meta`.
+    fn version_2_database(path: &Path, appended: &[&str], deleted_newest: usize) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE messages (
+                 id   INTEGER PRIMARY KEY AUTOINCREMENT,
+                 user TEXT NOT NULL,
+                 text TEXT NOT NULL,
+                 at   TEXT NOT NULL
+             );
+             CREATE INDEX messages_at ON messages(at);
+             CREATE TABLE send_keys (
+                 grp  TEXT NOT NULL,
+                 key  TEXT NOT NULL,
+                 id   INTEGER NOT NULL,
+                 made INTEGER NOT NULL,
+                 PRIMARY KEY (grp, key)
+             );
+             CREATE INDEX send_keys_made ON send_keys(made);
+             CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO meta (name, value) VALUES ('epoch', 'e-old');
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        for text in appended {
+            conn.execute("INSERT INTO messages (user, text, at) VALUES ('ada', ?1, '2026-01-01T00:00:00Z')", [text])
+                .unwrap();
+        }
+        conn.execute("INSERT INTO send_keys (grp, key, id, made) VALUES ('g', 'k1', 2, ?1)", [unix_now()]).unwrap();
+        // Retention took the newest rows: the sequence stays above every kept id.
+        conn.execute("DELETE FROM messages WHERE id > ?1", [(appended.len() - deleted_newest) as i64]).unwrap();
+    }
+
+    fn draft_in<'a>(feed: &'a FeedName, author: &'a Username, text: &'a MessageText) -> Draft<'a> {
+        Draft { feed, group: "g", author, text, key: None }
+    }
+
+    /// An upgrade keeps the log: every row of a version-2 database is feed `main`'s with its id, the epoch is
+    /// main's (open tabs do not reload), ids go on above the old sequence, send keys still answer.
+    #[tokio::test]
+    async fn a_version_2_database_becomes_feed_main_with_its_ids_and_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feed.db");
+        version_2_database(&path, &["one", "two", "three", "four"], 1);
+        let store = SqliteStore::open(&path).unwrap();
+        let main = FeedName::main();
+        let page = store.since(&main, 0, 10).await.unwrap();
+        let kept: Vec<(u64, &str)> = page.iter().map(|m| (m.id, m.text.as_str())).collect();
+        assert_eq!(kept, [(1, "one"), (2, "two"), (3, "three")]);
+        assert_eq!(store.epoch(&main).await.unwrap(), "e-old");
+        assert_eq!(store.last_id(&main).await.unwrap(), 4);
+        assert_eq!(store.feeds(None, 10).await.unwrap(), vec![main.clone()]);
+        let (author, text) = (Username::parse("bob").unwrap(), MessageText::parse("again", 100).unwrap());
+        let key = crate::shared::domain::SendKey::parse("k1").unwrap();
+        let repeat = store.append(Draft { key: key.as_ref(), ..draft_in(&main, &author, &text) }).await.unwrap();
+        assert_eq!((repeat.fresh, repeat.message.id, repeat.message.text.as_str()), (false, 2, "two"));
+        assert_eq!(store.append(draft_in(&main, &author, &text)).await.unwrap().message.id, 5);
+        let other = FeedName::parse("other").unwrap();
+        assert_eq!(store.append(draft_in(&other, &author, &text)).await.unwrap().message.id, 1);
+        assert_eq!(store.epoch(&main).await.unwrap(), "e-old");
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let epochs: i64 = conn.query_row("SELECT COUNT(*) FROM meta WHERE name = 'epoch'", [], |r| r.get(0)).unwrap();
+        assert_eq!(epochs, 0, "the epoch lives with its feed now");
+    }
+
+    /// A version-2 log never appended to becomes no feed at all: nothing is stored for it.
+    #[tokio::test]
+    async fn a_version_2_database_never_appended_to_becomes_no_feed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feed.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, user TEXT NOT NULL, text TEXT NOT NULL,
+                 at TEXT NOT NULL);
+             CREATE TABLE send_keys (grp TEXT NOT NULL, key TEXT NOT NULL, id INTEGER NOT NULL,
+                 made INTEGER NOT NULL, PRIMARY KEY (grp, key));
+             CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO meta (name, value) VALUES ('epoch', 'e-old');
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        drop(conn);
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.epoch(&FeedName::main()).await.unwrap(), "");
+        assert!(store.feeds(None, 10).await.unwrap().is_empty());
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let rows: i64 = conn
+            .query_row("SELECT (SELECT COUNT(*) FROM feeds) + (SELECT COUNT(*) FROM meta)", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, 0);
     }
 }

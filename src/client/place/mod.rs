@@ -1,0 +1,63 @@
+//! Which feed this page shows, from its path: `/f/{name}` is the feed `name`, anything else (`/`) the feed `main`.
+//! The app has one page and no router, so the path is read where the page is: from the request while the server
+//! renders (`server`: leptos_axum puts the request's `Parts` in the context), from `location` in the tab
+//! (`browser`). The server has already redirected or refused a path whose name is not a feed name (`routes`).
+#![cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+
+#[cfg(feature = "hydrate")]
+mod browser;
+#[cfg(feature = "hydrate")]
+use browser as target;
+#[cfg(not(feature = "hydrate"))]
+mod server;
+#[cfg(not(feature = "hydrate"))]
+use server as target;
+
+use crate::shared::domain::FeedName;
+use crate::shared::wire;
+
+/// The feed of this page.
+pub fn feed() -> FeedName {
+    feed_of(&target::path())
+}
+
+/// The feed a page's path shows.
+pub fn feed_of(path: &str) -> FeedName {
+    path.strip_prefix(wire::FEED_PAGE_PREFIX).and_then(FeedName::parse).unwrap_or_else(FeedName::main)
+}
+
+/// The page's heading: the product's name on the feed `main`, the feed's name on any other.
+pub fn heading(feed: &FeedName) -> String {
+    if feed.is_main() {
+        "Broadcasting".to_owned()
+    } else {
+        feed.to_string()
+    }
+}
+
+/// The document's title: the product's name alone on `main`, after the feed's name on any other.
+pub fn title(feed: &FeedName) -> String {
+    if feed.is_main() {
+        "Broadcasting".to_owned()
+    } else {
+        format!("{feed} · Broadcasting")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_path_names_the_feed_and_the_root_is_main() {
+        assert_eq!(feed_of("/"), FeedName::main());
+        assert_eq!(feed_of("/f/team-news"), FeedName::parse("team-news").unwrap());
+        for other in ["/f/", "/f/Team", "/f/a/b", "/elsewhere", ""] {
+            assert_eq!(feed_of(other), FeedName::main(), "{other:?}");
+        }
+        let team = FeedName::parse("team-news").unwrap();
+        assert_eq!((heading(&team), title(&team)), ("team-news".into(), "team-news · Broadcasting".into()));
+        let main = FeedName::main();
+        assert_eq!((heading(&main), title(&main)), ("Broadcasting".into(), "Broadcasting".into()));
+    }
+}
