@@ -78,6 +78,10 @@ async fn one_stream_carries_every_feed_it_names_and_only_those() {
     let ticket = browser.join("ada").await;
     let mut both = browser.events_at(&format!("{}?feed=team&feed=news", wire::EVENTS_PATH), &[]).await;
     let mut old = browser.events().await;
+    let metrics = browser.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let gauge = |name: &str| metrics.lines().find_map(|line| line.strip_prefix(&format!("{name} "))).map(str::to_owned);
+    assert_eq!(gauge("broadcasting_open_streams").as_deref(), Some("2"), "two streams, however many feeds:\n{metrics}");
+    assert_eq!(gauge("broadcasting_feeds_followed").as_deref(), Some("3"), "team, news and main:\n{metrics}");
     let send = |feed: &'static str, text: &'static str| {
         let (browser, ticket) = (&browser, ticket.clone());
         async move {
