@@ -78,6 +78,10 @@ async fn one_stream_carries_every_feed_it_names_and_only_those() {
     let ticket = browser.join("ada").await;
     let mut both = browser.events_at(&format!("{}?feed=team&feed=news", wire::EVENTS_PATH), &[]).await;
     let mut old = browser.events().await;
+    let metrics = browser.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let gauge = |name: &str| metrics.lines().find_map(|line| line.strip_prefix(&format!("{name} "))).map(str::to_owned);
+    assert_eq!(gauge("broadcasting_open_streams").as_deref(), Some("2"), "two streams, however many feeds:\n{metrics}");
+    assert_eq!(gauge("broadcasting_feeds_followed").as_deref(), Some("3"), "team, news and main:\n{metrics}");
     let send = |feed: &'static str, text: &'static str| {
         let (browser, ticket) = (&browser, ticket.clone());
         async move {
@@ -127,4 +131,43 @@ async fn presence_is_per_feed() {
     assert_eq!(main["names"], serde_json::json!([]), "main's list does not show team's tab");
     let elsewhere: Value = browser.get(&presence_of("news")).await.ok();
     assert_eq!(elsewhere["names"], serde_json::json!([]));
+}
+
+/// One address starts at most `new-feeds-per-hour` feeds; a feed that holds messages costs nothing more, and with
+/// `feeds = listed` a name the settings file does not list is no feed at all.
+#[tokio::test]
+async fn new_feeds_are_budgeted_per_address_and_a_listed_deployment_has_only_its_feeds() {
+    let server = Server::start(&["--new-feeds-per-hour", "2"]);
+    let browser = server.browser();
+    let ticket = browser.join("ada").await;
+    let send = |feed: &'static str| {
+        let (browser, ticket) = (&browser, ticket.clone());
+        async move { browser.post(SEND_PATH, &[("ticket", &ticket), ("text", "hi"), ("feed", feed)]).await }
+    };
+    send("a").await.ok::<Value>();
+    send("b").await.ok::<Value>();
+    let refused = send("c").await.refused(429, "rate_limited");
+    assert!(refused.contains("new feeds"), "{refused}");
+    send("a").await.ok::<Value>();
+    send("main").await.ok::<Value>();
+    let c: Vec<Value> = browser.get(&messages_of("c")).await.ok();
+    assert!(c.is_empty(), "nothing stored for the refused feed");
+
+    // The settings file the harness gives the server sits beside its data directory.
+    let listed = Server::try_start_prepared(&[], &[], |data| {
+        let settings = "[broadcasting]\nfeeds = \"listed\"\n[broadcasting.named-feeds.team]\n";
+        std::fs::write(data.parent().unwrap().join("settings.toml"), settings).unwrap();
+    })
+    .unwrap_or_else(|(status, stderr)| panic!("the server did not start ({status}):\n{stderr}"));
+    let browser = listed.browser();
+    let ticket = browser.join("ada").await;
+    let sent: Value = browser.post(SEND_PATH, &[("ticket", &ticket), ("text", "hi"), ("feed", "team")]).await.ok();
+    assert_eq!(sent["id"], 1);
+    let refused = browser.post(SEND_PATH, &[("ticket", &ticket), ("text", "hi"), ("feed", "other")]).await;
+    assert!(refused.refused(404, "not_found").contains("other"));
+    browser.get(&messages_of("other")).await.refused(404, "not_found");
+    let page = listed.browser().http.get(listed.url("/f/other")).send().await.unwrap();
+    assert_eq!(page.status(), 404, "the page of an unlisted feed");
+    let page = listed.browser().http.get(listed.url("/f/team")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
 }

@@ -9,7 +9,7 @@ mod redis;
 
 use std::time::{Duration, Instant};
 
-use broadcasting::shared::wire::SEND_PATH;
+use broadcasting::shared::wire::{EVENTS_PATH, SEND_PATH};
 use common::{ids, texts, Browser, Server};
 use redis::TestRedis;
 use serde_json::Value;
@@ -775,4 +775,44 @@ async fn one_replica_prunes_at_a_time_the_others_forget_pruned_pages_and_a_dead_
     assert!(took <= LEASE + 2 * EVERY + Duration::from_millis(600), "within the lease and a tick: {took:?}");
     assert_ne!(lease().as_deref(), Some(holder_a.as_str()), "b holds the lease now");
     assert_eq!((pruned_by(&b).await, oldest(&redis)), (KEEP, last + 1));
+}
+
+/// Two replicas on Redis, two feeds: a stream on replica A that names both hears each feed's sends through replica
+/// B, each notice naming its feed, and nothing of a feed it did not name; each feed's ids start at 1 and A serves
+/// each feed's own pages.
+#[tokio::test]
+async fn two_replicas_and_two_feeds_keep_the_feeds_apart() {
+    let redis = TestRedis::start();
+    let (a, b) = everyone(&redis);
+    let tab = a.browser();
+    let ticket = tab.join("ada").await;
+    let mut stream = tab.events_at(&format!("{EVENTS_PATH}?feed=team&feed=news"), &[]).await;
+    let through_b = on(&tab, &b);
+    let send = |feed: &'static str, text: &'static str| {
+        let (browser, ticket) = (&through_b, ticket.clone());
+        async move {
+            let sent: Value =
+                browser.post(SEND_PATH, &[("ticket", &ticket), ("text", text), ("feed", feed)]).await.ok();
+            sent["id"].as_u64().unwrap()
+        }
+    };
+    // A's receiver may still be subscribing: the first notice comes on the channel or with the head it reads then.
+    assert_eq!(send("team", "t1").await, 1);
+    assert_eq!(stream.next().await.data, "team 1");
+    assert_eq!(send("news", "n1").await, 1);
+    assert_eq!(stream.next().await.data, "news 1");
+    assert_eq!(send("other", "o1").await, 1);
+    assert_eq!(send("team", "t2").await, 2);
+    assert_eq!(stream.next().await.data, "team 2", "nothing of a feed the stream did not name");
+    let page = |feed: &'static str| {
+        let tab = &tab;
+        async move {
+            tab.get(&broadcasting::shared::wire::feed_api(feed, broadcasting::shared::wire::FEED_MESSAGES))
+                .await
+                .ok::<Vec<Value>>()
+        }
+    };
+    assert_eq!(texts(&page("team").await), ["t1", "t2"]);
+    assert_eq!(texts(&page("news").await), ["n1"]);
+    assert!(tab.messages("").await.is_empty(), "main holds nothing");
 }

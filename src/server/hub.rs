@@ -157,6 +157,13 @@ impl Hub {
         StreamCount { streams: self.streams.clone(), group: group.clone() }
     }
 
+    /// Feeds with at least one subscriber here now (`broadcasting_feeds_followed`).
+    pub fn feeds_followed(&self) -> usize {
+        let channels = lock(&self.channels);
+        let feeds: std::collections::HashSet<&FeedName> = channels.keys().map(|audience| &audience.feed).collect();
+        feeds.len()
+    }
+
     /// Event streams open now, in all (`broadcasting_open_streams`): a stream that follows several feeds is one.
     pub fn streams_open(&self) -> usize {
         self.lock_streams().values().sum()

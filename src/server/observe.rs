@@ -10,6 +10,8 @@ use tower_http::classify::ServerErrorsFailureClass;
 
 /// Event streams open now (read from the fan-out when scraped).
 pub const OPEN_STREAMS: &str = "broadcasting_open_streams";
+/// Feeds this process has subscribers of now (no per-feed label: feeds are unbounded, so only their count).
+pub const FEEDS_FOLLOWED: &str = "broadcasting_feeds_followed";
 /// Messages appended to the log since start.
 pub const MESSAGES_APPENDED: &str = "broadcasting_messages_appended_total";
 /// `GET /api/messages` requests received (each tab's catch-up and "Load older"; one per browser per notification).
@@ -43,6 +45,7 @@ pub fn install() -> Result<(), String> {
         .and_then(PrometheusBuilder::install_recorder)
         .map_err(|err| err.to_string())?;
     metrics::describe_gauge!(OPEN_STREAMS, "Event streams open now.");
+    metrics::describe_gauge!(FEEDS_FOLLOWED, "Feeds with at least one subscriber in this process now.");
     metrics::describe_counter!(MESSAGES_APPENDED, "Messages appended to the log since start.");
     metrics::describe_counter!(PAGE_REQUESTS, "GET /api/messages requests received.");
     metrics::describe_counter!(SENDS_REFUSED, "Sends refused, by reason.");
@@ -111,11 +114,12 @@ pub fn fanned_out(took: Duration) {
     metrics::histogram!(FANOUT_SECONDS).record(took.as_secs_f64());
 }
 
-/// The Prometheus text of everything recorded, with `open_streams` as the open-streams gauge; `None` when nothing is
-/// being recorded in this process.
-pub fn render(open_streams: usize) -> Option<String> {
+/// The Prometheus text of everything recorded, with the open streams and the feeds they follow as gauges; `None`
+/// when nothing is being recorded in this process.
+pub fn render(open_streams: usize, feeds_followed: usize) -> Option<String> {
     let recorder = RECORDER.get()?;
     metrics::gauge!(OPEN_STREAMS).set(open_streams as f64);
+    metrics::gauge!(FEEDS_FOLLOWED).set(feeds_followed as f64);
     recorder.run_upkeep();
     Some(recorder.render())
 }

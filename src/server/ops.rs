@@ -33,7 +33,7 @@ async fn ready(State(state): State<AppState>) -> Response {
 }
 
 async fn scrape(State(state): State<AppState>) -> Response {
-    match observe::render(state.hub.streams_open()) {
+    match observe::render(state.hub.streams_open(), state.hub.feeds_followed()) {
         Some(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
         None => (StatusCode::SERVICE_UNAVAILABLE, "metrics are not being recorded in this process\n").into_response(),
     }

@@ -4,6 +4,7 @@
 //! Who prunes: the one process of a SQLite or memory store always does; replicas sharing a Redis log take a
 //! [`Turn`] through a lease (`replicas::retention_lease`), so one of them prunes at a time.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -13,6 +14,19 @@ use crate::server::observe;
 use crate::server::store::retention::Retention;
 use crate::server::store::FeedStore;
 use crate::shared::domain::FeedName;
+
+/// What each feed keeps: the default, or the feed's own (the settings file's named feeds).
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub default: Retention,
+    pub per_feed: HashMap<FeedName, Retention>,
+}
+
+impl Policy {
+    pub fn of(&self, feed: &FeedName) -> Retention {
+        self.per_feed.get(feed).copied().unwrap_or(self.default)
+    }
+}
 
 /// Whose turn it is to prune a log that several processes share.
 #[async_trait]
@@ -24,8 +38,8 @@ pub trait Turn: Send + Sync + 'static {
 /// Deletes what `policy` no longer keeps in every feed, every `policy.every`, for ever: at every tick if this process
 /// is alone on the store (`shared` is `None`), else at the ticks that are its turn. After a feed's pass deleted
 /// something, the broker tells every process (this one first) to forget the feed's pages.
-pub async fn run(store: Arc<dyn FeedStore>, broker: Arc<dyn Broker>, policy: Retention, shared: Option<Arc<dyn Turn>>) {
-    let mut tick = tokio::time::interval(policy.every);
+pub async fn run(store: Arc<dyn FeedStore>, broker: Arc<dyn Broker>, policy: Policy, shared: Option<Arc<dyn Turn>>) {
+    let mut tick = tokio::time::interval(policy.default.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -34,8 +48,7 @@ pub async fn run(store: Arc<dyn FeedStore>, broker: Arc<dyn Broker>, policy: Ret
                 continue;
             }
         }
-        let cutoff = policy.max_age.map(|age| time::OffsetDateTime::now_utc() - age);
-        if let Err(err) = prune_every_feed(store.as_ref(), broker.as_ref(), policy.keep, cutoff).await {
+        if let Err(err) = prune_every_feed(store.as_ref(), broker.as_ref(), &policy).await {
             tracing::warn!(error = %err, "retention failed; retrying at the next tick");
         }
     }
@@ -48,14 +61,16 @@ const FEEDS_PER_CALL: usize = 500;
 async fn prune_every_feed(
     store: &dyn FeedStore,
     broker: &dyn Broker,
-    keep: usize,
-    cutoff: Option<time::OffsetDateTime>,
+    policy: &Policy,
 ) -> Result<(), crate::server::store::StoreError> {
+    let now = time::OffsetDateTime::now_utc();
     let mut after: Option<FeedName> = None;
     loop {
         let feeds = store.feeds(after.as_ref(), FEEDS_PER_CALL).await?;
         for feed in &feeds {
-            let count = store.prune(feed, keep, cutoff).await?;
+            let retention = policy.of(feed);
+            let cutoff = retention.max_age.map(|age| now - age);
+            let count = store.prune(feed, retention.keep, cutoff).await?;
             if count > 0 {
                 observe::retention_deleted(count);
                 if let Err(err) = broker.pruned(feed, count).await {

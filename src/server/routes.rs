@@ -4,7 +4,10 @@
 //! read of the log (`messages`), which answers prepared bytes with its own headers. Tests and `main` serve the same
 //! thing.
 
+use std::sync::Arc;
+
 use axum::body::Body;
+use axum::extract::State;
 use axum::http::header::LOCATION;
 use axum::http::{Request, StatusCode};
 use axum::middleware::Next;
@@ -22,7 +25,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::client::shell;
 use crate::server::net::Shortcut;
-use crate::server::state::AppState;
+use crate::server::state::{AppState, FeedGate};
 use crate::server::{cookie, events, group, heartbeat, messages, observe, ops, peer, refusal, security};
 use crate::shared::domain::{FeedLookup, FeedName, FEED_NAME_RULE};
 use crate::shared::wire;
@@ -56,7 +59,7 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
         })
         .merge(heartbeat::routes())
         .fallback_service(static_files)
-        .layer(middleware::from_fn(feed_pages))
+        .layer(middleware::from_fn_with_state(state.limits.feeds.clone(), feed_pages))
         .layer(middleware::from_fn_with_state(scope, cookie::assign))
         .layer(middleware::from_fn_with_state(state.limits.max_request_bytes, refusal::checked_forms))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.limits.request_timeout))
@@ -78,12 +81,14 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
 /// lowercase form, so a feed has one URL; anything else that is no feed name gets a 404 page that says what a feed
 /// name may be (the name itself is not echoed: it is whatever the client wrote). Checked here rather than while
 /// rendering, so a bad name costs no render and reads no log.
-async fn feed_pages(request: Request<Body>, next: Next) -> Response {
+async fn feed_pages(State(gate): State<Arc<FeedGate>>, request: Request<Body>, next: Next) -> Response {
     let Some(raw) = request.uri().path().strip_prefix(wire::FEED_PAGE_PREFIX) else {
         return next.run(request).await;
     };
     match FeedName::lookup(raw) {
-        FeedLookup::Name(_) => next.run(request).await,
+        FeedLookup::Name(feed) if gate.may_exist(&feed) => next.run(request).await,
+        // `feeds = listed`, and this name is not listed: no such feed here.
+        FeedLookup::Name(_) => (StatusCode::NOT_FOUND, Html(no_such_feed_page())).into_response(),
         FeedLookup::Lowercase(name) => {
             let mut to = format!("{}{name}", wire::FEED_PAGE_PREFIX);
             if let Some(query) = request.uri().query() {
@@ -141,7 +146,7 @@ mod tests {
             .route("/f/{name}", get(|| async { "the page" }))
             .route("/", get(|| async { "the root" }))
             .fallback(|| async { (StatusCode::NOT_FOUND, "Not found") })
-            .layer(middleware::from_fn(feed_pages));
+            .layer(middleware::from_fn_with_state(Arc::new(FeedGate::open(10)), feed_pages));
         let ask = |target: &'static str| {
             let router = router.clone();
             async move {

@@ -124,7 +124,11 @@ pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
     // Tests and scripts read this line to find the port.
     println!("broadcasting listening on http://{addr}");
     tracing::info!(%addr, scope = ?settings.feed.scope, "listening");
-    tokio::spawn(pruning::run(state.store.clone(), state.broker.clone(), settings.retention(), turn));
+    let policy = pruning::Policy {
+        default: settings.retention(),
+        per_feed: settings.named_feeds.keys().map(|feed| (feed.clone(), settings.retention_of(feed))).collect(),
+    };
+    tokio::spawn(pruning::run(state.store.clone(), state.broker.clone(), policy, turn));
     let throttles = [state.throttle.clone(), state.heartbeats.clone()];
     tokio::spawn(forget_idle_budgets(throttles, state.peers.clone(), settings.feed.prune_every));
     tokio::spawn(roster::sweep(state.presence.clone(), state.broker.clone(), roster::SWEEP_EVERY));

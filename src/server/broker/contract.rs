@@ -42,7 +42,13 @@ impl Subject {
 
 /// Returns once `replicas` receivers listen to the main feed's notice channel.
 async fn wait_listening(server: &TestRedis, replicas: i64) {
-    let channel = "bus:{main}:notices";
+    wait_listening_to(server, "main", replicas).await;
+}
+
+/// Returns once `replicas` receivers listen to `feed`'s notice channel.
+async fn wait_listening_to(server: &TestRedis, feed: &str, replicas: i64) {
+    let channel = format!("bus:{{{feed}}}:notices");
+    let channel = channel.as_str();
     let listening = || server.command(&["PUBSUB", "NUMSUB", channel]);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while !matches!(listening(), Reply::Array(ref reply) if reply.get(1) == Some(&Reply::Int(replicas))) {
@@ -381,6 +387,38 @@ async fn pruned_makes_every_process_forget_its_pages() {
         assert!(hubs[0].pages().is_empty(), "{name}: the pruning process forgets at once");
         for hub in &hubs {
             assert!(forgotten_within(hub, Duration::from_secs(1)).await, "{name}: every process forgets");
+        }
+    }
+}
+
+/// Feeds apart, on every broker: a notice reaches the audiences of its own feed only, ids are per feed, and a
+/// Redis receiver listens to a feed only while it has subscribers of it (and leaves it after its heal tick).
+#[tokio::test]
+async fn each_feed_notifies_its_own_audiences_only() {
+    for (name, s) in brokers(8).await {
+        let (team, news) = (FeedName::parse("team").unwrap(), FeedName::parse("news").unwrap());
+        let group = GroupId::new("g");
+        let (on_team, on_news) = (Audience::new(team, group.clone()), Audience::new(news, group));
+        let (mut t, mut n) = (s.hub.subscribe(&on_team), s.hub.subscribe(&on_news));
+        if let Some(server) = &s.redis {
+            wait_listening_to(server, "team", 1).await;
+            wait_listening_to(server, "news", 1).await;
+            wait_listening_to(server, "main", 0).await;
+        }
+        assert_eq!(announce(&s, &on_team).await, 1, "{name}");
+        assert_eq!(announce(&s, &on_team).await, 2, "{name}");
+        assert_eq!(announce(&s, &on_news).await, 1, "{name}: ids are per feed");
+        let mut heard = Vec::new();
+        while heard.last() != Some(&2) {
+            heard.push(next_soon(&mut t).await.unwrap_or_else(|| panic!("{name}: team's 2 after {heard:?}")));
+        }
+        assert_eq!(next_soon(&mut t).await, None, "{name}: nothing of news reaches team");
+        assert_eq!(next_soon(&mut n).await, Some(1), "{name}");
+        assert_eq!(next_soon(&mut n).await, None, "{name}");
+        if let Some(server) = &s.redis {
+            drop(n);
+            wait_listening_to(server, "news", 0).await;
+            wait_listening_to(server, "team", 1).await;
         }
     }
 }

@@ -103,15 +103,18 @@ impl Settings {
         Ok(settings)
     }
 
-    /// The backend the `store` setting names (`sqlite`: `DATA_DIR/feed.db`).
+    /// The backend the `store` setting names (`sqlite`: `DATA_DIR/feed.db`). A store that caps each feed's log on
+    /// append (memory, Redis) caps it at the most any feed keeps; retention keeps each to its own.
     pub fn backend(&self) -> Backend {
         let store = &self.store;
+        let most =
+            self.named_feeds.keys().map(|feed| self.retention_of(feed).keep).fold(self.feed.max_messages, usize::max);
         match store.kind {
             StoreKind::Sqlite => Backend::Sqlite { path: store.data_dir.join("feed.db") },
-            StoreKind::Memory => Backend::Memory { max_messages: self.feed.max_messages },
+            StoreKind::Memory => Backend::Memory { max_messages: most },
             StoreKind::Redis => Backend::Redis {
                 target: RedisTarget { url: store.redis_url.clone(), prefix: store.redis_prefix.clone() },
-                max_messages: self.feed.max_messages,
+                max_messages: most,
                 heal_every: store.heal_every,
             },
         }
