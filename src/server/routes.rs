@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header::LOCATION;
+use axum::http::header::{CONTENT_SECURITY_POLICY, LOCATION};
 use axum::http::{Request, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
@@ -88,7 +88,7 @@ async fn feed_pages(State(gate): State<Arc<FeedGate>>, request: Request<Body>, n
     match FeedName::lookup(raw) {
         FeedLookup::Name(feed) if gate.may_exist(&feed) => next.run(request).await,
         // `feeds = listed`, and this name is not listed: no such feed here.
-        FeedLookup::Name(_) => (StatusCode::NOT_FOUND, Html(no_such_feed_page())).into_response(),
+        FeedLookup::Name(_) => no_such_feed_page(),
         FeedLookup::Lowercase(name) => {
             let mut to = format!("{}{name}", wire::FEED_PAGE_PREFIX);
             if let Some(query) = request.uri().query() {
@@ -97,17 +97,24 @@ async fn feed_pages(State(gate): State<Arc<FeedGate>>, request: Request<Body>, n
             }
             (StatusCode::PERMANENT_REDIRECT, [(LOCATION, to)]).into_response()
         }
-        FeedLookup::Invalid => (StatusCode::NOT_FOUND, Html(no_such_feed_page())).into_response(),
+        FeedLookup::Invalid => no_such_feed_page(),
     }
 }
 
-/// The 404 page of a path under `/f/` that names no feed.
-fn no_such_feed_page() -> String {
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>No such feed · Broadcasting</title>\
-         </head><body><main><h1>No such feed</h1><p>{FEED_NAME_RULE}</p><p><a href=\"/\">Broadcasting</a></p>\
-         </main></body></html>\n"
-    )
+/// The 404 page of a path under `/f/` that names no feed: the site's stylesheet and nothing else may load (the
+/// policy the security layer leaves in place when an answer sets its own).
+fn no_such_feed_page() -> Response {
+    let css = format!("/pkg/{}.css", std::env::var("LEPTOS_OUTPUT_NAME").unwrap_or_else(|_| "broadcasting".into()));
+    let page = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"color-scheme\" content=\"light dark\"><title>No such feed · Broadcasting</title>\
+         <link rel=\"stylesheet\" href=\"{css}\"></head><body><main class=\"page\">\
+         <header class=\"masthead\"><h1>No such feed</h1></header><p class=\"intro\">{FEED_NAME_RULE}</p>\
+         <p class=\"intro\"><a href=\"/\">Back to Broadcasting</a></p></main></body></html>\n"
+    );
+    let policy = "default-src 'none'; style-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+    (StatusCode::NOT_FOUND, [(CONTENT_SECURITY_POLICY, policy)], Html(page)).into_response()
 }
 
 /// What the listener (`net`) answers before `app`'s router: a refetch whose page is made already
