@@ -83,9 +83,11 @@ pub fn shortcut<B>(state: &AppState, request: &axum::http::Request<B>) -> Option
     let feed = feed_of(request.uri().path())?.ok().filter(|feed| state.limits.feeds.may_exist(feed))?;
     let query: ListQuery<&str> = serde_urlencoded::from_str(request.uri().query().unwrap_or_default()).ok()?;
     let key = PageKey::parse(query.since, query.before, query.until).ok()?;
-    let page = feed::ready(state, &feed, key, query.epoch)?;
+    // `epoch=` empty names none (a tab that holds no epoch yet).
+    let epoch = query.epoch.filter(|epoch| !epoch.is_empty());
+    let page = feed::ready(state, &feed, key, epoch)?;
     observe::page_requested();
-    let mut response = answer(&page, request.headers(), query.epoch);
+    let mut response = answer(&page, request.headers(), epoch);
     security::not_a_document(response.headers_mut());
     Some(response)
 }
@@ -103,8 +105,9 @@ async fn list(State(state): State<AppState>, request: Request) -> Response {
         (Err(err), _) => err.into_response(),
         (Ok(feed), Ok(Query(query))) => {
             match PageKey::parse(query.since.as_deref(), query.before.as_deref(), query.until.as_deref()) {
-                Ok(key) => match feed::list(&state, &feed, key, query.epoch.as_deref()).await {
-                    Ok(page) => answer(&page, request.headers(), query.epoch.as_deref()),
+                Ok(key) => match feed::list(&state, &feed, key, query.epoch.as_deref().filter(|e| !e.is_empty())).await
+                {
+                    Ok(page) => answer(&page, request.headers(), query.epoch.as_deref().filter(|e| !e.is_empty())),
                     Err(err) => err.into_response(),
                 },
                 Err(err) => err.into_response(),

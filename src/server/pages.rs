@@ -273,8 +273,12 @@ impl PageCache {
     pub fn ready(&self, feed: &FeedName, key: PageKey, epoch: Option<&str>) -> Option<Arc<Page>> {
         let feeds = self.lock();
         let pages = feeds.by_feed.get(feed)?;
-        if let (PageKey::Range { since, until }, Some(epoch)) = (key, epoch) {
-            if let Some(page) = pages.settled.get(&(until, since)).filter(|page| page.epoch == epoch) {
+        // A request that names no epoch (a tab that has none yet: the feed's first message) is answered the settled
+        // page too: the settled pages are all of the log's current epoch (a new epoch forgets them), and the answer
+        // names it (`Broadcasting-Epoch`); only a request naming it may cache the answer (`messages`).
+        if let PageKey::Range { since, until } = key {
+            let named = |page: &&Arc<Page>| epoch.is_none_or(|epoch| page.epoch == epoch);
+            if let Some(page) = pages.settled.get(&(until, since)).filter(named) {
                 return Some(page.clone());
             }
         }
@@ -469,5 +473,19 @@ mod tests {
         assert!(cache.ready(&c, PageKey::Latest, None).is_some());
         cache.forget_all();
         assert!(cache.is_empty());
+    }
+
+    /// A tab that holds no epoch yet (a feed's first message) is answered the settled page without a read: the
+    /// settled pages are of the log's current epoch. A request naming another epoch is not (it reads, and learns).
+    #[tokio::test]
+    async fn a_request_that_names_no_epoch_gets_the_settled_page() {
+        let cache = PageCache::new(4);
+        let range = PageKey::Range { since: 0, until: 1 };
+        let settled =
+            || async { Ok(Fresh { epoch: "e".into(), messages: vec![message(1)], settled: true, expires: None }) };
+        cache.get(&main(), range, Some("e"), settled).await.unwrap();
+        assert_eq!(cache.ready(&main(), range, None).map(|page| page.messages.clone()), Some(vec![message(1)]));
+        assert!(cache.ready(&main(), range, Some("e")).is_some());
+        assert!(cache.ready(&main(), range, Some("other")).is_none());
     }
 }
