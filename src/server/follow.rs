@@ -30,7 +30,7 @@ pub async fn follow(
 ) -> Result<impl Stream<Item = Notice> + Send + 'static, ApiError> {
     let held = admit(state, group, address).await?;
     // Subscribe before reading the latest id, so an append in between is announced rather than missed.
-    let subscriptions: Vec<Subscription> =
+    let mut subscriptions: Vec<Subscription> =
         feeds.iter().map(|feed| state.hub.subscribe(&Audience::new(feed.clone(), group.clone()))).collect();
     let catch_up = match (last_seen, feeds.first()) {
         (Some(seen), Some(feed)) => match state.store.last_id(feed).await {
@@ -43,7 +43,13 @@ pub async fn follow(
         },
         _ => None,
     };
-    let notices = stream::iter(catch_up).chain(stream::select_all(subscriptions));
+    // One feed (every stream of a tab of before feeds, and most others): its subscription as it is, without the
+    // merging machinery, which an idle stream would carry for nothing.
+    let merged: Subscription = match subscriptions.len() {
+        1 => subscriptions.pop().expect("one"),
+        _ => Box::pin(stream::select_all(subscriptions)),
+    };
+    let notices = stream::iter(catch_up).chain(merged);
     Ok(notices.map(move |notice| {
         let _held = &held;
         notice
