@@ -85,3 +85,39 @@ async fn prune_every_feed(
         after = feeds.last().cloned();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::broker::LocalBroker;
+    use crate::server::hub::Hub;
+    use crate::server::pages::PageCache;
+    use crate::server::store::{Draft, MemoryStore};
+    use crate::shared::domain::{MessageText, Username};
+    use std::time::Duration;
+
+    /// One pass keeps each feed to its own retention: the feed the settings name to its own count, every other feed
+    /// to the default.
+    #[tokio::test]
+    async fn a_pass_keeps_each_feed_to_its_own_retention() {
+        let store: Arc<dyn FeedStore> = Arc::new(MemoryStore::new(100));
+        let hub = Arc::new(Hub::new(8, Arc::new(PageCache::new(8))));
+        let broker: Arc<dyn Broker> = Arc::new(LocalBroker::new(store.clone(), hub));
+        let (short, other) = (FeedName::parse("short").unwrap(), FeedName::parse("other").unwrap());
+        let (author, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 10).unwrap());
+        for feed in [&short, &other] {
+            for _ in 0..5 {
+                store.append(Draft { feed, group: "g", author: &author, text: &text, key: None }).await.unwrap();
+            }
+        }
+        let default = Retention { keep: 3, max_age: None, every: Duration::from_secs(60) };
+        let policy = Policy { default, per_feed: [(short.clone(), Retention { keep: 1, ..default })].into() };
+        prune_every_feed(store.as_ref(), broker.as_ref(), &policy).await.unwrap();
+        let ids = |feed: FeedName| {
+            let store = store.clone();
+            async move { store.since(&feed, 0, 10).await.unwrap().iter().map(|m| m.id).collect::<Vec<_>>() }
+        };
+        assert_eq!(ids(short).await, [5], "its own: the newest one");
+        assert_eq!(ids(other).await, [3, 4, 5], "the default: the newest three");
+    }
+}
