@@ -13,7 +13,7 @@ use crate::server::state::AppState;
 use crate::server::store::Draft;
 use crate::server::ticket::TicketId;
 use crate::server::{group::GroupId, observe};
-use crate::shared::domain::FeedName;
+use crate::shared::domain::{FeedName, FEED_NAME_RULE};
 use crate::shared::domain::{Joined, Message, MessageText, PageLimits, SendKey, Username};
 use crate::shared::error::{ApiError, ErrorKind};
 
@@ -106,6 +106,17 @@ async fn admit_feed(state: &AppState, feed: &FeedName, address: IpAddr) -> Resul
 /// 404: this deployment has no such feed (`feeds = listed`).
 pub fn no_such_feed(feed: &FeedName) -> ApiError {
     ApiError::new(ErrorKind::NotFound, format!("There is no feed named {feed} here."))
+}
+
+/// The feed a request's path names, if it may exist here: 404 for a name no feed may have (saying what one may be)
+/// and for one `feeds = listed` does not list.
+pub fn named(state: &AppState, raw: &str) -> Result<FeedName, ApiError> {
+    let feed = FeedName::parse(raw).ok_or_else(|| ApiError::new(ErrorKind::NotFound, FEED_NAME_RULE))?;
+    if state.limits.feeds.may_exist(&feed) {
+        Ok(feed)
+    } else {
+        Err(no_such_feed(&feed))
+    }
 }
 
 /// How many feeds hold messages, counted up to `most` (a page of names at a time).

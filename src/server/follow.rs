@@ -121,23 +121,18 @@ mod tests {
 
     /// A reconnect behind the latest id hears of it at once, then every append; one that is not behind hears only
     /// what comes; the stream holds its subscription until it is dropped.
+    /// `text` sent to the main feed by `ticket`'s tab.
+    async fn say(state: &AppState, group: &GroupId, ticket: &str, text: &str) {
+        crate::server::feed::send(state, &FeedName::main(), group, HOME, ticket, text, "").await.unwrap();
+    }
+
     #[tokio::test]
     async fn a_follower_catches_up_then_hears_each_append_and_lets_go_when_dropped() {
         let state = crate::server::state::for_tests(Arc::new(MemoryStore::new(100)), None);
         let group = GroupId::new("g");
         let ticket = crate::server::feed::join(&state, &group, "ada").unwrap().ticket;
         for text in ["one", "two"] {
-            crate::server::feed::send(
-                &state,
-                &FeedName::main(),
-                &group,
-                std::net::Ipv4Addr::LOCALHOST.into(),
-                &ticket,
-                text,
-                "",
-            )
-            .await
-            .unwrap();
+            say(&state, &group, &ticket, text).await;
         }
         let mut behind = Box::pin(follow(&state, &group, &[FeedName::main()], HOME, Some(1)).await.unwrap());
         let mut current = Box::pin(follow(&state, &group, &[FeedName::main()], HOME, Some(2)).await.unwrap());
@@ -146,17 +141,7 @@ mod tests {
         assert_eq!(next_now(&mut current).await, None);
         assert_eq!(next_now(&mut fresh).await, None);
         assert_eq!(state.hub.streams(&group).0, 3);
-        crate::server::feed::send(
-            &state,
-            &FeedName::main(),
-            &group,
-            std::net::Ipv4Addr::LOCALHOST.into(),
-            &ticket,
-            "three",
-            "",
-        )
-        .await
-        .unwrap();
+        say(&state, &group, &ticket, "three").await;
         for notices in [&mut behind, &mut current, &mut fresh] {
             assert_eq!(next_now(notices).await, Some(3));
         }

@@ -28,17 +28,12 @@ pub fn routes() -> Router<AppState> {
         .route(&feed(wire::FEED_PRESENCE_LEAVE), post(leave))
 }
 
-/// The feed a presence path names: `{feed}` of `/api/feeds/{feed}/…`, or `main` for the paths without one.
+/// The feed a presence path names: `{feed}` of `/api/feeds/{feed}/…` if it may exist here (else 404), or `main` for
+/// the paths without one.
 fn feed_of(state: &AppState, path: Option<Path<String>>) -> Result<FeedName, ApiError> {
-    let feed = match path {
-        None => return Ok(FeedName::main()),
-        Some(Path(name)) => FeedName::parse(&name)
-            .ok_or_else(|| ApiError::new(ErrorKind::NotFound, crate::shared::domain::FEED_NAME_RULE))?,
-    };
-    if state.limits.feeds.may_exist(&feed) {
-        Ok(feed)
-    } else {
-        Err(crate::server::feed::no_such_feed(&feed))
+    match path {
+        None => Ok(FeedName::main()),
+        Some(Path(name)) => crate::server::feed::named(state, &name),
     }
 }
 

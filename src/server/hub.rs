@@ -271,16 +271,6 @@ impl Hub {
         lock(&self.channels).clear(); // dropping the senders ends every receiver
     }
 
-    /// Subscriptions open now, over all groups (stream caps, metrics).
-    pub fn subscribers(&self) -> usize {
-        lock(&self.channels).values().map(|channel| channel.sender.receiver_count()).sum()
-    }
-
-    /// Subscriptions open now of `group` (an audience: a group on one feed).
-    pub fn group_subscribers(&self, group: &Audience) -> usize {
-        lock(&self.channels).get(group).map_or(0, |channel| channel.sender.receiver_count())
-    }
-
     /// Messages up to `id` exist in `feed` for every group (its log was made anew, or notices were lost with their
     /// groups): every local subscriber of the feed is notified, so every tab of it refetches.
     pub fn deliver_to_feed(&self, feed: &FeedName, id: u64) {

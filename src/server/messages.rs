@@ -40,19 +40,13 @@ pub fn routes() -> Router<AppState> {
         .route(&feed_messages, get(list).fallback(other_method))
 }
 
-/// The feed a pages path names: `main` for `MESSAGES_PATH`, `name` for `/api/feeds/{name}/messages`; `Some(Err)` for
-/// a path of that shape with a name no feed may have; `None` for any other path.
-pub fn feed_of(path: &str) -> Option<Result<FeedName, ApiError>> {
+/// The feed name a pages path gives: `main` for `MESSAGES_PATH`, `name` for `/api/feeds/{name}/messages`; `None`
+/// for any other path. (The page answers capitals with a redirect; the API does not guess: `feed::named` is 404.)
+fn feed_of(path: &str) -> Option<&str> {
     if path == wire::MESSAGES_PATH {
-        return Some(Ok(FeedName::main()));
+        return Some(FeedName::MAIN);
     }
-    let name = path.strip_prefix(wire::FEEDS_API_PREFIX)?.strip_suffix(wire::FEED_MESSAGES)?;
-    Some(FeedName::parse(name).ok_or_else(no_such_feed))
-}
-
-/// 404 for a name no feed may have (the page itself answers capitals with a redirect; the API does not guess).
-pub fn no_such_feed() -> ApiError {
-    ApiError::new(ErrorKind::NotFound, crate::shared::domain::FEED_NAME_RULE)
+    path.strip_prefix(wire::FEEDS_API_PREFIX)?.strip_suffix(wire::FEED_MESSAGES)
 }
 
 /// Any method but `GET` and `HEAD`: 405 in the API's JSON, as the layers this route skips would answer it.
@@ -80,7 +74,7 @@ pub fn shortcut<B>(state: &AppState, request: &axum::http::Request<B>) -> Option
     if request.method() != Method::GET {
         return None;
     }
-    let feed = feed_of(request.uri().path())?.ok().filter(|feed| state.limits.feeds.may_exist(feed))?;
+    let feed = feed::named(state, feed_of(request.uri().path())?).ok()?;
     let query: ListQuery<&str> = serde_urlencoded::from_str(request.uri().query().unwrap_or_default()).ok()?;
     let key = PageKey::parse(query.since, query.before, query.until).ok()?;
     // `epoch=` empty names none (a tab that holds no epoch yet).
@@ -94,13 +88,7 @@ pub fn shortcut<B>(state: &AppState, request: &axum::http::Request<B>) -> Option
 
 async fn list(State(state): State<AppState>, request: Request) -> Response {
     observe::page_requested();
-    let feed = feed_of(request.uri().path()).unwrap_or_else(|| Ok(FeedName::main())).and_then(|feed| {
-        if state.limits.feeds.may_exist(&feed) {
-            Ok(feed)
-        } else {
-            Err(feed::no_such_feed(&feed))
-        }
-    });
+    let feed = feed::named(&state, feed_of(request.uri().path()).unwrap_or(FeedName::MAIN));
     let mut response = match (feed, Query::<ListQuery<String>>::try_from_uri(request.uri())) {
         (Err(err), _) => err.into_response(),
         (Ok(feed), Ok(Query(query))) => {

@@ -10,7 +10,7 @@ use crate::server::net::{listen, serve, Deadlines};
 use crate::server::peer::Peers;
 use crate::server::pruning::{self, Turn};
 use crate::server::routes::{app, shortcut};
-use crate::server::settings::{FeedsMode, Settings};
+use crate::server::settings::Settings;
 use crate::server::state::{AppState, FeedGate, Limits, Services, StreamCaps};
 use crate::server::throttle::{LocalThrottle, SendThrottle};
 use crate::server::{backend, data_dir, group, observe, open_files, roster};
@@ -94,10 +94,7 @@ pub async fn build_state(settings: &Settings) -> Result<(AppState, Option<Arc<dy
                     (a, b) => a.or(b),
                 }
             }),
-            feeds: Arc::new(FeedGate::new(
-                (settings.feed.feeds == FeedsMode::Listed).then(|| settings.named_feeds.keys().cloned().collect()),
-                settings.feed.max_feeds,
-            )),
+            feeds: Arc::new(FeedGate::new(settings.listed_feeds(), settings.feed.max_feeds)),
         },
         leptos: leptos_options(settings),
         presence,

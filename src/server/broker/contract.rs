@@ -95,9 +95,18 @@ async fn redis_replica(
 
 /// Appends a message in `group` as `feed::send` does: its id.
 async fn announce(s: &Subject, group: &Audience) -> u64 {
+    append(s.broker.as_ref(), &group.feed, group.group.as_str()).await
+}
+
+/// Ada's "hi" in `group` of `feed`, through `broker`: its id.
+async fn append(broker: &dyn Broker, feed: &FeedName, group: &str) -> u64 {
     let (user, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
-    let draft = Draft { feed: &group.feed, group: group.group.as_str(), author: &user, text: &text, key: None };
-    s.broker.append(draft).await.unwrap().message.id
+    broker.append(Draft { feed, group, author: &user, text: &text, key: None }).await.unwrap().message.id
+}
+
+/// Ada's "hi" in `group` of the main feed.
+async fn say(broker: &dyn Broker, group: &str) {
+    append(broker, &FeedName::main(), group).await;
 }
 
 /// The next message notice within 300 ms (a broker that crosses processes gets the time it needs).
@@ -231,10 +240,7 @@ async fn redis_heals_lost_notices_within_the_heal_period() {
 
     for round in 0..5u64 {
         assert!(server.command(&["CLIENT", "KILL", "TYPE", "pubsub"]).int().unwrap_or(0) >= 1, "round {round}");
-        store
-            .append(Draft { feed: &FeedName::main(), group: "g", author: &user, text: &text, key: None })
-            .await
-            .unwrap();
+        say(store.as_ref(), "g").await;
         let id = next_within(&mut on_g, HEAL_EVERY * 3).await;
         assert_eq!(id, Some(5 + round), "round {round}");
     }
@@ -250,10 +256,7 @@ async fn redis_new_epoch_notifies_every_group() {
     wait_listening(&server, 1).await;
     let (user, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
     for _ in 0..3 {
-        store
-            .append(Draft { feed: &FeedName::main(), group: "g", author: &user, text: &text, key: None })
-            .await
-            .unwrap();
+        say(store.as_ref(), "g").await;
     }
     // Notices 1 and 2 may come on their own or folded into 3, as they reach the subscriber; 3 comes, in order.
     let mut heard = Vec::new();
@@ -305,12 +308,8 @@ async fn redis_receivers_forget_pages_on_a_pruned_notice_or_at_the_heal_after_a_
     let (_, store, hub) = redis_replica(&server, 64, "a").await;
     let _tab = hub.subscribe(&Audience::main(GroupId::new("g")));
     wait_listening(&server, 1).await;
-    let (user, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
     for _ in 0..3 {
-        store
-            .append(Draft { feed: &FeedName::main(), group: "g", author: &user, text: &text, key: None })
-            .await
-            .unwrap();
+        say(store.as_ref(), "g").await;
     }
     // Let a heal see the log's oldest id (1).
     tokio::time::sleep(HEAL_EVERY * 2).await;
@@ -372,9 +371,7 @@ async fn pruned_makes_every_process_forget_its_pages() {
     let server = TestRedis::start();
     for (name, broker, hubs) in with_every_process(&server).await {
         // A log that holds something: a replica that starts listening to a feed then forgets only its live pages.
-        let (user, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
-        let draft = Draft { feed: &FeedName::main(), group: "g", author: &user, text: &text, key: None };
-        broker.append(draft).await.unwrap();
+        say(broker.as_ref(), "g").await;
         for hub in &hubs {
             settled_page(hub).await;
         }

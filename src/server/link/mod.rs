@@ -100,16 +100,6 @@ impl Link {
         within(self.client.get_async_pubsub()).await
     }
 
-    /// A pub/sub connection of its own (a subscribed connection can do nothing else), within [`COMMAND_TIMEOUT`].
-    pub async fn subscriber(&self, channel: &str) -> Result<redis::aio::PubSub, LinkError> {
-        within(async {
-            let mut pubsub = self.client.get_async_pubsub().await?;
-            pubsub.subscribe(channel).await?;
-            Ok(pubsub)
-        })
-        .await
-    }
-
     /// Runs `query` on the managed connection, within [`COMMAND_TIMEOUT`].
     pub async fn run<T, F>(&self, query: impl FnOnce(ConnectionManager) -> F) -> Result<T, LinkError>
     where

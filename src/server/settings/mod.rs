@@ -138,9 +138,9 @@ impl Settings {
         }
     }
 
-    /// Whether `feed` may exist (`feeds = listed`: only `main` and the named ones).
-    pub fn feed_exists(&self, feed: &FeedName) -> bool {
-        self.feed.feeds == FeedsMode::Open || feed.is_main() || self.named_feeds.contains_key(feed)
+    /// The only feeds besides `main` that may exist: the named ones with `feeds = listed`; `None` with `open`.
+    pub fn listed_feeds(&self) -> Option<std::collections::BTreeSet<FeedName>> {
+        (self.feed.feeds == FeedsMode::Listed).then(|| self.named_feeds.keys().cloned().collect())
     }
 }
 
