@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks a release build on this machine through the public HTTP contract; the figures go to BENCHMARKS.md.
-#   scripts/bench.sh [sends] [fanout] [refetch] [render] [size] [live] [soak] [redis]   (no argument: the first six)
+#   scripts/bench.sh [sends] [fanout] [refetch] [render] [size] [live] [feeds] [soak] [redis]   (no argument: the
+#   first six)
 #     sends   acknowledged durable sends per second, 1 and 8 concurrent senders
 #     fanout  N = 1,000 / 5,000 / 10,000 subscribers in one session group, 1 message per second, against the bare
 #             axum + broadcast floor and against Broadcasting (every subscriber refetching like the page)
@@ -14,6 +15,9 @@
 #     render  server-rendered pages of / per second with 200 messages in the log
 #     size    release wasm, JS and CSS: raw, gzip -9, brotli -11, and as served
 #     live    Chromium (Playwright): time from navigation to hydrated and to the event stream live
+#     feeds   many named feeds: 10,000 streams over 1,000 feeds with 100 sending 1/s against one feed at the same
+#             total deliveries, net of the appends (a sends-alone run) and of idle CPU; an idle stream following 1 and
+#             8 feeds; 30,000 visits to feeds nobody writes to (what the server keeps of them)
 #     soak    1,000 tabs, 10 % reconnecting at random, 100 sends/s for 60 s; every tab's log equals the server's
 #     redis   scale-out on Redis (appendfsync always): durable sends/s with 8 senders, Redis next to SQLite; fan-out
 #             to N subscribers on SQLite, on one Redis replica, and split over two Redis replicas (servers and
@@ -210,6 +214,72 @@ for section in $sections; do
         "$cache" "$n" "$(grep -o 'origin answered [0-9]* ([^)]*), [0-9.]* per message' "$runs/nginx-cache-$cache" \
         | sed 's/.*, //; s/ per message//')" "$(p99 full-loop "$runs/nginx-cache-$cache")"
     done
+    pin_sqlite=""
+    ;;
+  feeds)
+    # Many named feeds (issue 24), every stream its own browser refetching like the page (--scope everyone: one
+    # group), the server on core 0 and the load generator on core 1, each run on a fresh server; the same runs
+    # against the floor (bench floor: axum + one broadcast channel per feed + prepared pages), which shows what
+    # spreading the same deliveries over many feeds costs any server:
+    #   appends  100 feeds x 1 message/s for 30 s and no stream: the server CPU per append, taken off the others'
+    #            net figure (the appends are not fan-out, and the many-feeds run has 100x the messages)
+    #   one      one feed, 1,000 streams x 1/s: the same total deliveries (30,000) as the many-feeds run
+    #   many     10,000 streams over 1,000 feeds, 1 message/s in each of 100 of them for 30 s
+    #   one-10k  (Broadcasting only) one feed, 10,000 streams x 1/s: the familiar figure (fanout's, with browsers)
+    #   idle-K   (Broadcasting only) 10,000 idle streams over 1,000 feeds following K = 1 and 8 feeds each: what
+    #            an extra feed on a stream costs
+    #   visits   3 x 10,000 feeds nobody writes to visited on one server (page, pages, presence, a stream opened
+    #            and closed): what the server keeps of them
+    pin_sqlite=$pin_server
+    # feeds_run SERVER NAME FLAGS...: one run on a fresh SERVER (floor or broadcasting), its report in $runs/NAME.
+    feeds_run() {
+      local server=$1 name=$2 url=http://127.0.0.1:3077
+      shift 2
+      if [ "$server" = floor ]; then
+        start_floor
+        url=http://127.0.0.1:3078
+      else
+        start_server 3077 --scope everyone --new-feeds-per-hour 0
+      fi
+      $pin_bench $bench feeds --url "$url" --pid "$pid" --label "$name" "$@" 2>&1 | tee "$runs/$name" \
+        || echo "$name: the run failed (see above)"
+      stop
+    }
+    append_ms() { grep -o '[0-9.]* ms per message' "$runs/$1" | sed 's/ ms per message//'; }
+    for server in floor broadcasting; do
+      feeds_run "$server" "$server-appends" --streams 0 --feeds 100 --sending 100 --rate 1 --seconds "$messages"
+      append=$(append_ms "$server-appends")
+      feeds_run "$server" "$server-one" --streams 1000 --feeds 1 --sending 1 --rate 1 --seconds "$messages" \
+        --append-ms "$append"
+      feeds_run "$server" "$server-many" --streams 10000 --feeds 1000 --sending 100 --rate 1 --seconds "$messages" \
+        --append-ms "$append"
+    done
+    feeds_run broadcasting one-10k --streams 10000 --feeds 1 --sending 1 --rate 1 --seconds "$messages" \
+      --append-ms "$(append_ms broadcasting-appends)"
+    for k in 1 8; do
+      feeds_run broadcasting "idle-$k" --streams 10000 --feeds 1000 --per-stream "$k" --seconds 0
+    done
+    start_server 3077 --scope everyone --new-feeds-per-hour 0
+    before=$(du -sb "$data" | cut -f1)
+    for round in 1 2 3; do
+      $pin_bench $bench feeds --url http://127.0.0.1:3077 --pid "$pid" --label "visits$round" --visits 10000
+    done
+    echo "== feeds visits: data directory $before bytes before, $(du -sb "$data" | cut -f1) bytes after 30,000 visits"
+    stop
+    net() { grep -o '[0-9.]* µs net per delivery' "$runs/$1" | sed 's/ µs net per delivery//'; }
+    kib() { grep -o '[0-9.]* KiB per idle stream' "$runs/$1" | sed 's/ KiB per idle stream//'; }
+    awk -v one="$(net broadcasting-one)" -v one10k="$(net one-10k)" -v many="$(net broadcasting-many)" \
+      -v f_one="$(net floor-one)" -v f_many="$(net floor-many)" \
+      -v p_one="$(p99 full-loop "$runs/broadcasting-one")" -v p_many="$(p99 full-loop "$runs/broadcasting-many")" \
+      -v fp_one="$(p99 full-loop "$runs/floor-one")" -v fp_many="$(p99 full-loop "$runs/floor-many")" \
+      -v k1="$(kib idle-1)" -v k8="$(kib idle-8)" -v append="$(append_ms broadcasting-appends)" 'BEGIN {
+      r = (one > 0 ? many / one : 0); fr = (f_one > 0 ? f_many / f_one : 0)
+      printf "== feeds: fan-out CPU per delivery (net of idle CPU and of %s ms per append): one feed %s µs (10,000 streams: %s µs), 1,000 feeds %s µs = %.2f x (target <= 1.5x); the floor: one feed %s µs, 1,000 feeds %s µs = %.2f x; Broadcasting over the floor: %.2f x one feed, %.2f x 1,000 feeds\n",
+        append, one, one10k, many, r, f_one, f_many, fr, (f_one > 0 ? one / f_one : 0), (f_many > 0 ? many / f_many : 0)
+      printf "== feeds: fetched p99 one feed %s ms, 1,000 feeds %s ms = %.2f x (target <= 1.5x); the floor %s ms and %s ms\n",
+        p_one, p_many, (p_one > 0 ? p_many / p_one : 0), fp_one, fp_many
+      printf "== feeds: idle stream %s KiB following 1 feed, %s KiB following 8: %.2f KiB per extra feed\n",
+        k1, k8, (k8 - k1) / 7 }'
     pin_sqlite=""
     ;;
   render)

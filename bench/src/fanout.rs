@@ -112,24 +112,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         let permit = handshakes.clone().acquire_owned().await?;
         tasks.push(tokio::spawn(subscriber(shared.clone(), i % shared.urls.len(), mine.clone(), opts.fetch, permit)));
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while shared.connected.load(Ordering::SeqCst) < opts.subscribers {
-        if Instant::now() > deadline || tasks.iter().any(|t| t.is_finished()) {
-            let _ = stop_tx.send(true);
-            let failed = futures::future::join_all(tasks).await.into_iter().find_map(|r| match r {
-                Ok(Err(e)) => Some(e),
-                Err(e) => Some(e.into()),
-                Ok(Ok(_)) => None,
-            });
-            return Err(anyhow!(
-                "only {} of {} subscribers connected: {}",
-                shared.connected.load(Ordering::SeqCst),
-                opts.subscribers,
-                failed.unwrap_or_else(|| anyhow!("timed out"))
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    all_connected(&shared.connected, opts.subscribers, &mut tasks, &stop_tx).await?;
     let connect_seconds = connecting.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_connected = server.map(|p| p.rss()).transpose()?;
@@ -281,6 +264,34 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
 }
 
+/// Waits until `connected` reaches `total` (each task counts itself once its stream is open), or fails with what
+/// went wrong: a task that ended (its error) or two minutes gone. On failure every task is told to stop.
+pub(crate) async fn all_connected<T>(
+    connected: &AtomicUsize,
+    total: usize,
+    tasks: &mut Vec<tokio::task::JoinHandle<anyhow::Result<T>>>,
+    stop: &watch::Sender<bool>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while connected.load(Ordering::SeqCst) < total {
+        if Instant::now() > deadline || tasks.iter().any(|t| t.is_finished()) {
+            let _ = stop.send(true);
+            let failed = futures::future::join_all(tasks.drain(..)).await.into_iter().find_map(|r| match r {
+                Ok(Err(e)) => Some(e),
+                Err(e) => Some(e.into()),
+                Ok(Ok(_)) => None,
+            });
+            return Err(anyhow!(
+                "only {} of {total} connected: {}",
+                connected.load(Ordering::SeqCst),
+                failed.unwrap_or_else(|| anyhow!("timed out"))
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 /// The newest id in the log and the log's epoch, as a freshly rendered page knows them.
 async fn latest(http: &reqwest::Client, url: &str, cookie: Option<&str>) -> anyhow::Result<(u64, Option<String>)> {
     let response = answer(with_cookie(http.get(format!("{url}{}", wire::MESSAGES_PATH)), cookie), "latest").await?;
@@ -290,7 +301,7 @@ async fn latest(http: &reqwest::Client, url: &str, cookie: Option<&str>) -> anyh
 }
 
 /// `GET /api/messages` requests the servers at `urls` have answered, summed; none if one has no such counter.
-async fn page_requests(http: &reqwest::Client, urls: &[String]) -> Option<u64> {
+pub(crate) async fn page_requests(http: &reqwest::Client, urls: &[String]) -> Option<u64> {
     let mut total = 0.0;
     for url in urls {
         let text = http.get(format!("{url}/metrics")).send().await.ok()?.error_for_status().ok()?.text().await.ok()?;
@@ -301,7 +312,7 @@ async fn page_requests(http: &reqwest::Client, urls: &[String]) -> Option<u64> {
 }
 
 /// `value` as it may stand in a query string.
-fn percent_encoded(value: &str) -> String {
+pub(crate) fn percent_encoded(value: &str) -> String {
     let mut encoded = String::with_capacity(value.len());
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
@@ -314,7 +325,7 @@ fn percent_encoded(value: &str) -> String {
 }
 
 /// The session group's cookie on a request (none for the floor).
-fn with_cookie(request: reqwest::RequestBuilder, cookie: Option<&str>) -> reqwest::RequestBuilder {
+pub(crate) fn with_cookie(request: reqwest::RequestBuilder, cookie: Option<&str>) -> reqwest::RequestBuilder {
     match cookie {
         Some(cookie) => request.header(COOKIE, cookie),
         None => request,
@@ -331,7 +342,7 @@ pub(crate) async fn joined(response: reqwest::Response) -> anyhow::Result<(Optio
 }
 
 /// The cookie an answer sets, as a `Cookie` header sends it back.
-fn cookie_set(headers: &reqwest::header::HeaderMap) -> Option<String> {
+pub(crate) fn cookie_set(headers: &reqwest::header::HeaderMap) -> Option<String> {
     headers.get(SET_COOKIE).and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).map(str::to_owned)
 }
 
@@ -350,7 +361,7 @@ pub(crate) async fn page_ids(request: reqwest::RequestBuilder, what: &str) -> an
     Ok(page.iter().filter_map(|m| m["id"].as_u64()).collect())
 }
 
-fn mib(bytes: u64) -> f64 {
+pub(crate) fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 

@@ -5,16 +5,20 @@
 //! is written once, when it is sent, as the page `[{...}]` that holds it alone, and the page a tab asks for after a
 //! notice (`since=A&until=A+1`) is those bytes as they are. `fanout --no-fetch` against it is the notice alone;
 //! `fanout` with fetching is the design's floor: a notice, then a static page.
+//!
+//! Feeds the same way (`feeds` against it): a send's `feed` field names one, `/events?feed=a&feed=b` follows several
+//! with `<feed> <id>` frames, and `/api/feeds/{feed}/messages` answers a feed's prepared pages. Each feed is its
+//! own log and channel, made by its first use.
 
 use anyhow::anyhow;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -37,35 +41,64 @@ const EPOCH: &str = "floor";
 struct Floor {
     recent: Arc<Mutex<Recent>>,
     notify: broadcast::Sender<u64>,
+    /// Named feeds, each its own log and channel.
+    feeds: Arc<Mutex<HashMap<String, Log>>>,
+}
+
+/// One named feed's log and channel.
+#[derive(Clone)]
+struct Log {
+    recent: Arc<Mutex<Recent>>,
+    notify: broadcast::Sender<u64>,
+}
+
+impl Floor {
+    /// Feed `name`'s log, made if it is new.
+    fn feed(&self, name: &str) -> Log {
+        let mut feeds = self.feeds.lock().expect("poisoned");
+        feeds
+            .entry(name.to_owned())
+            .or_insert_with(|| Log { recent: Arc::default(), notify: broadcast::channel(64).0 })
+            .clone()
+    }
 }
 
 pub async fn serve(addr: std::net::SocketAddr) -> anyhow::Result<()> {
-    let floor = Floor { recent: Arc::default(), notify: broadcast::channel(64).0 };
+    let floor = Floor { recent: Arc::default(), notify: broadcast::channel(64).0, feeds: Arc::default() };
     let app = Router::new()
         .route(wire::EVENTS_PATH, get(events))
         .route(wire::JOIN_PATH, post(|| async { Json(serde_json::json!({ "name": USER, "ticket": "floor" })) }))
         .route(wire::SEND_PATH, post(send))
         .route(wire::MESSAGES_PATH, get(messages))
+        .route(&wire::feed_api("{feed}", wire::FEED_MESSAGES), get(feed_messages))
         .with_state(floor);
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow!("bind {addr}: {e}"))?;
     println!("floor listening on http://{}", listener.local_addr()?);
     Ok(axum::serve(listener, app).await?)
 }
 
-/// What the floor reads of a send: the text (the ticket is not checked).
+/// What the floor reads of a send: the text and the feed (the ticket is not checked).
 #[derive(serde::Deserialize)]
 struct Sent {
     #[serde(default)]
     text: String,
+    #[serde(default)]
+    feed: String,
 }
 
 /// Records the message (its page prepared before anyone is told of it, so the refetch a notice causes finds it),
 /// then announces its id. A body that is not a form is still a send, as it always was on the floor.
 async fn send(State(floor): State<Floor>, sent: Result<Form<Sent>, FormRejection>) -> Json<serde_json::Value> {
-    let text = sent.map(|Form(sent)| sent.text).unwrap_or_default();
+    let (text, feed) = sent.map(|Form(sent)| (sent.text, sent.feed)).unwrap_or_default();
     let at = rfc3339(SystemTime::now());
-    let id = floor.recent.lock().expect("poisoned").push(&text, &at);
-    let _ = floor.notify.send(id);
+    let (recent, notify) = if feed.is_empty() {
+        (floor.recent.clone(), floor.notify.clone())
+    } else {
+        let log = floor.feed(&feed);
+        (log.recent, log.notify)
+    };
+    let id = recent.lock().expect("poisoned").push(&text, &at);
+    let _ = notify.send(id);
     Json(serde_json::json!({ "id": id }))
 }
 
@@ -73,16 +106,25 @@ async fn send(State(floor): State<Floor>, sent: Result<Form<Sent>, FormRejection
 /// newest message and the epoch header (what `fanout` reads before it starts); with it, the messages after `since`
 /// up to `until` (or the newest).
 async fn messages(State(floor): State<Floor>, request: Request) -> Response {
+    page(&floor.recent, request)
+}
+
+/// A feed's `GET /api/feeds/{feed}/messages`, as `messages` answers the default log's.
+async fn feed_messages(State(floor): State<Floor>, Path(feed): Path<String>, request: Request) -> Response {
+    page(&floor.feed(&feed).recent, request)
+}
+
+fn page(recent: &Mutex<Recent>, request: Request) -> Response {
     let Ok((since, until)) = bounds(request.uri().query().unwrap_or_default()) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
     let Some(since) = since else {
-        let body = floor.recent.lock().expect("poisoned").newest();
+        let body = recent.lock().expect("poisoned").newest();
         let mut response = json(body);
         response.headers_mut().insert(HeaderName::from_static(wire::EPOCH_HEADER), HeaderValue::from_static(EPOCH));
         return response;
     };
-    let body = floor.recent.lock().expect("poisoned").page(since, until);
+    let body = recent.lock().expect("poisoned").page(since, until);
     json(body)
 }
 
@@ -205,9 +247,33 @@ fn rfc3339(at: SystemTime) -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", time / 3_600, time % 3_600 / 60, time % 60)
 }
 
-async fn events(State(floor): State<Floor>) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
-    let receiver = floor.notify.subscribe();
-    let ids = stream::unfold(receiver, |mut receiver| async move {
+/// `/events`: the default log's ids as `<id>`, or with `feed` parameters each named feed's as `<feed> <id>`.
+async fn events(State(floor): State<Floor>, request: Request) -> impl IntoResponse {
+    let feeds: Vec<String> = form_urlencoded_pairs(request.uri().query().unwrap_or_default())
+        .filter(|(key, _)| key == wire::FEED_FIELD)
+        .map(|(_, value)| value)
+        .collect();
+    let notices: stream::BoxStream<'static, Event> = if feeds.is_empty() {
+        ids(floor.notify.subscribe())
+            .map(|id| Event::default().event(wire::NEW_MESSAGE).id(id.to_string()).data(id.to_string()))
+            .boxed()
+    } else {
+        stream::select_all(feeds.into_iter().map(|feed| {
+            ids(floor.feed(&feed).notify.subscribe())
+                .map(move |id| Event::default().event(wire::NEW_MESSAGE).data(wire::feed_notice_data(&feed, id)))
+                .boxed()
+        }))
+        .boxed()
+    };
+    let frames = stream::once(async { Event::default().retry(std::time::Duration::from_secs(1)) })
+        .chain(notices)
+        .map(Ok::<_, Infallible>);
+    Sse::new(frames).keep_alive(KeepAlive::default())
+}
+
+/// The ids a channel announces, skipping what a slow reader missed.
+fn ids(receiver: broadcast::Receiver<u64>) -> impl futures::Stream<Item = u64> + Send + 'static {
+    stream::unfold(receiver, |mut receiver| async move {
         loop {
             match receiver.recv().await {
                 Ok(id) => return Some((id, receiver)),
@@ -215,11 +281,12 @@ async fn events(State(floor): State<Floor>) -> Sse<impl futures::Stream<Item = R
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
-    });
-    let frames = stream::once(async { Event::default().retry(std::time::Duration::from_secs(1)) })
-        .chain(ids.map(|id| Event::default().event(wire::NEW_MESSAGE).id(id.to_string()).data(id.to_string())))
-        .map(Ok);
-    Sse::new(frames).keep_alive(KeepAlive::default())
+    })
+}
+
+/// A query string's `key=value` pairs (the bench's feed names need no decoding).
+fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter_map(|pair| pair.split_once('=')).map(|(key, value)| (key.to_owned(), value.to_owned()))
 }
 
 #[cfg(test)]

@@ -12,6 +12,13 @@
 //! go through URL), and RSS and CPU are summed over every `--pid`. `--browsers`: each subscriber its own browser
 //! (run the server with `--scope everyone` to keep them in one group).
 //!
+//! `broadcasting-bench feeds --url URL --streams N --feeds F --per-stream K --sending S --rate R --seconds T [--pid P]`:
+//! N streams, each its own browser (run the server with `--scope everyone`), spread over F feeds and following K of
+//! them each; S feeds get R messages per second each for T seconds, and every stream refetches each followed feed's
+//! pages like the page; reports latencies, deliveries, the server's CPU per message, per delivery and per refetch,
+//! and RSS per idle stream (T = 0: connect and report only that). `--visits V`: visit V feeds nobody writes to and
+//! report what the server keeps of them.
+//!
 //! `broadcasting-bench floor --addr ADDR`: serves the bare axum + broadcast SSE floor to compare against: its notice
 //! alone (`fanout --no-fetch` against it), or its notice and then a refetch answered from prepared bytes (`fanout`).
 //!
@@ -24,6 +31,7 @@
 //! keep their own log while some drop and reopen their stream at random; every log must equal the server's.
 
 mod fanout;
+mod feeds;
 mod floor;
 mod heal;
 mod refetch;
@@ -56,6 +64,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Many named feeds: streams spread over feeds, some feeds sending, every stream refetching its feeds' pages.
+    Feeds(feeds::Options),
     /// Acknowledged sends per second with N concurrent senders.
     Sends {
         /// Base URL of a running server.
@@ -244,6 +254,7 @@ async fn main() -> std::process::ExitCode {
             };
             fanout::run(options).await
         }
+        Command::Feeds(options) => feeds::run(options).await,
         Command::Floor { addr } => floor::serve(addr).await,
         Command::Heal { url, via, redis_port, rounds } => {
             heal::run(heal::Options { url, via, redis_port, rounds }).await

@@ -32,12 +32,12 @@ Sec-Fetch-Dest: empty\r\n\
 Accept-Encoding: gzip, deflate, br, zstd\r\n\
 Accept-Language: en-US,en;q=0.9\r\n";
 
-/// One origin's `GET /api/messages`: where it is, and its pool of keep-alive connections.
+/// One origin's pages (`GET /api/messages`, or a feed's): where it is, and its pool of keep-alive connections.
 pub struct Origin {
     address: String,
     host: String,
-    /// `GET /api/messages?`, under the base URL's path.
-    start: String,
+    /// `GET ` and the base URL's path, which every pages path follows.
+    base: String,
     idle: Mutex<Vec<Connection>>,
     slots: Semaphore,
     opened: AtomicUsize,
@@ -53,7 +53,7 @@ impl Origin {
         Ok(Self {
             address,
             host: host.to_owned(),
-            start: format!("GET {start}{}?", wire::MESSAGES_PATH),
+            base: format!("GET {start}"),
             idle: Mutex::new(Vec::with_capacity(connections)),
             slots: Semaphore::new(connections.max(1)),
             opened: AtomicUsize::new(0),
@@ -80,10 +80,21 @@ impl Origin {
 
     /// The message ids of the page `GET /api/messages?{query}` answers.
     pub async fn page(&self, query: &str, tail: &[u8]) -> anyhow::Result<Vec<u64>> {
-        let mut request = Vec::with_capacity(self.start.len() + query.len() + tail.len());
-        request.extend_from_slice(self.start.as_bytes());
+        self.page_at(wire::MESSAGES_PATH, query, tail).await
+    }
+
+    /// The message ids of the page `GET {path}?{query}` answers (`path`: a feed's, `wire::feed_api`).
+    pub async fn page_at(&self, path: &str, query: &str, tail: &[u8]) -> anyhow::Result<Vec<u64>> {
+        let mut request = Vec::with_capacity(self.base.len() + path.len() + 1 + query.len() + tail.len());
+        request.extend_from_slice(self.base.as_bytes());
+        request.extend_from_slice(path.as_bytes());
+        request.push(b'?');
         request.extend_from_slice(query.as_bytes());
         request.extend_from_slice(tail);
+        self.exchange(request).await
+    }
+
+    async fn exchange(&self, request: Vec<u8>) -> anyhow::Result<Vec<u64>> {
         let _slot = self.slots.acquire().await?;
         let idle = self.idle.lock().expect("poisoned").pop();
         let reused = idle.is_some();

@@ -78,7 +78,8 @@ pub fn keeps_files(settings: &Settings) -> bool {
 /// Opens the backend the settings name. Redis need not be up: its parts connect lazily (503 until it answers) and
 /// the broker's receiver keeps trying; only a malformed URL, or replicas that disagree on the secret, fail here.
 pub async fn open(settings: &Settings) -> Result<Parts, BackendError> {
-    let hub = Arc::new(Hub::new(FANOUT_CAPACITY, Arc::new(PageCache::new(SHARED_PAGES))));
+    let pages = PageCache::new(SHARED_PAGES).expiring(settings.horizon());
+    let hub = Arc::new(Hub::new(FANOUT_CAPACITY, Arc::new(pages)));
     // With scope `everyone` every visitor is one group: the per-browser budgets and stream cap do not apply.
     let per_browser = settings.feed.scope == crate::server::group::Scope::Browser;
     let caps = presence_caps(settings);

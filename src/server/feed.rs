@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::server::pages::{Fresh, Page, PageKey};
+use crate::server::pages::{expires, Fresh, Page, PageKey};
 use crate::server::state::AppState;
 use crate::server::store::Draft;
 use crate::server::ticket::TicketId;
@@ -196,16 +196,6 @@ fn range(read: Vec<Message>, since: u64, until: u64, max_bytes: usize) -> (Vec<M
     let page = within_bytes(upto, max_bytes, false);
     let cut = page.len() < count;
     (page, reached && whole && !cut)
-}
-
-/// When retention's `max-age` (`horizon`) deletes the oldest of `messages`: a cached copy must be gone by then.
-fn expires(messages: &[Message], horizon: Option<std::time::Duration>) -> Option<std::time::SystemTime> {
-    let horizon = horizon?;
-    let oldest = messages.first()?;
-    let at = time::OffsetDateTime::parse(&oldest.at, &time::format_description::well_known::Rfc3339)
-        // An unreadable time: as if the message were about to go, so no cache keeps the page.
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    Some(std::time::SystemTime::from(at) + horizon)
 }
 
 /// The longest run of `page` (in id order) from its oldest end, or its newest when `newest`, whose JSON array fits

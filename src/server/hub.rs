@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use crate::server::group::{Audience, GroupId};
 use crate::server::pages::PageCache;
-use crate::shared::domain::FeedName;
+use crate::shared::domain::{FeedName, Message};
 use crate::shared::wire;
 
 /// At most one presence notice per group this often (the first of a quiet spell at once).
@@ -207,6 +207,16 @@ impl Hub {
         let sender = lock(&self.channels).get(group).map(|channel| channel.sender.clone());
         if let Some(sender) = sender {
             let _ = sender.send(Notice::new(&group.feed, id)); // Err means no subscribers: nothing to do.
+        }
+    }
+
+    /// `message` was just appended for `group` in `epoch`: if tabs here are subscribed to it, prepare the page each
+    /// will ask for on the notice (`PageCache::prepare`), so that no refetch of it reads the store. Call before the
+    /// notice goes out. A group nobody here follows gets nothing: its pages would only take room.
+    pub fn prepare(&self, group: &Audience, epoch: &str, message: &Message) {
+        let followed = lock(&self.channels).get(group).is_some_and(|channel| channel.sender.receiver_count() > 0);
+        if followed && !epoch.is_empty() {
+            self.pages.prepare(&group.feed, epoch, message);
         }
     }
 

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::body::Bytes;
 use axum::http::HeaderValue;
@@ -114,6 +114,16 @@ impl Page {
     }
 }
 
+/// When retention's `max-age` (`horizon`) deletes the oldest of `messages`: a cached copy must be gone by then.
+pub fn expires(messages: &[Message], horizon: Option<Duration>) -> Option<SystemTime> {
+    let horizon = horizon?;
+    let oldest = messages.first()?;
+    let at = time::OffsetDateTime::parse(&oldest.at, &time::format_description::well_known::Rfc3339)
+        // An unreadable time: as if the message were about to go, so no cache keeps the page.
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    Some(SystemTime::from(at) + horizon)
+}
+
 /// FNV-1a, 64 bits: a cheap, stable name for a page's bytes (not a defence against anyone).
 fn fnv1a(parts: &[&[u8]]) -> u64 {
     parts
@@ -173,11 +183,33 @@ pub struct PageCache {
     /// Distinct pages kept between two changes of a log, and settled pages kept at most, over every feed; requests
     /// beyond it read the store themselves.
     capacity: usize,
+    /// Retention's shortest `max-age`, if any: when a prepared page's message is deleted (`expires`).
+    horizon: Option<Duration>,
 }
 
 impl PageCache {
     pub fn new(capacity: usize) -> Self {
-        Self { feeds: Mutex::default(), feeds_changed: Arc::default(), capacity }
+        Self { feeds: Mutex::default(), feeds_changed: Arc::default(), capacity, horizon: None }
+    }
+
+    /// Pages this cache prepares itself (`prepare`) expire when retention's `max-age` (`horizon`) deletes their
+    /// message, as the pages read from the store do (`feed::list`).
+    pub fn expiring(mut self, horizon: Option<Duration>) -> Self {
+        self.horizon = horizon;
+        self
+    }
+
+    /// `message` was just appended to `feed` in `epoch`: keep the page every up-to-date tab will ask for on its
+    /// notice (`since` the id before, `until` its id), made from the message itself, before the notice goes out.
+    /// That page holds the whole range (its one message is `since`'s successor and reaches `until`), so it is
+    /// settled as a read of the store would make it, byte for byte; the refetches it answers read nothing, the first
+    /// one included. A bound already full of other feeds' pages keeps it out (as for any settled page).
+    pub fn prepare(&self, feed: &FeedName, epoch: &str, message: &Message) {
+        let Some(since) = message.id.checked_sub(1) else { return };
+        let messages = vec![message.clone()];
+        let expires = expires(&messages, self.horizon);
+        let page = Arc::new(Page::new(Fresh { epoch: epoch.to_owned(), messages, settled: true, expires }));
+        self.keep_settled(feed, PageKey::Range { since, until: message.id }, &page);
     }
 
     /// Notified when `feeds` may answer otherwise.
@@ -391,6 +423,33 @@ mod tests {
             assert_eq!(page.unwrap().messages, vec![message(before - 1)]);
         }
         assert_eq!(cache.len(), 2);
+    }
+
+    /// A prepared page is the page a read of the store would make for `since=id-1&until=id`, byte for byte, settled
+    /// and ready without a read; it expires with retention's `max-age` like a read one, and the first message (id 1)
+    /// prepares `since=0`.
+    #[tokio::test]
+    async fn a_prepared_page_is_the_read_page_and_needs_no_read() {
+        let hour = Duration::from_secs(3600);
+        let cache = PageCache::new(8).expiring(Some(hour));
+        let feed = main();
+        cache.prepare(&feed, "e", &message(5));
+        let key = PageKey::Range { since: 4, until: 5 };
+        let prepared = cache.ready(&feed, key, Some("e")).expect("ready without a read");
+        assert!(cache.ready(&feed, key, Some("other")).is_none(), "only for its epoch");
+        let read = Page::new(Fresh { expires: expires(&[message(5)], Some(hour)), ..settled("e", &[5]) });
+        assert_eq!((prepared.body.for_accept(None).0, &prepared.etag), (read.body.for_accept(None).0, &read.etag));
+        assert!(prepared.settled);
+        assert_eq!(prepared.expires, read.expires);
+        assert!(prepared.expires.is_some());
+        let got = cache.get(&feed, key, Some("e"), || async { Err::<Fresh, _>(StoreError::Unavailable("x".into())) });
+        assert_eq!(got.await.unwrap().etag, prepared.etag, "served without reading");
+        cache.invalidate(&feed);
+        assert!(cache.ready(&feed, key, Some("e")).is_some(), "an append keeps it: it cannot change");
+        cache.prepare(&feed, "e", &message(1));
+        assert!(cache.ready(&feed, PageKey::Range { since: 0, until: 1 }, None).is_some());
+        cache.prepare(&feed, "e", &message(0));
+        assert_eq!(cache.len(), 2, "no page for an id 0");
     }
 
     /// A settled page outlives appends (its bytes cannot change) but only for requests of its epoch; the newest

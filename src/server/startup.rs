@@ -87,13 +87,7 @@ pub async fn build_state(settings: &Settings) -> Result<(AppState, Option<Arc<dy
                 per_group: if per_browser { settings.limits.max_streams_per_browser } else { 0 },
                 feeds: settings.limits.max_feeds_per_stream,
             },
-            horizon: settings.named_feeds.keys().fold(settings.feed.max_age, |horizon, feed| {
-                // The shortest age any feed keeps: a cached page must outlive none of them.
-                match (horizon, settings.retention_of(feed).max_age) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
-            }),
+            horizon: settings.horizon(),
             feeds: Arc::new(FeedGate::new(settings.listed_feeds(), settings.feed.max_feeds)),
         },
         leptos: leptos_options(settings),

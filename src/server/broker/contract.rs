@@ -14,7 +14,7 @@ use crate::server::hub::Subscription;
 use crate::server::link::notice::Notice;
 use crate::server::link::test_link;
 use crate::server::link::test_redis::{Reply, TestRedis};
-use crate::server::pages::PageCache;
+use crate::server::pages::{PageCache, PageKey};
 use crate::server::store::{Draft, FeedStore, MemoryStore, RedisStore};
 use crate::shared::domain::FeedName;
 use crate::shared::domain::{MessageText, Username};
@@ -45,14 +45,23 @@ async fn wait_listening(server: &TestRedis, replicas: i64) {
     wait_listening_to(server, "main", replicas).await;
 }
 
+/// How many receivers listen to `feed`'s notice channel now.
+fn listening_to(server: &TestRedis, feed: &str) -> Option<i64> {
+    let channel = format!("bus:{{{feed}}}:notices");
+    match server.command(&["PUBSUB", "NUMSUB", &channel]) {
+        Reply::Array(reply) => match reply.get(1) {
+            Some(Reply::Int(count)) => Some(*count),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// Returns once `replicas` receivers listen to `feed`'s notice channel.
 async fn wait_listening_to(server: &TestRedis, feed: &str, replicas: i64) {
-    let channel = format!("bus:{{{feed}}}:notices");
-    let channel = channel.as_str();
-    let listening = || server.command(&["PUBSUB", "NUMSUB", channel]);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !matches!(listening(), Reply::Array(ref reply) if reply.get(1) == Some(&Reply::Int(replicas))) {
-        assert!(tokio::time::Instant::now() < deadline, "receivers subscribed: {:?}", listening());
+    while listening_to(server, feed) != Some(replicas) {
+        assert!(tokio::time::Instant::now() < deadline, "receivers subscribed: {:?}", listening_to(server, feed));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -413,9 +422,40 @@ async fn each_feed_notifies_its_own_audiences_only() {
         assert_eq!(next_soon(&mut n).await, Some(1), "{name}");
         assert_eq!(next_soon(&mut n).await, None, "{name}");
         if let Some(server) = &s.redis {
+            // It leaves once nothing here needs the feed: no subscriber, and no page (the append prepared one for
+            // the tab, which a retention pass or a new epoch must still reach).
             drop(n);
+            let news = FeedName::parse("news").unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(listening_to(server, "news"), Some(1), "{name}: its page keeps it");
+            s.hub.pages().forget(&news);
             wait_listening_to(server, "news", 0).await;
             wait_listening_to(server, "team", 1).await;
         }
+    }
+}
+
+/// The page a notice makes every up-to-date tab ask for (`since` the id before, `until` its id) is prepared from the
+/// appended message, the same bytes a read of the store makes, so no refetch of it reads the store; a group nobody
+/// follows in this process gets no page (it would only take room).
+#[tokio::test]
+async fn an_append_prepares_the_page_its_notice_asks_for_where_it_is_followed() {
+    for (name, s) in brokers(8).await {
+        let (watched, alone) = (Audience::main(GroupId::new("w")), Audience::main(GroupId::new("nobody")));
+        let mut tab = s.hub.subscribe(&watched);
+        s.listening().await;
+        let feed = FeedName::main();
+        let id = announce(&s, &watched).await;
+        assert_eq!(next_soon(&mut tab).await, Some(id), "{name}");
+        let epoch = s.store.epoch(&feed).await.unwrap();
+        let key = PageKey::Range { since: id - 1, until: id };
+        let page = s.hub.pages().ready(&feed, key, Some(&epoch)).unwrap_or_else(|| panic!("{name}: prepared"));
+        assert!(page.settled, "{name}");
+        assert_eq!(page.messages, s.store.since(&feed, id - 1, 10).await.unwrap(), "{name}: as the store reads it");
+        let before = s.hub.pages().len();
+        let other = announce(&s, &alone).await;
+        let key = PageKey::Range { since: other - 1, until: other };
+        assert!(s.hub.pages().ready(&feed, key, Some(&epoch)).is_none(), "{name}: nobody follows that group here");
+        assert_eq!(s.hub.pages().len(), before, "{name}");
     }
 }

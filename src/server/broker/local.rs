@@ -25,12 +25,14 @@ impl LocalBroker {
 
 #[async_trait]
 impl Broker for LocalBroker {
-    /// The store takes and releases its own lock inside `append`, so delivery never runs under it.
+    /// The store takes and releases its own lock inside `append`, so delivery never runs under it. The page the
+    /// notice makes every up-to-date tab ask for is made from the message before the notice goes out.
     async fn append(&self, draft: Draft<'_>) -> Result<Appended, StoreError> {
         let appended = self.store.append(draft).await?;
         if appended.fresh {
             let started = std::time::Instant::now();
             let audience = Audience::new(draft.feed.clone(), GroupId::new(draft.group));
+            self.hub.prepare(&audience, &appended.epoch, &appended.message);
             self.hub.deliver(&audience, appended.message.id);
             observe::fanned_out(started.elapsed());
         }

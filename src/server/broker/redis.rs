@@ -75,8 +75,16 @@ impl RedisBroker {
 #[async_trait]
 impl Broker for RedisBroker {
     /// One script appends and publishes (see the module doc); this replica's receiver delivers it here too.
+    /// The script appends and publishes in one step, so the notice may reach this replica's tabs before the
+    /// answer: the page they will ask for is prepared as soon as the answer comes (`Hub::prepare`), and a refetch
+    /// that came sooner reads the store as on every other replica.
     async fn append(&self, draft: Draft<'_>) -> Result<Appended, StoreError> {
-        self.store.append(draft).await
+        let appended = self.store.append(draft).await?;
+        if appended.fresh {
+            let audience = Audience::new(draft.feed.clone(), GroupId::new(draft.group));
+            self.hub.prepare(&audience, &appended.epoch, &appended.message);
+        }
+        Ok(appended)
     }
 
     async fn presence_changed(&self, groups: &[Audience]) -> Result<(), BrokerError> {

@@ -138,6 +138,16 @@ impl Settings {
         }
     }
 
+    /// The shortest `max-age` any feed keeps messages for, if any: no cached page may outlive it.
+    pub fn horizon(&self) -> Option<std::time::Duration> {
+        self.named_feeds.keys().fold(self.feed.max_age, |horizon, feed| {
+            match (horizon, self.retention_of(feed).max_age) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        })
+    }
+
     /// The only feeds besides `main` that may exist: the named ones with `feeds = listed`; `None` with `open`.
     pub fn listed_feeds(&self) -> Option<std::collections::BTreeSet<FeedName>> {
         (self.feed.feeds == FeedsMode::Listed).then(|| self.named_feeds.keys().cloned().collect())

@@ -237,7 +237,8 @@ async fn a_repeated_key_answers_the_first_message_and_appends_nothing() {
         let first = put(store, "ada", "hello", Some("k1")).await;
         assert!(first.fresh, "{name}");
         let again = put(store, "ada", "hello", Some("k1")).await;
-        assert_eq!(again, Appended { message: first.message.clone(), fresh: false }, "{name}");
+        assert_eq!(again, Appended { message: first.message.clone(), epoch: String::new(), fresh: false }, "{name}");
+        assert_eq!(first.epoch, store.epoch(&FeedName::main()).await.unwrap(), "{name}: appended in the feed's epoch");
         // Another key, no key, or the same key in another group: new messages.
         assert!(put(store, "ada", "hello", Some("k2")).await.fresh, "{name}");
         assert!(put(store, "ada", "hello", None).await.fresh, "{name}");

@@ -98,7 +98,7 @@ impl FeedStore for MemoryStore {
         inner.forget_old_keys(now);
         let name = draft.key.map(|key| (draft.feed.clone(), draft.group.to_owned(), key.as_str().to_owned()));
         if let Some(first) = name.as_ref().and_then(|name| inner.keys.get(name)) {
-            return Ok(Appended { message: first.clone(), fresh: false });
+            return Ok(Appended { message: first.clone(), epoch: String::new(), fresh: false });
         }
         let log = inner.feeds.entry(draft.feed.clone()).or_insert_with(|| Log {
             epoch: new_epoch(),
@@ -116,11 +116,12 @@ impl FeedStore for MemoryStore {
             log.messages.pop_front();
         }
         log.messages.push_back(message.clone());
+        let epoch = log.epoch.clone();
         if let Some(name) = name {
             inner.keys.insert(name.clone(), message.clone());
             inner.key_order.push_back((now, name));
         }
-        Ok(Appended { message, fresh: true })
+        Ok(Appended { message, epoch, fresh: true })
     }
 
     async fn epoch(&self, feed: &FeedName) -> Result<String, StoreError> {

@@ -94,6 +94,9 @@ pub struct Draft<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
     pub message: Message,
+    /// The feed's epoch the message was appended in (a fresh append; `""` for a repeated key, which appended
+    /// nothing): what the broker labels the message's prepared page with.
+    pub epoch: String,
     /// `false`: the key was used in this group within [`KEY_MEMORY`]; `message` is the one stored then and nothing
     /// was appended (so nothing is announced).
     pub fresh: bool,

@@ -504,7 +504,8 @@ fn parse_appended(reply: Value, draft: &Draft<'_>, at: String) -> Result<(Append
         text: field("text", draft.text.as_str()),
         at: field("at", &at),
     };
-    Ok((Appended { message, fresh }, appended_in))
+    let epoch = appended_in.as_ref().map(|(epoch, _)| epoch.clone()).unwrap_or_default();
+    Ok((Appended { message, epoch, fresh }, appended_in))
 }
 
 #[async_trait]

@@ -299,7 +299,7 @@ fn commit_appends(conn: &mut Connection, appends: Vec<Pending>, failing: &mut bo
         {
             let mut next_id = tx.prepare_cached(
                 "INSERT INTO feeds (name, epoch, seq) VALUES (?1, ?2, 1)
-                 ON CONFLICT (name) DO UPDATE SET seq = seq + 1 RETURNING seq",
+                 ON CONFLICT (name) DO UPDATE SET seq = seq + 1 RETURNING seq, epoch",
             )?;
             let mut insert =
                 tx.prepare_cached("INSERT INTO messages (feed, id, user, text, at) VALUES (?1, ?2, ?3, ?4, ?5)")?;
@@ -327,18 +327,20 @@ fn commit_appends(conn: &mut Connection, appends: Vec<Pending>, failing: &mut bo
                         })
                         .optional()?;
                     if let Some(message) = first {
-                        answers.push(Appended { message, fresh: false });
+                        answers.push(Appended { message, epoch: String::new(), fresh: false });
                         continue;
                     }
                 }
-                let id = next_id.query_row(params![feed, new_epoch()], |row| row.get::<_, i64>(0))?;
+                let (id, epoch) = next_id.query_row(params![feed, new_epoch()], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                })?;
                 insert.execute(params![feed, id, pending.user, pending.text, at])?;
                 if let Some((group, key)) = &pending.key {
                     remember.execute(params![feed, group, key, id, now])?;
                 }
                 let message =
                     Message { id: id as u64, user: pending.user.clone(), text: pending.text.clone(), at: at.clone() };
-                answers.push(Appended { message, fresh: true });
+                answers.push(Appended { message, epoch, fresh: true });
             }
             tx.execute(
                 "DELETE FROM send_keys WHERE rowid IN (SELECT rowid FROM send_keys WHERE made < ?1 LIMIT ?2)",
