@@ -23,7 +23,7 @@ use web_sys::{BroadcastChannel, MessageEvent};
 use super::roster::{Roster, SHOW_EVERY_MS};
 use super::{stream, Tab};
 use crate::client::codec::{self, Relay};
-use crate::client::remote;
+use crate::client::{remote, session};
 use crate::shared::domain::{FeedName, Message};
 
 // Named apart from the lines of pages before feeds (which named no feed): a tab of an older page still open in the
@@ -208,6 +208,12 @@ fn listen(channel: &BroadcastChannel) {
             }
             Relay::Notice { feed, id, fetcher } if !leading && mine(&feed) => tab.announced(id, fetcher == shared.me),
             Relay::Presence { feed } if !leading && mine(&feed) => tab.presence_changed(),
+            // The stream's group is the leader's: who is here, read under the group this tab had, is read again.
+            Relay::Group { group } if !leading => {
+                if session::adopt(group) {
+                    tab.presence_changed();
+                }
+            }
             Relay::Page { feed, since, epoch, messages } if mine(&feed) => tab.page(since, epoch, messages),
             _ => {}
         }
@@ -248,9 +254,13 @@ fn set_state(open: bool, problem: Option<String>) {
     report(&shared);
 }
 
-/// The stream's state, and the newest id of each feed heard so far (a tab that starts fetches up to it if it is
-/// behind; no one is asked to fetch it at once).
+/// The stream's group (where this tab holds one: `session`), its state, and the newest id of each feed heard so far
+/// (a tab that starts fetches up to it if it is behind; no one is asked to fetch it at once). The group goes first: a
+/// tab takes it before the stream's state makes it read who is here.
 fn report(shared: &Shared) {
+    if let Some(group) = session::group() {
+        post(&Relay::Group { group });
+    }
     post(&Relay::Stream { open: shared.open.get(), problem: shared.problem.borrow().clone() });
     for (feed, id) in shared.latest.borrow().iter() {
         post(&Relay::Notice { feed: feed.clone(), id: *id, fetcher: String::new() });
@@ -262,7 +272,11 @@ struct Leader;
 
 impl stream::Listener for Leader {
     fn url(&self) -> String {
-        current().map_or_else(|| codec::events_url([]), |shared| codec::events_url(shared.carried.borrow().iter()))
+        let group = session::group();
+        current().map_or_else(
+            || codec::events_url([], group.as_deref()),
+            |shared| codec::events_url(shared.carried.borrow().iter(), group.as_deref()),
+        )
     }
 
     fn opened(&self) {
