@@ -1,8 +1,9 @@
-import { readFileSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { createServer, type Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
-import type { FrameLocator, Page } from "@playwright/test";
+import { chromium, type BrowserContext, type FrameLocator, type Page } from "@playwright/test";
 import { test, expect, unique } from "./fixtures";
 import { startServer, dropServer, metric, type Server } from "./server";
 
@@ -11,6 +12,10 @@ import { startServer, dropServer, metric, type Server } from "./server";
  * http://127.0.0.1:PORT; Chromium holds those two apart as sites, so the embeds are third-party frames, which are
  * sent no SameSite=Lax cookie) frames two feeds with README's snippet. The server is this test's own, started with
  * that origin in `embed-origins`, so its /metrics count this browser's streams alone.
+ *
+ * Twice: with third-party cookies allowed (Chrome's default for a profile; this Chromium blocks them, so the test
+ * runs a profile of its own that allows them), the embeds get Web Locks and share one stream; blocked (Playwright's
+ * default context here, as in an incognito window), Chrome refuses them the lock, and each embed holds its own.
  */
 
 const OPEN_STREAMS = "broadcasting_open_streams";
@@ -55,63 +60,115 @@ async function heights(page: Page, feed: string): Promise<{ iframe: number; cont
   return { iframe, content };
 }
 
-test("two embeds on another site's page: join and send in one, sized by postMessage, one stream for all", async ({ browser }) => {
-  test.setTimeout(60_000);
-  let base = "";
-  const origin = await serveHost(() => {
-    const [alpha, beta] = [snippet(base, "alpha"), snippet(base, "beta")];
+/** An article of the host with README's snippet for the feeds alpha and beta, framing Broadcasting at `base()`. */
+async function article(base: () => string): Promise<string> {
+  return serveHost(() => {
+    const [alpha, beta] = [snippet(base(), "alpha"), snippet(base(), "beta")];
     return `<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>An article</title></head>
       <body><h1>An article</h1><p>Its text.</p>${alpha.iframe}<p>More text.</p>${beta.iframe}${alpha.script}</body></html>`;
   });
-  server = await startServer({ args: ["--embed-origins", origin] });
-  base = server.base;
-  expect(new URL(origin).hostname).not.toBe(new URL(base).hostname);
+}
 
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  await page.goto(`${origin}/article`);
+/** Waits until both embeds of `page` are hydrated and live. */
+async function live(page: Page) {
   for (const feed of ["alpha", "beta"]) {
     await frameOf(page, feed).locator("main[data-hydrated]").waitFor();
     await expect(frameOf(page, feed).getByRole("status")).toHaveText("Live");
   }
+}
+
+async function joinAndSend(frame: FrameLocator, name: string, texts: string[]) {
+  await frame.getByLabel("Username").fill(name);
+  await frame.getByRole("button", { name: "Join" }).click();
+  await expect(frame.getByText("Posting as")).toContainText(name);
+  for (const text of texts) await sendFrom(frame, name, text);
+}
+
+async function sendFrom(frame: FrameLocator, name: string, text: string) {
+  await frame.getByLabel("Message", { exact: true }).fill(text);
+  await frame.getByRole("button", { name: "Send" }).click();
+  await expect(row(frame, name, text)).toHaveCount(1);
+}
+
+const streamsSettleAt = (expected: number) =>
+  expect.poll(() => metric(server!, OPEN_STREAMS), { message: "open event streams", timeout: 10_000 }).toBe(expected);
+
+/** A browser with a profile of its own that allows third-party cookies (and with them, third-party site data). */
+async function allowingThirdPartyCookies(): Promise<{ context: BrowserContext; done: () => Promise<void> }> {
+  const profile = mkdtempSync(path.join(tmpdir(), "broadcasting-e2e-profile-"));
+  mkdirSync(path.join(profile, "Default"));
+  writeFileSync(path.join(profile, "Default", "Preferences"), JSON.stringify({ profile: { cookie_controls_mode: 0 } }));
+  const context = await chromium.launchPersistentContext(profile, test.info().project.use.launchOptions ?? {});
+  return { context, done: async () => { await context.close(); rmSync(profile, { recursive: true, force: true }); } };
+}
+
+test("two embeds on another site's page share one stream, are sized by postMessage, and join and send", async () => {
+  test.setTimeout(60_000);
+  let base = "";
+  const origin = await article(() => base);
+  server = await startServer({ args: ["--embed-origins", origin] });
+  base = server.base;
+  expect(new URL(origin).hostname).not.toBe(new URL(base).hostname);
+  const { context, done } = await allowingThirdPartyCookies();
+  // This context is not the fixtures' (which fail a test on a console error): watched here the same way.
+  const errors: string[] = [];
+  context.on("page", (page) => {
+    page.on("pageerror", (err) => errors.push(`pageerror: ${err.message}`));
+    page.on("console", (msg) => { if (msg.type() === "error") errors.push(`console.error: ${msg.text()}`); });
+  });
+  const page = await context.newPage();
+  await page.goto(`${origin}/article`);
+  await live(page);
   // Two embeds, one leader, one stream.
-  await expect.poll(() => metric(server!, OPEN_STREAMS), { message: "open event streams", timeout: 10_000 }).toBe(1);
+  await streamsSettleAt(1);
   const leaders = await Promise.all(["alpha", "beta"].map((feed) => frameOf(page, feed).locator("[data-leads]").count()));
   expect(leaders[0] + leaders[1], "exactly one embed leads").toBe(1);
 
   // Each iframe was sized to its content by the snippet (the iframe starts at 20rem).
-  const alpha = frameOf(page, "alpha");
-  await expect.poll(async () => { const h = await heights(page, "alpha"); return h.iframe === h.content; }).toBe(true);
+  const sized = async () => { const h = await heights(page, "alpha"); return h.iframe === h.content; };
+  await expect.poll(sized).toBe(true);
   const before = await heights(page, "alpha");
   expect(before.iframe).not.toBe(320);
 
   const ada = unique("Ada");
-  await alpha.getByLabel("Username").fill(ada);
-  await alpha.getByRole("button", { name: "Join" }).click();
-  await expect(alpha.getByText("Posting as")).toContainText(ada);
+  const alpha = frameOf(page, "alpha");
   const texts = [1, 2, 3, 4, 5].map((n) => unique(`comment ${n}`));
-  for (const text of texts) {
-    await alpha.getByLabel("Message", { exact: true }).fill(text);
-    await alpha.getByRole("button", { name: "Send" }).click();
-    await expect(row(alpha, ada, text)).toHaveCount(1);
-  }
+  await joinAndSend(alpha, ada, texts);
   // The log grew, and the iframe with it.
-  await expect.poll(async () => { const h = await heights(page, "alpha"); return h.iframe === h.content; }).toBe(true);
-  const after = await heights(page, "alpha");
-  expect(after.iframe).toBeGreaterThan(before.iframe);
+  await expect.poll(sized).toBe(true);
+  expect((await heights(page, "alpha")).iframe).toBeGreaterThan(before.iframe);
 
-  // A second article of the same site: its embeds join the same leader and group (they have no cookie either), and
-  // hear what the first page's embed sends, over the one stream.
+  // A second article of the same site: its embeds follow the same leader and take its group (they have no cookie
+  // either), and hear what the first page's embed sends, over the one stream.
   const second = await context.newPage();
   await second.goto(`${origin}/another-article`);
-  for (const feed of ["alpha", "beta"]) await expect(frameOf(second, feed).getByRole("status")).toHaveText("Live");
-  await expect(row(frameOf(second, "alpha"), ada, texts[4])).toHaveCount(1);
-  const live = unique("live comment");
-  await alpha.getByLabel("Message", { exact: true }).fill(live);
-  await alpha.getByRole("button", { name: "Send" }).click();
-  await expect(row(frameOf(second, "alpha"), ada, live)).toHaveCount(1);
-  await expect(frameOf(second, "alpha").locator(".presence")).toContainText(ada);
+  await live(second);
+  const elsewhere = frameOf(second, "alpha");
+  await expect(row(elsewhere, ada, texts[4])).toHaveCount(1);
+  const now = unique("live comment");
+  await sendFrom(alpha, ada, now);
+  await expect(row(elsewhere, ada, now)).toHaveCount(1);
+  await expect(elsewhere.locator(".presence")).toContainText(ada);
   await expect(frameOf(second, "beta").locator(".log p[data-key]")).toHaveCount(0);
   expect(await metric(server!, OPEN_STREAMS), "four embeds on two pages, one stream").toBe(1);
+  expect(errors, "errors in the browser").toEqual([]);
+  await done();
+});
+
+test("with third-party cookies blocked, each embed holds a stream of its own, and joins and sends", async ({ browser }) => {
+  test.setTimeout(60_000);
+  let base = "";
+  const origin = await article(() => base);
+  server = await startServer({ args: ["--embed-origins", origin] });
+  base = server.base;
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${origin}/article`);
+  await live(page);
+  await streamsSettleAt(2);
+  for (const feed of ["alpha", "beta"]) await expect(frameOf(page, feed).locator("[data-leads]")).toHaveCount(1);
+  const grace = unique("Grace");
+  await joinAndSend(frameOf(page, "beta"), grace, [unique("hello")]);
+  await expect(frameOf(page, "beta").locator(".presence")).toContainText(grace);
   await context.close();
 });

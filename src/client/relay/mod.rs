@@ -20,7 +20,9 @@
 //!
 //! Embeds: a browser partitions an iframe's Web Locks and `BroadcastChannel` by the site of the page that frames it,
 //! so the embeds on one article page (and on every page of that site) elect one leader and share one stream, and an
-//! embed never shares one with the full pages or with embeds on other sites.
+//! embed never shares one with the full pages or with embeds on other sites. Chrome refuses the lock to a frame on
+//! another site while third-party cookies are blocked (incognito, or by the reader's choice): there each embed holds
+//! its own stream, as in a browser without locks.
 //!
 //! Feeds: the stream carries every feed a tab of the browser shows (`/events?feed=a&feed=b`), each notice naming
 //! its feed; each tab takes its own feed's notices, presence and pages only. Which feeds that is, `roster` keeps.
