@@ -36,7 +36,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     let css = format!("/{}/{}.css", options.site_pkg_dir, options.output_name);
     let title = place::title(&place::feed());
     // Only the embed is handed its group: the one page a browser may show without sending its cookie.
-    let handed = (place::layout() == Layout::Embed).then(|| use_context::<HandedGroup>()).flatten();
+    let handed = (place::layout() == Layout::Embed).then(use_context::<HandedGroup>).flatten();
     view! {
         <!DOCTYPE html>
         <html lang="en">

@@ -232,11 +232,7 @@ fn listen(channel: &BroadcastChannel) {
             Relay::Notice { feed, id, fetcher } if !leading && mine(&feed) => tab.announced(id, fetcher == shared.me),
             Relay::Presence { feed } if !leading && mine(&feed) => tab.presence_changed(),
             // The stream's group is the leader's: who is here, read under the group this tab had, is read again.
-            Relay::Group { group } if !leading => {
-                if session::adopt(group) {
-                    tab.presence_changed();
-                }
-            }
+            Relay::Group { group } if !leading && session::adopt(&group) => tab.presence_changed(),
             Relay::Page { feed, since, epoch, messages } if mine(&feed) => tab.page(since, epoch, messages),
             _ => {}
         }

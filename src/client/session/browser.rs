@@ -24,15 +24,15 @@ pub fn group() -> Option<String> {
     GROUP.with(|held| held.borrow().clone())
 }
 
-pub fn adopt(group: String) -> bool {
+pub fn adopt(group: &str) -> bool {
     if BOUND.with(Cell::get) {
         return false;
     }
     GROUP.with(|held| {
         let mut held = held.borrow_mut();
         match held.as_ref() {
-            Some(own) if *own != group => {
-                *held = Some(group);
+            Some(own) if own != group => {
+                *held = Some(group.to_owned());
                 true
             }
             _ => false,

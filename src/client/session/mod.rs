@@ -42,7 +42,7 @@ pub fn group() -> Option<String> {
 
 /// Takes `group` (the leading frame's) as this page's, unless the page has none (it has its cookie), already holds
 /// it, or joined under its own. Whether it changed.
-pub fn adopt(group: String) -> bool {
+pub fn adopt(group: &str) -> bool {
     target::adopt(group)
 }
 

@@ -7,7 +7,7 @@ pub fn group() -> Option<String> {
     None
 }
 
-pub fn adopt(_group: String) -> bool {
+pub fn adopt(_group: &str) -> bool {
     false
 }
 
