@@ -1,8 +1,8 @@
 //! The whole router: each handler module exposes its routes (`messages`, `heartbeat`, `events`, `ops`; the page and the server
 //! functions come from Leptos; the page is `/` and each feed's `/f/{name}`, whose name `feed_pages` checks before it
-//! is rendered), and `app` assembles them under the layers every request passes, except the hot
-//! read of the log (`messages`), which answers prepared bytes with its own headers. Tests and `main` serve the same
-//! thing.
+//! is rendered, and each has its embed, `/embed` and `/f/{name}/embed`: the same page in another layout), and `app`
+//! assembles them under the layers every request passes, except the hot read of the log (`messages`), which answers
+//! prepared bytes with its own headers. Tests and `main` serve the same thing.
 
 use std::sync::Arc;
 
@@ -23,20 +23,24 @@ use tower_http::services::ServeDir;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::client::shell;
+use crate::client::{shell, HandedGroup};
 use crate::server::net::Shortcut;
+use crate::server::security::Framers;
 use crate::server::state::{AppState, FeedGate};
 use crate::server::{cookie, events, group, heartbeat, messages, observe, ops, peer, refusal, security};
 use crate::shared::domain::{FeedLookup, FeedName, FEED_NAME_RULE};
 use crate::shared::wire;
 
-pub fn app(state: AppState, scope: group::Scope) -> Router {
-    // One page, for `main` at `/` and for each feed at `/f/{name}`. `Async` renders it whole once the log is read,
-    // so the first HTML holds the log as plain markup (streamed out-of-order it could arrive as a template that
-    // needs JavaScript to show).
+/// The router; `framers` may frame the embed.
+pub fn app(state: AppState, scope: group::Scope, framers: Framers) -> Router {
+    // One page, for `main` at `/` and for each feed at `/f/{name}`, and each one's embed. `Async` renders it whole
+    // once the log is read, so the first HTML holds the log as plain markup (streamed out-of-order it could arrive as
+    // a template that needs JavaScript to show).
     let feed_page = format!("{}{{name}}", wire::FEED_PAGE_PREFIX);
+    let embeds = [wire::EMBED_SUFFIX.to_owned(), format!("{feed_page}{}", wire::EMBED_SUFFIX)];
     let routes = ["/".to_owned(), feed_page]
         .into_iter()
+        .chain(embeds)
         .map(|path| AxumRouteListing::new(path, SsrMode::Async, [Method::Get], vec![]))
         .collect();
     // A release build is precompressed (`cargo leptos build --release --precompress`): serve the `.br`/`.gz` files
@@ -50,10 +54,11 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
     let events = events::routes().route_layer(middleware::from_fn_with_state(scope, cookie::assign));
     let router = Router::new()
         .leptos_routes(&state, routes, {
-            let options = state.leptos.clone();
+            let (options, framers) = (state.leptos.clone(), framers.clone());
             // The page's Content-Security-Policy is set while the server renders it (it needs that response's nonce).
             move || {
-                security::protect_page();
+                security::protect_page(&framers);
+                hand_minted_group();
                 shell(options.clone())
             }
         })
@@ -74,15 +79,25 @@ pub fn app(state: AppState, scope: group::Scope) -> Router {
         .with_state(state.clone());
     // The refetch every tab makes after every notice passes none of the layers above: it needs no session group,
     // peer budget, body limit, compression or span, and sets its own headers (see `messages`).
-    security::headers(router).merge(messages::routes().with_state(state))
+    security::headers(router, framers).merge(messages::routes().with_state(state))
 }
 
-/// Paths under `/f/` before the page renders: a name with capitals is redirected (308, the query kept) to its
-/// lowercase form, so a feed has one URL; anything else that is no feed name gets a 404 page that says what a feed
-/// name may be (the name itself is not echoed: it is whatever the client wrote). Checked here rather than while
-/// rendering, so a bad name costs no render and reads no log.
+/// The group `cookie` made for a page requested without one, for the page to hold (`client::HandedGroup`; the shell
+/// writes it into the embed only, the one page a browser may show without its cookie).
+fn hand_minted_group() {
+    use leptos::prelude::{provide_context, use_context};
+    let parts = use_context::<axum::http::request::Parts>();
+    if let Some(cookie::Minted(group)) = parts.as_ref().and_then(|parts| parts.extensions.get::<cookie::Minted>()) {
+        provide_context(HandedGroup(group.as_str().to_owned()));
+    }
+}
+
+/// Paths under `/f/` before the page renders (a feed's page or its embed): a name with capitals is redirected (308,
+/// the query kept) to its lowercase form, so a feed has one URL; anything else that is no feed name gets a 404 page
+/// that says what a feed name may be (the name itself is not echoed: it is whatever the client wrote). Checked here
+/// rather than while rendering, so a bad name costs no render and reads no log.
 async fn feed_pages(State(gate): State<Arc<FeedGate>>, request: Request<Body>, next: Next) -> Response {
-    let Some(raw) = request.uri().path().strip_prefix(wire::FEED_PAGE_PREFIX) else {
+    let Some((Some(raw), embed)) = wire::page_of(request.uri().path()) else {
         return next.run(request).await;
     };
     match FeedName::lookup(raw) {
@@ -90,7 +105,8 @@ async fn feed_pages(State(gate): State<Arc<FeedGate>>, request: Request<Body>, n
         // `feeds = listed`, and this name is not listed: no such feed here.
         FeedLookup::Name(_) => no_such_feed_page(),
         FeedLookup::Lowercase(name) => {
-            let mut to = format!("{}{name}", wire::FEED_PAGE_PREFIX);
+            let suffix = if embed { wire::EMBED_SUFFIX } else { "" };
+            let mut to = format!("{}{name}{suffix}", wire::FEED_PAGE_PREFIX);
             if let Some(query) = request.uri().query() {
                 to.push('?');
                 to.push_str(query);
@@ -151,6 +167,7 @@ mod tests {
         use tower::ServiceExt;
         let router = Router::new()
             .route("/f/{name}", get(|| async { "the page" }))
+            .route("/f/{name}/embed", get(|| async { "the embed" }))
             .route("/", get(|| async { "the root" }))
             .fallback(|| async { (StatusCode::NOT_FOUND, "Not found") })
             .layer(middleware::from_fn_with_state(Arc::new(FeedGate::open(10)), feed_pages));
@@ -169,7 +186,12 @@ mod tests {
         assert_eq!(ask("/f/Team").await.0, StatusCode::PERMANENT_REDIRECT);
         assert_eq!(ask("/f/Team").await.1.as_deref(), Some("/f/team"));
         assert_eq!(ask("/f/Team-News?x=1").await.1.as_deref(), Some("/f/team-news?x=1"));
-        for bad in ["/f/bad_name", "/f/", "/f/-x", "/f/a/b", "/f/%41", "/f/%3Cscript%3E"] {
+        assert_eq!(ask("/f/team-news/embed").await, (StatusCode::OK, None, "the embed".into()));
+        assert_eq!(ask("/f/Team/embed?x=1").await.1.as_deref(), Some("/f/team/embed?x=1"));
+        assert_eq!(ask("/f/embed").await, (StatusCode::OK, None, "the page".into()), "a feed named embed");
+        for bad in
+            ["/f/bad_name", "/f/", "/f/-x", "/f/a/b", "/f/%41", "/f/%3Cscript%3E", "/f/bad_name/embed", "/f//embed"]
+        {
             let (status, location, body) = ask(bad).await;
             assert_eq!((status, location), (StatusCode::NOT_FOUND, None), "{bad}");
             assert!(body.contains(FEED_NAME_RULE), "{bad}: {body}");
@@ -183,7 +205,7 @@ mod tests {
         let address = listener.local_addr().unwrap();
         let long = Duration::from_secs(10);
         let deadlines = Deadlines { header: long, idle: long, write: long, shutdown_grace: Duration::ZERO };
-        let router = app(state.clone(), group::Scope::Everyone);
+        let router = app(state.clone(), group::Scope::Everyone, Framers::default());
         tokio::spawn(serve(listener, router, shortcut, deadlines, std::future::pending(), || {}));
         address
     }

@@ -10,6 +10,7 @@ use crate::server::net::{listen, serve, Deadlines};
 use crate::server::peer::Peers;
 use crate::server::pruning::{self, Turn};
 use crate::server::routes::{app, shortcut};
+use crate::server::security::Framers;
 use crate::server::settings::Settings;
 use crate::server::state::{AppState, FeedGate, Limits, Services, StreamCaps};
 use crate::server::throttle::{LocalThrottle, SendThrottle};
@@ -124,7 +125,7 @@ pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
     tokio::spawn(forget_idle_budgets(throttles, state.peers.clone(), settings.feed.prune_every));
     tokio::spawn(roster::sweep(state.presence.clone(), state.broker.clone(), roster::SWEEP_EVERY));
     let shortcut = shortcut(state.clone());
-    let router = app(state, settings.feed.scope);
+    let router = app(state, settings.feed.scope, Framers::new(&settings.embed.embed_origins));
     let deadlines = Deadlines {
         header: settings.connections.header_timeout,
         idle: settings.connections.idle_timeout,

@@ -59,3 +59,52 @@ pub fn parse_feed_notice(data: &str) -> Option<(&str, u64)> {
     let (feed, id) = data.split_once(' ')?;
     Some((feed, id.parse().ok()?))
 }
+
+/// The embed of a page (an iframe on a deployer's site): the page's path and this, `/f/{name}/embed`, or `/embed`
+/// for `main`.
+pub const EMBED_SUFFIX: &str = "/embed";
+/// The session group of a page the browser sends no group cookie for (an embed on another site, where the cookie
+/// does not travel): handed to the page in this `<meta name>`, kept in its memory, and sent back in the header
+/// `GROUP_HEADER` (or, where the browser sends no headers of the page's, the `GROUP_PARAM` query parameter: the
+/// event stream and the leave beacon).
+pub const GROUP_META: &str = "broadcasting-group";
+pub const GROUP_HEADER: &str = "broadcasting-group";
+pub const GROUP_PARAM: &str = "group";
+/// The `type` of the message an embed posts to the page that frames it: `{type, feed, height}`, its content's height
+/// in CSS pixels (public/embed.js and README's snippet listen for it).
+pub const HEIGHT_MESSAGE: &str = "broadcasting:height";
+
+/// What a page's path shows: the feed's name as the path writes it (`None`: `main`, at `/`) and whether it is the
+/// embed. `None` for a path that is no page. The name is not checked here (the server refuses a bad one before the
+/// page renders): `/f/embed` is the page of a feed named `embed`, `/f/embed/embed` its embed.
+pub fn page_of(path: &str) -> Option<(Option<&str>, bool)> {
+    match path {
+        "/" => Some((None, false)),
+        _ if path == EMBED_SUFFIX => Some((None, true)),
+        _ => {
+            let rest = path.strip_prefix(FEED_PAGE_PREFIX)?;
+            Some(match rest.strip_suffix(EMBED_SUFFIX) {
+                Some(name) => (Some(name), true),
+                None => (Some(rest), false),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_page_path_names_its_feed_and_whether_it_is_the_embed() {
+        use super::page_of;
+        assert_eq!(page_of("/"), Some((None, false)));
+        assert_eq!(page_of("/embed"), Some((None, true)));
+        assert_eq!(page_of("/f/team"), Some((Some("team"), false)));
+        assert_eq!(page_of("/f/team/embed"), Some((Some("team"), true)));
+        assert_eq!(page_of("/f/embed"), Some((Some("embed"), false)), "a feed may be named embed");
+        assert_eq!(page_of("/f/embed/embed"), Some((Some("embed"), true)));
+        assert_eq!(page_of("/f//embed"), Some((Some(""), true)), "left to the name's check");
+        for other in ["/api/messages", "/embed/", "/embedded", "", "/f"] {
+            assert_eq!(page_of(other), None, "{other:?}");
+        }
+    }
+}

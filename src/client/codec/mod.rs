@@ -162,13 +162,20 @@ pub fn catch_up_url(feed: &FeedName, since: u64, until: Option<u64>, epoch: &str
 
 /// The browser's one stream for the feeds its tabs show: sorted and without repeats, so every leader asks the same
 /// URL for the same set. `main` alone is today's plain `EVENTS_PATH`: a browser on `/` only opens exactly what it
-/// opened before feeds, and its notices read as they did (`stream_notice`).
-pub fn events_url<'a>(feeds: impl IntoIterator<Item = &'a FeedName>) -> String {
-    let feeds: std::collections::BTreeSet<&str> = feeds.into_iter().map(FeedName::as_str).collect();
-    if feeds.is_empty() || (feeds.len() == 1 && feeds.contains(FeedName::MAIN)) {
+/// opened before feeds, and its notices read as they did (`stream_notice`). A page that holds its session group
+/// (`session`: an embed without its cookie) names it, and then names its feeds even if only `main`, so its notices
+/// say their feed as on every named stream.
+pub fn events_url<'a>(feeds: impl IntoIterator<Item = &'a FeedName>, group: Option<&str>) -> String {
+    let mut feeds: std::collections::BTreeSet<&str> = feeds.into_iter().map(FeedName::as_str).collect();
+    let main_only = feeds.is_empty() || (feeds.len() == 1 && feeds.contains(FeedName::MAIN));
+    if main_only && group.is_none() {
         return wire::EVENTS_PATH.to_owned();
     }
-    let fields: Vec<(&str, &str)> = feeds.into_iter().map(|feed| (wire::FEED_FIELD, feed)).collect();
+    if feeds.is_empty() {
+        feeds.insert(FeedName::MAIN);
+    }
+    let mut fields: Vec<(&str, &str)> = feeds.into_iter().map(|feed| (wire::FEED_FIELD, feed)).collect();
+    fields.extend(group.map(|group| (wire::GROUP_PARAM, group)));
     format!("{}?{}", wire::EVENTS_PATH, form(&fields))
 }
 
@@ -270,6 +277,9 @@ pub enum Relay {
     Presence { feed: FeedName },
     /// A page of `feed` some tab fetched: the messages above `since`, in id order.
     Page { feed: FeedName, since: u64, epoch: String, messages: Vec<Message> },
+    /// The session group the leader's stream is for, where the leader holds one (an embed without its cookie,
+    /// `session`): a frame that has not joined takes it, so the stream's notices are its own.
+    Group { group: String },
 }
 
 impl Relay {
@@ -297,6 +307,7 @@ impl Relay {
             }
             Relay::Notice { feed, id, fetcher } => line("n", &[feed.as_str(), &id.to_string(), fetcher]),
             Relay::Presence { feed } => line("p", &[feed.as_str()]),
+            Relay::Group { group } => line("i", &[group]),
             Relay::Page { feed, since, epoch, messages } => {
                 let mut json = String::new();
                 push_messages(&mut json, messages);
@@ -343,6 +354,9 @@ impl Relay {
                 _ => return None,
             },
             "p" => Relay::Presence { feed: feed(rest)? },
+            "i" if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                Relay::Group { group: rest.to_owned() }
+            }
             "g" => match fields(4)?[..] {
                 [name, since, epoch, json] => Relay::Page {
                     feed: feed(name)?,

@@ -118,6 +118,7 @@ fn relayed_lines_name_their_feed_and_read_back() {
         (Relay::Showing { tab: "ab12".into(), feed: feed("team-news") }, "t\nab12\nteam-news".to_owned()),
         (Relay::Gone { tab: "ab12".into() }, "x\nab12".to_owned()),
         (Relay::Presence { feed: feed("ops") }, "p\nops".to_owned()),
+        (Relay::Group { group: "0123abcdef".into() }, "i\n0123abcdef".to_owned()),
         (Relay::Notice { feed: feed("main"), id: 42, fetcher: "ab12".into() }, "n\nmain\n42\nab12".to_owned()),
         (Relay::Notice { feed: feed("ops"), id: 7, fetcher: String::new() }, "n\nops\n7\n".to_owned()),
         (Relay::Stream { open: true, problem: None }, "s\n1".to_owned()),
@@ -156,6 +157,10 @@ fn relayed_lines_name_their_feed_and_read_back() {
         "g\nteam\nx\n9f3a\n[]",
         "g\nteam\n3\n9f3a\n[1]",
         "g\n3\n9f3a\n[]", // a page of no feed (the line before feeds)
+        "i",
+        "i\n",
+        "i\nab\ncd",
+        "i\nab&group=cd",
     ] {
         assert_eq!(Relay::decode(bad), None, "{bad:?}");
     }
@@ -192,11 +197,20 @@ fn page_urls_name_their_feed_and_ends_and_leave_out_an_epoch_that_is_not_hex() {
 
 #[test]
 fn the_stream_names_each_feed_once_sorted_and_main_alone_is_the_plain_stream() {
-    assert_eq!(events_url([&FeedName::main()]), "/events");
-    assert_eq!(events_url([]), "/events");
+    assert_eq!(events_url([&FeedName::main()], None), "/events");
+    assert_eq!(events_url([], None), "/events");
     let feeds = [feed("zeta"), feed("main"), feed("alpha"), feed("zeta")];
-    assert_eq!(events_url(&feeds), "/events?feed=alpha&feed=main&feed=zeta");
-    assert_eq!(events_url([&feed("team")]), "/events?feed=team");
+    assert_eq!(events_url(&feeds, None), "/events?feed=alpha&feed=main&feed=zeta");
+    assert_eq!(events_url([&feed("team")], None), "/events?feed=team");
+}
+
+#[test]
+fn a_stream_for_a_group_the_page_holds_names_it_and_its_feeds_even_main_alone() {
+    let group = Some("0123abcd");
+    assert_eq!(events_url([&feed("b"), &feed("a")], group), "/events?feed=a&feed=b&group=0123abcd");
+    // Named, so its notices say their feed as the tab reads a named stream's (`stream_notice(true, …)`).
+    assert_eq!(events_url([&FeedName::main()], group), "/events?feed=main&group=0123abcd");
+    assert_eq!(events_url([], group), "/events?feed=main&group=0123abcd");
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Which tab leads, and the channel between tabs. Every tab asks for the Web Lock `LOCK`; the browser grants it to
 //! one tab at a time, which opens the stream (`stream`) and relays what it hears over the `BroadcastChannel`
-//! `CHANNEL`; the others follow what the channel tells them. Where the browser lacks either, the tab leads alone.
+//! `CHANNEL`; the others follow what the channel tells them. Where the browser lacks either, or refuses this page the
+//! lock (Chrome does, to a frame on another site while third-party cookies are blocked: an embed), the tab leads
+//! alone.
 //!
 //! Each tab shows one feed and says which (`Relay::Showing`, at start, every `roster::SHOW_EVERY_MS` and when a new
 //! leader asks); the leader's stream carries the feeds of every tab it knows of (`roster`). When that set changes
@@ -23,7 +25,7 @@ use web_sys::{BroadcastChannel, MessageEvent};
 use super::roster::{Roster, SHOW_EVERY_MS};
 use super::{stream, Tab};
 use crate::client::codec::{self, Relay};
-use crate::client::remote;
+use crate::client::{remote, session};
 use crate::shared::domain::{FeedName, Message};
 
 // Named apart from the lines of pages before feeds (which named no feed): a tab of an older page still open in the
@@ -33,7 +35,8 @@ const LOCK: &str = "broadcasting-feeds-events";
 
 /// The tab's part in the browser's stream. One per tab: the page has one thread.
 struct Shared {
-    channel: Option<BroadcastChannel>,
+    /// `None` where the tab leads alone.
+    channel: RefCell<Option<BroadcastChannel>>,
     tab: Rc<dyn Tab>,
     /// This tab's id on the channel (random, per page load) and the feed it shows.
     me: String,
@@ -64,7 +67,7 @@ pub fn start(tab: Rc<dyn Tab>, feed: FeedName) {
     let locks = lock_manager();
     let channel = locks.as_ref().and_then(|_| BroadcastChannel::new(CHANNEL).ok());
     let shared = Rc::new(Shared {
-        channel,
+        channel: RefCell::new(channel),
         tab,
         me: remote::new_send_key(),
         feed,
@@ -86,9 +89,10 @@ pub fn start(tab: Rc<dyn Tab>, feed: FeedName) {
         show();
         with_tab(|tab| tab.resumed());
     });
-    match (locks, &shared.channel) {
+    let channel = shared.channel.borrow().clone();
+    match (locks, channel) {
         (Some((locks, request)), Some(channel)) => {
-            listen(channel);
+            listen(&channel);
             post(&Relay::Hello);
             show();
             // Said again now and then: a leader elected later learns the feed, and one that stops hearing it (the
@@ -141,7 +145,8 @@ fn with_tab(f: impl FnOnce(&dyn Tab)) {
 
 fn post(relay: &Relay) {
     let Some(shared) = current() else { return };
-    if let Some(channel) = &shared.channel {
+    let channel = shared.channel.borrow();
+    if let Some(channel) = channel.as_ref() {
         let _ = channel.post_message(&JsValue::from_str(&relay.encode()));
     }
 }
@@ -168,12 +173,30 @@ fn request_lock(locks: &JsValue, request: &Function) {
         Promise::new(&mut |_, _| {}).into()
     });
     match request.call2(locks, &JsValue::from_str(LOCK), &elected) {
-        // The request is rejected only as the tab goes away; nothing to report then.
+        // Rejected as the tab goes away (nothing to report then), or at once where the browser refuses this page
+        // locks: it would wait for ever, so it holds a stream of its own.
         Ok(pending) => wasm_bindgen_futures::spawn_local(async move {
-            let _ = JsFuture::from(Promise::from(pending)).await;
+            if let Err(err) = JsFuture::from(Promise::from(pending)).await {
+                let name = Reflect::get(&err, &"name".into()).ok().and_then(|name| name.as_string());
+                if name.as_deref() == Some("SecurityError") {
+                    alone();
+                }
+            }
         }),
-        Err(_) => lead(),
+        Err(_) => alone(),
     }
+}
+
+/// This tab leads alone, as where there are no locks: it leaves the channel (no other tab follows a stream it cannot
+/// share, and it follows none) and forgets the feeds it heard of.
+fn alone() {
+    let Some(shared) = current() else { return };
+    if let Some(channel) = shared.channel.borrow_mut().take() {
+        channel.set_onmessage(None);
+        channel.close();
+    }
+    *shared.roster.borrow_mut() = Roster::default();
+    lead();
 }
 
 fn listen(channel: &BroadcastChannel) {
@@ -208,6 +231,8 @@ fn listen(channel: &BroadcastChannel) {
             }
             Relay::Notice { feed, id, fetcher } if !leading && mine(&feed) => tab.announced(id, fetcher == shared.me),
             Relay::Presence { feed } if !leading && mine(&feed) => tab.presence_changed(),
+            // The stream's group is the leader's: who is here, read under the group this tab had, is read again.
+            Relay::Group { group } if !leading && session::adopt(&group) => tab.presence_changed(),
             Relay::Page { feed, since, epoch, messages } if mine(&feed) => tab.page(since, epoch, messages),
             _ => {}
         }
@@ -248,9 +273,13 @@ fn set_state(open: bool, problem: Option<String>) {
     report(&shared);
 }
 
-/// The stream's state, and the newest id of each feed heard so far (a tab that starts fetches up to it if it is
-/// behind; no one is asked to fetch it at once).
+/// The stream's group (where this tab holds one: `session`), its state, and the newest id of each feed heard so far
+/// (a tab that starts fetches up to it if it is behind; no one is asked to fetch it at once). The group goes first: a
+/// tab takes it before the stream's state makes it read who is here.
 fn report(shared: &Shared) {
+    if let Some(group) = session::group() {
+        post(&Relay::Group { group });
+    }
     post(&Relay::Stream { open: shared.open.get(), problem: shared.problem.borrow().clone() });
     for (feed, id) in shared.latest.borrow().iter() {
         post(&Relay::Notice { feed: feed.clone(), id: *id, fetcher: String::new() });
@@ -262,7 +291,11 @@ struct Leader;
 
 impl stream::Listener for Leader {
     fn url(&self) -> String {
-        current().map_or_else(|| codec::events_url([]), |shared| codec::events_url(shared.carried.borrow().iter()))
+        let group = session::group();
+        current().map_or_else(
+            || codec::events_url([], group.as_deref()),
+            |shared| codec::events_url(shared.carried.borrow().iter(), group.as_deref()),
+        )
     }
 
     fn opened(&self) {

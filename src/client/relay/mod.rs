@@ -14,8 +14,15 @@
 //! `PresenceChanged` is relayed the same way; each tab then reads who is here itself, and beats for itself
 //! (`presence`): presence is per tab, not per stream.
 //!
-//! Only stream state, announced ids, presence notices and pages of the public log travel between tabs; a tab's name
-//! and ticket never do.
+//! Only stream state, announced ids, presence notices and pages of the public log travel between tabs, and, from a
+//! leader that holds its session group in memory (an embed the browser sends no cookie to: `session`), that group,
+//! which the stream is for; a tab's name and ticket never do.
+//!
+//! Embeds: a browser partitions an iframe's Web Locks and `BroadcastChannel` by the site of the page that frames it,
+//! so the embeds on one article page (and on every page of that site) elect one leader and share one stream, and an
+//! embed never shares one with the full pages or with embeds on other sites. Chrome refuses the lock to a frame on
+//! another site while third-party cookies are blocked (incognito, or by the reader's choice): there each embed holds
+//! its own stream, as in a browser without locks.
 //!
 //! Feeds: the stream carries every feed a tab of the browser shows (`/events?feed=a&feed=b`), each notice naming
 //! its feed; each tab takes its own feed's notices, presence and pages only. Which feeds that is, `roster` keeps.

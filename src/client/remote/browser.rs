@@ -11,6 +11,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{Headers, RequestInit, Response};
 
 use crate::client::codec::{self, FromJson};
+use crate::client::session;
 use crate::shared::domain::{FeedName, Joined, LogPage, Message, PageLimits};
 use crate::shared::error::{ApiError, ErrorKind};
 use crate::shared::wire;
@@ -37,6 +38,8 @@ pub fn limits() -> impl Future<Output = Result<PageLimits, ApiError>> + Send + '
 }
 
 pub async fn join(feed: FeedName, username: String) -> Result<Joined, ApiError> {
+    // The ticket is signed for the group this request names: the page keeps that group from now on.
+    session::bind();
     answer(wire::JOIN_PATH, Some(&with_feed(&feed, vec![("username", &username)]))).await
 }
 
@@ -88,7 +91,9 @@ pub mod presence {
             return;
         };
         let navigator = leptos::prelude::window().navigator();
-        let _ = navigator.send_beacon_with_opt_url_search_params(&codec::presence_path(feed, true), Some(&form));
+        // A beacon carries no header of the page's: its group, if it holds one, goes in the query.
+        let url = crate::client::session::with_group(codec::presence_path(feed, true));
+        let _ = navigator.send_beacon_with_opt_url_search_params(&url, Some(&form));
     }
 }
 
@@ -120,13 +125,17 @@ fn unreadable(status: u16) -> ApiError {
     ApiError::new(ErrorKind::Network, message)
 }
 
-/// Sends `init` to `url`, asking for JSON (and saying the body's `content_type`, if any): the answer, whatever its
-/// status. For other requests of the tab's too (the relay's probe of a refused stream).
+/// Sends `init` to `url`, asking for JSON (and saying the body's `content_type`, if any), naming the page's session
+/// group if it holds one (`session`): the answer, whatever its status. For other requests of the tab's too (the
+/// relay's probe of a refused stream).
 pub async fn request(url: &str, init: RequestInit, content_type: Option<&str>) -> Result<Response, ApiError> {
     let headers = Headers::new().map_err(unreachable)?;
     headers.set("Accept", "application/json").map_err(unreachable)?;
     if let Some(content_type) = content_type {
         headers.set("Content-Type", content_type).map_err(unreachable)?;
+    }
+    if let Some(group) = session::group() {
+        headers.set(wire::GROUP_HEADER, &group).map_err(unreachable)?;
     }
     init.set_headers(&headers);
     Ok(JsFuture::from(window().fetch_with_str_and_init(url, &init)).await.map_err(unreachable)?.unchecked_into())

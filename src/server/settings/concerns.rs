@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::builder::RangedU64ValueParser;
 
-use super::values::{duration, duration_or_off, proxies, redis_prefix};
+use super::values::{duration, duration_or_off, origins, proxies, redis_prefix};
 use super::{FeedsMode, StoreKind};
 use crate::server::group::Scope;
 
@@ -224,4 +224,17 @@ pub struct Tickets {
     /// How long a ticket (what a tab gets by joining) is accepted; `off`: for ever.
     #[arg(long, env = "BROADCASTING_TICKET_LIFETIME", default_value = "24h", value_parser = duration_or_off)]
     pub ticket_lifetime: ::std::option::Option<Duration>,
+}
+
+/// Who may show the feed in their own pages (`/f/{feed}/embed` in an iframe).
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+#[command(next_help_heading = "Embed")]
+pub struct Embed {
+    /// Origins whose pages may frame the embed (`/f/{feed}/embed`, `/embed`), comma-separated, e.g.
+    /// `https://blog.example, https://*.example.com`; none by default: nobody may. Every other page refuses to be
+    /// framed whatever this says.
+    // One value, as `trusted-proxies`: the flag, the environment and the file take the same list.
+    #[arg(long, env = "BROADCASTING_EMBED_ORIGINS", default_value = "", hide_default_value = true,
+        value_parser = origins)]
+    pub embed_origins: ::std::vec::Vec<String>,
 }

@@ -54,6 +54,7 @@ const OLD: &[(&str, &str, &str, &str)] = &[
     ("--data-dir", "BROADCASTING_DATA_DIR", "store", "/tmp/elsewhere"),
     ("--log-level", "BROADCASTING_LOG", "server", "debug"),
     ("--site-root", "LEPTOS_SITE_ROOT", "server", "/srv/site"),
+    ("--embed-origins", "BROADCASTING_EMBED_ORIGINS", "embed", "https://blog.example"),
 ];
 
 /// A settings file in a directory of its own; `path` is rewritten by `write` so settings read from different
@@ -296,7 +297,7 @@ fn the_readme_settings_table_matches_help() {
 fn help_lists_each_setting_under_its_concern() {
     let help = Settings::command().render_long_help().to_string();
     let tables = tables();
-    let headings = ["Server", "Connections", "Feed", "Store", "Limits", "Presence", "Tickets"];
+    let headings = ["Server", "Connections", "Feed", "Store", "Limits", "Presence", "Tickets", "Embed"];
     for (i, heading) in headings.iter().enumerate() {
         let start = help.find(&format!("\n{heading}:\n")).unwrap_or_else(|| panic!("a {heading} heading: {help}"));
         let end = headings.get(i + 1).map_or(help.len(), |next| help.find(&format!("\n{next}:\n")).unwrap());
@@ -434,4 +435,38 @@ fn named_feeds_are_read_from_the_file_with_their_retention() {
         let err = File::new(bad).load(&[]).unwrap_err().to_string();
         assert!(err.contains(says), "{bad}: {err}");
     }
+}
+
+/// Origins that may frame the embed: each read as a browser serializes an origin, and anything else (a path, no
+/// scheme, another scheme, a character that would break the header) stops the start naming the setting and the entry.
+#[test]
+fn embed_origins_are_origins_as_the_browser_writes_them() {
+    let origins = |raw: &str| flags(&["--embed-origins", raw]).map(|settings| settings.embed.embed_origins);
+    assert!(flags(&[]).unwrap().embed.embed_origins.is_empty(), "nobody may frame by default");
+    assert!(origins("").unwrap().is_empty());
+    assert_eq!(
+        origins("HTTPS://Blog.Example:443/, http://localhost:8080 https://*.example.com,http://[::1]:3000").unwrap(),
+        ["https://blog.example", "http://localhost:8080", "https://*.example.com", "http://[::1]:3000"]
+    );
+    assert_eq!(origins("https://bücher.example").unwrap(), ["https://xn--bcher-kva.example"]);
+    for bad in [
+        "blog.example",
+        "https://blog.example/comments",
+        "https://blog.example?x=1",
+        "https://blog.example#top",
+        "ftp://blog.example",
+        "https://user@blog.example",
+        "https://",
+        "'self'",
+        "*",
+        "https://blog.example;script-src",
+        "https://a*.example.com",
+        "https://*.10.0.0.1",
+    ] {
+        let err = origins(bad).unwrap_err().to_string();
+        assert!(err.contains("embed-origins") && err.contains("such as https://"), "{bad}: {err}");
+    }
+    let err = File::new("[broadcasting.embed]\nembed-origins = \"https://ok.example, blog.example\"\n").load(&[]);
+    let err = err.unwrap_err().to_string();
+    assert!(err.contains("embed-origins") && err.contains("\"blog.example\" has no scheme"), "{err}");
 }

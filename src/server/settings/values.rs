@@ -1,5 +1,5 @@
-//! The value parsers clap has no ready-made one for: durations (with `off`), a list of proxies, a Redis key
-//! prefix. Each error says what the value must be; clap puts the flag and the value in front of it, and the
+//! The value parsers clap has no ready-made one for: durations (with `off`), a list of proxies, a list of origins, a
+//! Redis key prefix. Each error says what the value must be; clap puts the flag and the value in front of it, and the
 //! settings file puts the file and the key.
 
 use std::time::Duration;
@@ -42,4 +42,45 @@ pub(super) fn redis_prefix(raw: &str) -> Result<String, String> {
     } else {
         Err("must be 1 to 64 characters without spaces or control characters".to_owned())
     }
+}
+
+/// `https://blog.example, https://*.example.com:8443`: origins that may frame the embed, for a CSP `frame-ancestors`
+/// list. Each is a scheme (`http` or `https`), a host and a port, nothing else, and is given back as the browser
+/// serializes an origin (lower case, punycode, the scheme's default port left out), so the header names exactly what
+/// a browser compares. A host may start with `*.` (any subdomain, as CSP reads it). Commas or spaces separate them;
+/// an empty list is none.
+pub(super) fn origins(raw: &str) -> Result<Vec<String>, String> {
+    raw.split(|c: char| c == ',' || c.is_whitespace()).filter(|entry| !entry.is_empty()).map(origin).collect()
+}
+
+fn origin(entry: &str) -> Result<String, String> {
+    let refuse = |why: &str| {
+        format!(
+            "must list origins such as https://blog.example (a scheme, a host and a port, nothing else), \
+             comma-separated; {entry:?} {why}"
+        )
+    };
+    let (scheme, rest) = entry.split_once("://").ok_or_else(|| refuse("has no scheme"))?;
+    // The wildcard is CSP's, not a URL's: parsed without it, put back after.
+    let (wildcard, rest) = rest.strip_prefix("*.").map_or(("", rest), |rest| ("*.", rest));
+    let url = url::Url::parse(&format!("{scheme}://{rest}")).map_err(|err| refuse(&format!("is no URL ({err})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(refuse("is not http or https"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(refuse("names a user"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(refuse("has a path, a query or a fragment"));
+    }
+    let host = url.host_str().ok_or_else(|| refuse("has no host"))?;
+    // The URL parser lets through characters a header value must not carry (`;` would end the directive).
+    if !host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':')) {
+        return Err(refuse("has a character no host name has"));
+    }
+    if !wildcard.is_empty() && url.domain().is_none() {
+        return Err(refuse("puts `*.` before an IP address"));
+    }
+    let port = url.port().map(|port| format!(":{port}")).unwrap_or_default();
+    Ok(format!("{}://{wildcard}{host}{port}", url.scheme()))
 }
