@@ -6,6 +6,7 @@ use leptos::html::Input;
 use leptos::prelude::*;
 
 use crate::client::log::Feed;
+use crate::client::mark;
 use crate::client::presence::Presence;
 use crate::client::remote;
 use crate::shared::domain::{Joined, Message};
@@ -127,7 +128,7 @@ fn SendForm(feed: Feed, here: Presence, joined: Joined) -> impl IntoView {
     });
     view! {
         <section class="composer">
-            <p class="posting-as"><small>"Posting as "<strong>{joined.name}</strong></small></p>
+            <p class="posting-as"><small>"Posting as "<strong>{joined.name}</strong>{mark::mark(&joined.source)}</small></p>
             <form on:submit=on_submit>
                 <fieldset role="group">
                     <input

@@ -2,10 +2,10 @@
 //! The tab's identity (name and ticket) lives only in this tab's memory: a reload asks again. The page shows one
 //! feed, the one its path names (`place`): `/` is `main`, `/f/{name}` the feed `name`.
 //!
-//! One module per concern: the log's state (`log`) and its view (`feed`); the form (`compose`); who is here
-//! (`presence`); the stream as this tab sees it (`live`), the catch-up it drives (`catch_up`) and the browser's one
-//! stream shared between tabs (`relay`); the API calls (`remote`) and every encoding they and the relay use
-//! (`codec`); times in the reader's zone (`clock`). Code for one target only sits in its own file, chosen on a `mod`
+//! One module per concern: the log's state (`log`) and its view (`feed`), with the mark of a name someone vouches
+//! for (`mark`); the form (`compose`); who is here (`presence`); the stream as this tab sees it (`live`), the
+//! catch-up it drives (`catch_up`) and the browser's one stream shared between tabs (`relay`); the API calls
+//! (`remote`) and every encoding they and the relay use (`codec`); times in the reader's zone (`clock`). Code for one target only sits in its own file, chosen on a `mod`
 //! line (`browser.rs` in the tab, `server.rs` while the server renders).
 
 mod catch_up;
@@ -15,6 +15,7 @@ mod compose;
 mod feed;
 mod live;
 mod log;
+mod mark;
 mod place;
 mod presence;
 mod relay;

@@ -14,14 +14,14 @@ use crate::server::store::Draft;
 use crate::server::ticket::TicketId;
 use crate::server::{group::GroupId, observe};
 use crate::shared::domain::{FeedName, FEED_NAME_RULE};
-use crate::shared::domain::{Joined, Message, MessageText, PageLimits, SendKey, Username};
+use crate::shared::domain::{Joined, Message, MessageText, PageLimits, SendKey, Source, Username};
 use crate::shared::error::{ApiError, ErrorKind};
 
 /// Accepts `raw_name` (trimmed and checked, `Username::parse`) and signs a ticket for it in `group`.
 pub fn join(state: &AppState, group: &GroupId, raw_name: &str) -> Result<Joined, ApiError> {
     let name = Username::parse(raw_name)?;
     let ticket = state.tickets.issue(group, &name);
-    Ok(Joined { name: name.as_str().to_owned(), ticket })
+    Ok(Joined { name: name.as_str().to_owned(), ticket, source: Source::Anonymous, expires: None })
 }
 
 /// What the page checks before sending, so it can count characters and refuse early.
@@ -74,7 +74,9 @@ async fn append(
     }
     admit_feed(state, feed, address).await?;
     let key = key.map(|key| bound_to(&ticket.id, &key));
-    let draft = Draft { feed, group: group.as_str(), author: &ticket.author, text: &text, key: key.as_ref() };
+    let source = Source::Anonymous;
+    let draft =
+        Draft { feed, group: group.as_str(), author: &ticket.author, text: &text, key: key.as_ref(), source: &source };
     let message = state.broker.append(draft).await?.message;
     state.limits.feeds.remember(feed);
     Ok(message)
@@ -428,7 +430,13 @@ mod tests {
     /// nothing of it) up to `until` (something at or past it is stored and no bound cut the page short).
     #[test]
     fn a_range_is_settled_only_when_it_holds_the_whole_range() {
-        let message = |id: u64| Message { id, user: "ada".into(), text: "x".into(), at: "2026-12-07T00:00:00Z".into() };
+        let message = |id: u64| Message {
+            id,
+            user: "ada".into(),
+            text: "x".into(),
+            at: "2026-12-07T00:00:00Z".into(),
+            source: Default::default(),
+        };
         let read = |ids: std::ops::RangeInclusive<u64>| ids.map(message).collect::<Vec<_>>();
         let ids = |page: &[Message]| page.iter().map(|m| m.id).collect::<Vec<_>>();
         let (page, settled) = range(read(4..=9), 3, 6, 1 << 20);

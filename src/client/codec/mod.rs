@@ -21,7 +21,7 @@ use server as json;
 
 use std::time::Duration;
 
-use crate::shared::domain::{Beat, FeedName, Here, Joined, LogPage, Message, PageLimits};
+use crate::shared::domain::{Beat, FeedName, Here, Joined, LogPage, Message, PageLimits, Source};
 use crate::shared::error::{ApiError, ErrorKind};
 use crate::shared::wire;
 
@@ -55,9 +55,37 @@ pub fn push_messages(out: &mut String, messages: &[Message]) {
             out.push_str("\":");
             json::push_string(out, value);
         }
+        push_source(out, &m.source);
         out.push('}');
     }
     out.push(']');
+}
+
+/// `,"source":{"verified":"…"}` (or `service`), as serde writes a source; nothing for an anonymous one.
+fn push_source(out: &mut String, source: &Source) {
+    let (kind, id) = match source {
+        Source::Anonymous => return,
+        Source::Verified(subject) => ("verified", subject),
+        Source::Service(name) => ("service", name),
+    };
+    out.push_str(",\"source\":{\"");
+    out.push_str(kind);
+    out.push_str("\":");
+    json::push_string(out, id);
+    out.push('}');
+}
+
+/// An object's `source`: `{"verified": "…"}` or `{"service": "…"}`. Missing, or anything this tab cannot read (a
+/// kind of a later version), is anonymous: only a source read as one earns a mark, never a guess.
+fn source(object: &json::Value) -> Source {
+    let Some(source) = object.field("source") else { return Source::Anonymous };
+    if let Some(subject) = source.field("verified").and_then(|s| s.string()) {
+        Source::Verified(subject)
+    } else if let Some(name) = source.field("service").and_then(|s| s.string()) {
+        Source::Service(name)
+    } else {
+        Source::Anonymous
+    }
 }
 
 fn string(object: &json::Value, name: &str) -> Option<String> {
@@ -72,7 +100,13 @@ fn whole(object: &json::Value, name: &str) -> Option<u64> {
 
 impl FromJson for Message {
     fn from_json(o: &json::Value) -> Option<Self> {
-        Some(Message { id: whole(o, "id")?, user: string(o, "user")?, text: string(o, "text")?, at: string(o, "at")? })
+        Some(Message {
+            id: whole(o, "id")?,
+            user: string(o, "user")?,
+            text: string(o, "text")?,
+            at: string(o, "at")?,
+            source: source(o),
+        })
     }
 }
 
@@ -85,7 +119,12 @@ impl FromJson for ApiError {
 
 impl FromJson for Joined {
     fn from_json(o: &json::Value) -> Option<Self> {
-        Some(Joined { name: string(o, "name")?, ticket: string(o, "ticket")? })
+        // `expires` is optional, but one that is there must be a time: a tab must not hold on past a garbled one.
+        let expires = match o.field("expires") {
+            Some(_) => Some(whole(o, "expires")?),
+            None => None,
+        };
+        Some(Joined { name: string(o, "name")?, ticket: string(o, "ticket")?, source: source(o), expires })
     }
 }
 
