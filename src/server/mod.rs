@@ -19,6 +19,7 @@ pub mod follow;
 pub mod group;
 pub mod heartbeat;
 pub mod hub;
+pub mod identity;
 pub mod link;
 pub mod messages;
 pub mod migrate;

@@ -18,20 +18,22 @@ const NO_REFERRER: &str = "no-referrer";
 const DENY: &str = "DENY";
 
 /// The page's policy: scripts only from this origin or with this response's nonce, wasm compiled by the browser
-/// ('wasm-unsafe-eval' allows no JavaScript `eval`), requests and styles only to and from this origin.
-pub fn page_policy(nonce: &str) -> String {
+/// ('wasm-unsafe-eval' allows no JavaScript `eval`), requests and styles only to and from this origin, and requests
+/// to `also_connect` (the origin of a sign-in refresh URL on another site, as the `url` crate serializes it).
+pub fn page_policy(nonce: &str, also_connect: Option<&str>) -> String {
+    let also = also_connect.map(|origin| format!(" {origin}")).unwrap_or_default();
     format!(
         "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self'; \
-         img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+         img-src 'self' data:; connect-src 'self'{also}; object-src 'none'; base-uri 'none'; form-action 'self'; \
          frame-ancestors 'none'"
     )
 }
 
 /// Sets the policy of the page being rendered (called from the shell while the server renders it).
-pub fn protect_page() {
+pub fn protect_page(also_connect: Option<&str>) {
     use leptos::prelude::use_context;
     if let (Some(nonce), Some(response)) = (leptos::nonce::use_nonce(), use_context::<leptos_axum::ResponseOptions>()) {
-        if let Ok(value) = HeaderValue::from_str(&page_policy(nonce.as_inner())) {
+        if let Ok(value) = HeaderValue::from_str(&page_policy(nonce.as_inner(), also_connect)) {
             response.insert_header(CONTENT_SECURITY_POLICY, value);
         }
     }

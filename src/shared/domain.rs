@@ -283,10 +283,57 @@ pub struct Joined {
     pub expires: Option<u64>,
 }
 
-/// What the page needs to know of the server's settings to check a message before sending it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How tabs may join (the `join` setting): with a name typed in the form, with a token of the deployer's backend
+/// (`server::identity`), or either.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinMode {
+    #[default]
+    Anonymous,
+    Token,
+    Both,
+}
+
+impl JoinMode {
+    pub const ALL: [JoinMode; 3] = [Self::Anonymous, Self::Token, Self::Both];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Anonymous => "anonymous",
+            Self::Token => "token",
+            Self::Both => "both",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|mode| mode.as_str() == raw)
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        *self == Self::Anonymous
+    }
+
+    /// A name typed in the form is taken.
+    pub fn takes_names(self) -> bool {
+        self != Self::Token
+    }
+
+    /// A token is taken.
+    pub fn takes_tokens(self) -> bool {
+        self != Self::Anonymous
+    }
+}
+
+/// What the page needs to know of the server's settings: the longest message, to check one before sending it; how
+/// tabs join (`join`, left out when anonymous), so the form asks for what the server takes; and where to get a new
+/// token before a sign-in expires (`refresh_url`, left out when not set).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PageLimits {
     pub max_message_chars: usize,
+    #[serde(default, skip_serializing_if = "JoinMode::is_anonymous")]
+    pub join: JoinMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_url: Option<String>,
 }
 
 /// Who is here in the session group (`GET /api/presence`): the names of its joined tabs whose lease runs, each

@@ -21,7 +21,7 @@ use server as json;
 
 use std::time::Duration;
 
-use crate::shared::domain::{Beat, FeedName, Here, Joined, LogPage, Message, PageLimits, Source};
+use crate::shared::domain::{Beat, FeedName, Here, JoinMode, Joined, LogPage, Message, PageLimits, Source};
 use crate::shared::error::{ApiError, ErrorKind};
 use crate::shared::wire;
 
@@ -130,7 +130,28 @@ impl FromJson for Joined {
 
 impl FromJson for PageLimits {
     fn from_json(o: &json::Value) -> Option<Self> {
-        Some(PageLimits { max_message_chars: whole(o, "max_message_chars")? as usize })
+        // How tabs join: left out is anonymous; a mode this tab does not know is read as `both`, so the form offers
+        // what it can and the server's answer decides.
+        let join = o.field("join").map_or(Some(JoinMode::Anonymous), |join| {
+            join.string().map(|join| JoinMode::parse(&join).unwrap_or(JoinMode::Both))
+        })?;
+        let refresh_url = match o.field("refresh_url") {
+            Some(url) => Some(url.string()?),
+            None => None,
+        };
+        Some(PageLimits { max_message_chars: whole(o, "max_message_chars")? as usize, join, refresh_url })
+    }
+}
+
+/// The answer of the deployer's token refresh URL: `{"token": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renewed {
+    pub token: String,
+}
+
+impl FromJson for Renewed {
+    fn from_json(o: &json::Value) -> Option<Self> {
+        Some(Renewed { token: string(o, "token")? }).filter(|renewed| !renewed.token.is_empty())
     }
 }
 
@@ -279,6 +300,48 @@ impl std::str::FromStr for FirstPage {
         let (epoch, messages) = text.split_once('\n').ok_or(())?;
         let messages = self::messages(messages).ok_or(())?;
         Ok(Self(Ok(LogPage { epoch: epoch.to_owned(), messages })))
+    }
+}
+
+/// The page's limits as the server renders them into the page for the tab to hydrate with (the join form needs the
+/// join mode before anything is fetched): the longest message, the join mode and the refresh URL (empty: none), a
+/// line each; or `!`, the error's kind, a line break and its message, as `FirstPage`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstLimits(pub Result<PageLimits, ApiError>);
+
+impl std::fmt::Display for FirstLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            // A refresh URL is one line: the settings take it only as printable ASCII (`values::refresh_url`).
+            Ok(limits) => write!(
+                f,
+                "{}\n{}\n{}",
+                limits.max_message_chars,
+                limits.join.as_str(),
+                limits.refresh_url.as_deref().unwrap_or_default()
+            ),
+            Err(err) => write!(f, "!{}\n{}", err.kind.code(), err.message),
+        }
+    }
+}
+
+impl std::str::FromStr for FirstLimits {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, ()> {
+        if let Some(error) = text.strip_prefix('!') {
+            let (kind, message) = error.split_once('\n').ok_or(())?;
+            return Ok(Self(Err(ApiError::new(ErrorKind::from_code(kind).ok_or(())?, message))));
+        }
+        let mut lines = text.splitn(3, '\n');
+        let (Some(max), Some(join), Some(refresh_url)) = (lines.next(), lines.next(), lines.next()) else {
+            return Err(());
+        };
+        Ok(Self(Ok(PageLimits {
+            max_message_chars: max.parse().map_err(|_| ())?,
+            join: JoinMode::parse(join).ok_or(())?,
+            refresh_url: Some(refresh_url.to_owned()).filter(|url| !url.is_empty()),
+        })))
     }
 }
 

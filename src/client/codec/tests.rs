@@ -103,8 +103,20 @@ fn each_answer_the_server_writes_is_read_back() {
     );
     assert_eq!(object::<Joined>(&serde_json::to_string(&signed_in).unwrap()), Some(signed_in));
     assert_eq!(object::<Joined>(r#"{"name":"Ada","ticket":"t","expires":"soon"}"#), None, "a garbled expiry");
-    let limits = PageLimits { max_message_chars: 2000 };
-    assert_eq!(object::<PageLimits>(&serde_json::to_string(&limits).unwrap()), Some(limits));
+    let limits = PageLimits { max_message_chars: 2000, join: JoinMode::Anonymous, refresh_url: None };
+    assert_eq!(serde_json::to_string(&limits).unwrap(), r#"{"max_message_chars":2000}"#, "as before tokens");
+    assert_eq!(object::<PageLimits>(&serde_json::to_string(&limits).unwrap()), Some(limits.clone()));
+    let signing = PageLimits { join: JoinMode::Token, refresh_url: Some("/auth/token".into()), ..limits.clone() };
+    assert_eq!(object::<PageLimits>(&serde_json::to_string(&signing).unwrap()), Some(signing.clone()));
+    let later = object::<PageLimits>(r#"{"max_message_chars":5,"join":"passkey"}"#).unwrap();
+    assert_eq!(later.join, JoinMode::Both, "a mode this tab does not know: offer what it can, the server decides");
+    for page in [limits, signing] {
+        let written = FirstLimits(Ok(page.clone())).to_string();
+        assert_eq!(written.parse::<FirstLimits>(), Ok(FirstLimits(Ok(page))), "{written:?}");
+    }
+    let refused = FirstLimits(Err(ApiError::new(ErrorKind::Unavailable, "later")));
+    assert_eq!(refused.to_string().parse::<FirstLimits>(), Ok(refused));
+    assert_eq!("2000\nbogus\n".parse::<FirstLimits>(), Err(()));
     let here = Here { names: vec!["Ada".into(), "Grace".into()] };
     assert_eq!(object::<Here>(&serde_json::to_string(&here).unwrap()), Some(here));
     assert_eq!(object::<Here>(r#"{"names":[]}"#), Some(Here { names: vec![] }));
