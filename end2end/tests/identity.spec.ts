@@ -1,5 +1,6 @@
 import { createHmac } from "node:crypto";
-import { test, expect, unique, join, send } from "./fixtures";
+import AxeBuilder from "@axe-core/playwright";
+import { test, expect, unique, join, send, type Page } from "./fixtures";
 import { startServer, dropServer, type Server } from "./server";
 
 /**
@@ -17,6 +18,12 @@ function sign(claims: Record<string, unknown>): string {
 }
 
 let server: Server;
+
+/** axe-core's WCAG 2.x A and AA rules on the whole page, as `a11y.spec.ts` runs them. */
+async function violations(page: Page) {
+  const results = await new AxeBuilder({ page }).withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]).analyze();
+  return results.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+}
 
 test.beforeAll(async () => {
   server = await startServer({ args: ["--join", "both", "--token-secret", SECRET] });
@@ -67,6 +74,7 @@ test("a page opened with a token posts as its verified name, and another tab see
   });
   expect(badge.border).toBe("solid");
   expect(badge.background).not.toBe("rgba(0, 0, 0, 0)");
+  expect(await violations(page), "the marks, light").toEqual([]);
   await page.screenshot({ path: "test-results/identity-signed-in.png" });
   await reader.screenshot({ path: "test-results/identity-reader.png" });
 
@@ -75,5 +83,52 @@ test("a page opened with a token posts as its verified name, and another tab see
   await reader.locator("main[data-hydrated]").waitFor();
   await expect(reader.locator(".log p[data-key]").filter({ hasText: "hello from the app" }).locator(".mark.verified")).toBeVisible();
   await expect(reader.locator(".log .mark")).toHaveCount(1);
+  await reader.emulateMedia({ colorScheme: "dark" });
+  expect(await violations(reader), "the marks, dark").toEqual([]);
+  await reader.screenshot({ path: "test-results/identity-reader-dark.png" });
+  await context.close();
+});
+
+const inSeconds = (seconds: number) => Math.floor(Date.now() / 1000) + seconds;
+
+test("shortly before a sign-in expires the page gets a new token from the site and goes on posting", async ({ browser }) => {
+  const refreshUrl = "https://app.example.test/auth/broadcasting-token";
+  const own = await startServer({ args: ["--join", "both", "--token-secret", SECRET, "--token-refresh-url", refreshUrl] });
+  try {
+    const context = await browser.newContext({ baseURL: own.base });
+    const page = await context.newPage();
+    // The site's refresh endpoint, played here: it knows the user by its own cookies and signs a fresh token.
+    let asked = 0;
+    await page.route(refreshUrl, async (route) => {
+      asked += 1;
+      expect(route.request().method()).toBe("POST");
+      const token = sign({ sub: "user-42", name: "Ada Lovelace", exp: inSeconds(600) });
+      await route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify({ token }) });
+    });
+    // A sign-in of 6 s: renewed a fifth of it (1.2 s) before it ends.
+    await page.goto(`/f/${unique("renew")}#token=${sign({ sub: "user-42", name: "Ada Lovelace", exp: inSeconds(6) })}`);
+    await page.locator("main[data-hydrated]").waitFor();
+    await expect(page.locator(".posting-as")).toContainText("Posting as Ada Lovelace");
+    await send(page, "before the renewal");
+    await expect.poll(() => asked, { timeout: 10_000 }).toBe(1);
+    await page.waitForTimeout(2_000); // past the first token's expiry
+    await send(page, "after the renewal");
+    await expect(page.locator(".log p[data-key]").filter({ hasText: "after the renewal" }).locator(".mark.verified")).toBeVisible();
+    await expect(page.getByText("Your sign-in expired")).toHaveCount(0);
+    await context.close();
+  } finally {
+    await dropServer(own);
+  }
+});
+
+test("without a refresh URL an expired sign-in says so and shows the join form again", async ({ browser }) => {
+  const context = await browser.newContext({ baseURL: server.base });
+  const page = await context.newPage();
+  await page.goto(`/f/${unique("expire")}#token=${sign({ sub: "user-7", name: "Grace", exp: inSeconds(3) })}`);
+  await page.locator("main[data-hydrated]").waitFor();
+  await expect(page.locator(".posting-as")).toContainText("Posting as Grace");
+  await expect(page.getByRole("alert")).toHaveText("Your sign-in expired; rejoin.", { timeout: 10_000 });
+  await expect(page.getByLabel("Username")).toBeVisible();
+  await expect(page.locator(".posting-as")).toHaveCount(0);
   await context.close();
 });
