@@ -673,4 +673,62 @@ mod tests {
         );
         assert_eq!((a_ids.iter().map(|m| m.id).collect::<Vec<_>>(), b_ids.len()), (vec![1, 2], 1), "ids per feed");
     }
+
+    /// A state whose tabs join with a name or an HS256 token of `SIGNING`.
+    fn signing_in(mode: crate::shared::domain::JoinMode) -> AppState {
+        use crate::server::identity::{Keys, SignIn};
+        use crate::server::state::{services_for_tests, Services};
+        let keys = Keys::hs256(SIGNING).unwrap();
+        let sign_in = SignIn { mode, keys: Some(keys), refresh_url: None };
+        AppState::from(Services { sign_in, ..services_for_tests(Arc::new(MemoryStore::new(100)), None) })
+    }
+
+    const SIGNING: &[u8] = b"the deployer's secret, thirty-two bytes or more";
+
+    fn token(claims: serde_json::Value) -> String {
+        let key = jsonwebtoken::EncodingKey::from_secret(SIGNING).unwrap();
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+    }
+
+    /// A token's join sends as the token's subject; a refused token, a typed name where only tokens are taken, a
+    /// token where none are, and a send outside the token's write grant each store and publish nothing.
+    #[tokio::test]
+    async fn a_token_join_sends_verified_and_every_refusal_stores_nothing() {
+        use crate::shared::domain::JoinMode;
+        let exp = ticket_clock() + 600;
+        let state = signing_in(JoinMode::Token);
+        let group = GroupId::everyone();
+        let mut sub = state.hub.subscribe(&Audience::main(group.clone()));
+        let claims = serde_json::json!({"sub": "user-42", "name": "Ada", "exp": exp});
+        let joined = join_with_token(&state, &group, &FeedName::main(), &token(claims)).unwrap();
+        assert_eq!(
+            (joined.name.as_str(), &joined.source, joined.expires),
+            ("Ada", &Source::Verified("user-42".into()), Some(exp))
+        );
+        let sent = send(&state, &FeedName::main(), &group, HOME, &joined.ticket, "hi", "").await.unwrap();
+        assert_eq!(sent.source, Source::Verified("user-42".into()));
+        assert_eq!(state.store.since(&FeedName::main(), 0, 10).await.unwrap()[0].source, sent.source);
+        assert_eq!(next_now(&mut sub).await, Some(1));
+
+        let typed = join(&state, &group, "Ada").unwrap_err();
+        assert_eq!((typed.kind, typed.status()), (ErrorKind::Unauthorized, 401));
+        let expired = serde_json::json!({"sub": "user-42", "name": "Ada", "exp": 1});
+        let refused = join_with_token(&state, &group, &FeedName::main(), &token(expired)).unwrap_err();
+        assert_eq!((refused.kind, refused.status()), (ErrorKind::Unauthorized, 401));
+        let anonymous = signing_in(JoinMode::Anonymous);
+        let claims = serde_json::json!({"sub": "user-42", "name": "Ada", "exp": exp});
+        let unwanted = join_with_token(&anonymous, &group, &FeedName::main(), &token(claims)).unwrap_err();
+        assert_eq!((unwanted.kind, unwanted.status()), (ErrorKind::BadRequest, 400));
+
+        let team = named("team");
+        let limited = serde_json::json!({"sub": "u", "name": "Bo", "exp": exp, "feeds": {"write": ["team"]}});
+        let outside = join_with_token(&state, &group, &FeedName::main(), &token(limited.clone())).unwrap_err();
+        assert_eq!((outside.kind, outside.status()), (ErrorKind::Forbidden, 403));
+        let bound = join_with_token(&state, &group, &team, &token(limited)).unwrap().ticket;
+        let elsewhere = send(&state, &FeedName::main(), &group, HOME, &bound, "x", "").await.unwrap_err();
+        assert_eq!((elsewhere.kind, elsewhere.status()), (ErrorKind::Forbidden, 403));
+        assert_eq!(state.store.last_id(&FeedName::main()).await.unwrap(), 1, "nothing more stored");
+        assert_eq!(next_now(&mut sub).await, None, "nor announced");
+        send(&state, &team, &group, HOME, &bound, "in team", "").await.expect("the feed it was joined for");
+    }
 }
