@@ -322,7 +322,7 @@ async fn weak_redis_durability_settings_are_warned_about_and_readyz_follows_the_
 #[tokio::test]
 async fn migrate_copies_a_sqlite_log_with_its_ids_times_and_epoch_and_sends_go_on_from_it() {
     use broadcasting::server::store::{Draft, FeedStore, SqliteStore};
-    use broadcasting::shared::domain::{FeedName, MessageText, Username};
+    use broadcasting::shared::domain::{FeedName, MessageText, Source, Username};
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("feed.db");
@@ -332,7 +332,17 @@ async fn migrate_copies_a_sqlite_log_with_its_ids_times_and_epoch_and_sends_go_o
         let main = FeedName::main();
         for i in 0..1_000 {
             let text = MessageText::parse(&format!("message {i} ✓"), 100).unwrap();
-            sqlite.append(Draft { feed: &main, group: "g", author: &author, text: &text, key: None }).await.unwrap();
+            sqlite
+                .append(Draft {
+                    feed: &main,
+                    group: "g",
+                    author: &author,
+                    text: &text,
+                    key: None,
+                    source: &Source::Anonymous,
+                })
+                .await
+                .unwrap();
         }
         sqlite.prune(&main, 990, None).await.unwrap(); // retention took the oldest ten: the sequence still says 1,000
         (sqlite.epoch(&main).await.unwrap(), sqlite.since(&main, 0, 2_000).await.unwrap())

@@ -1,7 +1,7 @@
-//! Message times in the reader's own time zone. Only the browser knows that zone, so the server renders a row's
-//! `<time datetime>` with no text, and the tab fills it in once hydrated: the HTML the server sent and the one the
-//! tab hydrates are the same (no hydration mismatch), and no time is ever shown in the wrong zone. The time's box
-//! keeps its width while empty (style/main.css), so filling it in moves nothing.
+//! Message times in the reader's own time zone, and the reader's clock (`now_secs`). Only the browser knows that
+//! zone, so the server renders a row's `<time datetime>` with no text, and the tab fills it in once hydrated: the
+//! HTML the server sent and the one the tab hydrates are the same (no hydration mismatch), and no time is ever shown
+//! in the wrong zone. The time's box keeps its width while empty (style/main.css), so filling it in moves nothing.
 
 /// A stored time (RFC 3339, UTC) as the reader sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,4 +42,16 @@ pub fn local(at: &str) -> Option<LocalTime> {
 #[cfg(not(feature = "hydrate"))]
 pub fn local(_at: &str) -> Option<LocalTime> {
     None
+}
+
+/// Seconds since 1970 by the reader's clock: what a sign-in's expiry (`Joined::expires`) is counted down with.
+#[cfg(feature = "hydrate")]
+pub fn now_secs() -> f64 {
+    js_sys::Date::now() / 1000.0
+}
+
+/// On the server nothing counts down (no tab signs in while the page renders).
+#[cfg(not(feature = "hydrate"))]
+pub fn now_secs() -> f64 {
+    0.0
 }

@@ -8,7 +8,7 @@ use leptos::prelude::*;
 
 use crate::client::codec::FirstPage;
 use crate::client::log::Feed;
-use crate::client::{clock, remote};
+use crate::client::{clock, mark, remote};
 use crate::shared::domain::Message;
 
 /// Distance from the bottom, in pixels, within which the log counts as "at the bottom" and follows new rows.
@@ -141,6 +141,7 @@ pub fn FeedLog(feed: Feed, hydrated: Signal<bool>) -> impl IntoView {
                                 let at = message.at.clone();
                                 let time = Memo::new(move |_| hydrated.get().then(|| clock::local(&at)).flatten());
                                 let class = author_class(&message.user);
+                                let mark = mark::mark(&message.source);
                                 let day = move || hydrated.get().then(|| day_starting_at(feed, id)).flatten();
                                 view! {
                                     // Each part is its own bidi run: a right-to-left mark in one cannot reorder the other.
@@ -149,7 +150,8 @@ pub fn FeedLog(feed: Feed, hydrated: Signal<bool>) -> impl IntoView {
                                         <time datetime=message.at.clone() title=move || time.get().map(|t| t.full)>
                                             {move || time.get().map(|t| t.short)}
                                         </time>
-                                        <strong><bdi class="user">{message.user}</bdi>":"</strong>" "
+                                        // The mark is an element of its own, outside the name's run (see `mark`).
+                                        <strong><bdi class="user">{message.user}</bdi>{mark}":"</strong>" "
                                         <bdi class="text">{message.text}</bdi>
                                     </p>
                                 }

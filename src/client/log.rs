@@ -229,7 +229,7 @@ mod tests {
     use super::*;
 
     fn m(id: u64, user: &str) -> Message {
-        Message { id, user: user.into(), text: format!("t{id}"), at: String::new() }
+        Message { id, user: user.into(), text: format!("t{id}"), at: String::new(), source: Default::default() }
     }
 
     fn ids(log: &Log) -> Vec<u64> {

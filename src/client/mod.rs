@@ -3,12 +3,13 @@
 //! feed, the one its path names (`place`): `/` is `main`, `/f/{name}` the feed `name`; `/f/{name}/embed` (and
 //! `/embed`) is the same page laid out for an iframe on another site (`place::Layout`).
 //!
-//! One module per concern: the log's state (`log`) and its view (`feed`); the form (`compose`); who is here
-//! (`presence`); the stream as this tab sees it (`live`), the catch-up it drives (`catch_up`) and the browser's one
-//! stream shared between tabs (`relay`); the API calls (`remote`) and every encoding they and the relay use
-//! (`codec`); the session group a page holds where the browser sends no cookie (`session`); the embed's height told
-//! to the page that frames it (`embed`); times in the reader's zone (`clock`). Code for one target only sits in its
-//! own file, chosen on a `mod` line (`browser.rs` in the tab, `server.rs` while the server renders).
+//! One module per concern: the log's state (`log`) and its view (`feed`), with the mark of a name someone vouches
+//! for (`mark`); the form (`compose`); who is here (`presence`); the stream as this tab sees it (`live`), the
+//! catch-up it drives (`catch_up`) and the browser's one stream shared between tabs (`relay`); the API calls
+//! (`remote`) and every encoding they and the relay use (`codec`); the session group a page holds where the browser
+//! sends no cookie (`session`); the embed's height told to the page that frames it (`embed`); times in the reader's
+//! zone (`clock`). Code for one target only sits in its own file, chosen on a `mod` line (`browser.rs` in the tab,
+//! `server.rs` while the server renders).
 
 mod catch_up;
 mod clock;
@@ -18,6 +19,7 @@ mod embed;
 mod feed;
 mod live;
 mod log;
+mod mark;
 mod place;
 mod presence;
 mod relay;

@@ -1,5 +1,5 @@
-//! The feed's use cases: join, send, read a page (`list`, or `ready` when it is made already), and the limits the
-//! page checks. Plain functions over the state and domain values (the caller's `GroupId`, the ticket, text and keys
+//! The feed's use cases: join (with a typed name, or with a token of the deployer's backend), send, read a page
+//! (`list`, or `ready` when it is made already), and the limits the page checks. Plain functions over the state and domain values (the caller's `GroupId`, the ticket, text and keys
 //! as the tab sent them, a `PageKey`), answering a domain value or an `ApiError`: no axum or leptos type comes in or
 //! goes out. Every edge calls them (the server functions in `shared::api`, the route and the shortcut in
 //! `messages`), and the tests below call them without HTTP. They import the store, the broker and the page cache,
@@ -8,25 +8,86 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::server::identity::{self, Grant};
 use crate::server::pages::{expires, Fresh, Page, PageKey};
 use crate::server::state::AppState;
 use crate::server::store::Draft;
-use crate::server::ticket::TicketId;
+use crate::server::ticket::{SignedIn, TicketId};
 use crate::server::{group::GroupId, observe};
 use crate::shared::domain::{FeedName, FEED_NAME_RULE};
-use crate::shared::domain::{Joined, Message, MessageText, PageLimits, SendKey, Username};
+use crate::shared::domain::{Joined, Message, MessageText, PageLimits, SendKey, Source, Username};
 use crate::shared::error::{ApiError, ErrorKind};
 
-/// Accepts `raw_name` (trimmed and checked, `Username::parse`) and signs a ticket for it in `group`.
+/// Accepts `raw_name` (trimmed and checked, `Username::parse`) and signs a ticket for it in `group`. Where tabs
+/// join with tokens only (`join = token`), a typed name is no sign-in: 401.
 pub fn join(state: &AppState, group: &GroupId, raw_name: &str) -> Result<Joined, ApiError> {
+    if !state.sign_in.mode.takes_names() {
+        return Err(ApiError::new(
+            ErrorKind::Unauthorized,
+            "This server takes no typed names: sign in through the site, which hands this page a token.",
+        ));
+    }
     let name = Username::parse(raw_name)?;
     let ticket = state.tickets.issue(group, &name);
-    Ok(Joined { name: name.as_str().to_owned(), ticket })
+    Ok(Joined { name: name.as_str().to_owned(), ticket, source: Source::Anonymous, expires: None })
 }
 
-/// What the page checks before sending, so it can count characters and refuse early.
+/// Joins `feed`'s page with `raw_token`, a token of the deployer's backend (`identity::verify`: 401 for any token it
+/// refuses). The name is the token's; the ticket (v2) carries its subject, so what it sends is
+/// `Source::Verified`, and expires with the token, never later. A token whose write grant is a list must cover
+/// `feed` (403), and its ticket may post there only. With `join = anonymous` a token is a 400: this server takes
+/// none. Nothing is stored either way.
+pub fn join_with_token(
+    state: &AppState,
+    group: &GroupId,
+    feed: &FeedName,
+    raw_token: &str,
+) -> Result<Joined, ApiError> {
+    let keys = match &state.sign_in.keys {
+        Some(keys) if state.sign_in.mode.takes_tokens() => keys,
+        _ => {
+            return Err(ApiError::new(
+                ErrorKind::BadRequest,
+                "This server takes no sign-in tokens (join = anonymous); join with a name.",
+            ))
+        }
+    };
+    let identity = identity::verify(keys, raw_token, ticket_clock()).map_err(|err| {
+        // The reason, never the token: a client's fault, so not above debug.
+        tracing::debug!(reason = %err, "sign-in token refused");
+        ApiError::from(err)
+    })?;
+    let only = match &identity.grants.write {
+        Grant::Any => None,
+        grant if grant.covers(feed) => Some(feed),
+        Grant::Only(_) => {
+            return Err(ApiError::new(
+                ErrorKind::Forbidden,
+                format!("Your sign-in does not let you post in the feed {feed}."),
+            ))
+        }
+    };
+    let signed = SignedIn { subject: &identity.subject, feed: only, expires: identity.expires };
+    let (ticket, expires) = state.tickets.issue_signed(group, &identity.name, &signed);
+    Ok(Joined {
+        name: identity.name.as_str().to_owned(),
+        ticket,
+        source: Source::Verified(identity.subject),
+        expires: Some(expires),
+    })
+}
+
+/// Unix seconds now: the clock tokens and tickets are checked by.
+fn ticket_clock() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs())
+}
+
+/// What the page needs of the settings: the longest message, so it can count characters and refuse early; how tabs
+/// join, and where a sign-in is renewed.
 pub fn limits(state: &AppState) -> PageLimits {
-    PageLimits { max_message_chars: state.limits.max_message_chars }
+    let sign_in = &state.sign_in;
+    let refresh_url = sign_in.refresh_url.clone().filter(|_| sign_in.mode.takes_tokens());
+    PageLimits { max_message_chars: state.limits.max_message_chars, join: sign_in.mode, refresh_url }
 }
 
 /// Appends and announces, as one step of the broker's: nothing is announced unless the append succeeded, and the
@@ -67,6 +128,12 @@ async fn append(
         .tickets
         .authenticate(group, ticket)
         .map_err(|err| ApiError::new(ErrorKind::BadTicket, err.to_string()))?;
+    if let Some(only) = ticket.feed.as_ref().filter(|only| *only != feed) {
+        return Err(ApiError::new(
+            ErrorKind::Forbidden,
+            format!("Your sign-in lets you post in the feed {only} only, not in {feed}."),
+        ));
+    }
     let text = MessageText::parse(raw_text, state.limits.max_message_chars)?;
     let key = SendKey::parse(raw_key)?;
     if let Some(throttle) = &state.throttle {
@@ -74,7 +141,14 @@ async fn append(
     }
     admit_feed(state, feed, address).await?;
     let key = key.map(|key| bound_to(&ticket.id, &key));
-    let draft = Draft { feed, group: group.as_str(), author: &ticket.author, text: &text, key: key.as_ref() };
+    let draft = Draft {
+        feed,
+        group: group.as_str(),
+        author: &ticket.author,
+        text: &text,
+        key: key.as_ref(),
+        source: &ticket.source,
+    };
     let message = state.broker.append(draft).await?.message;
     state.limits.feeds.remember(feed);
     Ok(message)
@@ -418,7 +492,13 @@ mod tests {
     /// nothing of it) up to `until` (something at or past it is stored and no bound cut the page short).
     #[test]
     fn a_range_is_settled_only_when_it_holds_the_whole_range() {
-        let message = |id: u64| Message { id, user: "ada".into(), text: "x".into(), at: "2026-12-07T00:00:00Z".into() };
+        let message = |id: u64| Message {
+            id,
+            user: "ada".into(),
+            text: "x".into(),
+            at: "2026-12-07T00:00:00Z".into(),
+            source: Default::default(),
+        };
         let read = |ids: std::ops::RangeInclusive<u64>| ids.map(message).collect::<Vec<_>>();
         let ids = |page: &[Message]| page.iter().map(|m| m.id).collect::<Vec<_>>();
         let (page, settled) = range(read(4..=9), 3, 6, 1 << 20);
@@ -582,5 +662,63 @@ mod tests {
             state.store.since(&named("b"), 0, 10).await.unwrap(),
         );
         assert_eq!((a_ids.iter().map(|m| m.id).collect::<Vec<_>>(), b_ids.len()), (vec![1, 2], 1), "ids per feed");
+    }
+
+    /// A state whose tabs join with a name or an HS256 token of `SIGNING`.
+    fn signing_in(mode: crate::shared::domain::JoinMode) -> AppState {
+        use crate::server::identity::{Keys, SignIn};
+        use crate::server::state::{services_for_tests, Services};
+        let keys = Keys::hs256(SIGNING).unwrap();
+        let sign_in = SignIn { mode, keys: Some(keys), refresh_url: None };
+        AppState::from(Services { sign_in, ..services_for_tests(Arc::new(MemoryStore::new(100)), None) })
+    }
+
+    const SIGNING: &[u8] = b"the deployer's secret, thirty-two bytes or more";
+
+    fn token(claims: serde_json::Value) -> String {
+        let key = jsonwebtoken::EncodingKey::from_secret(SIGNING).unwrap();
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+    }
+
+    /// A token's join sends as the token's subject; a refused token, a typed name where only tokens are taken, a
+    /// token where none are, and a send outside the token's write grant each store and publish nothing.
+    #[tokio::test]
+    async fn a_token_join_sends_verified_and_every_refusal_stores_nothing() {
+        use crate::shared::domain::JoinMode;
+        let exp = ticket_clock() + 600;
+        let state = signing_in(JoinMode::Token);
+        let group = GroupId::everyone();
+        let mut sub = state.hub.subscribe(&Audience::main(group.clone()));
+        let claims = serde_json::json!({"sub": "user-42", "name": "Ada", "exp": exp});
+        let joined = join_with_token(&state, &group, &FeedName::main(), &token(claims)).unwrap();
+        assert_eq!(
+            (joined.name.as_str(), &joined.source, joined.expires),
+            ("Ada", &Source::Verified("user-42".into()), Some(exp))
+        );
+        let sent = send(&state, &FeedName::main(), &group, HOME, &joined.ticket, "hi", "").await.unwrap();
+        assert_eq!(sent.source, Source::Verified("user-42".into()));
+        assert_eq!(state.store.since(&FeedName::main(), 0, 10).await.unwrap()[0].source, sent.source);
+        assert_eq!(next_now(&mut sub).await, Some(1));
+
+        let typed = join(&state, &group, "Ada").unwrap_err();
+        assert_eq!((typed.kind, typed.status()), (ErrorKind::Unauthorized, 401));
+        let expired = serde_json::json!({"sub": "user-42", "name": "Ada", "exp": 1});
+        let refused = join_with_token(&state, &group, &FeedName::main(), &token(expired)).unwrap_err();
+        assert_eq!((refused.kind, refused.status()), (ErrorKind::Unauthorized, 401));
+        let anonymous = signing_in(JoinMode::Anonymous);
+        let claims = serde_json::json!({"sub": "user-42", "name": "Ada", "exp": exp});
+        let unwanted = join_with_token(&anonymous, &group, &FeedName::main(), &token(claims)).unwrap_err();
+        assert_eq!((unwanted.kind, unwanted.status()), (ErrorKind::BadRequest, 400));
+
+        let team = named("team");
+        let limited = serde_json::json!({"sub": "u", "name": "Bo", "exp": exp, "feeds": {"write": ["team"]}});
+        let outside = join_with_token(&state, &group, &FeedName::main(), &token(limited.clone())).unwrap_err();
+        assert_eq!((outside.kind, outside.status()), (ErrorKind::Forbidden, 403));
+        let bound = join_with_token(&state, &group, &team, &token(limited)).unwrap().ticket;
+        let elsewhere = send(&state, &FeedName::main(), &group, HOME, &bound, "x", "").await.unwrap_err();
+        assert_eq!((elsewhere.kind, elsewhere.status()), (ErrorKind::Forbidden, 403));
+        assert_eq!(state.store.last_id(&FeedName::main()).await.unwrap(), 1, "nothing more stored");
+        assert_eq!(next_now(&mut sub).await, None, "nor announced");
+        send(&state, &team, &group, HOME, &bound, "in team", "").await.expect("the feed it was joined for");
     }
 }

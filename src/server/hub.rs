@@ -439,8 +439,13 @@ mod tests {
     async fn a_delivery_from_the_bus_forgets_the_cached_pages_before_any_subscriber_hears_of_it() {
         use crate::server::pages::PageKey;
         use crate::shared::domain::Message;
-        let message =
-            |id: u64| Message { id, user: "ada".into(), text: format!("m{id}"), at: "2026-11-24T00:00:00Z".into() };
+        let message = |id: u64| Message {
+            id,
+            user: "ada".into(),
+            text: format!("m{id}"),
+            at: "2026-11-24T00:00:00Z".into(),
+            source: Default::default(),
+        };
         let pages = Arc::new(PageCache::new(8));
         let hub = Hub::new(8, pages.clone());
         let group = Audience::main(GroupId::new("g"));

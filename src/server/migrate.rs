@@ -135,16 +135,21 @@ mod tests {
     use super::*;
     use crate::server::store::test_redis::TestRedis;
     use crate::server::store::Draft;
-    use crate::shared::domain::{MessageText, Username};
+    use crate::shared::domain::{MessageText, Source, Username};
 
     async fn put(store: &dyn FeedStore, feed: &FeedName, text: &str) -> u64 {
+        put_from(store, feed, text, &Source::Anonymous).await
+    }
+
+    async fn put_from(store: &dyn FeedStore, feed: &FeedName, text: &str, source: &Source) -> u64 {
         let (author, text) = (Username::parse("ada").unwrap(), MessageText::parse(text, 100).unwrap());
-        let draft = Draft { feed, group: "g", author: &author, text: &text, key: None };
+        let draft = Draft { feed, group: "g", author: &author, text: &text, key: None, source };
         store.append(draft).await.unwrap().message.id
     }
 
     /// Every feed moves (read a page of names at a time, pages smaller than the feeds here), each with its kept
-    /// messages, its epoch and its sequence, also a feed retention emptied; sends go on above each one's sequence.
+    /// messages (their sources too), its epoch and its sequence, also a feed retention emptied; sends go on above each
+    /// one's sequence.
     #[tokio::test]
     async fn every_feed_moves_with_its_ids_epoch_and_sequence() {
         let dir = tempfile::tempdir().unwrap();
@@ -152,7 +157,12 @@ mod tests {
         let (main, team, zeta) = (FeedName::main(), FeedName::parse("team").unwrap(), FeedName::parse("zeta").unwrap());
         for (feed, n) in [(&main, 3), (&team, 2), (&zeta, 1)] {
             for i in 0..n {
-                put(&source, feed, &format!("{feed} {i}")).await;
+                let from = match i {
+                    1 => Source::Verified(format!("sub-{feed}")),
+                    2 => Source::Service("billing".into()),
+                    _ => Source::Anonymous,
+                };
+                put_from(&source, feed, &format!("{feed} {i}"), &from).await;
             }
         }
         source.prune(&main, 2, None).await.unwrap();
@@ -162,6 +172,8 @@ mod tests {
         let target = RedisStore::new(crate::server::link::test_link(&server, "p"), usize::MAX);
         let report = copy_paged(&source, &target, "p", 2).await.unwrap();
         assert_eq!(report.messages, 4);
+        let sources: Vec<Source> = target.since(&main, 0, 10).await.unwrap().into_iter().map(|m| m.source).collect();
+        assert_eq!(sources, [Source::Verified("sub-main".into()), Source::Service("billing".into())]);
         let copied: Vec<(&str, usize, u64)> =
             report.feeds.iter().map(|c| (c.feed.as_str(), c.messages, c.seq)).collect();
         assert_eq!(copied, [("main", 2, 3), ("team", 2, 2), ("zeta", 0, 1)]);

@@ -5,7 +5,8 @@
 //! `follow`: a tab's stream of notices) are plain
 //! functions over domain types (`group::GroupId`, tickets, `pages::PageKey`, …) that every edge calls: the handlers
 //! (`messages`, `heartbeat`), the shortcut and the server functions (`shared::api`) only extract, call and map the
-//! error. The HTTP layers (`peer`, `cookie`, `refusal`, `security`) sit in front of the handlers.
+//! error. `identity` verifies the tokens of the deployer's backend that a join may carry. The HTTP layers (`peer`,
+//! `cookie`, `refusal`, `security`) sit in front of the handlers.
 
 pub mod backend;
 pub mod broker;
@@ -19,6 +20,7 @@ pub mod follow;
 pub mod group;
 pub mod heartbeat;
 pub mod hub;
+pub mod identity;
 pub mod link;
 pub mod messages;
 pub mod migrate;

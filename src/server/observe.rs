@@ -97,6 +97,12 @@ pub fn backend_failed(backend: &'static str, err: &dyn std::fmt::Display) {
     }
 }
 
+/// The trace layer's span of a request: its method and path, never its query, where a client may have put what
+/// must stay out of logs (a sign-in token in `?token=`, which the join refuses; `server::identity`).
+pub fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    tracing::debug_span!("request", method = %request.method(), path = %request.uri().path(), version = ?request.version())
+}
+
 /// The trace layer's log of a server error answer. A 503 is a refusal whose cause was logged where it arose (once per
 /// outage: [`backend_failed`], readiness), so a line per request would only repeat it: debug. Any other server error
 /// stays an error.

@@ -362,7 +362,13 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn message(id: u64) -> Message {
-        Message { id, user: "ada".into(), text: format!("m{id}"), at: "2026-11-24T00:00:00Z".into() }
+        Message {
+            id,
+            user: "ada".into(),
+            text: format!("m{id}"),
+            at: "2026-11-24T00:00:00Z".into(),
+            source: Default::default(),
+        }
     }
 
     fn settled(epoch: &str, ids: &[u64]) -> Fresh {

@@ -93,7 +93,7 @@ mod tests {
     use crate::server::hub::Hub;
     use crate::server::pages::PageCache;
     use crate::server::store::{Draft, MemoryStore};
-    use crate::shared::domain::{MessageText, Username};
+    use crate::shared::domain::{MessageText, Source, Username};
     use std::time::Duration;
 
     /// One pass keeps each feed to its own retention: the feed the settings name to its own count, every other feed
@@ -107,7 +107,17 @@ mod tests {
         let (author, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 10).unwrap());
         for feed in [&short, &other] {
             for _ in 0..5 {
-                store.append(Draft { feed, group: "g", author: &author, text: &text, key: None }).await.unwrap();
+                store
+                    .append(Draft {
+                        feed,
+                        group: "g",
+                        author: &author,
+                        text: &text,
+                        key: None,
+                        source: &Source::Anonymous,
+                    })
+                    .await
+                    .unwrap();
             }
         }
         let default = Retention { keep: 3, max_age: None, every: Duration::from_secs(60) };

@@ -55,9 +55,10 @@ pub fn app(state: AppState, scope: group::Scope, framers: Framers) -> Router {
     let router = Router::new()
         .leptos_routes(&state, routes, {
             let (options, framers) = (state.leptos.clone(), framers.clone());
+            let refresh_origin = state.sign_in.refresh_origin();
             // The page's Content-Security-Policy is set while the server renders it (it needs that response's nonce).
             move || {
-                security::protect_page(&framers);
+                security::protect_page(&framers, refresh_origin.as_deref());
                 hand_minted_group();
                 shell(options.clone())
             }
@@ -72,7 +73,7 @@ pub fn app(state: AppState, scope: group::Scope, framers: Framers) -> Router {
         .layer(middleware::from_fn_with_state(state.limits.max_request_bytes, refusal::as_api_errors))
         .layer(CompressionLayer::new())
         // A 503's cause is logged where it arises, once per outage (`observe`), not once per request here.
-        .layer(TraceLayer::new_for_http().on_failure(observe::response_failed))
+        .layer(TraceLayer::new_for_http().make_span_with(observe::request_span).on_failure(observe::response_failed))
         .merge(events)
         .merge(ops::routes())
         .layer(middleware::from_fn_with_state(state.peers.clone(), peer::admit))

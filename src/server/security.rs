@@ -46,12 +46,14 @@ impl Framers {
 }
 
 /// The page's policy: scripts only from this origin or with this response's nonce, wasm compiled by the browser
-/// ('wasm-unsafe-eval' allows no JavaScript `eval`), requests and styles only to and from this origin, framed only by
-/// `ancestors` (`'none'`, or the embed's framers).
-pub fn page_policy(nonce: &str, ancestors: &str) -> String {
+/// ('wasm-unsafe-eval' allows no JavaScript `eval`), requests and styles only to and from this origin and requests
+/// to `also_connect` (the origin of a sign-in refresh URL on another site, as the `url` crate serializes it), framed
+/// only by `ancestors` (`'none'`, or the embed's framers).
+pub fn page_policy(nonce: &str, ancestors: &str, also_connect: Option<&str>) -> String {
+    let also = also_connect.map(|origin| format!(" {origin}")).unwrap_or_default();
     format!(
         "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self'; \
-         img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+         img-src 'self' data:; connect-src 'self'{also}; object-src 'none'; base-uri 'none'; form-action 'self'; \
          frame-ancestors {ancestors}"
     )
 }
@@ -64,13 +66,13 @@ fn is_embed(path: &str) -> bool {
 /// Sets the policy of the page being rendered (called from the shell while the server renders it): the embed may
 /// be framed by `framers`, any other page by nobody. The embed is never stored by a cache: it may carry the session
 /// group it was handed (`cookie`).
-pub fn protect_page(framers: &Framers) {
+pub fn protect_page(framers: &Framers, also_connect: Option<&str>) {
     use leptos::prelude::use_context;
     let embed = use_context::<axum::http::request::Parts>().is_some_and(|parts| is_embed(parts.uri.path()));
     let Some(response) = use_context::<leptos_axum::ResponseOptions>() else { return };
     if let Some(nonce) = leptos::nonce::use_nonce() {
         let ancestors = if embed { framers.ancestors() } else { NOBODY };
-        if let Ok(value) = HeaderValue::from_str(&page_policy(nonce.as_inner(), ancestors)) {
+        if let Ok(value) = HeaderValue::from_str(&page_policy(nonce.as_inner(), ancestors, also_connect)) {
             response.insert_header(CONTENT_SECURITY_POLICY, value);
         }
     }

@@ -1,11 +1,12 @@
-//! Start-up, like a table of contents: settings → backend (`backend::open`) → state → routes (`routes::app`) →
-//! listener, and the background passes: retention (`pruning`; on Redis, by the replica holding its lease), idle
+//! Start-up, like a table of contents: settings → backend (`backend::open`) and sign-in keys (`sign_in`) → state →
+//! routes (`routes::app`) → listener, and the background passes: retention (`pruning`; on Redis, by the replica holding its lease), idle
 //! budgets, presence leases.
 
 use std::sync::Arc;
 
 use leptos::config::LeptosOptions;
 
+use crate::server::identity::{KeyError, Keys, SignIn, TokenAlgorithm};
 use crate::server::net::{listen, serve, Deadlines};
 use crate::server::peer::Peers;
 use crate::server::pruning::{self, Turn};
@@ -22,6 +23,8 @@ pub enum StartupError {
     Backend(#[from] backend::BackendError),
     #[error(transparent)]
     DataDir(#[from] data_dir::LockError),
+    #[error("sign-in tokens: {0}")]
+    Keys(#[from] KeyError),
     #[error(
         "setting `max-streams` is {given}, but the open-file limit ({limit}) leaves room for {fit} event streams; \
          lower max-streams or raise the limit (ulimit -n, LimitNOFILE=)"
@@ -44,9 +47,56 @@ fn leptos_options(settings: &Settings) -> LeptosOptions {
         .build()
 }
 
+/// How tabs join, with the key that verifies tokens, read from the settings or their files. The settings must fit
+/// together: one key, of the kind the algorithm verifies with, and one whenever tabs may join with a token. A
+/// secret file's surrounding whitespace is not part of the secret.
+pub fn sign_in(settings: &Settings) -> Result<SignIn, KeyError> {
+    let identity = &settings.identity;
+    let secret = identity.token_secret.is_some() || identity.token_secret_file.is_some();
+    let public = identity.token_public_key_file.is_some();
+    let misfit = if identity.token_secret.is_some() && identity.token_secret_file.is_some() {
+        Some("set one of `token-secret` and `token-secret-file`, not both")
+    } else if secret && public {
+        Some("set a token secret (HS256) or a token public key file (RS256, EdDSA), not both")
+    } else if public && identity.token_algorithm == TokenAlgorithm::Hs256 {
+        Some("`token-public-key-file` needs `token-algorithm` RS256 or EdDSA (HS256 verifies with a secret)")
+    } else if secret && identity.token_algorithm != TokenAlgorithm::Hs256 {
+        Some("`token-algorithm` RS256 and EdDSA verify with `token-public-key-file`, not a secret")
+    } else if identity.join.takes_tokens() && !secret && !public {
+        Some("`join` takes tokens: set `token-secret`, `token-secret-file` or `token-public-key-file`")
+    } else {
+        None
+    };
+    if let Some(misfit) = misfit {
+        return Err(KeyError::Settings(misfit));
+    }
+    let read = |path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|err| KeyError::Unreadable { path: path.display().to_string(), reason: err.to_string() })
+    };
+    let keys = if let Some(secret) = &identity.token_secret {
+        Some(Keys::hs256(secret.as_bytes())?)
+    } else if let Some(path) = &identity.token_secret_file {
+        let secret = read(path)?;
+        Some(Keys::hs256(secret.trim_ascii())?)
+    } else if let Some(path) = &identity.token_public_key_file {
+        Some(Keys::public_pem(identity.token_algorithm, &read(path)?, path)?)
+    } else {
+        None
+    };
+    let keys = keys.map(|keys| {
+        keys.with_audience(identity.token_audience.as_deref())
+            .with_issuer(identity.token_issuer.as_deref())
+            .with_leeway(identity.token_leeway)
+    });
+    Ok(SignIn { mode: identity.join, keys, refresh_url: identity.token_refresh_url.clone() })
+}
+
 /// The state the routes share (its backend-specific parts from `backend::open`), and, when replicas share the
 /// log, whose turn it is to prune it.
 pub async fn build_state(settings: &Settings) -> Result<(AppState, Option<Arc<dyn Turn>>), StartupError> {
+    // Before the backend: a key that cannot be read stops the start before anything is opened.
+    let sign_in = sign_in(settings)?;
     // With scope `everyone` every visitor is one group: the per-browser stream cap and send budget do not apply.
     let per_browser = settings.feed.scope == group::Scope::Browser;
     let backend::Parts { store, hub, broker, presence, throttle, stream_leases, tickets, address_budgets, turn } =
@@ -76,6 +126,7 @@ pub async fn build_state(settings: &Settings) -> Result<(AppState, Option<Arc<dy
         throttle: throttle.map(Arc::new),
         stream_leases,
         tickets: tickets.with_lifetime(settings.tickets.ticket_lifetime),
+        sign_in,
         peers: Arc::new(peers),
         limits: Limits {
             max_message_chars: settings.feed.max_message_chars,
@@ -191,4 +242,66 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(args: &[&str]) -> Settings {
+        Settings::load_from(["broadcasting", "--config", "/dev/null"].iter().chain(args)).unwrap()
+    }
+
+    fn fixture(name: &str) -> String {
+        format!("{}/tests/fixtures/identity/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    /// The identity settings must fit together, and each misfit stops the start with a sentence that names the
+    /// settings (never a secret's value).
+    #[test]
+    fn sign_in_settings_that_do_not_fit_stop_the_start() {
+        let secret = "a-token-secret-of-thirty-two-bytes!";
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("token-secret");
+        std::fs::write(&secret_file, format!("  {secret}\n")).unwrap();
+        let secret_file = secret_file.to_str().unwrap();
+        let rsa = fixture("rsa-public.pem");
+        for (args, says) in [
+            (&["--join", "token"][..], "`join` takes tokens"),
+            (&["--join", "both", "--token-secret", secret, "--token-secret-file", secret_file], "not both"),
+            (&["--token-secret", secret, "--token-public-key-file", &rsa, "--token-algorithm", "RS256"], "not both"),
+            (&["--token-public-key-file", &rsa], "needs `token-algorithm` RS256 or EdDSA"),
+            (&["--token-secret", secret, "--token-algorithm", "EdDSA"], "not a secret"),
+            (&["--join", "token", "--token-secret", "short but sixteen+"], "at least 32 bytes"),
+            (&["--token-public-key-file", "/nonexistent.pem", "--token-algorithm", "RS256"], "/nonexistent.pem"),
+            (&["--token-public-key-file", &rsa, "--token-algorithm", "EdDSA"], "not a EdDSA public key"),
+        ] {
+            let err = sign_in(&settings(args)).unwrap_err().to_string();
+            assert!(err.contains(says), "{args:?}: {err}");
+            assert!(!err.contains(secret) && !err.contains("short but"), "{err}");
+        }
+        // What fits: a secret (or its file, trimmed), a public key of its algorithm; none while anonymous.
+        assert!(sign_in(&settings(&[])).unwrap().keys.is_none());
+        let file = sign_in(&settings(&["--join", "token", "--token-secret-file", secret_file])).unwrap();
+        let by_value = sign_in(&settings(&["--join", "token", "--token-secret", secret])).unwrap();
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &serde_json::json!({"sub": "s", "name": "Ada", "exp": u64::MAX / 2}),
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        for sign_in in [file, by_value] {
+            let keys = sign_in.keys.unwrap();
+            assert_eq!(crate::server::identity::verify(&keys, &token, 0).unwrap().subject, "s");
+        }
+        let ed = sign_in(&settings(&[
+            "--join",
+            "both",
+            "--token-public-key-file",
+            &fixture("ed25519-public.pem"),
+            "--token-algorithm",
+            "eddsa",
+        ]));
+        assert_eq!(ed.unwrap().keys.unwrap().algorithm(), TokenAlgorithm::EdDsa);
+    }
 }

@@ -1,5 +1,5 @@
 //! What every request handler shares: the store, the fan-out and its page cache, who is here, the budgets, the ticket
-//! keys and the limits. A leaf: it imports the parts it holds and no handler, so any handler may import it.
+//! keys, how tabs sign in and the limits. A leaf: it imports the parts it holds and no handler, so any handler may import it.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
@@ -9,6 +9,7 @@ use leptos::config::LeptosOptions;
 
 use crate::server::broker::Broker;
 use crate::server::hub::Hub;
+use crate::server::identity::SignIn;
 use crate::server::peer::Peers;
 use crate::server::presence::Presence;
 use crate::server::replicas::stream_leases::StreamLeases;
@@ -104,6 +105,8 @@ pub struct Services {
     /// The per-browser stream cap kept across replicas (Redis); `None`: counted in this process's hub.
     pub stream_leases: Option<Arc<StreamLeases>>,
     pub tickets: TicketKeys,
+    /// How tabs join: a typed name, a token of the deployer's backend (and the keys that verify it), or either.
+    pub sign_in: SignIn,
     /// Trusted proxies and the per-address budgets.
     pub peers: Arc<Peers>,
     pub limits: Limits,
@@ -143,6 +146,7 @@ pub fn services_for_tests(store: Arc<dyn FeedStore>, throttle: Option<SendThrott
         throttle: throttle.map(Arc::new),
         stream_leases: None,
         tickets: TicketKeys::new(b"test secret, thirty-two bytes!!!".to_vec()),
+        sign_in: SignIn::anonymous(),
         peers: Arc::new(Peers::default()),
         limits: Limits {
             max_message_chars: 10,

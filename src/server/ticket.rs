@@ -2,9 +2,16 @@
 //! session group, the name and the issue time, so the server takes the author from the ticket, and a ticket from
 //! another group, forged or altered, is refused.
 //!
-//! Format: `v1.<base64url(name)>.<issued unix seconds>.<base64url(mac)>`, and only the spelling the server issued:
-//! no surrounding whitespace, no sign or leading zeros in the number, no padding, at most [`MAX_TICKET_BYTES`].
-//! Anything else is refused before it is decoded, so one ticket has one key in the send budgets (its MAC).
+//! Two versions, both accepted:
+//! - `v1.<base64url(name)>.<issued unix seconds>.<base64url(mac)>`: a join with a typed name (anonymous);
+//! - `v2.<base64url(name)>.<base64url(subject)>.<feed>.<issued>.<expires>.<base64url(mac)>`: a join with a token
+//!   (`identity`). It carries the token's subject, so what it sends is `Source::Verified`; it expires when the token
+//!   does (or sooner, with `ticket-lifetime`), never later; `feed` is empty, or the one feed it may post in when
+//!   the token's write grant is a list (checked against the grant at the join).
+//!
+//! Only the spelling the server issued is taken: no surrounding whitespace, no sign or leading zeros in a number,
+//! no padding, at most [`MAX_TICKET_BYTES`]. Anything else is refused before it is decoded, so one ticket has one key
+//! in the send budgets (its MAC).
 
 use std::path::Path;
 
@@ -15,7 +22,7 @@ use rand::RngCore;
 use sha2::Sha256;
 
 use crate::server::group::GroupId;
-use crate::shared::domain::Username;
+use crate::shared::domain::{FeedName, Source, Username};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -29,9 +36,11 @@ pub enum TicketError {
     Expired,
 }
 
-/// Longest ticket the server issues: a 32-character name of 4-byte characters (171 base64 characters), a
-/// 20-digit time and a 43-character MAC, with room to spare. Longer ones are refused unread.
-pub const MAX_TICKET_BYTES: usize = 300;
+/// Longest ticket the server issues, a v2 one: `v2.`, a 32-character name of 4-byte characters (171 base64
+/// characters), a 255-byte subject (`identity::MAX_SUBJECT_BYTES`: 340), a 64-character feed, two 20-digit times,
+/// a 43-character MAC and five dots: 666 bytes, with room to spare. (A v1 ticket is at most 240.) Longer ones are
+/// refused unread.
+pub const MAX_TICKET_BYTES: usize = 700;
 
 /// What identifies one issued ticket: its MAC, which only the server can make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,11 +57,24 @@ impl TicketId {
     }
 }
 
-/// A ticket the server issued for this group: its author and its identity.
+/// A ticket the server issued for this group: its author, its identity, who vouches for the author (anonymous for
+/// v1, the token's subject for v2), and for v2 the one feed it may post in, if the token limited it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
     pub author: Username,
     pub id: TicketId,
+    pub source: Source,
+    pub feed: Option<FeedName>,
+}
+
+/// What a v2 ticket says besides the name: whose token it came from, where it may post, until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedIn<'a> {
+    pub subject: &'a str,
+    /// The one feed the ticket may post in; `None`: any.
+    pub feed: Option<&'a FeedName>,
+    /// Unix seconds: the ticket is refused from then on.
+    pub expires: u64,
 }
 
 #[derive(Clone)]
@@ -113,13 +135,32 @@ impl TicketKeys {
         Ok(Self::new(secret.into_bytes()))
     }
 
-    fn mac(&self, group: &GroupId, name: &str, issued: u64) -> HmacSha256 {
+    /// The MAC over `parts`, each prefixed with its length, so no two lists of parts sign the same bytes (and a v1
+    /// MAC, over 4 parts starting `v1`, is never a v2 one, over 7 starting `v2`).
+    fn mac_of(&self, parts: &[&[u8]]) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.secret).expect("HMAC takes a key of any length");
-        for part in [b"v1".as_slice(), group.as_str().as_bytes(), name.as_bytes(), issued.to_string().as_bytes()] {
+        for part in parts {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part);
         }
         mac
+    }
+
+    fn mac(&self, group: &GroupId, name: &str, issued: u64) -> HmacSha256 {
+        self.mac_of(&[b"v1", group.as_str().as_bytes(), name.as_bytes(), issued.to_string().as_bytes()])
+    }
+
+    fn mac_v2(&self, group: &GroupId, name: &str, subject: &str, feed: &str, issued: u64, expires: u64) -> HmacSha256 {
+        let (issued, expires) = (issued.to_string(), expires.to_string());
+        self.mac_of(&[
+            b"v2",
+            group.as_str().as_bytes(),
+            name.as_bytes(),
+            subject.as_bytes(),
+            feed.as_bytes(),
+            issued.as_bytes(),
+            expires.as_bytes(),
+        ])
     }
 
     pub fn issue(&self, group: &GroupId, name: &Username) -> String {
@@ -129,6 +170,26 @@ impl TicketKeys {
     fn issue_at(&self, group: &GroupId, name: &Username, issued: u64) -> String {
         let tag = self.mac(group, name.as_str(), issued).finalize().into_bytes();
         format!("v1.{}.{issued}.{}", URL_SAFE_NO_PAD.encode(name.as_str()), URL_SAFE_NO_PAD.encode(tag))
+    }
+
+    /// A v2 ticket for a token's `name` and `signed` (subject, feed, expiry), and when it expires: the token's
+    /// expiry, or sooner if the ticket lifetime ends first.
+    pub fn issue_signed(&self, group: &GroupId, name: &Username, signed: &SignedIn<'_>) -> (String, u64) {
+        self.issue_signed_at(group, name, signed, now_secs())
+    }
+
+    fn issue_signed_at(&self, group: &GroupId, name: &Username, signed: &SignedIn<'_>, issued: u64) -> (String, u64) {
+        let lifetime_ends = self.lifetime.map(|lifetime| issued.saturating_add(lifetime.as_secs()));
+        let expires = lifetime_ends.map_or(signed.expires, |ends| ends.min(signed.expires));
+        let feed = signed.feed.map_or("", FeedName::as_str);
+        let tag = self.mac_v2(group, name.as_str(), signed.subject, feed, issued, expires).finalize().into_bytes();
+        let ticket = format!(
+            "v2.{}.{}.{feed}.{issued}.{expires}.{}",
+            URL_SAFE_NO_PAD.encode(name.as_str()),
+            URL_SAFE_NO_PAD.encode(signed.subject),
+            URL_SAFE_NO_PAD.encode(tag)
+        );
+        (ticket, expires)
     }
 
     /// The author the ticket was issued to, if it was issued by this server for this group.
@@ -144,37 +205,74 @@ impl TicketKeys {
         if ticket.len() > MAX_TICKET_BYTES {
             return Err(TicketError::Invalid);
         }
+        if ticket.starts_with("v2.") {
+            return self.authenticate_v2(group, ticket, now_secs());
+        }
         let mut parts = ticket.split('.');
         let (Some("v1"), Some(name_part), Some(issued_part), Some(tag_part), None) =
             (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(TicketError::Invalid);
         };
-        // Only the digits `issue` writes: no sign, no leading zero (u64::parse takes `+1` and `01`).
-        let canonical_number = issued_part == "0" || (!issued_part.starts_with('0'));
-        if !canonical_number || !issued_part.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(TicketError::Invalid);
-        }
-        let issued: u64 = issued_part.parse().map_err(|_| TicketError::Invalid)?;
-        // The base64 engine refuses padding and non-zero trailing bits, so each part has one spelling.
-        let name = URL_SAFE_NO_PAD
-            .decode(name_part)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or(TicketError::Invalid)?;
+        let issued = canonical_number(issued_part)?;
+        let name = text_part(name_part)?;
         let tag = URL_SAFE_NO_PAD.decode(tag_part).map_err(|_| TicketError::Invalid)?;
         self.mac(group, &name, issued).verify_slice(&tag).map_err(|_| TicketError::Invalid)?;
         let id = TicketId(tag.try_into().map_err(|_| TicketError::Invalid)?);
         if self.lifetime.is_some_and(|lifetime| now_secs().saturating_sub(issued) > lifetime.as_secs()) {
             return Err(TicketError::Expired);
         }
-        let author = Username::parse(&name).map_err(|_| TicketError::Invalid)?;
-        // What the server issues is already normal (trimmed, NFC): a name that parsing changes was not issued.
-        if author.as_str() != name {
-            return Err(TicketError::Invalid);
-        }
-        Ok(Verified { author, id })
+        Ok(Verified { author: issued_name(&name)?, id, source: Source::Anonymous, feed: None })
     }
+
+    /// A v2 ticket (see the module doc), checked as a v1 one is, and refused from its expiry on (at `now`).
+    fn authenticate_v2(&self, group: &GroupId, ticket: &str, now: u64) -> Result<Verified, TicketError> {
+        let parts: Vec<&str> = ticket.split('.').collect();
+        let ["v2", name_part, subject_part, feed_part, issued_part, expires_part, tag_part] = parts[..] else {
+            return Err(TicketError::Invalid);
+        };
+        let (issued, expires) = (canonical_number(issued_part)?, canonical_number(expires_part)?);
+        let (name, subject) = (text_part(name_part)?, text_part(subject_part)?);
+        // A feed name is written as it is (a-z, 0-9, '-': nothing to encode); empty is none.
+        let feed = match feed_part {
+            "" => None,
+            name => Some(FeedName::parse(name).ok_or(TicketError::Invalid)?),
+        };
+        let tag = URL_SAFE_NO_PAD.decode(tag_part).map_err(|_| TicketError::Invalid)?;
+        self.mac_v2(group, &name, &subject, feed_part, issued, expires)
+            .verify_slice(&tag)
+            .map_err(|_| TicketError::Invalid)?;
+        let id = TicketId(tag.try_into().map_err(|_| TicketError::Invalid)?);
+        if now >= expires {
+            return Err(TicketError::Expired);
+        }
+        Ok(Verified { author: issued_name(&name)?, id, source: Source::Verified(subject), feed })
+    }
+}
+
+/// A time as `issue` writes it: ASCII digits, no sign, no leading zero (u64::parse takes `+1` and `01`).
+fn canonical_number(part: &str) -> Result<u64, TicketError> {
+    let canonical = part == "0" || !part.starts_with('0');
+    if !canonical || part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(TicketError::Invalid);
+    }
+    part.parse().map_err(|_| TicketError::Invalid)
+}
+
+/// A base64url part holding UTF-8 text. The engine refuses padding and non-zero trailing bits, so each part has one
+/// spelling.
+fn text_part(part: &str) -> Result<String, TicketError> {
+    URL_SAFE_NO_PAD.decode(part).ok().and_then(|bytes| String::from_utf8(bytes).ok()).ok_or(TicketError::Invalid)
+}
+
+/// The author a ticket names. What the server issues is already normal (trimmed, NFC): a name that parsing changes
+/// was not issued.
+fn issued_name(name: &str) -> Result<Username, TicketError> {
+    let author = Username::parse(name).map_err(|_| TicketError::Invalid)?;
+    if author.as_str() != name {
+        return Err(TicketError::Invalid);
+    }
+    Ok(author)
 }
 
 /// The shortest secret accepted, in characters (as for the `secret` setting).
@@ -304,6 +402,77 @@ mod tests {
         // tampering is still reported as such, and without a lifetime old tickets stay good
         assert_eq!(keys.verify(&GroupId::new("g2"), &stale), Err(TicketError::Invalid));
         assert_eq!(self::keys().verify(&group, &stale), Ok(ada));
+    }
+
+    fn signed<'a>(subject: &'a str, feed: Option<&'a FeedName>, expires: u64) -> SignedIn<'a> {
+        SignedIn { subject, feed, expires }
+    }
+
+    /// A v2 ticket names its subject and feed and is refused from its expiry on; every part is signed, so changing
+    /// the subject, the feed or the expiry (or the group) is refused as tampering.
+    #[test]
+    fn a_signed_in_ticket_carries_its_subject_and_feed_and_ends_with_its_token() {
+        let (group, ada) = (GroupId::new("g1"), Username::parse("Ada").unwrap());
+        let team = FeedName::parse("team").unwrap();
+        let now = now_secs();
+        let (ticket, expires) = keys().issue_signed_at(&group, &ada, &signed("sub-1", Some(&team), now + 60), now);
+        assert_eq!(expires, now + 60);
+        let verified = keys().authenticate_v2(&group, &ticket, now).unwrap();
+        assert_eq!(
+            (verified.author, verified.source, verified.feed),
+            (ada.clone(), Source::Verified("sub-1".into()), Some(team.clone()))
+        );
+        assert_eq!(keys().authenticate(&group, &ticket).map(|v| v.id), Ok(verified.id), "through the one entry");
+        assert_eq!(keys().authenticate_v2(&group, &ticket, now + 59).map(|_| ()), Ok(()));
+        assert_eq!(keys().authenticate_v2(&group, &ticket, now + 60), Err(TicketError::Expired));
+        assert_eq!(keys().authenticate(&GroupId::new("g2"), &ticket), Err(TicketError::Invalid));
+
+        let parts: Vec<&str> = ticket.split('.').collect();
+        let with = |i: usize, part: &str| {
+            let mut parts = parts.clone();
+            parts[i] = part;
+            parts.join(".")
+        };
+        let eve = URL_SAFE_NO_PAD.encode("sub-2");
+        let later = (now + 3_600).to_string();
+        for forged in
+            [with(2, &eve), with(3, ""), with(3, "other"), with(5, &later), with(1, &URL_SAFE_NO_PAD.encode("Eve"))]
+        {
+            assert_eq!(keys().authenticate_v2(&group, &forged, now), Err(TicketError::Invalid), "{forged}");
+        }
+        for junk in
+            [with(3, "Team"), with(4, "01"), with(5, "+1"), format!("{ticket}.x"), ticket.replacen("v2", "v1", 1)]
+        {
+            assert_eq!(keys().authenticate(&group, &junk), Err(TicketError::Invalid), "{junk}");
+        }
+        // No feed: any feed.
+        let (anywhere, _) = keys().issue_signed_at(&group, &ada, &signed("sub-1", None, now + 60), now);
+        assert_eq!(keys().authenticate_v2(&group, &anywhere, now).unwrap().feed, None);
+        // A v1 ticket is anonymous, as it always was.
+        let v1 = keys().issue(&group, &ada);
+        let verified = keys().authenticate(&group, &v1).unwrap();
+        assert_eq!((verified.source, verified.feed), (Source::Anonymous, None));
+    }
+
+    /// The ticket lifetime still bounds a v2 ticket, and the longest v2 ticket the server can issue fits the cap.
+    #[test]
+    fn a_signed_in_ticket_expires_by_the_lifetime_too_and_the_longest_fits() {
+        let group = GroupId::new("g1");
+        let ada = Username::parse("Ada").unwrap();
+        let hour = keys().with_lifetime(Some(std::time::Duration::from_secs(3_600)));
+        let now = now_secs();
+        let (_, expires) = hour.issue_signed_at(&group, &ada, &signed("s", None, now + 86_400), now);
+        assert_eq!(expires, now + 3_600, "the lifetime ends first");
+        let (_, expires) = hour.issue_signed_at(&group, &ada, &signed("s", None, now + 60), now);
+        assert_eq!(expires, now + 60, "the token ends first");
+
+        let widest = Username::parse(&"\u{1F680}".repeat(crate::shared::domain::MAX_NAME_CHARS)).unwrap();
+        let subject = "\u{10FFFF}".repeat(crate::server::identity::MAX_SUBJECT_BYTES / 4) + "xyz";
+        assert_eq!(subject.len(), crate::server::identity::MAX_SUBJECT_BYTES);
+        let feed = FeedName::parse(&"f".repeat(crate::shared::domain::MAX_FEED_CHARS)).unwrap();
+        let (ticket, _) = keys().issue_signed_at(&group, &widest, &signed(&subject, Some(&feed), u64::MAX), u64::MAX);
+        assert!(ticket.len() <= MAX_TICKET_BYTES, "{} > {MAX_TICKET_BYTES}", ticket.len());
+        assert_eq!(keys().authenticate_v2(&group, &ticket, 0).unwrap().author, widest);
     }
 
     #[test]

@@ -20,15 +20,34 @@ pub fn feed_of_field(field: &str) -> Result<FeedName, ApiError> {
     FeedName::parse(field).ok_or_else(|| ApiError::new(ErrorKind::BadRequest, FEED_NAME_RULE))
 }
 
-/// Join with a name; answers the accepted name and a ticket signed for this session group. A ticket is per tab and
-/// group, not per feed, so the feed is only checked (a bad one is refused like any bad field).
+/// Join with a name, or with `token` (a token of the deployer's backend, `server::identity`: the name is then the
+/// token's and `username` is not read); answers the accepted name and a ticket signed for this session group. A
+/// ticket is per tab and group, not per feed, so the feed is only checked (a bad one is refused like any bad field),
+/// unless the token limits where it may post. A token only ever travels in the body: one in the URL's query is
+/// refused (400), since URLs are written to access logs.
 #[server(prefix = "/api", endpoint = "join")]
-pub async fn join(#[server(default)] feed: String, #[server(default)] username: String) -> Result<Joined, ApiError> {
-    if let Err(err) = feed_of_field(&feed) {
-        return ssr::respond(Err(err));
+pub async fn join(
+    #[server(default)] feed: String,
+    #[server(default)] username: String,
+    #[server(default)] token: String,
+) -> Result<Joined, ApiError> {
+    let feed = match feed_of_field(&feed) {
+        Ok(feed) => feed,
+        Err(err) => return ssr::respond(Err(err)),
+    };
+    if ssr::query_names(crate::shared::wire::TOKEN_FIELD).await {
+        return ssr::respond(Err(ApiError::new(
+            ErrorKind::BadRequest,
+            "Send the token in the request body, never in the URL: URLs are written to logs.",
+        )));
     }
     let (state, group) = ssr::request_context().await?;
-    ssr::respond(crate::server::feed::join(&state, &group, &username))
+    let joined = if token.is_empty() {
+        crate::server::feed::join(&state, &group, &username)
+    } else {
+        crate::server::feed::join_with_token(&state, &group, &feed, &token)
+    };
+    ssr::respond(joined)
 }
 
 /// Append a message to the shared log as the ticket's name, then notify the session group. `key` (optional, one per
@@ -108,6 +127,13 @@ mod ssr {
     pub async fn caller_address() -> std::net::IpAddr {
         let peer = leptos_axum::extract::<Option<axum::Extension<crate::server::peer::Peer>>>().await.ok().flatten();
         crate::server::peer::address_of(peer)
+    }
+
+    /// Whether the request's URL query has a field `name`, by its decoded name (`tok%65n` is `token`).
+    pub async fn query_names(name: &str) -> bool {
+        let Ok(uri) = leptos_axum::extract::<axum::http::Uri>().await else { return false };
+        let query = uri.query().unwrap_or_default();
+        form_urlencoded::parse(query.as_bytes()).any(|(field, _)| field == name)
     }
 
     /// Sets the HTTP status that goes with an error before the server function answers it.

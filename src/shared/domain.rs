@@ -226,6 +226,29 @@ impl SendKey {
     }
 }
 
+/// Where a message comes from, as readers may trust it: the only thing a page marks a name by. The name itself is
+/// always plain text (anyone may type "✓ Ada"); the mark is drawn from this alone.
+///
+/// In JSON (`serde`'s external tagging): `{"verified": "SUBJECT"}` or `{"service": "KEY NAME"}`. A message's
+/// `source` field is left out when it is anonymous, so a page of anonymous messages reads as it did before.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Joined with a name the user typed: the name says nothing about who they are.
+    #[default]
+    Anonymous,
+    /// Joined with a token of the deployer's backend, which vouches for the name: the token's subject (`sub`).
+    Verified(String),
+    /// Published by a backend through an API key: the key's name.
+    Service(String),
+}
+
+impl Source {
+    pub fn is_anonymous(&self) -> bool {
+        matches!(self, Self::Anonymous)
+    }
+}
+
 /// One entry of the shared log, as stored and as served by `/api/messages` and `/api/send`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
@@ -234,6 +257,9 @@ pub struct Message {
     pub text: String,
     /// When the server stored it, RFC 3339 in UTC.
     pub at: String,
+    /// Who vouches for `user`; left out of the JSON when nobody does (anonymous).
+    #[serde(default, skip_serializing_if = "Source::is_anonymous")]
+    pub source: Source,
 }
 
 /// A page of the log with the epoch it was read in. Over HTTP the messages are the JSON body and the epoch is the
@@ -244,17 +270,70 @@ pub struct LogPage {
     pub messages: Vec<Message>,
 }
 
-/// The answer to a join: the accepted name and the signed ticket the tab keeps in memory to send.
+/// The answer to a join: the accepted name and the signed ticket the tab keeps in memory to send. A join with a
+/// token also says who vouches for the name (`source`, left out when anonymous) and when the ticket stops being
+/// accepted (`expires`, unix seconds like a token's `exp`; left out for a ticket of an anonymous join).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Joined {
     pub name: String,
     pub ticket: String,
+    #[serde(default, skip_serializing_if = "Source::is_anonymous")]
+    pub source: Source,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
 }
 
-/// What the page needs to know of the server's settings to check a message before sending it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How tabs may join (the `join` setting): with a name typed in the form, with a token of the deployer's backend
+/// (`server::identity`), or either.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinMode {
+    #[default]
+    Anonymous,
+    Token,
+    Both,
+}
+
+impl JoinMode {
+    pub const ALL: [JoinMode; 3] = [Self::Anonymous, Self::Token, Self::Both];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Anonymous => "anonymous",
+            Self::Token => "token",
+            Self::Both => "both",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|mode| mode.as_str() == raw)
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        *self == Self::Anonymous
+    }
+
+    /// A name typed in the form is taken.
+    pub fn takes_names(self) -> bool {
+        self != Self::Token
+    }
+
+    /// A token is taken.
+    pub fn takes_tokens(self) -> bool {
+        self != Self::Anonymous
+    }
+}
+
+/// What the page needs to know of the server's settings: the longest message, to check one before sending it; how
+/// tabs join (`join`, left out when anonymous), so the form asks for what the server takes; and where to get a new
+/// token before a sign-in expires (`refresh_url`, left out when not set).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PageLimits {
     pub max_message_chars: usize,
+    #[serde(default, skip_serializing_if = "JoinMode::is_anonymous")]
+    pub join: JoinMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_url: Option<String>,
 }
 
 /// Who is here in the session group (`GET /api/presence`): the names of its joined tabs whose lease runs, each
@@ -384,6 +463,22 @@ mod tests {
         let zalgo = format!("h{}i", "\u{336}".repeat(5));
         assert_eq!(MessageText::parse(&zalgo, 100), Err(InputError::TextMarks { max: MAX_MARKS_PER_CHAR }));
         assert!(InputError::TextMarks { max: 4 }.to_string().contains("at most 4"));
+    }
+
+    /// A message's source is in its JSON only when someone vouches for it, so a page of anonymous messages (and an
+    /// old client's reading of one) is what it was; a message of before sources reads as anonymous.
+    #[test]
+    fn a_source_is_in_the_json_only_when_it_is_not_anonymous() {
+        let message = |source| Message { id: 1, user: "Ada".into(), text: "hi".into(), at: "t".into(), source };
+        let json = |m: &Message| serde_json::to_string(m).unwrap();
+        assert_eq!(json(&message(Source::Anonymous)), r#"{"id":1,"user":"Ada","text":"hi","at":"t"}"#);
+        let verified = message(Source::Verified("sub-123".into()));
+        assert_eq!(json(&verified), r#"{"id":1,"user":"Ada","text":"hi","at":"t","source":{"verified":"sub-123"}}"#);
+        let service = message(Source::Service("billing".into()));
+        assert!(json(&service).ends_with(r#","source":{"service":"billing"}}"#), "{}", json(&service));
+        let old: Message = serde_json::from_str(r#"{"id":1,"user":"Ada","text":"hi","at":"t"}"#).unwrap();
+        assert_eq!(old.source, Source::Anonymous);
+        assert_eq!(serde_json::from_str::<Message>(&json(&verified)).unwrap(), verified);
     }
 
     #[test]

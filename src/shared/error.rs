@@ -18,6 +18,10 @@ pub enum ErrorKind {
     BadRequest,
     /// The ticket is missing, forged, altered or from another session group: 403.
     BadTicket,
+    /// A sign-in is needed and none was given, or the token given was refused (bad, expired, not for here): 401.
+    Unauthorized,
+    /// The sign-in is valid but does not allow this (a token's grants do not cover the feed): 403.
+    Forbidden,
     /// Too many sends too fast from this ticket or session group: 429.
     RateLimited,
     /// The request body is larger than the server takes: 413.
@@ -47,10 +51,12 @@ impl ErrorKind {
     }
 
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 13] = [
         Self::InvalidInput,
         Self::BadRequest,
         Self::BadTicket,
+        Self::Unauthorized,
+        Self::Forbidden,
         Self::RateLimited,
         Self::TooLarge,
         Self::TimedOut,
@@ -72,6 +78,8 @@ impl ErrorKind {
             Self::InvalidInput => "invalid_input",
             Self::BadRequest => "bad_request",
             Self::BadTicket => "bad_ticket",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::RateLimited => "rate_limited",
             Self::TooLarge => "too_large",
             Self::TimedOut => "timed_out",
@@ -111,7 +119,8 @@ impl ApiError {
         match self.kind {
             ErrorKind::InvalidInput => 422,
             ErrorKind::BadRequest => 400,
-            ErrorKind::BadTicket => 403,
+            ErrorKind::BadTicket | ErrorKind::Forbidden => 403,
+            ErrorKind::Unauthorized => 401,
             ErrorKind::RateLimited | ErrorKind::TooManyStreams => 429,
             ErrorKind::TooLarge => 413,
             ErrorKind::TimedOut => 408,

@@ -34,6 +34,9 @@ pub const FEED_PRESENCE_LEAVE: &str = "/presence/leave";
 /// The form field (join, send) and the `EVENTS_PATH` query parameter (repeated, one per feed) that name a feed; a
 /// request without it is about `main`.
 pub const FEED_FIELD: &str = "feed";
+/// The join's form field that carries a token of the deployer's backend (`POST /api/join` body only), and the key
+/// of the page address's fragment that hands one to the tab (`/f/team#token=…`: a fragment never reaches a server).
+pub const TOKEN_FIELD: &str = "token";
 /// Most feeds one event stream carries by default (the `max-feeds-per-stream` setting).
 pub const MAX_FEEDS_PER_STREAM: usize = 64;
 

@@ -96,8 +96,12 @@ impl Server {
             }
             None => Command::new(binary),
         };
+        // Warnings and worse, unless the test asks for more (to check what the log holds).
+        if !flags.iter().any(|flag| flag == "--log-level") {
+            command.args(["--log-level", "warn"]);
+        }
         let mut child = command
-            .args(["--addr", "127.0.0.1:0", "--log-level", "warn", "--config"])
+            .args(["--addr", "127.0.0.1:0", "--config"])
             .arg(&config)
             .arg("--data-dir")
             .arg(dir.path().join("data"))

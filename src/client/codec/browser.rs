@@ -17,13 +17,13 @@ impl Value {
         self.0.is_object()
     }
 
-    /// The field `name` of an object; `None` for a value that is no object (a missing field reads as `undefined`,
-    /// which is neither a string, a number nor an array).
+    /// The field `name` of an object; `None` for a missing field (`undefined`) or a value that is no object, as
+    /// on the server, so an optional field reads the same on both.
     pub fn field(&self, name: &str) -> Option<Value> {
         if !self.0.is_object() {
             return None;
         }
-        Reflect::get(&self.0, &JsValue::from_str(name)).ok().map(Value)
+        Reflect::get(&self.0, &JsValue::from_str(name)).ok().filter(|value| !value.is_undefined()).map(Value)
     }
 
     pub fn string(&self) -> Option<String> {

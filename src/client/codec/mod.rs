@@ -21,7 +21,7 @@ use server as json;
 
 use std::time::Duration;
 
-use crate::shared::domain::{Beat, FeedName, Here, Joined, LogPage, Message, PageLimits};
+use crate::shared::domain::{Beat, FeedName, Here, JoinMode, Joined, LogPage, Message, PageLimits, Source};
 use crate::shared::error::{ApiError, ErrorKind};
 use crate::shared::wire;
 
@@ -55,9 +55,37 @@ pub fn push_messages(out: &mut String, messages: &[Message]) {
             out.push_str("\":");
             json::push_string(out, value);
         }
+        push_source(out, &m.source);
         out.push('}');
     }
     out.push(']');
+}
+
+/// `,"source":{"verified":"…"}` (or `service`), as serde writes a source; nothing for an anonymous one.
+fn push_source(out: &mut String, source: &Source) {
+    let (kind, id) = match source {
+        Source::Anonymous => return,
+        Source::Verified(subject) => ("verified", subject),
+        Source::Service(name) => ("service", name),
+    };
+    out.push_str(",\"source\":{\"");
+    out.push_str(kind);
+    out.push_str("\":");
+    json::push_string(out, id);
+    out.push('}');
+}
+
+/// An object's `source`: `{"verified": "…"}` or `{"service": "…"}`. Missing, or anything this tab cannot read (a
+/// kind of a later version), is anonymous: only a source read as one earns a mark, never a guess.
+fn source(object: &json::Value) -> Source {
+    let Some(source) = object.field("source") else { return Source::Anonymous };
+    if let Some(subject) = source.field("verified").and_then(|s| s.string()) {
+        Source::Verified(subject)
+    } else if let Some(name) = source.field("service").and_then(|s| s.string()) {
+        Source::Service(name)
+    } else {
+        Source::Anonymous
+    }
 }
 
 fn string(object: &json::Value, name: &str) -> Option<String> {
@@ -72,7 +100,13 @@ fn whole(object: &json::Value, name: &str) -> Option<u64> {
 
 impl FromJson for Message {
     fn from_json(o: &json::Value) -> Option<Self> {
-        Some(Message { id: whole(o, "id")?, user: string(o, "user")?, text: string(o, "text")?, at: string(o, "at")? })
+        Some(Message {
+            id: whole(o, "id")?,
+            user: string(o, "user")?,
+            text: string(o, "text")?,
+            at: string(o, "at")?,
+            source: source(o),
+        })
     }
 }
 
@@ -85,13 +119,39 @@ impl FromJson for ApiError {
 
 impl FromJson for Joined {
     fn from_json(o: &json::Value) -> Option<Self> {
-        Some(Joined { name: string(o, "name")?, ticket: string(o, "ticket")? })
+        // `expires` is optional, but one that is there must be a time: a tab must not hold on past a garbled one.
+        let expires = match o.field("expires") {
+            Some(_) => Some(whole(o, "expires")?),
+            None => None,
+        };
+        Some(Joined { name: string(o, "name")?, ticket: string(o, "ticket")?, source: source(o), expires })
     }
 }
 
 impl FromJson for PageLimits {
     fn from_json(o: &json::Value) -> Option<Self> {
-        Some(PageLimits { max_message_chars: whole(o, "max_message_chars")? as usize })
+        // How tabs join: left out is anonymous; a mode this tab does not know is read as `both`, so the form offers
+        // what it can and the server's answer decides.
+        let join = o.field("join").map_or(Some(JoinMode::Anonymous), |join| {
+            join.string().map(|join| JoinMode::parse(&join).unwrap_or(JoinMode::Both))
+        })?;
+        let refresh_url = match o.field("refresh_url") {
+            Some(url) => Some(url.string()?),
+            None => None,
+        };
+        Some(PageLimits { max_message_chars: whole(o, "max_message_chars")? as usize, join, refresh_url })
+    }
+}
+
+/// The answer of the deployer's token refresh URL: `{"token": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renewed {
+    pub token: String,
+}
+
+impl FromJson for Renewed {
+    fn from_json(o: &json::Value) -> Option<Self> {
+        Some(Renewed { token: string(o, "token")? }).filter(|renewed| !renewed.token.is_empty())
     }
 }
 
@@ -247,6 +307,48 @@ impl std::str::FromStr for FirstPage {
         let (epoch, messages) = text.split_once('\n').ok_or(())?;
         let messages = self::messages(messages).ok_or(())?;
         Ok(Self(Ok(LogPage { epoch: epoch.to_owned(), messages })))
+    }
+}
+
+/// The page's limits as the server renders them into the page for the tab to hydrate with (the join form needs the
+/// join mode before anything is fetched): the longest message, the join mode and the refresh URL (empty: none), a
+/// line each; or `!`, the error's kind, a line break and its message, as `FirstPage`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstLimits(pub Result<PageLimits, ApiError>);
+
+impl std::fmt::Display for FirstLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            // A refresh URL is one line: the settings take it only as printable ASCII (`values::refresh_url`).
+            Ok(limits) => write!(
+                f,
+                "{}\n{}\n{}",
+                limits.max_message_chars,
+                limits.join.as_str(),
+                limits.refresh_url.as_deref().unwrap_or_default()
+            ),
+            Err(err) => write!(f, "!{}\n{}", err.kind.code(), err.message),
+        }
+    }
+}
+
+impl std::str::FromStr for FirstLimits {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, ()> {
+        if let Some(error) = text.strip_prefix('!') {
+            let (kind, message) = error.split_once('\n').ok_or(())?;
+            return Ok(Self(Err(ApiError::new(ErrorKind::from_code(kind).ok_or(())?, message))));
+        }
+        let mut lines = text.splitn(3, '\n');
+        let (Some(max), Some(join), Some(refresh_url)) = (lines.next(), lines.next(), lines.next()) else {
+            return Err(());
+        };
+        Ok(Self(Ok(PageLimits {
+            max_message_chars: max.parse().map_err(|_| ())?,
+            join: JoinMode::parse(join).ok_or(())?,
+            refresh_url: Some(refresh_url.to_owned()).filter(|url| !url.is_empty()),
+        })))
     }
 }
 

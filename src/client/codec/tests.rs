@@ -4,7 +4,13 @@
 use super::*;
 
 fn m(id: u64, user: &str, text: &str) -> Message {
-    Message { id, user: user.into(), text: text.into(), at: "2026-12-07T16:45:05.123Z".into() }
+    Message {
+        id,
+        user: user.into(),
+        text: text.into(),
+        at: "2026-12-07T16:45:05.123Z".into(),
+        source: Source::Anonymous,
+    }
 }
 
 /// Strings that JSON must escape, and some it must not.
@@ -28,6 +34,34 @@ fn messages_are_written_as_serde_json_writes_them_and_read_back() {
     push_messages(&mut empty, &[]);
     assert_eq!(empty, "[]");
     assert_eq!(messages(&empty), Some(vec![]));
+}
+
+/// A source is written as serde writes it (left out when anonymous, so an anonymous page is byte for byte what it
+/// was), read back, and anything unreadable in it is anonymous: never a mark by guess.
+#[test]
+fn sources_are_written_as_serde_writes_them_and_only_a_readable_one_is_not_anonymous() {
+    let mut page = awkward();
+    page[0].source = Source::Verified("sub \"1\" ü".into());
+    page[1].source = Source::Service("billing".into());
+    let mut written = String::new();
+    push_messages(&mut written, &page);
+    assert_eq!(written, serde_json::to_string(&page).unwrap());
+    assert!(written.contains(r#""source":{"verified":"sub \"1\" ü"}"#), "{written}");
+    assert_eq!(messages(&written), Some(page));
+    let anonymous = m(1, "Ada", "hi");
+    assert!(!serde_json::to_string(&anonymous).unwrap().contains("source"), "an anonymous message has no field");
+    for odd in [
+        r#""source":"anonymous""#,
+        r#""source":null"#,
+        r#""source":{"verified":5}"#,
+        r#""source":{"admin":"root"}"#,
+        r#""source":"verified""#,
+        r#""source":["verified","x"]"#,
+    ] {
+        let text = format!(r#"[{{"id":1,"user":"Ada","text":"hi","at":"t",{odd}}}]"#);
+        let read = messages(&text).unwrap_or_else(|| panic!("{odd}: the message is read"));
+        assert_eq!(read[0].source, Source::Anonymous, "{odd}");
+    }
 }
 
 #[test]
@@ -54,10 +88,35 @@ fn a_page_as_the_api_answers_it_is_read_and_a_malformed_one_is_not() {
 
 #[test]
 fn each_answer_the_server_writes_is_read_back() {
-    let joined = Joined { name: "Ada".into(), ticket: "v1.abc.def".into() };
+    let joined = Joined { name: "Ada".into(), ticket: "v1.abc.def".into(), source: Source::Anonymous, expires: None };
+    assert_eq!(serde_json::to_string(&joined).unwrap(), r#"{"name":"Ada","ticket":"v1.abc.def"}"#, "as before tokens");
     assert_eq!(object::<Joined>(&serde_json::to_string(&joined).unwrap()), Some(joined));
-    let limits = PageLimits { max_message_chars: 2000 };
-    assert_eq!(object::<PageLimits>(&serde_json::to_string(&limits).unwrap()), Some(limits));
+    let signed_in = Joined {
+        name: "Ada".into(),
+        ticket: "v2.abc".into(),
+        source: Source::Verified("sub-1".into()),
+        expires: Some(1_767_225_600),
+    };
+    assert_eq!(
+        serde_json::to_string(&signed_in).unwrap(),
+        r#"{"name":"Ada","ticket":"v2.abc","source":{"verified":"sub-1"},"expires":1767225600}"#
+    );
+    assert_eq!(object::<Joined>(&serde_json::to_string(&signed_in).unwrap()), Some(signed_in));
+    assert_eq!(object::<Joined>(r#"{"name":"Ada","ticket":"t","expires":"soon"}"#), None, "a garbled expiry");
+    let limits = PageLimits { max_message_chars: 2000, join: JoinMode::Anonymous, refresh_url: None };
+    assert_eq!(serde_json::to_string(&limits).unwrap(), r#"{"max_message_chars":2000}"#, "as before tokens");
+    assert_eq!(object::<PageLimits>(&serde_json::to_string(&limits).unwrap()), Some(limits.clone()));
+    let signing = PageLimits { join: JoinMode::Token, refresh_url: Some("/auth/token".into()), ..limits.clone() };
+    assert_eq!(object::<PageLimits>(&serde_json::to_string(&signing).unwrap()), Some(signing.clone()));
+    let later = object::<PageLimits>(r#"{"max_message_chars":5,"join":"passkey"}"#).unwrap();
+    assert_eq!(later.join, JoinMode::Both, "a mode this tab does not know: offer what it can, the server decides");
+    for page in [limits, signing] {
+        let written = FirstLimits(Ok(page.clone())).to_string();
+        assert_eq!(written.parse::<FirstLimits>(), Ok(FirstLimits(Ok(page))), "{written:?}");
+    }
+    let refused = FirstLimits(Err(ApiError::new(ErrorKind::Unavailable, "later")));
+    assert_eq!(refused.to_string().parse::<FirstLimits>(), Ok(refused));
+    assert_eq!("2000\nbogus\n".parse::<FirstLimits>(), Err(()));
     let here = Here { names: vec!["Ada".into(), "Grace".into()] };
     assert_eq!(object::<Here>(&serde_json::to_string(&here).unwrap()), Some(here));
     assert_eq!(object::<Here>(r#"{"names":[]}"#), Some(Here { names: vec![] }));

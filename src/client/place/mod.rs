@@ -3,6 +3,10 @@
 //! has one page and no router, so the path is read where the page is: from the request while the server renders
 //! (`server`: leptos_axum puts the request's `Parts` in the context), from `location` in the tab (`browser`). The
 //! server has already redirected or refused a path whose name is not a feed name (`routes`).
+//!
+//! The address's fragment may hand the tab a token of the deployer's site (`/f/team#token=…`, `wire::TOKEN_FIELD`):
+//! a fragment is never sent to any server, so the token reaches no log or `Referer`; the tab takes it out of the
+//! address bar as it reads it (`take_token`).
 #![cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 
 #[cfg(feature = "hydrate")]
@@ -35,6 +39,12 @@ pub fn feed() -> FeedName {
 /// The layout of this page.
 pub fn layout() -> Layout {
     layout_of(&target::path())
+}
+
+/// The token the address's fragment hands over (`#token=…`), taken out of the address bar at once; only in the tab
+/// (call it once hydrated: the server renders no fragment).
+pub fn take_token() -> Option<String> {
+    target::take_token()
 }
 
 /// The feed a page's path shows.

@@ -1,5 +1,6 @@
 //! The page's path while the server renders it: the request leptos_axum put in the context (none outside a
-//! request, e.g. in a unit test: then the feed is `main`).
+//! request, e.g. in a unit test: then the feed is `main`). A fragment never reaches the server, so it hands over no
+//! token here.
 
 #[cfg(feature = "ssr")]
 pub fn path() -> String {
@@ -10,4 +11,8 @@ pub fn path() -> String {
 #[cfg(not(feature = "ssr"))]
 pub fn path() -> String {
     String::new()
+}
+
+pub fn take_token() -> Option<String> {
+    None
 }

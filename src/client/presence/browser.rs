@@ -67,6 +67,15 @@ pub fn joined(presence: Presence, ticket: String) {
     beat(presence);
 }
 
+pub fn renewed(presence: Presence, ticket: String) {
+    // The same tab id: the list shows one tab, not a new one beside the old.
+    presence.me.update_value(|me| {
+        let tab = me.take().map_or_else(remote::new_send_key, |(_, tab)| tab);
+        *me = Some((ticket, tab));
+    });
+    beat(presence);
+}
+
 pub fn beat(presence: Presence) {
     let Some((ticket, tab)) = presence.me.get_value() else { return };
     let round = presence.round.try_update_value(|round| {

@@ -75,6 +75,16 @@ impl Presence {
         target::joined(self, ticket);
     }
 
+    /// This tab's sign-in was renewed: it goes on being here, as the same tab, with `ticket`.
+    pub fn renewed(self, ticket: String) {
+        target::renewed(self, ticket);
+    }
+
+    /// This tab's sign-in ended: it beats no more, and drops off the list when its lease runs out.
+    pub fn left(self) {
+        self.me.set_value(None);
+    }
+
     /// Renews this tab's lease now (if joined), and from then on at the server's pace.
     pub fn beat(self) {
         target::beat(self);

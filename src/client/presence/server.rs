@@ -7,4 +7,6 @@ pub fn refresh(_presence: Presence) {}
 
 pub fn joined(_presence: Presence, _ticket: String) {}
 
+pub fn renewed(_presence: Presence, _ticket: String) {}
+
 pub fn beat(_presence: Presence) {}

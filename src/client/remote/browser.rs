@@ -37,10 +37,25 @@ pub fn limits() -> impl Future<Output = Result<PageLimits, ApiError>> + Send + '
     SendWrapper::new(answer(wire::LIMITS_PATH, None))
 }
 
-pub async fn join(feed: FeedName, username: String) -> Result<Joined, ApiError> {
+pub async fn join(feed: FeedName, credential: super::Credential) -> Result<Joined, ApiError> {
     // The ticket is signed for the group this request names: the page keeps that group from now on.
     session::bind();
-    answer(wire::JOIN_PATH, Some(&with_feed(&feed, vec![("username", &username)]))).await
+    let (field, value) = match &credential {
+        super::Credential::Name(name) => ("username", name),
+        super::Credential::Token(token) => (wire::TOKEN_FIELD, token),
+    };
+    answer(wire::JOIN_PATH, Some(&with_feed(&feed, vec![(field, value)]))).await
+}
+
+pub async fn renew_token(url: String) -> Result<String, ApiError> {
+    let init = RequestInit::new();
+    init.set_method("POST");
+    // The site knows its user by its own cookies, also when it is another origin (which must allow this one).
+    init.set_credentials(web_sys::RequestCredentials::Include);
+    let response = request(&url, init, None).await?;
+    let status = response.status();
+    let answer = if response.ok() { codec::object::<codec::Renewed>(&body(&response).await?) } else { None };
+    answer.map(|renewed| renewed.token).ok_or_else(|| unreadable(status))
 }
 
 pub async fn send_message(feed: FeedName, ticket: String, text: String, key: String) -> Result<Message, ApiError> {

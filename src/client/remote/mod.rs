@@ -51,9 +51,23 @@ pub fn limits() -> impl Future<Output = Result<PageLimits, ApiError>> + Send + '
     target::limits()
 }
 
-/// Joins `feed`'s page as `username`: the accepted name and the ticket this tab sends with.
-pub async fn join(feed: FeedName, username: String) -> Result<Joined, ApiError> {
-    target::join(feed, username).await
+/// What a tab joins with: a name typed in the form, or a token of the deployer's site (`POST /api/join`'s `token`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Name(String),
+    Token(String),
+}
+
+/// Joins `feed`'s page with `credential`: the accepted name and the ticket this tab sends with (and, for a token,
+/// whose it is and until when).
+pub async fn join(feed: FeedName, credential: Credential) -> Result<Joined, ApiError> {
+    target::join(feed, credential).await
+}
+
+/// A new token from the deployer's site: `POST url` with the browser's cookies for that site, answered
+/// `{"token": "..."}`. Only the tab asks (the server renders no sign-in).
+pub async fn renew_token(url: String) -> Result<String, ApiError> {
+    target::renew_token(url).await
 }
 
 /// Sends to `feed`. `key`: this message's idempotency key; sending again with it never stores the message twice.

@@ -30,8 +30,16 @@ pub fn limits() -> impl Future<Output = Result<PageLimits, ApiError>> + Send + '
     api::limits()
 }
 
-pub async fn join(feed: FeedName, username: String) -> Result<Joined, ApiError> {
-    api::join(feed_field(&feed), username).await
+pub async fn join(feed: FeedName, credential: super::Credential) -> Result<Joined, ApiError> {
+    match credential {
+        super::Credential::Name(name) => api::join(feed_field(&feed), name, String::new()).await,
+        super::Credential::Token(token) => api::join(feed_field(&feed), String::new(), token).await,
+    }
+}
+
+/// The deployer's site is asked from the tab only.
+pub async fn renew_token(_url: String) -> Result<String, ApiError> {
+    Err(ApiError::new(crate::shared::error::ErrorKind::Network, "A sign-in is renewed in the browser only."))
 }
 
 pub async fn send_message(feed: FeedName, ticket: String, text: String, key: String) -> Result<Message, ApiError> {

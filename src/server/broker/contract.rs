@@ -17,7 +17,7 @@ use crate::server::link::test_redis::{Reply, TestRedis};
 use crate::server::pages::{PageCache, PageKey};
 use crate::server::store::{Draft, FeedStore, MemoryStore, RedisStore};
 use crate::shared::domain::FeedName;
-use crate::shared::domain::{MessageText, Username};
+use crate::shared::domain::{MessageText, Source, Username};
 
 /// Heal period of the Redis brokers under test.
 const HEAL_EVERY: Duration = Duration::from_millis(300);
@@ -110,7 +110,12 @@ async fn announce(s: &Subject, group: &Audience) -> u64 {
 /// Ada's "hi" in `group` of `feed`, through `broker`: its id.
 async fn append(broker: &dyn Broker, feed: &FeedName, group: &str) -> u64 {
     let (user, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
-    broker.append(Draft { feed, group, author: &user, text: &text, key: None }).await.unwrap().message.id
+    broker
+        .append(Draft { feed, group, author: &user, text: &text, key: None, source: &Source::Anonymous })
+        .await
+        .unwrap()
+        .message
+        .id
 }
 
 /// Ada's "hi" in `group` of the main feed.
@@ -214,7 +219,14 @@ async fn redis_notices_reach_every_replica_in_id_order() {
     wait_listening(&server, 2).await;
     let (user, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
     for (i, broker) in [&broker_a, &broker_b, &broker_a].into_iter().enumerate() {
-        let draft = Draft { feed: &FeedName::main(), group: "g", author: &user, text: &text, key: None };
+        let draft = Draft {
+            feed: &FeedName::main(),
+            group: "g",
+            author: &user,
+            text: &text,
+            key: None,
+            source: &Source::Anonymous,
+        };
         assert_eq!(broker.append(draft).await.unwrap().message.id, i as u64 + 1);
         assert_eq!(next_soon(&mut on_a).await, Some(i as u64 + 1));
         assert_eq!(next_soon(&mut on_b).await, Some(i as u64 + 1));
@@ -231,7 +243,17 @@ async fn redis_heals_lost_notices_within_the_heal_period() {
     let (mut on_g, mut on_h) = (hub.subscribe(&g), hub.subscribe(&h));
     wait_listening(&server, 1).await;
     let (user, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
-    store.append(Draft { feed: &FeedName::main(), group: "g", author: &user, text: &text, key: None }).await.unwrap();
+    store
+        .append(Draft {
+            feed: &FeedName::main(),
+            group: "g",
+            author: &user,
+            text: &text,
+            key: None,
+            source: &Source::Anonymous,
+        })
+        .await
+        .unwrap();
     assert_eq!(next_soon(&mut on_g).await, Some(1));
     // Appended behind pub/sub's back: no PUBLISH.
     for (id, group) in [(2, "h"), (3, "g"), (4, "h")] {
@@ -279,7 +301,17 @@ async fn redis_new_epoch_notifies_every_group() {
         tokio::time::timeout(wait, async { (next_within(&mut on_g, wait).await, next_within(&mut on_h, wait).await) });
     assert_eq!(told.await.ok(), Some((Some(0), Some(0))), "both groups hear of the new (empty) log");
     let appended = loop {
-        match store.append(Draft { feed: &FeedName::main(), group: "h", author: &user, text: &text, key: None }).await {
+        match store
+            .append(Draft {
+                feed: &FeedName::main(),
+                group: "h",
+                author: &user,
+                text: &text,
+                key: None,
+                source: &Source::Anonymous,
+            })
+            .await
+        {
             Ok(appended) => break appended,
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }

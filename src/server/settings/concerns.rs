@@ -9,9 +9,13 @@ use std::time::Duration;
 
 use clap::builder::RangedU64ValueParser;
 
-use super::values::{duration, duration_or_off, origins, proxies, redis_prefix};
+use super::values::{
+    duration, duration_or_off, join_mode, origins, proxies, redis_prefix, refresh_url, token_algorithm,
+};
 use super::{FeedsMode, StoreKind};
 use crate::server::group::Scope;
+use crate::server::identity::TokenAlgorithm;
+use crate::shared::domain::JoinMode;
 
 /// The process: where it listens, what it serves, what it logs, how it stops.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
@@ -237,4 +241,41 @@ pub struct Embed {
     #[arg(long, env = "BROADCASTING_EMBED_ORIGINS", default_value = "", hide_default_value = true,
         value_parser = origins)]
     pub embed_origins: ::std::vec::Vec<String>,
+}
+
+/// Who may join, and how the tokens of the deployer's backend are verified (`server::identity`).
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+#[command(next_help_heading = "Identity")]
+pub struct Identity {
+    /// How tabs join: `anonymous` (a name typed in the form), `token` (only with a token signed by the deployer's
+    /// backend) or `both`.
+    #[arg(long, env = "BROADCASTING_JOIN", default_value = "anonymous", value_parser = join_mode)]
+    pub join: JoinMode,
+    /// HS256: the secret the deployer's backend signs tokens with (at least 32 bytes).
+    // Checked after parsing, like `secret`: a refused value must not reach the terminal or a log.
+    #[arg(long, env = "BROADCASTING_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
+    /// HS256: a file holding that secret (surrounding whitespace ignored), instead of `token-secret`.
+    #[arg(long, env = "BROADCASTING_TOKEN_SECRET_FILE")]
+    pub token_secret_file: Option<PathBuf>,
+    /// RS256 or EdDSA: the deployer's public key, a PEM file (`-----BEGIN PUBLIC KEY-----`).
+    #[arg(long, env = "BROADCASTING_TOKEN_PUBLIC_KEY_FILE")]
+    pub token_public_key_file: Option<PathBuf>,
+    /// The one algorithm tokens are signed with: `HS256` (with a secret), `RS256` or `EdDSA` (with a public key);
+    /// a token signed otherwise is refused.
+    #[arg(long, env = "BROADCASTING_TOKEN_ALGORITHM", default_value = "HS256", value_parser = token_algorithm)]
+    pub token_algorithm: TokenAlgorithm,
+    /// A token must name this audience in its `aud`; unset: a token that names any audience is refused.
+    #[arg(long, env = "BROADCASTING_TOKEN_AUDIENCE")]
+    pub token_audience: Option<String>,
+    /// A token must name this issuer as its `iss`; unset: any issuer.
+    #[arg(long, env = "BROADCASTING_TOKEN_ISSUER")]
+    pub token_issuer: Option<String>,
+    /// Clock skew allowed between the deployer's backend and this server when checking a token's `exp` and `nbf`.
+    #[arg(long, env = "BROADCASTING_TOKEN_LEEWAY", default_value = "30s", value_parser = duration)]
+    pub token_leeway: Duration,
+    /// Where the page asks for a new token shortly before a sign-in expires (a path here, or an http(s) URL, asked
+    /// with the browser's cookies, answering `{"token": "..."}`); unset: the page says the sign-in expired.
+    #[arg(long, env = "BROADCASTING_TOKEN_REFRESH_URL", value_parser = refresh_url)]
+    pub token_refresh_url: Option<String>,
 }

@@ -19,7 +19,7 @@ mod concerns;
 mod file;
 mod values;
 
-pub use concerns::{Connections, Embed, Feed, Limits, Presence, Server, Store, Tickets};
+pub use concerns::{Connections, Embed, Feed, Identity, Limits, Presence, Server, Store, Tickets};
 
 /// The settings in force, by concern.
 // `group(skip)`: the concerns are the command's only groups, so each group is one table of the file.
@@ -47,6 +47,8 @@ pub struct Settings {
     pub tickets: Tickets,
     #[command(flatten)]
     pub embed: Embed,
+    #[command(flatten)]
+    pub identity: Identity,
     /// The feeds the settings file names, each with its retention (the file's `[broadcasting.named-feeds.NAME]`
     /// tables; no flag or variable: a list of feeds belongs in a file).
     #[arg(skip)]

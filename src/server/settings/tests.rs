@@ -55,6 +55,16 @@ const OLD: &[(&str, &str, &str, &str)] = &[
     ("--log-level", "BROADCASTING_LOG", "server", "debug"),
     ("--site-root", "LEPTOS_SITE_ROOT", "server", "/srv/site"),
     ("--embed-origins", "BROADCASTING_EMBED_ORIGINS", "embed", "https://blog.example"),
+    // Added with sign-in tokens (issue 25): flags that did not exist before, held to the same contract.
+    ("--join", "BROADCASTING_JOIN", "identity", "both"),
+    ("--token-secret", "BROADCASTING_TOKEN_SECRET", "identity", "a-token-secret-of-thirty-two-bytes!"),
+    ("--token-secret-file", "BROADCASTING_TOKEN_SECRET_FILE", "identity", "/run/secrets/token"),
+    ("--token-public-key-file", "BROADCASTING_TOKEN_PUBLIC_KEY_FILE", "identity", "/etc/broadcasting/app.pem"),
+    ("--token-algorithm", "BROADCASTING_TOKEN_ALGORITHM", "identity", "EdDSA"),
+    ("--token-audience", "BROADCASTING_TOKEN_AUDIENCE", "identity", "chat"),
+    ("--token-issuer", "BROADCASTING_TOKEN_ISSUER", "identity", "https://app.example.com"),
+    ("--token-leeway", "BROADCASTING_TOKEN_LEEWAY", "identity", "5s"),
+    ("--token-refresh-url", "BROADCASTING_TOKEN_REFRESH_URL", "identity", "/auth/token"),
 ];
 
 /// A settings file in a directory of its own; `path` is rewritten by `write` so settings read from different
@@ -164,7 +174,18 @@ fn every_setting_but_the_secret_has_a_default() {
         .filter(|arg| arg.get_default_values().is_empty())
         .filter_map(|arg| arg.get_long())
         .collect();
-    assert_eq!(without, ["secret"]);
+    assert_eq!(
+        without,
+        [
+            "secret",
+            "token-secret",
+            "token-secret-file",
+            "token-public-key-file",
+            "token-audience",
+            "token-issuer",
+            "token-refresh-url"
+        ]
+    );
 }
 
 #[test]
@@ -297,7 +318,7 @@ fn the_readme_settings_table_matches_help() {
 fn help_lists_each_setting_under_its_concern() {
     let help = Settings::command().render_long_help().to_string();
     let tables = tables();
-    let headings = ["Server", "Connections", "Feed", "Store", "Limits", "Presence", "Tickets", "Embed"];
+    let headings = ["Server", "Connections", "Feed", "Store", "Limits", "Presence", "Tickets", "Embed", "Identity"];
     for (i, heading) in headings.iter().enumerate() {
         let start = help.find(&format!("\n{heading}:\n")).unwrap_or_else(|| panic!("a {heading} heading: {help}"));
         let end = headings.get(i + 1).map_or(help.len(), |next| help.find(&format!("\n{next}:\n")).unwrap());
@@ -469,4 +490,40 @@ fn embed_origins_are_origins_as_the_browser_writes_them() {
     let err = File::new("[broadcasting.embed]\nembed-origins = \"https://ok.example, blog.example\"\n").load(&[]);
     let err = err.unwrap_err().to_string();
     assert!(err.contains("embed-origins") && err.contains("\"blog.example\" has no scheme"), "{err}");
+}
+
+#[test]
+fn identity_settings_take_their_values_and_refuse_others_by_name() {
+    use crate::server::identity::TokenAlgorithm;
+    use crate::shared::domain::JoinMode;
+    let defaults = flags(&[]).unwrap().identity;
+    assert_eq!(
+        (defaults.join, defaults.token_algorithm, defaults.token_leeway, defaults.token_refresh_url),
+        (JoinMode::Anonymous, TokenAlgorithm::Hs256, Duration::from_secs(30), None)
+    );
+    let identity = |args: &[&str]| flags(args).map(|settings| settings.identity);
+    assert_eq!(identity(&["--join", "token"]).unwrap().join, JoinMode::Token);
+    assert_eq!(identity(&["--token-algorithm", "rs256"]).unwrap().token_algorithm, TokenAlgorithm::Rs256);
+    assert_eq!(identity(&["--token-algorithm", "EdDSA"]).unwrap().token_algorithm, TokenAlgorithm::EdDsa);
+    for good in ["/auth/token", "/auth/token?for=feed", "https://app.example.com/auth/token", "http://localhost:8080/t"]
+    {
+        assert_eq!(identity(&["--token-refresh-url", good]).unwrap().token_refresh_url.as_deref(), Some(good));
+    }
+    for (args, named) in [
+        (&["--join", "anyone"][..], "anonymous, token, both"),
+        (&["--token-algorithm", "none"], "HS256, RS256, EdDSA"),
+        (&["--token-leeway", "soon"], "token-leeway"),
+        (&["--token-refresh-url", "//evil.example/t"], "path on this site"),
+        (&["--token-refresh-url", "/\\evil.example"], "path on this site"),
+        (&["--token-refresh-url", "javascript:alert(1)"], "path on this site"),
+        (&["--token-refresh-url", "https://a.example/x y"], "path on this site"),
+        (&["--token-refresh-url", "https://a.example; script-src *"], "path on this site"),
+        (&["--token-refresh-url", "https://a.example"], "https://a.example/"),
+    ] {
+        let err = identity(args).unwrap_err().to_string();
+        assert!(err.contains(named), "{args:?}: {err}");
+    }
+    let err = File::new("[broadcasting.identity]\ntoken-secret = \"too short\"\njoin = \"every\"\n").load(&[]);
+    let err = err.unwrap_err().to_string();
+    assert!(err.contains("join") && !err.contains("too short"), "{err}");
 }

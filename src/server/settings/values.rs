@@ -1,5 +1,6 @@
 //! The value parsers clap has no ready-made one for: durations (with `off`), a list of proxies, a list of origins, a
-//! Redis key prefix. Each error says what the value must be; clap puts the flag and the value in front of it, and the
+//! Redis key prefix, how tabs join, a token algorithm, the token refresh URL. Each error says what the value must be;
+//! clap puts the flag and the value in front of it, and the
 //! settings file puts the file and the key.
 
 use std::time::Duration;
@@ -83,4 +84,40 @@ fn origin(entry: &str) -> Result<String, String> {
     }
     let port = url.port().map(|port| format!(":{port}")).unwrap_or_default();
     Ok(format!("{}://{wildcard}{host}{port}", url.scheme()))
+}
+
+/// `anonymous`, `token` or `both`.
+pub(super) fn join_mode(raw: &str) -> Result<crate::shared::domain::JoinMode, String> {
+    crate::shared::domain::JoinMode::parse(raw.trim()).ok_or_else(|| "must be one of anonymous, token, both".to_owned())
+}
+
+/// `HS256`, `RS256` or `EdDSA`, in any case.
+pub(super) fn token_algorithm(raw: &str) -> Result<crate::server::identity::TokenAlgorithm, String> {
+    use crate::server::identity::TokenAlgorithm;
+    let found = TokenAlgorithm::NAMES.iter().find(|(name, _)| name.eq_ignore_ascii_case(raw.trim()));
+    found.map(|(_, algorithm)| *algorithm).ok_or_else(|| "must be one of HS256, RS256, EdDSA".to_owned())
+}
+
+/// A path on this site (`/auth/token`) or an `http(s)://` URL with a host, kept as written. The origin of a URL
+/// joins the page's `connect-src` (`identity::SignIn::refresh_origin`), so it is taken only when the `url` crate
+/// writes it back the same; a path is printable ASCII with nothing a browser could read as another host (`//`,
+/// `/\`) or that could close a quote.
+pub(super) fn refresh_url(raw: &str) -> Result<String, String> {
+    const RULE: &str = "must be a path on this site (/auth/token) or an http:// or https:// URL";
+    let raw = raw.trim();
+    if let Some(rest) = raw.strip_prefix('/') {
+        let plain = |b: u8| b.is_ascii_graphic() && !b"\"'\\<>`".contains(&b);
+        let fine = !rest.starts_with(['/', '\\']) && raw.bytes().all(plain);
+        return if fine { Ok(raw.to_owned()) } else { Err(RULE.to_owned()) };
+    }
+    match url::Url::parse(raw) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            if url.as_str() == raw {
+                Ok(raw.to_owned())
+            } else {
+                Err(format!("{RULE}, written as it reads ({})", url.as_str()))
+            }
+        }
+        _ => Err(RULE.to_owned()),
+    }
 }

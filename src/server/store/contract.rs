@@ -110,7 +110,10 @@ async fn append_as(
 ) -> Appended {
     let (author, text) = (Username::parse(author).unwrap(), MessageText::parse(text, 100).unwrap());
     let key = key.map(|key| SendKey::parse(key).unwrap().unwrap());
-    store.append(Draft { feed, group, author: &author, text: &text, key: key.as_ref() }).await.unwrap()
+    store
+        .append(Draft { feed, group, author: &author, text: &text, key: key.as_ref(), source: &Source::Anonymous })
+        .await
+        .unwrap()
 }
 
 fn feed(name: &str) -> FeedName {
@@ -245,12 +248,54 @@ async fn a_repeated_key_answers_the_first_message_and_appends_nothing() {
         let (author, text) = (Username::parse("ada").unwrap(), MessageText::parse("hello", 100).unwrap());
         let key = SendKey::parse("k1").unwrap();
         let other = store
-            .append(Draft { feed: &FeedName::main(), group: "h", author: &author, text: &text, key: key.as_ref() })
+            .append(Draft {
+                feed: &FeedName::main(),
+                group: "h",
+                author: &author,
+                text: &text,
+                key: key.as_ref(),
+                source: &Source::Anonymous,
+            })
             .await
             .unwrap();
         assert!(other.fresh, "{name}");
         assert_eq!(ids(&store.since(&FeedName::main(), 0, 100).await.unwrap()), vec![1, 2, 3, 4], "{name}");
         assert_eq!(store.last_id(&FeedName::main()).await.unwrap(), 4, "{name}");
+    }
+}
+
+/// Every store keeps a message's source as the draft gives it: anonymous, verified (the token's subject, which may
+/// hold anything, a colon too) and service (an API key's name). Every read gives it back, and so does a repeated
+/// key's answer.
+#[tokio::test]
+async fn every_source_is_kept_as_given_and_read_back() {
+    let sources = [
+        Source::Anonymous,
+        Source::Verified("sub-123:tenant/ü".into()),
+        Source::Service("billing".into()),
+        Source::Verified(String::new()),
+    ];
+    for (name, s) in stores(100) {
+        let store = &*s.store;
+        let (author, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
+        for (i, source) in sources.iter().enumerate() {
+            let key = SendKey::parse(&format!("k{i}")).unwrap();
+            let draft =
+                Draft { feed: &FeedName::main(), group: "g", author: &author, text: &text, key: key.as_ref(), source };
+            let first = store.append(draft).await.unwrap();
+            assert_eq!((first.fresh, &first.message.source), (true, source), "{name}");
+            let again = store.append(draft).await.unwrap();
+            assert_eq!((again.fresh, &again.message.source), (false, source), "{name}: a repeated key");
+        }
+        let main = FeedName::main();
+        for page in [
+            store.since(&main, 0, 10).await.unwrap(),
+            store.latest(&main, 10).await.unwrap(),
+            store.before(&main, u64::MAX, 10).await.unwrap(),
+        ] {
+            let read: Vec<&Source> = page.iter().map(|m| &m.source).collect();
+            assert_eq!(read, sources.iter().collect::<Vec<_>>(), "{name}");
+        }
     }
 }
 
@@ -333,7 +378,14 @@ async fn redis_down_is_unavailable_and_recovers() {
     server.kill9();
     let started = std::time::Instant::now();
     let (author, text) = (Username::parse("ada").unwrap(), MessageText::parse("x", 100).unwrap());
-    let draft = Draft { feed: &FeedName::main(), group: "g", author: &author, text: &text, key: None };
+    let draft = Draft {
+        feed: &FeedName::main(),
+        group: "g",
+        author: &author,
+        text: &text,
+        key: None,
+        source: &Source::Anonymous,
+    };
     assert!(matches!(store.append(draft).await, Err(StoreError::Unavailable(_))));
     assert!(matches!(store.since(&FeedName::main(), 0, 10).await, Err(StoreError::Unavailable(_))));
     assert!(store.ready().await.is_err());

@@ -111,6 +111,7 @@ impl FeedStore for MemoryStore {
             user: draft.author.as_str().to_owned(),
             text: draft.text.as_str().to_owned(),
             at,
+            source: draft.source.clone(),
         };
         if log.messages.len() == self.cap {
             log.messages.pop_front();

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use time::format_description::well_known::Rfc3339;
 
 use crate::server::observe;
-use crate::shared::domain::{FeedName, Message, MessageText, SendKey, Username};
+use crate::shared::domain::{FeedName, Message, MessageText, SendKey, Source, Username};
 use crate::shared::error::{ApiError, ErrorKind};
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +88,28 @@ pub struct Draft<'a> {
     pub author: &'a Username,
     pub text: &'a MessageText,
     pub key: Option<&'a SendKey>,
+    /// Who vouches for `author`; every store keeps it with the message, as given.
+    pub source: &'a Source,
+}
+
+/// A source as the SQLite column and the Redis field hold it: `verified:SUBJECT` or `service:NAME`, and nothing
+/// (NULL, no field) for an anonymous one, which is what every message stored before sources has.
+pub fn stored_source(source: &Source) -> Option<String> {
+    match source {
+        Source::Anonymous => None,
+        Source::Verified(subject) => Some(format!("verified:{subject}")),
+        Source::Service(name) => Some(format!("service:{name}")),
+    }
+}
+
+/// The source a stored value names. Anything else reads as anonymous: a value this server cannot read must never
+/// earn a mark.
+pub fn source_of_stored(stored: Option<&str>) -> Source {
+    match stored.and_then(|stored| stored.split_once(':')) {
+        Some(("verified", subject)) => Source::Verified(subject.to_owned()),
+        Some(("service", name)) => Source::Service(name.to_owned()),
+        _ => Source::Anonymous,
+    }
 }
 
 /// What an append did.

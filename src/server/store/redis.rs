@@ -2,7 +2,9 @@
 //! deployments can share a Redis, and every key of a feed carries the feed as a Redis Cluster hash tag
 //! (`Link::feed_key`), so a feed's keys (and its notice channel) share one slot and one script may use them all:
 //!
-//! - `PREFIX:{feed}:log`: a stream, one entry per message, entry id `<id>-0`, fields `user`, `text`, `at`, `group`;
+//! - `PREFIX:{feed}:log`: a stream, one entry per message, entry id `<id>-0`, fields `user`, `text`, `at`, `group`,
+//!   and `source` when the message has one (`store::stored_source`; an entry without it, as every entry of before
+//!   sources, is anonymous);
 //! - `PREFIX:{feed}:meta`: a hash, `epoch` (made with the feed's log, at its first append) and `seq` (the newest id
 //!   ever handed out in the feed);
 //! - `PREFIX:{feed}:key:<group>:<key>`: a send key's first id, expiring after `KEY_MEMORY`;
@@ -54,7 +56,10 @@ use redis::{AsyncCommands, Script, Value};
 use hashlink::LruCache;
 use tokio::sync::OnceCell;
 
-use super::{new_epoch, now_rfc3339, Appended, Draft, FeedStore, Readiness, StoreError, KEY_MEMORY};
+use super::{
+    new_epoch, now_rfc3339, source_of_stored, stored_source, Appended, Draft, FeedStore, Readiness, StoreError,
+    KEY_MEMORY,
+};
 use crate::server::link::notice::APPENDED_LUA;
 use crate::server::link::Link;
 use crate::shared::domain::{FeedName, Message};
@@ -88,8 +93,8 @@ local function rotate(meta, epoch, seen_epoch, seen, fresh)
 end
 "#;
 
-/// `KEYS`: meta, log[, send key]. `ARGV`: a fresh epoch, cap, user, text, at, group, key lifetime (s), channel, then
-/// the epoch and newest id this replica saw. Answers `{1, id, epoch, lost}` for an append (`lost`: see `ROTATE`),
+/// `KEYS`: meta, log[, send key]. `ARGV`: a fresh epoch, cap, user, text, at, group, key lifetime (s), channel, the
+/// epoch and newest id this replica saw, then the source (`""`: anonymous, no field). Answers `{1, id, epoch, lost}` for an append (`lost`: see `ROTATE`),
 /// `{0, id, fields}` for a repeated key (fields empty if retention took it).
 /// `#!lua` (Redis 7) makes Redis refuse the whole script up front when out of memory or read-only, never half-way.
 const APPEND: &str = r#"
@@ -103,8 +108,13 @@ if key then
 end
 local epoch, lost = rotate(meta, ensure(meta, log, ARGV[1]), ARGV[9], tonumber(ARGV[10]), ARGV[1])
 local id = redis.call('HINCRBY', meta, 'seq', 1)
-redis.call('XADD', log, 'MAXLEN', '~', ARGV[2], id .. '-0',
-  'user', ARGV[3], 'text', ARGV[4], 'at', ARGV[5], 'group', ARGV[6])
+if ARGV[11] == '' then
+  redis.call('XADD', log, 'MAXLEN', '~', ARGV[2], id .. '-0',
+    'user', ARGV[3], 'text', ARGV[4], 'at', ARGV[5], 'group', ARGV[6])
+else
+  redis.call('XADD', log, 'MAXLEN', '~', ARGV[2], id .. '-0',
+    'user', ARGV[3], 'text', ARGV[4], 'at', ARGV[5], 'group', ARGV[6], 'source', ARGV[11])
+end
 if key then redis.call('SET', key, id, 'EX', ARGV[7]) end
 redis.call('PUBLISH', ARGV[8], appended_notice(epoch, id, ARGV[6]))
 return {1, id, epoch, lost}
@@ -119,7 +129,8 @@ local epoch, lost = rotate(KEYS[1], ensure(KEYS[1], KEYS[2], ARGV[1]), ARGV[2], 
 return {epoch, redis.call('HGET', KEYS[1], 'seq') or '0', lost}
 "#;
 
-/// `KEYS`: meta, log. `ARGV`: the first id expected, then `id, user, text, at` per message. Appends messages with
+/// `KEYS`: meta, log. `ARGV`: the first id expected, then `id, user, text, at, source` per message (source `""`:
+/// anonymous, no field). Appends messages with
 /// their own ids to a log that has no epoch yet (a migration), refusing if anything else writes to it meanwhile.
 const IMPORT: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('the log has an epoch: replicas are running on it') end
@@ -128,10 +139,15 @@ local expected = tonumber(ARGV[1])
 if top and tonumber(string.match(top[1], '^(%d+)')) >= expected then
   return redis.error_reply('the log already holds id ' .. top[1] .. ': something else writes to it')
 end
-for i = 2, #ARGV, 4 do
-  redis.call('XADD', KEYS[2], ARGV[i] .. '-0', 'user', ARGV[i + 1], 'text', ARGV[i + 2], 'at', ARGV[i + 3], 'group', '')
+for i = 2, #ARGV, 5 do
+  if ARGV[i + 4] == '' then
+    redis.call('XADD', KEYS[2], ARGV[i] .. '-0', 'user', ARGV[i + 1], 'text', ARGV[i + 2], 'at', ARGV[i + 3], 'group', '')
+  else
+    redis.call('XADD', KEYS[2], ARGV[i] .. '-0', 'user', ARGV[i + 1], 'text', ARGV[i + 2], 'at', ARGV[i + 3], 'group', '',
+      'source', ARGV[i + 4])
+  end
 end
-return #ARGV - 1
+return (#ARGV - 1) / 5
 "#;
 
 /// `KEYS`: meta. `ARGV`: epoch, seq. Ends a migration: the log gets the epoch and sequence of the log it came from.
@@ -345,7 +361,8 @@ impl RedisStore {
         let mut call = script.prepare_invoke();
         call.key(self.feed_key(feed, keys::META)).key(self.feed_key(feed, keys::LOG)).arg(first.id);
         for message in batch {
-            call.arg(message.id).arg(&message.user).arg(&message.text).arg(&message.at);
+            let source = stored_source(&message.source).unwrap_or_default();
+            call.arg(message.id).arg(&message.user).arg(&message.text).arg(&message.at).arg(source);
         }
         self.run(|mut conn| async move { call.invoke_async::<u64>(&mut conn).await }).await?;
         Ok(())
@@ -468,6 +485,7 @@ fn message(id: &str, mut fields: HashMap<String, String>) -> Option<Message> {
         user: fields.remove("user")?,
         text: fields.remove("text")?,
         at: fields.remove("at")?,
+        source: source_of_stored(fields.get("source").map(String::as_str)),
     })
 }
 
@@ -503,6 +521,12 @@ fn parse_appended(reply: Value, draft: &Draft<'_>, at: String) -> Result<(Append
         user: field("user", draft.author.as_str()),
         text: field("text", draft.text.as_str()),
         at: field("at", &at),
+        // The first message's own source if it is still kept; else (retention took it) the draft's, as sent.
+        source: if stored.is_empty() {
+            draft.source.clone()
+        } else {
+            source_of_stored(stored.get("source").map(String::as_str))
+        },
     };
     let epoch = appended_in.as_ref().map(|(epoch, _)| epoch.clone()).unwrap_or_default();
     Ok((Appended { message, epoch, fresh }, appended_in))
@@ -530,7 +554,8 @@ impl FeedStore for RedisStore {
             .arg(KEY_MEMORY.as_secs())
             .arg(self.link.notices(draft.feed))
             .arg(&seen_ref.epoch)
-            .arg(seen_ref.seq);
+            .arg(seen_ref.seq)
+            .arg(stored_source(draft.source).unwrap_or_default());
         let call = &call;
         let (feeds, name) = (self.key(keys::FEEDS), draft.feed.as_str());
         let reply: Value = self

@@ -9,7 +9,8 @@
 //!
 //! The schema has a version (`PRAGMA user_version`) and one step per version; a database of a newer version than
 //! this server knows is refused. Version 3 made the log per feed: a database of version 2 keeps its messages, ids
-//! and epoch as feed `main`'s, so an upgrade does not make open tabs reload.
+//! and epoch as feed `main`'s, so an upgrade does not make open tabs reload. Version 4 added each message's source
+//! (`store::stored_source`); the rows of before are anonymous, as they were.
 //!
 //! Readiness (`/readyz`) asks the writer thread itself: it answers only if it runs and is not stuck, and it says
 //! not ready while its last commit failed (a full disk, a read-only file), until a small write commits again.
@@ -21,7 +22,9 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
-use super::{new_epoch, now_rfc3339, Appended, Draft, FeedStore, StoreError, KEY_MEMORY};
+use super::{
+    new_epoch, now_rfc3339, source_of_stored, stored_source, Appended, Draft, FeedStore, StoreError, KEY_MEMORY,
+};
 use crate::shared::domain::{FeedName, Message};
 
 /// Most appends committed in one transaction.
@@ -29,7 +32,7 @@ const MAX_BATCH: usize = 512;
 /// Most rows one retention pass deletes per transaction, so a large cleanup never holds the writer for long.
 const PRUNE_CHUNK: i64 = 2_000;
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Most expired send keys one commit forgets (so forgetting never holds the writer for long).
 const FORGET_KEYS_CHUNK: i64 = 256;
@@ -39,6 +42,8 @@ struct Pending {
     feed: FeedName,
     user: String,
     text: String,
+    /// `store::stored_source`: NULL for anonymous.
+    source: Option<String>,
     /// (group, key), when the send has a key.
     key: Option<(String, String)>,
     reply: oneshot::Sender<Result<Appended, StoreError>>,
@@ -182,6 +187,15 @@ fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     if version < 3 {
         per_feed_schema(conn)?;
     }
+    if version < 4 {
+        // A nullable column: adding it rewrites no row, and every row of before reads NULL, anonymous.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE messages ADD COLUMN source TEXT;
+             PRAGMA user_version = 4;
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }
 
@@ -301,10 +315,11 @@ fn commit_appends(conn: &mut Connection, appends: Vec<Pending>, failing: &mut bo
                 "INSERT INTO feeds (name, epoch, seq) VALUES (?1, ?2, 1)
                  ON CONFLICT (name) DO UPDATE SET seq = seq + 1 RETURNING seq, epoch",
             )?;
-            let mut insert =
-                tx.prepare_cached("INSERT INTO messages (feed, id, user, text, at) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO messages (feed, id, user, text, at, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
             let mut find_key = tx.prepare_cached(
-                "SELECT k.id, m.user, m.text, m.at FROM send_keys k
+                "SELECT k.id, m.user, m.text, m.at, m.source FROM send_keys k
                  LEFT JOIN messages m ON m.feed = k.feed AND m.id = k.id
                  WHERE k.feed = ?1 AND k.grp = ?2 AND k.key = ?3 AND k.made >= ?4",
             )?;
@@ -318,11 +333,17 @@ fn commit_appends(conn: &mut Connection, appends: Vec<Pending>, failing: &mut bo
                         .query_row(params![feed, group, key, remembered_since], |row| {
                             let id = row.get::<_, i64>(0)? as u64;
                             // Retention may have deleted the first message since: answer it as it was sent.
+                            let user = row.get::<_, Option<String>>(1)?;
+                            let source = match user {
+                                Some(_) => row.get::<_, Option<String>>(4)?,
+                                None => pending.source.clone(),
+                            };
                             Ok(Message {
                                 id,
-                                user: row.get::<_, Option<String>>(1)?.unwrap_or_else(|| pending.user.clone()),
+                                user: user.unwrap_or_else(|| pending.user.clone()),
                                 text: row.get::<_, Option<String>>(2)?.unwrap_or_else(|| pending.text.clone()),
                                 at: row.get::<_, Option<String>>(3)?.unwrap_or_else(|| at.clone()),
+                                source: source_of_stored(source.as_deref()),
                             })
                         })
                         .optional()?;
@@ -334,12 +355,17 @@ fn commit_appends(conn: &mut Connection, appends: Vec<Pending>, failing: &mut bo
                 let (id, epoch) = next_id.query_row(params![feed, new_epoch()], |row| {
                     Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
                 })?;
-                insert.execute(params![feed, id, pending.user, pending.text, at])?;
+                insert.execute(params![feed, id, pending.user, pending.text, at, pending.source])?;
                 if let Some((group, key)) = &pending.key {
                     remember.execute(params![feed, group, key, id, now])?;
                 }
-                let message =
-                    Message { id: id as u64, user: pending.user.clone(), text: pending.text.clone(), at: at.clone() };
+                let message = Message {
+                    id: id as u64,
+                    user: pending.user.clone(),
+                    text: pending.text.clone(),
+                    at: at.clone(),
+                    source: source_of_stored(pending.source.as_deref()),
+                };
                 answers.push(Appended { message, epoch, fresh: true });
             }
             tx.execute(
@@ -413,7 +439,13 @@ fn prune(
 }
 
 fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
-    Ok(Message { id: row.get::<_, i64>(0)? as u64, user: row.get(1)?, text: row.get(2)?, at: row.get(3)? })
+    Ok(Message {
+        id: row.get::<_, i64>(0)? as u64,
+        user: row.get(1)?,
+        text: row.get(2)?,
+        at: row.get(3)?,
+        source: source_of_stored(row.get::<_, Option<String>>(4)?.as_deref()),
+    })
 }
 
 fn collect(conn: &Connection, sql: &str, feed: &str, a: i64, limit: usize) -> rusqlite::Result<Vec<Message>> {
@@ -431,8 +463,8 @@ impl FeedStore for SqliteStore {
     async fn append(&self, draft: Draft<'_>) -> Result<Appended, StoreError> {
         let (user, text) = (draft.author.as_str().to_owned(), draft.text.as_str().to_owned());
         let key = draft.key.map(|key| (draft.group.to_owned(), key.as_str().to_owned()));
-        let feed = draft.feed.clone();
-        self.ask(|reply| Job::Append(Pending { feed, user, text, key, reply })).await
+        let (feed, source) = (draft.feed.clone(), stored_source(draft.source));
+        self.ask(|reply| Job::Append(Pending { feed, user, text, source, key, reply })).await
     }
 
     async fn epoch(&self, feed: &FeedName) -> Result<String, StoreError> {
@@ -452,7 +484,7 @@ impl FeedStore for SqliteStore {
         self.read(move |conn| {
             collect(
                 conn,
-                "SELECT id, user, text, at FROM messages WHERE feed = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                "SELECT id, user, text, at, source FROM messages WHERE feed = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
                 feed.as_str(),
                 after,
                 limit,
@@ -466,7 +498,7 @@ impl FeedStore for SqliteStore {
         self.read(move |conn| {
             let mut page = collect(
                 conn,
-                "SELECT id, user, text, at FROM messages WHERE feed = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                "SELECT id, user, text, at, source FROM messages WHERE feed = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
                 feed.as_str(),
                 before,
                 limit,
@@ -531,7 +563,7 @@ impl FeedStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shared::domain::{MessageText, Username};
+    use crate::shared::domain::{MessageText, Source, Username};
 
     /// A database that stops taking writes (a file system remounted read-only after errors, played by
     /// `query_only`): sends fail, `ready` says so; writable again, the probe's own write brings it back without
@@ -544,7 +576,9 @@ mod tests {
         let exec = |sql: &'static str| store.ask(|reply| Job::Exec(sql.to_owned(), reply));
         exec("PRAGMA query_only = 1").await.unwrap();
         let (author, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
-        let draft = Draft { feed: &FeedName::main(), group: "g", author: &author, text: &text, key: None };
+        let source = Source::Anonymous;
+        let draft =
+            Draft { feed: &FeedName::main(), group: "g", author: &author, text: &text, key: None, source: &source };
         assert!(store.append(draft).await.is_err(), "the database takes no writes");
         tokio::time::sleep(crate::server::store::READY_FOR).await;
         let not_ready = store.ready().await.unwrap_err().to_string();
@@ -590,7 +624,7 @@ mod tests {
     }
 
     fn draft_in<'a>(feed: &'a FeedName, author: &'a Username, text: &'a MessageText) -> Draft<'a> {
-        Draft { feed, group: "g", author, text, key: None }
+        Draft { feed, group: "g", author, text, key: None, source: &Source::Anonymous }
     }
 
     /// An upgrade keeps the log: every row of a version-2 database is feed `main`'s with its id, the epoch is
@@ -622,6 +656,45 @@ mod tests {
         assert_eq!(version, SCHEMA_VERSION);
         let epochs: i64 = conn.query_row("SELECT COUNT(*) FROM meta WHERE name = 'epoch'", [], |r| r.get(0)).unwrap();
         assert_eq!(epochs, 0, "the epoch lives with its feed now");
+    }
+
+    /// A database of version 3 (per-feed logs, before sources; its DDL as it was) keeps every row, each read as
+    /// anonymous, and takes sources from then on.
+    #[tokio::test]
+    async fn a_version_3_database_keeps_its_messages_as_anonymous() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feed.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE feeds (name TEXT PRIMARY KEY, epoch TEXT NOT NULL, seq INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE messages (feed TEXT NOT NULL, id INTEGER NOT NULL, user TEXT NOT NULL, text TEXT NOT NULL,
+                 at TEXT NOT NULL, PRIMARY KEY (feed, id));
+             CREATE TABLE send_keys (feed TEXT NOT NULL, grp TEXT NOT NULL, key TEXT NOT NULL, id INTEGER NOT NULL,
+                 made INTEGER NOT NULL, PRIMARY KEY (feed, grp, key));
+             CREATE INDEX send_keys_made ON send_keys(made);
+             CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO feeds VALUES ('main', 'e3', 2);
+             INSERT INTO messages VALUES ('main', 1, 'ada', 'one', '2026-01-01T00:00:00Z');
+             INSERT INTO messages VALUES ('main', 2, 'bob', 'two', '2026-01-01T00:00:01Z');
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+        drop(conn);
+        let store = SqliteStore::open(&path).unwrap();
+        let main = FeedName::main();
+        let old = store.since(&main, 0, 10).await.unwrap();
+        let read: Vec<(u64, &str, &Source)> = old.iter().map(|m| (m.id, m.text.as_str(), &m.source)).collect();
+        assert_eq!(read, [(1, "one", &Source::Anonymous), (2, "two", &Source::Anonymous)]);
+        assert_eq!(store.epoch(&main).await.unwrap(), "e3", "open tabs keep their log");
+        let (author, text) = (Username::parse("ada").unwrap(), MessageText::parse("three", 100).unwrap());
+        let verified = Source::Verified("sub-1".into());
+        let draft = Draft { source: &verified, ..draft_in(&main, &author, &text) };
+        assert_eq!(store.append(draft).await.unwrap().message.source, verified);
+        assert_eq!(store.since(&main, 2, 10).await.unwrap()[0].source, verified);
+        drop(store);
+        let version: i64 =
+            Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
+        assert_eq!(version, 4);
     }
 
     /// A version-2 log never appended to becomes no feed at all: nothing is stored for it.
