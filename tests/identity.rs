@@ -68,6 +68,17 @@ async fn a_token_join_posts_as_the_tokens_name_marked_verified_and_a_typed_name_
     assert_eq!((page[1].get("source"), page[2].get("source")), (None, None));
     assert_eq!(page[1]["user"], "✓ Ada");
 
+    // Who is here says which listed name the sign-in vouches for (each browser is its own group here): the
+    // signed-in Ada, and not an "Ada" typed in another browser.
+    let typed_ada = anonymous.join("Ada").await;
+    for (browser, ticket, tab) in [(&signed_in, ticket, "signed-in"), (&anonymous, typed_ada.as_str(), "typed")] {
+        browser.post(wire::PRESENCE_PATH, &[("ticket", ticket), ("tab", tab)]).await.ok::<Value>();
+    }
+    let here: Value = signed_in.get(wire::PRESENCE_PATH).await.ok();
+    assert_eq!((&here["names"], &here["verified"]), (&json!(["Ada"]), &json!(["Ada"])), "{here}");
+    let here: Value = anonymous.get(wire::PRESENCE_PATH).await.ok();
+    assert_eq!((&here["names"], here.get("verified")), (&json!(["Ada"]), None), "typed, not vouched for: {here}");
+
     // The page marks the verified name with its badge, and only that one.
     let html = anonymous.http.get(server.url("/")).send().await.unwrap().text().await.unwrap();
     assert_eq!(html.matches("class=\"mark verified\"").count(), 1, "{html}");

@@ -67,6 +67,13 @@ test("a page opened with a token posts as its verified name, and another tab see
     await expect(typed.locator(".user")).toHaveText("✓ Ada Lovelace");
     await expect(typed.locator(".mark")).toHaveCount(0);
   }
+  // Who is here marks the signed-in name as its messages are marked, and not the typed look-alike.
+  for (const tab of [reader, page]) {
+    const here = tab.getByRole("region", { name: "Who is here" });
+    await expect(here.locator(".mark.verified")).toHaveCount(1);
+    await expect(here.locator("bdi:has(+ .mark.verified)")).toHaveText(name);
+    await expect(here.locator("bdi", { hasText: "✓ Ada" })).toHaveText("✓ Ada Lovelace");
+  }
   // The mark is told apart by its box, which no typed character draws.
   const badge = await page.locator(".log .mark.verified").first().evaluate((el) => {
     const style = getComputedStyle(el);

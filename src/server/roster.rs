@@ -19,10 +19,10 @@ use std::time::Duration;
 use crate::server::broker::Broker;
 use crate::server::group::Audience;
 use crate::server::observe;
-use crate::server::presence::{Holder, Network, Presence, PresenceError, TabId, TicketTag, MAX_TAB_ID_BYTES};
+use crate::server::presence::{Holder, Listed, Network, Presence, PresenceError, TabId, TicketTag, MAX_TAB_ID_BYTES};
 use crate::server::state::AppState;
 use crate::server::ticket::Verified;
-use crate::shared::domain::{Beat, Here};
+use crate::shared::domain::{Beat, Here, Source};
 use crate::shared::error::{ApiError, ErrorKind};
 
 /// How often the sweep looks for leases that ran out: a tab that stopped beating is gone at most this long after
@@ -46,7 +46,8 @@ pub async fn beat(
 ) -> Result<Beat, ApiError> {
     let (tab, ticket) = admitted(state, group, ticket, tab).await?;
     let holder = Holder { ticket: TicketTag::of(&ticket.id), network: Network::of(address) };
-    let changed = state.presence.beat(group, &holder, &tab, &ticket.author, state.lease).await.map_err(refusal)?;
+    let listed = Listed::new(&ticket.author, matches!(ticket.source, Source::Verified(_)));
+    let changed = state.presence.beat(group, &holder, &tab, &listed, state.lease).await.map_err(refusal)?;
     announce(state.broker.as_ref(), &changed).await;
     let every_ms = u64::try_from(beat_every(state.lease).as_millis()).unwrap_or(u64::MAX);
     Ok(Beat { every_ms })
@@ -60,10 +61,19 @@ pub async fn leave(state: &AppState, group: &Audience, ticket: &str, tab: &str) 
     Ok(())
 }
 
-/// The names listed in `group`, in order.
+/// The names listed in `group`, in order, and which of them the site's sign-in vouches for (`Here::verified`; the
+/// page marks those, and only those, as it marks their messages).
 pub async fn here(state: &AppState, group: &Audience) -> Result<Here, ApiError> {
-    let names = state.presence.list(group).await.map_err(refusal)?;
-    Ok(Here { names })
+    let listed = state.presence.list(group).await.map_err(refusal)?;
+    let (mut names, mut verified) = (Vec::with_capacity(listed.len()), Vec::new());
+    for entry in &listed {
+        let (name, vouched) = Listed::read(entry);
+        names.push(name.to_owned());
+        if vouched {
+            verified.push(name.to_owned());
+        }
+    }
+    Ok(Here { names, verified })
 }
 
 /// The tab and the ticket of a well-formed request whose ticket this group was issued, within its budget: the tab

@@ -340,7 +340,11 @@ pub struct PageLimits {
 /// once, in alphabetical order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Here {
+    /// Every name listed, in order (a name both signed in and typed by someone else is there twice).
     pub names: Vec<String>,
+    /// Those of `names` the site's sign-in vouches for, each as often as it is listed so; absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verified: Vec<String>,
 }
 
 /// A heartbeat's answer (`POST /api/presence`): beat again within this many milliseconds to stay on the list.

@@ -157,8 +157,14 @@ impl FromJson for Renewed {
 
 impl FromJson for Here {
     fn from_json(o: &json::Value) -> Option<Self> {
-        let names = o.field("names")?.items()?.map(|name| name.string()).collect::<Option<_>>()?;
-        Some(Here { names })
+        let strings = |list: json::Value| list.items()?.map(|name| name.string()).collect::<Option<Vec<String>>>();
+        let names = strings(o.field("names")?)?;
+        // Left out: nobody listed is signed in; one that is there must be a list of names.
+        let verified = match o.field("verified") {
+            Some(list) => strings(list)?,
+            None => Vec::new(),
+        };
+        Some(Here { names, verified })
     }
 }
 

@@ -117,9 +117,14 @@ fn each_answer_the_server_writes_is_read_back() {
     let refused = FirstLimits(Err(ApiError::new(ErrorKind::Unavailable, "later")));
     assert_eq!(refused.to_string().parse::<FirstLimits>(), Ok(refused));
     assert_eq!("2000\nbogus\n".parse::<FirstLimits>(), Err(()));
-    let here = Here { names: vec!["Ada".into(), "Grace".into()] };
+    let here = Here { names: vec!["Ada".into(), "Grace".into()], verified: vec![] };
     assert_eq!(object::<Here>(&serde_json::to_string(&here).unwrap()), Some(here));
-    assert_eq!(object::<Here>(r#"{"names":[]}"#), Some(Here { names: vec![] }));
+    assert_eq!(object::<Here>(r#"{"names":[]}"#), Some(Here { names: vec![], verified: vec![] }));
+    assert_eq!(
+        object::<Here>(r#"{"names":["Grace","Grace"],"verified":["Grace"]}"#),
+        Some(Here { names: vec!["Grace".into(), "Grace".into()], verified: vec!["Grace".into()] })
+    );
+    assert_eq!(object::<Here>(r#"{"names":["Ada"],"verified":"Ada"}"#), None, "verified must be a list");
     let beat = Beat { every_ms: 10_000 };
     assert_eq!(object::<Beat>(&serde_json::to_string(&beat).unwrap()), Some(beat));
     let message = m(42, "Ada", "hello");

@@ -33,7 +33,7 @@ async fn read(presence: Presence) {
         }
         presence.last_read.set_value(js_sys::Date::now());
         match api::here(&presence.feed.get_value()).await {
-            Ok(here) => presence.names.set(Some(here.names)),
+            Ok(here) => presence.names.set(Some(super::entries(here))),
             Err(err) => leptos::logging::warn!("who is here could not be read: {err}"),
         }
         let done = presence.reading.try_update_value(|(running, again)| {

@@ -29,7 +29,8 @@ use server as target;
 use leptos::either::Either;
 use leptos::prelude::*;
 
-use crate::shared::domain::FeedName;
+use crate::client::mark::mark;
+use crate::shared::domain::{FeedName, Here, Source};
 
 /// Names shown inline; a longer list shows the first `INLINE - 1` and "and N others".
 const INLINE: usize = 3;
@@ -42,7 +43,7 @@ pub struct Presence {
     /// The feed whose presence this is.
     feed: StoredValue<FeedName>,
     /// `None` until first read.
-    names: RwSignal<Option<Vec<String>>>,
+    names: RwSignal<Option<Vec<Entry>>>,
     /// A read is under way, and whether another is due after it.
     reading: StoredValue<(bool, bool)>,
     /// When the last read started (`Date.now()`), to space the next one.
@@ -91,27 +92,91 @@ impl Presence {
     }
 }
 
-/// "3 here: Ada, Linus, Grace", or "14 here: Ada, Linus and 12 others".
-fn summary(names: &[String]) -> String {
-    match names.len() {
-        0 => "No one has joined yet.".to_owned(),
-        n if n <= INLINE => format!("{n} here: {}", names.join(", ")),
-        n => format!("{n} here: {} and {} others", names[..INLINE - 1].join(", "), n - (INLINE - 1)),
+/// One name listed, and whether the site's sign-in vouches for it (then it shows the mark its messages show).
+type Entry = (String, bool);
+
+/// The list as the server answers it, each name with its mark: `verified` names each mark one listing of that name
+/// (a name signed in and also typed by someone else is listed twice, and only one of the two is marked).
+fn entries(here: Here) -> Vec<Entry> {
+    let mut vouched = here.verified;
+    here.names
+        .into_iter()
+        .map(|name| match vouched.iter().position(|v| *v == name) {
+            Some(at) => {
+                vouched.swap_remove(at);
+                (name, true)
+            }
+            None => (name, false),
+        })
+        .collect()
+}
+
+/// "3 here: " or "14 here: " before the names, and " and 12 others" after the first two of a long list.
+fn counts(listed: usize) -> (String, Option<String>) {
+    match listed {
+        0 => ("No one has joined yet.".to_owned(), None),
+        n if n <= INLINE => (format!("{n} here: "), None),
+        n => (format!("{n} here: "), Some(format!(" and {} others", n - (INLINE - 1)))),
     }
+}
+
+/// A name as plain text (whatever it holds), then the mark if it is vouched for.
+fn named((name, verified): Entry) -> impl IntoView {
+    view! { <bdi>{name}</bdi>{verified.then(|| mark(&Source::Verified(String::new())))} }
 }
 
 #[component]
 pub fn WhoIsHere(presence: Presence) -> impl IntoView {
     let list = move || {
         presence.names.get().map(|names| {
-            let line = summary(&names);
-            if names.len() <= INLINE {
+            let (head, tail) = counts(names.len());
+            let shown = if tail.is_some() { INLINE - 1 } else { INLINE };
+            let inline = names
+                .iter()
+                .take(shown)
+                .enumerate()
+                .map(|(i, entry)| view! { {(i > 0).then_some(", ")}{named(entry.clone())} })
+                .collect_view();
+            let line = view! { {head}{inline}{tail.clone()} };
+            if tail.is_none() {
                 Either::Left(view! { <p>{line}</p> })
             } else {
-                let items = names.into_iter().map(|name| view! { <li><bdi>{name}</bdi></li> }).collect_view();
+                let items = names.into_iter().map(|entry| view! { <li>{named(entry)}</li> }).collect_view();
                 Either::Right(view! { <details><summary>{line}</summary><ul>{items}</ul></details> })
             }
         })
     };
     view! { <section class="presence" aria-label="Who is here">{list}</section> }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn here(names: &[&str], verified: &[&str]) -> Here {
+        Here {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            verified: verified.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_name_is_marked_only_as_often_as_the_server_vouches_for_it() {
+        let marked = |h: Here| entries(h).into_iter().map(|(name, v)| format!("{name}{}", if v { "+" } else { "" }));
+        assert_eq!(marked(here(&["Ada", "Grace"], &[])).collect::<Vec<_>>(), ["Ada", "Grace"]);
+        assert_eq!(marked(here(&["Ada", "Grace"], &["Grace"])).collect::<Vec<_>>(), ["Ada", "Grace+"]);
+        assert_eq!(
+            marked(here(&["Grace", "Grace", "✓ Grace"], &["Grace"])).collect::<Vec<_>>(),
+            ["Grace+", "Grace", "✓ Grace"],
+            "a typed look-alike, or a second listing of the name, gets no mark"
+        );
+        assert_eq!(marked(here(&["Ada"], &["Eve"])).collect::<Vec<_>>(), ["Ada"], "a name not listed marks nothing");
+    }
+
+    #[test]
+    fn the_line_counts_the_names_and_folds_a_long_list() {
+        assert_eq!(counts(0), ("No one has joined yet.".to_owned(), None));
+        assert_eq!(counts(2), ("2 here: ".to_owned(), None));
+        assert_eq!(counts(14), ("14 here: ".to_owned(), Some(" and 12 others".to_owned())));
+    }
 }

@@ -10,9 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::{evictee, Caps, Changed, Holder, Network, Presence, PresenceError, TabId, TicketTag};
+use super::{evictee, Caps, Changed, Holder, Listed, Network, Presence, PresenceError, TabId, TicketTag};
 use crate::server::group::Audience;
-use crate::shared::domain::Username;
 
 struct Lease {
     name: String,
@@ -163,7 +162,7 @@ impl Presence for MemoryPresence {
         group: &Audience,
         holder: &Holder,
         tab: &TabId,
-        name: &Username,
+        name: &Listed,
         lease: Duration,
     ) -> Result<Changed, PresenceError> {
         let until = Instant::now() + lease;
@@ -234,6 +233,7 @@ mod tests {
     use super::*;
     use crate::server::group::GroupId;
     use crate::server::ticket::TicketId;
+    use crate::shared::domain::Username;
 
     const LEASE: Duration = Duration::from_secs(30);
 
@@ -241,8 +241,8 @@ mod tests {
         TabId::parse(id).unwrap()
     }
 
-    fn name(name: &str) -> Username {
-        Username::parse(name).unwrap()
+    fn name(name: &str) -> Listed {
+        Listed::new(&Username::parse(name).unwrap(), false)
     }
 
     /// The holder of ticket number `ticket` from the address `192.0.2.<network>`.

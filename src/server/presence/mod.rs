@@ -45,6 +45,34 @@ pub const MAX_TABS: usize = 100_000;
 /// Longest tab id, in bytes.
 pub const MAX_TAB_ID_BYTES: usize = 40;
 
+/// How a tab is listed: its name, and whether the site's sign-in vouches for it. The tables keep it as one string,
+/// the name alone or the name, a NUL and [`VERIFIED`], so a tab listed both ways under one name is two entries, and
+/// no name can be read as verified: `Username` refuses control characters, so an anonymous "✓ Ada" or "Ada\0…"
+/// never carries the suffix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed(String);
+
+/// What follows a verified tab's name (after a NUL) in the tables.
+const VERIFIED: &str = "\0verified";
+
+impl Listed {
+    pub fn new(name: &Username, verified: bool) -> Self {
+        Self(if verified { format!("{}{VERIFIED}", name.as_str()) } else { name.as_str().to_owned() })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A listed string as the tables answer it: the name, and whether it is verified.
+    pub fn read(listed: &str) -> (&str, bool) {
+        match listed.strip_suffix(VERIFIED) {
+            Some(name) => (name, true),
+            None => (listed, false),
+        }
+    }
+}
+
 /// A tab's id: made at random by the tab for one page load; 1 to [`MAX_TAB_ID_BYTES`] ASCII letters, digits, `-` or
 /// `_`. It is only ever paired with the group and the ticket that beat for it: alone it names no one's tab.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -162,7 +190,7 @@ pub trait Presence: Send + Sync + 'static {
         group: &Audience,
         holder: &Holder,
         tab: &TabId,
-        name: &Username,
+        name: &Listed,
         lease: Duration,
     ) -> Result<Changed, PresenceError>;
     /// The tab `tab` of `ticket` in `group` left (another ticket's tab of that id is another tab, and stays).
@@ -193,4 +221,22 @@ fn evictee<H: Eq + std::hash::Hash, M>(members: impl IntoIterator<Item = (u64, H
     }
     // Most members first; among equals, the oldest first member.
     holders.into_values().max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1))).map(|(_, _, member)| member)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listed_name_reads_back_with_its_mark_and_no_typed_name_reads_as_verified() {
+        let ada = Username::parse("Ada").unwrap();
+        assert_eq!(Listed::read(Listed::new(&ada, true).as_str()), ("Ada", true));
+        assert_eq!(Listed::read(Listed::new(&ada, false).as_str()), ("Ada", false));
+        assert_ne!(Listed::new(&ada, true), Listed::new(&ada, false), "two entries, not one");
+        for typed in ["✓ Ada", "Ada (verified)", "Adaverified"] {
+            let name = Username::parse(typed).unwrap();
+            assert_eq!(Listed::read(Listed::new(&name, false).as_str()), (typed, false), "{typed}");
+        }
+        assert!(Username::parse("Ada\0verified").is_err(), "no name carries the suffix");
+    }
 }

@@ -22,10 +22,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::Script;
 
-use super::{Caps, Changed, Holder, Presence, PresenceError, TabId, TicketTag};
+use super::{Caps, Changed, Holder, Listed, Presence, PresenceError, TabId, TicketTag};
 use crate::server::group::Audience;
 use crate::server::link::{Link, LinkError};
-use crate::shared::domain::Username;
 
 /// Leases one sweep call drops at most; a sweep calls again while a call drops that many, up to
 /// [`SWEEP_CALLS`] times (the rest wait for the next sweep, a second later).
@@ -263,7 +262,7 @@ impl Presence for RedisPresence {
         group: &Audience,
         holder: &Holder,
         tab: &TabId,
-        name: &Username,
+        name: &Listed,
         lease: Duration,
     ) -> Result<Changed, PresenceError> {
         let mut call = self.beat.prepare_invoke();
@@ -324,13 +323,14 @@ mod tests {
     use crate::server::replicas::test_link;
     use crate::server::replicas::test_redis::{Reply, TestRedis};
     use crate::server::ticket::TicketId;
+    use crate::shared::domain::Username;
 
     fn tab(id: &str) -> TabId {
         TabId::parse(id).unwrap()
     }
 
-    fn name(name: &str) -> Username {
-        Username::parse(name).unwrap()
+    fn name(name: &str) -> Listed {
+        Listed::new(&Username::parse(name).unwrap(), false)
     }
 
     /// The holder of ticket number `ticket` from the address `192.0.2.<network>`.
