@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::server::api_keys::ApiKey;
 use crate::server::identity::{self, Grant};
 use crate::server::pages::{expires, Fresh, Page, PageKey};
 use crate::server::state::AppState;
@@ -152,6 +153,67 @@ async fn append(
     let message = state.broker.append(draft).await?.message;
     state.limits.feeds.remember(feed);
     Ok(message)
+}
+
+/// What a backend sent through the publish API, as it wrote it: the author to show, the text, and its idempotency
+/// key (blank: none).
+pub struct Publish<'a> {
+    pub author: &'a str,
+    pub text: &'a str,
+    pub key: &'a str,
+}
+
+/// A backend's send with an API key (`api_keys`): the same path as a tab's (the text's rules, the feed's admission,
+/// an append through the broker, so every tab is told), stored as `Source::Service(the key's name)`. The key must
+/// cover `feed` (403) and have budget left (429); `author` follows the name rules. A repeated idempotency key
+/// answers the first message, with `false` (nothing appended); keys are bound to the API key, so two API keys never
+/// collide. Checked in that order, and nothing is stored unless all pass.
+pub async fn publish(
+    state: &AppState,
+    feed: &FeedName,
+    api_key: &ApiKey,
+    address: IpAddr,
+    sent: Publish<'_>,
+) -> Result<(Message, bool), ApiError> {
+    let published = publish_checked(state, feed, api_key, address, sent).await;
+    match &published {
+        Ok(_) => observe::appended(),
+        Err(err) => observe::refused(err.kind.code()),
+    }
+    published
+}
+
+async fn publish_checked(
+    state: &AppState,
+    feed: &FeedName,
+    api_key: &ApiKey,
+    address: IpAddr,
+    sent: Publish<'_>,
+) -> Result<(Message, bool), ApiError> {
+    api_key.may_use(feed)?;
+    let author = Username::parse(sent.author)?;
+    let text = MessageText::parse(sent.text, state.limits.max_message_chars)?;
+    let key = SendKey::parse(sent.key)?;
+    state.api_keys.take(api_key).await?;
+    admit_feed(state, feed, address).await?;
+    let key = key.map(|key| bound_to_api_key(&api_key.name, &key));
+    let source = Source::Service(api_key.name.clone());
+    // The group of scope `everyone`: with that scope every tab hears of it; a send key is remembered per group, and
+    // is bound to the API key above.
+    let group = GroupId::everyone();
+    let draft = Draft { feed, group: group.as_str(), author: &author, text: &text, key: key.as_ref(), source: &source };
+    let appended = state.broker.append(draft).await?;
+    state.limits.feeds.remember(feed);
+    Ok((appended.message, appended.fresh))
+}
+
+/// An API send's idempotency key as the store remembers it: bound to the API key's name (as `bound_to` binds a
+/// tab's to its ticket), so one API key's keys never answer another's messages.
+fn bound_to_api_key(name: &str, key: &SendKey) -> SendKey {
+    use sha2::{Digest, Sha256};
+    let digest =
+        Sha256::new().chain_update(b"api-key\0").chain_update(name).chain_update(b"\0").chain_update(key.as_str());
+    SendKey::from_digest(digest.finalize().into())
 }
 
 /// A feed that may take this send: one known to hold messages, or one that may exist and, if it holds nothing yet
