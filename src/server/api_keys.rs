@@ -61,6 +61,12 @@ pub struct ApiKey {
 }
 
 impl ApiKey {
+    /// A key named `name` for `feeds`, with a fresh budget of `per_minute` in this process.
+    pub fn new(name: &str, feeds: Grant, per_minute: NonZeroU32) -> Self {
+        let local = Arc::new(RateLimiter::direct(Quota::per_minute(per_minute)));
+        Self { name: name.to_owned(), feeds, per_minute: per_minute.get(), local }
+    }
+
     /// 403 unless this key's scope covers `feed`.
     pub fn may_use(&self, feed: &FeedName) -> Result<(), ApiError> {
         if self.feeds.covers(feed) {

@@ -783,4 +783,49 @@ mod tests {
         assert_eq!(next_now(&mut sub).await, None, "nor announced");
         send(&state, &team, &group, HOME, &bound, "in team", "").await.expect("the feed it was joined for");
     }
+
+    /// A backend's message takes a tab's path: stored with the key's name as its source and announced; a repeat of
+    /// its key answers the first message, not fresh, announcing nothing; another API key's same key is its own
+    /// message; a feed outside the key's scope, a bad author or text, and an exhausted budget store and announce
+    /// nothing.
+    #[tokio::test]
+    async fn publish_stores_as_the_service_announces_and_refuses_what_the_key_does_not_allow() {
+        use crate::server::identity::FeedPattern;
+        let memory = Arc::new(MemoryStore::new(100));
+        let state = state(memory.clone());
+        let orders = FeedName::parse("orders").unwrap();
+        let mut sub = state.hub.subscribe(&Audience::new(orders.clone(), GroupId::everyone()));
+        let per_minute = std::num::NonZeroU32::new(3).unwrap();
+        let scope = || Grant::Only(vec![FeedPattern::parse("orders").unwrap()]);
+        let (key, other) = (ApiKey::new("shop", scope(), per_minute), ApiKey::new("billing", scope(), per_minute));
+        let sent = |text| Publish { author: "Order bot", text, key: "k-1" };
+
+        let (first, fresh) = publish(&state, &orders, &key, HOME, sent("shipped")).await.unwrap();
+        assert!(fresh);
+        assert_eq!((first.user.as_str(), &first.source), ("Order bot", &Source::Service("shop".into())));
+        assert_eq!(next_now(&mut sub).await, Some(first.id));
+        assert_eq!(publish(&state, &orders, &key, HOME, sent("shipped")).await.unwrap(), (first.clone(), false));
+        assert_eq!(next_now(&mut sub).await, None, "a repeat announces nothing");
+        let (others, fresh) = publish(&state, &orders, &other, HOME, sent("shipped")).await.unwrap();
+        assert!(fresh && others.id > first.id && others.source == Source::Service("billing".into()));
+        assert_eq!(next_now(&mut sub).await, Some(others.id));
+
+        let refusals = [
+            (FeedName::main(), Publish { author: "bot", text: "hi", key: "" }, ErrorKind::Forbidden),
+            (orders.clone(), Publish { author: " ", text: "hi", key: "" }, ErrorKind::InvalidInput),
+            (orders.clone(), Publish { author: "bot", text: "far too long", key: "" }, ErrorKind::InvalidInput),
+            (orders.clone(), Publish { author: "bot", text: "hi", key: "bad key" }, ErrorKind::InvalidInput),
+        ];
+        for (feed, sent, kind) in refusals {
+            assert_eq!(publish(&state, &feed, &key, HOME, sent).await.unwrap_err().kind, kind);
+        }
+        // Three a minute: the first and its repeat took two, one more, then refused.
+        publish(&state, &orders, &key, HOME, Publish { author: "bot", text: "third", key: "" }).await.unwrap();
+        assert_eq!(next_now(&mut sub).await, Some(3));
+        let over = publish(&state, &orders, &key, HOME, Publish { author: "bot", text: "fourth", key: "" }).await;
+        assert_eq!(over.unwrap_err().kind, ErrorKind::RateLimited);
+        assert_eq!(memory.last_id(&orders).await.unwrap(), 3, "refusals store nothing");
+        assert_eq!(memory.last_id(&FeedName::main()).await.unwrap(), 0);
+        assert_eq!(next_now(&mut sub).await, None, "nor announce anything");
+    }
 }
