@@ -95,7 +95,9 @@ fn make_api_key() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     }
     let (key, entry) = broadcasting::server::api_keys::make(&name);
-    println!("# The key, shown once: give it to the backend (Authorization: Bearer <key>).\n# {key}\n");
+    println!(
+        "# The key, shown once (stored nowhere): give it to the backend as `Authorization: Bearer <key>`.\n{key}\n"
+    );
     println!("# Add this to the API keys file (api-keys-file); narrow `feeds` and `per-minute` as needed:\n{entry}");
     std::process::ExitCode::SUCCESS
 }

@@ -200,6 +200,7 @@ async fn a_key_removed_from_the_file_is_refused_after_sighup_and_a_malformed_fil
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(refused, "the removed key still works: {}", server.log());
+    assert!(server.logs_within("SIGHUP"), "the signal was heard: {}", server.log());
     assert_eq!(publish(&server, Some(&kept), hello()).await.0, 201, "the kept key still works");
     assert!(!server.log().contains("ERROR"), "{}", server.log());
 }
@@ -286,4 +287,25 @@ async fn the_readmes_curl_lines_run_as_written() {
     let (stdout, stderr) = (String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
     assert!(run.status.success(), "the README's lines failed:\n{stdout}\n{stderr}");
     assert!(!texts(&page(&server, "orders").await).is_empty(), "the example published: {stdout}");
+}
+
+/// `broadcasting make-api-key NAME` prints a key and the entry that admits it, as the README shows: the entry, put
+/// in a keys file as printed, lets a backend publish with the key. A name a key may not have is refused (exit 2).
+#[tokio::test]
+async fn make_api_key_prints_a_key_and_the_entry_that_admits_it() {
+    let binary = env!("CARGO_BIN_EXE_broadcasting");
+    let made = std::process::Command::new(binary).args(["make-api-key", "orders"]).output().unwrap();
+    assert!(made.status.success());
+    let printed = String::from_utf8(made.stdout).unwrap();
+    let key = printed.lines().find(|line| line.starts_with("bk_")).expect("the key on a line of its own");
+    let entry = printed.split_once("# Add this").expect("the entry, after its comment").1;
+    let (_dir, path) = keys_file(&[&format!("# Add this{entry}")]);
+    let server = start(&path, &[]);
+    let (status, _, body) = publish(&server, Some(key), json!({"author": "bot", "text": "hi"})).await;
+    assert_eq!((status, &body["source"]), (201, &json!({"service": "orders"})), "{body}");
+    assert_eq!(printed.matches(key).count(), 1, "the key is printed once, the entry holds its hash only");
+
+    let refused = std::process::Command::new(binary).args(["make-api-key", "Bad Name"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("usage"));
 }
