@@ -214,7 +214,11 @@ fn digest(key: &str) -> String {
 
 /// The table a file's text holds, every entry checked; `old` is the table in force.
 fn parse(text: &str, old: &Table) -> Result<Table, String> {
-    let file: File = toml::from_str(text).map_err(|err| err.message().to_owned())?;
+    // The line and what is wrong there, on one line of the log (toml's own text quotes the file, over several).
+    let file: File = toml::from_str(text).map_err(|err| match err.span() {
+        Some(span) => format!("line {}: {}", text[..span.start].matches('\n').count() + 1, err.message()),
+        None => err.message().to_owned(),
+    })?;
     if file.key.len() > MAX_KEYS {
         return Err(format!("{} keys; at most {MAX_KEYS}", file.key.len()));
     }
@@ -353,7 +357,7 @@ mod tests {
             (format!("[[key]]\nname = \"a\"\nhash = \"{hash}\"\nfeeds = []\nper-minute = 0\n"), "at least 1"),
             (format!("{entry_a}\n{entry_a}"), "twice"),
             ("[[key]]\nname = \"a\"\n".to_owned(), "missing field"),
-            ("[[key]]\nnme = \"a\"\n".to_owned(), "unknown field"),
+            ("[[key]]\nnme = \"a\"\n".to_owned(), "line 2: unknown field"),
         ];
         for (text, says) in cases {
             let err = ApiKeys::load(&write(&dir, &text)).err().expect(says).to_string();
