@@ -1,9 +1,12 @@
 //! The server binary: read settings, start logging, serve. `broadcasting migrate …` copies a SQLite log into Redis
-//! (`server::migrate`).
+//! (`server::migrate`); `broadcasting make-api-key NAME` makes a publish API key (`server::api_keys::make`).
 
 #[cfg(feature = "ssr")]
 fn main() -> std::process::ExitCode {
     malloc_arena_per_core();
+    if std::env::args().nth(1).as_deref() == Some("make-api-key") {
+        return make_api_key();
+    }
     match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) if std::env::args().nth(1).as_deref() == Some("migrate") => runtime.block_on(migrate()),
         Ok(runtime) => runtime.block_on(serve()),
@@ -78,6 +81,25 @@ async fn migrate() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Prints a new key once (it is stored nowhere) and its `[[key]]` entry for the API keys file.
+#[cfg(feature = "ssr")]
+fn make_api_key() -> std::process::ExitCode {
+    let name = std::env::args().nth(2).unwrap_or_default();
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !valid {
+        eprintln!("usage: broadcasting make-api-key NAME   (NAME: 1 to 64 of a-z, 0-9, '-', '_')");
+        return std::process::ExitCode::from(2);
+    }
+    let (key, entry) = broadcasting::server::api_keys::make(&name);
+    println!(
+        "# The key, shown once (stored nowhere): give it to the backend as `Authorization: Bearer <key>`.\n{key}\n"
+    );
+    println!("# Add this to the API keys file (api-keys-file); narrow `feeds` and `per-minute` as needed:\n{entry}");
+    std::process::ExitCode::SUCCESS
 }
 
 #[cfg(not(feature = "ssr"))]

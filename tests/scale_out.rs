@@ -826,3 +826,45 @@ async fn two_replicas_and_two_feeds_keep_the_feeds_apart() {
     assert_eq!(texts(&page("news").await), ["n1"]);
     assert!(tab.messages("").await.is_empty(), "main holds nothing");
 }
+
+/// The publish API on two replicas: a backend's message published through A reaches a tab's stream on B with its
+/// service source, and the key's budget is one budget for both replicas (two a minute: one through each, then a 429
+/// through either).
+#[tokio::test]
+async fn a_message_published_through_a_reaches_a_tab_on_b_and_the_keys_budget_is_shared() {
+    let redis = TestRedis::start();
+    let (key, entry) = broadcasting::server::api_keys::make("shop");
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("api-keys.toml");
+    std::fs::write(&keys, entry.replace("per-minute = 600", "per-minute = 2")).unwrap();
+    let flags = ["--scope", "everyone", "--api-keys-file", keys.to_str().unwrap()];
+    let (a, b) = (replica(&redis, &flags), replica(&redis, &flags));
+    let tab = b.browser();
+    let mut stream = tab.events_at(&format!("{EVENTS_PATH}?feed=orders"), &[]).await;
+    let publish = |server: &Server, text: &str| {
+        let request = reqwest::Client::new()
+            .post(server.url("/api/v1/feeds/orders/messages"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"author": "Order bot", "text": text}));
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let retry = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+            (status, retry, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, _, sent) = publish(&a, "shipped").await;
+    assert_eq!(status, 201, "{sent}");
+    let event = stream.next().await;
+    assert_eq!(event.data, format!("orders {}", sent["id"]), "B's tab is told of A's append");
+    let page: Vec<Value> = tab.get("/api/feeds/orders/messages").await.ok();
+    assert_eq!(texts(&page), ["shipped"]);
+    assert_eq!(page[0]["source"], serde_json::json!({"service": "shop"}));
+
+    assert_eq!(publish(&b, "second").await.0, 201);
+    for server in [&a, &b] {
+        let (status, retry, body) = publish(server, "third").await;
+        assert_eq!((status, body["kind"].as_str()), (429, Some("rate_limited")), "{body}");
+        assert!(retry.is_some_and(|secs| (1..=30).contains(&secs.parse::<u32>().unwrap())));
+    }
+}

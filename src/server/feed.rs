@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::server::api_keys::ApiKey;
 use crate::server::identity::{self, Grant};
 use crate::server::pages::{expires, Fresh, Page, PageKey};
 use crate::server::state::AppState;
@@ -152,6 +153,67 @@ async fn append(
     let message = state.broker.append(draft).await?.message;
     state.limits.feeds.remember(feed);
     Ok(message)
+}
+
+/// What a backend sent through the publish API, as it wrote it: the author to show, the text, and its idempotency
+/// key (blank: none).
+pub struct Publish<'a> {
+    pub author: &'a str,
+    pub text: &'a str,
+    pub key: &'a str,
+}
+
+/// A backend's send with an API key (`api_keys`): the same path as a tab's (the text's rules, the feed's admission,
+/// an append through the broker, so every tab is told), stored as `Source::Service(the key's name)`. The key must
+/// cover `feed` (403) and have budget left (429); `author` follows the name rules. A repeated idempotency key
+/// answers the first message, with `false` (nothing appended); keys are bound to the API key, so two API keys never
+/// collide. Checked in that order, and nothing is stored unless all pass.
+pub async fn publish(
+    state: &AppState,
+    feed: &FeedName,
+    api_key: &ApiKey,
+    address: IpAddr,
+    sent: Publish<'_>,
+) -> Result<(Message, bool), ApiError> {
+    let published = publish_checked(state, feed, api_key, address, sent).await;
+    match &published {
+        Ok(_) => observe::appended(),
+        Err(err) => observe::refused(err.kind.code()),
+    }
+    published
+}
+
+async fn publish_checked(
+    state: &AppState,
+    feed: &FeedName,
+    api_key: &ApiKey,
+    address: IpAddr,
+    sent: Publish<'_>,
+) -> Result<(Message, bool), ApiError> {
+    api_key.may_use(feed)?;
+    let author = Username::parse(sent.author)?;
+    let text = MessageText::parse(sent.text, state.limits.max_message_chars)?;
+    let key = SendKey::parse(sent.key)?;
+    state.api_keys.take(api_key).await?;
+    admit_feed(state, feed, address).await?;
+    let key = key.map(|key| bound_to_api_key(&api_key.name, &key));
+    let source = Source::Service(api_key.name.clone());
+    // The group of scope `everyone`: with that scope every tab hears of it; a send key is remembered per group, and
+    // is bound to the API key above.
+    let group = GroupId::everyone();
+    let draft = Draft { feed, group: group.as_str(), author: &author, text: &text, key: key.as_ref(), source: &source };
+    let appended = state.broker.append(draft).await?;
+    state.limits.feeds.remember(feed);
+    Ok((appended.message, appended.fresh))
+}
+
+/// An API send's idempotency key as the store remembers it: bound to the API key's name (as `bound_to` binds a
+/// tab's to its ticket), so one API key's keys never answer another's messages.
+fn bound_to_api_key(name: &str, key: &SendKey) -> SendKey {
+    use sha2::{Digest, Sha256};
+    let digest =
+        Sha256::new().chain_update(b"api-key\0").chain_update(name).chain_update(b"\0").chain_update(key.as_str());
+    SendKey::from_digest(digest.finalize().into())
 }
 
 /// A feed that may take this send: one known to hold messages, or one that may exist and, if it holds nothing yet
@@ -720,5 +782,50 @@ mod tests {
         assert_eq!(state.store.last_id(&FeedName::main()).await.unwrap(), 1, "nothing more stored");
         assert_eq!(next_now(&mut sub).await, None, "nor announced");
         send(&state, &team, &group, HOME, &bound, "in team", "").await.expect("the feed it was joined for");
+    }
+
+    /// A backend's message takes a tab's path: stored with the key's name as its source and announced; a repeat of
+    /// its key answers the first message, not fresh, announcing nothing; another API key's same key is its own
+    /// message; a feed outside the key's scope, a bad author or text, and an exhausted budget store and announce
+    /// nothing.
+    #[tokio::test]
+    async fn publish_stores_as_the_service_announces_and_refuses_what_the_key_does_not_allow() {
+        use crate::server::identity::FeedPattern;
+        let memory = Arc::new(MemoryStore::new(100));
+        let state = state(memory.clone());
+        let orders = FeedName::parse("orders").unwrap();
+        let mut sub = state.hub.subscribe(&Audience::new(orders.clone(), GroupId::everyone()));
+        let per_minute = std::num::NonZeroU32::new(3).unwrap();
+        let scope = || Grant::Only(vec![FeedPattern::parse("orders").unwrap()]);
+        let (key, other) = (ApiKey::new("shop", scope(), per_minute), ApiKey::new("billing", scope(), per_minute));
+        let sent = |text| Publish { author: "Order bot", text, key: "k-1" };
+
+        let (first, fresh) = publish(&state, &orders, &key, HOME, sent("shipped")).await.unwrap();
+        assert!(fresh);
+        assert_eq!((first.user.as_str(), &first.source), ("Order bot", &Source::Service("shop".into())));
+        assert_eq!(next_now(&mut sub).await, Some(first.id));
+        assert_eq!(publish(&state, &orders, &key, HOME, sent("shipped")).await.unwrap(), (first.clone(), false));
+        assert_eq!(next_now(&mut sub).await, None, "a repeat announces nothing");
+        let (others, fresh) = publish(&state, &orders, &other, HOME, sent("shipped")).await.unwrap();
+        assert!(fresh && others.id > first.id && others.source == Source::Service("billing".into()));
+        assert_eq!(next_now(&mut sub).await, Some(others.id));
+
+        let refusals = [
+            (FeedName::main(), Publish { author: "bot", text: "hi", key: "" }, ErrorKind::Forbidden),
+            (orders.clone(), Publish { author: " ", text: "hi", key: "" }, ErrorKind::InvalidInput),
+            (orders.clone(), Publish { author: "bot", text: "far too long", key: "" }, ErrorKind::InvalidInput),
+            (orders.clone(), Publish { author: "bot", text: "hi", key: "bad key" }, ErrorKind::InvalidInput),
+        ];
+        for (feed, sent, kind) in refusals {
+            assert_eq!(publish(&state, &feed, &key, HOME, sent).await.unwrap_err().kind, kind);
+        }
+        // Three a minute: the first and its repeat took two, one more, then refused.
+        publish(&state, &orders, &key, HOME, Publish { author: "bot", text: "third", key: "" }).await.unwrap();
+        assert_eq!(next_now(&mut sub).await, Some(3));
+        let over = publish(&state, &orders, &key, HOME, Publish { author: "bot", text: "fourth", key: "" }).await;
+        assert_eq!(over.unwrap_err().kind, ErrorKind::RateLimited);
+        assert_eq!(memory.last_id(&orders).await.unwrap(), 3, "refusals store nothing");
+        assert_eq!(memory.last_id(&FeedName::main()).await.unwrap(), 0);
+        assert_eq!(next_now(&mut sub).await, None, "nor announce anything");
     }
 }

@@ -87,17 +87,25 @@ pub fn shortcut<B>(state: &AppState, request: &axum::http::Request<B>) -> Option
 }
 
 async fn list(State(state): State<AppState>, request: Request) -> Response {
+    let (uri, headers) = (request.uri(), request.headers());
+    page(&state, feed_of(uri.path()).unwrap_or(FeedName::MAIN), uri, headers).await
+}
+
+/// One page of the feed named `raw_feed`, as the query of `uri` asks for it (with the request's `headers`): the
+/// route's answer, which the publish API's read (`publish`) answers too, once it has checked the key.
+pub async fn page(state: &AppState, raw_feed: &str, uri: &axum::http::Uri, headers: &HeaderMap) -> Response {
     observe::page_requested();
-    let feed = feed::named(&state, feed_of(request.uri().path()).unwrap_or(FeedName::MAIN));
-    let mut response = match (feed, Query::<ListQuery<String>>::try_from_uri(request.uri())) {
+    let feed = feed::named(state, raw_feed);
+    let mut response = match (feed, Query::<ListQuery<String>>::try_from_uri(uri)) {
         (Err(err), _) => err.into_response(),
         (Ok(feed), Ok(Query(query))) => {
             match PageKey::parse(query.since.as_deref(), query.before.as_deref(), query.until.as_deref()) {
-                Ok(key) => match feed::list(&state, &feed, key, query.epoch.as_deref().filter(|e| !e.is_empty())).await
-                {
-                    Ok(page) => answer(&page, request.headers(), query.epoch.as_deref().filter(|e| !e.is_empty())),
-                    Err(err) => err.into_response(),
-                },
+                Ok(key) => {
+                    match feed::list(state, &feed, key, query.epoch.as_deref().filter(|e| !e.is_empty())).await {
+                        Ok(page) => answer(&page, headers, query.epoch.as_deref().filter(|e| !e.is_empty())),
+                        Err(err) => err.into_response(),
+                    }
+                }
                 Err(err) => err.into_response(),
             }
         }

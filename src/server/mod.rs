@@ -8,6 +8,7 @@
 //! error. `identity` verifies the tokens of the deployer's backend that a join may carry. The HTTP layers (`peer`,
 //! `cookie`, `refusal`, `security`) sit in front of the handlers.
 
+pub mod api_keys;
 pub mod backend;
 pub mod broker;
 pub mod budget;
@@ -32,6 +33,7 @@ pub mod pages;
 pub mod peer;
 pub mod presence;
 pub mod pruning;
+pub mod publish;
 pub mod refusal;
 pub mod replicas;
 pub mod roster;

@@ -1,4 +1,4 @@
-//! The whole router: each handler module exposes its routes (`messages`, `heartbeat`, `events`, `ops`; the page and the server
+//! The whole router: each handler module exposes its routes (`messages`, `heartbeat`, `events`, `ops`, `publish`; the page and the server
 //! functions come from Leptos; the page is `/` and each feed's `/f/{name}`, whose name `feed_pages` checks before it
 //! is rendered, and each has its embed, `/embed` and `/f/{name}/embed`: the same page in another layout), and `app`
 //! assembles them under the layers every request passes, except the hot read of the log (`messages`), which answers
@@ -27,7 +27,7 @@ use crate::client::{shell, HandedGroup};
 use crate::server::net::Shortcut;
 use crate::server::security::Framers;
 use crate::server::state::{AppState, FeedGate};
-use crate::server::{cookie, events, group, heartbeat, messages, observe, ops, peer, refusal, security};
+use crate::server::{cookie, events, group, heartbeat, messages, observe, ops, peer, publish, refusal, security};
 use crate::shared::domain::{FeedLookup, FeedName, FEED_NAME_RULE};
 use crate::shared::wire;
 
@@ -64,6 +64,7 @@ pub fn app(state: AppState, scope: group::Scope, framers: Framers) -> Router {
             }
         })
         .merge(heartbeat::routes())
+        .merge(publish::routes())
         .fallback_service(static_files)
         .layer(middleware::from_fn_with_state(state.limits.feeds.clone(), feed_pages))
         .layer(middleware::from_fn_with_state(scope, cookie::assign))

@@ -1,11 +1,12 @@
-//! Start-up, like a table of contents: settings → backend (`backend::open`) and sign-in keys (`sign_in`) → state →
+//! Start-up, like a table of contents: settings → backend (`backend::open`), sign-in keys (`sign_in`) and API keys → state →
 //! routes (`routes::app`) → listener, and the background passes: retention (`pruning`; on Redis, by the replica holding its lease), idle
-//! budgets, presence leases.
+//! budgets, presence leases, the API keys file read again (SIGHUP, or a change).
 
 use std::sync::Arc;
 
 use leptos::config::LeptosOptions;
 
+use crate::server::api_keys::{self, ApiKeys, KeysError};
 use crate::server::identity::{KeyError, Keys, SignIn, TokenAlgorithm};
 use crate::server::net::{listen, serve, Deadlines};
 use crate::server::peer::Peers;
@@ -25,6 +26,8 @@ pub enum StartupError {
     DataDir(#[from] data_dir::LockError),
     #[error("sign-in tokens: {0}")]
     Keys(#[from] KeyError),
+    #[error(transparent)]
+    ApiKeys(#[from] KeysError),
     #[error(
         "setting `max-streams` is {given}, but the open-file limit ({limit}) leaves room for {fit} event streams; \
          lower max-streams or raise the limit (ulimit -n, LimitNOFILE=)"
@@ -97,6 +100,10 @@ pub fn sign_in(settings: &Settings) -> Result<SignIn, KeyError> {
 pub async fn build_state(settings: &Settings) -> Result<(AppState, Option<Arc<dyn Turn>>), StartupError> {
     // Before the backend: a key that cannot be read stops the start before anything is opened.
     let sign_in = sign_in(settings)?;
+    let api_keys = match &settings.identity.api_keys_file {
+        Some(path) => ApiKeys::load(path)?,
+        None => ApiKeys::none(),
+    };
     // With scope `everyone` every visitor is one group: the per-browser stream cap and send budget do not apply.
     let per_browser = settings.feed.scope == group::Scope::Browser;
     let backend::Parts { store, hub, broker, presence, throttle, stream_leases, tickets, address_budgets, turn } =
@@ -112,6 +119,8 @@ pub async fn build_state(settings: &Settings) -> Result<(AppState, Option<Arc<dy
     .with_stream_cap(settings.limits.max_streams_per_address)
     .with_new_feeds(settings.limits.new_feeds_per_hour)
     .with_presence_rate(beats.ceil().min(f64::from(u32::MAX)) as u32);
+    // The API keys' budgets are kept where the address budgets are: shared by every replica on Redis.
+    let api_keys = api_keys.shared_through(address_budgets.clone());
     if let Some(budgets) = address_budgets {
         peers = peers.shared_through(budgets);
     }
@@ -146,6 +155,7 @@ pub async fn build_state(settings: &Settings) -> Result<(AppState, Option<Arc<dy
         presence,
         lease: settings.presence.presence_lease,
         heartbeats: heartbeats.map(Arc::new),
+        api_keys: Arc::new(api_keys),
     });
     Ok((state, turn))
 }
@@ -175,6 +185,9 @@ pub async fn run(mut settings: Settings) -> Result<(), StartupError> {
     let throttles = [state.throttle.clone(), state.heartbeats.clone()];
     tokio::spawn(forget_idle_budgets(throttles, state.peers.clone(), settings.feed.prune_every));
     tokio::spawn(roster::sweep(state.presence.clone(), state.broker.clone(), roster::SWEEP_EVERY));
+    if settings.identity.api_keys_file.is_some() {
+        tokio::spawn(reload_api_keys(state.api_keys.clone()));
+    }
     let shortcut = shortcut(state.clone());
     let router = app(state, settings.feed.scope, Framers::new(&settings.embed.embed_origins));
     let deadlines = Deadlines {
@@ -223,6 +236,32 @@ async fn forget_idle_budgets(throttles: [Option<Arc<SendThrottle>>; 2], peers: A
         tick.tick().await;
         throttles.iter().flatten().for_each(|throttle| throttle.forget_idle());
         peers.forget_idle();
+    }
+}
+
+/// Reads the API keys file again on SIGHUP, and whenever it changes (looked at every `api_keys::WATCH_EVERY`),
+/// so a key removed from the file stops working without a restart.
+async fn reload_api_keys(keys: Arc<ApiKeys>) {
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|err| tracing::warn!(error = %err, "no SIGHUP handler: API keys are read again on change only"))
+        .ok();
+    let mut tick = tokio::time::interval(api_keys::WATCH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        #[cfg(unix)]
+        let hung_up = async {
+            match hangup.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hung_up = std::future::pending::<Option<()>>();
+        tokio::select! {
+            _ = hung_up => keys.reload_logged("SIGHUP"),
+            _ = tick.tick() => keys.reload_if_changed(),
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! What every request handler shares: the store, the fan-out and its page cache, who is here, the budgets, the ticket
-//! keys, how tabs sign in and the limits. A leaf: it imports the parts it holds and no handler, so any handler may import it.
+//! keys, how tabs sign in, the publish API's keys and the limits. A leaf: it imports the parts it holds and no handler, so any handler may import it.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 
+use crate::server::api_keys::ApiKeys;
 use crate::server::broker::Broker;
 use crate::server::hub::Hub;
 use crate::server::identity::SignIn;
@@ -117,6 +118,8 @@ pub struct Services {
     pub lease: std::time::Duration,
     /// Heartbeat rate limits, kept apart from the send budgets; `None`: no limit.
     pub heartbeats: Option<Arc<SendThrottle>>,
+    /// The publish API's keys (`api-keys-file`), read again on SIGHUP and when the file changes.
+    pub api_keys: Arc<ApiKeys>,
 }
 
 impl std::ops::Deref for AppState {
@@ -162,6 +165,7 @@ pub fn services_for_tests(store: Arc<dyn FeedStore>, throttle: Option<SendThrott
         presence: Arc::new(crate::server::presence::MemoryPresence::default()),
         lease: std::time::Duration::from_secs(30),
         heartbeats: None,
+        api_keys: Arc::new(ApiKeys::none()),
     }
 }
 

@@ -232,6 +232,7 @@ impl SendKey {
 /// In JSON (`serde`'s external tagging): `{"verified": "SUBJECT"}` or `{"service": "KEY NAME"}`. A message's
 /// `source` field is left out when it is anonymous, so a page of anonymous messages reads as it did before.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// Joined with a name the user typed: the name says nothing about who they are.
@@ -251,6 +252,7 @@ impl Source {
 
 /// One entry of the shared log, as stored and as served by `/api/messages` and `/api/send`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Message {
     pub id: u64,
     pub user: String,

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::shared::domain::InputError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The input broke a rule (empty, too long, control characters): 422.
@@ -94,6 +95,7 @@ impl ErrorKind {
 
 /// Serialized as `{"kind": "...", "message": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[error("{message}")]
 pub struct ApiError {
     pub kind: ErrorKind,

@@ -278,4 +278,8 @@ pub struct Identity {
     /// with the browser's cookies, answering `{"token": "..."}`); unset: the page says the sign-in expired.
     #[arg(long, env = "BROADCASTING_TOKEN_REFRESH_URL", value_parser = refresh_url)]
     pub token_refresh_url: Option<String>,
+    /// The publish API's keys: a TOML file of `[[key]]` entries (name, SHA-256 hash, feeds, per-minute budget),
+    /// read again on SIGHUP and when it changes; unset: the API takes no key (401).
+    #[arg(long, env = "BROADCASTING_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
 }

@@ -65,6 +65,7 @@ const OLD: &[(&str, &str, &str, &str)] = &[
     ("--token-issuer", "BROADCASTING_TOKEN_ISSUER", "identity", "https://app.example.com"),
     ("--token-leeway", "BROADCASTING_TOKEN_LEEWAY", "identity", "5s"),
     ("--token-refresh-url", "BROADCASTING_TOKEN_REFRESH_URL", "identity", "/auth/token"),
+    ("--api-keys-file", "BROADCASTING_API_KEYS_FILE", "identity", "/etc/broadcasting/api-keys.toml"),
 ];
 
 /// A settings file in a directory of its own; `path` is rewritten by `write` so settings read from different
@@ -183,7 +184,8 @@ fn every_setting_but_the_secret_has_a_default() {
             "token-public-key-file",
             "token-audience",
             "token-issuer",
-            "token-refresh-url"
+            "token-refresh-url",
+            "api-keys-file"
         ]
     );
 }
