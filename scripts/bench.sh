@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks a release build on this machine through the public HTTP contract; the figures go to BENCHMARKS.md.
-#   scripts/bench.sh [sends] [fanout] [refetch] [render] [size] [live] [feeds] [soak] [redis]   (no argument: the
-#   first six)
+#   scripts/bench.sh [sends] [fanout] [refetch] [render] [size] [live] [publish] [feeds] [soak] [redis]   (no
+#   argument: the first six)
 #     sends   acknowledged durable sends per second, 1 and 8 concurrent senders
 #     fanout  N = 1,000 / 5,000 / 10,000 subscribers in one session group, 1 message per second, against the bare
 #             axum + broadcast floor and against Broadcasting (every subscriber refetching like the page)
@@ -15,6 +15,7 @@
 #     render  server-rendered pages of / per second with 200 messages in the log
 #     size    release wasm, JS and CSS: raw, gzip -9, brotli -11, and as served
 #     live    Chromium (Playwright): time from navigation to hydrated and to the event stream live
+#     publish messages published per second through the API (one key, 1 and 8 publishers) next to the tabs' sends
 #     feeds   many named feeds: 10,000 streams over 1,000 feeds with 100 sending 1/s against one feed at the same
 #             total deliveries, net of the appends (a sends-alone run) and of idle CPU; an idle stream following 1 and
 #             8 feeds; 30,000 visits to feeds nobody writes to (what the server keeps of them)
@@ -144,6 +145,20 @@ for section in $sections; do
     start_server 3077
     echo "== sends: SQLite store"
     for senders in 1 8; do
+      $bench sends --url "http://127.0.0.1:3077" --senders "$senders" --count 10000
+    done
+    stop
+    ;;
+  publish)
+    # The publish API (issue 25): one API key, 1 and 8 publishers, against the tabs' sends on the same server.
+    keys=$runs/api-keys.toml
+    made=$(target/release/broadcasting make-api-key bench)
+    key=$(printf '%s\n' "$made" | grep '^bk_')
+    printf '%s\n' "$made" | sed -n '/^\[\[key\]\]/,$p' | sed 's/^per-minute = .*/per-minute = 100000000/' >"$keys"
+    start_server 3077 --api-keys-file "$keys"
+    echo "== publish: SQLite store, one API key, against the tabs' sends"
+    for senders in 1 8; do
+      $bench publish --url "http://127.0.0.1:3077" --key "$key" --senders "$senders" --count 10000
       $bench sends --url "http://127.0.0.1:3077" --senders "$senders" --count 10000
     done
     stop

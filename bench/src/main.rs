@@ -19,6 +19,9 @@
 //! and RSS per idle stream (T = 0: connect and report only that). `--visits V`: visit V feeds nobody writes to and
 //! report what the server keeps of them.
 //!
+//! `broadcasting-bench publish --url URL --key KEY [--feed F --senders N --count C]`: messages published per second
+//! through the API with one key, N publishers at a time.
+//!
 //! `broadcasting-bench floor --addr ADDR`: serves the bare axum + broadcast SSE floor to compare against: its notice
 //! alone (`fanout --no-fetch` against it), or its notice and then a refetch answered from prepared bytes (`fanout`).
 //!
@@ -66,6 +69,20 @@ struct Cli {
 enum Command {
     /// Many named feeds: streams spread over feeds, some feeds sending, every stream refetching its feeds' pages.
     Feeds(feeds::Options),
+    /// Messages published per second through the API with N concurrent publishers (one key).
+    Publish {
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+        /// The API key (`broadcasting make-api-key`).
+        #[arg(long)]
+        key: String,
+        #[arg(long, default_value = "main")]
+        feed: String,
+        #[arg(long, default_value_t = 1)]
+        senders: usize,
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+    },
     /// Acknowledged sends per second with N concurrent senders.
     Sends {
         /// Base URL of a running server.
@@ -178,23 +195,41 @@ async fn sends(url: String, senders: usize, count: usize) -> anyhow::Result<()> 
         .await
         .map_err(|e| anyhow!("join: {e}"))?;
     let ticket = joined["ticket"].as_str().ok_or_else(|| anyhow!("join answered {joined}"))?.to_owned();
+    let send = move |s: usize, i: usize| {
+        let text = format!("bench sender {s} message {i}");
+        http.post(format!("{url}{}", wire::SEND_PATH)).form(&[("ticket", ticket.as_str()), ("text", text.as_str())])
+    };
+    timed("", senders, count, send).await
+}
+
+/// Messages published through the API (`POST /api/v1/feeds/{feed}/messages`, a bearer key), as `sends` does.
+async fn publish(url: String, key: String, feed: String, senders: usize, count: usize) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let publish = move |s: usize, i: usize| {
+        let body = serde_json::json!({ "author": "bench", "text": format!("published by {s}, message {i}") });
+        http.post(format!("{url}/api/v1/feeds/{feed}/messages")).bearer_auth(&key).json(&body)
+    };
+    timed("publish ", senders, count, publish).await
+}
+
+/// `count` requests made by `request(sender, i)`, `senders` at a time (each one after the other, like a user or a
+/// backend's worker), each answered 2xx; prints the rate and the latencies, the line starting with `label`.
+async fn timed<F>(label: &str, senders: usize, count: usize, request: F) -> anyhow::Result<()>
+where
+    F: Fn(usize, usize) -> reqwest::RequestBuilder + Clone + Send + 'static,
+{
     let started = Instant::now();
     let tasks: Vec<_> = (0..senders)
         .map(|s| {
-            let (http, url, ticket) = (http.clone(), url.clone(), ticket.clone());
+            let request = request.clone();
             let mine = count / senders + usize::from(s < count % senders);
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(mine);
                 for i in 0..mine {
-                    let text = format!("bench sender {s} message {i}");
                     let sent = Instant::now();
-                    let response = http
-                        .post(format!("{url}{}", wire::SEND_PATH))
-                        .form(&[("ticket", ticket.as_str()), ("text", text.as_str())])
-                        .send()
-                        .await?;
+                    let response = request(s, i).send().await?;
                     if !response.status().is_success() {
-                        return Err(anyhow!("send answered {}", response.status()));
+                        return Err(anyhow!("answered {}", response.status()));
                     }
                     response.bytes().await?;
                     latencies.push(sent.elapsed());
@@ -209,7 +244,7 @@ async fn sends(url: String, senders: usize, count: usize) -> anyhow::Result<()> 
     }
     let elapsed = started.elapsed();
     println!(
-        "senders={senders} sends={} seconds={:.2} sends_per_second={:.0} latency_ms {}",
+        "{label}senders={senders} sends={} seconds={:.2} sends_per_second={:.0} latency_ms {}",
         latencies.len(),
         elapsed.as_secs_f64(),
         latencies.len() as f64 / elapsed.as_secs_f64(),
@@ -222,6 +257,7 @@ async fn sends(url: String, senders: usize, count: usize) -> anyhow::Result<()> 
 async fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Sends { url, senders, count } => sends(url, senders.max(1), count).await,
+        Command::Publish { url, key, feed, senders, count } => publish(url, key, feed, senders.max(1), count).await,
         Command::Fanout {
             url,
             also,
