@@ -108,12 +108,17 @@ pub async fn send(
     raw_text: &str,
     raw_key: &str,
 ) -> Result<Message, ApiError> {
-    let sent = append(state, feed, group, address, ticket, raw_text, raw_key).await;
-    match &sent {
+    counted(append(state, feed, group, address, ticket, raw_text, raw_key).await)
+}
+
+/// Counts a send's outcome in the metrics (appended, or refused by its error's code) and passes it on: a tab's send
+/// and a backend's publish are counted alike.
+fn counted<T>(outcome: Result<T, ApiError>) -> Result<T, ApiError> {
+    match &outcome {
         Ok(_) => observe::appended(),
         Err(err) => observe::refused(err.kind.code()),
     }
-    sent
+    outcome
 }
 
 async fn append(
@@ -175,12 +180,7 @@ pub async fn publish(
     address: IpAddr,
     sent: Publish<'_>,
 ) -> Result<(Message, bool), ApiError> {
-    let published = publish_checked(state, feed, api_key, address, sent).await;
-    match &published {
-        Ok(_) => observe::appended(),
-        Err(err) => observe::refused(err.kind.code()),
-    }
-    published
+    counted(publish_checked(state, feed, api_key, address, sent).await)
 }
 
 async fn publish_checked(
