@@ -219,3 +219,113 @@ async fn the_default_takes_no_tokens_and_says_so() {
     let (status, stderr) = Server::fails_to_start(&["--join", "token"], &[], |_| {});
     assert!(!status.success() && stderr.contains("`join` takes tokens"), "{stderr}");
 }
+
+/// A server with private feeds (settings file): `team-*` is read and written by signed-in members only, `board` is
+/// read by anyone and written by members, everything else is open.
+fn with_private_feeds() -> Server {
+    let settings = "[broadcasting.named-feeds.board]\nwrite = \"token\"\n\
+                    [broadcasting.feed-access.\"team-*\"]\nread = \"token\"\nwrite = \"token\"\n";
+    Server::try_start_prepared(&["--join", "both", "--token-secret", SECRET], &[], |data| {
+        std::fs::write(data.parent().unwrap().join("settings.toml"), settings).unwrap();
+    })
+    .unwrap_or_else(|(status, stderr)| panic!("the server did not start ({status}):\n{stderr}"))
+}
+
+/// A GET with `Authorization: Bearer pass` (none if empty): status, `Cache-Control`, body.
+async fn read_with(browser: &Browser, path: &str, pass: &str) -> (u16, String, String) {
+    let mut request = browser.http.get(format!("{}{path}", browser.base));
+    if !pass.is_empty() {
+        request = request.bearer_auth(pass);
+    }
+    let response = request.send().await.unwrap();
+    let cache = response.headers().get("cache-control").map_or(String::new(), |v| v.to_str().unwrap().to_owned());
+    (response.status().as_u16(), cache, response.text().await.unwrap())
+}
+
+/// A private feed: a member's join hands out a read pass; without it (or with one for another feed) its pages, who
+/// is here and its notices are a 403 that says nothing of what it holds, a typed name may not join it, a ticket of
+/// another feed may not post in it, and its pages are never marked for a shared cache.
+#[tokio::test]
+async fn a_private_feed_is_read_with_the_members_pass_only_and_leaks_nothing() {
+    let server = with_private_feeds();
+    let member = server.browser();
+    let grants = json!({"feeds": {"read": ["team-*"], "write": ["team-*", "board"]}});
+    let joined: Value = join_with(&member, &token(ada(grants)), "team-ops").await.ok();
+    let pass = joined["pass"].as_str().expect("a private feed's join hands out its read pass").to_owned();
+    assert!(pass.starts_with("p1.team-ops."), "{pass}");
+    let ticket = joined["ticket"].as_str().unwrap().to_owned();
+    let secret = "the launch is on friday";
+    let sent: Value = member.post(SEND_PATH, &[("ticket", &ticket), ("text", secret), ("feed", "team-ops")]).await.ok();
+    assert_eq!(sent["id"], 1);
+
+    let pages = wire::feed_api("team-ops", wire::FEED_MESSAGES);
+    let here = wire::feed_api("team-ops", wire::FEED_PRESENCE);
+    let (status, cache, body) = read_with(&member, &format!("{pages}?since=0&until=1"), &pass).await;
+    assert_eq!((status, cache.as_str()), (200, "private, no-store"));
+    assert!(body.contains(secret));
+    let (status, cache, _) = read_with(&member, &here, &pass).await;
+    assert_eq!((status, cache.as_str()), (200, "no-store"));
+    member.events_at(&format!("/events?feed=team-ops&pass={pass}"), &[]).await;
+
+    let stranger = server.browser();
+    let other_pass = {
+        let other: Value = join_with(&stranger, &token(ada(json!({}))), "team-x").await.ok();
+        other["pass"].as_str().unwrap().to_owned()
+    };
+    for (path, with) in [
+        (format!("{pages}?since=0&until=1"), ""),
+        (pages.clone(), ""),
+        (format!("{pages}?since=0&until=1"), other_pass.as_str()),
+        (format!("{pages}?since=0&until=1"), "p1.team-ops.99999999999.forged"),
+        (here.clone(), ""),
+    ] {
+        let (status, _, body) = read_with(&stranger, &path, with).await;
+        assert_eq!(status, 403, "{path} with {with:?}: {body}");
+        assert!(!body.contains(secret) && body.contains("signed-in members"), "{body}");
+    }
+    for path in [
+        "/events?feed=team-ops".to_owned(),
+        "/events?feed=main&feed=team-ops".to_owned(),
+        format!("/events?feed=team-ops&pass={other_pass}"),
+    ] {
+        let response = stranger.http.get(server.url(&path)).send().await.unwrap();
+        assert_eq!(response.status(), 403, "{path}");
+    }
+    let page = stranger.http.get(server.url("/f/team-ops")).send().await.unwrap();
+    assert_eq!(page.status(), 200, "the page itself is no refusal: its tab may be about to join");
+    let html = page.text().await.unwrap();
+    assert!(!html.contains(secret) && html.contains("signed-in members"), "the page renders none of it");
+    assert!(html.contains(&format!("name=\"{}\"", wire::PRIVATE_META)), "and marks itself private");
+    let main_page = stranger.http.get(server.url("/")).send().await.unwrap().text().await.unwrap();
+    assert!(!main_page.contains(secret) && !main_page.contains(wire::PRIVATE_META));
+
+    // A typed name may not join it, an open feed's ticket (even a signed-in one) may not post in it, and a token
+    // that does not grant it is refused: nothing is stored.
+    stranger.post(JOIN_PATH, &[("username", "Mallory"), ("feed", "team-ops")]).await.refused(403, "forbidden");
+    let typed = stranger.join("Mallory").await;
+    let signed_elsewhere: Value = join_with(&stranger, &token(ada(json!({}))), "").await.ok();
+    assert_eq!(signed_elsewhere.get("pass"), None, "an open feed hands out no pass");
+    for ticket in [typed.as_str(), signed_elsewhere["ticket"].as_str().unwrap()] {
+        let answer = stranger.post(SEND_PATH, &[("ticket", ticket), ("text", "hi"), ("feed", "team-ops")]).await;
+        answer.refused(403, "forbidden");
+    }
+    let no_grant = token(ada(json!({"feeds": {"read": ["other"]}})));
+    join_with(&stranger, &no_grant, "team-ops").await.refused(403, "forbidden");
+    let (_, _, body) = read_with(&member, &format!("{pages}?since=0"), &pass).await;
+    assert_eq!(texts(&serde_json::from_str::<Vec<Value>>(&body).unwrap()), [secret]);
+
+    // `board`: anyone reads it, only members post in it.
+    let (status, cache, _) = read_with(&stranger, &wire::feed_api("board", wire::FEED_MESSAGES), "").await;
+    assert_eq!((status, cache.as_str()), (200, "no-cache"));
+    let answer = stranger.post(SEND_PATH, &[("ticket", &typed), ("text", "hi"), ("feed", "board")]).await;
+    answer.refused(403, "forbidden");
+    let member_anywhere: Value = join_with(&member, &token(ada(json!({}))), "board").await.ok();
+    let ticket = member_anywhere["ticket"].as_str().unwrap();
+    member.post(SEND_PATH, &[("ticket", ticket), ("text", "posted"), ("feed", "board")]).await.ok::<Value>();
+    assert_eq!(texts(&sent_in(&stranger, "board").await), ["posted"]);
+
+    // Metrics name no feed, and no refusal above was logged as an error.
+    let metrics = stranger.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(!metrics.contains("team-ops"), "{metrics}");
+    assert!(!server.log().contains("ERROR"), "{}", server.log());
+}

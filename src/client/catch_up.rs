@@ -68,6 +68,10 @@ impl CatchUp {
     /// a repeat (rare), but it may come from a log made anew (Redis came back empty, ids start again), which only
     /// the page's epoch tells.
     pub fn request(self, target: u64) {
+        // A private feed this tab may not read yet: nothing to fetch (its join loads it, `feed::FeedLog`).
+        if self.feed.locked_untracked() {
+            return;
+        }
         let start = self.state.try_update_value(|state| {
             state.target = state.target.max(target);
             if state.running {

@@ -79,6 +79,16 @@ pub fn Composer(feed: Feed, here: Presence) -> impl IntoView {
     Effect::new(move |_| {
         if let Some(Ok(joined)) = join.value().get() {
             expired.set(None);
+            // A private feed's read pass: every read of the feed carries it from now on. The first opens the feed
+            // (the log loads, then the browser's stream carries it: `feed::FeedLog`); a renewal's replaces it.
+            if let Some(pass) = &joined.pass {
+                remote::hold_pass(pass);
+                if feed.locked_untracked() {
+                    feed.unlock(pass.clone());
+                } else {
+                    crate::client::relay::unlock(pass.clone());
+                }
+            }
             session.set(Some(joined));
         }
     });

@@ -84,6 +84,32 @@ pub fn FeedLog(feed: Feed, hydrated: Signal<bool>) -> impl IntoView {
         });
     };
 
+    // Why the first page could not be read, while that holds: a private feed says so until the tab joins with a
+    // token that grants it; then its newest page loads, and only then does the browser's stream carry the feed
+    // (whose opening catches up from there, not from the feed's first message).
+    let first_error = RwSignal::new(None::<String>);
+    Effect::new(move |was_locked: Option<bool>| {
+        let locked = feed.locked();
+        if was_locked == Some(true) && !locked {
+            leptos::task::spawn_local(async move {
+                match remote::messages(&feed.name(), None, None).await {
+                    Ok(page) => {
+                        first_error.set(None);
+                        feed.renew_epoch(&page.epoch);
+                        has_older.set(page.messages.first().is_some_and(|m| m.id > 1));
+                        feed.merge_synced(page.messages);
+                        feed.start_announcing();
+                    }
+                    Err(err) => first_error.set(Some(err.message)),
+                }
+                if let Some(pass) = feed.pass() {
+                    crate::client::relay::unlock(pass);
+                }
+            });
+        }
+        locked
+    });
+
     let on_scroll = move |_| {
         if let Some(el) = log.get_untracked() {
             let at_bottom = el.scroll_height() - el.scroll_top() - el.client_height() <= STICKY_SLACK_PX;
@@ -110,25 +136,28 @@ pub fn FeedLog(feed: Feed, hydrated: Signal<bool>) -> impl IntoView {
         <div class="log" node_ref=log on:scroll=on_scroll role="log" aria-live="off" aria-label="Message log" tabindex="0">
             <Suspense fallback=|| view! { <p class="hint">"Loading messages…"</p> }>
                 {move || Suspend::new(async move {
-                    let error = match first_page.await.0 {
+                    match first_page.await.0 {
                         Ok(page) => {
                             feed.renew_epoch(&page.epoch);
                             has_older.set(page.messages.first().is_some_and(|m| m.id > 1));
                             feed.merge_synced(page.messages);
                             feed.start_announcing();
-                            None
                         }
-                        Err(err) => Some(err.message),
+                        Err(err) => first_error.set(Some(err.message)),
                     };
                     view! {
-                        {error.map(|message| view! { <p class="error" role="alert">{message}</p> })}
+                        {move || first_error.get().map(|message| {
+                            // A private feed's refusal is no failure: the page is waiting for a sign-in.
+                            let class = if feed.locked() { "members-only" } else { "error" };
+                            view! { <p class=class role="alert">{message}</p> }
+                        })}
                         <Show when=move || has_older.get()>
                             <button class="older" type="button" on:click=load_older disabled=move || loading_older.get()>
                                 {move || if loading_older.get() { "Loading…" } else { "Load older messages" }}
                             </button>
                         </Show>
                         {move || older_error.get().map(|message| view! { <p class="error" role="alert">{message}</p> })}
-                        <Show when=move || feed.with_rows(<[Message]>::is_empty)>
+                        <Show when=move || !feed.locked() && feed.with_rows(<[Message]>::is_empty)>
                             <p class="empty">
                                 <small><em>"No messages yet — send one to publish it to all subscribed peers."</em></small>
                             </p>

@@ -57,7 +57,7 @@ pub fn connect(feed: Feed, presence: Presence) -> Live {
         problem: RwSignal::new(None),
         leads: RwSignal::new(false),
     };
-    relay::start(std::rc::Rc::new(link), feed.name());
+    relay::start(std::rc::Rc::new(link), feed.name(), feed.locked_untracked());
     let receiving = link.receiving;
     let status = Memo::new(move |previous: Option<&LiveStatus>| match (receiving.get(), previous) {
         (true, _) => LiveStatus::Live,

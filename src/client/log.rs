@@ -128,16 +128,44 @@ pub struct Feed {
     rows_changed: Trigger,
     /// Announced to screen readers: the newest message that arrived live from another tab or person.
     announcement: RwSignal<String>,
+    /// The feed is private and this tab may not read it yet: it has not joined with a token that grants it.
+    locked: RwSignal<bool>,
+    pass: StoredValue<Option<String>>,
 }
 
 impl Feed {
-    pub fn new(name: FeedName) -> Self {
+    /// `private`: reading the feed takes a sign-in (the page says so, `place::private`).
+    pub fn new(name: FeedName, private: bool) -> Self {
         Self {
             name: StoredValue::new(name),
             log: StoredValue::new(Log::default()),
             rows_changed: Trigger::new(),
             announcement: RwSignal::new(String::new()),
+            locked: RwSignal::new(private),
+            pass: StoredValue::new(None),
         }
+    }
+
+    /// Whether the tab may not read the feed yet, tracked: the log shows why, and loads once it may.
+    pub fn locked(&self) -> bool {
+        self.locked.get()
+    }
+
+    pub fn locked_untracked(&self) -> bool {
+        self.locked.get_untracked()
+    }
+
+    /// The tab joined with a token that grants the private feed, and holds its read pass (`remote::hold_pass`).
+    pub fn unlock(&self, pass: String) {
+        self.pass.set_value(Some(pass));
+        if self.locked.get_untracked() {
+            self.locked.set(false);
+        }
+    }
+
+    /// The read pass the feed was opened with (`unlock`), if it is private.
+    pub fn pass(&self) -> Option<String> {
+        self.pass.get_value()
     }
 
     /// The feed this is the log of.

@@ -39,6 +39,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     let title = place::title(&place::feed());
     // Only the embed is handed its group: the one page a browser may show without sending its cookie.
     let handed = (place::layout() == Layout::Embed).then(use_context::<HandedGroup>).flatten();
+    let private = place::private();
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -53,6 +54,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
                 <link rel="stylesheet" href=css/>
                 {handed.map(|HandedGroup(group)| view! { <meta name=wire::GROUP_META content=group/> })}
+                {private.then(|| view! { <meta name=wire::PRIVATE_META content="true"/> })}
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
             </head>
@@ -68,7 +70,7 @@ pub fn App() -> impl IntoView {
     let name = place::feed();
     let heading = place::heading(&name);
     session::start();
-    let feed = Feed::new(name.clone());
+    let feed = Feed::new(name.clone(), place::private());
     let here = presence::Presence::new(name.clone());
     let live = live::connect(feed, here);
     // Set once the page is interactive; tests and styles key on it.

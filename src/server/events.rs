@@ -53,6 +53,15 @@ async fn stream(
     if let Some(absent) = named.iter().flatten().find(|feed| !state.limits.feeds.may_exist(feed)) {
         return crate::server::feed::no_such_feed(absent).into_response();
     }
+    // A private feed's notices take its read pass (`pass=…`, one per private feed: `EventSource` sends no header).
+    let passes = passes_given(uri.query());
+    let main = [FeedName::main()];
+    for feed in named.as_deref().unwrap_or(&main) {
+        let pass = passes.iter().map(String::as_str).find(|pass| pass_names(pass, feed));
+        if let Err(refusal) = crate::server::feed::readable(&state, feed, pass) {
+            return refusal.into_response();
+        }
+    }
     // A stream that names its feeds catches each up itself when it opens; one that does not is main's, as before.
     let last_seen = headers
         .get("last-event-id")
@@ -104,6 +113,21 @@ fn feeds_asked(query: Option<&str>, most: usize) -> Result<Option<Vec<FeedName>>
         }
     }
     Ok((!feeds.is_empty()).then_some(feeds))
+}
+
+/// The read passes a stream's query gives (`pass=…`), at most a few dozen: one per private feed it follows.
+fn passes_given(query: Option<&str>) -> Vec<String> {
+    const MOST: usize = 64;
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .filter(|(name, _)| name == wire::PASS_FIELD)
+        .map(|(_, pass)| pass.into_owned())
+        .take(MOST)
+        .collect()
+}
+
+/// Whether `pass` says it is for `feed` (`p1.FEED.…`); whether it is one the server made, `feed::readable` checks.
+fn pass_names(pass: &str, feed: &FeedName) -> bool {
+    pass.strip_prefix("p1.").and_then(|rest| rest.strip_prefix(feed.as_str())).is_some_and(|rest| rest.starts_with('.'))
 }
 
 /// `frames`, with a comment whenever nothing was sent for `every`. A frame only notes the time: the timer is moved

@@ -8,12 +8,13 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::server::access::{members_only, Audience};
 use crate::server::api_keys::ApiKey;
 use crate::server::identity::{self, Grant};
 use crate::server::pages::{expires, Fresh, Page, PageKey};
 use crate::server::state::AppState;
 use crate::server::store::Draft;
-use crate::server::ticket::{SignedIn, TicketId};
+use crate::server::ticket::{SignedIn, TicketError, TicketId};
 use crate::server::{group::GroupId, observe};
 use crate::shared::domain::{FeedName, FEED_NAME_RULE};
 use crate::shared::domain::{Joined, Message, MessageText, PageLimits, SendKey, Source, Username};
@@ -21,16 +22,39 @@ use crate::shared::error::{ApiError, ErrorKind};
 
 /// Accepts `raw_name` (trimmed and checked, `Username::parse`) and signs a ticket for it in `group`. Where tabs
 /// join with tokens only (`join = token`), a typed name is no sign-in: 401.
-pub fn join(state: &AppState, group: &GroupId, raw_name: &str) -> Result<Joined, ApiError> {
+/// A feed that takes signed-in tabs only (`access`: `read` or `write` is `token`) refuses a typed name too (403).
+pub fn join(state: &AppState, group: &GroupId, feed: &FeedName, raw_name: &str) -> Result<Joined, ApiError> {
     if !state.sign_in.mode.takes_names() {
         return Err(ApiError::new(
             ErrorKind::Unauthorized,
             "This server takes no typed names: sign in through the site, which hands this page a token.",
         ));
     }
+    if state.limits.feeds.access.of(feed).signed_in_only() {
+        return Err(members_only(feed));
+    }
     let name = Username::parse(raw_name)?;
     let ticket = state.tickets.issue(group, &name);
-    Ok(Joined { name: name.as_str().to_owned(), ticket, source: Source::Anonymous, expires: None })
+    Ok(Joined { name: name.as_str().to_owned(), ticket, source: Source::Anonymous, expires: None, pass: None })
+}
+
+/// Whether this reader may read `feed` (its pages, who is here, its notices): anyone may read a feed that is not
+/// private; a private one takes the read pass a join with a token that grants it handed out (`pass`). 403 without
+/// one or with one for another feed, 401 once it has expired (the tab signs in again). The refusal says no more
+/// than that the feed is private, which its name in the settings already says: nothing of what it holds.
+pub fn readable(state: &AppState, feed: &FeedName, pass: Option<&str>) -> Result<(), ApiError> {
+    if !state.limits.feeds.access.of(feed).private() {
+        return Ok(());
+    }
+    let Some(pass) = pass else { return Err(members_only(feed)) };
+    match state.tickets.check_pass(feed, pass, ticket_clock()) {
+        Ok(()) => Ok(()),
+        Err(TicketError::Expired) => Err(ApiError::new(
+            ErrorKind::Unauthorized,
+            format!("Your sign-in for the feed {feed} has expired; open it again from the site that signs you in."),
+        )),
+        Err(_) => Err(members_only(feed)),
+    }
 }
 
 /// Joins `feed`'s page with `raw_token`, a token of the deployer's backend (`identity::verify`: 401 for any token it
@@ -58,10 +82,15 @@ pub fn join_with_token(
         tracing::debug!(reason = %err, "sign-in token refused");
         ApiError::from(err)
     })?;
+    let access = state.limits.feeds.access.of(feed);
+    if access.private() && !identity.grants.read.covers(feed) {
+        return Err(ApiError::new(ErrorKind::Forbidden, format!("Your sign-in does not let you read the feed {feed}.")));
+    }
     let only = match &identity.grants.write {
-        Grant::Any => None,
+        // A ticket for a private feed is for that feed only: its grants were checked against this one.
+        Grant::Any if !access.private() => None,
         grant if grant.covers(feed) => Some(feed),
-        Grant::Only(_) => {
+        _ => {
             return Err(ApiError::new(
                 ErrorKind::Forbidden,
                 format!("Your sign-in does not let you post in the feed {feed}."),
@@ -70,11 +99,13 @@ pub fn join_with_token(
     };
     let signed = SignedIn { subject: &identity.subject, feed: only, expires: identity.expires };
     let (ticket, expires) = state.tickets.issue_signed(group, &identity.name, &signed);
+    let pass = access.private().then(|| state.tickets.issue_pass(feed, expires));
     Ok(Joined {
         name: identity.name.as_str().to_owned(),
         ticket,
         source: Source::Verified(identity.subject),
         expires: Some(expires),
+        pass,
     })
 }
 
@@ -139,6 +170,13 @@ async fn append(
             ErrorKind::Forbidden,
             format!("Your sign-in lets you post in the feed {only} only, not in {feed}."),
         ));
+    }
+    // A private feed takes only a ticket for it (a join checked the token's grants for it); one that takes posts
+    // from signed-in tabs only, any signed-in ticket that may post there.
+    let access = state.limits.feeds.access.of(feed);
+    let verified = matches!(ticket.source, Source::Verified(_));
+    if (access.private() && ticket.feed.as_ref() != Some(feed)) || (access.write == Audience::Token && !verified) {
+        return Err(members_only(feed));
     }
     let text = MessageText::parse(raw_text, state.limits.max_message_chars)?;
     let key = SendKey::parse(raw_key)?;
@@ -420,7 +458,7 @@ mod tests {
         let state = state(Arc::new(MemoryStore::new(100)));
         let group = GroupId::everyone();
         let mut sub = state.hub.subscribe(&Audience::main(group.clone()));
-        let joined = join(&state, &group, " ada ").unwrap();
+        let joined = join(&state, &group, &FeedName::main(), " ada ").unwrap();
         assert_eq!(joined.name, "ada");
         let msg = send(&state, &FeedName::main(), &group, HOME, &joined.ticket, " hello ", "").await.unwrap();
         assert_eq!((msg.id, msg.user.as_str(), msg.text.as_str()), (1, "ada", "hello"));
@@ -433,7 +471,7 @@ mod tests {
         let ok_state = state(memory.clone());
         let group = GroupId::everyone();
         let mut sub = ok_state.hub.subscribe(&Audience::main(group.clone()));
-        let ticket = join(&ok_state, &group, "ada").unwrap().ticket;
+        let ticket = join(&ok_state, &group, &FeedName::main(), "ada").unwrap().ticket;
 
         let too_long = send(&ok_state, &FeedName::main(), &group, HOME, &ticket, "12345678901", "").await.unwrap_err();
         assert_eq!(too_long.kind, ErrorKind::InvalidInput);
@@ -446,7 +484,7 @@ mod tests {
 
         let broken = state(Arc::new(BrokenStore));
         let mut broken_sub = broken.hub.subscribe(&Audience::main(group.clone()));
-        let ticket = join(&broken, &group, "ada").unwrap().ticket;
+        let ticket = join(&broken, &group, &FeedName::main(), "ada").unwrap().ticket;
         let err = send(&broken, &FeedName::main(), &group, HOME, &ticket, "hi", "").await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::Unavailable);
         assert_eq!(next_now(&mut broken_sub).await, None);
@@ -460,8 +498,8 @@ mod tests {
         let state = state(memory.clone());
         let group = GroupId::everyone();
         let mut sub = state.hub.subscribe(&Audience::main(group.clone()));
-        let ada = join(&state, &group, "ada").unwrap().ticket;
-        let bob = join(&state, &group, "bob").unwrap().ticket;
+        let ada = join(&state, &group, &FeedName::main(), "ada").unwrap().ticket;
+        let bob = join(&state, &group, &FeedName::main(), "bob").unwrap().ticket;
         let first = send(&state, &FeedName::main(), &group, HOME, &ada, "hello", "k-1").await.unwrap();
         assert_eq!(next_now(&mut sub).await, Some(first.id));
         let bobs = send(&state, &FeedName::main(), &group, HOME, &bob, "mine", "k-1").await.unwrap();
@@ -493,7 +531,7 @@ mod tests {
         };
         let (a, b) = (replica(), replica());
         let group = GroupId::new("g");
-        let ticket = join(&a, &group, "ada").unwrap().ticket;
+        let ticket = join(&a, &group, &FeedName::main(), "ada").unwrap().ticket;
         for (i, replica) in [&a, &b, &a].into_iter().enumerate() {
             send(replica, &FeedName::main(), &group, HOME, &ticket, &format!("m{i}"), "").await.unwrap();
         }
@@ -512,7 +550,7 @@ mod tests {
     async fn list_pages_and_rejects_bad_since() {
         let state = state(Arc::new(MemoryStore::new(100)));
         let group = GroupId::everyone();
-        let ticket = join(&state, &group, "ada").unwrap().ticket;
+        let ticket = join(&state, &group, &FeedName::main(), "ada").unwrap().ticket;
         for i in 0..5 {
             send(&state, &FeedName::main(), &group, HOME, &ticket, &format!("m{i}"), "").await.unwrap();
         }
@@ -532,7 +570,7 @@ mod tests {
     async fn pages_end_early_rather_than_exceed_their_bytes_and_hold_at_least_one_message() {
         let state = state(Arc::new(MemoryStore::new(100)));
         let group = GroupId::everyone();
-        let ticket = join(&state, &group, "ada").unwrap().ticket;
+        let ticket = join(&state, &group, &FeedName::main(), "ada").unwrap().ticket;
         for text in ["aaaaaaaaaa", "bbbbbbbbbb", "cccccccccc", "dddddddddd"] {
             send(&state, &FeedName::main(), &group, HOME, &ticket, text, "").await.unwrap();
         }
@@ -615,7 +653,7 @@ mod tests {
                     let state = state(memory.clone());
                     let group = GroupId::new("g");
                     let mut sub = state.hub.subscribe(&Audience::main(group.clone()));
-                    let ticket = match join(&state, &group, &name) {
+                    let ticket = match join(&state, &group, &FeedName::main(), &name) {
                         Ok(joined) => {
                             prop_assert!((1..=32).contains(&joined.name.chars().count()));
                             prop_assert!(!joined.name.chars().any(char::is_control));
@@ -659,7 +697,7 @@ mod tests {
             fn an_altered_ticket_never_speaks_for_someone_else(at in any::<prop::sample::Index>(), with in any::<char>()) {
                 let state = state(Arc::new(MemoryStore::new(100)));
                 let group = GroupId::new("g");
-                let ticket = join(&state, &group, "ada").unwrap().ticket;
+                let ticket = join(&state, &group, &FeedName::main(), "ada").unwrap().ticket;
                 let mut chars: Vec<char> = ticket.chars().collect();
                 let i = at.index(chars.len());
                 chars[i] = with;
@@ -691,7 +729,7 @@ mod tests {
         let listed = [named("team")].into_iter().collect();
         let state = gated(crate::server::state::FeedGate::new(Some(listed), 100), 100);
         let group = GroupId::everyone();
-        let ticket = join(&state, &group, "ada").unwrap().ticket;
+        let ticket = join(&state, &group, &FeedName::main(), "ada").unwrap().ticket;
         send(&state, &FeedName::main(), &group, HOME, &ticket, "to main", "").await.unwrap();
         send(&state, &named("team"), &group, HOME, &ticket, "to team", "").await.unwrap();
         let refused = send(&state, &named("other"), &group, HOME, &ticket, "to other", "").await.unwrap_err();
@@ -704,7 +742,7 @@ mod tests {
     async fn new_feeds_are_bounded_in_all_and_per_address_and_known_ones_are_free() {
         let state = gated(crate::server::state::FeedGate::open(4), 2);
         let group = GroupId::everyone();
-        let ticket = join(&state, &group, "ada").unwrap().ticket;
+        let ticket = join(&state, &group, &FeedName::main(), "ada").unwrap().ticket;
         let there: IpAddr = "192.0.2.7".parse().unwrap();
         send(&state, &FeedName::main(), &group, HOME, &ticket, "main", "").await.unwrap();
         send(&state, &named("a"), &group, HOME, &ticket, "a", "").await.unwrap();
@@ -762,7 +800,7 @@ mod tests {
         assert_eq!(state.store.since(&FeedName::main(), 0, 10).await.unwrap()[0].source, sent.source);
         assert_eq!(next_now(&mut sub).await, Some(1));
 
-        let typed = join(&state, &group, "Ada").unwrap_err();
+        let typed = join(&state, &group, &FeedName::main(), "Ada").unwrap_err();
         assert_eq!((typed.kind, typed.status()), (ErrorKind::Unauthorized, 401));
         let expired = serde_json::json!({"sub": "user-42", "name": "Ada", "exp": 1});
         let refused = join_with_token(&state, &group, &FeedName::main(), &token(expired)).unwrap_err();

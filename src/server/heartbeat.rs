@@ -13,7 +13,7 @@ use axum::{Extension, Json, Router};
 use crate::server::group::Audience;
 use crate::server::group::GroupId;
 use crate::server::peer::{self, Peer};
-use crate::server::roster;
+use crate::server::{messages, roster};
 use crate::server::state::AppState;
 use crate::shared::domain::FeedName;
 use crate::shared::error::{ApiError, ErrorKind};
@@ -92,8 +92,12 @@ async fn here(
     State(state): State<AppState>,
     Extension(group): Extension<GroupId>,
     path: Option<Path<String>>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
-    let here = match feed_of(&state, path) {
+    // A private feed's list takes the tab's read pass, as its pages do.
+    let feed = feed_of(&state, path)
+        .and_then(|feed| crate::server::feed::readable(&state, &feed, messages::bearer(&headers)).map(|()| feed));
+    let here = match feed {
         Ok(feed) => roster::here(&state, &Audience::new(feed, group)).await,
         Err(err) => Err(err),
     };

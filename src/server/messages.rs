@@ -32,6 +32,9 @@ const SETTLED: &str = "public, max-age=31536000, immutable";
 const SETTLED_SECS: u64 = 31_536_000;
 /// Any other page: a cache must ask again (with `If-None-Match`) before using what it holds.
 const REVALIDATE: &str = "no-cache";
+/// A private feed's page: no shared cache may keep it, and the browser keeps no copy either (another tab of the
+/// same browser may be another person).
+const PRIVATE: &str = "private, no-store";
 
 pub fn routes() -> Router<AppState> {
     let feed_messages = format!("{}{{feed}}{}", wire::FEEDS_API_PREFIX, wire::FEED_MESSAGES);
@@ -75,6 +78,10 @@ pub fn shortcut<B>(state: &AppState, request: &axum::http::Request<B>) -> Option
         return None;
     }
     let feed = feed::named(state, feed_of(request.uri().path())?).ok()?;
+    // A private feed's page is checked and answered by the route (`page`), never from here.
+    if state.limits.feeds.access.of(&feed).private() {
+        return None;
+    }
     let query: ListQuery<&str> = serde_urlencoded::from_str(request.uri().query().unwrap_or_default()).ok()?;
     let key = PageKey::parse(query.since, query.before, query.until).ok()?;
     // `epoch=` empty names none (a tab that holds no epoch yet).
@@ -88,14 +95,39 @@ pub fn shortcut<B>(state: &AppState, request: &axum::http::Request<B>) -> Option
 
 async fn list(State(state): State<AppState>, request: Request) -> Response {
     let (uri, headers) = (request.uri(), request.headers());
-    page(&state, feed_of(uri.path()).unwrap_or(FeedName::MAIN), uri, headers).await
+    page(&state, feed_of(uri.path()).unwrap_or(FeedName::MAIN), uri, headers, Reader::Tab(bearer(headers))).await
+}
+
+/// Who reads a page: a tab, with the read pass its `Authorization` carries if any (`feed::readable` checks it for
+/// a private feed), or a backend whose API key the publish API checked already.
+pub enum Reader<'a> {
+    Tab(Option<&'a str>),
+    Service,
+}
+
+/// The credential of an `Authorization: Bearer …` header, if the request has one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credential) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| credential.trim())
 }
 
 /// One page of the feed named `raw_feed`, as the query of `uri` asks for it (with the request's `headers`): the
-/// route's answer, which the publish API's read (`publish`) answers too, once it has checked the key.
-pub async fn page(state: &AppState, raw_feed: &str, uri: &axum::http::Uri, headers: &HeaderMap) -> Response {
+/// route's answer, which the publish API's read (`publish`) answers too, once it has checked the key. A private
+/// feed's page is marked for no cache but the reader's own, and for none to keep (`private, no-store`).
+pub async fn page(
+    state: &AppState,
+    raw_feed: &str,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    reader: Reader<'_>,
+) -> Response {
     observe::page_requested();
-    let feed = feed::named(state, raw_feed);
+    let feed = feed::named(state, raw_feed).and_then(|feed| match reader {
+        Reader::Tab(pass) => feed::readable(state, &feed, pass).map(|()| feed),
+        Reader::Service => Ok(feed),
+    });
+    let private = feed.as_ref().is_ok_and(|feed| state.limits.feeds.access.of(feed).private());
     let mut response = match (feed, Query::<ListQuery<String>>::try_from_uri(uri)) {
         (Err(err), _) => err.into_response(),
         (Ok(feed), Ok(Query(query))) => {
@@ -113,6 +145,9 @@ pub async fn page(state: &AppState, raw_feed: &str, uri: &axum::http::Uri, heade
             ApiError::new(ErrorKind::BadRequest, format!("Malformed request: {rejection}")).into_response()
         }
     };
+    if private {
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(PRIVATE));
+    }
     security::not_a_document(response.headers_mut());
     response
 }
@@ -209,7 +244,7 @@ mod tests {
     async fn the_shortcut_answers_a_made_page_as_the_route_does_and_leaves_the_rest() {
         let state = crate::server::state::for_tests(Arc::new(MemoryStore::new(100)), None);
         let group = GroupId::everyone();
-        let ticket = feed::join(&state, &group, "ada").unwrap().ticket;
+        let ticket = feed::join(&state, &group, &crate::shared::domain::FeedName::main(), "ada").unwrap().ticket;
         for text in ["one", "two", "three"] {
             feed::send(&state, &FeedName::main(), &group, std::net::Ipv4Addr::LOCALHOST.into(), &ticket, text, "")
                 .await

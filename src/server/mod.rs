@@ -8,6 +8,7 @@
 //! error. `identity` verifies the tokens of the deployer's backend that a join may carry. The HTTP layers (`peer`,
 //! `cookie`, `refusal`, `security`) sit in front of the handlers.
 
+pub mod access;
 pub mod api_keys;
 pub mod backend;
 pub mod broker;

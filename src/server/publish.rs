@@ -147,7 +147,7 @@ async fn publish(
 async fn read(State(state): State<AppState>, Path(raw_feed): Path<String>, uri: Uri, headers: HeaderMap) -> Response {
     let mut response = match admit(&state, &raw_feed, &headers) {
         Ok((_, feed)) => {
-            let mut page = messages::page(&state, feed.as_str(), &uri, &headers).await;
+            let mut page = messages::page(&state, feed.as_str(), &uri, &headers, messages::Reader::Service).await;
             // What a key read is the key holder's: no shared cache may keep it and hand it to a request without one.
             page.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
             page

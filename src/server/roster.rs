@@ -89,6 +89,10 @@ async fn admitted(state: &AppState, group: &Audience, ticket: &str, tab: &str) -
         .tickets
         .authenticate(&group.group, ticket)
         .map_err(|err| ApiError::new(ErrorKind::BadTicket, err.to_string()))?;
+    // On a private feed only a ticket for it is listed (a join checked its token's grants for that feed).
+    if state.limits.feeds.access.of(&group.feed).private() && ticket.feed.as_ref() != Some(&group.feed) {
+        return Err(crate::server::access::members_only(&group.feed));
+    }
     if let Some(throttle) = &state.heartbeats {
         throttle.check(&group.group, &ticket.id).await?;
     }

@@ -292,7 +292,7 @@ mod tests {
             ..base
         });
         let group = GroupId::everyone();
-        let ticket = feed::join(&state, &group, "ada").unwrap().ticket;
+        let ticket = feed::join(&state, &group, &crate::shared::domain::FeedName::main(), "ada").unwrap().ticket;
         for n in 1..=14 {
             let text = format!("message {n}: {}", "the same few words again and again, ".repeat(5));
             feed::send(&state, &FeedName::main(), &group, std::net::Ipv4Addr::LOCALHOST.into(), &ticket, &text, "")

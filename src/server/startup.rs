@@ -149,7 +149,9 @@ pub async fn build_state(settings: &Settings) -> Result<(AppState, Option<Arc<dy
                 feeds: settings.limits.max_feeds_per_stream,
             },
             horizon: settings.horizon(),
-            feeds: Arc::new(FeedGate::new(settings.listed_feeds(), settings.feed.max_feeds)),
+            feeds: Arc::new(
+                FeedGate::new(settings.listed_feeds(), settings.feed.max_feeds).with_access(settings.access.clone()),
+            ),
         },
         leptos: leptos_options(settings),
         presence,

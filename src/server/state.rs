@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 
+use crate::server::access::Rules;
 use crate::server::api_keys::ApiKeys;
 use crate::server::broker::Broker;
 use crate::server::hub::Hub;
@@ -41,6 +42,8 @@ pub struct FeedGate {
     listed: Option<BTreeSet<FeedName>>,
     pub max: usize,
     known: Mutex<HashSet<FeedName>>,
+    /// Who may read and post in which feed (`access`).
+    pub access: Rules,
 }
 
 /// Feeds remembered as holding messages at most; when full, the memory starts again.
@@ -49,7 +52,12 @@ const KNOWN_FEEDS: usize = 10_000;
 impl FeedGate {
     /// `listed`: `Some` for `feeds = listed`.
     pub fn new(listed: Option<BTreeSet<FeedName>>, max: usize) -> Self {
-        Self { listed, max, known: Mutex::default() }
+        Self { listed, max, known: Mutex::default(), access: Rules::default() }
+    }
+
+    /// The same gate, with these private feeds.
+    pub fn with_access(self, access: Rules) -> Self {
+        Self { access, ..self }
     }
 
     /// Any valid name may exist; at most `max` hold messages.

@@ -192,6 +192,38 @@ impl TicketKeys {
         (ticket, expires)
     }
 
+    /// A read pass for the private feed `feed` (`access`), valid until `expires` (unix seconds; the ticket's
+    /// expiry, so never past the token's): `p1.FEED.EXPIRES.MAC`. It is not bound to the group: the page fetches
+    /// (which carry no group, so that every tab asks the same cacheable URL) check it too.
+    pub fn issue_pass(&self, feed: &FeedName, expires: u64) -> String {
+        let tag = self.mac_pass(feed.as_str(), expires).finalize().into_bytes();
+        format!("p1.{feed}.{expires}.{}", URL_SAFE_NO_PAD.encode(tag))
+    }
+
+    fn mac_pass(&self, feed: &str, expires: u64) -> HmacSha256 {
+        self.mac_of(&[b"p1", feed.as_bytes(), expires.to_string().as_bytes()])
+    }
+
+    /// Whether `pass` is one `issue_pass` made for `feed` that has not expired (at `now`, unix seconds).
+    pub fn check_pass(&self, feed: &FeedName, pass: &str, now: u64) -> Result<(), TicketError> {
+        if pass.len() > MAX_TICKET_BYTES {
+            return Err(TicketError::Invalid);
+        }
+        let ["p1", feed_part, expires_part, tag_part] = pass.split('.').collect::<Vec<_>>()[..] else {
+            return Err(TicketError::Invalid);
+        };
+        let expires = canonical_number(expires_part)?;
+        let tag = URL_SAFE_NO_PAD.decode(tag_part).map_err(|_| TicketError::Invalid)?;
+        self.mac_pass(feed_part, expires).verify_slice(&tag).map_err(|_| TicketError::Invalid)?;
+        if feed_part != feed.as_str() {
+            return Err(TicketError::Invalid);
+        }
+        if now >= expires {
+            return Err(TicketError::Expired);
+        }
+        Ok(())
+    }
+
     /// The author the ticket was issued to, if it was issued by this server for this group.
     pub fn verify(&self, group: &GroupId, ticket: &str) -> Result<Username, TicketError> {
         self.authenticate(group, ticket).map(|verified| verified.author)
@@ -473,6 +505,25 @@ mod tests {
         let (ticket, _) = keys().issue_signed_at(&group, &widest, &signed(&subject, Some(&feed), u64::MAX), u64::MAX);
         assert!(ticket.len() <= MAX_TICKET_BYTES, "{} > {MAX_TICKET_BYTES}", ticket.len());
         assert_eq!(keys().authenticate_v2(&group, &ticket, 0).unwrap().author, widest);
+    }
+
+    #[test]
+    fn a_read_pass_opens_its_own_feed_until_it_expires_and_nothing_else() {
+        let keys = keys();
+        let (team, other) = (FeedName::parse("team").unwrap(), FeedName::parse("other").unwrap());
+        let pass = keys.issue_pass(&team, 2_000);
+        assert_eq!(keys.check_pass(&team, &pass, 1_999), Ok(()));
+        assert_eq!(keys.check_pass(&team, &pass, 2_000), Err(TicketError::Expired));
+        assert_eq!(keys.check_pass(&other, &pass, 1_000), Err(TicketError::Invalid));
+        // Another feed's name or a later expiry written in: the MAC no longer matches.
+        for forged in [pass.replacen("team", "other", 1), pass.replacen("2000", "9000", 1), format!("{pass}x")] {
+            assert_eq!(keys.check_pass(&other, &forged, 1_000).and(keys.check_pass(&team, &forged, 1_000)), Err(TicketError::Invalid));
+        }
+        let stranger = TicketKeys::new(b"another-secret-of-16+".to_vec());
+        assert_eq!(stranger.check_pass(&team, &pass, 1_000), Err(TicketError::Invalid));
+        for bad in ["", "p1", "p1.team.2000", "p2.team.2000.x", "p1.team.02000.x", &"p".repeat(MAX_TICKET_BYTES + 1)] {
+            assert_eq!(keys.check_pass(&team, bad, 1_000), Err(TicketError::Invalid), "{bad}");
+        }
     }
 
     #[test]

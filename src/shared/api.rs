@@ -43,7 +43,7 @@ pub async fn join(
     }
     let (state, group) = ssr::request_context().await?;
     let joined = if token.is_empty() {
-        crate::server::feed::join(&state, &group, &username)
+        crate::server::feed::join(&state, &group, &feed, &username)
     } else {
         crate::server::feed::join_with_token(&state, &group, &feed, &token)
     };
@@ -83,8 +83,11 @@ pub async fn list_messages(feed: FeedName, since: Option<String>, before: Option
     #[cfg(feature = "ssr")]
     {
         use crate::server::{feed, pages::PageKey};
+        // The page renders with no sign-in (a tab's pass comes after it joins): a private feed shows none of its
+        // messages until then. The page itself is no refusal (its tab may be about to join): its status stays 200.
+        let state = ssr::app_state()?;
+        feed::readable(&state, &feed, None)?;
         let read = async {
-            let state = ssr::app_state()?;
             let key = PageKey::parse(since.as_deref(), before.as_deref(), None)?;
             feed::list(&state, &feed, key, None)
                 .await
@@ -96,6 +99,20 @@ pub async fn list_messages(feed: FeedName, since: Option<String>, before: Option
     {
         let _ = (feed, since, before);
         Err(ApiError::new(ErrorKind::Unavailable, "The log is read over HTTP in the browser."))
+    }
+}
+
+/// Whether reading `feed` takes a sign-in (`server::access`), as the page is rendered: the shell marks the page
+/// so, and the tab waits for its join's read pass before it reads anything of it.
+pub fn private_feed(feed: &FeedName) -> bool {
+    #[cfg(feature = "ssr")]
+    {
+        ssr::app_state().is_ok_and(|state| state.limits.feeds.access.of(feed).private())
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        let _ = feed;
+        false
     }
 }
 

@@ -283,6 +283,10 @@ pub struct Joined {
     pub source: Source,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<u64>,
+    /// For a private feed: the read pass that goes with every read of it (its pages, who is here, the stream), valid
+    /// as long as the ticket. Left out for every other feed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass: Option<String>,
 }
 
 /// How tabs may join (the `join` setting): with a name typed in the form, with a token of the deployer's backend

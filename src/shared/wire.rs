@@ -37,6 +37,9 @@ pub const FEED_FIELD: &str = "feed";
 /// The join's form field that carries a token of the deployer's backend (`POST /api/join` body only), and the key
 /// of the page address's fragment that hands one to the tab (`/f/team#token=…`: a fragment never reaches a server).
 pub const TOKEN_FIELD: &str = "token";
+/// The event stream's query field that carries a private feed's read pass (`Joined::pass`), one per private feed;
+/// page and presence requests carry it as `Authorization: Bearer`.
+pub const PASS_FIELD: &str = "pass";
 /// Most feeds one event stream carries by default (the `max-feeds-per-stream` setting).
 pub const MAX_FEEDS_PER_STREAM: usize = 64;
 
@@ -71,6 +74,9 @@ pub const EMBED_SUFFIX: &str = "/embed";
 /// `GROUP_HEADER` (or, where the browser sends no headers of the page's, the `GROUP_PARAM` query parameter: the
 /// event stream and the leave beacon).
 pub const GROUP_META: &str = "broadcasting-group";
+/// Written into a private feed's page (`<meta name="broadcasting-private">`): the tab reads nothing of the feed until
+/// it joins with a token that grants it, and the browser's stream carries the feed only then.
+pub const PRIVATE_META: &str = "broadcasting-private";
 pub const GROUP_HEADER: &str = "broadcasting-group";
 pub const GROUP_PARAM: &str = "group";
 /// The `type` of the message an embed posts to the page that frames it: `{type, feed, height}`, its content's height

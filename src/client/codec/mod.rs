@@ -124,7 +124,11 @@ impl FromJson for Joined {
             Some(_) => Some(whole(o, "expires")?),
             None => None,
         };
-        Some(Joined { name: string(o, "name")?, ticket: string(o, "ticket")?, source: source(o), expires })
+        let pass = match o.field("pass") {
+            Some(_) => Some(string(o, "pass")?),
+            None => None,
+        };
+        Some(Joined { name: string(o, "name")?, ticket: string(o, "ticket")?, source: source(o), expires, pass })
     }
 }
 
@@ -231,16 +235,22 @@ pub fn catch_up_url(feed: &FeedName, since: u64, until: Option<u64>, epoch: &str
 /// opened before feeds, and its notices read as they did (`stream_notice`). A page that holds its session group
 /// (`session`: an embed without its cookie) names it, and then names its feeds even if only `main`, so its notices
 /// say their feed as on every named stream.
-pub fn events_url<'a>(feeds: impl IntoIterator<Item = &'a FeedName>, group: Option<&str>) -> String {
+pub fn events_url<'a>(
+    feeds: impl IntoIterator<Item = &'a FeedName>,
+    group: Option<&str>,
+    passes: impl IntoIterator<Item = &'a str>,
+) -> String {
     let mut feeds: std::collections::BTreeSet<&str> = feeds.into_iter().map(FeedName::as_str).collect();
+    let passes: std::collections::BTreeSet<&str> = passes.into_iter().collect();
     let main_only = feeds.is_empty() || (feeds.len() == 1 && feeds.contains(FeedName::MAIN));
-    if main_only && group.is_none() {
+    if main_only && group.is_none() && passes.is_empty() {
         return wire::EVENTS_PATH.to_owned();
     }
     if feeds.is_empty() {
         feeds.insert(FeedName::MAIN);
     }
     let mut fields: Vec<(&str, &str)> = feeds.into_iter().map(|feed| (wire::FEED_FIELD, feed)).collect();
+    fields.extend(passes.into_iter().map(|pass| (wire::PASS_FIELD, pass)));
     fields.extend(group.map(|group| (wire::GROUP_PARAM, group)));
     format!("{}?{}", wire::EVENTS_PATH, form(&fields))
 }
@@ -366,8 +376,9 @@ pub enum Relay {
     /// A tab started: the leader answers with `Stream` (and the newest ids it has heard, as `Notice`s).
     Hello,
     /// Tab `tab` shows `feed`; said as it starts, again every little while, and when asked (`Roll`), so that the
-    /// leader (or the next one) knows the feeds its stream must carry.
-    Showing { tab: String, feed: FeedName },
+    /// leader (or the next one) knows the feeds its stream must carry. A private feed's tab says so only once it
+    /// holds the feed's read pass, which it gives along (`pass`) for the stream's URL.
+    Showing { tab: String, feed: FeedName, pass: Option<String> },
     /// Tab `tab` goes away: its feed leaves the stream unless another tab shows it.
     Gone { tab: String },
     /// A new leader asks every tab to say what it shows.
@@ -404,7 +415,8 @@ impl Relay {
             Relay::Hello => line("h", &[]),
             Relay::Roll => line("r", &[]),
             Relay::CatchUp { feed, fetcher } => line("c", &[feed.as_str(), fetcher]),
-            Relay::Showing { tab, feed } => line("t", &[tab, feed.as_str()]),
+            Relay::Showing { tab, feed, pass: None } => line("t", &[tab, feed.as_str()]),
+            Relay::Showing { tab, feed, pass: Some(pass) } => line("t", &[tab, feed.as_str(), pass]),
             Relay::Gone { tab } => line("x", &[tab]),
             Relay::Stream { open, problem } => {
                 let open = if *open { "1" } else { "0" };
@@ -441,8 +453,11 @@ impl Relay {
                 [name, fetcher] => Relay::CatchUp { feed: feed(name)?, fetcher: fetcher.to_owned() },
                 _ => return None,
             },
-            "t" => match fields(2)?[..] {
-                [tab, name] => Relay::Showing { tab: tab.to_owned(), feed: feed(name)? },
+            "t" => match rest.split('\n').collect::<Vec<_>>()[..] {
+                [tab, name] => Relay::Showing { tab: tab.to_owned(), feed: feed(name)?, pass: None },
+                [tab, name, pass] if !pass.is_empty() => {
+                    Relay::Showing { tab: tab.to_owned(), feed: feed(name)?, pass: Some(pass.to_owned()) }
+                }
                 _ => return None,
             },
             "x" if !rest.is_empty() => Relay::Gone { tab: rest.to_owned() },

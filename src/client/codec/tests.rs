@@ -88,7 +88,7 @@ fn a_page_as_the_api_answers_it_is_read_and_a_malformed_one_is_not() {
 
 #[test]
 fn each_answer_the_server_writes_is_read_back() {
-    let joined = Joined { name: "Ada".into(), ticket: "v1.abc.def".into(), source: Source::Anonymous, expires: None };
+    let joined = Joined { name: "Ada".into(), ticket: "v1.abc.def".into(), source: Source::Anonymous, expires: None, pass: None };
     assert_eq!(serde_json::to_string(&joined).unwrap(), r#"{"name":"Ada","ticket":"v1.abc.def"}"#, "as before tokens");
     assert_eq!(object::<Joined>(&serde_json::to_string(&joined).unwrap()), Some(joined));
     let signed_in = Joined {
@@ -96,13 +96,15 @@ fn each_answer_the_server_writes_is_read_back() {
         ticket: "v2.abc".into(),
         source: Source::Verified("sub-1".into()),
         expires: Some(1_767_225_600),
+        pass: Some("p1.team.1767225600.tag".into()),
     };
     assert_eq!(
         serde_json::to_string(&signed_in).unwrap(),
-        r#"{"name":"Ada","ticket":"v2.abc","source":{"verified":"sub-1"},"expires":1767225600}"#
+        r#"{"name":"Ada","ticket":"v2.abc","source":{"verified":"sub-1"},"expires":1767225600,"pass":"p1.team.1767225600.tag"}"#
     );
     assert_eq!(object::<Joined>(&serde_json::to_string(&signed_in).unwrap()), Some(signed_in));
     assert_eq!(object::<Joined>(r#"{"name":"Ada","ticket":"t","expires":"soon"}"#), None, "a garbled expiry");
+    assert_eq!(object::<Joined>(r#"{"name":"Ada","ticket":"t","pass":5}"#), None, "a garbled pass");
     let limits = PageLimits { max_message_chars: 2000, join: JoinMode::Anonymous, refresh_url: None };
     assert_eq!(serde_json::to_string(&limits).unwrap(), r#"{"max_message_chars":2000}"#, "as before tokens");
     assert_eq!(object::<PageLimits>(&serde_json::to_string(&limits).unwrap()), Some(limits.clone()));
@@ -179,7 +181,11 @@ fn relayed_lines_name_their_feed_and_read_back() {
         (Relay::Roll, "r".to_owned()),
         (Relay::CatchUp { feed: feed("ops"), fetcher: "ab12".into() }, "c\nops\nab12".to_owned()),
         (Relay::CatchUp { feed: feed("ops"), fetcher: String::new() }, "c\nops\n".to_owned()),
-        (Relay::Showing { tab: "ab12".into(), feed: feed("team-news") }, "t\nab12\nteam-news".to_owned()),
+        (Relay::Showing { tab: "ab12".into(), feed: feed("team-news"), pass: None }, "t\nab12\nteam-news".to_owned()),
+        (
+            Relay::Showing { tab: "ab12".into(), feed: feed("team"), pass: Some("p1.team.9.x".into()) },
+            "t\nab12\nteam\np1.team.9.x".to_owned(),
+        ),
         (Relay::Gone { tab: "ab12".into() }, "x\nab12".to_owned()),
         (Relay::Presence { feed: feed("ops") }, "p\nops".to_owned()),
         (Relay::Group { group: "0123abcdef".into() }, "i\n0123abcdef".to_owned()),
@@ -261,20 +267,30 @@ fn page_urls_name_their_feed_and_ends_and_leave_out_an_epoch_that_is_not_hex() {
 
 #[test]
 fn the_stream_names_each_feed_once_sorted_and_main_alone_is_the_plain_stream() {
-    assert_eq!(events_url([&FeedName::main()], None), "/events");
-    assert_eq!(events_url([], None), "/events");
+    assert_eq!(events_url([&FeedName::main()], None, []), "/events");
+    assert_eq!(events_url([], None, []), "/events");
     let feeds = [feed("zeta"), feed("main"), feed("alpha"), feed("zeta")];
-    assert_eq!(events_url(&feeds, None), "/events?feed=alpha&feed=main&feed=zeta");
-    assert_eq!(events_url([&feed("team")], None), "/events?feed=team");
+    assert_eq!(events_url(&feeds, None, []), "/events?feed=alpha&feed=main&feed=zeta");
+    assert_eq!(events_url([&feed("team")], None, []), "/events?feed=team");
 }
 
 #[test]
 fn a_stream_for_a_group_the_page_holds_names_it_and_its_feeds_even_main_alone() {
     let group = Some("0123abcd");
-    assert_eq!(events_url([&feed("b"), &feed("a")], group), "/events?feed=a&feed=b&group=0123abcd");
+    assert_eq!(events_url([&feed("b"), &feed("a")], group, []), "/events?feed=a&feed=b&group=0123abcd");
     // Named, so its notices say their feed as the tab reads a named stream's (`stream_notice(true, …)`).
-    assert_eq!(events_url([&FeedName::main()], group), "/events?feed=main&group=0123abcd");
-    assert_eq!(events_url([], group), "/events?feed=main&group=0123abcd");
+    assert_eq!(events_url([&FeedName::main()], group, []), "/events?feed=main&group=0123abcd");
+    assert_eq!(events_url([], group, []), "/events?feed=main&group=0123abcd");
+}
+
+#[test]
+fn a_private_feeds_pass_goes_in_the_streams_query_each_once() {
+    let passes = ["p1.team.99.tag", "p1.ops.99.tag", "p1.team.99.tag"];
+    assert_eq!(
+        events_url([&feed("team"), &feed("ops")], None, passes),
+        "/events?feed=ops&feed=team&pass=p1.ops.99.tag&pass=p1.team.99.tag"
+    );
+    assert_eq!(events_url([&FeedName::main()], None, ["p1.main.9.t"]), "/events?feed=main&pass=p1.main.9.t");
 }
 
 #[test]

@@ -7,6 +7,11 @@ pub fn path() -> String {
     window().location().pathname().unwrap_or_default()
 }
 
+pub fn private(_feed: &crate::shared::domain::FeedName) -> bool {
+    let selector = format!("meta[name=\"{}\"]", crate::shared::wire::PRIVATE_META);
+    leptos::prelude::document().query_selector(&selector).ok().flatten().is_some()
+}
+
 pub fn take_token() -> Option<String> {
     let location = window().location();
     let fragment = location.hash().ok()?;

@@ -41,6 +41,12 @@ pub fn layout() -> Layout {
     layout_of(&target::path())
 }
 
+/// Whether this page's feed is private (reading it takes a sign-in that grants it): as the server renders it, from
+/// the settings; in the tab, from the mark the server wrote into the page.
+pub fn private() -> bool {
+    target::private(&feed())
+}
+
 /// The token the address's fragment hands over (`#token=…`), taken out of the address bar at once; only in the tab
 /// (call it once hydrated: the server renders no fragment).
 pub fn take_token() -> Option<String> {

@@ -13,6 +13,10 @@ pub fn path() -> String {
     String::new()
 }
 
+pub fn private(feed: &crate::shared::domain::FeedName) -> bool {
+    crate::shared::api::private_feed(feed)
+}
+
 pub fn take_token() -> Option<String> {
     None
 }

@@ -41,6 +41,11 @@ struct Shared {
     /// This tab's id on the channel (random, per page load) and the feed it shows.
     me: String,
     feed: FeedName,
+    /// The feed is private and this tab holds no read pass for it yet (`unlock`): the stream does not carry it for
+    /// this tab, and what other tabs say of it is not this tab's.
+    locked: Cell<bool>,
+    /// The private feed's read pass, once joined (`unlock`).
+    pass: RefCell<Option<String>>,
     leading: Cell<bool>,
     /// What the stream this tab holds (leader, or a tab on its own) last reported.
     open: Cell<bool>,
@@ -63,7 +68,7 @@ fn current() -> Option<Rc<Shared>> {
 
 /// Joins the browser's stream for `feed`: leads it when elected, follows it meanwhile; alone where the browser
 /// cannot share.
-pub fn start(tab: Rc<dyn Tab>, feed: FeedName) {
+pub fn start(tab: Rc<dyn Tab>, feed: FeedName, locked: bool) {
     let locks = lock_manager();
     let channel = locks.as_ref().and_then(|_| BroadcastChannel::new(CHANNEL).ok());
     let shared = Rc::new(Shared {
@@ -71,6 +76,8 @@ pub fn start(tab: Rc<dyn Tab>, feed: FeedName) {
         tab,
         me: remote::new_send_key(),
         feed,
+        locked: Cell::new(locked),
+        pass: RefCell::new(None),
         leading: Cell::new(false),
         open: Cell::new(false),
         problem: RefCell::new(None),
@@ -130,11 +137,29 @@ pub fn share(since: u64, epoch: &str, messages: &[Message]) {
     }
 }
 
-/// Tells the leader which feed this tab shows.
-fn show() {
-    if let Some(shared) = current() {
-        post(&Relay::Showing { tab: shared.me.clone(), feed: shared.feed.clone() });
+/// This tab holds the read pass of its private feed (a join with a token that grants it; again at each renewal):
+/// the browser's stream carries the feed from now on, with the pass.
+pub fn unlock(pass: String) {
+    let Some(shared) = current() else { return };
+    *shared.pass.borrow_mut() = Some(pass);
+    let was_locked = shared.locked.replace(false);
+    show();
+    if shared.leading.get() && was_locked {
+        carry(&shared);
     }
+}
+
+/// Tells the leader which feed this tab shows (not while it may not read it).
+fn show() {
+    if let Some(shared) = current().filter(|shared| !shared.locked.get()) {
+        let pass = shared.pass.borrow().clone();
+        post(&Relay::Showing { tab: shared.me.clone(), feed: shared.feed.clone(), pass });
+    }
+}
+
+/// The leading tab's own feed, as the stream carries it: none while it may not read it.
+fn own(shared: &Shared) -> Option<&FeedName> {
+    (!shared.locked.get()).then_some(&shared.feed)
 }
 
 fn with_tab(f: impl FnOnce(&dyn Tab)) {
@@ -207,11 +232,11 @@ fn listen(channel: &BroadcastChannel) {
         let Some(shared) = current() else { return };
         let tab = shared.tab.clone();
         let leading = shared.leading.get();
-        let mine = |feed: &FeedName| *feed == shared.feed;
+        let mine = |feed: &FeedName| *feed == shared.feed && !shared.locked.get();
         match relay {
             Relay::Hello if leading => report(&shared),
-            Relay::Showing { tab, feed } => {
-                shared.roster.borrow_mut().heard(&tab, feed, js_sys::Date::now());
+            Relay::Showing { tab, feed, pass } => {
+                shared.roster.borrow_mut().heard(&tab, feed, pass, js_sys::Date::now());
                 if leading {
                     carry(&shared);
                 }
@@ -255,7 +280,7 @@ fn lead() {
 /// Opens a stream for the feeds the tabs show now, if they are not those of the stream open (or opening): the new
 /// stream replaces the old once open (`stream::open`).
 fn carry(shared: &Shared) {
-    let feeds = shared.roster.borrow().feeds(&shared.feed);
+    let feeds = shared.roster.borrow().feeds(own(shared));
     if *shared.carried.borrow() == feeds {
         return;
     }
@@ -293,8 +318,11 @@ impl stream::Listener for Leader {
     fn url(&self) -> String {
         let group = session::group();
         current().map_or_else(
-            || codec::events_url([], group.as_deref()),
-            |shared| codec::events_url(shared.carried.borrow().iter(), group.as_deref()),
+            || codec::events_url([], group.as_deref(), []),
+            |shared| {
+                let passes = shared.roster.borrow().passes(shared.pass.borrow().as_deref());
+                codec::events_url(shared.carried.borrow().iter(), group.as_deref(), passes.iter().map(String::as_str))
+            },
         )
     }
 
@@ -302,8 +330,8 @@ impl stream::Listener for Leader {
         set_state(true, None);
         if let Some(shared) = current() {
             let roster = shared.roster.borrow();
-            for feed in shared.carried.borrow().iter().filter(|feed| **feed != shared.feed) {
-                post(&Relay::CatchUp { feed: feed.clone(), fetcher: roster.fetcher(feed, &shared.me, &shared.feed) });
+            for feed in shared.carried.borrow().iter().filter(|feed| Some(*feed) != own(&shared)) {
+                post(&Relay::CatchUp { feed: feed.clone(), fetcher: roster.fetcher(feed, &shared.me, own(&shared)) });
             }
         }
         // This tab's own feed: it fetches and shares the page, as it does for a notice.
@@ -325,8 +353,8 @@ impl stream::Listener for Leader {
         if shared.carried.borrow().contains(&feed) {
             shared.latest.borrow_mut().entry(feed.clone()).and_modify(|latest| *latest = id.max(*latest)).or_insert(id);
         }
-        let fetcher = shared.roster.borrow().fetcher(&feed, &shared.me, &shared.feed);
-        let own = feed == shared.feed;
+        let fetcher = shared.roster.borrow().fetcher(&feed, &shared.me, own(&shared));
+        let own = Some(&feed) == own(&shared);
         post(&Relay::Notice { feed, id, fetcher });
         if own {
             with_tab(|tab| tab.announced(id, true));
@@ -335,7 +363,7 @@ impl stream::Listener for Leader {
 
     fn presence_changed(&self, feed: FeedName) {
         let Some(shared) = current() else { return };
-        let own = feed == shared.feed;
+        let own = Some(&feed) == own(&shared);
         post(&Relay::Presence { feed });
         if own {
             with_tab(|tab| tab.presence_changed());

@@ -59,8 +59,8 @@ mod roster;
 #[cfg(feature = "hydrate")]
 mod stream;
 #[cfg(feature = "hydrate")]
-pub use leader::{share, start};
+pub use leader::{share, start, unlock};
 #[cfg(not(feature = "hydrate"))]
 mod server;
 #[cfg(not(feature = "hydrate"))]
-pub use server::{share, start};
+pub use server::{share, start, unlock};

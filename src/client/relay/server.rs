@@ -7,6 +7,8 @@ use std::rc::Rc;
 use super::Tab;
 use crate::shared::domain::{FeedName, Message};
 
-pub fn start(_tab: Rc<dyn Tab>, _feed: FeedName) {}
+pub fn start(_tab: Rc<dyn Tab>, _feed: FeedName, _locked: bool) {}
+
+pub fn unlock(_pass: String) {}
 
 pub fn share(_since: u64, _epoch: &str, _messages: &[Message]) {}

@@ -33,6 +33,15 @@ pub fn catch_up(
     get_page(codec::catch_up_url(feed, since, until, epoch))
 }
 
+thread_local! {
+    /// The private feed's read pass, once the tab joined (`super::hold_pass`).
+    static PASS: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+pub fn hold_pass(pass: &str) {
+    PASS.with(|held| *held.borrow_mut() = Some(pass.to_owned()));
+}
+
 pub fn limits() -> impl Future<Output = Result<PageLimits, ApiError>> + Send + 'static {
     SendWrapper::new(answer(wire::LIMITS_PATH, None))
 }
@@ -151,6 +160,9 @@ pub async fn request(url: &str, init: RequestInit, content_type: Option<&str>) -
     }
     if let Some(group) = session::group() {
         headers.set(wire::GROUP_HEADER, &group).map_err(unreachable)?;
+    }
+    if let Some(pass) = PASS.with(|held| held.borrow().clone()) {
+        headers.set("Authorization", &format!("Bearer {pass}")).map_err(unreachable)?;
     }
     init.set_headers(&headers);
     Ok(JsFuture::from(window().fetch_with_str_and_init(url, &init)).await.map_err(unreachable)?.unchecked_into())

@@ -46,6 +46,12 @@ pub fn catch_up(
     target::catch_up(feed, since, until, epoch)
 }
 
+/// A private feed's read pass (`Joined::pass`), held in this tab's memory and sent with each of its requests from
+/// now on (`Authorization: Bearer`); the stream carries it in its URL (`relay`).
+pub fn hold_pass(pass: &str) {
+    target::hold_pass(pass);
+}
+
 /// The server's limits, read once while the page renders on the server; the tab gets them with the page.
 pub fn limits() -> impl Future<Output = Result<PageLimits, ApiError>> + Send + 'static {
     target::limits()

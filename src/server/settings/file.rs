@@ -12,6 +12,8 @@ use clap::error::{ContextKind, ContextValue};
 use clap::{Arg, Command};
 
 use super::{values, NamedFeed, SettingsError};
+use crate::server::access::{Access, Audience, Rules};
+use crate::server::identity::FeedPattern;
 use crate::shared::domain::FeedName;
 
 const TABLE: &str = "broadcasting";
@@ -20,10 +22,15 @@ const TABLE: &str = "broadcasting";
 /// `max-age`): no flag stands for it.
 const NAMED_FEEDS: &str = "named-feeds";
 
-/// What the file gives: settings for clap, and the named feeds.
+/// The table of name patterns and who may read and post in the feeds they match
+/// (`[broadcasting.feed-access."team-*"]`, each with `read` and `write`): no flag stands for it either.
+const FEED_ACCESS: &str = "feed-access";
+
+/// What the file gives: settings for clap, the named feeds, and who may read and post where.
 pub(super) struct Read {
     pub given: Vec<Given>,
     pub named_feeds: BTreeMap<FeedName, NamedFeed>,
+    pub access: Rules,
 }
 
 /// One setting the file gives: the clap id of its argument and the text clap parses, as a flag's value would be.
@@ -56,7 +63,7 @@ fn keys(command: &Command) -> BTreeMap<String, Key<'_>> {
 /// The settings `path` gives, each checked with its flag's own parser. A missing file is an error only if it was
 /// named (`must_exist`): the default Leptos.toml may be absent.
 pub(super) fn read(path: &Path, must_exist: bool, command: &Command) -> Result<Read, SettingsError> {
-    let nothing = || Read { given: Vec::new(), named_feeds: BTreeMap::new() };
+    let nothing = || Read { given: Vec::new(), named_feeds: BTreeMap::new(), access: Rules::default() };
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(err) if !must_exist && err.kind() == std::io::ErrorKind::NotFound => return Ok(nothing()),
@@ -71,10 +78,11 @@ pub(super) fn read(path: &Path, must_exist: bool, command: &Command) -> Result<R
 
     // (key, the table it was written in, value).
     let mut written: Vec<(&str, String, &toml::Value)> = Vec::new();
-    let mut named_feeds = BTreeMap::new();
+    let (mut named_feeds, mut patterns) = (BTreeMap::new(), None);
     for (name, value) in ours {
         match value {
             toml::Value::Table(feeds) if name == NAMED_FEEDS => named_feeds = read_named_feeds(feeds).map_err(fail)?,
+            toml::Value::Table(table) if name == FEED_ACCESS => patterns = Some(table),
             // `store` is both a table and a setting: a table is the concern, anything else the setting.
             toml::Value::Table(nested) if tables.contains(&name.as_str()) => {
                 let table = format!("{TABLE}.{name}");
@@ -116,7 +124,41 @@ pub(super) fn read(path: &Path, must_exist: bool, command: &Command) -> Result<R
         })?;
         given.insert(key, (table, Given { id: arg.get_id().to_string(), value }));
     }
-    Ok(Read { given: given.into_values().map(|(_, given)| given).collect(), named_feeds })
+    let mut access = Rules::default();
+    for (feed, named) in &named_feeds {
+        if named.access != Access::default() {
+            access.set(feed.clone(), named.access);
+        }
+    }
+    for (raw, table) in patterns.into_iter().flatten() {
+        let here = format!("[{TABLE}.{FEED_ACCESS}.\"{raw}\"]");
+        let pattern = FeedPattern::parse(raw).ok_or_else(|| {
+            fail(format!("{here}: a pattern is a feed name, or the start of one followed by `*` (`team-*`, `*`)"))
+        })?;
+        let table = table.as_table().ok_or_else(|| fail(format!("{here} must be a table")))?;
+        let mut rule = Access::default();
+        for (key, value) in table {
+            if !read_access(&mut rule, key, value, &here).map_err(fail)? {
+                return Err(fail(format!("unknown setting `{key}` in {here} (a pattern takes read and write)")));
+            }
+        }
+        access.set_pattern(pattern, rule);
+    }
+    Ok(Read { given: given.into_values().map(|(_, given)| given).collect(), named_feeds, access })
+}
+
+/// `read` or `write` (`"anyone"` or `"token"`) into `rule`: `Ok(false)` for any other key.
+fn read_access(rule: &mut Access, key: &str, value: &toml::Value, here: &str) -> Result<bool, String> {
+    let target = match key {
+        "read" => &mut rule.read,
+        "write" => &mut rule.write,
+        _ => return Ok(false),
+    };
+    *target = value
+        .as_str()
+        .and_then(Audience::parse)
+        .ok_or_else(|| format!("`{key}` in {here} must be \"anyone\" or \"token\""))?;
+    Ok(true)
 }
 
 /// `[broadcasting.named-feeds.NAME]` tables: each name a feed name, each table empty or with `max-messages` (an
@@ -141,10 +183,13 @@ fn read_named_feeds(feeds: &toml::Table) -> Result<BTreeMap<FeedName, NamedFeed>
                 ("max-age", _) => {
                     return Err(format!("`max-age` in {here} must be a duration such as \"7d\", or \"off\""))
                 }
-                (other, _) => {
-                    return Err(format!(
-                        "unknown setting `{other}` in {here} (a named feed takes max-messages and max-age)"
-                    ))
+                (other, value) => {
+                    if !read_access(&mut entry.access, other, value, &here)? {
+                        return Err(format!(
+                            "unknown setting `{other}` in {here} (a named feed takes max-messages, max-age, read \
+                             and write)"
+                        ));
+                    }
                 }
             }
         }

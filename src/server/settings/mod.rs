@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 
+use crate::server::access::{Access, Rules};
 use crate::server::link::RedisTarget;
 use crate::server::store::retention::Retention;
 use crate::shared::domain::FeedName;
@@ -53,6 +54,10 @@ pub struct Settings {
     /// tables; no flag or variable: a list of feeds belongs in a file).
     #[arg(skip)]
     pub named_feeds: BTreeMap<FeedName, NamedFeed>,
+    /// Who may read and post in which feeds (`read`/`write` of a named feed's table, and the file's
+    /// `[broadcasting.feed-access."pattern"]` tables).
+    #[arg(skip)]
+    pub access: Rules,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,13 +94,14 @@ impl Settings {
         let named = bare.value_source("config") != Some(ValueSource::DefaultValue);
 
         let mut command = Self::command();
-        let file::Read { given, named_feeds } = file::read(&path, named, &command)?;
+        let file::Read { given, named_feeds, access } = file::read(&path, named, &command)?;
         for file::Given { id, value } in &given {
             command = command.mut_arg(id, |arg| arg.default_value(value.clone()));
         }
         let matches = command.try_get_matches_from(&args)?;
         let mut settings = Self::from_arg_matches(&matches)?;
         settings.named_feeds = named_feeds;
+        settings.access = access;
 
         // Given by flag or environment (not a default), or by the file (a default only to clap).
         let streams = "max_streams";
@@ -186,6 +192,8 @@ pub struct NamedFeed {
     pub max_messages: Option<usize>,
     /// Age limit, instead of `max-age` (`Some(None)`: `off`).
     pub max_age: Option<Option<Duration>>,
+    /// Who may read and post in it (`read`, `write`).
+    pub access: Access,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -460,6 +460,36 @@ fn named_feeds_are_read_from_the_file_with_their_retention() {
     }
 }
 
+/// Who may read and post where: `read`/`write` in a named feed's table, and in a pattern's `feed-access` table;
+/// anything but `anyone` or `token`, a pattern that is none, or another key stops the start, naming the table.
+#[test]
+fn private_feeds_are_read_from_named_feeds_and_patterns() {
+    use crate::server::access::{Access, Audience};
+    let file = File::new(
+        "[broadcasting.named-feeds.board]\nwrite = \"token\"\nmax-messages = 10\n\
+         [broadcasting.feed-access.\"team-*\"]\nread = \"token\"\nwrite = \"token\"\n\
+         [broadcasting.feed-access.\"team-lobby\"]\nread = \"anyone\"\n",
+    );
+    let settings = file.load(&[]).unwrap();
+    let of = |name: &str| settings.access.of(&FeedName::parse(name).unwrap());
+    assert_eq!(of("board"), Access { read: Audience::Anyone, write: Audience::Token });
+    assert_eq!(settings.retention_of(&FeedName::parse("board").unwrap()).keep, 10);
+    assert_eq!(of("team-ops"), Access { read: Audience::Token, write: Audience::Token });
+    assert_eq!(of("team-lobby"), Access::default(), "the exact pattern wins");
+    assert_eq!(of("main"), Access::default());
+    assert!(!File::new("").load(&[]).unwrap().access.any(), "nothing private by default");
+    for (bad, says) in [
+        ("[broadcasting.named-feeds.a]\nread = \"members\"\n", "\"anyone\" or \"token\""),
+        ("[broadcasting.named-feeds.a]\nwrite = true\n", "`write`"),
+        ("[broadcasting.feed-access.\"Team*\"]\nread = \"token\"\n", "a pattern is"),
+        ("[broadcasting.feed-access.\"t-*\"]\nreed = \"token\"\n", "reed"),
+        ("[broadcasting.feed-access]\nt = 5\n", "must be a table"),
+    ] {
+        let err = File::new(bad).load(&[]).unwrap_err().to_string();
+        assert!(err.contains(says), "{bad}: {err}");
+    }
+}
+
 /// Origins that may frame the embed: each read as a browser serializes an origin, and anything else (a path, no
 /// scheme, another scheme, a character that would break the header) stops the start naming the setting and the entry.
 #[test]
