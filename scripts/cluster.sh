@@ -77,10 +77,16 @@ pids+=($!)
 until_ok 100 redis-cli -p "$redis_port" ping || { echo "redis did not start:" >&2; cat "$runtime/redis.log" >&2; exit 1; }
 echo "redis: redis://127.0.0.1:$redis_port (pid ${pids[-1]}, data in $dir/redis)"
 
+# No settings file unless the extra arguments name one (`--config FILE`: e.g. private feeds), the same for every replica.
+config=(--config /dev/null)
+for arg in "${extra[@]}"; do
+  if [[ $arg == --config || $arg == --config=* ]]; then config=(); fi
+done
+
 upstreams=()
 for i in $(seq "$replicas"); do
   log="$runtime/replica-$i.log"
-  LEPTOS_SITE_ROOT="$site" "$binary" --addr 127.0.0.1:0 --config /dev/null --data-dir "$dir/replica-$i" \
+  LEPTOS_SITE_ROOT="$site" "$binary" --addr 127.0.0.1:0 "${config[@]}" --data-dir "$dir/replica-$i" \
     --store redis --redis-url "redis://127.0.0.1:$redis_port" --trusted-proxies 127.0.0.1 "${extra[@]}" \
     >"$log" 2>&1 &
   pids+=($!)

@@ -148,8 +148,11 @@ pub fn FeedLog(feed: Feed, hydrated: Signal<bool>) -> impl IntoView {
                     view! {
                         {move || first_error.get().map(|message| {
                             // A private feed's refusal is no failure: the page is waiting for a sign-in.
-                            let class = if feed.locked() { "members-only" } else { "error" };
-                            view! { <p class=class role="alert">{message}</p> }
+                            if feed.locked() {
+                                view! { <p class="members-only">{message}</p> }.into_any()
+                            } else {
+                                view! { <p class="error" role="alert">{message}</p> }.into_any()
+                            }
                         })}
                         <Show when=move || has_older.get()>
                             <button class="older" type="button" on:click=load_older disabled=move || loading_older.get()>

@@ -46,11 +46,14 @@ pub struct Live {
     pub problem: Signal<Option<String>>,
     /// Whether this tab holds the browser's stream (shown as `data-leads` on the badge, for tests and debugging).
     pub leads: Signal<bool>,
+    /// The feed is private and the tab has not joined it: the stream carries nothing for it yet.
+    pub locked: Signal<bool>,
 }
 
 /// Joins the browser's event stream and keeps `feed` and who is here (`presence`) caught up.
 pub fn connect(feed: Feed, presence: Presence) -> Live {
     let link = Link {
+        feed,
         catch_up: CatchUp::new(feed),
         presence,
         receiving: RwSignal::new(false),
@@ -64,17 +67,29 @@ pub fn connect(feed: Feed, presence: Presence) -> Live {
         (_, Some(LiveStatus::Live | LiveStatus::Reconnecting)) => LiveStatus::Reconnecting,
         _ => LiveStatus::Connecting,
     });
-    Live { status: status.into(), problem: link.problem.into(), leads: link.leads.into() }
+    let locked = Signal::derive(move || feed.locked());
+    Live { status: status.into(), problem: link.problem.into(), leads: link.leads.into(), locked }
 }
 
 /// What the relay reports to, and what it changes.
 #[derive(Clone, Copy)]
 struct Link {
+    /// Only to know whether the tab may read it yet (a private feed before its join): who is here is not asked
+    /// until then.
+    feed: Feed,
     catch_up: CatchUp,
     presence: Presence,
     receiving: RwSignal<bool>,
     problem: RwSignal<Option<String>>,
     leads: RwSignal<bool>,
+}
+
+impl Link {
+    fn refresh_presence(&self) {
+        if !self.feed.locked_untracked() {
+            self.presence.refresh();
+        }
+    }
 }
 
 impl relay::Tab for Link {
@@ -87,14 +102,14 @@ impl relay::Tab for Link {
             // The stream (re)opened, maybe on a restarted server that lists no one yet: be here again, and read
             // who else is.
             self.presence.beat();
-            self.presence.refresh();
+            self.refresh_presence();
         }
         self.receiving.set(receiving);
         self.problem.set(problem);
     }
 
     fn presence_changed(&self) {
-        self.presence.refresh();
+        self.refresh_presence();
     }
 
     fn announced(&self, id: u64, fetch: bool) {
@@ -106,8 +121,11 @@ impl relay::Tab for Link {
     }
 
     fn opened(&self) {
-        // Whatever was sent while the stream was down (or before this tab held it): fetch until an empty page.
+        // Whatever was sent while the stream was down (or before this tab held it): fetch until an empty page; and who
+        // is here (reads are spaced, so this costs nothing when the stream's state asked already). A private feed's
+        // tab that just joined is carried from now on, by a stream that opens to carry it.
         self.catch_up.request(u64::MAX);
+        self.refresh_presence();
     }
 
     fn page(&self, since: u64, epoch: String, messages: Vec<Message>) {
@@ -117,16 +135,19 @@ impl relay::Tab for Link {
     fn resumed(&self) {
         self.catch_up.request(u64::MAX);
         self.presence.beat();
-        self.presence.refresh();
+        self.refresh_presence();
     }
 }
 
 #[component]
 pub fn StatusBadge(live: Live) -> impl IntoView {
-    let (status, leads) = (live.status, live.leads);
+    let (status, leads, locked) = (live.status, live.leads, live.locked);
+    // A private feed the tab has not joined: nothing of it is live yet, whatever the browser's stream does.
+    let key = move || if locked.get() { "members-only" } else { status.get().key() };
+    let label = move || if locked.get() { "Members only" } else { status.get().label() };
     view! {
-        <span class="status" data-status=move || status.get().key() data-leads=move || leads.get().then_some("true") role="status">
-            {move || status.get().label()}
+        <span class="status" data-status=key data-leads=move || leads.get().then_some("true") role="status">
+            {label}
         </span>
     }
 }
