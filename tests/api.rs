@@ -71,9 +71,11 @@ async fn a_published_message_is_stored_as_the_service_announced_and_repeats_answ
     let (orders, orders_entry) = key("orders", "[\"orders\"]", 600);
     let (other, other_entry) = key("billing", "[\"orders\"]", 600);
     let (_dir, path) = keys_file(&[&orders_entry, &other_entry]);
-    let server = start(&path, &["--scope", "everyone"]);
+    // The default scope, each browser its own group: every browser reading the feed is told.
+    let server = start(&path, &[]);
     let tab = server.browser();
     let mut events = tab.events_at("/events?feed=orders", &[]).await;
+    let mut other_browser = server.browser().events_at("/events?feed=orders", &[]).await;
 
     let body = json!({"author": "Order bot", "text": "order 17 shipped", "key": "order-17"});
     let (status, _, first) = publish(&server, Some(&orders), body.clone()).await;
@@ -83,6 +85,7 @@ async fn a_published_message_is_stored_as_the_service_announced_and_repeats_answ
     let id = first["id"].as_u64().unwrap();
     let notice = events.next().await;
     assert!(notice.data.contains(&id.to_string()), "the tab is told: {notice:?}");
+    assert_eq!(other_browser.next().await.data, notice.data, "and another browser's tab too");
 
     let (status, _, again) = publish(&server, Some(&orders), body.clone()).await;
     assert_eq!((status, &again), (200, &first), "a repeated key answers the first message");

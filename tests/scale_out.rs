@@ -837,10 +837,12 @@ async fn a_message_published_through_a_reaches_a_tab_on_b_and_the_keys_budget_is
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("api-keys.toml");
     std::fs::write(&keys, entry.replace("per-minute = 600", "per-minute = 2")).unwrap();
-    let flags = ["--scope", "everyone", "--api-keys-file", keys.to_str().unwrap()];
+    // The default scope (each browser its own group): a backend's message is announced to every browser.
+    let flags = ["--api-keys-file", keys.to_str().unwrap()];
     let (a, b) = (replica(&redis, &flags), replica(&redis, &flags));
     let tab = b.browser();
     let mut stream = tab.events_at(&format!("{EVENTS_PATH}?feed=orders"), &[]).await;
+    let mut elsewhere = a.browser().events_at(&format!("{EVENTS_PATH}?feed=orders"), &[]).await;
     let publish = |server: &Server, text: &str| {
         let request = reqwest::Client::new()
             .post(server.url("/api/v1/feeds/orders/messages"))
@@ -857,6 +859,7 @@ async fn a_message_published_through_a_reaches_a_tab_on_b_and_the_keys_budget_is
     assert_eq!(status, 201, "{sent}");
     let event = stream.next().await;
     assert_eq!(event.data, format!("orders {}", sent["id"]), "B's tab is told of A's append");
+    assert_eq!(elsewhere.next().await.data, event.data, "and so is another browser's, on A");
     let page: Vec<Value> = tab.get("/api/feeds/orders/messages").await.ok();
     assert_eq!(texts(&page), ["shipped"]);
     assert_eq!(page[0]["source"], serde_json::json!({"service": "shop"}));

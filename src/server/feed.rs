@@ -236,9 +236,9 @@ async fn publish_checked(
     admit_feed(state, feed, address).await?;
     let key = key.map(|key| bound_to_api_key(&api_key.name, &key));
     let source = Source::Service(api_key.name.clone());
-    // The group of scope `everyone`: with that scope every tab hears of it; a send key is remembered per group, and
-    // is bound to the API key above.
-    let group = GroupId::everyone();
+    // Announced to every tab of the feed, whatever the scope (a backend speaks to everyone who reads the feed); a
+    // send key is remembered per group, and is bound to the API key above.
+    let group = GroupId::every_follower();
     let draft = Draft { feed, group: group.as_str(), author: &author, text: &text, key: key.as_ref(), source: &source };
     let appended = state.broker.append(draft).await?;
     state.limits.feeds.remember(feed);

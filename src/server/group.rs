@@ -25,6 +25,16 @@ impl GroupId {
         Self::new("everyone")
     }
 
+    /// Every group that follows a feed: what a backend publishes (`feed::publish`) is announced to every tab of the
+    /// feed, whatever its scope. No browser's group can be it (`issued` takes hex only).
+    pub fn every_follower() -> Self {
+        Self::new("*")
+    }
+
+    pub fn is_every_follower(&self) -> bool {
+        &*self.0 == "*"
+    }
+
     /// A fresh browser's group: 128 random bits, so nobody can guess another browser's.
     pub fn random() -> Self {
         let mut bytes = [0u8; GROUP_HEX_LEN / 2];
@@ -107,6 +117,8 @@ mod tests {
     #[test]
     fn foreign_values_are_not_groups() {
         assert_eq!(GroupId::issued("everyone"), None);
+        assert_eq!(GroupId::issued("*"), None);
+        assert!(GroupId::every_follower().is_every_follower() && !GroupId::everyone().is_every_follower());
         assert_eq!(GroupId::issued(""), None);
         assert_eq!(GroupId::issued(&"G".repeat(32)), None);
         assert_eq!(GroupId::issued(&"a".repeat(33)), None);

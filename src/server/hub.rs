@@ -201,7 +201,11 @@ impl Hub {
 
     /// Messages up to `id` exist in `group`'s feed (appended here or in another process): forgets the feed's shared
     /// pages, then notifies every local subscriber of `group`.
+    /// A notice for every follower (`GroupId::every_follower`: a backend's publish) goes to every group of the feed.
     pub fn deliver(&self, group: &Audience, id: u64) {
+        if group.group.is_every_follower() {
+            return self.deliver_to_feed(&group.feed, id);
+        }
         self.pages.invalidate(&group.feed);
         // Clone the sender and release the registry lock before sending.
         let sender = lock(&self.channels).get(group).map(|channel| channel.sender.clone());
@@ -214,7 +218,13 @@ impl Hub {
     /// will ask for on the notice (`PageCache::prepare`), so that no refetch of it reads the store. Call before the
     /// notice goes out. A group nobody here follows gets nothing: its pages would only take room.
     pub fn prepare(&self, group: &Audience, epoch: &str, message: &Message) {
-        let followed = lock(&self.channels).get(group).is_some_and(|channel| channel.sender.receiver_count() > 0);
+        let followed = if group.group.is_every_follower() {
+            lock(&self.channels).iter().any(|(audience, channel)| {
+                audience.feed == group.feed && channel.sender.receiver_count() > 0
+            })
+        } else {
+            lock(&self.channels).get(group).is_some_and(|channel| channel.sender.receiver_count() > 0)
+        };
         if followed && !epoch.is_empty() {
             self.pages.prepare(&group.feed, epoch, message);
         }
