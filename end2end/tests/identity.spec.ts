@@ -139,3 +139,16 @@ test("without a refresh URL an expired sign-in says so and shows the join form a
   await expect(page.locator(".posting-as")).toHaveCount(0);
   await context.close();
 });
+
+test("the embed takes a token as the full page does: it posts as the verified name", async ({ browser }) => {
+  const context = await browser.newContext({ baseURL: server.base });
+  const page = await context.newPage();
+  const feed = unique("embed-signed");
+  await page.goto(`/f/${feed}/embed#token=${sign({ sub: "user-9", name: "Lin", exp: inSeconds(600) })}`);
+  await page.locator("main.embed[data-hydrated]").waitFor();
+  await expect(page.locator(".posting-as")).toContainText("Posting as Lin");
+  expect(new URL(page.url()).hash).toBe("");
+  await send(page, "from the article");
+  await expect(page.locator(".log p[data-key]").filter({ hasText: "from the article" }).locator(".mark.verified")).toBeVisible();
+  await context.close();
+});
