@@ -99,10 +99,11 @@ async fn health_and_metrics_report_streams_appends_refusals_and_fanout_time() {
     let mut first = browser.events().await;
     let _second = server.browser().events().await;
     browser.send(&ticket, "one").await;
+    // Heard before the next send: a stream is told the newest id, so two sends in a row may come as one notice.
+    assert_eq!(first.next().await.id, "1");
     browser.send(&ticket, "two").await;
     browser.post(SEND_PATH, &[("ticket", &ticket), ("text", " ")]).await.refused(422, "invalid_input");
     browser.post(SEND_PATH, &[("ticket", "forged"), ("text", "x")]).await.refused(403, "bad_ticket");
-    assert_eq!(first.next().await.id, "1");
     assert_eq!(browser.messages("?since=0").await.len(), 2);
     browser.get(&format!("{MESSAGES_PATH}?since=abc")).await.refused(400, "bad_request");
 
