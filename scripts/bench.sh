@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks a release build on this machine through the public HTTP contract; the figures go to BENCHMARKS.md.
-#   scripts/bench.sh [sends] [fanout] [refetch] [render] [size] [live] [publish] [feeds] [soak] [redis]   (no
-#   argument: the first six)
+#   scripts/bench.sh [sends] [fanout] [refetch] [render] [size] [live] [publish] [feeds] [private] [soak] [redis]
+#   (no argument: the first six)
 #     sends   acknowledged durable sends per second, 1 and 8 concurrent senders
 #     fanout  N = 1,000 / 5,000 / 10,000 subscribers in one session group, 1 message per second, against the bare
 #             axum + broadcast floor and against Broadcasting (every subscriber refetching like the page)
@@ -19,6 +19,9 @@
 #     feeds   many named feeds: 10,000 streams over 1,000 feeds with 100 sending 1/s against one feed at the same
 #             total deliveries, net of the appends (a sends-alone run) and of idle CPU; an idle stream following 1 and
 #             8 feeds; 30,000 visits to feeds nobody writes to (what the server keeps of them)
+#     private the same fan-out (1,000 and 5,000 subscribers, each its own browser, 5 messages/s, refetching like the
+#             page) to the members of a private feed (every page checked against the read pass, answered by the
+#             route) and to an open one, on the same cores: fetched p99 and server CPU per refetch, side by side
 #     soak    1,000 tabs, 10 % reconnecting at random, 100 sends/s for 60 s; every tab's log equals the server's
 #     redis   scale-out on Redis (appendfsync always): durable sends/s with 8 senders, Redis next to SQLite; fan-out
 #             to N subscribers on SQLite, on one Redis replica, and split over two Redis replicas (servers and
@@ -62,7 +65,9 @@ trap 'stop; rm -rf "$data" "$runs"' EXIT
 # per-address budgets and stream cap are lifted.
 start_server() {
   rm -rf "$data" && mkdir -p "$data"
-  ${pin_sqlite:-} target/release/broadcasting --addr "127.0.0.1:$1" --data-dir "$data" --log-level warn --config /dev/null \
+  local config=(--config /dev/null) arg
+  for arg in "${@:2}"; do if [ "$arg" = --config ]; then config=(); fi; done
+  ${pin_sqlite:-} target/release/broadcasting --addr "127.0.0.1:$1" --data-dir "$data" --log-level warn "${config[@]}" \
     --send-rate 0 --max-streams-per-browser 0 --address-rate 0 --max-streams-per-address 0 "${@:2}" &
   pid=$!
   wait_for "http://127.0.0.1:$1/api/messages"
@@ -228,6 +233,37 @@ for section in $sections; do
       printf '== refetch through nginx, cache %s, N=%s rate=1/s: origin refetches per message %s, fetched p99 %s ms\n' \
         "$cache" "$n" "$(grep -o 'origin answered [0-9]* ([^)]*), [0-9.]* per message' "$runs/nginx-cache-$cache" \
         | sed 's/.*, //; s/ per message//')" "$(p99 full-loop "$runs/nginx-cache-$cache")"
+    done
+    pin_sqlite=""
+    ;;
+  private)
+    # Private feeds (issue 25): members of a private `main` (its read pass on every stream and page request, each
+    # page checked and answered by the route, never from the shortcut or a shared cache) against the same load on an
+    # open `main`. Both join with the same sign-in token; every subscriber is its own browser (--scope everyone).
+    pin_sqlite=$pin_server
+    secret="the bench's token secret, thirty-two bytes or more"
+    settings=$runs/private.toml
+    printf '[broadcasting.named-feeds.main]\nread = "token"\nwrite = "token"\n' >"$settings"
+    token=$(python3 - "$secret" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+part = lambda value: base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+body = part({"alg": "HS256", "typ": "JWT"}) + "." + part({"sub": "bench", "name": "bench", "exp": int(time.time()) + 86400})
+mac = hmac.new(sys.argv[1].encode(), body.encode(), hashlib.sha256).digest()
+print(body + "." + base64.urlsafe_b64encode(mac).rstrip(b"=").decode())
+PY
+)
+    for n in 1000 5000; do
+      for kind in open private; do
+        extra=()
+        if [ "$kind" = private ]; then extra=(--config "$settings"); fi
+        start_server 3077 --scope everyone --join both --token-secret "$secret" "${extra[@]}"
+        fanout_run "$kind" --url http://127.0.0.1:3077 --subscribers "$n" --messages 100 --rate 5 --browsers \
+          --pid "$pid" --label "$kind" --token "$token"
+        stop
+      done
+      printf '== private N=%s rate=5/s: fetched p99 open %s ms, private %s ms; server CPU per refetch open %s µs, private %s µs\n' \
+        "$n" "$(p99 full-loop "$runs/open")" "$(p99 full-loop "$runs/private")" "$(per_refetch "$runs/open")" \
+        "$(per_refetch "$runs/private")"
     done
     pin_sqlite=""
     ;;

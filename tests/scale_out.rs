@@ -340,6 +340,7 @@ async fn migrate_copies_a_sqlite_log_with_its_ids_times_and_epoch_and_sends_go_o
                     text: &text,
                     key: None,
                     source: &Source::Anonymous,
+                    address: "",
                 })
                 .await
                 .unwrap();

@@ -39,6 +39,8 @@ pub struct Options {
     pub connect_concurrency: usize,
     pub pid: Vec<u32>,
     pub label: String,
+    /// Join with this sign-in token; a private feed's read pass from that join goes with every request.
+    pub token: Option<String>,
 }
 
 /// What one subscriber saw: when each id was announced, and when each message arrived by fetch.
@@ -62,6 +64,8 @@ struct Shared {
     stop: watch::Receiver<bool>,
     /// The newest id before the run: what a freshly rendered page already shows.
     start: u64,
+    /// A private feed's read pass (the token's join answered one): on the stream's URL and every fetch.
+    pass: Option<String>,
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
@@ -75,11 +79,19 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
 
     // The sender's session group: take the cookie the server hands out on a first request and send it with every
     // send and, unless each subscriber is its own browser, every tab's request (the floor hands out none).
-    let first = http.post(format!("{}{}", opts.url, wire::JOIN_PATH)).form(&[("username", "bench")]).send().await;
+    let credential = match &opts.token {
+        Some(token) => ("token", token.as_str()),
+        None => ("username", "bench"),
+    };
+    let first = http.post(format!("{}{}", opts.url, wire::JOIN_PATH)).form(&[credential]).send().await;
     let first = first.map_err(|e| anyhow!("join: {e}"))?;
-    let (cookie, ticket) = joined(first).await?;
+    let cookie = cookie_set(first.headers());
+    let answer: serde_json::Value = first.json().await.map_err(|e| anyhow!("join: {e}"))?;
+    let ticket = answer["ticket"].as_str().ok_or_else(|| anyhow!("join answered {answer}"))?.to_owned();
+    let pass = answer["pass"].as_str().map(str::to_owned);
 
-    let (start, epoch) = if opts.fetch { latest(&http, &opts.url, cookie.as_deref()).await? } else { (0, None) };
+    let (start, epoch) =
+        if opts.fetch { latest(&http, &opts.url, cookie.as_deref(), pass.as_deref()).await? } else { (0, None) };
     let origins =
         urls.iter().map(|url| Origin::new(url, opts.fetch_connections)).collect::<anyhow::Result<Vec<_>>>()?;
     if opts.fetch {
@@ -101,6 +113,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         fetches: AtomicUsize::new(0),
         stop,
         start,
+        pass,
     });
 
     // Connect everyone, a bounded number of handshakes at a time.
@@ -293,8 +306,17 @@ pub(crate) async fn all_connected<T>(
 }
 
 /// The newest id in the log and the log's epoch, as a freshly rendered page knows them.
-async fn latest(http: &reqwest::Client, url: &str, cookie: Option<&str>) -> anyhow::Result<(u64, Option<String>)> {
-    let response = answer(with_cookie(http.get(format!("{url}{}", wire::MESSAGES_PATH)), cookie), "latest").await?;
+async fn latest(
+    http: &reqwest::Client,
+    url: &str,
+    cookie: Option<&str>,
+    pass: Option<&str>,
+) -> anyhow::Result<(u64, Option<String>)> {
+    let mut request = with_cookie(http.get(format!("{url}{}", wire::MESSAGES_PATH)), cookie);
+    if let Some(pass) = pass {
+        request = request.bearer_auth(pass);
+    }
+    let response = answer(request, "latest").await?;
     let epoch = response.headers().get(wire::EPOCH_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let page: Vec<serde_json::Value> = response.json().await.map_err(|e| anyhow!("latest: {e}"))?;
     Ok((page.iter().filter_map(|m| m["id"].as_u64()).max().unwrap_or(0), epoch))
@@ -409,8 +431,11 @@ async fn subscriber(
     handshake: tokio::sync::OwnedSemaphorePermit,
 ) -> anyhow::Result<Seen> {
     let mut stop = shared.stop.clone();
-    let request =
-        shared.streams.get(format!("{}{}", shared.urls[origin], wire::EVENTS_PATH)).header(ACCEPT, "text/event-stream");
+    let pass = shared.pass.as_deref().map(|pass| format!("?pass={}", percent_encoded(pass))).unwrap_or_default();
+    let request = shared
+        .streams
+        .get(format!("{}{}{pass}", shared.urls[origin], wire::EVENTS_PATH))
+        .header(ACCEPT, "text/event-stream");
     // A browser of its own opens its stream with no cookie and keeps the one the answer sets (if the scope sets any).
     let events = if shared.browsers {
         answer(request, "events").await?
@@ -418,7 +443,7 @@ async fn subscriber(
         answer(with_cookie(request, shared.cookie.as_deref()), "events").await?
     };
     let cookie = if shared.browsers { cookie_set(events.headers()) } else { shared.cookie.clone() };
-    let tail = shared.origins[origin].tail(cookie.as_deref());
+    let tail = shared.origins[origin].tail_with(cookie.as_deref(), shared.pass.as_deref());
     let mut body = events.bytes_stream();
     let mut handshake = Some(handshake);
     let mut frames = SseFrames::default();

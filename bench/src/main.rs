@@ -135,6 +135,10 @@ enum Command {
         /// A name for this run in the report.
         #[arg(long, default_value = "broadcasting")]
         label: String,
+        /// Join with this sign-in token (a JWT of the deployer's backend) rather than a name; on a private feed the
+        /// join's read pass then goes with every subscriber's stream and fetches, as a member's tabs send it.
+        #[arg(long)]
+        token: Option<String>,
     },
     /// Serve the bare axum + tokio broadcast SSE floor (its `/api/messages` answered from prepared bytes).
     Floor {
@@ -272,6 +276,7 @@ async fn main() -> std::process::ExitCode {
             connect_concurrency,
             pid,
             label,
+            token,
         } => {
             let options = fanout::Options {
                 url,
@@ -287,6 +292,7 @@ async fn main() -> std::process::ExitCode {
                 connect_concurrency,
                 pid,
                 label,
+                token,
             };
             fanout::run(options).await
         }

@@ -74,8 +74,14 @@ impl Origin {
 
     /// What follows the query in each of one subscriber's requests.
     pub fn tail(&self, cookie: Option<&str>) -> Arc<[u8]> {
+        self.tail_with(cookie, None)
+    }
+
+    /// The same, with a private feed's read pass (`Authorization: Bearer`) as a member's tab sends it.
+    pub fn tail_with(&self, cookie: Option<&str>, pass: Option<&str>) -> Arc<[u8]> {
         let cookie = cookie.map(|cookie| format!("Cookie: {cookie}\r\n")).unwrap_or_default();
-        format!(" HTTP/1.1\r\nHost: {}\r\n{BROWSER_HEADERS}{cookie}\r\n", self.host).into_bytes().into()
+        let pass = pass.map(|pass| format!("Authorization: Bearer {pass}\r\n")).unwrap_or_default();
+        format!(" HTTP/1.1\r\nHost: {}\r\n{BROWSER_HEADERS}{cookie}{pass}\r\n", self.host).into_bytes().into()
     }
 
     /// The message ids of the page `GET /api/messages?{query}` answers.

@@ -257,7 +257,14 @@ mod tests {
     use super::*;
 
     fn m(id: u64, user: &str) -> Message {
-        Message { id, user: user.into(), text: format!("t{id}"), at: String::new(), source: Default::default() }
+        Message {
+            id,
+            user: user.into(),
+            text: format!("t{id}"),
+            at: String::new(),
+            source: Default::default(),
+            removed: false,
+        }
     }
 
     fn ids(log: &Log) -> Vec<u64> {

@@ -84,7 +84,10 @@ pub fn join_with_token(
     })?;
     let access = state.limits.feeds.access.of(feed);
     if access.private() && !identity.grants.read.covers(feed) {
-        return Err(ApiError::new(ErrorKind::Forbidden, format!("Your sign-in does not let you read the feed {feed}.")));
+        return Err(ApiError::new(
+            ErrorKind::Forbidden,
+            format!("Your sign-in does not let you read the feed {feed}."),
+        ));
     }
     let only = match &identity.grants.write {
         // A ticket for a private feed is for that feed only: its grants were checked against this one.
@@ -192,6 +195,7 @@ async fn append(
         text: &text,
         key: key.as_ref(),
         source: &ticket.source,
+        address: "",
     };
     let message = state.broker.append(draft).await?.message;
     state.limits.feeds.remember(feed);
@@ -239,7 +243,15 @@ async fn publish_checked(
     // Announced to every tab of the feed, whatever the scope (a backend speaks to everyone who reads the feed); a
     // send key is remembered per group, and is bound to the API key above.
     let group = GroupId::every_follower();
-    let draft = Draft { feed, group: group.as_str(), author: &author, text: &text, key: key.as_ref(), source: &source };
+    let draft = Draft {
+        feed,
+        group: group.as_str(),
+        author: &author,
+        text: &text,
+        key: key.as_ref(),
+        source: &source,
+        address: "",
+    };
     let appended = state.broker.append(draft).await?;
     state.limits.feeds.remember(feed);
     Ok((appended.message, appended.fresh))
@@ -598,6 +610,7 @@ mod tests {
             text: "x".into(),
             at: "2026-12-07T00:00:00Z".into(),
             source: Default::default(),
+            removed: false,
         };
         let read = |ids: std::ops::RangeInclusive<u64>| ids.map(message).collect::<Vec<_>>();
         let ids = |page: &[Message]| page.iter().map(|m| m.id).collect::<Vec<_>>();

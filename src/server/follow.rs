@@ -130,7 +130,8 @@ mod tests {
     async fn a_follower_catches_up_then_hears_each_append_and_lets_go_when_dropped() {
         let state = crate::server::state::for_tests(Arc::new(MemoryStore::new(100)), None);
         let group = GroupId::new("g");
-        let ticket = crate::server::feed::join(&state, &group, &crate::shared::domain::FeedName::main(), "ada").unwrap().ticket;
+        let ticket =
+            crate::server::feed::join(&state, &group, &crate::shared::domain::FeedName::main(), "ada").unwrap().ticket;
         for text in ["one", "two"] {
             say(&state, &group, &ticket, text).await;
         }

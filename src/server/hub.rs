@@ -219,9 +219,9 @@ impl Hub {
     /// notice goes out. A group nobody here follows gets nothing: its pages would only take room.
     pub fn prepare(&self, group: &Audience, epoch: &str, message: &Message) {
         let followed = if group.group.is_every_follower() {
-            lock(&self.channels).iter().any(|(audience, channel)| {
-                audience.feed == group.feed && channel.sender.receiver_count() > 0
-            })
+            lock(&self.channels)
+                .iter()
+                .any(|(audience, channel)| audience.feed == group.feed && channel.sender.receiver_count() > 0)
         } else {
             lock(&self.channels).get(group).is_some_and(|channel| channel.sender.receiver_count() > 0)
         };
@@ -455,6 +455,7 @@ mod tests {
             text: format!("m{id}"),
             at: "2026-11-24T00:00:00Z".into(),
             source: Default::default(),
+            removed: false,
         };
         let pages = Arc::new(PageCache::new(8));
         let hub = Hub::new(8, pages.clone());

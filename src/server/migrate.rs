@@ -143,7 +143,7 @@ mod tests {
 
     async fn put_from(store: &dyn FeedStore, feed: &FeedName, text: &str, source: &Source) -> u64 {
         let (author, text) = (Username::parse("ada").unwrap(), MessageText::parse(text, 100).unwrap());
-        let draft = Draft { feed, group: "g", author: &author, text: &text, key: None, source };
+        let draft = Draft { feed, group: "g", author: &author, text: &text, key: None, source, address: "" };
         store.append(draft).await.unwrap().message.id
     }
 

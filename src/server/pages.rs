@@ -368,6 +368,7 @@ mod tests {
             text: format!("m{id}"),
             at: "2026-11-24T00:00:00Z".into(),
             source: Default::default(),
+            removed: false,
         }
     }
 

@@ -115,6 +115,7 @@ mod tests {
                         text: &text,
                         key: None,
                         source: &Source::Anonymous,
+                        address: "",
                     })
                     .await
                     .unwrap();

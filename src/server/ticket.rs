@@ -517,7 +517,10 @@ mod tests {
         assert_eq!(keys.check_pass(&other, &pass, 1_000), Err(TicketError::Invalid));
         // Another feed's name or a later expiry written in: the MAC no longer matches.
         for forged in [pass.replacen("team", "other", 1), pass.replacen("2000", "9000", 1), format!("{pass}x")] {
-            assert_eq!(keys.check_pass(&other, &forged, 1_000).and(keys.check_pass(&team, &forged, 1_000)), Err(TicketError::Invalid));
+            assert_eq!(
+                keys.check_pass(&other, &forged, 1_000).and(keys.check_pass(&team, &forged, 1_000)),
+                Err(TicketError::Invalid)
+            );
         }
         let stranger = TicketKeys::new(b"another-secret-of-16+".to_vec());
         assert_eq!(stranger.check_pass(&team, &pass, 1_000), Err(TicketError::Invalid));

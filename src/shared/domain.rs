@@ -262,6 +262,10 @@ pub struct Message {
     /// Who vouches for `user`; left out of the JSON when nobody does (anonymous).
     #[serde(default, skip_serializing_if = "Source::is_anonymous")]
     pub source: Source,
+    /// Removed by a moderator: `user`, `text` and `source` are erased (empty, anonymous) and the page shows "message
+    /// removed" in its place. Left out of the JSON unless set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removed: bool,
 }
 
 /// A page of the log with the epoch it was read in. Over HTTP the messages are the JSON body and the epoch is the
@@ -479,7 +483,8 @@ mod tests {
     /// old client's reading of one) is what it was; a message of before sources reads as anonymous.
     #[test]
     fn a_source_is_in_the_json_only_when_it_is_not_anonymous() {
-        let message = |source| Message { id: 1, user: "Ada".into(), text: "hi".into(), at: "t".into(), source };
+        let message =
+            |source| Message { id: 1, user: "Ada".into(), text: "hi".into(), at: "t".into(), source, removed: false };
         let json = |m: &Message| serde_json::to_string(m).unwrap();
         assert_eq!(json(&message(Source::Anonymous)), r#"{"id":1,"user":"Ada","text":"hi","at":"t"}"#);
         let verified = message(Source::Verified("sub-123".into()));

@@ -34,6 +34,10 @@ impl Value {
         self.0.as_f64()
     }
 
+    pub fn boolean(&self) -> Option<bool> {
+        self.0.as_bool()
+    }
+
     /// The items of an array.
     pub fn items(&self) -> Option<impl Iterator<Item = Value>> {
         Array::is_array(&self.0).then(|| Array::from(&self.0).into_iter().map(Value))

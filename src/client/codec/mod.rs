@@ -106,6 +106,8 @@ impl FromJson for Message {
             text: string(o, "text")?,
             at: string(o, "at")?,
             source: source(o),
+            // Only `true` marks a removed message; a missing or garbled field is an ordinary one.
+            removed: o.field("removed").and_then(|removed| removed.boolean()) == Some(true),
         })
     }
 }

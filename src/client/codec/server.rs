@@ -27,6 +27,10 @@ impl Value {
         self.0.as_f64()
     }
 
+    pub fn boolean(&self) -> Option<bool> {
+        self.0.as_bool()
+    }
+
     /// The items of an array.
     pub fn items(&self) -> Option<impl Iterator<Item = Value> + '_> {
         Some(self.0.as_array()?.iter().cloned().map(Value))

@@ -10,6 +10,7 @@ fn m(id: u64, user: &str, text: &str) -> Message {
         text: text.into(),
         at: "2026-12-07T16:45:05.123Z".into(),
         source: Source::Anonymous,
+        removed: false,
     }
 }
 
@@ -88,7 +89,13 @@ fn a_page_as_the_api_answers_it_is_read_and_a_malformed_one_is_not() {
 
 #[test]
 fn each_answer_the_server_writes_is_read_back() {
-    let joined = Joined { name: "Ada".into(), ticket: "v1.abc.def".into(), source: Source::Anonymous, expires: None, pass: None };
+    let joined = Joined {
+        name: "Ada".into(),
+        ticket: "v1.abc.def".into(),
+        source: Source::Anonymous,
+        expires: None,
+        pass: None,
+    };
     assert_eq!(serde_json::to_string(&joined).unwrap(), r#"{"name":"Ada","ticket":"v1.abc.def"}"#, "as before tokens");
     assert_eq!(object::<Joined>(&serde_json::to_string(&joined).unwrap()), Some(joined));
     let signed_in = Joined {

@@ -94,7 +94,10 @@ mod tests {
         roster.heard("b", f("team"), None, 0.0);
         roster.heard("c", f("team"), None, 0.0);
         roster.heard("d", f("alpha"), None, 0.0);
-        assert_eq!(roster.feeds(Some(&f("main"))).into_iter().collect::<Vec<_>>(), vec![f("alpha"), f("main"), f("team")]);
+        assert_eq!(
+            roster.feeds(Some(&f("main"))).into_iter().collect::<Vec<_>>(),
+            vec![f("alpha"), f("main"), f("team")]
+        );
         // A tab that moves to another feed no longer holds its old one in the set.
         roster.heard("d", f("team"), None, 1.0);
         assert_eq!(roster.feeds(Some(&f("main"))), [f("main"), f("team")].into());

@@ -111,7 +111,7 @@ async fn announce(s: &Subject, group: &Audience) -> u64 {
 async fn append(broker: &dyn Broker, feed: &FeedName, group: &str) -> u64 {
     let (user, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
     broker
-        .append(Draft { feed, group, author: &user, text: &text, key: None, source: &Source::Anonymous })
+        .append(Draft { feed, group, author: &user, text: &text, key: None, source: &Source::Anonymous, address: "" })
         .await
         .unwrap()
         .message
@@ -226,6 +226,7 @@ async fn redis_notices_reach_every_replica_in_id_order() {
             text: &text,
             key: None,
             source: &Source::Anonymous,
+            address: "",
         };
         assert_eq!(broker.append(draft).await.unwrap().message.id, i as u64 + 1);
         assert_eq!(next_soon(&mut on_a).await, Some(i as u64 + 1));
@@ -251,6 +252,7 @@ async fn redis_heals_lost_notices_within_the_heal_period() {
             text: &text,
             key: None,
             source: &Source::Anonymous,
+            address: "",
         })
         .await
         .unwrap();
@@ -309,6 +311,7 @@ async fn redis_new_epoch_notifies_every_group() {
                 text: &text,
                 key: None,
                 source: &Source::Anonymous,
+                address: "",
             })
             .await
         {

@@ -111,7 +111,15 @@ async fn append_as(
     let (author, text) = (Username::parse(author).unwrap(), MessageText::parse(text, 100).unwrap());
     let key = key.map(|key| SendKey::parse(key).unwrap().unwrap());
     store
-        .append(Draft { feed, group, author: &author, text: &text, key: key.as_ref(), source: &Source::Anonymous })
+        .append(Draft {
+            feed,
+            group,
+            author: &author,
+            text: &text,
+            key: key.as_ref(),
+            source: &Source::Anonymous,
+            address: "",
+        })
         .await
         .unwrap()
 }
@@ -255,6 +263,7 @@ async fn a_repeated_key_answers_the_first_message_and_appends_nothing() {
                 text: &text,
                 key: key.as_ref(),
                 source: &Source::Anonymous,
+                address: "",
             })
             .await
             .unwrap();
@@ -280,8 +289,15 @@ async fn every_source_is_kept_as_given_and_read_back() {
         let (author, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
         for (i, source) in sources.iter().enumerate() {
             let key = SendKey::parse(&format!("k{i}")).unwrap();
-            let draft =
-                Draft { feed: &FeedName::main(), group: "g", author: &author, text: &text, key: key.as_ref(), source };
+            let draft = Draft {
+                feed: &FeedName::main(),
+                group: "g",
+                author: &author,
+                text: &text,
+                key: key.as_ref(),
+                source,
+                address: "",
+            };
             let first = store.append(draft).await.unwrap();
             assert_eq!((first.fresh, &first.message.source), (true, source), "{name}");
             let again = store.append(draft).await.unwrap();
@@ -385,6 +401,7 @@ async fn redis_down_is_unavailable_and_recovers() {
         text: &text,
         key: None,
         source: &Source::Anonymous,
+        address: "",
     };
     assert!(matches!(store.append(draft).await, Err(StoreError::Unavailable(_))));
     assert!(matches!(store.since(&FeedName::main(), 0, 10).await, Err(StoreError::Unavailable(_))));

@@ -112,6 +112,7 @@ impl FeedStore for MemoryStore {
             text: draft.text.as_str().to_owned(),
             at,
             source: draft.source.clone(),
+            removed: false,
         };
         if log.messages.len() == self.cap {
             log.messages.pop_front();

@@ -90,6 +90,27 @@ pub struct Draft<'a> {
     pub key: Option<&'a SendKey>,
     /// Who vouches for `author`; every store keeps it with the message, as given.
     pub source: &'a Source,
+    /// The sender's address as text (`IpAddr`'s display; empty for a backend's publish): kept with the message for
+    /// moderation (`recent`, bans by address), erased with it (`remove`), never served to readers.
+    pub address: &'a str,
+}
+
+/// What a removal did: the ids it erased (those of the asked that were kept), and the feed's epoch now (a new one
+/// if anything was erased, so no page made before is served again and every tab reloads; else unchanged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    pub removed: Vec<u64>,
+    pub epoch: String,
+}
+
+/// A message with what moderation needs to know of its sender (never served to readers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub message: Message,
+    /// The session group it was sent in (`Draft::group`).
+    pub group: String,
+    /// `Draft::address`; empty for a message stored before addresses were, or erased.
+    pub address: String,
 }
 
 /// A source as the SQLite column and the Redis field hold it: `verified:SUBJECT` or `service:NAME`, and nothing
@@ -156,6 +177,19 @@ pub trait FeedStore: Send + Sync + 'static {
     /// The feeds that were appended to, in name order, the first `limit` after `after` (a page of them: there may
     /// be many).
     async fn feeds(&self, after: Option<&FeedName>, limit: usize) -> Result<Vec<FeedName>, StoreError>;
+    /// Erases the messages `ids` of `feed` that are kept (others are skipped): author, text, source and address are
+    /// gone from the store for real, not flagged (a dump of the store afterwards holds none of them), and each reads
+    /// back at its id as `Message { removed: true, user: "", text: "", source: Anonymous, at }` from then on. If any
+    /// was erased, the feed gets a new epoch (ids go on: the next append takes the next id).
+    async fn remove(&self, feed: &FeedName, ids: &[u64]) -> Result<Removal, StoreError> {
+        let _ = (feed, ids);
+        Err(StoreError::Unavailable("not implemented".into()))
+    }
+    /// The newest `limit` messages of `feed` with their senders' group and address, oldest first (removed ones too).
+    async fn recent(&self, feed: &FeedName, limit: usize) -> Result<Vec<Sent>, StoreError> {
+        let _ = (feed, limit);
+        Err(StoreError::Unavailable("not implemented".into()))
+    }
     /// Whether this store can take a send now (`/readyz`): it answers and it takes writes (a Redis that became a
     /// replica or is full refuses them while still answering reads). Cheap enough to be asked often: a store
     /// that probes reuses its answer for [`READY_FOR`].

@@ -486,6 +486,7 @@ fn message(id: &str, mut fields: HashMap<String, String>) -> Option<Message> {
         text: fields.remove("text")?,
         at: fields.remove("at")?,
         source: source_of_stored(fields.get("source").map(String::as_str)),
+        removed: false,
     })
 }
 
@@ -527,6 +528,7 @@ fn parse_appended(reply: Value, draft: &Draft<'_>, at: String) -> Result<(Append
         } else {
             source_of_stored(stored.get("source").map(String::as_str))
         },
+        removed: false,
     };
     let epoch = appended_in.as_ref().map(|(epoch, _)| epoch.clone()).unwrap_or_default();
     Ok((Appended { message, epoch, fresh }, appended_in))

@@ -344,6 +344,7 @@ fn commit_appends(conn: &mut Connection, appends: Vec<Pending>, failing: &mut bo
                                 text: row.get::<_, Option<String>>(2)?.unwrap_or_else(|| pending.text.clone()),
                                 at: row.get::<_, Option<String>>(3)?.unwrap_or_else(|| at.clone()),
                                 source: source_of_stored(source.as_deref()),
+                                removed: false,
                             })
                         })
                         .optional()?;
@@ -365,6 +366,7 @@ fn commit_appends(conn: &mut Connection, appends: Vec<Pending>, failing: &mut bo
                     text: pending.text.clone(),
                     at: at.clone(),
                     source: source_of_stored(pending.source.as_deref()),
+                    removed: false,
                 };
                 answers.push(Appended { message, epoch, fresh: true });
             }
@@ -445,6 +447,7 @@ fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         text: row.get(2)?,
         at: row.get(3)?,
         source: source_of_stored(row.get::<_, Option<String>>(4)?.as_deref()),
+        removed: false,
     })
 }
 
@@ -577,8 +580,15 @@ mod tests {
         exec("PRAGMA query_only = 1").await.unwrap();
         let (author, text) = (Username::parse("ada").unwrap(), MessageText::parse("hi", 100).unwrap());
         let source = Source::Anonymous;
-        let draft =
-            Draft { feed: &FeedName::main(), group: "g", author: &author, text: &text, key: None, source: &source };
+        let draft = Draft {
+            feed: &FeedName::main(),
+            group: "g",
+            author: &author,
+            text: &text,
+            key: None,
+            source: &source,
+            address: "",
+        };
         assert!(store.append(draft).await.is_err(), "the database takes no writes");
         tokio::time::sleep(crate::server::store::READY_FOR).await;
         let not_ready = store.ready().await.unwrap_err().to_string();
@@ -624,7 +634,7 @@ mod tests {
     }
 
     fn draft_in<'a>(feed: &'a FeedName, author: &'a Username, text: &'a MessageText) -> Draft<'a> {
-        Draft { feed, group: "g", author, text, key: None, source: &Source::Anonymous }
+        Draft { feed, group: "g", author, text, key: None, source: &Source::Anonymous, address: "" }
     }
 
     /// An upgrade keeps the log: every row of a version-2 database is feed `main`'s with its id, the epoch is
