@@ -175,6 +175,19 @@ pub fn FeedLog(feed: Feed, hydrated: Signal<bool>) -> impl IntoView {
                                 let class = author_class(&message.user);
                                 let mark = mark::mark(&message.source);
                                 let day = move || hydrated.get().then(|| day_starting_at(feed, id)).flatten();
+                                if message.removed {
+                                    // Erased by a moderator: its place and time stay, nothing of what it said.
+                                    return view! {
+                                        <p data-key=id class="removed">
+                                            {move || day().map(|day| view! { <span class="day">{day}</span> })}
+                                            <time datetime=message.at.clone() title=move || time.get().map(|t| t.full)>
+                                                {move || time.get().map(|t| t.short)}
+                                            </time>
+                                            <em>"message removed"</em>
+                                        </p>
+                                    }
+                                    .into_any();
+                                }
                                 view! {
                                     // Each part is its own bidi run: a right-to-left mark in one cannot reorder the other.
                                     <p data-key=id class=class>
@@ -187,6 +200,7 @@ pub fn FeedLog(feed: Feed, hydrated: Signal<bool>) -> impl IntoView {
                                         <bdi class="text">{message.text}</bdi>
                                     </p>
                                 }
+                                .into_any()
                             }
                         />
                     }

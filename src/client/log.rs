@@ -26,6 +26,9 @@ pub struct Log {
     /// How many times the log was made anew under this tab: part of each row's key, since an id of a new log may
     /// be the id of a row of the old one.
     generation: u32,
+    /// After a new epoch, the rows read again up to what the tab had are not news: nothing up to this id is
+    /// announced.
+    quiet_through: u64,
 }
 
 impl Log {
@@ -59,6 +62,7 @@ impl Log {
         }
         self.generation += 1;
         self.rows.clear();
+        self.quiet_through = self.quiet_through.max(self.synced_to);
         self.synced_to = 0;
         true
     }
@@ -78,6 +82,7 @@ impl Log {
         let fresh: Vec<(String, String)> = if self.announcing {
             page.iter()
                 .filter(|m| self.rows.binary_search_by_key(&m.id, |r| r.id).is_err())
+                .filter(|m| m.id > self.quiet_through && !m.removed)
                 .filter(|m| self.me.as_deref() != Some(m.user.as_str()))
                 .map(|m| (m.user.clone(), m.text.clone()))
                 .collect()
@@ -318,5 +323,21 @@ mod tests {
         assert_eq!(log.merge_synced(vec![m(3, "Ada")]).1, None, "nor a row already shown");
         let (_, said) = log.merge_synced(vec![m(4, "Ada"), m(5, "me"), m(6, "Linus")]);
         assert_eq!(said.as_deref(), Some("2 new messages. The latest, from Linus: t6"));
+    }
+
+    #[test]
+    fn a_log_read_again_after_a_removal_is_not_news_and_a_removed_row_never_is() {
+        let mut log = Log::default();
+        log.renew_epoch("a1");
+        log.merge_synced(vec![m(1, "a"), m(2, "b")]);
+        log.start_announcing();
+        // A moderator removed 2: a new epoch, the log read again from its start, now with 2 removed.
+        assert!(log.renew_epoch("b2"));
+        let removed = Message { removed: true, user: String::new(), text: String::new(), ..m(2, "b") };
+        assert_eq!(log.merge_synced(vec![m(1, "a"), removed.clone()]).1, None, "what the tab had is no news");
+        assert!(log.rows()[1].removed);
+        assert_eq!(log.merge_synced(vec![m(3, "Ada")]).1.as_deref(), Some("Ada: t3"), "what is new still is");
+        let later_removed = Message { id: 4, ..removed };
+        assert_eq!(log.merge_synced(vec![later_removed]).1, None, "a removed row says nothing");
     }
 }

@@ -7,6 +7,7 @@
 //! hash = "sha256:<64 hex digits>" # SHA-256 of the key itself: the key is never stored
 //! feeds = ["orders", "team-*"]    # exact names and `prefix-*` patterns (`identity::FeedPattern`); ["*"]: all
 //! per-minute = 600                # its send budget (GCRA), shared across replicas on Redis
+//! moderate = true                 # optional: it may also moderate its feeds (the admin API); default false
 //! ```
 //!
 //! Keys are stored hashed only. A plain SHA-256 is enough: a key is 256 random bits (`make`), not a password, so
@@ -40,7 +41,7 @@ const MAX_NAME: usize = 64;
 /// How often the file's modification time is looked at.
 pub const WATCH_EVERY: Duration = Duration::from_secs(2);
 /// What a key looks like before its random part, so a leaked one is easy to spot in a repository or a log.
-const KEY_PREFIX: &str = "bk_";
+pub const KEY_PREFIX: &str = "bk_";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeysError {
@@ -56,6 +57,8 @@ pub struct ApiKey {
     pub name: String,
     pub feeds: Grant,
     pub per_minute: u32,
+    /// It may moderate the feeds it covers (`moderation`), not only post in them.
+    pub moderate: bool,
     /// Its budget in this process (a single server; replicas share theirs through `ApiKeys::shared`).
     local: Arc<DefaultDirectRateLimiter>,
 }
@@ -64,7 +67,12 @@ impl ApiKey {
     /// A key named `name` for `feeds`, with a fresh budget of `per_minute` in this process.
     pub fn new(name: &str, feeds: Grant, per_minute: NonZeroU32) -> Self {
         let local = Arc::new(RateLimiter::direct(Quota::per_minute(per_minute)));
-        Self { name: name.to_owned(), feeds, per_minute: per_minute.get(), local }
+        Self { name: name.to_owned(), feeds, per_minute: per_minute.get(), moderate: false, local }
+    }
+
+    /// The same key, allowed to moderate its feeds.
+    pub fn moderating(self) -> Self {
+        Self { moderate: true, ..self }
     }
 
     /// 403 unless this key's scope covers `feed`.
@@ -91,6 +99,8 @@ struct Entry {
     hash: String,
     feeds: Vec<String>,
     per_minute: u32,
+    #[serde(default)]
+    moderate: bool,
 }
 
 /// Keys by the hex SHA-256 of the key.
@@ -253,7 +263,8 @@ fn parse(text: &str, old: &Table) -> Result<Table, String> {
             Some(old) => old.local.clone(),
             None => Arc::new(RateLimiter::direct(Quota::per_minute(per_minute))),
         };
-        let key = Arc::new(ApiKey { name, feeds: Grant::Only(patterns), per_minute: per_minute.get(), local });
+        let feeds = Grant::Only(patterns);
+        let key = Arc::new(ApiKey { name, feeds, per_minute: per_minute.get(), moderate: entry.moderate, local });
         if table.insert(hash.to_owned(), key).is_some() {
             return Err("two keys have the same hash".into());
         }

@@ -188,6 +188,7 @@ async fn append(
     }
     admit_feed(state, feed, address).await?;
     let key = key.map(|key| bound_to(&ticket.id, &key));
+    let address = address.to_string();
     let draft = Draft {
         feed,
         group: group.as_str(),
@@ -195,7 +196,7 @@ async fn append(
         text: &text,
         key: key.as_ref(),
         source: &ticket.source,
-        address: "",
+        address: &address,
     };
     let message = state.broker.append(draft).await?.message;
     state.limits.feeds.remember(feed);

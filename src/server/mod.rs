@@ -9,6 +9,7 @@
 //! `cookie`, `refusal`, `security`) sit in front of the handlers.
 
 pub mod access;
+pub mod admin;
 pub mod api_keys;
 pub mod backend;
 pub mod broker;
@@ -26,6 +27,7 @@ pub mod identity;
 pub mod link;
 pub mod messages;
 pub mod migrate;
+pub mod moderation;
 pub mod net;
 pub mod observe;
 pub mod open_files;

@@ -58,7 +58,7 @@ struct PageQuery {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Broadcasting publish API", version = "1"),
+    info(title = "Broadcasting API for backends and moderators", version = "1"),
     paths(publish, read),
     components(schemas(Publication, Message, Source, ApiError, ErrorKind)),
     modifiers(&Bearer),
@@ -79,7 +79,9 @@ impl utoipa::Modify for Bearer {
 
 /// The document, as JSON.
 pub fn document() -> String {
-    Document::openapi().to_pretty_json().unwrap_or_default()
+    let mut document = Document::openapi();
+    document.merge(crate::server::admin::Document::openapi());
+    document.to_pretty_json().unwrap_or_default()
 }
 
 async fn openapi() -> Response {

@@ -27,7 +27,9 @@ use crate::client::{shell, HandedGroup};
 use crate::server::net::Shortcut;
 use crate::server::security::Framers;
 use crate::server::state::{AppState, FeedGate};
-use crate::server::{cookie, events, group, heartbeat, messages, observe, ops, peer, publish, refusal, security};
+use crate::server::{
+    admin, cookie, events, group, heartbeat, messages, observe, ops, peer, publish, refusal, security,
+};
 use crate::shared::domain::{FeedLookup, FeedName, FEED_NAME_RULE};
 use crate::shared::wire;
 
@@ -65,6 +67,7 @@ pub fn app(state: AppState, scope: group::Scope, framers: Framers) -> Router {
         })
         .merge(heartbeat::routes())
         .merge(publish::routes())
+        .merge(admin::routes())
         .fallback_service(static_files)
         .layer(middleware::from_fn_with_state(state.limits.feeds.clone(), feed_pages))
         .layer(middleware::from_fn_with_state(scope, cookie::assign))

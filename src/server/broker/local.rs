@@ -48,4 +48,10 @@ impl Broker for LocalBroker {
         self.hub.pages().forget(feed);
         Ok(())
     }
+
+    async fn removed(&self, feed: &FeedName, _epoch: &str, last: u64) -> Result<(), BrokerError> {
+        self.hub.pages().forget(feed);
+        self.hub.deliver_to_feed(feed, last);
+        Ok(())
+    }
 }

@@ -40,6 +40,10 @@ pub trait Broker: Send + Sync + 'static {
     /// This process deleted `count` messages from `feed`'s log (retention): every process forgets its cached pages
     /// of the feed, this one first.
     async fn pruned(&self, feed: &FeedName, count: u64) -> Result<(), BrokerError>;
+    /// A moderator erased messages of `feed`, whose log now has the epoch `epoch` (ids go on, up to `last`): every
+    /// process forgets its cached pages of the feed and tells every tab of it, which then reloads the log (the
+    /// epoch it holds is old), now showing the removed messages as removed.
+    async fn removed(&self, feed: &FeedName, epoch: &str, last: u64) -> Result<(), BrokerError>;
 }
 
 #[cfg(test)]

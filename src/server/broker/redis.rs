@@ -104,6 +104,13 @@ impl Broker for RedisBroker {
         self.hub.pages().forget(feed);
         self.publish(&[(feed.clone(), Notice::Pruned { count, replica: &self.replica })]).await
     }
+
+    /// This replica's tabs are told through its receiver, as every other replica's: lost, a replica's tabs reload
+    /// at its next heal (which finds the new epoch).
+    async fn removed(&self, feed: &FeedName, epoch: &str, last: u64) -> Result<(), BrokerError> {
+        self.hub.pages().forget(feed);
+        self.publish(&[(feed.clone(), Notice::Removed { epoch, id: last })]).await
+    }
 }
 
 /// How a session ended: whether it had subscribed, and why.
@@ -304,6 +311,16 @@ impl Receiver {
             Some(Notice::Appended { epoch, id, group }) => (epoch, id, group),
             Some(Notice::Presence { group }) => {
                 return self.hub.presence_changed(&Audience::new(feed.clone(), GroupId::new(group)))
+            }
+            Some(Notice::Removed { epoch, id }) => {
+                // The epoch a moderator's removal made: taken as known (the heal would otherwise read it as a lost
+                // log), the pages forgotten, every tab of the feed told, so each reloads and shows the removal.
+                tracing::debug!(%feed, epoch, "notices: messages were removed; every tab reloads");
+                cursor.epoch = Some(epoch.to_owned());
+                cursor.delivered = cursor.delivered.max(id);
+                self.hub.pages().forget(feed);
+                self.hub.deliver_to_feed(feed, id);
+                return;
             }
             Some(Notice::Pruned { count, replica }) => {
                 // Settled pages outlive appends, not deletions: a page of deleted messages must not be served again.

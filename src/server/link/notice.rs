@@ -4,7 +4,8 @@
 //! - `<epoch> <id> <group>`: messages up to `id` exist in `group`, in the log of `epoch` (hex). Written by the
 //!   append script itself ([`APPENDED_LUA`]), in the step that appends, so id order is notice order everywhere;
 //! - `presence <group>`: who is here in `group` changed;
-//! - `pruned <count> <replica>`: the replica whose turn it was deleted `count` messages.
+//! - `pruned <count> <replica>`: the replica whose turn it was deleted `count` messages;
+//! - `removed <epoch> <id>`: a moderator erased messages; the log's epoch is now `epoch` (ids go on, up to `id`).
 //!
 //! `pruned` is shaped like an append's notice on purpose: a receiver of the version before, which does not know it,
 //! reads a notice of an unknown epoch, compares with the log's head (nothing to do) and goes on. A group has no
@@ -15,6 +16,7 @@ pub const CHANNEL: &str = "notices";
 
 const PRESENCE: &str = "presence";
 const PRUNED: &str = "pruned";
+const REMOVED: &str = "removed";
 
 /// The Lua function the append script calls to write its notice: the one place in Lua that knows the format.
 pub const APPENDED_LUA: &str = r#"
@@ -27,6 +29,7 @@ pub enum Notice<'a> {
     Appended { epoch: &'a str, id: u64, group: &'a str },
     Presence { group: &'a str },
     Pruned { count: u64, replica: &'a str },
+    Removed { epoch: &'a str, id: u64 },
 }
 
 impl<'a> Notice<'a> {
@@ -39,6 +42,7 @@ impl<'a> Notice<'a> {
         let (second, third) = rest.split_once(' ').filter(|(_, third)| !third.is_empty())?;
         match first {
             PRUNED => Some(Notice::Pruned { count: second.parse().ok()?, replica: third }),
+            REMOVED => Some(Notice::Removed { epoch: second, id: third.parse().ok()? }),
             epoch => Some(Notice::Appended { epoch, id: second.parse().ok()?, group: third }),
         }
     }
@@ -48,6 +52,7 @@ impl<'a> Notice<'a> {
             Notice::Appended { epoch, id, group } => format!("{epoch} {id} {group}"),
             Notice::Presence { group } => format!("{PRESENCE} {group}"),
             Notice::Pruned { count, replica } => format!("{PRUNED} {count} {replica}"),
+            Notice::Removed { epoch, id } => format!("{REMOVED} {epoch} {id}"),
         }
     }
 }
@@ -62,6 +67,7 @@ mod tests {
             Notice::Appended { epoch: "ab12", id: 7, group: "everyone" },
             Notice::Presence { group: "g1" },
             Notice::Pruned { count: 3, replica: "00ff" },
+            Notice::Removed { epoch: "9a0b", id: 12 },
         ];
         for notice in notices {
             assert_eq!(Notice::parse(&notice.encode()), Some(notice));
