@@ -70,7 +70,7 @@ start_server() {
   ${pin_sqlite:-} target/release/broadcasting --addr "127.0.0.1:$1" --data-dir "$data" --log-level warn "${config[@]}" \
     --send-rate 0 --max-streams-per-browser 0 --address-rate 0 --max-streams-per-address 0 "${@:2}" &
   pid=$!
-  wait_for "http://127.0.0.1:$1/api/messages"
+  wait_for "http://127.0.0.1:$1/healthz" # not a page: a private `main` refuses those
   kill -0 "$pid"
 }
 # start_redis PORT: a fresh Redis on an empty directory, durable as the README asks (every write fsynced).

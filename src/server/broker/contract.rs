@@ -494,3 +494,36 @@ async fn an_append_prepares_the_page_its_notice_asks_for_where_it_is_followed() 
         assert_eq!(s.hub.pages().len(), before, "{name}");
     }
 }
+
+/// A moderator's removal: in every process the feed's cached pages go and every group that follows the feed is told
+/// (each tab then reloads the log, whose epoch is new); a group following another feed hears nothing.
+#[tokio::test]
+async fn a_removal_reaches_every_group_of_the_feed_in_every_process_and_its_pages_go() {
+    let server = TestRedis::start();
+    for (name, broker, hubs) in with_every_process(&server).await {
+        let (g, h) = (Audience::main(GroupId::new("g")), Audience::main(GroupId::new("h")));
+        let other = Audience::new(FeedName::parse("other").unwrap(), GroupId::new("g"));
+        let mut told: Vec<Subscription> =
+            hubs.iter().flat_map(|hub| [hub.subscribe(&g), hub.subscribe(&h)]).collect();
+        let mut elsewhere: Vec<Subscription> = hubs.iter().map(|hub| hub.subscribe(&other)).collect();
+        if name == "redis" {
+            wait_listening(&server, 2).await;
+            wait_listening_to(&server, "other", 2).await;
+        }
+        for hub in &hubs {
+            settled_page(hub).await;
+        }
+        broker.removed(&FeedName::main(), "e2", 7).await.unwrap();
+        for sub in &mut told {
+            let notice = tokio::time::timeout(Duration::from_secs(1), sub.next()).await.ok().flatten();
+            assert_eq!(notice.map(|n| (n.id, n.presence)), Some((7, false)), "{name}: every group of the feed is told");
+        }
+        for sub in &mut elsewhere {
+            let notice = tokio::time::timeout(Duration::from_millis(200), sub.next()).await.ok().flatten();
+            assert!(notice.is_none(), "{name}: another feed is not told: {notice:?}");
+        }
+        for hub in &hubs {
+            assert!(forgotten_within(hub, Duration::from_secs(1)).await, "{name}: the feed's pages are forgotten");
+        }
+    }
+}
