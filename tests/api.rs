@@ -78,8 +78,9 @@ async fn a_published_message_is_stored_as_the_service_announced_and_repeats_answ
     let mut other_browser = server.browser().events_at("/events?feed=orders", &[]).await;
 
     let body = json!({"author": "Order bot", "text": "order 17 shipped", "key": "order-17"});
-    let (status, _, first) = publish(&server, Some(&orders), body.clone()).await;
+    let (status, headers, first) = publish(&server, Some(&orders), body.clone()).await;
     assert_eq!(status, 201, "{first}");
+    assert!(headers.get("set-cookie").is_none(), "a backend's answer sets no browser's cookie");
     assert_eq!((first["user"].as_str(), first["text"].as_str()), (Some("Order bot"), Some("order 17 shipped")));
     assert_eq!(first["source"], json!({"service": "orders"}));
     let id = first["id"].as_u64().unwrap();

@@ -469,3 +469,14 @@ async fn immutable_pages_hold_their_whole_range_and_never_outlive_retention() {
         .unwrap_or_else(|| panic!("{header}"));
     assert!((3_590..=3_600).contains(&max_age), "bounded by the hour max-age keeps it: {header}");
 }
+
+/// The join form cannot be sent before the page is interactive (its one button is disabled until the tab hydrates,
+/// which also stops Enter), and it posts: a name never lands in the page's URL.
+#[tokio::test]
+async fn the_join_form_waits_for_the_page_and_posts() {
+    let server = Server::start(&[]);
+    let html = reqwest::get(server.url("/f/team")).await.unwrap().text().await.unwrap();
+    assert!(html.contains(&format!("method=\"post\" action=\"{JOIN_PATH}\"")), "{html}");
+    assert!(html.contains("type=\"hidden\" name=\"feed\" value=\"team\""), "{html}");
+    assert!(html.contains("<button type=\"submit\" disabled>Join</button>"), "{html}");
+}

@@ -122,11 +122,18 @@ fn JoinForm(join: JoinAction, limits: Option<PageLimits>, expired: RwSignal<Opti
     let on_submit = submit_input(input, join, Credential::Name);
     let takes_names = limits.as_ref().is_none_or(|limits| limits.join.takes_names());
     let form = if takes_names {
+        // Before the page is interactive the form cannot be sent (its one button is disabled, which also stops Enter):
+        // sent then, it would leave the page for the join's JSON. It posts, so even then no name lands in a URL.
+        let ready = RwSignal::new(false);
+        Effect::new(move |_| ready.set(true));
+        let feed = place::feed();
+        let feed_field = (!feed.is_main()).then(|| feed.to_string());
         view! {
-            <form on:submit=on_submit>
+            <form on:submit=on_submit method="post" action=crate::shared::wire::JOIN_PATH>
+                {feed_field.map(|feed| view! { <input type="hidden" name=crate::shared::wire::FEED_FIELD value=feed/> })}
                 <fieldset role="group">
                     <input node_ref=input name="username" placeholder="Pick a name…" aria-label="Username" required autocomplete="nickname"/>
-                    <button type="submit">"Join"</button>
+                    <button type="submit" disabled=move || !ready.get()>"Join"</button>
                 </fieldset>
             </form>
         }

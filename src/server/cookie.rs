@@ -24,6 +24,8 @@ use crate::server::peer::Peer;
 use crate::shared::wire;
 
 pub const COOKIE_NAME: &str = "broadcasting_group";
+/// The paths of the API for backends and moderators.
+const V1_PREFIX: &str = "/api/v1/";
 
 /// The group of a request that named none (no cookie of ours, no header or parameter): made for it, set in the
 /// cookie, and handed to the embed's page (`routes`), which names it from then on.
@@ -33,6 +35,12 @@ pub struct Minted(pub GroupId);
 /// Middleware: puts the caller's `GroupId` into the request extensions, and sets the cookie when it was missing.
 pub async fn assign(State(scope): State<Scope>, mut request: Request, next: Next) -> Response {
     if scope == Scope::Everyone {
+        request.extensions_mut().insert(GroupId::everyone());
+        return next.run(request).await;
+    }
+    // The API for backends and moderators (`/api/v1/…`) is no browser's: it needs no group, and its answers set no
+    // cookie (a backend's HTTP client would keep a cookie for nothing).
+    if request.uri().path().starts_with(V1_PREFIX) {
         request.extensions_mut().insert(GroupId::everyone());
         return next.run(request).await;
     }

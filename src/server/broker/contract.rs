@@ -503,8 +503,7 @@ async fn a_removal_reaches_every_group_of_the_feed_in_every_process_and_its_page
     for (name, broker, hubs) in with_every_process(&server).await {
         let (g, h) = (Audience::main(GroupId::new("g")), Audience::main(GroupId::new("h")));
         let other = Audience::new(FeedName::parse("other").unwrap(), GroupId::new("g"));
-        let mut told: Vec<Subscription> =
-            hubs.iter().flat_map(|hub| [hub.subscribe(&g), hub.subscribe(&h)]).collect();
+        let mut told: Vec<Subscription> = hubs.iter().flat_map(|hub| [hub.subscribe(&g), hub.subscribe(&h)]).collect();
         let mut elsewhere: Vec<Subscription> = hubs.iter().map(|hub| hub.subscribe(&other)).collect();
         if name == "redis" {
             wait_listening(&server, 2).await;
