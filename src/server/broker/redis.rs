@@ -15,7 +15,10 @@
 //! old epoch are dropped and every local group is notified so its tabs reload. Every id delivered is told to the
 //! store (`RedisStore::saw`): that is how a head or an append notices a Redis that lost it. A presence notice is
 //! handed to `Hub::presence_changed` (after a resubscribe every group re-reads once, as presence notices carry no id
-//! to heal by); on a retention notice every process forgets its pages. A heal also compares the log's oldest id
+//! to heal by); on a retention notice every process forgets its pages. A removal notice (published by the store's
+//! removal script, in its step) names the new epoch the log goes on in, ids unchanged: the pages of the old one go
+//! and every tab of the feed is told, so it reloads and shows the message removed; a lost one is healed like any
+//! new epoch. A heal also compares the log's oldest id
 //! with the last it saw, so a pass whose notice was lost costs at most one heal period of stale pages.
 //!
 //! The task never ends: a lost connection is retried with backoff, and a panic restarts it.
@@ -313,6 +316,16 @@ impl Receiver {
                 cursor.oldest = None;
                 return;
             }
+            Some(Notice::Removed { id, epoch }) => {
+                if cursor.epoch.as_deref() != Some(epoch) {
+                    tracing::debug!(%feed, epoch, "notices: messages were removed; every tab of the feed reloads");
+                    (cursor.epoch, cursor.delivered) = (Some(epoch.to_owned()), id);
+                    self.hub.pages().forget(feed);
+                    self.hub.deliver_to_feed(feed, id);
+                    self.store.saw(feed, epoch, id);
+                }
+                return;
+            }
             None => {
                 tracing::warn!(payload, "notices: malformed notice ignored");
                 return;
@@ -365,11 +378,16 @@ impl Receiver {
                 self.catch_up(feed, cursor, head.seq).await?;
             }
             Some(known) if known != head.epoch => {
-                tracing::warn!(
-                    from = known,
-                    to = %head.epoch,
-                    "notices: the log has a new epoch (Redis lost data or is another server); every tab reloads"
-                );
+                if head.seq >= cursor.delivered {
+                    // Ids go on: most likely a removal whose notice this process did not get.
+                    tracing::debug!(from = known, to = %head.epoch, "notices: the log has a new epoch; every tab reloads");
+                } else {
+                    tracing::warn!(
+                        from = known,
+                        to = %head.epoch,
+                        "notices: the log has a new epoch (Redis lost data or is another server); every tab reloads"
+                    );
+                }
                 (cursor.epoch, cursor.delivered) = (Some(head.epoch), head.seq);
                 // Settled pages are kept for requests naming their epoch: the old epoch's must not outlive it.
                 self.hub.pages().forget(feed);
