@@ -996,3 +996,34 @@ async fn removal_cost_with_10000_messages() {
         println!("{name}: one removal in a feed of 10,000: median {:?}, max {:?}", took[took.len() / 2], took[9]);
     }
 }
+
+/// Redis entries written before addresses (no `address` field) read in `recent` with address `""` and their group;
+/// new entries keep theirs; an entry from before is removed like any other.
+#[tokio::test]
+async fn redis_entries_of_before_addresses_read_without_one() {
+    let (store, server) = redis_store(100, "p");
+    let main = FeedName::main();
+    let old = ["user", "ada", "text", "old", "at", "2026-01-01T00:00:00Z", "group", "g-old", "source", "service:x"];
+    server.command(&[&["XADD", "p:{main}:log", "1-0"][..], &old[..]].concat());
+    server.command(&["HSET", "p:{main}:meta", "epoch", "e1", "seq", "1"]);
+    let new = put_from(&store, &main, ("g-new", "bob", "192.0.2.5"), "new", &Source::Anonymous).await.message;
+    let first = Message {
+        id: 1,
+        user: "ada".into(),
+        text: "old".into(),
+        at: "2026-01-01T00:00:00Z".into(),
+        source: Source::Service("x".into()),
+        removed: false,
+    };
+    let recent = store.recent(&main, 10).await.unwrap();
+    assert_eq!(
+        recent,
+        vec![
+            Sent { message: first.clone(), group: "g-old".into(), address: String::new() },
+            Sent { message: new.clone(), group: "g-new".into(), address: "192.0.2.5".into() },
+        ]
+    );
+    assert_eq!(store.remove(&main, &[1]).await.unwrap().removed, vec![1]);
+    assert_eq!(store.latest(&main, 10).await.unwrap(), vec![erased(&first), new]);
+    assert_ne!(store.epoch(&main).await.unwrap(), "e1");
+}
