@@ -702,7 +702,7 @@ async fn put_from(
     text: &str,
     source: &Source,
 ) -> Appended {
-    let (author, text) = (Username::parse(author).unwrap(), MessageText::parse(text, 100).unwrap());
+    let (author, text) = (Username::parse(author).unwrap(), MessageText::parse(text, 10_000).unwrap());
     let draft = Draft { feed, group, author: &author, text: &text, key: None, source, address };
     store.append(draft).await.unwrap()
 }
@@ -908,17 +908,21 @@ async fn sqlite_removal_leaves_no_bytes_in_the_file_or_the_wal() {
     fill(&store, 50).await;
     let who = ("g", "Zorblax", "198.51.100.77");
     let marked = put_from(&store, &main, who, "secret-marker-7f3a", &Source::Verified("subject-q9".into())).await;
+    // A text longer than a page: SQLite keeps its tail in overflow pages, which a removal frees.
+    let long = format!("{}long-marker-c2e1", "x".repeat(9_000));
+    let overflowing = put_from(&store, &main, who, &long, &Source::Anonymous).await;
     fill(&store, 50).await;
-    let markers = ["secret-marker-7f3a", "Zorblax", "198.51.100.77", "subject-q9"];
+    let markers = ["secret-marker-7f3a", "Zorblax", "198.51.100.77", "subject-q9", "long-marker-c2e1"];
     for marker in markers {
         assert!(!found_in_files(dir.path(), marker).is_empty(), "{marker} is stored before the removal");
     }
-    assert_eq!(store.remove(&main, &[marked.message.id]).await.unwrap().removed, vec![marked.message.id]);
+    let ids = [marked.message.id, overflowing.message.id];
+    assert_eq!(store.remove(&main, &ids).await.unwrap().removed, ids.to_vec());
     for marker in markers {
         assert_eq!(found_in_files(dir.path(), marker), Vec::<PathBuf>::new(), "{marker} is gone");
     }
     assert_eq!(store.since(&main, 50, 1).await.unwrap(), vec![erased(&marked.message)]);
-    assert_eq!(store.since(&main, 0, 200).await.unwrap().len(), 101, "the rest is kept");
+    assert_eq!(store.since(&main, 0, 200).await.unwrap().len(), 102, "the rest is kept");
 }
 
 /// Redis erases for real: after a removal no snapshot (`SAVE`), no `DUMP` of the log and no append-only file (it

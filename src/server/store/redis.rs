@@ -188,7 +188,7 @@ for i = 3, #ARGV do
 end
 -- A log whose `meta` alone was lost gets its epoch and sequence first, so the new epoch never restarts the ids.
 local epoch = ensure(meta, log, ARGV[1])
-if #removed == 0 then return {epoch, redis.call('HGET', meta, 'seq'), removed} end
+if #removed == 0 then return {epoch, redis.call('HGET', meta, 'seq') or '0', removed} end
 local info = redis.call('XINFO', 'STREAM', log)
 local last
 for i = 1, #info, 2 do
@@ -213,7 +213,7 @@ end
 redis.call('XSETID', scratch, last)
 redis.call('RENAME', scratch, log)
 redis.call('HSET', meta, 'epoch', ARGV[1])
-local seq = redis.call('HGET', meta, 'seq')
+local seq = redis.call('HGET', meta, 'seq') or '0'
 redis.call('PUBLISH', ARGV[2], removed_notice(ARGV[1], seq))
 return {ARGV[1], seq, removed}
 "#;
