@@ -446,6 +446,12 @@ mod tests {
         async fn feeds(&self, _: Option<&FeedName>, _: usize) -> Result<Vec<FeedName>, StoreError> {
             Ok(vec![])
         }
+        async fn remove(&self, _: &FeedName, _: &[u64]) -> Result<crate::server::store::Removal, StoreError> {
+            Err(StoreError::Unavailable("disk on fire".into()))
+        }
+        async fn recent(&self, _: &FeedName, _: usize) -> Result<Vec<crate::server::store::Sent>, StoreError> {
+            Ok(vec![])
+        }
     }
 
     fn state(store: Arc<dyn FeedStore>) -> AppState {

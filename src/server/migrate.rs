@@ -148,8 +148,8 @@ mod tests {
     }
 
     /// Every feed moves (read a page of names at a time, pages smaller than the feeds here), each with its kept
-    /// messages (their sources too), its epoch and its sequence, also a feed retention emptied; sends go on above each
-    /// one's sequence.
+    /// messages (their sources and removals too), its epoch and its sequence, also a feed retention emptied; sends go
+    /// on above each one's sequence.
     #[tokio::test]
     async fn every_feed_moves_with_its_ids_epoch_and_sequence() {
         let dir = tempfile::tempdir().unwrap();
@@ -167,6 +167,8 @@ mod tests {
         }
         source.prune(&main, 2, None).await.unwrap();
         source.prune(&zeta, 0, None).await.unwrap();
+        // A removed message moves removed (not as one with an empty text).
+        assert_eq!(source.remove(&team, &[1]).await.unwrap().removed, vec![1]);
 
         let server = TestRedis::start();
         let target = RedisStore::new(crate::server::link::test_link(&server, "p"), usize::MAX);
@@ -184,7 +186,7 @@ mod tests {
             assert_eq!(target.epoch(feed).await.unwrap(), epoch, "{feed}");
             assert_eq!(report.feeds.iter().find(|c| &c.feed == feed).unwrap().epoch, epoch);
             assert_eq!(target.last_id(feed).await.unwrap(), next - 1, "{feed}");
-            assert_eq!(target.since(feed, 0, 10).await.unwrap(), source.since(feed, 0, 10).await.unwrap());
+            assert_eq!(target.since(feed, 0, 10).await.unwrap(), source.since(feed, 0, 10).await.unwrap(), "{feed}");
             assert_eq!(put(&target, feed, "after").await, next, "{feed}");
         }
         let again = copy_paged(&source, &target, "p", 2).await;

@@ -15,7 +15,10 @@
 //! old epoch are dropped and every local group is notified so its tabs reload. Every id delivered is told to the
 //! store (`RedisStore::saw`): that is how a head or an append notices a Redis that lost it. A presence notice is
 //! handed to `Hub::presence_changed` (after a resubscribe every group re-reads once, as presence notices carry no id
-//! to heal by); on a retention notice every process forgets its pages. A heal also compares the log's oldest id
+//! to heal by); on a retention notice every process forgets its pages. A removal notice (published by the store's
+//! removal script, in its step) names the new epoch the log goes on in, ids unchanged: the pages of the old one go
+//! and every tab of the feed is told, so it reloads and shows the message removed; a lost one is healed like any
+//! new epoch. A heal also compares the log's oldest id
 //! with the last it saw, so a pass whose notice was lost costs at most one heal period of stale pages.
 //!
 //! The task never ends: a lost connection is retried with backoff, and a panic restarts it.
@@ -105,11 +108,12 @@ impl Broker for RedisBroker {
         self.publish(&[(feed.clone(), Notice::Pruned { count, replica: &self.replica })]).await
     }
 
-    /// This replica's tabs are told through its receiver, as every other replica's: lost, a replica's tabs reload
-    /// at its next heal (which finds the new epoch).
-    async fn removed(&self, feed: &FeedName, epoch: &str, last: u64) -> Result<(), BrokerError> {
+    /// The store's removal script published the notice itself, in the step that removed (`REMOVED_LUA`), so it
+    /// comes before any append of the new epoch; every replica's receiver, this one's too, tells its tabs. Lost, a
+    /// replica's tabs reload at its next heal (which finds the new epoch). Here only this process's pages go at once.
+    async fn removed(&self, feed: &FeedName, _epoch: &str, _last: u64) -> Result<(), BrokerError> {
         self.hub.pages().forget(feed);
-        self.publish(&[(feed.clone(), Notice::Removed { epoch, id: last })]).await
+        Ok(())
     }
 }
 
@@ -312,22 +316,22 @@ impl Receiver {
             Some(Notice::Presence { group }) => {
                 return self.hub.presence_changed(&Audience::new(feed.clone(), GroupId::new(group)))
             }
-            Some(Notice::Removed { epoch, id }) => {
-                // The epoch a moderator's removal made: taken as known (the heal would otherwise read it as a lost
-                // log), the pages forgotten, every tab of the feed told, so each reloads and shows the removal.
-                tracing::debug!(%feed, epoch, "notices: messages were removed; every tab reloads");
-                cursor.epoch = Some(epoch.to_owned());
-                cursor.delivered = cursor.delivered.max(id);
-                self.hub.pages().forget(feed);
-                self.hub.deliver_to_feed(feed, id);
-                return;
-            }
             Some(Notice::Pruned { count, replica }) => {
                 // Settled pages outlive appends, not deletions: a page of deleted messages must not be served again.
                 tracing::debug!(count, replica, %feed, "notices: the log was pruned; cached pages forgotten");
                 self.hub.pages().forget(feed);
                 // Forgotten already: the next heal takes the oldest id as it finds it, rather than forget again.
                 cursor.oldest = None;
+                return;
+            }
+            Some(Notice::Removed { id, epoch }) => {
+                if cursor.epoch.as_deref() != Some(epoch) {
+                    tracing::debug!(%feed, epoch, "notices: messages were removed; every tab of the feed reloads");
+                    (cursor.epoch, cursor.delivered) = (Some(epoch.to_owned()), id);
+                    self.hub.pages().forget(feed);
+                    self.hub.deliver_to_feed(feed, id);
+                    self.store.saw(feed, epoch, id);
+                }
                 return;
             }
             None => {
@@ -382,11 +386,16 @@ impl Receiver {
                 self.catch_up(feed, cursor, head.seq).await?;
             }
             Some(known) if known != head.epoch => {
-                tracing::warn!(
-                    from = known,
-                    to = %head.epoch,
-                    "notices: the log has a new epoch (Redis lost data or is another server); every tab reloads"
-                );
+                if head.seq >= cursor.delivered {
+                    // Ids go on: most likely a removal whose notice this process did not get.
+                    tracing::debug!(from = known, to = %head.epoch, "notices: the log has a new epoch; every tab reloads");
+                } else {
+                    tracing::warn!(
+                        from = known,
+                        to = %head.epoch,
+                        "notices: the log has a new epoch (Redis lost data or is another server); every tab reloads"
+                    );
+                }
                 (cursor.epoch, cursor.delivered) = (Some(head.epoch), head.seq);
                 // Settled pages are kept for requests naming their epoch: the old epoch's must not outlive it.
                 self.hub.pages().forget(feed);

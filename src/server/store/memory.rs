@@ -2,7 +2,8 @@
 //! map, made by its first append (reads of a feed never written add nothing), so `feeds` pages in name order. Ids
 //! stay contiguous in a feed's ring (retention only ever drops the oldest), so `since` and `before` are index
 //! computations, not searches. Send keys are one table for every feed, with one bound, so many feeds cannot
-//! multiply what they cost.
+//! multiply what they cost. A removal overwrites the message in place (its author, text, source and address are
+//! dropped, its slot stays), so the ring stays contiguous.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
@@ -11,8 +12,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use super::{new_epoch, now_rfc3339, Appended, Draft, FeedStore, StoreError, KEY_MEMORY};
-use crate::shared::domain::{FeedName, Message};
+use super::{new_epoch, now_rfc3339, Appended, Draft, FeedStore, Removal, Sent, StoreError, KEY_MEMORY};
+use crate::shared::domain::{FeedName, Message, Source};
 
 /// Most send keys remembered at once, over all feeds; past it the oldest are forgotten first.
 const MAX_KEYS: usize = 100_000;
@@ -39,7 +40,7 @@ struct Inner {
 struct Log {
     epoch: String,
     last_id: u64,
-    messages: VecDeque<Message>,
+    messages: VecDeque<Sent>,
 }
 
 impl Inner {
@@ -59,9 +60,16 @@ impl Log {
     /// Index in `messages` of the first message with id > `after`.
     fn first_after(&self, after: u64) -> usize {
         match self.messages.front() {
-            Some(first) if after >= first.id => ((after - first.id + 1) as usize).min(self.messages.len()),
+            Some(first) if after >= first.message.id => {
+                ((after - first.message.id + 1) as usize).min(self.messages.len())
+            }
             _ => 0,
         }
+    }
+
+    /// The messages in `range` of the ring, as readers see them.
+    fn read(&self, range: std::ops::Range<usize>) -> Vec<Message> {
+        self.messages.range(range).map(|sent| sent.message.clone()).collect()
     }
 }
 
@@ -117,7 +125,8 @@ impl FeedStore for MemoryStore {
         if log.messages.len() == self.cap {
             log.messages.pop_front();
         }
-        log.messages.push_back(message.clone());
+        let (group, address) = (draft.group.to_owned(), draft.address.to_owned());
+        log.messages.push_back(Sent { message: message.clone(), group, address });
         let epoch = log.epoch.clone();
         if let Some(name) = name {
             inner.keys.insert(name.clone(), message.clone());
@@ -131,21 +140,21 @@ impl FeedStore for MemoryStore {
     }
 
     async fn since(&self, feed: &FeedName, after: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
-        Ok(self
-            .read(feed, Vec::new(), |log| log.messages.range(log.first_after(after)..).take(limit).cloned().collect()))
+        Ok(self.read(feed, Vec::new(), |log| {
+            let from = log.first_after(after);
+            log.read(from..log.messages.len().min(from.saturating_add(limit)))
+        }))
     }
 
     async fn before(&self, feed: &FeedName, before: u64, limit: usize) -> Result<Vec<Message>, StoreError> {
         Ok(self.read(feed, Vec::new(), |log| {
             let end = log.first_after(before.saturating_sub(1));
-            log.messages.range(end.saturating_sub(limit)..end).cloned().collect()
+            log.read(end.saturating_sub(limit)..end)
         }))
     }
 
     async fn latest(&self, feed: &FeedName, limit: usize) -> Result<Vec<Message>, StoreError> {
-        Ok(self.read(feed, Vec::new(), |log| {
-            log.messages.range(log.messages.len().saturating_sub(limit)..).cloned().collect()
-        }))
+        Ok(self.read(feed, Vec::new(), |log| log.read(log.messages.len().saturating_sub(limit)..log.messages.len())))
     }
 
     async fn last_id(&self, feed: &FeedName) -> Result<u64, StoreError> {
@@ -171,9 +180,48 @@ impl FeedStore for MemoryStore {
         // A feed emptied by retention stays: its epoch and last id are what keep its ids from being handed out again.
         let Some(log) = inner.feeds.get_mut(feed) else { return Ok(0) };
         let before = log.messages.len();
-        while log.messages.len() > keep || log.messages.front().is_some_and(older) {
+        while log.messages.len() > keep || log.messages.front().is_some_and(|sent| older(&sent.message)) {
             log.messages.pop_front();
         }
         Ok((before - log.messages.len()) as u64)
+    }
+
+    async fn remove(&self, feed: &FeedName, ids: &[u64]) -> Result<Removal, StoreError> {
+        let mut inner = self.inner();
+        let Some(log) = inner.feeds.get_mut(feed) else {
+            return Ok(Removal { removed: Vec::new(), epoch: String::new() });
+        };
+        let mut removed = Vec::new();
+        for &id in ids {
+            let Some(first) = log.messages.front().map(|sent| sent.message.id) else { break };
+            let Some(sent) = id.checked_sub(first).and_then(|at| log.messages.get_mut(at as usize)) else { continue };
+            if sent.message.removed {
+                continue; // erased already: nothing changes, so no new epoch for it
+            }
+            let message = &mut sent.message;
+            (message.user, message.text, message.source, message.removed) =
+                (String::new(), String::new(), Source::Anonymous, true);
+            sent.address = String::new();
+            removed.push(id);
+        }
+        if !removed.is_empty() {
+            log.epoch = new_epoch();
+        }
+        // Send keys hold a copy of their first message, to answer a repeat: that copy goes too.
+        let erased: std::collections::HashSet<u64> = removed.iter().copied().collect();
+        let epoch = log.epoch.clone();
+        for ((key_feed, _, _), first) in inner.keys.iter_mut() {
+            if key_feed == feed && erased.contains(&first.id) {
+                (first.user, first.text, first.source, first.removed) =
+                    (String::new(), String::new(), Source::Anonymous, true);
+            }
+        }
+        Ok(Removal { removed, epoch })
+    }
+
+    async fn recent(&self, feed: &FeedName, limit: usize) -> Result<Vec<Sent>, StoreError> {
+        Ok(self.read(feed, Vec::new(), |log| {
+            log.messages.range(log.messages.len().saturating_sub(limit)..).cloned().collect()
+        }))
     }
 }

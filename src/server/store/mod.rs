@@ -180,16 +180,11 @@ pub trait FeedStore: Send + Sync + 'static {
     /// Erases the messages `ids` of `feed` that are kept (others are skipped): author, text, source and address are
     /// gone from the store for real, not flagged (a dump of the store afterwards holds none of them), and each reads
     /// back at its id as `Message { removed: true, user: "", text: "", source: Anonymous, at }` from then on. If any
-    /// was erased, the feed gets a new epoch (ids go on: the next append takes the next id).
-    async fn remove(&self, feed: &FeedName, ids: &[u64]) -> Result<Removal, StoreError> {
-        let _ = (feed, ids);
-        Err(StoreError::Unavailable("not implemented".into()))
-    }
+    /// was erased, the feed gets a new epoch (ids go on: the next append takes the next id). An id removed already is
+    /// not erased again: it is not in `removed`, and alone it changes no epoch.
+    async fn remove(&self, feed: &FeedName, ids: &[u64]) -> Result<Removal, StoreError>;
     /// The newest `limit` messages of `feed` with their senders' group and address, oldest first (removed ones too).
-    async fn recent(&self, feed: &FeedName, limit: usize) -> Result<Vec<Sent>, StoreError> {
-        let _ = (feed, limit);
-        Err(StoreError::Unavailable("not implemented".into()))
-    }
+    async fn recent(&self, feed: &FeedName, limit: usize) -> Result<Vec<Sent>, StoreError>;
     /// Whether this store can take a send now (`/readyz`): it answers and it takes writes (a Redis that became a
     /// replica or is full refuses them while still answering reads). Cheap enough to be asked often: a store
     /// that probes reuses its answer for [`READY_FOR`].

@@ -10,7 +10,15 @@
 //! The schema has a version (`PRAGMA user_version`) and one step per version; a database of a newer version than
 //! this server knows is refused. Version 3 made the log per feed: a database of version 2 keeps its messages, ids
 //! and epoch as feed `main`'s, so an upgrade does not make open tabs reload. Version 4 added each message's source
-//! (`store::stored_source`); the rows of before are anonymous, as they were.
+//! (`store::stored_source`); the rows of before are anonymous, as they were. Version 5 added each message's group,
+//! address (moderation: `recent`) and `removed` mark; the rows of before read group and address `""`.
+//!
+//! A removal erases for real (`remove`): the row keeps its id and time, its author, text, source and address are
+//! overwritten, and the old bytes are gone from the file too. SQLite leaves a changed row's old bytes in free space
+//! of its page and the old page images in the write-ahead log, so the writer runs with `secure_delete` (freed space
+//! is zeroed, also after retention) and a removal ends with a `TRUNCATE` checkpoint, which copies the log into the
+//! file and empties it. A checkpoint that readers hold up is tried again after each later commit until it
+//! completes (said in the log meanwhile).
 //!
 //! Readiness (`/readyz`) asks the writer thread itself: it answers only if it runs and is not stuck, and it says
 //! not ready while its last commit failed (a full disk, a read-only file), until a small write commits again.
@@ -23,7 +31,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::{
-    new_epoch, now_rfc3339, source_of_stored, stored_source, Appended, Draft, FeedStore, StoreError, KEY_MEMORY,
+    new_epoch, now_rfc3339, source_of_stored, stored_source, Appended, Draft, FeedStore, Removal, Sent, StoreError,
+    KEY_MEMORY,
 };
 use crate::shared::domain::{FeedName, Message};
 
@@ -32,7 +41,7 @@ const MAX_BATCH: usize = 512;
 /// Most rows one retention pass deletes per transaction, so a large cleanup never holds the writer for long.
 const PRUNE_CHUNK: i64 = 2_000;
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// Most expired send keys one commit forgets (so forgetting never holds the writer for long).
 const FORGET_KEYS_CHUNK: i64 = 256;
@@ -44,6 +53,8 @@ struct Pending {
     text: String,
     /// `store::stored_source`: NULL for anonymous.
     source: Option<String>,
+    group: String,
+    address: String,
     /// (group, key), when the send has a key.
     key: Option<(String, String)>,
     reply: oneshot::Sender<Result<Appended, StoreError>>,
@@ -56,6 +67,11 @@ enum Job {
         keep: usize,
         cutoff: Option<time::OffsetDateTime>,
         reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    Remove {
+        feed: FeedName,
+        ids: Vec<u64>,
+        reply: oneshot::Sender<Result<Removal, StoreError>>,
     },
     /// Readiness: whether the writer can commit (see the module doc).
     Probe(oneshot::Sender<Result<(), StoreError>>),
@@ -145,6 +161,8 @@ fn prepare(conn: &Connection) -> rusqlite::Result<()> {
         return Err(refuse(rusqlite::ffi::SQLITE_CANTOPEN, format!("could not switch to WAL mode (got {mode})")));
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // A removal must not leave the erased text in the page's free space (see the module doc).
+    conn.pragma_update(None, "secure_delete", "ON")?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(refuse(
@@ -193,6 +211,17 @@ fn prepare(conn: &Connection) -> rusqlite::Result<()> {
             "BEGIN;
              ALTER TABLE messages ADD COLUMN source TEXT;
              PRAGMA user_version = 4;
+             COMMIT;",
+        )?;
+    }
+    if version < 5 {
+        // Columns with a constant default: adding them rewrites no row; the rows of before read "" and 0.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE messages ADD COLUMN grp TEXT NOT NULL DEFAULT '';
+             ALTER TABLE messages ADD COLUMN address TEXT NOT NULL DEFAULT '';
+             ALTER TABLE messages ADD COLUMN removed INTEGER NOT NULL DEFAULT 0;
+             PRAGMA user_version = 5;
              COMMIT;",
         )?;
     }
@@ -251,6 +280,8 @@ fn per_feed_schema(conn: &Connection) -> rusqlite::Result<()> {
 fn write_loop(mut conn: Connection, queue: mpsc::Receiver<Job>) {
     // Whether the last commit failed: readiness stays off until one succeeds again.
     let mut failing = false;
+    // A removal whose checkpoint did not complete: the write-ahead log may still hold erased bytes.
+    let mut unflushed = false;
     while let Ok(first) = queue.recv() {
         let mut appends = Vec::new();
         let mut pending = Some(first);
@@ -263,6 +294,15 @@ fn write_loop(mut conn: Connection, queue: mpsc::Receiver<Job>) {
                     let pruned = prune(&mut conn, &feed, keep, cutoff).map_err(unavailable);
                     failing = pruned.is_err();
                     let _ = reply.send(pruned);
+                }
+                Job::Remove { feed, ids, reply } => {
+                    commit_appends(&mut conn, std::mem::take(&mut appends), &mut failing);
+                    let removed = remove(&mut conn, &feed, &ids).map_err(unavailable);
+                    failing = removed.is_err();
+                    if removed.as_ref().is_ok_and(|removal| !removal.removed.is_empty()) {
+                        unflushed = !checkpoint(&conn);
+                    }
+                    let _ = reply.send(removed);
                 }
                 Job::Probe(reply) => {
                     commit_appends(&mut conn, std::mem::take(&mut appends), &mut failing);
@@ -278,7 +318,55 @@ fn write_loop(mut conn: Connection, queue: mpsc::Receiver<Job>) {
             }
         }
         commit_appends(&mut conn, appends, &mut failing);
+        if unflushed {
+            unflushed = !checkpoint(&conn);
+        }
     }
+}
+
+/// Copies the write-ahead log into the file and empties it, so no page image of before a removal survives; answers
+/// whether it completed (readers in the middle of a read hold it up: it is tried again after the next commit).
+fn checkpoint(conn: &Connection) -> bool {
+    let done = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0));
+    match done {
+        Ok(0) => true,
+        Ok(_) => {
+            tracing::warn!("the write-ahead log still holds removed messages: readers held the checkpoint up");
+            false
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "the write-ahead log still holds removed messages: the checkpoint failed");
+            false
+        }
+    }
+}
+
+/// Erases the kept, not yet removed messages among `ids` of `feed` in one transaction, and gives the feed a new
+/// epoch if any was (see the module doc; the write loop checkpoints before it answers).
+fn remove(conn: &mut Connection, feed: &FeedName, ids: &[u64]) -> rusqlite::Result<Removal> {
+    let feed = feed.as_str();
+    let tx = conn.transaction()?;
+    let mut removed = Vec::new();
+    {
+        let mut erase = tx.prepare_cached(
+            "UPDATE messages SET user = '', text = '', source = NULL, address = '', removed = 1
+             WHERE feed = ?1 AND id = ?2 AND removed = 0",
+        )?;
+        for &id in ids {
+            // An id past what SQLite can hold was never handed out.
+            let Ok(stored) = i64::try_from(id) else { continue };
+            if erase.execute(params![feed, stored])? == 1 {
+                removed.push(id);
+            }
+        }
+    }
+    if !removed.is_empty() {
+        tx.execute("UPDATE feeds SET epoch = ?2 WHERE name = ?1", params![feed, new_epoch()])?;
+    }
+    let epoch: Option<String> =
+        tx.query_row("SELECT epoch FROM feeds WHERE name = ?1", [feed], |row| row.get(0)).optional()?;
+    tx.commit()?;
+    Ok(Removal { removed, epoch: epoch.unwrap_or_default() })
 }
 
 /// Readiness, on the writer: ready unless the last commit failed; then a small write must commit first (it costs
@@ -316,10 +404,11 @@ fn commit_appends(conn: &mut Connection, appends: Vec<Pending>, failing: &mut bo
                  ON CONFLICT (name) DO UPDATE SET seq = seq + 1 RETURNING seq, epoch",
             )?;
             let mut insert = tx.prepare_cached(
-                "INSERT INTO messages (feed, id, user, text, at, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO messages (feed, id, user, text, at, source, grp, address)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             let mut find_key = tx.prepare_cached(
-                "SELECT k.id, m.user, m.text, m.at, m.source FROM send_keys k
+                "SELECT k.id, m.user, m.text, m.at, m.source, m.removed FROM send_keys k
                  LEFT JOIN messages m ON m.feed = k.feed AND m.id = k.id
                  WHERE k.feed = ?1 AND k.grp = ?2 AND k.key = ?3 AND k.made >= ?4",
             )?;
@@ -344,7 +433,7 @@ fn commit_appends(conn: &mut Connection, appends: Vec<Pending>, failing: &mut bo
                                 text: row.get::<_, Option<String>>(2)?.unwrap_or_else(|| pending.text.clone()),
                                 at: row.get::<_, Option<String>>(3)?.unwrap_or_else(|| at.clone()),
                                 source: source_of_stored(source.as_deref()),
-                                removed: false,
+                                removed: row.get::<_, Option<bool>>(5)?.unwrap_or(false),
                             })
                         })
                         .optional()?;
@@ -356,7 +445,16 @@ fn commit_appends(conn: &mut Connection, appends: Vec<Pending>, failing: &mut bo
                 let (id, epoch) = next_id.query_row(params![feed, new_epoch()], |row| {
                     Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
                 })?;
-                insert.execute(params![feed, id, pending.user, pending.text, at, pending.source])?;
+                insert.execute(params![
+                    feed,
+                    id,
+                    pending.user,
+                    pending.text,
+                    at,
+                    pending.source,
+                    pending.group,
+                    pending.address
+                ])?;
                 if let Some((group, key)) = &pending.key {
                     remember.execute(params![feed, group, key, id, now])?;
                 }
@@ -440,6 +538,7 @@ fn prune(
     }
 }
 
+/// A row read as `id, user, text, at, source, removed` (the first columns of every query of messages).
 fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
         id: row.get::<_, i64>(0)? as u64,
@@ -447,7 +546,7 @@ fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         text: row.get(2)?,
         at: row.get(3)?,
         source: source_of_stored(row.get::<_, Option<String>>(4)?.as_deref()),
-        removed: false,
+        removed: row.get(5)?,
     })
 }
 
@@ -467,7 +566,8 @@ impl FeedStore for SqliteStore {
         let (user, text) = (draft.author.as_str().to_owned(), draft.text.as_str().to_owned());
         let key = draft.key.map(|key| (draft.group.to_owned(), key.as_str().to_owned()));
         let (feed, source) = (draft.feed.clone(), stored_source(draft.source));
-        self.ask(|reply| Job::Append(Pending { feed, user, text, source, key, reply })).await
+        let (group, address) = (draft.group.to_owned(), draft.address.to_owned());
+        self.ask(|reply| Job::Append(Pending { feed, user, text, source, group, address, key, reply })).await
     }
 
     async fn epoch(&self, feed: &FeedName) -> Result<String, StoreError> {
@@ -487,7 +587,7 @@ impl FeedStore for SqliteStore {
         self.read(move |conn| {
             collect(
                 conn,
-                "SELECT id, user, text, at, source FROM messages WHERE feed = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                "SELECT id, user, text, at, source, removed FROM messages WHERE feed = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
                 feed.as_str(),
                 after,
                 limit,
@@ -501,7 +601,8 @@ impl FeedStore for SqliteStore {
         self.read(move |conn| {
             let mut page = collect(
                 conn,
-                "SELECT id, user, text, at, source FROM messages WHERE feed = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                "SELECT id, user, text, at, source, removed FROM messages WHERE feed = ?1 AND id < ?2
+                 ORDER BY id DESC LIMIT ?3",
                 feed.as_str(),
                 before,
                 limit,
@@ -551,6 +652,28 @@ impl FeedStore for SqliteStore {
         self.ask(|reply| Job::Prune { feed, keep, cutoff, reply }).await
     }
 
+    async fn remove(&self, feed: &FeedName, ids: &[u64]) -> Result<Removal, StoreError> {
+        let (feed, ids) = (feed.clone(), ids.to_vec());
+        self.ask(|reply| Job::Remove { feed, ids, reply }).await
+    }
+
+    async fn recent(&self, feed: &FeedName, limit: usize) -> Result<Vec<Sent>, StoreError> {
+        let (feed, limit) = (feed.clone(), limit.min(i64::MAX as usize) as i64);
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, user, text, at, source, removed, grp, address FROM messages WHERE feed = ?1
+                 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![feed.as_str(), limit], |row| {
+                Ok(Sent { message: row_to_message(row)?, group: row.get(6)?, address: row.get(7)? })
+            })?;
+            let mut recent = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            recent.reverse();
+            Ok(recent)
+        })
+        .await
+    }
+
     async fn ready(&self) -> Result<(), StoreError> {
         self.readiness
             .check(|| async {
@@ -566,6 +689,7 @@ impl FeedStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::store::Sent;
     use crate::shared::domain::{MessageText, Source, Username};
 
     /// A database that stops taking writes (a file system remounted read-only after errors, played by
@@ -704,7 +828,7 @@ mod tests {
         drop(store);
         let version: i64 =
             Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
-        assert_eq!(version, 4);
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     /// A version-2 log never appended to becomes no feed at all: nothing is stored for it.
@@ -733,5 +857,61 @@ mod tests {
             .query_row("SELECT (SELECT COUNT(*) FROM feeds) + (SELECT COUNT(*) FROM meta)", [], |row| row.get(0))
             .unwrap();
         assert_eq!(rows, 0);
+    }
+
+    /// A database of version 4 (sources, before groups, addresses and removals; its DDL as it was) keeps every row,
+    /// read as before and with group and address `""` for moderation; its rows can be removed, and new ones keep
+    /// their group and address.
+    #[tokio::test]
+    async fn a_version_4_database_keeps_its_messages_without_senders() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feed.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE feeds (name TEXT PRIMARY KEY, epoch TEXT NOT NULL, seq INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE messages (feed TEXT NOT NULL, id INTEGER NOT NULL, user TEXT NOT NULL, text TEXT NOT NULL,
+                 at TEXT NOT NULL, source TEXT, PRIMARY KEY (feed, id));
+             CREATE TABLE send_keys (feed TEXT NOT NULL, grp TEXT NOT NULL, key TEXT NOT NULL, id INTEGER NOT NULL,
+                 made INTEGER NOT NULL, PRIMARY KEY (feed, grp, key));
+             CREATE INDEX send_keys_made ON send_keys(made);
+             CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO feeds VALUES ('main', 'e4', 2);
+             INSERT INTO messages VALUES ('main', 1, 'ada', 'one', '2026-01-01T00:00:00Z', 'verified:s1');
+             INSERT INTO messages VALUES ('main', 2, 'bob', 'two', '2026-01-01T00:00:01Z', NULL);
+             PRAGMA user_version = 4;",
+        )
+        .unwrap();
+        drop(conn);
+        let store = SqliteStore::open(&path).unwrap();
+        let main = FeedName::main();
+        let old = store.since(&main, 0, 10).await.unwrap();
+        let one = Message {
+            id: 1,
+            user: "ada".into(),
+            text: "one".into(),
+            at: "2026-01-01T00:00:00Z".into(),
+            source: Source::Verified("s1".into()),
+            removed: false,
+        };
+        let two =
+            Message { id: 2, user: "bob".into(), text: "two".into(), at: "2026-01-01T00:00:01Z".into(), ..one.clone() };
+        let two = Message { source: Source::Anonymous, ..two };
+        assert_eq!(old, vec![one.clone(), two.clone()]);
+        assert_eq!(store.epoch(&main).await.unwrap(), "e4", "open tabs keep their log");
+        let unsent =
+            |message: &Message| Sent { message: message.clone(), group: String::new(), address: String::new() };
+        assert_eq!(store.recent(&main, 10).await.unwrap(), vec![unsent(&one), unsent(&two)]);
+        let (author, text) = (Username::parse("cy").unwrap(), MessageText::parse("three", 100).unwrap());
+        let draft = Draft { group: "g7", address: "203.0.113.9", ..draft_in(&main, &author, &text) };
+        let three = store.append(draft).await.unwrap().message;
+        assert_eq!(three.id, 3);
+        let sent = Sent { message: three, group: "g7".into(), address: "203.0.113.9".into() };
+        assert_eq!(store.recent(&main, 1).await.unwrap(), vec![sent]);
+        assert_eq!(store.remove(&main, &[1]).await.unwrap().removed, vec![1]);
+        assert!(store.since(&main, 0, 1).await.unwrap()[0].removed);
+        drop(store);
+        let version: i64 =
+            Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
+        assert_eq!(version, 5);
     }
 }
