@@ -872,3 +872,38 @@ async fn a_message_published_through_a_reaches_a_tab_on_b_and_the_keys_budget_is
         assert!(retry.is_some_and(|secs| (1..=30).contains(&secs.parse::<u32>().unwrap())));
     }
 }
+
+/// A moderator's removal through replica A (an API key that may moderate): a tab on replica B is told at once, B
+/// answers the message as removed, and no page of B's holds the text any more.
+#[tokio::test]
+async fn a_removal_through_a_takes_effect_on_b() {
+    let redis = TestRedis::start();
+    let (key, entry) = broadcasting::server::api_keys::make("mod");
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("api-keys.toml");
+    std::fs::write(&keys, format!("{}\nmoderate = true\n", entry.trim_end())).unwrap();
+    let flags = ["--scope", "everyone", "--api-keys-file", keys.to_str().unwrap()];
+    let (a, b) = (replica(&redis, &flags), replica(&redis, &flags));
+    let tab = b.browser();
+    let ticket = tab.join("ada").await;
+    for text in ["fine", "take-this-down-41c2", "also fine"] {
+        tab.send(&ticket, text).await;
+    }
+    let before: Vec<Value> = tab.get("/api/messages?since=0&until=3").await.ok();
+    assert_eq!(texts(&before), ["fine", "take-this-down-41c2", "also fine"], "B has made and cached the page");
+    let mut stream = tab.events().await;
+    let removed = reqwest::Client::new()
+        .delete(a.url("/api/v1/admin/feeds/main/messages/2"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), 200);
+    let notice = tokio::time::timeout(Duration::from_secs(1), stream.next()).await.expect("B's tab is told at once");
+    assert_eq!(notice.id, "3");
+    for query in ["?since=0", "?since=0&until=3"] {
+        let page: Vec<Value> = tab.get(&format!("/api/messages{query}")).await.ok();
+        assert_eq!(texts(&page), ["fine", "", "also fine"], "{query}");
+        assert_eq!(page[1]["removed"], true);
+    }
+}

@@ -1,3 +1,4 @@
+import { createHmac } from "node:crypto";
 import { test as base, expect, type Page, type BrowserContext, type Locator } from "@playwright/test";
 
 /**
@@ -66,3 +67,13 @@ export async function expectOnceInOrder(page: Page) {
 /** The log row `USER: TEXT`. */
 export const row = (page: Page, user: string, text: string) =>
   page.locator(".log p[data-key]").filter({ hasText: `${user}: ${text}` });
+
+/** The secret the specs' servers check sign-in tokens with (`--token-secret`). */
+export const TOKEN_SECRET = "the e2e deployer's secret, thirty-two bytes or more";
+
+/** A sign-in token as a deployer's backend signs it: HS256 with `TOKEN_SECRET`. */
+export function signToken(claims: Record<string, unknown>): string {
+  const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const body = `${part({ alg: "HS256", typ: "JWT" })}.${part(claims)}`;
+  return `${body}.${createHmac("sha256", TOKEN_SECRET).update(body).digest("base64url")}`;
+}

@@ -1,6 +1,5 @@
-import { createHmac } from "node:crypto";
 import AxeBuilder from "@axe-core/playwright";
-import { test, expect, unique, join, send, type Page } from "./fixtures";
+import { test, expect, unique, join, send, type Page, TOKEN_SECRET, signToken } from "./fixtures";
 import { startServer, dropServer, type Server } from "./server";
 
 /**
@@ -9,13 +8,8 @@ import { startServer, dropServer, type Server } from "./server";
  * anonymous tab of the same feed sees the mark on that name, and none on a typed name that imitates it. A server of
  * this test's own takes tokens (`join = both`), so what every other spec sees is unchanged.
  */
-const SECRET = "the e2e deployer's secret, thirty-two bytes or more";
-
-function sign(claims: Record<string, unknown>): string {
-  const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
-  const body = `${part({ alg: "HS256", typ: "JWT" })}.${part(claims)}`;
-  return `${body}.${createHmac("sha256", SECRET).update(body).digest("base64url")}`;
-}
+const SECRET = TOKEN_SECRET;
+const sign = signToken;
 
 let server: Server;
 

@@ -1,8 +1,7 @@
-import { createHmac } from "node:crypto";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { test, expect, send, type Page } from "./fixtures";
+import { test, expect, send, type Page, TOKEN_SECRET, signToken } from "./fixtures";
 import { startCluster, dropServer, type Server } from "./server";
 
 /**
@@ -12,13 +11,8 @@ import { startCluster, dropServer, type Server } from "./server";
  * feed is for members and none of its messages, and every page URL the members' tabs fetched answers it 403
  * through nginx's cache.
  */
-const SECRET = "the e2e deployer's secret, thirty-two bytes or more";
-
-function sign(claims: Record<string, unknown>): string {
-  const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
-  const body = `${part({ alg: "HS256", typ: "JWT" })}.${part(claims)}`;
-  return `${body}.${createHmac("sha256", SECRET).update(body).digest("base64url")}`;
-}
+const SECRET = TOKEN_SECRET;
+const sign = signToken;
 
 const member = (sub: string, name: string) =>
   sign({ sub, name, exp: Math.floor(Date.now() / 1000) + 600, feeds: { read: ["team-*"], write: ["team-*"] } });

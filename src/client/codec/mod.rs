@@ -56,6 +56,9 @@ pub fn push_messages(out: &mut String, messages: &[Message]) {
             json::push_string(out, value);
         }
         push_source(out, &m.source);
+        if m.removed {
+            out.push_str(",\"removed\":true");
+        }
         out.push('}');
     }
     out.push(']');

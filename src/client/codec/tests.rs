@@ -21,6 +21,9 @@ fn awkward() -> Vec<Message> {
         m(2, "\"quoted\" \\ back", "tab\there\nnew line\r\u{8}\u{c}"),
         m(3, "ctl\u{1}\u{1f}\u{7f}", "é ünïcödé 🦀 \u{2028}\u{2029} </script>"),
         m(9_007_199_254_740_992, "", ""),
+        // A message a moderator removed: relayed between tabs with its flag, or another tab would show it as a
+        // message from nobody.
+        Message { removed: true, ..m(4, "", "") },
     ]
 }
 
