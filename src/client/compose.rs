@@ -83,6 +83,8 @@ pub fn Composer(feed: Feed, here: Presence) -> impl IntoView {
             // (the log loads, then the browser's stream carries it: `feed::FeedLog`); a renewal's replaces it.
             if let Some(pass) = &joined.pass {
                 remote::hold_pass(pass);
+                // Who is here could not be read without the pass: it can now.
+                here.refresh();
                 if feed.locked_untracked() {
                     feed.unlock(pass.clone());
                 } else {

@@ -3,6 +3,7 @@
 //! What `Feed` chooses to announce is read out by a polite live region; the list itself is not one. The first page
 //! is rendered on the server and read back by the tab as it hydrates (`codec::FirstPage`).
 
+use leptos::either::Either;
 use leptos::html::Div;
 use leptos::prelude::*;
 
@@ -122,9 +123,15 @@ pub fn FeedLog(feed: Feed, hydrated: Signal<bool>) -> impl IntoView {
     Effect::new(move |_| {
         feed.track_rows();
         if sticky.get_value() {
-            if let Some(el) = log.get_untracked() {
-                el.set_scroll_top(el.scroll_height());
-            }
+            // Now, and again once the frame is laid out: this effect may run before the list has put the new
+            // rows in, and scrolling then would stop one row short of the bottom.
+            let to_bottom = move || {
+                if let Some(el) = log.get_untracked().filter(|_| sticky.get_value()) {
+                    el.set_scroll_top(el.scroll_height());
+                }
+            };
+            to_bottom();
+            request_animation_frame(to_bottom);
             seen.set(feed.newest_id());
         }
     });
@@ -175,32 +182,28 @@ pub fn FeedLog(feed: Feed, hydrated: Signal<bool>) -> impl IntoView {
                                 let class = author_class(&message.user);
                                 let mark = mark::mark(&message.source);
                                 let day = move || hydrated.get().then(|| day_starting_at(feed, id)).flatten();
-                                if message.removed {
-                                    // Erased by a moderator: its place and time stay, nothing of what it said.
-                                    return view! {
-                                        <p data-key=id class="removed">
-                                            {move || day().map(|day| view! { <span class="day">{day}</span> })}
-                                            <time datetime=message.at.clone() title=move || time.get().map(|t| t.full)>
-                                                {move || time.get().map(|t| t.short)}
-                                            </time>
-                                            <em>"message removed"</em>
-                                        </p>
-                                    }
-                                    .into_any();
-                                }
+                                // Erased by a moderator: its place and time stay, nothing of what it said.
+                                let removed = message.removed;
+                                let class = if removed { "removed".to_owned() } else { class };
+                                let said = if removed {
+                                    Either::Left(view! { <em>"message removed"</em> })
+                                } else {
+                                    // Each part is its own bidi run: a right-to-left mark in one cannot reorder
+                                    // the other. The mark is an element of its own, outside the name's run.
+                                    Either::Right(view! {
+                                        <strong><bdi class="user">{message.user}</bdi>{mark}":"</strong>" "
+                                        <bdi class="text">{message.text}</bdi>
+                                    })
+                                };
                                 view! {
-                                    // Each part is its own bidi run: a right-to-left mark in one cannot reorder the other.
                                     <p data-key=id class=class>
                                         {move || day().map(|day| view! { <span class="day">{day}</span> })}
                                         <time datetime=message.at.clone() title=move || time.get().map(|t| t.full)>
                                             {move || time.get().map(|t| t.short)}
                                         </time>
-                                        // The mark is an element of its own, outside the name's run (see `mark`).
-                                        <strong><bdi class="user">{message.user}</bdi>{mark}":"</strong>" "
-                                        <bdi class="text">{message.text}</bdi>
+                                        {said}
                                     </p>
                                 }
-                                .into_any()
                             }
                         />
                     }

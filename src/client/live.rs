@@ -121,11 +121,8 @@ impl relay::Tab for Link {
     }
 
     fn opened(&self) {
-        // Whatever was sent while the stream was down (or before this tab held it): fetch until an empty page; and who
-        // is here (reads are spaced, so this costs nothing when the stream's state asked already). A private feed's
-        // tab that just joined is carried from now on, by a stream that opens to carry it.
+        // Whatever was sent while the stream was down (or before this tab held it): fetch until an empty page.
         self.catch_up.request(u64::MAX);
-        self.refresh_presence();
     }
 
     fn page(&self, since: u64, epoch: String, messages: Vec<Message>) {
