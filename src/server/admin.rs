@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::server::moderation::{self, Moderator, Sender};
 use crate::server::state::AppState;
 use crate::server::store::Removal;
-use crate::server::{feed, messages, security};
+use crate::server::{feed, messages, refusal, security};
 use crate::shared::domain::{FeedName, Message};
 use crate::shared::error::{ApiError, ErrorKind};
 
@@ -101,14 +101,7 @@ fn admit(state: &AppState, raw_feed: &str, headers: &HeaderMap) -> Result<(Moder
 fn answer<T: Serialize>(outcome: Result<T, ApiError>) -> Response {
     let mut response = match outcome {
         Ok(body) => Json(body).into_response(),
-        Err(err) => {
-            let unauthorized = err.kind == ErrorKind::Unauthorized;
-            let mut response = err.into_response();
-            if unauthorized {
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            response
-        }
+        Err(err) => refusal::bearer_refused(err),
     };
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     security::not_a_document(response.headers_mut());

@@ -169,15 +169,14 @@ impl ApiKeys {
     /// The key an `Authorization` header value names (`Bearer <key>`): 401 for a missing, malformed or unknown
     /// one (the handler adds `WWW-Authenticate`).
     pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Arc<ApiKey>, ApiError> {
-        let presented = authorization
-            .and_then(|value| std::str::from_utf8(value).ok())
-            .and_then(|value| value.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, key)| key.trim())
-            .filter(|key| !key.is_empty());
-        let Some(presented) = presented else {
+        let Some(presented) = authorization.and_then(bearer_credential) else {
             return Err(unauthorized("This API needs `Authorization: Bearer <API key>`."));
         };
+        self.find(presented)
+    }
+
+    /// The key `presented` (the key itself, as a bearer credential carries it): 401 for an unknown one.
+    pub fn find(&self, presented: &str) -> Result<Arc<ApiKey>, ApiError> {
         let table = self.table.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
         table.get(&digest(presented)).cloned().ok_or_else(|| unauthorized("That API key is not valid here."))
     }
@@ -205,6 +204,13 @@ impl ApiKeys {
             }),
         }
     }
+}
+
+/// The credential of an `Authorization: Bearer …` value (the scheme in any case; blanks around it trimmed), if it
+/// is one and not empty: an API key, a private feed's read pass or a moderator's token.
+pub fn bearer_credential(value: &[u8]) -> Option<&str> {
+    let (scheme, credential) = std::str::from_utf8(value).ok()?.split_once(' ')?;
+    Some(credential.trim()).filter(|credential| scheme.eq_ignore_ascii_case("bearer") && !credential.is_empty())
 }
 
 fn unauthorized(message: &str) -> ApiError {

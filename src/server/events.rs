@@ -25,6 +25,7 @@ use crate::server::group::GroupId;
 use crate::server::net::Detach;
 use crate::server::peer::{self, Peer};
 use crate::server::state::AppState;
+use crate::server::ticket::TicketKeys;
 use crate::shared::domain::{FeedName, FEED_NAME_RULE};
 use crate::shared::error::{ApiError, ErrorKind};
 use crate::shared::wire;
@@ -57,7 +58,7 @@ async fn stream(
     let passes = passes_given(uri.query());
     let main = [FeedName::main()];
     for feed in named.as_deref().unwrap_or(&main) {
-        let pass = passes.iter().map(String::as_str).find(|pass| pass_names(pass, feed));
+        let pass = passes.iter().map(String::as_str).find(|pass| TicketKeys::pass_names(pass, feed));
         if let Err(refusal) = crate::server::feed::readable(&state, feed, pass) {
             return refusal.into_response();
         }
@@ -123,11 +124,6 @@ fn passes_given(query: Option<&str>) -> Vec<String> {
         .map(|(_, pass)| pass.into_owned())
         .take(MOST)
         .collect()
-}
-
-/// Whether `pass` says it is for `feed` (`p1.FEED.…`); whether it is one the server made, `feed::readable` checks.
-fn pass_names(pass: &str, feed: &FeedName) -> bool {
-    pass.strip_prefix("p1.").and_then(|rest| rest.strip_prefix(feed.as_str())).is_some_and(|rest| rest.starts_with('.'))
 }
 
 /// `frames`, with a comment whenever nothing was sent for `every`. A frame only notes the time: the timer is moved

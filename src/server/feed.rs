@@ -14,7 +14,7 @@ use crate::server::identity::{self, Grant};
 use crate::server::pages::{expires, Fresh, Page, PageKey};
 use crate::server::state::AppState;
 use crate::server::store::Draft;
-use crate::server::ticket::{SignedIn, TicketError, TicketId};
+use crate::server::ticket::{now_secs, SignedIn, TicketError, TicketId};
 use crate::server::{group::GroupId, observe};
 use crate::shared::domain::{FeedName, FEED_NAME_RULE};
 use crate::shared::domain::{Joined, Message, MessageText, PageLimits, SendKey, Source, Username};
@@ -47,7 +47,7 @@ pub fn readable(state: &AppState, feed: &FeedName, pass: Option<&str>) -> Result
         return Ok(());
     }
     let Some(pass) = pass else { return Err(members_only(feed)) };
-    match state.tickets.check_pass(feed, pass, ticket_clock()) {
+    match state.tickets.check_pass(feed, pass, now_secs()) {
         Ok(()) => Ok(()),
         Err(TicketError::Expired) => Err(ApiError::new(
             ErrorKind::Unauthorized,
@@ -77,7 +77,7 @@ pub fn join_with_token(
             ))
         }
     };
-    let identity = identity::verify(keys, raw_token, ticket_clock()).map_err(|err| {
+    let identity = identity::verify(keys, raw_token, now_secs()).map_err(|err| {
         // The reason, never the token: a client's fault, so not above debug.
         tracing::debug!(reason = %err, "sign-in token refused");
         ApiError::from(err)
@@ -110,11 +110,6 @@ pub fn join_with_token(
         expires: Some(expires),
         pass,
     })
-}
-
-/// Unix seconds now: the clock tokens and tickets are checked by.
-fn ticket_clock() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs())
 }
 
 /// What the page needs of the settings: the longest message, so it can count characters and refuse early; how tabs
@@ -805,7 +800,7 @@ mod tests {
     #[tokio::test]
     async fn a_token_join_sends_verified_and_every_refusal_stores_nothing() {
         use crate::shared::domain::JoinMode;
-        let exp = ticket_clock() + 600;
+        let exp = now_secs() + 600;
         let state = signing_in(JoinMode::Token);
         let group = GroupId::everyone();
         let mut sub = state.hub.subscribe(&Audience::main(group.clone()));

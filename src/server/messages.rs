@@ -107,9 +107,7 @@ pub enum Reader<'a> {
 
 /// The credential of an `Authorization: Bearer …` header, if the request has one.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, credential) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| credential.trim())
+    crate::server::api_keys::bearer_credential(headers.get(header::AUTHORIZATION)?.as_bytes())
 }
 
 /// One page of the feed named `raw_feed`, as the query of `uri` asks for it (with the request's `headers`): the

@@ -12,6 +12,7 @@ use crate::server::api_keys::KEY_PREFIX;
 use crate::server::identity::{self, Grant};
 use crate::server::state::AppState;
 use crate::server::store::{Removal, Sent};
+use crate::server::ticket::now_secs;
 use crate::shared::domain::{FeedName, Source};
 use crate::shared::error::{ApiError, ErrorKind};
 
@@ -52,7 +53,7 @@ pub fn moderator(state: &AppState, bearer: Option<&str>) -> Result<Moderator, Ap
         ));
     };
     if bearer.starts_with(KEY_PREFIX) {
-        let key = state.api_keys.authenticate(Some(format!("Bearer {bearer}").as_bytes()))?;
+        let key = state.api_keys.find(bearer)?;
         if !key.moderate {
             return Err(ApiError::new(ErrorKind::Forbidden, "This API key may post, not moderate."));
         }
@@ -72,10 +73,6 @@ pub fn moderator(state: &AppState, bearer: Option<&str>) -> Result<Moderator, Ap
         return Err(ApiError::new(ErrorKind::Forbidden, "Your sign-in is not a moderator's."));
     }
     Ok(Moderator { who: format!("subject:{}", identity.subject), scope: identity.grants.write })
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs())
 }
 
 /// The newest `limit` (at most [`MAX_RECENT`]) messages of `feed`, with their senders' group and address.

@@ -19,7 +19,7 @@ use crate::server::api_keys::ApiKey;
 use crate::server::feed::{self, Publish};
 use crate::server::peer::Peer;
 use crate::server::state::AppState;
-use crate::server::{messages, security};
+use crate::server::{messages, refusal, security};
 use crate::shared::domain::{FeedName, Message, Source};
 use crate::shared::error::{ApiError, ErrorKind};
 
@@ -126,7 +126,7 @@ async fn publish(
             let status = if fresh { StatusCode::CREATED } else { StatusCode::OK };
             (status, Json(message)).into_response()
         }
-        Err(err) => refused(err),
+        Err(err) => refusal::bearer_refused(err),
     };
     security::not_a_document(response.headers_mut());
     response
@@ -154,7 +154,7 @@ async fn read(State(state): State<AppState>, Path(raw_feed): Path<String>, uri: 
             page.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
             page
         }
-        Err(err) => refused(err),
+        Err(err) => refusal::bearer_refused(err),
     };
     security::not_a_document(response.headers_mut());
     response
@@ -170,16 +170,6 @@ fn admit(
     let feed = feed::named(state, raw_feed)?;
     key.may_use(&feed)?;
     Ok((key, feed))
-}
-
-/// The error as the API answers it; a 401 names the scheme that would be accepted.
-fn refused(err: ApiError) -> Response {
-    let unauthorized = err.kind == ErrorKind::Unauthorized;
-    let mut response = err.into_response();
-    if unauthorized {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    response
 }
 
 #[cfg(test)]

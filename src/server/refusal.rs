@@ -18,6 +18,17 @@ fn too_large(max_bytes: usize) -> ApiError {
     ApiError::new(ErrorKind::TooLarge, format!("That request is larger than this server takes ({max_bytes} bytes)."))
 }
 
+/// A refusal of the API for backends and moderators (`Authorization: Bearer`): the error as the API answers it,
+/// and on a 401 the scheme that would be accepted (`WWW-Authenticate: Bearer`).
+pub fn bearer_refused(err: ApiError) -> Response {
+    let unauthorized = err.kind == ErrorKind::Unauthorized;
+    let mut response = err.into_response();
+    if unauthorized {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
 /// 405 `method_not_allowed`: an API endpoint asked with a method it does not take.
 pub fn wrong_method() -> ApiError {
     ApiError::new(ErrorKind::MethodNotAllowed, "This API endpoint does not take that method.")

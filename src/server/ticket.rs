@@ -84,7 +84,8 @@ pub struct TicketKeys {
     lifetime: Option<std::time::Duration>,
 }
 
-fn now_secs() -> u64 {
+/// Unix seconds now: the clock tickets, read passes and sign-in tokens are checked by.
+pub fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
@@ -202,6 +203,14 @@ impl TicketKeys {
 
     fn mac_pass(&self, feed: &str, expires: u64) -> HmacSha256 {
         self.mac_of(&[b"p1", feed.as_bytes(), expires.to_string().as_bytes()])
+    }
+
+    /// Whether `pass` says it is for `feed` (`p1.FEED.…`), as a stream with several passes picks each feed's; whether
+    /// the server made it, `check_pass` tells.
+    pub fn pass_names(pass: &str, feed: &FeedName) -> bool {
+        pass.strip_prefix("p1.")
+            .and_then(|rest| rest.strip_prefix(feed.as_str()))
+            .is_some_and(|rest| rest.starts_with('.'))
     }
 
     /// Whether `pass` is one `issue_pass` made for `feed` that has not expired (at `now`, unix seconds).

@@ -590,6 +590,16 @@ async fn feeds_page_in_name_order() {
     }
 }
 
+/// A fresh store of each backend for one case of a property test: memory, SQLite in `dir`, and Redis on `server`
+/// under a prefix of the case's own.
+fn every_store(dir: &tempfile::TempDir, server: &TestRedis, case: usize) -> Vec<(&'static str, Arc<dyn FeedStore>)> {
+    vec![
+        ("memory", Arc::new(MemoryStore::new(1_000))),
+        ("sqlite", Arc::new(SqliteStore::open(&dir.path().join("feed.db")).unwrap())),
+        ("redis", Arc::new(redis_on(server, 1_000, &format!("case{case}")))),
+    ]
+}
+
 /// Random appends (some with keys, some repeated) over random feeds, on every store: each feed holds ids 1..n of
 /// its own fresh messages, in order, and never a message of another feed; a repeated key answers its feed's first.
 #[test]
@@ -608,12 +618,7 @@ fn random_appends_over_random_feeds_keep_ids_per_feed() {
             let case = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             runtime.block_on(async {
                 let dir = tempfile::tempdir().unwrap();
-                let subjects: Vec<(&str, Arc<dyn FeedStore>)> = vec![
-                    ("memory", Arc::new(MemoryStore::new(1_000))),
-                    ("sqlite", Arc::new(SqliteStore::open(&dir.path().join("feed.db")).unwrap())),
-                    ("redis", Arc::new(redis_on(&server, 1_000, &format!("case{case}")))),
-                ];
-                for (name, store) in subjects {
+                for (name, store) in every_store(&dir, &server, case) {
                     // The model: per feed, its texts in id order and the id each key got.
                     let mut texts: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
                     let mut keys: HashMap<(&str, u8), u64> = HashMap::new();
@@ -820,12 +825,7 @@ fn random_appends_and_removals_lose_nothing_else() {
             let case = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             runtime.block_on(async {
                 let dir = tempfile::tempdir().unwrap();
-                let subjects: Vec<(&str, Arc<dyn FeedStore>)> = vec![
-                    ("memory", Arc::new(MemoryStore::new(1_000))),
-                    ("sqlite", Arc::new(SqliteStore::open(&dir.path().join("feed.db")).unwrap())),
-                    ("redis", Arc::new(redis_on(&server, 1_000, &format!("case{case}")))),
-                ];
-                for (name, store) in subjects {
+                for (name, store) in every_store(&dir, &server, case) {
                     // The model: per feed, what each id must read back as.
                     let mut model: std::collections::BTreeMap<&str, Vec<Message>> = Default::default();
                     for (n, (f, removal)) in ops.iter().enumerate() {
